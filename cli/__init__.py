@@ -1,0 +1,1 @@
+"""Command line (installed as `imssa_hw.cli`): the `imssa-hw` click group and its commands."""

@@ -1,0 +1,67 @@
+"""The `imssa-hw` command group.
+
+Subcommands live in their own modules and are imported only when run, so that
+`imssa-hw board info` does not pay for importing torch. Register a command by adding
+one line to `COMMANDS`: its name, then "module:attribute" inside `imssa_hw.cli`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from imssa_hw import __version__
+from imssa_hw.errors import BadInput
+
+COMMANDS: dict[str, str] = {
+    "train": "train:train",
+}
+
+
+class BadInputError(click.ClickException):
+    """Shown as one line `Error: ...` with exit code 2, the convention for bad input."""
+
+    exit_code = 2
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        module = importlib.import_module(f"imssa_hw.cli.{module_name}")
+        return getattr(module, attribute)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BadInput as exc:
+            raise BadInputError(str(exc)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imssa-hw")
+def cli() -> None:
+    """Deploy S4D state-space models on memristive crossbar hardware.
+
+    The flow: train (S4D + quantization-aware training) -> compile (conductance
+    targets, placement, schedule) -> calibrate -> program (write-verify) -> infer.
+    `emulate` starts an emulated board; `demo` runs the whole flow on one.
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="imssa-hw")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

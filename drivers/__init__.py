@@ -1,0 +1,1 @@
+"""Device-driver layer (installed as `imssa_hw.drivers`): board protocol, serial link, SMU."""
