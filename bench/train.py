@@ -1,0 +1,54 @@
+"""Training targets: accuracy and wall time of `imssa-hw train`, run as a user runs it.
+
+Prints one JSON object: per case the task, bits, software (quantized) and float accuracy,
+wall time, and the target it is held against. Cases run one after another on this machine.
+
+    python bench/train.py [--cases zero-one-2bit,digits-4bit] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = {
+    "zero-one-2bit": {"args": ["--task", "zero-one", "--bits", "2"],
+                      "target": {"software_accuracy_min": 0.95, "wall_time_s_max": 300}},
+    "digits-4bit": {"args": ["--task", "digits", "--bits", "4"],
+                    "target": {"software_accuracy_min": 0.90}},
+}
+
+
+def run_case(name: str, seed: int, workdir: Path) -> dict:
+    report = workdir / f"{name}.json"
+    cmd = [sys.executable, "-m", "imssa_hw.cli.main", "train", *CASES[name]["args"],
+           "--seed", str(seed), "--out", str(workdir / f"{name}.pt"), "--report", str(report)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    result = json.loads(report.read_text())
+    return {"task": result["task"], "bits": result["bits"],
+            "software_accuracy": result["software_accuracy"],
+            "float_accuracy": result["float_accuracy"], "n_train": result["n_train"],
+            "n_test": result["n_test"], "epochs": result["epochs"],
+            "train_wall_time_s": result["wall_time_s"], "command_wall_time_s": round(wall, 1),
+            "target": CASES[name]["target"], "paper_software_accuracy_2bit": 0.9506}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {name: run_case(name, args.seed, Path(tmp)) for name in args.cases.split(",")}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

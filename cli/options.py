@@ -1,0 +1,38 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+from imssa_hw.config import MAX_BITS
+from imssa_hw.errors import BadInput
+
+
+def _parse_bits(ctx, param, value: str) -> int | None:
+    if value.lower() == "float":
+        return None
+    try:
+        bits = int(value)
+    except ValueError:
+        bits = 0
+    if not 1 <= bits <= MAX_BITS:
+        raise BadInput(f"--bits must be 1..{MAX_BITS} or 'float', got {value!r}")
+    return bits
+
+
+bits_option = click.option(
+    "--bits", default="2", show_default=True, callback=_parse_bits,
+    help=f"Bits per device for the S4D kernels, 1..{MAX_BITS}, or 'float' (no quantization).")
+
+
+def parse_classes(text: str | None) -> list[int] | None:
+    """'0,1' -> [0, 1]; None stays None."""
+    if text is None:
+        return None
+    try:
+        classes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BadInput(f"--classes must be comma-separated label ids like 0,1, got {text!r}") from None
+    if not classes or len(set(classes)) != len(classes):
+        raise BadInput(f"--classes must list distinct label ids, got {text!r}")
+    return classes

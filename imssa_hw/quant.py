@@ -1,0 +1,86 @@
+"""Fixed-dynamic-range quantization of the discretized S4D parameters.
+
+Convention (chosen for the hardware, see docs/quantization.md): `bits` is the number of bits
+per *device*. A value is stored on a differential pair G+ - G-, so the pair carries the sign
+and a b-bit device gives the signed integer levels -(2**b - 1) .. 2**b - 1. One bit is the
+ternary grid {-1, 0, 1} (each device on or off); zero is always representable (both devices
+off). The compiler maps level L onto |L| conductance steps dG above G_min.
+
+Every quantized value is `level * step`:
+- Abar: one *constant* step per kernel, shared by real and imaginary parts (the paper's fixed
+  fscale): step_A = a_range / L_max, with a_range = 1 since a stable Abar lies in the unit disc.
+  Levels are additionally kept inside the disc |level| <= L_max so that rounding never makes
+  a mode unstable.
+- Bbar and C: one step per kernel each, from the kernel's current max-abs value. The board
+  absorbs them in the input-voltage scale of the u row and the gain of the y column.
+
+Gradients pass the rounding unchanged (straight-through estimator).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from imssa_hw.config import MAX_BITS
+
+
+def max_level(bits: int) -> int:
+    """Largest level magnitude for `bits` bits per device: 2**bits - 1."""
+    if not 1 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be 1..{MAX_BITS}, got {bits}")
+    return 2**bits - 1
+
+
+def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Forward `q`, backward identity to `x`."""
+    return x + (q - x).detach()
+
+
+def max_abs_step(re: torch.Tensor, im: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-kernel step (last axis reduced) putting the largest |Re| or |Im| on the top level."""
+    peak = torch.maximum(re.detach().abs().amax(-1), im.detach().abs().amax(-1))
+    return peak.clamp_min(1e-12) / max_level(bits)
+
+
+def complex_levels(re: torch.Tensor, im: torch.Tensor, step: torch.Tensor, bits: int,
+                   in_disc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer levels (as float tensors) of re + i*im on the grid `step` (one per kernel).
+
+    With `in_disc`, levels with |level| > L_max are moved to the nearest grid point inside the
+    disc, found among the candidates that round one or both parts toward zero.
+    """
+    lmax = max_level(bits)
+    sr, si = re / step[..., None], im / step[..., None]
+    qr = torch.round(sr).clamp(-lmax, lmax)
+    qi = torch.round(si).clamp(-lmax, lmax)
+    if not in_disc:
+        return qr, qi
+    outside = qr**2 + qi**2 > lmax**2
+    if bool(outside.any()):
+        tr = torch.trunc(sr).clamp(-lmax, lmax)
+        ti = torch.trunc(si).clamp(-lmax, lmax)
+        best_r, best_i = tr, ti  # always inside: |trunc(s)| <= |s| <= L_max
+        best_d = (sr - tr) ** 2 + (si - ti) ** 2
+        for cr, ci in ((tr, qi), (qr, ti)):
+            d = (sr - cr) ** 2 + (si - ci) ** 2
+            ok = (cr**2 + ci**2 <= lmax**2) & (d < best_d)
+            best_r, best_i = torch.where(ok, cr, best_r), torch.where(ok, ci, best_i)
+            best_d = torch.where(ok, d, best_d)
+        qr, qi = torch.where(outside, best_r, qr), torch.where(outside, best_i, qi)
+    return qr, qi
+
+
+def fake_quantize(re: torch.Tensor, im: torch.Tensor, step: torch.Tensor, bits: int,
+                  in_disc: bool = False, noise_levels: float = 0.0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize re + i*im to `level * step` with a straight-through gradient.
+
+    `noise_levels` adds Gaussian noise of that sigma (in level units) to the levels, for
+    noise-aware training.
+    """
+    qr, qi = complex_levels(re, im, step, bits, in_disc)
+    if noise_levels > 0:
+        qr = qr + noise_levels * torch.randn_like(qr)
+        qi = qi + noise_levels * torch.randn_like(qi)
+    s = step[..., None]
+    return _ste(re, qr * s), _ste(im, qi * s)

@@ -1,0 +1,140 @@
+"""Training: float warm-up, then quantization-aware training with the fixed dynamic range.
+
+The float phase gives `float_accuracy` (the same network before its kernels are quantized);
+the QAT phase fine-tunes with quantized Abar, Bbar and C in the forward pass and the
+straight-through estimator in the backward pass. The epoch kept is the one with the best
+accuracy on a validation part of the training split; the test split is only reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from imssa_hw.classifier import S4DClassifier
+from imssa_hw.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule settings."""
+
+    epochs: int = 40
+    float_fraction: float = 0.4
+    batch_size: int = 64
+    lr: float = 1e-2
+    ssm_lr: float = 1e-3
+    weight_decay: float = 0.01
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if not 0 < self.float_fraction < 1:
+            raise ValueError(f"float_fraction must be in (0, 1), got {self.float_fraction}")
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation epoch of the QAT phase) and what was measured."""
+
+    model: S4DClassifier
+    software_accuracy: float
+    float_accuracy: float | None  # None when there was no float phase (a 1-epoch QAT run)
+    history: list[dict] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def set_quantized(model: S4DClassifier, on: bool) -> None:
+    """Switch the kernels between float and their quantized values (the config's bits)."""
+    for block in model.blocks:
+        block.ssm.bits = model.cfg.bits if on else None
+
+
+@torch.no_grad()
+def accuracy(model: S4DClassifier, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Fraction of samples classified correctly (eval mode)."""
+    if len(y) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        logits = model(torch.from_numpy(x[i:i + batch_size]))
+        correct += int((logits.argmax(-1).numpy() == y[i:i + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(y)
+
+
+def _split_validation(x: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator):
+    order = rng.permutation(len(y))
+    n_val = int(round(fraction * len(y)))
+    val, fit = order[:n_val], order[n_val:]
+    return x[fit], y[fit], x[val], y[val]
+
+
+def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+          model_cfg: ModelConfig, cfg: TrainConfig,
+          progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train an S4D classifier; `progress` is called after every epoch with its record."""
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    x_fit, y_fit, x_val, y_val = _split_validation(x_train, y_train, cfg.validation_fraction, rng)
+    model = S4DClassifier(model_cfg)
+    quantized = model_cfg.bits is not None
+    float_epochs = (min(cfg.epochs - 1, max(1, round(cfg.epochs * cfg.float_fraction)))
+                    if quantized else cfg.epochs)
+    optimizer = torch.optim.AdamW(model.parameter_groups(cfg.lr, cfg.ssm_lr, cfg.weight_decay))
+    steps_per_epoch = max(1, -(-len(y_fit) // cfg.batch_size))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[cfg.lr, cfg.ssm_lr], total_steps=cfg.epochs * steps_per_epoch,
+        pct_start=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x_fit), torch.from_numpy(y_fit)
+    history: list[dict] = []
+    float_accuracy: float | None = None
+    best_state, best_val = None, -1.0
+    set_quantized(model, False)
+    for epoch in range(cfg.epochs):
+        phase = "float" if epoch < float_epochs else "qat"
+        if phase == "qat" and epoch == float_epochs:
+            float_accuracy = accuracy(model, x_test, y_test) if epoch else None
+            set_quantized(model, True)
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(y_fit)))
+        total = 0.0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss) * len(idx)
+        val_acc = accuracy(model, x_val, y_val) if len(y_val) else accuracy(model, x_fit, y_fit)
+        record = {"epoch": epoch + 1, "phase": phase, "loss": total / len(y_fit),
+                  "val_accuracy": val_acc}
+        history.append(record)
+        if phase == ("qat" if quantized else "float") and val_acc >= best_val:
+            best_val = val_acc
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        if progress:
+            progress(record)
+    if not quantized:
+        float_accuracy = accuracy(model, x_test, y_test)
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model, accuracy(model, x_test, y_test), float_accuracy, history,
+                       time.perf_counter() - start)
+
+
+def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
+    """The settings of a run, for reports."""
+    return {"model": model_cfg.to_dict(), "train": asdict(cfg)}

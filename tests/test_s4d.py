@@ -1,0 +1,92 @@
+"""S4D kernel: convolution and recurrent modes agree; quantized values sit on their grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imssa_hw import quant
+from imssa_hw.s4d import S4DKernel, vandermonde_powers
+
+
+@pytest.mark.parametrize("bits", [None, 1, 2, 3, 4, 8])
+@pytest.mark.parametrize("init,disc", [("lin", "zoh"), ("inv", "bilinear")])
+def test_convolution_and_recurrence_agree(bits, init, disc):
+    torch.manual_seed(1)
+    kernel = S4DKernel(h=6, n=8, init=init, discretization=disc, bits=bits).double()
+    u = torch.randn(3, 6, 80, dtype=torch.float64)
+    with torch.no_grad():
+        conv, step = kernel(u), kernel.step_forward(u)
+    assert torch.allclose(conv, step, atol=1e-5, rtol=0)
+
+
+def test_vandermonde_is_exact_for_zero_and_matches_pow():
+    z = torch.tensor([0, 0.5 + 0.5j, -1j, 0.9], dtype=torch.cdouble)
+    p = vandermonde_powers(z, 13)
+    assert p.shape == (4, 13)
+    expected = torch.stack([z**k for k in range(13)], dim=-1)
+    expected[0, 0] = 1  # 0**0
+    assert torch.allclose(p, expected)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_every_deployed_value_is_level_times_step(bits):
+    torch.manual_seed(bits)
+    kernel = S4DKernel(h=5, n=6, bits=bits, dt_min=1e-3, dt_max=0.5).eval()
+    lv = kernel.levels()
+    k = kernel.discretize()
+    lmax = quant.max_level(bits)
+    for re, im, step, value in ((lv.a_re, lv.a_im, lv.a_step, k.a_bar),
+                                (lv.b_re, lv.b_im, lv.b_step, k.b_bar),
+                                (lv.c_re, lv.c_im, lv.c_step, k.c)):
+        assert step.shape == (5,)  # one step per kernel, shared by real and imaginary parts
+        assert torch.equal(re, torch.round(re)) and torch.equal(im, torch.round(im))
+        assert int(re.abs().max()) <= lmax and int(im.abs().max()) <= lmax
+        assert torch.allclose(value.real, re * step[:, None], rtol=0, atol=1e-7)
+        assert torch.allclose(value.imag, im * step[:, None], rtol=0, atol=1e-7)
+    # Abar: the constant step of the fixed dynamic range, levels inside the unit disc
+    assert torch.allclose(lv.a_step, torch.full((5,), 1.0 / lmax))
+    assert float((lv.a_re**2 + lv.a_im**2).max()) <= lmax**2
+
+
+def test_disc_projection_picks_the_nearest_grid_point_inside():
+    rng = np.random.default_rng(0)
+    r = np.sqrt(rng.uniform(0, 1, 4000))
+    phi = rng.uniform(0, 2 * np.pi, 4000)
+    re, im = torch.tensor(r * np.cos(phi)), torch.tensor(r * np.sin(phi))
+    bits = 1
+    step = torch.ones(1, dtype=torch.float64)
+    qr, qi = quant.complex_levels(re[None], im[None], step, bits, in_disc=True)
+    assert float((qr**2 + qi**2).max()) <= 1
+    # brute force over the ternary grid inside the unit disc
+    grid = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a * a + b * b <= 1]
+    dist = np.stack([(re.numpy() - a) ** 2 + (im.numpy() - b) ** 2 for a, b in grid])
+    best = dist.min(0)
+    chosen = (re.numpy() - qr[0].numpy()) ** 2 + (im.numpy() - qi[0].numpy()) ** 2
+    assert np.allclose(chosen, best)
+
+
+def test_gradients_flow_through_the_straight_through_estimator():
+    torch.manual_seed(0)
+    kernel = S4DKernel(h=4, n=4, bits=2)
+    u = torch.randn(2, 4, 32)
+    kernel(u).pow(2).sum().backward()
+    for name in ("log_dt", "log_a_re", "a_im", "b", "c", "d"):
+        grad = getattr(kernel, name).grad
+        assert grad is not None and float(grad.abs().sum()) > 0, name
+
+
+def test_noise_aware_training_perturbs_levels_only_in_training():
+    torch.manual_seed(0)
+    kernel = S4DKernel(h=3, n=4, bits=3, noise_levels=0.5)
+    kernel.train()
+    a, b = kernel.discretize().a_bar, kernel.discretize().a_bar
+    assert not torch.equal(a, b)
+    kernel.eval()
+    assert torch.equal(kernel.discretize().a_bar, kernel.discretize().a_bar)
+
+
+def test_bits_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="bits"):
+        quant.max_level(9)

@@ -1,0 +1,61 @@
+"""`imssa-hw train` end to end on a tiny configuration, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from imssa_hw.checkpoint import load_checkpoint
+
+
+def imssa_hw(*args: str, env_cache) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", *args], capture_output=True,
+                          text=True, timeout=300, env=env_cache)
+
+
+@pytest.fixture
+def env_cache(tmp_path_factory, monkeypatch):
+    import os
+    env = dict(os.environ)
+    env["IMSSA_HW_CACHE"] = str(tmp_path_factory.getbasetemp() / "data-cache")
+    return env
+
+
+def test_train_tiny_end_to_end(tmp_path, env_cache):
+    out, report = tmp_path / "m.pt", tmp_path / "train.json"
+    done = imssa_hw("train", "--task", "zero-one", "--bits", "2", "--epochs", "3", "--h", "4",
+                    "--n", "4", "--n-train-per-class", "12", "--n-test-per-class", "6",
+                    "--seed", "3", "--out", str(out), "--report", str(report), env_cache=env_cache)
+    assert done.returncode == 0, done.stderr
+    assert "software accuracy" in done.stdout
+    result = json.loads(report.read_text())
+    for key in ("task", "classes", "bits", "software_accuracy", "float_accuracy", "n_train",
+                "n_test", "epochs", "wall_time_s"):
+        assert key in result, key
+    assert result["task"] == "zero-one" and result["bits"] == 2 and result["classes"] == [0, 1]
+    assert result["n_train"] == 24 and result["n_test"] == 12 and result["epochs"] == 3
+    assert 0.0 <= result["software_accuracy"] <= 1.0
+    ckpt = load_checkpoint(out)
+    assert ckpt.config.bits == 2 and ckpt.config.h == 4
+    assert ckpt.meta["classes"] == [0, 1] and ckpt.meta["features"]["kind"]
+    assert len(ckpt.meta["signal_ranges"]) == 1 and len(ckpt.meta["signal_ranges"][0]["x_max"]) == 4
+    assert ckpt.kernels(0).a_re.shape == (4, 2)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "nine"], "Invalid value for '--task'"),
+    (["--bits", "9"], "--bits must be 1..8"),
+    (["--bits", "two"], "--bits must be 1..8"),
+    (["--dataset", "hd", "--data-root", "/nonexistent/hd"], "/nonexistent/hd"),
+    (["--classes", "0,x"], "--classes"),
+    (["--n", "5"], "--n must be even"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message):
+    done = imssa_hw("train", *args, "--out", str(tmp_path / "m.pt"), env_cache=env_cache)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "m.pt").exists()
