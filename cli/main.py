@@ -16,6 +16,9 @@ from imssa_hw import __version__
 from imssa_hw.errors import BadInput
 
 COMMANDS: dict[str, str] = {
+    "board": "board:board",
+    "emulate": "emulate:emulate",
+    "compile": "compile:compile_command",
     "train": "train:train",
 }
 

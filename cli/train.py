@@ -49,45 +49,31 @@ def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_l
 
     Prints the quantized model's test accuracy (software_accuracy) and the float model's.
     """
-    from imssa_hw.classifier import save_model
-    from imssa_hw.config import ModelConfig
-    from imssa_hw.data import load_task
-    from imssa_hw.training import TrainConfig, train as run_training
+    from imssa_hw.training import train_task
 
     if n % 2:
         raise BadInput(f"--n must be even (N/2 complex modes), got {n}")
-    with click.progressbar(length=1, label="data", file=click.get_text_stream("stderr")) as bar:
+    data_args = {"task": task, "dataset": dataset, "data_root": str(data_root) if data_root else None,
+                 "classes": parse_classes(classes), "seed": seed,
+                 "n_train_per_class": n_train_per_class, "n_test_per_class": n_test_per_class}
+    epochs = epochs or DEFAULT_EPOCHS[task]
+    err = click.get_text_stream("stderr")
+    with click.progressbar(length=1, label="data ", file=err) as data_bar, \
+            click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and
+                              f"{r['phase']} loss {r['loss']:.3f} val {r['val_accuracy']:.3f}"
+                              ) as train_bar:
         def data_progress(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
-        data = load_task(task, dataset=dataset, data_root=data_root,
-                         classes=parse_classes(classes), seed=seed,
-                         n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class,
-                         progress=data_progress)
-    model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), h=h, n=n,
-                            n_layers=layers, bits=bits, noise_levels=noise_levels)
-    cfg = TrainConfig(epochs=epochs or DEFAULT_EPOCHS[task], seed=seed)
-    with click.progressbar(length=cfg.epochs, label="train", file=click.get_text_stream("stderr"),
-                           item_show_func=lambda r: r and
-                           f"{r['phase']} loss {r['loss']:.3f} val {r['val_accuracy']:.3f}") as bar:
-        result = run_training(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg,
-                              cfg, progress=lambda record: bar.update(1, record))
-    summary = {
-        "task": task, "dataset": dataset, "classes": data.classes, "class_names": data.class_names,
-        "bits": bits, "software_accuracy": result.software_accuracy,
-        "float_accuracy": result.float_accuracy, "n_train": int(len(data.y_train)),
-        "n_test": int(len(data.y_test)), "epochs": cfg.epochs,
-        "wall_time_s": round(result.wall_time_s, 2),
-    }
-    meta = {**summary, "seed": seed, "features": data.features.to_dict(),
-            "normalization": data.normalization, "data": data.info}
-    digest = save_model(out, result.model, meta, range_features=data.x_train)
+            data_bar.length = total
+            data_bar.update(done - data_bar.pos)
+        result = train_task(data_args, out, bits=bits, epochs=epochs, h=h, n=n, layers=layers,
+                            noise_levels=noise_levels, data_progress=data_progress,
+                            epoch_progress=lambda record: train_bar.update(1, record))
     if report:
-        write_json(report, {**summary, "checkpoint": str(out), "digest": digest,
-                                   "machine": platform.machine(), "history": result.history})
-    float_text = ("-" if result.float_accuracy is None else f"{100 * result.float_accuracy:.2f} %")
+        write_json(report, {**result, "checkpoint": str(out), "machine": platform.machine()})
+    fa = result["float_accuracy"]
     click.echo(f"{task}: {bits or 'float'}-bit software accuracy "
-               f"{100 * result.software_accuracy:.2f} % (float {float_text}) on "
-               f"{summary['n_test']} test samples; {summary['wall_time_s']:.0f} s; wrote {out}")
+               f"{100 * result['software_accuracy']:.2f} % (float "
+               f"{'-' if fa is None else f'{100 * fa:.2f} %'}) on {result['n_test']} test "
+               f"samples; {result['wall_time_s']:.0f} s; wrote {out}")
     if report:
         click.echo(f"report: {report}")

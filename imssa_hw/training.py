@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -138,3 +139,35 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
 def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
     """The settings of a run, for reports."""
     return {"model": model_cfg.to_dict(), "train": asdict(cfg)}
+
+
+def train_task(data_args: dict, out: str | Path, *, bits: int | None, epochs: int, h: int = 16,
+               n: int = 4, layers: int = 1, noise_levels: float = 0.0,
+               data_progress: Callable[[int, int], None] | None = None,
+               epoch_progress: Callable[[dict], None] | None = None) -> dict:
+    """Load the data named by `data_args` (load_task's arguments), train, and save `out`.
+
+    Returns the summary (task, classes, bits, accuracies, sizes, epochs, wall time, digest);
+    the checkpoint's metadata carries it too, with the data and feature settings.
+    """
+    from imssa_hw.classifier import save_model
+    from imssa_hw.data import load_task
+
+    data = load_task(**data_args, progress=data_progress)
+    model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), h=h,
+                            n=n, n_layers=layers, bits=bits, noise_levels=noise_levels)
+    cfg = TrainConfig(epochs=epochs, seed=data_args.get("seed", 0))
+    result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
+                   progress=epoch_progress)
+    summary = {
+        "task": data_args["task"], "dataset": data_args.get("dataset", "synthetic"),
+        "classes": data.classes, "class_names": data.class_names, "bits": bits,
+        "software_accuracy": result.software_accuracy, "float_accuracy": result.float_accuracy,
+        "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)), "epochs": epochs,
+        "wall_time_s": round(result.wall_time_s, 2),
+    }
+    meta = {**summary, "seed": cfg.seed, "features": data.features.to_dict(),
+            "normalization": data.normalization, "data": data.info, "data_args": data_args,
+            "config": config_record(model_cfg, cfg)}
+    digest = save_model(out, result.model, meta, range_features=data.x_train)
+    return {**summary, "digest": digest, "history": result.history}

@@ -1,0 +1,68 @@
+"""`imssa-hw board`: identify a board, read its conductances, show its status."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import numpy as np
+
+from imssa_hw.errors import BadInput
+
+port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
+                           help="Serial device, pty path or pyserial URL (env: IMSSA_HW_PORT).")
+timeout_option = click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001),
+                              default=0.5, show_default=True, help="Reply timeout, seconds.")
+
+
+@click.group()
+def board() -> None:
+    """Talk to a crossbar board, real or emulated."""
+
+
+@board.command()
+@port_option
+@timeout_option
+def info(port: str, timeout_s: float) -> None:
+    """Print the board's identity and limits as JSON."""
+    from imssa_hw.drivers.board import Board
+
+    with Board.open(port, timeout_s=timeout_s) as b:
+        click.echo(json.dumps(asdict(b.info), indent=2))
+
+
+@board.command()
+@port_option
+@timeout_option
+def status(port: str, timeout_s: float) -> None:
+    """Print the board's status (settings, counters) as JSON."""
+    from imssa_hw.drivers.board import Board
+
+    with Board.open(port, timeout_s=timeout_s) as b:
+        click.echo(json.dumps(asdict(b.status()), indent=2))
+
+
+@board.command()
+@port_option
+@timeout_option
+@click.option("--array", type=int, default=0, show_default=True, help="Array to read.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the (rows, cols) conductance map in S (.npy).")
+def read(port: str, timeout_s: float, array: int, out: Path) -> None:
+    """Read one array's conductances into a .npy file; print a JSON summary."""
+    from imssa_hw.drivers.board import Board
+
+    with Board.open(port, timeout_s=timeout_s) as b:
+        g = b.read_array(array)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npy")
+    try:
+        np.save(tmp, g)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise BadInput(f"cannot write {out}: {exc}") from None
+    click.echo(json.dumps({"out": str(out), "array": array, "rows": g.shape[0], "cols": g.shape[1],
+                           "min_s": float(g.min()), "mean_s": float(g.mean()), "max_s": float(g.max())}))

@@ -1,0 +1,69 @@
+"""`imssa-hw compile`: a quantized checkpoint -> a deploy directory for a board (no torch)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command("compile")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Deploy directory to write: deploy.json, targets.npz, targets.png.")
+@click.option("--profile", default="board-default", show_default=True,
+              help="Board profile: a shipped name (board-default, board-large) or a TOML file.")
+@click.option("--defects", type=click.Path(path_type=Path), default=None,
+              help="defects.json from `imssa-hw calibrate`: stuck devices to place around.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Write the compile report (JSON) here.")
+@click.option("--headroom", type=float, default=0.9, show_default=True,
+              help="Fraction of the read voltage the largest known signal may use (0..1].")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random probe sequences.")
+def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
+                    report: Path | None, headroom: float, seed: int) -> None:
+    """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
+    feedback-delay schedule for the board, and check them on the ideal crossbar."""
+    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.compiler import compile_checkpoint, load_defects, load_profile, save_deployment
+    from imssa_hw.compiler.artifact import copy_checkpoint
+    from imssa_hw.compiler.plots import plot_targets
+    from imssa_hw.files import write_json
+
+    start = time.perf_counter()
+    board = load_profile(profile)
+    defect_map = load_defects(defects, board.geometry) if defects else None
+    ckpt = load_checkpoint(checkpoint)
+    deployment = compile_checkpoint(ckpt, board, defect_map, seed=seed, headroom=headroom)
+    save_deployment(deployment, out)
+    copy_checkpoint(checkpoint, out)
+    png = plot_targets(deployment, out / "targets.png")
+    s = deployment.summary
+    if report:
+        write_json(report, {**s, "checkpoint": str(checkpoint), "out": str(out),
+                            "defects": str(defects) if defects else None,
+                            "wall_time_s": round(time.perf_counter() - start, 3)})
+    geo = board.geometry
+    click.echo(f"compiled {checkpoint}: {s['layers']} layer(s) x {ckpt.config.h} kernels, "
+               f"N={s['state_size']}, {s['bits']}-bit, for {board.name}")
+    click.echo(f"  arrays used    {s['arrays_used']} of {geo.arrays} ({s['kernels_per_array']} "
+               f"kernels per {geo.rows}x{geo.cols} array, tiles {s['tile_rows']}x{s['tile_cols']}, "
+               f"differential {s['differential']})")
+    click.echo(f"  cells used     {s['cells_used']} ({100 * s['utilization']:.1f} % utilization "
+               f"of the arrays used)")
+    click.echo(f"  levels         {s['signed_levels']} signed ({s['levels_per_device']} per "
+               f"device), dG = {s['dg_s'] * 1e6:.3f} uS, G {s['g_min_s'] * 1e6:g}-"
+               f"{s['g_max_s'] * 1e6:g} uS")
+    click.echo(f"  steps/sample   {s['steps_per_sample']} ({s['sequence_length']} + 1 flush per "
+               f"layer)")
+    click.echo(f"  ideal error    {s['ideal_max_abs_error']:.3g} (max |logit| difference, "
+               f"{s['probe_sequences']} probe sequences)")
+    if defect_map:
+        click.echo(f"  defects        {len(defect_map.stuck)} stuck, "
+                   f"{len(s['unavoidable_defects'])} unavoidable")
+    for warning in s["warnings"]:
+        click.echo(f"  warning: {warning}")
+    click.echo(f"wrote {out / 'deploy.json'}, {out / 'targets.npz'}, {png}"
+               + (f", {report}" if report else ""))

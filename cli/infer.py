@@ -1,0 +1,50 @@
+"""`imssa-hw infer`: the test set through the board, compared with the quantized model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.board import port_option, timeout_option
+
+
+@click.command()
+@click.argument("deploy_dir", type=click.Path(path_type=Path))
+@port_option
+@timeout_option
+@click.option("--mode", type=click.Choice(["host", "onboard"]), default="onboard",
+              show_default=True, help="host: the host feeds every step back (one VMM per array "
+              "per step); onboard: the board runs the feedback loop itself.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Folder from `imssa-hw calibrate`: corrects the column currents.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="The trained model (default: DEPLOY_DIR/model.pt, copied there by compile).")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Heidelberg Digits folder, for models trained on --dataset hd.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only the first N test samples.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Write the JSON report here (PNGs go beside it).")
+def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root, limit, report):
+    """Run the test set of the model's task through the board following the compiled schedule
+    (features and digital parts on the host, S4D kernels on the crossbar) and compare every
+    sample with the software quantized model.
+
+    The board must already hold the deployment (`imssa-hw program`)."""
+    from imssa_hw.inference import load_test_set, open_deployment, run_on_port, write_inference_outputs
+
+    dep, ckpt = open_deployment(deploy_dir, checkpoint)
+    features, labels, class_names = load_test_set(ckpt, data_root, limit)
+    with click.progressbar(length=len(labels) * ckpt.config.n_layers, label=f"infer ({mode})",
+                           file=click.get_text_stream("stderr")) as bar:
+        result = run_on_port(port, timeout_s, dep, ckpt, features, labels, mode, calibration,
+                             progress=bar.update)
+    summary = result.report(len(class_names))
+    out_dir = (report.parent if report else deploy_dir)
+    written = write_inference_outputs(result, summary, class_names, out_dir, report)
+    click.echo(f"{mode} mode, {summary['n_samples']} samples: hardware "
+               f"{100 * summary['hardware_accuracy']:.2f} %, software "
+               f"{100 * summary['software_accuracy']:.2f} %, agreement "
+               f"{100 * summary['agreement']:.2f} %, {summary['steps_per_s']:.0f} steps/s")
+    click.echo("wrote " + ", ".join(str(p) for p in written))

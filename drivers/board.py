@@ -1,0 +1,243 @@
+"""The board client: one method per command, numpy arrays in S, V and A at the API.
+
+    with Board.open("/dev/pts/5") as board:
+        board.configure(v_read=0.2)
+        g = board.read_array(0)                       # (rows, cols) S
+        i = board.vmm(0, np.full(board.info.rows, 0.1))   # (cols,) A
+
+The board resets (power glitch, watchdog) are detected through the epoch in every frame: the
+driver then re-sends its configuration, loop programs and SMU route and repeats the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from imssa_hw.drivers.errors import (BoardError, BoardWasReset, ProtocolError, VersionMismatch,
+                                     VoltageLimitError)
+from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
+from imssa_hw.drivers.link import Link, LinkStats
+from imssa_hw.drivers.loop_program import LoopProgram
+from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, REPLY_BIT, BoardConfig,
+                                       BoardInfo, BoardStatus, ErrorCode, Opcode, PulseBatch,
+                                       from_json, pack_array, pack_device, pack_programs,
+                                       pack_route, pack_sequences, pack_vmm, to_json,
+                                       unpack_codes, unpack_count, unpack_error,
+                                       unpack_program_reply, unpack_sequences)
+
+STEP_ALLOWANCE_S = 50e-6
+"""Extra reply timeout granted per step, program and sequence of a RUN_SEQUENCE."""
+
+
+class Board:
+    """A connected crossbar board (real or emulated); open it with `Board.open`."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self._epoch = ANY_EPOCH
+        self._restoring = False
+        reply = self._call(Opcode.IDENTIFY)
+        self._epoch = reply.epoch
+        self.info: BoardInfo = from_json(BoardInfo, reply.payload)
+        self.config: BoardConfig = self.status().config
+        self.programs: list[LoopProgram] = []
+        self.n_inputs = 0
+        self.n_outputs = 0
+        self.smu_route: tuple[int, int, int] | None = None
+
+    @classmethod
+    def open(cls, port: str, timeout_s: float = 0.5, retries: int = 3) -> Board:
+        """Open `port` (a /dev or pty path, or a pyserial URL such as socket://127.0.0.1:PORT)."""
+        link = Link.open(port, timeout_s, retries)
+        try:
+            return cls(link)
+        except BaseException:
+            link.close()
+            raise
+
+    def close(self) -> None:
+        self.link.close()
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> LinkStats:
+        """Link counters: frames sent and received, retries, CRC errors, timeouts."""
+        return self.link.stats
+
+    @property
+    def frames_sent(self) -> int:
+        return self.link.stats.frames_sent
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def identify(self) -> BoardInfo:
+        return from_json(BoardInfo, self._call(Opcode.IDENTIFY).payload)
+
+    def status(self) -> BoardStatus:
+        return from_json(BoardStatus, self._call(Opcode.STATUS).payload)
+
+    def configure(self, v_read: float | None = None, read_range_a: float | None = None,
+                  vmm_range_a: float | None = None, pulse_width_s: float | None = None) -> BoardConfig:
+        """Change some settings (None keeps one). Ranges round up to a supported ADC range."""
+        changes = {"v_read": v_read, "pulse_width_s": pulse_width_s,
+                   "read_range_a": self._adc_range(read_range_a),
+                   "vmm_range_a": self._adc_range(vmm_range_a)}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        self.config = from_json(BoardConfig, self._call(Opcode.CONFIGURE, to_json(changes)).payload)
+        return self.config
+
+    def set_pulses(self, array: int, v_set: np.ndarray | float, v_gate: np.ndarray | float,
+                   mask: np.ndarray | None = None) -> int:
+        """One SET pulse on every masked device of `array`: (rows, cols) pulse and gate voltages,
+        or scalars. Returns the number of devices pulsed."""
+        return self._pulse(Opcode.SET_PULSES, array, v_set, v_gate, mask)
+
+    def reset_pulses(self, array: int, v_reset: np.ndarray | float, v_gate: np.ndarray | float,
+                     mask: np.ndarray | None = None) -> int:
+        """One RESET pulse on every masked device of `array`; as `set_pulses`."""
+        return self._pulse(Opcode.RESET_PULSES, array, v_reset, v_gate, mask)
+
+    def read_array(self, array: int) -> np.ndarray:
+        """Conductances of a whole array as the board's read chain sees them, (rows, cols) S."""
+        payload = self._call(Opcode.READ_ARRAY, pack_array(array)).payload
+        codes = unpack_codes(payload, self.info.rows * self.info.cols)
+        return codes.reshape(self.info.rows, self.info.cols) * self._siemens_per_code()
+
+    def read_device(self, array: int, row: int, col: int) -> float:
+        """Conductance of one device, S."""
+        payload = self._call(Opcode.READ_DEVICE, pack_device(array, row, col)).payload
+        return float(unpack_codes(payload, 1)[0]) * self._siemens_per_code()
+
+    def vmm(self, array: int, v_rows: np.ndarray) -> np.ndarray:
+        """Apply row voltages (rows,) V; return the digitized column currents (cols,) A."""
+        v_rows = np.asarray(v_rows, dtype=float)
+        if v_rows.shape != (self.info.rows,):
+            raise ValueError(f"v_rows must have shape ({self.info.rows},), not {v_rows.shape}")
+        payload = self._call(Opcode.VMM, pack_vmm(array, v_rows)).payload
+        return unpack_codes(payload, self.info.cols) * self.info.adc_lsb_a(self.config.vmm_range_a)
+
+    def load_program(self, programs: list[LoopProgram]) -> None:
+        """Load the on-board loop (one program per array used, run in this order each step)."""
+        payload = self._call(Opcode.LOAD_PROGRAM, pack_programs(programs)).payload
+        self.n_inputs, self.n_outputs = unpack_program_reply(payload)
+        self.programs = list(programs)
+
+    def run_sequence(self, inputs: np.ndarray) -> np.ndarray:
+        """Run the loaded loop on the board: inputs (n_steps, n_inputs), or a batch
+        (n_seq, n_steps, n_inputs), in one frame; outputs (..., n_steps, n_outputs) A."""
+        batch = self._as_batch(inputs)
+        work = batch.shape[0] * batch.shape[1] * max(1, len(self.programs))
+        reply = self._call(Opcode.RUN_SEQUENCE, pack_sequences(batch, "<f4"),
+                           timeout_s=self.link.timeout_s + STEP_ALLOWANCE_S * work)
+        codes = unpack_sequences(reply.payload, "<i2")
+        if codes.shape != batch.shape[:2] + (self.n_outputs,):
+            raise ProtocolError(f"RUN_SEQUENCE returned shape {codes.shape}")
+        outputs = codes * self.info.adc_lsb_a(self.config.vmm_range_a)
+        return outputs if np.ndim(inputs) == 3 else outputs[0]
+
+    def run_sequence_host(self, inputs: np.ndarray) -> np.ndarray:
+        """The same loop as `run_sequence`, driven from the host: one VMM per array per step."""
+        batch = self._as_batch(inputs)
+        outputs = np.zeros(batch.shape[:2] + (self.n_outputs,))
+        v_max = self.info.limits.v_read_max
+        for s, sequence in enumerate(batch.astype(np.float32).astype(float)):
+            drives = [p.input_voltages(sequence) for p in self.programs]
+            previous = [np.zeros(p.n_outputs) for p in self.programs]
+            for t in range(len(sequence)):
+                column = 0
+                for k, program in enumerate(self.programs):
+                    v = np.clip(drives[k][t] + program.feedback_voltages(previous[k]), -v_max, v_max)
+                    previous[k] = program.outputs(self.vmm(program.array, v))
+                    outputs[s, t, column:column + program.n_outputs] = previous[k]
+                    column += program.n_outputs
+        return outputs if np.ndim(inputs) == 3 else outputs[0]
+
+    def route_smu(self, array: int | None, row: int | None = None, col: int | None = None) -> None:
+        """Connect one device to the external SMU port; `route_smu(None)` disconnects it."""
+        device = None if array is None else (int(array), int(row), int(col))
+        self._call(Opcode.ROUTE_SMU, pack_route(device))
+        self.smu_route = device
+
+    def reset(self) -> None:
+        """Reset the board: settings to their power-on defaults, loop programs and route cleared."""
+        self._epoch = self._call(Opcode.RESET).epoch
+        self.programs, self.n_inputs, self.n_outputs, self.smu_route = [], 0, 0, None
+        self.config = self.status().config
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _call(self, opcode: Opcode, payload: bytes = b"", timeout_s: float | None = None) -> Frame:
+        """One command; re-sends the volatile state and repeats it after a board reset."""
+        for _ in range(self.link.retries + 1):
+            reply = self.link.transact(opcode, payload, self._epoch, timeout_s)
+            if reply.version != PROTOCOL_VERSION:
+                raise VersionMismatch(reply.version, PROTOCOL_VERSION)
+            if reply.opcode == opcode | REPLY_BIT:
+                return reply
+            if reply.opcode != ERROR_OPCODE:
+                raise ProtocolError(f"reply opcode 0x{reply.opcode:02x} to request 0x{opcode:02x}")
+            code, message = unpack_error(reply.payload)
+            if code != ErrorCode.STALE_EPOCH:
+                kind = VoltageLimitError if code == ErrorCode.LIMIT else BoardError
+                raise kind(code, f"board refused {opcode.name}: {message}")
+            self._epoch = reply.epoch
+            if self._restoring:  # a reset during the restore: the restore starts over
+                raise BoardWasReset(code, message, reply.epoch)
+            self._restore()
+        raise BoardWasReset(ErrorCode.STALE_EPOCH, "the board keeps resetting", self._epoch)
+
+    def _restore(self) -> None:
+        """Bring a board that reset back to the settings this driver had given it."""
+        self._restoring = True
+        try:
+            for _ in range(self.link.retries + 1):
+                try:
+                    self.configure(**asdict(self.config))
+                    if self.programs:
+                        self.load_program(self.programs)
+                    if self.smu_route is not None:
+                        self.route_smu(*self.smu_route)
+                    return
+                except BoardWasReset:
+                    continue
+            raise BoardWasReset(ErrorCode.STALE_EPOCH, "the board keeps resetting", self._epoch)
+        finally:
+            self._restoring = False
+
+    def _pulse(self, opcode: Opcode, array: int, v: np.ndarray | float, v_gate: np.ndarray | float,
+               mask: np.ndarray | None) -> int:
+        shape = (self.info.rows, self.info.cols)
+        mask = np.ones(shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), shape)
+        batch = PulseBatch(array, np.broadcast_to(np.asarray(v, float), shape),
+                           np.broadcast_to(np.asarray(v_gate, float), shape), mask)
+        return unpack_count(self._call(opcode, batch.pack()).payload)
+
+    def _siemens_per_code(self) -> float:
+        return self.info.adc_lsb_a(self.config.read_range_a) / self.config.v_read
+
+    def _adc_range(self, range_a: float | None) -> float | None:
+        """The smallest supported ADC range >= range_a."""
+        if range_a is None:
+            return None
+        fitting = [r for r in self.info.adc_ranges_a if r >= range_a * (1 - 1e-9)]
+        if not fitting:
+            raise ValueError(f"no ADC range covers {range_a:g} A; the largest is "
+                             f"{max(self.info.adc_ranges_a):g} A")
+        return min(fitting)
+
+    def _as_batch(self, inputs: np.ndarray) -> np.ndarray:
+        if not self.programs:
+            raise BoardError(ErrorCode.NO_PROGRAM, "load a loop program first")
+        batch = np.asarray(inputs, dtype=float)
+        batch = batch[None] if batch.ndim == 2 else batch
+        if batch.ndim != 3 or batch.shape[2] < self.n_inputs:
+            raise ValueError(f"inputs must be (n_steps, >= {self.n_inputs}) or "
+                             f"(n_seq, n_steps, >= {self.n_inputs}), not {np.shape(inputs)}")
+        return batch

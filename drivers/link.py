@@ -1,0 +1,153 @@
+"""The serial link: opens a pyserial transport by URL and exchanges request/reply frames.
+
+A request is resent with the same sequence number when its reply times out, arrives corrupted,
+or the board answers BAD_FRAME; the board replays its cached reply for a sequence number it has
+already executed, so a resent pulse is never applied twice. Replies with another sequence number
+(late duplicates) are dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import select
+import time
+from dataclasses import dataclass
+
+import serial
+
+from imssa_hw.drivers.errors import BoardSilent, FrameError, LinkError, PortBusy, PortMissing
+from imssa_hw.drivers.framing import Frame, FrameDecoder
+from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode
+
+READ_CHUNK = 1 << 16
+
+
+@dataclass
+class LinkStats:
+    """Counters since the link was opened."""
+
+    frames_sent: int = 0
+    """Every frame written, resends included."""
+    frames_received: int = 0
+    """Valid frames read, stale duplicates included."""
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    retries: int = 0
+    """Resends of a request (any cause)."""
+    timeouts: int = 0
+    crc_errors: int = 0
+    """Received frames that failed CRC or unstuffing."""
+    naks: int = 0
+    """BAD_FRAME replies: the board received a corrupted request."""
+    stale: int = 0
+    """Valid frames with another sequence number than the one awaited."""
+
+
+def open_transport(url: str, timeout_s: float) -> serial.SerialBase:
+    """Open a /dev path, a pty path or any pyserial URL (socket://host:port) exclusively."""
+    try:
+        transport = serial.serial_for_url(url, baudrate=115200, timeout=timeout_s,
+                                          write_timeout=None, exclusive=True)
+    except serial.SerialException as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EBUSY):
+            raise PortBusy(f"port {url} is in use by another process") from None
+        if exc.errno == errno.ENOENT or "refused" in str(exc).lower():
+            raise PortMissing(f"port {url} does not exist or nothing listens there") from None
+        raise LinkError(f"cannot open port {url}: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise LinkError(f"cannot open port {url}: {exc}") from None
+    transport.reset_input_buffer()
+    return transport
+
+
+class Link:
+    """Request/reply exchange of frames over one transport; see the module docstring."""
+
+    def __init__(self, transport: serial.SerialBase, url: str, timeout_s: float = 0.5,
+                 retries: int = 3) -> None:
+        self.transport = transport
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.stats = LinkStats()
+        self._decoder = FrameDecoder()
+        self._pending: list[Frame | FrameError] = []
+        self._seq = random.randrange(1 << 16)  # a new session never hits the last one's replay cache
+        try:
+            self._fd: int | None = transport.fileno()
+        except (AttributeError, NotImplementedError, OSError, serial.SerialException):
+            self._fd = None
+
+    @classmethod
+    def open(cls, url: str, timeout_s: float = 0.5, retries: int = 3) -> Link:
+        return cls(open_transport(url, timeout_s), url, timeout_s, retries)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def transact(self, opcode: int, payload: bytes, epoch: int,
+                 timeout_s: float | None = None) -> Frame:
+        """Send one request and return its reply (error replies included, BAD_FRAME excepted)."""
+        self._seq = (self._seq + 1) & 0xFFFF
+        wire = Frame(opcode, self._seq, epoch, payload).encode()
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            self._write(wire)
+            reply = self._await(self._seq, time.monotonic() + timeout_s)
+            if reply is not None:
+                return reply
+        raise BoardSilent(
+            f"no valid reply from {self.url} after {self.retries + 1} attempts "
+            f"({self.stats.timeouts} timeouts, {self.stats.crc_errors} corrupted replies, "
+            f"{self.stats.naks} corrupted requests so far)")
+
+    def _write(self, wire: bytes) -> None:
+        try:
+            self.transport.write(wire)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"writing to {self.url} failed: {exc}") from None
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(wire)
+
+    def _await(self, seq: int, deadline: float) -> Frame | None:
+        """The reply to `seq`, or None when the request should be resent."""
+        while True:
+            while self._pending:
+                item = self._pending.pop(0)
+                if isinstance(item, FrameError):
+                    self.stats.crc_errors += 1
+                    return None  # most likely our reply, damaged: ask again
+                self.stats.frames_received += 1
+                if item.opcode == ERROR_OPCODE and item.payload[:1] == bytes([ErrorCode.BAD_FRAME]):
+                    self.stats.naks += 1
+                    return None
+                if item.seq == seq:
+                    return item
+                self.stats.stale += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stats.timeouts += 1
+                return None
+            data = self._read(remaining)
+            self.stats.bytes_received += len(data)
+            self._pending = self._decoder.feed(data)
+
+    def _read(self, timeout_s: float) -> bytes:
+        """Whatever is waiting (at most READ_CHUNK bytes), after at most `timeout_s` of waiting."""
+        try:
+            if self._fd is None:  # transports without a file descriptor: pyserial's own reads
+                return self.transport.read(max(1, self.transport.in_waiting))
+            if not select.select([self._fd], [], [], timeout_s)[0]:
+                return b""
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return b""
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"reading from {self.url} failed: {exc}") from None
+        if not data:
+            raise LinkError(f"{self.url} was closed by the other side")
+        return data

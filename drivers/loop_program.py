@@ -1,0 +1,125 @@
+"""The on-board loop program: how one array's rows are driven each step and which columns it outputs.
+
+Each step t, for every program in order:
+    v[row]  = row_input_gain_v[row] * u_t[row_input[row]]
+            + row_feedback_gain_v_per_a[row] * I_out[t-1][row_feedback[row]]   (I_out[-1] = 0)
+    v       = DAC(clip(v, -v_read_max, v_read_max))
+    I       = read chain(G^T v)                    (noise, TIA gain/offset, ADC; digitized)
+    I_out[t] = I[out_plus] - I[out_minus]          (out_minus = -1: single-ended)
+An index of -1 in row_input or row_feedback leaves that term out. Feedback only uses the program's
+own outputs. The board runs this loop in firmware (`Board.run_sequence`); the same arithmetic runs
+on the host with one VMM per array per step (`Board.run_sequence_host`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class LoopProgram:
+    """One array's part of an on-board loop; see the module docstring for the semantics."""
+
+    array: int
+    row_input: np.ndarray
+    """int[rows]: the external input channel driving each row, -1 if none."""
+    row_input_gain_v: np.ndarray
+    """float[rows]: volts per input unit."""
+    row_feedback: np.ndarray
+    """int[rows]: the program output whose previous-step current feeds this row, -1 if none."""
+    row_feedback_gain_v_per_a: np.ndarray
+    """float[rows]: volts per ampere of fed-back current."""
+    out_plus: np.ndarray
+    """int[n_out]: the column of each output's positive side."""
+    out_minus: np.ndarray
+    """int[n_out]: the column of each output's negative side, -1 for single-ended."""
+
+    def __post_init__(self) -> None:
+        self.array = int(self.array)
+        self.row_input = np.asarray(self.row_input, dtype=np.int64).ravel()
+        self.row_feedback = np.asarray(self.row_feedback, dtype=np.int64).ravel()
+        self.out_plus = np.asarray(self.out_plus, dtype=np.int64).ravel()
+        self.out_minus = np.asarray(self.out_minus, dtype=np.int64).ravel()
+        # The wire carries gains as float32: hold exactly what the board will use.
+        self.row_input_gain_v = np.asarray(self.row_input_gain_v, np.float32).astype(float).ravel()
+        self.row_feedback_gain_v_per_a = np.asarray(
+            self.row_feedback_gain_v_per_a, np.float32).astype(float).ravel()
+        rows = len(self.row_input)
+        if {len(self.row_input_gain_v), len(self.row_feedback), len(self.row_feedback_gain_v_per_a)} != {rows}:
+            raise ValueError("row_input, row_input_gain_v, row_feedback and "
+                             "row_feedback_gain_v_per_a must all have one entry per row")
+        if len(self.out_plus) != len(self.out_minus) or len(self.out_plus) == 0:
+            raise ValueError("out_plus and out_minus must have the same, non-zero length")
+        if not (np.isfinite(self.row_input_gain_v).all() and np.isfinite(self.row_feedback_gain_v_per_a).all()):
+            raise ValueError("gains must be finite")
+        if (self.row_input < -1).any() or (self.row_feedback < -1).any() or (self.out_minus < -1).any():
+            raise ValueError("indices must be >= -1")
+        if (self.out_plus < 0).any():
+            raise ValueError("out_plus indices must be >= 0")
+        if (self.row_feedback >= self.n_outputs).any():
+            raise ValueError(f"row_feedback refers to an output >= n_outputs ({self.n_outputs})")
+        self._feedback: np.ndarray | None = None
+        self._outputs: dict[int, np.ndarray] = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_input)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.out_plus)
+
+    @property
+    def n_inputs(self) -> int:
+        """Input channels this program reads (highest index + 1)."""
+        return int(self.row_input.max(initial=-1)) + 1
+
+    def check(self, arrays: int, rows: int, cols: int) -> None:
+        """Raise ValueError unless the program fits a board of `arrays` arrays of rows x cols."""
+        if not 0 <= self.array < arrays:
+            raise ValueError(f"array {self.array} out of range 0..{arrays - 1}")
+        if self.rows != rows:
+            raise ValueError(f"program has {self.rows} rows, the array has {rows}")
+        if (self.out_plus >= cols).any() or (self.out_minus >= cols).any():
+            raise ValueError(f"output columns must be < {cols}")
+
+    def input_voltages(self, inputs: np.ndarray) -> np.ndarray:
+        """Row voltages from the external inputs: (..., n_inputs) -> (..., rows) V."""
+        return inputs @ self._routing(self.row_input, self.row_input_gain_v, inputs.shape[-1])
+
+    def feedback_voltages(self, previous: np.ndarray) -> np.ndarray:
+        """Row voltages from the previous step's outputs: (..., n_out) A -> (..., rows) V."""
+        return previous @ self.feedback_matrix
+
+    @property
+    def feedback_matrix(self) -> np.ndarray:
+        """(n_out, rows): entry (j, r) is row r's gain when output j feeds it."""
+        if self._feedback is None:
+            self._feedback = self._routing(self.row_feedback, self.row_feedback_gain_v_per_a, self.n_outputs)
+        return self._feedback
+
+    def output_matrix(self, cols: int) -> np.ndarray:
+        """(cols, n_out) of +1 at (out_plus[j], j) and -1 at (out_minus[j], j)."""
+        if cols in self._outputs:
+            return self._outputs[cols]
+        matrix = np.zeros((cols, self.n_outputs))
+        outputs = np.arange(self.n_outputs)
+        np.add.at(matrix, (self.out_plus, outputs), 1.0)
+        minus = self.out_minus >= 0
+        np.add.at(matrix, (self.out_minus[minus], outputs[minus]), -1.0)
+        self._outputs[cols] = matrix
+        return matrix
+
+    def outputs(self, columns: np.ndarray) -> np.ndarray:
+        """Differential outputs from column values: (..., cols) -> (..., n_out)."""
+        return columns @ self.output_matrix(columns.shape[-1])
+
+    def _routing(self, source: np.ndarray, gain: np.ndarray, sources: int) -> np.ndarray:
+        """(sources, rows) matrix with gain[r] at (source[r], r); one entry per column, so a
+        product with it is exact (each row voltage is one product, not a rounded sum)."""
+        matrix = np.zeros((sources, self.rows))
+        used = (source >= 0) & (source < sources)
+        matrix[source[used], np.flatnonzero(used)] = gain[used]
+        return matrix

@@ -1,0 +1,398 @@
+"""Opcodes, error codes and payload codecs, shared by the driver and the emulated board.
+
+Control messages (identify, status, configure) carry compact JSON; data messages (pulses, reads,
+VMM, programs, sequences) carry little-endian binary. Every `unpack_*` raises PayloadError, and
+nothing else, on a payload that does not fit its format. docs/protocol.md lists every layout.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import types
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from enum import IntEnum
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+
+from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
+from imssa_hw.drivers.loop_program import LoopProgram
+
+
+class Opcode(IntEnum):
+    IDENTIFY = 0x01
+    STATUS = 0x02
+    CONFIGURE = 0x03
+    RESET = 0x04
+    SET_PULSES = 0x10
+    RESET_PULSES = 0x11
+    READ_ARRAY = 0x20
+    READ_DEVICE = 0x21
+    VMM = 0x22
+    LOAD_PROGRAM = 0x30
+    RUN_SEQUENCE = 0x31
+    ROUTE_SMU = 0x40
+
+
+REPLY_BIT = 0x80
+"""A reply's opcode is the request's opcode | REPLY_BIT."""
+ERROR_OPCODE = 0xFF
+"""The opcode of every error reply; its payload is `code:u8 | message:utf-8`."""
+ANY_EPOCH = 0
+"""Requests with this epoch are accepted by the EPOCH_FREE opcodes whatever the board's epoch."""
+EPOCH_FREE = frozenset({Opcode.IDENTIFY, Opcode.STATUS, Opcode.RESET})
+
+
+class ErrorCode(IntEnum):
+    BAD_FRAME = 1        # CRC or stuffing error: resend (the reply's seq is 0, it could not be read)
+    BAD_VERSION = 2      # the reply header carries the board's version
+    UNKNOWN_OPCODE = 3
+    BAD_PAYLOAD = 4
+    BAD_ARGUMENT = 5     # index out of range, unsupported setting, program that does not fit
+    LIMIT = 6            # a voltage or pulse width outside the limits; nothing was applied
+    STALE_EPOCH = 7      # the board reset since; the reply header carries the new epoch
+    NO_PROGRAM = 8
+    INTERNAL = 9
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BoardLimits:
+    """Safe operating limits; the board refuses anything outside them."""
+
+    v_set_max: float
+    v_reset_max: float
+    v_gate_max: float
+    v_read_max: float
+    """Largest read voltage and largest |row voltage| of a VMM or loop step."""
+    pulse_width_min_s: float
+    pulse_width_max_s: float
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """The board's volatile settings (lost at a reset)."""
+
+    v_read: float
+    """Row voltage of conductance reads, V."""
+    read_range_a: float
+    """ADC full scale (+-) of conductance reads, A."""
+    vmm_range_a: float
+    """ADC full scale (+-) of VMM and loop steps, A."""
+    pulse_width_s: float
+    """Width of SET and RESET pulses, s."""
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """What identify returns."""
+
+    board_id: str
+    firmware: str
+    protocol_version: int
+    arrays: int
+    rows: int
+    cols: int
+    limits: BoardLimits
+    adc_bits: int
+    """Signed ADC: codes -(2**(adc_bits-1)) .. 2**(adc_bits-1)-1 span -range .. +range."""
+    dac_bits: int
+    """Signed row DAC: steps of v_read_max / (2**(dac_bits-1) - 1)."""
+    adc_ranges_a: tuple[float, ...]
+    g_window_s: tuple[float, float]
+    """Nominal programmable conductance window (min, max), S."""
+
+    def adc_lsb_a(self, range_a: float) -> float:
+        """Current of one ADC code at full scale `range_a`."""
+        return range_a / 2 ** (self.adc_bits - 1)
+
+    @property
+    def dac_lsb_v(self) -> float:
+        return self.limits.v_read_max / (2 ** (self.dac_bits - 1) - 1)
+
+
+@dataclass(frozen=True)
+class BoardStatus:
+    """What status returns."""
+
+    epoch: int
+    uptime_s: float
+    config: BoardConfig
+    smu_route: tuple[int, int, int] | None
+    programs: int
+    n_inputs: int
+    n_outputs: int
+    frames_received: int
+    bad_frames: int
+    replays: int
+    pulses_applied: int
+
+
+def typed(kind: Any, value: Any) -> Any:
+    """Rebuild a value of type `kind` (dataclasses nested) from decoded JSON or TOML, checking
+    every field and type; raises PayloadError."""
+    if is_dataclass(kind):
+        names = {f.name for f in fields(kind)}
+        if not isinstance(value, dict) or set(value) != names:
+            raise PayloadError(f"{kind.__name__}: expected the fields {sorted(names)}")
+        hints = get_type_hints(kind)
+        return kind(**{name: typed(hints[name], item) for name, item in value.items()})
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(kind):
+            return None
+        return typed(next(a for a in get_args(kind) if a is not type(None)), value)
+    if origin is tuple:
+        args = get_args(kind)
+        if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise PayloadError(f"expected a list for {kind}")
+        items = args[:1] * len(value) if args[-1] is Ellipsis else args
+        return tuple(typed(a, v) for a, v in zip(items, value))
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    raise PayloadError(f"expected {kind.__name__}, got {value!r}")
+
+
+def to_json(obj: Any) -> bytes:
+    """A dataclass (or dict) as compact UTF-8 JSON."""
+    return json.dumps(asdict(obj) if is_dataclass(obj) else obj, separators=(",", ":")).encode()
+
+
+def _load_json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload.decode())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"bad JSON payload: {exc}") from None
+
+
+def from_json(kind: type[T], payload: bytes) -> T:
+    """Decode a dataclass sent with `to_json`."""
+    return typed(kind, _load_json(payload))
+
+
+def unpack_config_changes(payload: bytes) -> dict[str, float]:
+    """A configure request: a JSON object with some of BoardConfig's fields."""
+    changes = _load_json(payload)
+    allowed = {f.name for f in fields(BoardConfig)}
+    if not isinstance(changes, dict) or not set(changes) <= allowed:
+        raise PayloadError(f"configure takes a JSON object with keys among {sorted(allowed)}")
+    return {name: typed(float, value) for name, value in changes.items()}
+
+
+class _Reader:
+    """Consumes a payload front to back; every shortfall or leftover is a PayloadError."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._data = memoryview(payload)
+        self._pos = 0
+
+    def take(self, fmt: str) -> tuple:
+        size = struct.calcsize(fmt)
+        if self._pos + size > len(self._data):
+            raise PayloadError("payload too short")
+        values = struct.unpack_from(fmt, self._data, self._pos)
+        self._pos += size
+        return values
+
+    def array(self, dtype: str, count: int) -> np.ndarray:
+        size = np.dtype(dtype).itemsize * count
+        if self._pos + size > len(self._data):
+            raise PayloadError("payload too short")
+        values = np.frombuffer(self._data, dtype, count, self._pos)
+        self._pos += size
+        return values
+
+    def done(self) -> None:
+        if self._pos != len(self._data):
+            raise PayloadError(f"{len(self._data) - self._pos} unexpected trailing bytes")
+
+
+def pack_error(code: int, message: str) -> bytes:
+    return bytes([code]) + message.encode()
+
+
+def unpack_error(payload: bytes) -> tuple[int, str]:
+    if not payload:
+        raise PayloadError("empty error payload")
+    return payload[0], payload[1:].decode(errors="replace")
+
+
+def _millivolts(volts: np.ndarray, name: str) -> bytes:
+    """Volts as int16 millivolts; values that do not fit are refused before anything is sent."""
+    mv = np.rint(np.asarray(volts, dtype=float) * 1e3)
+    if not np.isfinite(mv).all() or np.abs(mv).max(initial=0) > 32767:
+        raise VoltageLimitError(ErrorCode.LIMIT, f"{name} must be finite and within +-32.767 V")
+    return mv.astype("<i2").tobytes()
+
+
+@dataclass(eq=False)
+class PulseBatch:
+    """SET_PULSES / RESET_PULSES: `array:u8 | v:i16[R*C] mV | v_gate:i16[R*C] mV | mask bits`.
+
+    Matrices are row-major; the mask is packed 8 devices a byte, least significant bit first.
+    """
+
+    array: int
+    v: np.ndarray
+    v_gate: np.ndarray
+    mask: np.ndarray
+
+    def pack(self) -> bytes:
+        bits = np.packbits(np.asarray(self.mask, dtype=bool).ravel(), bitorder="little")
+        return (struct.pack("<B", self.array) + _millivolts(self.v, "pulse voltage")
+                + _millivolts(self.v_gate, "gate voltage") + bits.tobytes())
+
+    @classmethod
+    def unpack(cls, payload: bytes, rows: int, cols: int) -> PulseBatch:
+        reader = _Reader(payload)
+        (array,) = reader.take("<B")
+        n = rows * cols
+        v = reader.array("<i2", n).reshape(rows, cols) * 1e-3
+        gate = reader.array("<i2", n).reshape(rows, cols) * 1e-3
+        bits = reader.array("u1", (n + 7) // 8)
+        reader.done()
+        mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool).reshape(rows, cols)
+        return cls(array, v, gate, mask)
+
+
+def pack_device(array: int, row: int, col: int) -> bytes:
+    """READ_DEVICE: `array:u8 | row:u16 | col:u16`."""
+    return struct.pack("<BHH", array, row, col)
+
+
+def unpack_device(payload: bytes) -> tuple[int, int, int]:
+    reader = _Reader(payload)
+    address = reader.take("<BHH")
+    reader.done()
+    return address
+
+
+def pack_route(device: tuple[int, int, int] | None) -> bytes:
+    """ROUTE_SMU: `connect:u8 | array:u8 | row:u16 | col:u16` (connect 0: SMU port open)."""
+    return struct.pack("<BBHH", 0, 0, 0, 0) if device is None else struct.pack("<BBHH", 1, *device)
+
+
+def unpack_route(payload: bytes) -> tuple[int, int, int] | None:
+    reader = _Reader(payload)
+    connect, array, row, col = reader.take("<BBHH")
+    reader.done()
+    if connect > 1:
+        raise PayloadError("connect must be 0 or 1")
+    return (array, row, col) if connect else None
+
+
+def pack_vmm(array: int, v_rows: np.ndarray) -> bytes:
+    """VMM: `array:u8 | v:f32[R]` volts."""
+    return struct.pack("<B", array) + np.asarray(v_rows, dtype="<f4").tobytes()
+
+
+def unpack_vmm(payload: bytes, rows: int) -> tuple[int, np.ndarray]:
+    reader = _Reader(payload)
+    (array,) = reader.take("<B")
+    v = reader.array("<f4", rows).astype(float)
+    reader.done()
+    return array, v
+
+
+def pack_array(array: int) -> bytes:
+    """READ_ARRAY: `array:u8`."""
+    return struct.pack("<B", array)
+
+
+def unpack_array(payload: bytes) -> int:
+    reader = _Reader(payload)
+    (array,) = reader.take("<B")
+    reader.done()
+    return array
+
+
+def pack_codes(codes: np.ndarray) -> bytes:
+    """ADC codes (READ_ARRAY, READ_DEVICE and VMM replies): `i16[n]`, row-major."""
+    return np.asarray(codes).astype("<i2").tobytes()
+
+
+def unpack_codes(payload: bytes, count: int) -> np.ndarray:
+    reader = _Reader(payload)
+    codes = reader.array("<i2", count)
+    reader.done()
+    return codes
+
+
+def pack_count(count: int) -> bytes:
+    """Pulse replies: the number of devices pulsed, `u32`."""
+    return struct.pack("<I", count)
+
+
+def unpack_count(payload: bytes) -> int:
+    reader = _Reader(payload)
+    (count,) = reader.take("<I")
+    reader.done()
+    return count
+
+
+_PROGRAM_HEAD = "<BHH"  # array, rows, n_out
+
+
+def pack_programs(programs: list[LoopProgram]) -> bytes:
+    """LOAD_PROGRAM: `count:u8`, then per program `array:u8 | rows:u16 | n_out:u16 |
+    row_input:i16[R] | row_input_gain_v:f32[R] | row_feedback:i16[R] |
+    row_feedback_gain_v_per_a:f32[R] | out_plus:i16[n_out] | out_minus:i16[n_out]`."""
+    parts = [struct.pack("<B", len(programs))]
+    for p in programs:
+        parts += [struct.pack(_PROGRAM_HEAD, p.array, p.rows, p.n_outputs),
+                  p.row_input.astype("<i2").tobytes(), p.row_input_gain_v.astype("<f4").tobytes(),
+                  p.row_feedback.astype("<i2").tobytes(),
+                  p.row_feedback_gain_v_per_a.astype("<f4").tobytes(),
+                  p.out_plus.astype("<i2").tobytes(), p.out_minus.astype("<i2").tobytes()]
+    return b"".join(parts)
+
+
+def unpack_programs(payload: bytes) -> list[LoopProgram]:
+    reader = _Reader(payload)
+    (count,) = reader.take("<B")
+    programs = []
+    for _ in range(count):
+        array, rows, n_out = reader.take(_PROGRAM_HEAD)
+        fields_ = [reader.array(dtype, rows) for dtype in ("<i2", "<f4", "<i2", "<f4")]
+        fields_ += [reader.array("<i2", n_out), reader.array("<i2", n_out)]
+        try:
+            programs.append(LoopProgram(array, *fields_))
+        except ValueError as exc:
+            raise PayloadError(f"program {len(programs)}: {exc}") from None
+    reader.done()
+    return programs
+
+
+def pack_program_reply(n_inputs: int, n_outputs: int) -> bytes:
+    """LOAD_PROGRAM reply: `n_inputs:u16 | n_outputs:u16`."""
+    return struct.pack("<HH", n_inputs, n_outputs)
+
+
+def unpack_program_reply(payload: bytes) -> tuple[int, int]:
+    reader = _Reader(payload)
+    values = reader.take("<HH")
+    reader.done()
+    return values
+
+
+_SEQUENCE_HEAD = "<IIH"  # n_seq, n_steps, width
+
+
+def pack_sequences(values: np.ndarray, dtype: str) -> bytes:
+    """RUN_SEQUENCE request (inputs, `f4`) and reply (output codes, `i2`):
+    `n_seq:u32 | n_steps:u32 | width:u16 | values[n_seq*n_steps*width]`."""
+    n_seq, n_steps, width = values.shape
+    return struct.pack(_SEQUENCE_HEAD, n_seq, n_steps, width) + np.asarray(values, dtype).tobytes()
+
+
+def unpack_sequences(payload: bytes, dtype: str) -> np.ndarray:
+    reader = _Reader(payload)
+    shape = reader.take(_SEQUENCE_HEAD)
+    values = reader.array(dtype, shape[0] * shape[1] * shape[2]).reshape(shape)
+    reader.done()
+    return values

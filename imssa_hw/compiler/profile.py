@@ -1,0 +1,255 @@
+"""Board profiles: what the compiler needs to know about a crossbar board, from a TOML file.
+
+A profile is versioned TOML (see `imssa_hw/profiles/board-default.toml`). File keys carry
+their unit when it is not SI (`g_min_us`, `tia_ranges_ua`, `pulse_width_ns`); the dataclasses
+hold SI values (S, V, A, s). Every value is checked on load and any problem is a `BadInput`
+naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from imssa_hw.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+FORMAT = "imssa-hw-board-profile"
+VERSION = 1
+DIFFERENTIAL = ("columns", "rows")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Arrays of rows x cols cells (rows take the input voltages, columns give the currents)."""
+
+    arrays: int
+    rows: int
+    cols: int
+    cell: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.arrays, self.rows, self.cols
+
+
+@dataclass(frozen=True)
+class ConductanceWindow:
+    """Programmable window (S) and the tolerance (S) within which a device counts as on target."""
+
+    g_min: float
+    g_max: float
+    tolerance: float
+
+    def dg(self, bits: int) -> float:
+        """Conductance per level for `bits` bits per device: (G_max - G_min) / (2**bits - 1)."""
+        return (self.g_max - self.g_min) / (2**bits - 1)
+
+
+@dataclass(frozen=True)
+class ReadChain:
+    """Read/VMM side: largest row voltage (V), converter bits, selectable TIA full scales (A)."""
+
+    v_read_max: float
+    dac_bits: int
+    adc_bits: int
+    tia_ranges: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SafeLimits:
+    """Largest pulse and gate voltages (V) the board may apply, and the pulse width (s)."""
+
+    set_v_max: float
+    reset_v_max: float
+    gate_v_max: float
+    pulse_width: float
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    """A board as the compiler sees it."""
+
+    name: str
+    description: str
+    geometry: Geometry
+    conductance: ConductanceWindow
+    read: ReadChain
+    differential: str
+    limits: SafeLimits
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile in its file form (TOML tables, file units)."""
+        out: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": self.name,
+                               "description": self.description,
+                               "mapping": {"differential": self.differential}}
+        for table, spec in _TABLES.items():
+            obj = getattr(self, spec.attribute)
+            out[table] = {f.key: f.to_file(getattr(obj, f.attribute)) for f in spec.fields}
+        return out
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str
+    attribute: str
+    kind: type
+    low: float
+    high: float
+    per_si: float = 1.0  # file units per SI unit (1e6 for uS)
+
+    def parse(self, value: Any, where: str) -> Any:
+        if self.kind is str:
+            if not isinstance(value, str) or not value:
+                raise BadInput(f"{where}: {self.key} must be a non-empty string, got {value!r}")
+            return value
+        if self.kind is tuple:
+            if not isinstance(value, list) or not value:
+                raise BadInput(f"{where}: {self.key} must be a non-empty list of numbers")
+            return tuple(self._number(v, where) for v in value)
+        return self._number(value, where)
+
+    def _number(self, value: Any, where: str) -> float | int:
+        ok = isinstance(value, int) if self.kind is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or not math.isfinite(value):
+            kind = "an integer" if self.kind is int else "a number"
+            raise BadInput(f"{where}: {self.key} must be {kind}, got {value!r}")
+        if not self.low <= value <= self.high:
+            raise BadInput(f"{where}: {self.key} = {value} is impossible "
+                           f"(allowed {self.low:g} .. {self.high:g})")
+        return int(value) if self.kind is int else float(value) / self.per_si
+
+    def to_file(self, value: Any) -> Any:
+        if self.kind is tuple:
+            return [round(v * self.per_si, 12) for v in value]
+        if self.kind is float:
+            return round(value * self.per_si, 12)
+        return value
+
+
+@dataclass(frozen=True)
+class _Table:
+    attribute: str
+    cls: type
+    fields: tuple[_Field, ...]
+
+
+_TABLES = {
+    "board": _Table("geometry", Geometry, (
+        _Field("arrays", "arrays", int, 1, 4096),
+        _Field("rows", "rows", int, 1, 65536),
+        _Field("cols", "cols", int, 1, 65536),
+        _Field("cell", "cell", str, 0, 0))),
+    "conductance": _Table("conductance", ConductanceWindow, (
+        _Field("g_min_us", "g_min", float, 0, 1e5, 1e6),
+        _Field("g_max_us", "g_max", float, 0, 1e5, 1e6),
+        _Field("tolerance_us", "tolerance", float, 0, 1e5, 1e6))),
+    "read": _Table("read", ReadChain, (
+        _Field("v_read_max", "v_read_max", float, 1e-3, 1.0),
+        _Field("dac_bits", "dac_bits", int, 1, 24),
+        _Field("adc_bits", "adc_bits", int, 1, 24),
+        _Field("tia_ranges_ua", "tia_ranges", tuple, 1e-3, 1e6, 1e6))),
+    "limits": _Table("limits", SafeLimits, (
+        _Field("set_v_max", "set_v_max", float, 0.1, 10.0),
+        _Field("reset_v_max", "reset_v_max", float, 0.1, 10.0),
+        _Field("gate_v_max", "gate_v_max", float, 0.1, 10.0),
+        _Field("pulse_width_ns", "pulse_width", float, 0.1, 1e9, 1e9))),
+}
+
+
+def profile_from_dict(data: dict[str, Any], where: str = "profile") -> BoardProfile:
+    """Validate a profile in file form (as read from TOML or a deploy.json)."""
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: a profile must be a table of keys")
+    if data.get("format") != FORMAT:
+        raise BadInput(f"{where}: not a board profile (format {data.get('format')!r}, "
+                       f"expected {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise BadInput(f"{where}: profile version {data.get('version')!r} is not supported "
+                       f"(this imssa-hw reads version {VERSION})")
+    _no_unknown(data, {"format", "version", "name", "description", "mapping", *_TABLES}, where)
+    parts = {}
+    for table, spec in _TABLES.items():
+        section = _section(data, table, where)
+        _no_unknown(section, {f.key for f in spec.fields}, f"{where} [{table}]")
+        values = {}
+        for f in spec.fields:
+            if f.key not in section:
+                raise BadInput(f"{where}: [{table}] lacks {f.key}")
+            values[f.attribute] = f.parse(section[f.key], f"{where} [{table}]")
+        parts[spec.attribute] = spec.cls(**values)
+    mapping = _section(data, "mapping", where)
+    _no_unknown(mapping, {"differential"}, f"{where} [mapping]")
+    differential = mapping.get("differential", "columns")
+    if differential not in DIFFERENTIAL:
+        raise BadInput(f"{where}: [mapping] differential must be one of {DIFFERENTIAL}, "
+                       f"got {differential!r}")
+    name, description = data.get("name", "unnamed"), data.get("description", "")
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise BadInput(f"{where}: name and description must be strings")
+    profile = BoardProfile(name=name, description=description, differential=differential,
+                           **parts)
+    _check_consistency(profile, where)
+    return profile
+
+
+def _section(data: dict, table: str, where: str) -> dict:
+    section = data.get(table, {} if table == "mapping" else None)
+    if not isinstance(section, dict):
+        raise BadInput(f"{where}: missing table [{table}]")
+    return section
+
+
+def _no_unknown(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise BadInput(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _check_consistency(p: BoardProfile, where: str) -> None:
+    c, r, lim = p.conductance, p.read, p.limits
+    if c.g_min >= c.g_max:
+        raise BadInput(f"{where}: g_min_us ({c.g_min * 1e6:g}) must be below g_max_us "
+                       f"({c.g_max * 1e6:g})")
+    if c.tolerance >= c.g_max - c.g_min:
+        raise BadInput(f"{where}: tolerance_us ({c.tolerance * 1e6:g}) must be smaller than the "
+                       f"window ({(c.g_max - c.g_min) * 1e6:g} uS)")
+    if r.v_read_max >= min(lim.set_v_max, lim.reset_v_max):
+        raise BadInput(f"{where}: v_read_max ({r.v_read_max:g} V) must stay below the SET and "
+                       f"RESET limits ({lim.set_v_max:g} V, {lim.reset_v_max:g} V) or reads "
+                       f"would disturb the devices")
+    if list(r.tia_ranges) != sorted(set(r.tia_ranges)):
+        raise BadInput(f"{where}: tia_ranges_ua must be distinct and increasing")
+
+
+def load_profile(name_or_path: str | Path) -> BoardProfile:
+    """A profile from a TOML file, or a shipped one by name (e.g. "board-default")."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text, where = path.read_text(), str(path)
+    else:
+        shipped = resources.files("imssa_hw") / "profiles" / f"{name_or_path}.toml"
+        if path.suffix or not shipped.is_file():
+            raise BadInput(f"board profile not found: {name_or_path} (a TOML file, or one of "
+                           f"{', '.join(shipped_profiles())})")
+        text, where = shipped.read_text(), f"profile {name_or_path}"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{where}: not valid TOML ({exc})") from None
+    return profile_from_dict(data, where)
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the board profiles shipped in the package (emulator profiles excluded)."""
+    folder = resources.files("imssa_hw") / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.startswith("board-")
+                  and p.name.endswith(".toml"))

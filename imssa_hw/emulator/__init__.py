@@ -1,0 +1,1 @@
+"""The emulated crossbar board: device physics, read chain, board firmware, SMU, server process."""

@@ -1,0 +1,136 @@
+"""The analog core: devices (with optional IR drop) behind row DACs, column TIAs and ADCs.
+
+Reads apply v_read to one row at a time; VMMs apply a row-voltage vector. Column currents carry
+read noise (read_noise_rel of each device's current, summed in quadrature), then each column's TIA
+gain and offset errors, then the signed ADC (rounding and saturation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imssa_hw.drivers.loop_program import LoopProgram
+from imssa_hw.drivers.messages import BoardLimits
+from imssa_hw.emulator.devices import Devices
+from imssa_hw.emulator.profile import ReadChainParams
+
+NOISE_CHUNK = 1 << 18
+"""Normal deviates drawn at once by the loop engine."""
+
+
+@dataclass(eq=False)
+class ReadChain:
+    """Per-column TIA gain and offset errors (arrays, cols) and the ADC."""
+
+    gain: np.ndarray
+    """Relative gain of each column's TIA (1 = ideal)."""
+    offset_codes: np.ndarray
+    """Offset of each column, in ADC codes."""
+    adc_bits: int
+
+    @classmethod
+    def draw(cls, params: ReadChainParams, arrays: int, cols: int, rng: np.random.Generator) -> ReadChain:
+        shape = (arrays, cols)
+        full_scale_codes = 2 ** (params.adc_bits - 1)
+        return cls(1 + params.tia_gain_sigma * rng.standard_normal(shape),
+                   params.tia_offset_sigma_fs * full_scale_codes * rng.standard_normal(shape),
+                   params.adc_bits)
+
+    def lsb_a(self, range_a: float) -> float:
+        return range_a / 2 ** (self.adc_bits - 1)
+
+    def digitize(self, currents_a: np.ndarray, array: int, range_a: float,
+                 cols: int | slice = slice(None)) -> np.ndarray:
+        """Column currents (..., cols) A -> int16 ADC codes."""
+        top = 2 ** (self.adc_bits - 1)
+        codes = np.rint(currents_a * (self.gain[array, cols] / self.lsb_a(range_a))
+                        + self.offset_codes[array, cols])
+        return np.minimum(np.maximum(codes, -top), top - 1).astype(np.int16)
+
+
+class Crossbar:
+    """The arrays of one board as the read chain sees them."""
+
+    def __init__(self, devices: Devices, chain: ReadChain, params: ReadChainParams,
+                 limits: BoardLimits, rng: np.random.Generator) -> None:
+        self.devices = devices
+        self.chain = chain
+        self.noise_rel = params.read_noise_rel
+        self.v_read_max = limits.v_read_max
+        self.dac_steps = 2 ** (params.dac_bits - 1) - 1
+        self.rng = rng
+        arrays, rows, cols = devices.g_final_s.shape
+        row, col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        self._r_path = params.ir_drop_r_wire_ohm * (col + 1 + rows - row)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def changed(self, array: int) -> None:
+        """Drop cached conductances of `array` after its devices changed."""
+        self._cache.pop(array, None)
+
+    def conductance(self, array: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(G, G^2) of `array` as the columns see it (IR drop included); cached once relaxed."""
+        if array in self._cache:
+            return self._cache[array]
+        g = self.devices.conductance_s(now, array)
+        if self._r_path.any():
+            g = g / (1 + g * self._r_path)
+        pair = (g, g * g)
+        if self.devices.settled(array, now):
+            self._cache[array] = pair
+        return pair
+
+    def dac(self, v_rows: np.ndarray) -> np.ndarray:
+        """Row voltages clipped to +-v_read_max and rounded to the DAC's steps."""
+        lsb = self.v_read_max / self.dac_steps
+        return np.minimum(np.maximum(np.rint(v_rows / lsb), -self.dac_steps), self.dac_steps) * lsb
+
+    def read(self, array: int, v_read: float, range_a: float, now: float,
+             rows: int | slice = slice(None), cols: int | slice = slice(None)) -> np.ndarray:
+        """ADC codes of devices read one row at a time at v_read."""
+        g = self.conductance(array, now)[0][rows, cols]
+        currents = g * v_read * (1 + self.noise_rel * self.rng.standard_normal(np.shape(g)))
+        return self.chain.digitize(currents, array, range_a, cols)
+
+    def vmm(self, array: int, v_rows: np.ndarray, range_a: float, now: float) -> np.ndarray:
+        """ADC codes of the column currents for row voltages (..., rows)."""
+        g, g2 = self.conductance(array, now)
+        v = self.dac(v_rows)
+        noise = self.rng.standard_normal(v.shape[:-1] + g.shape[1:])
+        return self.chain.digitize(self._currents(v, g, g2, noise), array, range_a)
+
+    def _currents(self, v: np.ndarray, g: np.ndarray, g2: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        currents = v @ g
+        if self.noise_rel:
+            currents += self.noise_rel * np.sqrt((v * v) @ g2) * noise
+        return currents
+
+    def run(self, programs: list[LoopProgram], inputs: np.ndarray, range_a: float,
+            now: float) -> np.ndarray:
+        """The on-board loop (see LoopProgram): inputs (n_seq, n_steps, n_inputs) ->
+        output codes (n_seq, n_steps, n_outputs), each the difference of two columns' codes."""
+        n_seq, n_steps, _ = inputs.shape
+        lsb = self.chain.lsb_a(range_a)
+        cols = self.devices.g_final_s.shape[2]
+        drives = [p.input_voltages(inputs) for p in programs]
+        cores = [self.conductance(p.array, now) for p in programs]
+        feedback = [p.feedback_matrix for p in programs]
+        combine = [p.output_matrix(cols) for p in programs]
+        previous = [np.zeros((n_seq, p.n_outputs)) for p in programs]
+        starts = np.cumsum([0] + [p.n_outputs for p in programs])
+        out = np.empty((n_seq, n_steps, starts[-1]), np.int16)
+        per_step = len(programs) * n_seq * cols
+        chunk = max(1, NOISE_CHUNK // per_step)
+        for t in range(n_steps):
+            if t % chunk == 0:
+                noise = self.rng.standard_normal((min(chunk, n_steps - t), len(programs), n_seq, cols))
+            for k, program in enumerate(programs):
+                v = self.dac(drives[k][:, t] + previous[k] @ feedback[k])
+                codes = self.chain.digitize(self._currents(v, *cores[k], noise[t % chunk, k]),
+                                            program.array, range_a)
+                diff = codes @ combine[k]  # program.outputs(codes), exact integers
+                out[:, t, starts[k]:starts[k + 1]] = diff
+                previous[k] = diff * lsb
+        return out

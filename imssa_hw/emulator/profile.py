@@ -1,0 +1,178 @@
+"""Emulator parameters: one frozen dataclass per profile section, loaded from a TOML profile.
+
+The packaged default is `imssa_hw/profiles/emulator-default.toml`; its comments give each value's
+source. Any key can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from imssa_hw.drivers.errors import PayloadError
+from imssa_hw.drivers.messages import BoardConfig, BoardLimits, typed
+from imssa_hw.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_PROFILE = "emulator-default.toml"
+
+
+@dataclass(frozen=True)
+class BoardParams:
+    board_id: str
+    arrays: int
+    rows: int
+    cols: int
+    g_window_s: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ReadChainParams:
+    adc_bits: int
+    adc_ranges_a: tuple[float, ...]
+    dac_bits: int
+    tia_gain_sigma: float
+    tia_offset_sigma_fs: float
+    read_noise_rel: float
+    ir_drop_r_wire_ohm: float
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    g_off_s: float
+    g_off_sigma_s: float
+    g_on_max_s: float
+    g_on_max_sigma_s: float
+    set_gain_s: float
+    set_gain_sigma_log: float
+    set_gate_vt_v: float
+    set_gate_vt_sigma_v: float
+    set_exponent: float
+    set_exponent_sigma: float
+    set_threshold_v: float
+    set_threshold_sigma_v: float
+    set_c2c_sigma_s: float
+    set_c2c_slope: float
+    set_c2c_min_s: float
+    reset_threshold_v: float
+    reset_threshold_sigma_v: float
+    reset_scale_v: float
+    reset_scale_sigma_log: float
+    reset_exponent: float
+    reset_gate_vt_v: float
+    reset_gate_char_v: float
+    reset_c2c_rel: float
+    reset_c2c_floor_s: float
+    pulse_width_ref_s: float
+
+
+@dataclass(frozen=True)
+class RelaxationParams:
+    tau_s: float
+    sigma_min_s: float
+    sigma_max_s: float
+    full_change_s: float
+
+
+@dataclass(frozen=True)
+class DefectParams:
+    stuck_on_fraction: float
+    stuck_on_g_s: float
+    stuck_on_sigma_s: float
+    stuck_off_fraction: float
+    stuck_off_g_s: float
+
+
+@dataclass(frozen=True)
+class EnduranceParams:
+    median_pulses: float
+    sigma_log: float
+
+
+@dataclass(frozen=True)
+class SmuParams:
+    idn: str
+    noise_rel: float
+    noise_floor_a: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A whole emulated board: shape, limits, power-on settings, read chain and device physics."""
+
+    board: BoardParams
+    limits: BoardLimits
+    defaults: BoardConfig
+    read_chain: ReadChainParams
+    device: DeviceParams
+    relaxation: RelaxationParams
+    defects: DefectParams
+    endurance: EnduranceParams
+    smu: SmuParams
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """"section.key=value" -> ("section.key", value), the value read as a TOML value."""
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise BadInput(f"override {text!r} is not of the form section.key=value")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Profile:
+    """Read a profile (the packaged default when `path` is None) and apply "section.key" overrides."""
+    try:
+        if path is None:
+            text = resources.files("imssa_hw").joinpath("profiles", DEFAULT_PROFILE).read_text()
+        else:
+            text = Path(path).read_text()
+        data = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(f"cannot read profile {path}: {exc}") from None
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if not isinstance(data.get(section), dict) or name not in data[section]:
+            raise BadInput(f"unknown profile key {key!r}")
+        data[section][name] = value
+    try:
+        profile = typed(Profile, data)
+    except PayloadError as exc:
+        raise BadInput(f"bad profile {path or DEFAULT_PROFILE}: {exc}") from None
+    _check(profile)
+    return profile
+
+
+def _check(profile: Profile) -> None:
+    board, chain = profile.board, profile.read_chain
+    if min(board.arrays, board.rows, board.cols) < 1 or board.arrays > 255 or max(board.rows, board.cols) > 4096:
+        raise BadInput("the board needs 1..255 arrays of 1..4096 rows and columns")
+    if not 2 <= chain.adc_bits <= 16 or not 2 <= chain.dac_bits <= 16:
+        raise BadInput("adc_bits and dac_bits must be within 2..16")
+    defaults, limits = profile.defaults, profile.limits
+    if defaults.read_range_a not in chain.adc_ranges_a or defaults.vmm_range_a not in chain.adc_ranges_a:
+        raise BadInput("defaults.read_range_a and vmm_range_a must be among read_chain.adc_ranges_a")
+    if not 0 < defaults.v_read <= limits.v_read_max:
+        raise BadInput("defaults.v_read must be within (0, limits.v_read_max]")
+    if not limits.pulse_width_min_s <= defaults.pulse_width_s <= limits.pulse_width_max_s:
+        raise BadInput("defaults.pulse_width_s must be within the pulse width limits")
+    negative = []
+    for name in ("read_chain", "device", "relaxation", "defects", "endurance", "smu"):
+        section = getattr(profile, name)
+        negative += [f"{name}.{f.name}" for f in fields(section)
+                     if isinstance(getattr(section, f.name), float) and getattr(section, f.name) < 0
+                     and not f.name.endswith("slope")]
+    if negative:
+        raise BadInput(f"profile values must not be negative: {', '.join(negative)}")
+    if profile.relaxation.tau_s <= 0:
+        raise BadInput("relaxation.tau_s must be > 0")

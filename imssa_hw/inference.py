@@ -1,0 +1,229 @@
+"""Hardware-in-the-loop inference: the S4D kernels on the board, the rest on the host.
+
+The host computes the encoder, the digital parts between layers and the decoder with the numpy
+twin (`imssa_hw.reference`); each layer's recurrences run on the crossbar following the
+compiled schedule, in one of two modes:
+- host: the compiler's reference executor drives the board one VMM per array per step;
+- onboard: the board runs the loop programs itself; one frame carries a chunk of sequences.
+Every sample is also run through the ideal quantized model for comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from imssa_hw import reference
+from imssa_hw.checkpoint import Checkpoint
+from imssa_hw.compiler import Executor, per_vector
+from imssa_hw.compiler.artifact import CHECKPOINT_FILE, Deployment
+from imssa_hw.compiler.schedule import FLUSH_STEPS
+from imssa_hw.errors import BadInput
+
+MODES = ("host", "onboard")
+ONBOARD_CHUNK = 25  # sequences per RUN_SEQUENCE frame: progress stays live, frames stay small
+HOST_CHUNK = 4      # sequences per progress update in host mode
+
+
+@dataclass
+class InferenceResult:
+    """Hardware and software logits of every sample, with what it took."""
+
+    mode: str
+    labels: np.ndarray
+    hardware_logits: np.ndarray
+    software_logits: np.ndarray
+    wall_time_s: float
+    crossbar_steps: int
+    frames: int
+    traces: dict = field(default_factory=dict)
+
+    @property
+    def hardware_pred(self) -> np.ndarray:
+        return self.hardware_logits.argmax(-1)
+
+    @property
+    def software_pred(self) -> np.ndarray:
+        return self.software_logits.argmax(-1)
+
+    def report(self, n_classes: int) -> dict:
+        """The JSON report fields (accuracies 0..1, confusion[true][predicted])."""
+        return {
+            "mode": self.mode,
+            "n_samples": int(len(self.labels)),
+            "hardware_accuracy": float((self.hardware_pred == self.labels).mean()),
+            "software_accuracy": float((self.software_pred == self.labels).mean()),
+            "agreement": float((self.hardware_pred == self.software_pred).mean()),
+            "confusion": confusion(self.labels, self.hardware_pred, n_classes).tolist(),
+            "software_confusion": confusion(self.labels, self.software_pred, n_classes).tolist(),
+            "max_abs_logit_error": float(np.abs(self.hardware_logits - self.software_logits).max()),
+            "steps_per_s": self.crossbar_steps / self.wall_time_s if self.wall_time_s else 0.0,
+            "crossbar_steps": self.crossbar_steps,
+            "frames": self.frames,
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """counts[true, predicted]."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (labels, pred), 1)
+    return counts
+
+
+def check_board_fits(board_info, dep: Deployment) -> None:
+    """BadInput when the connected board is not the shape the deployment was compiled for."""
+    geo = dep.profile.geometry
+    have = (board_info.arrays, board_info.rows, board_info.cols)
+    needed = 1 + max(p.array for layer in dep.schedule.layers for p in layer.programs)
+    if have[1:] != (geo.rows, geo.cols) or have[0] < needed:
+        raise BadInput(f"the deployment is for {geo.arrays} arrays of {geo.rows}x{geo.cols}; the "
+                       f"board has {have[0]} arrays of {have[1]}x{have[2]}")
+
+
+class BoardRecurrence:
+    """A `reference.Recurrence` that runs each layer's kernels on a board.
+
+    `correct(array, currents)` maps raw column currents to true ones (calibration); identity
+    when None.
+    """
+
+    def __init__(self, board, dep: Deployment, mode: str,
+                 correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
+                 progress: Callable[[int], None] | None = None):
+        if mode not in MODES:
+            raise BadInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.board, self.dep, self.mode = board, dep, mode
+        self.correct = correct
+        self.progress = progress or (lambda n: None)
+        self.steps = 0
+        self.last_y: dict[int, np.ndarray] = {}
+
+    def _vmm(self, array: int, v_rows: np.ndarray) -> np.ndarray:
+        currents = self.board.vmm(array, v_rows)
+        return self.correct(array, currents) if self.correct else currents
+
+    def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
+        schedule = self.dep.schedule.layers[layer]
+        self.board.configure(vmm_range_a=float(np.max(schedule.tia_range_a)))
+        if self.mode == "host":
+            executor = Executor(self.dep.schedule, per_vector(self._vmm))
+            y = self._batched(u, HOST_CHUNK, lambda part: executor(layer, part))
+        else:
+            y = self._onboard(layer, u)
+        self.steps += len(u) * (u.shape[1] + FLUSH_STEPS) * len(schedule.programs)
+        self.last_y[layer] = y
+        return y
+
+    def _batched(self, batch: np.ndarray, size: int, run: Callable[[np.ndarray], np.ndarray]
+                 ) -> np.ndarray:
+        """run() on chunks of `size` sequences, reporting progress after each."""
+        parts = []
+        for start in range(0, len(batch), size):
+            parts.append(run(batch[start:start + size]))
+            self.progress(len(parts[-1]))
+        return np.concatenate(parts)
+
+    def _onboard(self, layer: int, u: np.ndarray) -> np.ndarray:
+        from imssa_hw.drivers.loop_program import LoopProgram
+
+        schedule = self.dep.schedule.layers[layer]
+        programs = [LoopProgram(p.array, p.row_input, p.row_input_gain_v, p.row_feedback,
+                                p.row_feedback_gain_v_per_a, p.out_plus, p.out_minus)
+                    for p in schedule.programs]
+        self.board.load_program(programs)
+        padded = np.concatenate([u, np.zeros((len(u), FLUSH_STEPS, u.shape[2]))], axis=1)
+        return schedule.ssm_output(self._batched(padded, ONBOARD_CHUNK, self.board.run_sequence))
+
+
+def run_inference(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
+                  labels: np.ndarray, mode: str = "onboard",
+                  correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
+                  progress: Callable[[int], None] | None = None) -> InferenceResult:
+    """Classify `features` (B, L, F) on the board and with the ideal quantized model."""
+    if dep.model_digest != ckpt.digest:
+        raise BadInput("the checkpoint is not the one this deployment was compiled from "
+                       f"(digest {ckpt.digest[:12]} vs {dep.model_digest[:12]})")
+    check_board_fits(board.info, dep)
+    recurrence = BoardRecurrence(board, dep, mode, correct, progress)
+    frames_before = board.frames_sent
+    start = time.perf_counter()
+    hardware = reference.forward(ckpt, features, recurrence=recurrence)
+    wall = time.perf_counter() - start
+    software = reference.forward(ckpt, features)
+    traces = {"hardware_y": recurrence.last_y[0][:4],
+              "software_y": reference.ideal_recurrence(ckpt.kernels(0),
+                                                       reference.encode(ckpt, features[:4]))}
+    return InferenceResult(mode, np.asarray(labels), hardware, software, wall, recurrence.steps,
+                           board.frames_sent - frames_before, traces)
+
+
+def open_deployment(deploy_dir: str | Path, checkpoint: str | Path | None = None
+                    ) -> tuple[Deployment, Checkpoint]:
+    """Load a deploy directory and its checkpoint (default: DEPLOY_DIR/model.pt), matched."""
+    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.compiler import load_deployment
+
+    dep = load_deployment(deploy_dir)
+    ckpt = load_checkpoint(checkpoint or Path(deploy_dir) / CHECKPOINT_FILE)
+    if dep.model_digest != ckpt.digest:
+        raise BadInput(f"{checkpoint or Path(deploy_dir) / CHECKPOINT_FILE} is not the model "
+                       f"{deploy_dir} was compiled from")
+    return dep, ckpt
+
+
+def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
+                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The test split of the task the model was trained on: features, labels, class names."""
+    from imssa_hw.data import load_task
+
+    args = dict(ckpt.meta.get("data_args") or {})
+    if not args:
+        raise BadInput("the checkpoint does not say which data it was trained on (no data_args)")
+    if data_root is not None:
+        args["data_root"] = str(data_root)
+    data = load_task(**args)
+    n = len(data.y_test) if limit is None else min(limit, len(data.y_test))
+    return data.x_test[:n], data.y_test[:n], list(data.class_names)
+
+
+def run_on_port(port: str, timeout_s: float, dep: Deployment, ckpt: Checkpoint,
+                features: np.ndarray, labels: np.ndarray, mode: str,
+                calibration: str | Path | None = None,
+                progress: Callable[[int], None] | None = None) -> InferenceResult:
+    """Open the board at `port` and run `run_inference` (with calibration, if given)."""
+    from imssa_hw.drivers.board import Board
+
+    cal = None
+    if calibration is not None:
+        from imssa_hw.calibration.data import load_calibration
+
+        cal = load_calibration(calibration)
+    with Board.open(port, timeout_s=timeout_s) as board:
+        correct = None
+        if cal is not None:
+            cal.check_board(board.info)
+
+            def correct(array: int, currents: np.ndarray) -> np.ndarray:
+                return cal.correct_currents(array, currents, range_a=board.config.vmm_range_a)
+        return run_inference(board, dep, ckpt, features, labels, mode, correct, progress)
+
+
+def write_inference_outputs(result: InferenceResult, summary: dict, class_names: list[str],
+                            out_dir: str | Path, report: str | Path | None) -> list[Path]:
+    """The JSON report (if asked) and the PNGs; returns the paths written."""
+    from imssa_hw.files import write_json
+    from imssa_hw.inference_plots import plot_confusions, plot_traces
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [plot_confusions(result, class_names, out_dir / f"confusion-{result.mode}.png"),
+               plot_traces(result, out_dir / f"traces-{result.mode}.png")]
+    if report:
+        write_json(report, {**summary, "class_names": class_names})
+        written.append(Path(report))
+    return written

@@ -1,0 +1,173 @@
+"""Deploy directory round trip and validation; profiles, defect maps and voltage scales."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from test_compiler_support import board, make_checkpoint, sequences
+
+from imssa_hw.compiler import (Executor, compile_checkpoint, load_defects, load_deployment,
+                               load_profile, save_deployment, shipped_profiles)
+from imssa_hw.compiler.defects import DefectMap, StuckDevice
+from imssa_hw.compiler.profile import profile_from_dict
+from imssa_hw.errors import BadInput
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deploy")
+    ckpt = make_checkpoint(folder / "m.pt", h=8, n=4, layers=2, bits=2, seed=5)
+    dep = compile_checkpoint(ckpt, board())
+    save_deployment(dep, folder / "out")
+    return ckpt, dep, folder / "out"
+
+
+def test_round_trip(deployed):
+    ckpt, dep, out = deployed
+    back = load_deployment(out)
+    assert back.model_digest == ckpt.digest and back.config == ckpt.config
+    assert back.profile == dep.profile and back.dg == dep.dg and back.summary == dep.summary
+    assert np.array_equal(back.targets, dep.targets) and np.array_equal(back.used, dep.used)
+    for a, b in zip(back.schedule.layers, dep.schedule.layers):
+        for pa, pb in zip(a.programs, b.programs):
+            for name in ("row_input", "row_input_gain_v", "row_feedback",
+                         "row_feedback_gain_v_per_a", "out_plus", "out_minus"):
+                assert np.array_equal(getattr(pa, name), getattr(pb, name)), name
+        assert np.array_equal(a.y_scale, b.y_scale) and np.array_equal(a.tia_range_a, b.tia_range_a)
+    assert [(t.array, t.rows.tolist()) for t in back.placement.tiles] == \
+        [(t.array, t.rows.tolist()) for t in dep.placement.tiles]
+    # the loaded artifact reproduces its own probe expectations
+    executor = Executor.on_maps(back.schedule, back.targets)
+    for layer, (u, y) in enumerate(zip(back.probe.u, back.probe.y)):
+        assert np.allclose(executor(layer, u), y, atol=1e-6)
+    data = json.loads((out / "deploy.json").read_text())
+    program = data["schedule"]["layers"][0]["programs"][0]
+    assert len(program["row_input"]) == 64
+    assert isinstance(program["row_feedback_gain_v_per_a"][0], float)
+    assert set(data["schedule"]["modes"]) == {"host_loop", "on_board_loop"}
+
+
+def _copy(out, tmp_path):
+    target = tmp_path / "copy"
+    target.mkdir()
+    for f in out.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    return target
+
+
+def _edit_json(folder, change):
+    data = json.loads((folder / "deploy.json").read_text())
+    change(data)
+    (folder / "deploy.json").write_text(json.dumps(data))
+
+
+def test_missing_files(deployed, tmp_path):
+    with pytest.raises(BadInput, match="deploy.json not found"):
+        load_deployment(tmp_path / "nowhere")
+    folder = _copy(deployed[2], tmp_path)
+    (folder / "targets.npz").unlink()
+    with pytest.raises(BadInput, match="targets.npz not found"):
+        load_deployment(folder)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d.update(version=99), "version 99 is not supported"),
+    (lambda d: d.update(format="other"), "not an imssa-hw deployment"),
+    (lambda d: d.pop("schedule"), "missing section 'schedule'"),
+    (lambda d: d["schedule"]["layers"][0]["programs"][0]["row_input"].pop(),
+     r"programs\[0\]: the row fields must have 64 entries"),
+    (lambda d: d["schedule"]["layers"][1]["programs"][0]["out_plus"].__setitem__(0, 64),
+     r"out_plus must name columns 0..63"),
+    (lambda d: d["schedule"]["layers"][0]["y_scale"].pop(), "y_scale must have 8 entries"),
+    (lambda d: d["profile"]["conductance"].update(g_min_us=-1), "g_min_us = -1 is impossible"),
+    (lambda d: d["targets"].update(sha256="0" * 64), "does not match"),
+])
+def test_validation_names_what_is_wrong(deployed, tmp_path, change, message):
+    folder = _copy(deployed[2], tmp_path)
+    _edit_json(folder, change)
+    with pytest.raises(BadInput, match=message):
+        load_deployment(folder)
+
+
+def test_bad_array_shapes(deployed, tmp_path):
+    folder = _copy(deployed[2], tmp_path)
+    with np.load(folder / "targets.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["targets_s"] = arrays["targets_s"][:, :32]
+    with open(folder / "targets.npz", "wb") as f:
+        np.savez(f, **arrays)
+    digest = hashlib.sha256((folder / "targets.npz").read_bytes()).hexdigest()
+    _edit_json(folder, lambda d: d["targets"].update(sha256=digest))
+    with pytest.raises(BadInput, match=r"targets_s has shape \(3, 32, 64\).*"
+                                       r"expected \(3, 64, 64\)"):
+        load_deployment(folder)
+
+
+def test_shipped_profiles_load_and_round_trip():
+    assert {"board-default", "board-large"} <= set(shipped_profiles())
+    p = load_profile("board-default")
+    assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 8
+    assert p.conductance.g_min == 2e-6 and p.conductance.g_max == 150e-6
+    assert p.limits.set_v_max == 3.5 and p.limits.reset_v_max == 1.5 and p.limits.gate_v_max == 5.5
+    assert profile_from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("conductance", "g_min_us", 200.0, "must be below g_max_us"),
+    ("board", "rows", 0, "rows = 0 is impossible"),
+    ("read", "v_read_max", 2.0, "v_read_max = 2.0 is impossible"),
+    ("read", "tia_ranges_ua", [100.0, 20.0], "distinct and increasing"),
+    ("limits", "reset_v_max", 0.15, "must stay below the SET and RESET limits"),
+    ("board", "arrays", "three", "arrays must be an integer"),
+    ("board", "colour", 1, "unknown key"),
+])
+def test_impossible_profiles(section, key, value, message):
+    data = load_profile("board-default").to_dict()
+    data[section][key] = value
+    with pytest.raises(BadInput, match=message):
+        profile_from_dict(data)
+
+
+def test_profile_not_found():
+    with pytest.raises(BadInput, match="board profile not found: nope.*board-default"):
+        load_profile("nope")
+
+
+def test_defect_map_round_trip_and_errors(tmp_path):
+    geo = board().geometry
+    defects = DefectMap(3, 64, 64, (StuckDevice(0, 1, 2, "stuck_on", 1.4e-4),
+                                    StuckDevice(2, 63, 0, "unresponsive", None)))
+    defects.save(tmp_path / "d.json")
+    assert load_defects(tmp_path / "d.json", geo) == defects
+    with pytest.raises(BadInput, match="for a board of 3 arrays of 64x64, the profile has 2 "
+                                       "arrays of 32x32"):
+        load_defects(tmp_path / "d.json", board(2, 32, 32).geometry)
+    for entry, message in [({"array": 3, "row": 0, "col": 0, "kind": "stuck_on"}, "array must be"),
+                           ({"array": 0, "row": 0, "col": 0, "kind": "broken"}, "kind must be"),
+                           ({"array": 0, "row": 0, "col": 0, "kind": "stuck_on", "g_s": 5},
+                            "g_s must be")]:
+        data = defects.to_dict()
+        data["stuck"].append(entry)
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(BadInput, match=message):
+            load_defects(tmp_path / "bad.json", geo)
+
+
+def test_voltage_scales_follow_the_stored_signal_ranges(tmp_path):
+    """Wider training ranges -> smaller volts per unit; the rows stay within v_read_max."""
+    x = sequences(4, 30).astype(np.float32)
+    narrow = make_checkpoint(tmp_path / "a.pt", h=4, seed=2, range_features=x)
+    ranges = [{k: [3 * v for v in r[k]] for k in r} for r in narrow.meta["signal_ranges"]]
+    wide = replace(narrow, meta={**narrow.meta, "signal_ranges": ranges})
+    probes = x[:1, :5]  # a part of x: the stored ranges dominate
+    s_narrow = compile_checkpoint(narrow, board(), probe_features=probes).schedule.layers[0]
+    s_wide = compile_checkpoint(wide, board(), probe_features=probes).schedule.layers[0]
+    assert np.allclose(s_wide.state_scale_v, s_narrow.state_scale_v / 3)
+    kernels = wide.kernels(0)
+    u_volts = s_wide.state_scale_v * kernels.b_step / kernels.a_step * np.array(ranges[0]["u_max"])
+    x_volts = s_wide.state_scale_v * np.array(ranges[0]["x_max"])
+    assert np.allclose(np.maximum(u_volts, x_volts), 0.9 * 0.2, rtol=1e-5)

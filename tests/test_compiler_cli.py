@@ -1,0 +1,120 @@
+"""`imssa-hw compile` end to end, its bad-input errors, and no torch on the compile path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from test_compiler_support import make_checkpoint
+
+from imssa_hw.cli.main import cli
+from imssa_hw.compiler import load_deployment, load_profile
+from imssa_hw.compiler.defects import DefectMap, StuckDevice
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "model.pt"
+    make_checkpoint(path, h=8, n=4, bits=2, seed=1)
+    return path
+
+
+def test_compile_end_to_end(model, tmp_path):
+    defects = DefectMap(3, 64, 64, (StuckDevice(0, 0, 0, "stuck_on", 150e-6),
+                                    StuckDevice(0, 3, 5, "stuck_off", 0.5e-6)))
+    defects.save(tmp_path / "defects.json")
+    out, report = tmp_path / "deploy", tmp_path / "compile.json"
+    result = CliRunner().invoke(cli, ["compile", str(model), "--out", str(out), "--defects",
+                                      str(tmp_path / "defects.json"), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    for text in ("arrays used    2 of 3", "cells used     400", "7 signed (4 per device)",
+                 "dG = 49.333 uS", "steps/sample   33", "2 stuck, 0 unavoidable"):
+        assert text in result.output
+    data = json.loads(report.read_text())
+    assert data["arrays_used"] == 2 and data["cells_used"] == 8 * 5 * 10
+    assert data["utilization"] == pytest.approx(400 / (2 * 64 * 64))
+    assert data["ideal_max_abs_error"] < 1e-6 and data["unavoidable_defects"] == []
+    assert (out / "targets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dep = load_deployment(out)
+    assert not dep.used[0, 0, 0] or abs(dep.targets[0, 0, 0] - 150e-6) <= 4e-6
+
+
+def _fails_with(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_not_quantized(tmp_path):
+    path = tmp_path / "float.pt"
+    make_checkpoint(path, bits=None)
+    _fails_with(["compile", str(path), "--out", str(tmp_path / "d")], "not quantized")
+    assert not (tmp_path / "d").exists()
+
+
+def test_impossible_profile(model, tmp_path):
+    data = load_profile("board-default").to_dict()
+    data["conductance"]["g_max_us"] = 1.0
+    (tmp_path / "p.toml").write_text("\n".join(_toml(data)))
+    _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--profile",
+                 str(tmp_path / "p.toml")], "must be below g_max_us")
+
+
+def _toml(data, prefix=""):
+    """A profile dict as TOML lines (strings, numbers, lists, nested tables)."""
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    for k, v in scalars.items():
+        yield f"{k} = {json.dumps(v)}"
+    for k, v in data.items():
+        if isinstance(v, dict):
+            yield f"[{prefix}{k}]"
+            yield from _toml(v, f"{prefix}{k}.")
+
+
+def test_defect_map_of_another_board(model, tmp_path):
+    DefectMap(2, 32, 32, ()).save(tmp_path / "defects.json")
+    _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--defects",
+                 str(tmp_path / "defects.json")], "for a board of 2 arrays of 32x32")
+
+
+def test_model_too_large_and_missing_checkpoint(tmp_path):
+    big = tmp_path / "big.pt"
+    make_checkpoint(big, h=64, n=16, bits=2)
+    _fails_with(["compile", str(big), "--out", str(tmp_path / "d")], "short by 61 arrays")
+    _fails_with(["compile", str(tmp_path / "none.pt"), "--out", str(tmp_path / "d")],
+                "checkpoint not found")
+
+
+NO_TORCH = """
+import sys
+import imssa_hw.compiler
+assert "torch" not in sys.modules, "import imssa_hw.compiler imported torch"
+from imssa_hw.cli.main import cli
+try:
+    cli(["compile", sys.argv[1], "--out", sys.argv[2], "--profile", "board-large"])
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+print("torch" in sys.modules)
+"""
+
+
+def test_compile_path_imports_no_torch(model, tmp_path):
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, str(model), str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "d" / "deploy.json").is_file()
+
+
+def test_bad_input_in_a_real_process_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "compile",
+                           str(tmp_path / "none.pt"), "--out", str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    expected = f"Error: checkpoint not found: {tmp_path / 'none.pt'}"
+    assert done.stderr.strip().splitlines() == [expected]

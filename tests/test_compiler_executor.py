@@ -1,0 +1,130 @@
+"""The reference executor on ideal targets reproduces the quantized model; the delay is explicit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_compiler_support import board, make_checkpoint, sequences
+
+from imssa_hw import reference
+from imssa_hw.compiler import Executor, LoopProgram, compile_checkpoint, per_vector, run_layer
+from imssa_hw.compiler.schedule import LayerSchedule
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_logits_match_the_quantized_model_for_every_bit_width(tmp_path, bits):
+    """Voltages scaled from the checkpoint's signal ranges; sequences from that range set."""
+    x = sequences(6, 40, seed=bits).astype(np.float32)
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=bits, seed=bits, range_features=x)
+    dep = compile_checkpoint(ckpt, board())  # default probes: random, not x
+    assert dep.summary["arrays_used"] == 1 and dep.summary["ideal_max_abs_error"] < 1e-6
+    executor = Executor.on_maps(dep.schedule, dep.targets)
+    assert np.allclose(reference.forward(ckpt, x, executor), reference.forward(ckpt, x),
+                       rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("differential", ["columns", "rows"])
+def test_several_arrays_and_layers(tmp_path, differential):
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=5, n=6, layers=3, bits=3, seed=7)
+    x = sequences(3, 30, seed=1)
+    dep = compile_checkpoint(ckpt, board(arrays=4, differential=differential), probe_features=x)
+    layer_arrays = [p.order for p in dep.schedule.layers]
+    assert dep.summary["arrays_used"] == 4 and len(layer_arrays[1]) == 2  # a layer spans arrays
+    logits = reference.forward(ckpt, x, Executor.on_maps(dep.schedule, dep.targets))
+    assert np.allclose(logits, reference.forward(ckpt, x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_board_vmm_plugs_in(tmp_path):
+    """A board-like object whose vmm takes one vector and returns one current vector."""
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=3, bits=4)
+    x = sequences(2, 12)
+    dep = compile_checkpoint(ckpt, board(), probe_features=x)
+
+    class Board:
+        calls = 0
+
+        def vmm(self, array: int, v: np.ndarray) -> np.ndarray:
+            assert v.shape == (64,) and np.abs(v).max() <= 0.2
+            Board.calls += 1
+            return v @ dep.targets[array]
+    executor = Executor(dep.schedule, per_vector(Board().vmm))
+    assert np.allclose(reference.forward(ckpt, x, executor), dep.probe.logits, atol=1e-6)
+    assert Board.calls == 2 * (12 + 1)  # batch x (L + flush) on the one array
+
+
+def test_output_delay_flush_and_feedthrough(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=2, n=2, bits=3, seed=3)
+    length, t0 = 8, 3
+    u = np.zeros((1, length, 2))
+    u[0, t0, 0] = 1.0
+    dep = compile_checkpoint(ckpt, board(), probe_features=sequences(2, length))
+    layer = dep.schedule.layers[0]
+    executor = Executor.on_maps(dep.schedule, dep.targets)
+    raw = executor.raw(0, u)
+    assert raw.shape == (1, length + 1, len(layer.programs[0].out_plus))
+    y_col = raw[0, :, layer.y_output[0]]
+    state_cols = raw[0, :, layer.y_output[0] - 2:layer.y_output[0]]  # kernel 0's x (Re, Im)
+    kernels = ckpt.kernels(0)
+    y_ref = reference.ideal_recurrence(kernels, u)[0, :, 0]
+    assert y_ref[t0] != 0
+    # the state answers at once, y one step later
+    assert not state_cols[:t0].any() and state_cols[t0].any()
+    assert not y_col[:t0 + 1].any()
+    assert y_col[t0 + 1] * layer.y_scale[0] == pytest.approx(y_ref[t0], rel=1e-6)
+    # D*u is digital and aligned with u_t, not with the raw step
+    y_layer = layer.ssm_output(raw) + layer.d * u
+    assert y_layer[0, t0, 0] == pytest.approx(y_ref[t0] + kernels.d[0], rel=1e-6)
+    assert y_layer[0, t0 - 1, 0] == 0
+    # an impulse at the last step only shows up in the flush step
+    last = np.zeros((1, length, 2))
+    last[0, -1, 0] = 1.0
+    raw_last = executor.raw(0, last)
+    y_last = raw_last[0, :, layer.y_output[0]]
+    assert not y_last[:length].any() and y_last[length] != 0
+    assert np.allclose(layer.ssm_output(raw_last), reference.ideal_recurrence(kernels, last))
+
+
+def test_loop_program_semantics():
+    """Row sources, gains, feedback from the previous step, clipping, differential outputs."""
+    g = np.array([[1e-5, 2e-5, 3e-5],
+                  [4e-5, 5e-5, 6e-5]])  # 2 rows x 3 cols
+    program = LoopProgram(
+        array=0, row_input=np.array([1, -1]), row_input_gain_v=np.array([0.1, 0.0]),
+        row_feedback=np.array([-1, 0]), row_feedback_gain_v_per_a=np.array([0.0, 1e4]),
+        out_plus=np.array([0, 2]), out_minus=np.array([1, -1]))
+    layer = LayerSchedule(0, (program,), np.array([1]), np.ones(1), np.zeros(1), np.ones(1),
+                          np.ones(1))
+    u = np.array([[[0.0, 1.0], [0.0, 3.0]]])  # channel 1 drives row 0; 3 * 0.1 V clips to 0.2 V
+    out = run_layer(layer, u, lambda a, v: v @ g, v_read_max=0.2)
+    v0 = np.array([0.1, 0.0])
+    i0 = v0 @ g
+    o0 = np.array([i0[0] - i0[1], i0[2]])
+    v1 = np.array([0.2, min(1e4 * o0[0], 0.2) if o0[0] > 0 else max(1e4 * o0[0], -0.2)])
+    i1 = v1 @ g
+    o1 = np.array([i1[0] - i1[1], i1[2]])
+    assert np.allclose(out[0, 0], o0) and np.allclose(out[0, 1], o1)
+    assert out.shape == (1, 3, 2)  # L + 1 flush step
+
+
+def test_programs_mean_the_same_to_the_board_driver(tmp_path):
+    """The stored programs, loaded as the driver's LoopProgram and stepped the way the board's
+    host loop steps them, give the executor's raw outputs."""
+    loop_program = pytest.importorskip("imssa_hw.drivers.loop_program")
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=8, n=4, bits=3, seed=4)
+    dep = compile_checkpoint(ckpt, board(), probe_features=sequences(2, 10))
+    layer = dep.schedule.layers[0]
+    assert len(layer.programs) == 2
+    programs = [loop_program.LoopProgram(**p.to_dict()) for p in layer.programs]
+    u = np.concatenate([dep.probe.u[0], np.zeros((2, 1, 8))], axis=1)  # + the flush step
+    expected = np.zeros((2, 11, sum(p.n_outputs for p in programs)))
+    for s in range(2):
+        previous = [np.zeros(p.n_outputs) for p in programs]
+        for t in range(11):
+            column = 0
+            for k, p in enumerate(programs):
+                v = np.clip(p.input_voltages(u[s])[t] + p.feedback_voltages(previous[k]), -0.2, 0.2)
+                previous[k] = p.outputs(v @ dep.targets[p.array])
+                expected[s, t, column:column + p.n_outputs] = previous[k]
+                column += p.n_outputs
+    raw = Executor.on_maps(dep.schedule, dep.targets).raw(0, dep.probe.u[0])
+    assert np.allclose(raw, expected, rtol=1e-9, atol=1e-15)

@@ -1,0 +1,132 @@
+"""Placement: block-diagonal packing, several arrays, shortfall errors, defect-aware permutation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imssa_hw.compiler.defects import DefectMap, StuckDevice
+from imssa_hw.compiler.placement import place
+from imssa_hw.compiler.profile import Geometry
+from imssa_hw.errors import BadInput
+
+G_OFF, TOL = 2e-6, 4e-6
+
+
+def _tiles(n: int, shape=(5, 10), seed=0) -> np.ndarray:
+    """Random tiles where about half the cells are on (> G_OFF + TOL)."""
+    rng = np.random.default_rng(seed)
+    on = rng.random((n, *shape)) < 0.5
+    return np.where(on, rng.uniform(40e-6, 150e-6, (n, *shape)), G_OFF)
+
+
+def _check_disjoint(p, tile_maps):
+    for array in {t.array for t in p.tiles}:
+        tiles = [t for t in p.tiles if t.array == array]
+        rows = np.concatenate([t.rows for t in tiles])
+        cols = np.concatenate([t.cols for t in tiles])
+        assert len(set(rows)) == len(rows) and len(set(cols)) == len(cols)
+    for t, tile in enumerate(p.tiles):
+        assert np.array_equal(p.targets[tile.array][np.ix_(tile.rows, tile.cols)], tile_maps[t])
+
+
+def test_fits_on_one_array_and_marks_what_matters():
+    maps = _tiles(6)
+    p = place(maps, np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF)
+    assert p.kernels_per_array == 6 and p.arrays_used == 1
+    _check_disjoint(p, maps)
+    assert p.used[0, :30, :60].all() and not p.used[0, 30:].any() and not p.used[0, :, 60:].any()
+    assert not p.used[1:].any() and (p.targets[1:] == G_OFF).all()
+    assert (p.targets[0][~p.used[0]] == G_OFF).all()
+
+
+def test_several_arrays_and_layers():
+    maps = _tiles(16)
+    groups = np.repeat([0, 1], 8)
+    p = place(maps, groups, Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF)
+    assert p.arrays_used == 3 and [t.array for t in p.tiles] == [0] * 6 + [1] * 5 + [2] * 5
+    _check_disjoint(p, maps)
+    # array 1 holds tiles 6, 7 (layer 0) and 8..10 (layer 1): cells between layers carry no signal
+    t6, t8 = p.tiles[6], p.tiles[8]
+    assert p.used[1][np.ix_(t6.rows, p.tiles[7].cols)].all()
+    assert not p.used[1][np.ix_(t6.rows, t8.cols)].any()
+
+
+def test_shortfall_names_the_numbers():
+    with pytest.raises(BadInput, match=r"64 kernel tiles of 17x34 cells, 1 per 64x64 array, "
+                                       r"need 64 arrays; the board has 3 "
+                                       r"\(short by 61 arrays, 61 tiles\)"):
+        place(_tiles(64, (17, 34)), np.zeros(64, int), Geometry(3, 64, 64, "1T1R"), None, TOL,
+              G_OFF)
+    with pytest.raises(BadInput, match="tile needs 17x34 cells, more than the 16x64 arrays"):
+        place(_tiles(1, (17, 34)), np.zeros(1, int), Geometry(3, 16, 64, "1T1R"), None, TOL, G_OFF)
+
+
+def _defects(devices, shape=(3, 64, 64)) -> DefectMap:
+    return DefectMap(*shape, tuple(StuckDevice(*d) for d in devices))
+
+
+def test_stuck_devices_are_moved_off_cells_that_matter():
+    maps = _tiles(6, seed=1)
+    maps[0][0, 0], maps[5][4, 9] = 60e-6, G_OFF
+    # in the identity placement: on a tile cell with another value, between tiles (off target),
+    # an unresponsive device of unknown conductance, on a tile's off cell
+    devices = [(0, 0, 0, "stuck_on", 148e-6), (0, 7, 13, "stuck_on", 120e-6),
+               (0, 12, 3, "unresponsive", None), (0, 29, 59, "stuck_on", 90e-6),
+               (0, 20, 20, "stuck_on", 150e-6)]
+    defects = _defects(devices, (1, 64, 64))
+    p = place(maps, np.zeros(6, int), Geometry(1, 64, 64, "1T1R"), defects, TOL, G_OFF)
+    assert p.stuck_in_use == 5 and p.conflicts == ()
+    _check_disjoint(p, maps)
+    for array, row, col, _, g in devices:
+        assert (not p.used[array, row, col]
+                or (g is not None and abs(p.targets[array, row, col] - g) <= TOL))
+
+
+def test_stuck_off_devices_stay_where_their_target_is_off():
+    maps = _tiles(6, seed=2)
+    off_cell = np.argwhere(maps[0] == G_OFF)[0]
+    defects = _defects([(0, int(off_cell[0]), int(off_cell[1]), "stuck_off", 1e-6)])
+    p = place(maps, np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), defects, TOL, G_OFF)
+    assert p.stuck_in_use == 0 and p.conflicts == ()
+    assert np.array_equal(p.tiles[0].rows, np.arange(5))  # nothing had to move
+
+
+def test_unavoidable_defects_are_reported():
+    # one tile fills the whole 5x10 array: no spare lines, every cell matters
+    maps = _tiles(1, seed=3)
+    maps[0][:, :] = 100e-6
+    defects = _defects([(0, 2, 3, "stuck_on", 30e-6), (0, 4, 9, "unresponsive", None)], (1, 5, 10))
+    p = place(maps, np.zeros(1, int), Geometry(1, 5, 10, "1T1R"), defects, TOL, G_OFF)
+    assert len(p.conflicts) == 2
+    c = {(x.row, x.col): x for x in p.conflicts}
+    assert c[(2, 3)].g == 30e-6 and c[(2, 3)].target == 100e-6 and c[(2, 3)].tile == 0
+    assert c[(4, 9)].g is None
+
+
+def test_the_least_defective_arrays_are_used():
+    maps = _tiles(2)
+    defects = _defects([(0, r, r, "stuck_on", 150e-6) for r in range(10)])
+    p = place(maps, np.zeros(2, int), Geometry(3, 64, 64, "1T1R"), defects, TOL, G_OFF)
+    assert {t.array for t in p.tiles} == {1}
+
+
+def test_report_is_exactly_the_harmful_devices():
+    """With many random defects: every stuck device is either harmless where it ended up or
+    listed, and the search leaves fewer harmful devices than the identity placement."""
+    rng = np.random.default_rng(4)
+    maps = _tiles(12, seed=4)
+    cells = rng.choice(3 * 64 * 64, 400, replace=False)
+    devices = []
+    for cell, kind in zip(cells, rng.choice(["stuck_on", "stuck_off", "unresponsive"], 400)):
+        a, r, c = np.unravel_index(cell, (3, 64, 64))
+        g = {"stuck_on": 150e-6, "stuck_off": 0.5e-6, "unresponsive": None}[kind]
+        devices.append((int(a), int(r), int(c), kind, g))
+    p = place(maps, np.repeat([0, 1], 6), Geometry(3, 64, 64, "1T1R"), _defects(devices), TOL,
+              G_OFF)
+    _check_disjoint(p, maps)
+    listed = {(c.array, c.row, c.col) for c in p.conflicts}
+    for a, r, c, _, g in devices:
+        harmful = p.used[a, r, c] and (g is None or abs(p.targets[a, r, c] - g) > TOL)
+        assert harmful == ((a, r, c) in listed)
+    assert len(p.conflicts) < p.stuck_in_use

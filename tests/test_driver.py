@@ -1,0 +1,245 @@
+"""The board driver over a real pty, against the emulator in its own process."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tty
+
+import numpy as np
+import pytest
+
+from imssa_hw.drivers.board import Board
+from imssa_hw.drivers.errors import (BoardError, BoardSilent, LinkError, PortBusy, PortMissing,
+                                     VersionMismatch, VoltageLimitError)
+from imssa_hw.drivers.framing import Frame, FrameDecoder
+from imssa_hw.drivers.loop_program import LoopProgram
+from imssa_hw.drivers.messages import ErrorCode, pack_error
+from imssa_hw.errors import BadInput
+
+from conftest import NOISELESS
+
+
+def test_identify_and_status(module_board):
+    with Board.open(module_board.port) as board:
+        info = board.identify()
+        assert (info.arrays, info.rows, info.cols, info.protocol_version) == (2, 8, 8, 1)
+        assert info.limits.v_set_max == 3.5 and info.adc_bits == 9
+        assert board.info == info
+        status = board.status()
+        assert status.config == board.config and status.frames_received >= 2
+
+
+def test_configure_rounds_ranges_up_and_refuses_limits(emulated_board):
+    with Board.open(emulated_board().port) as board:
+        config = board.configure(v_read=0.1, read_range_a=30e-6, pulse_width_s=1e-7)
+        assert (config.v_read, config.read_range_a, config.pulse_width_s) == (0.1, 40e-6, 1e-7)
+        assert board.status().config == config
+        with pytest.raises(VoltageLimitError):
+            board.configure(v_read=0.5)
+        with pytest.raises(VoltageLimitError):
+            board.configure(pulse_width_s=1.0)
+        with pytest.raises(ValueError):
+            board.configure(vmm_range_a=1.0)
+        assert board.status().config == config
+
+
+def test_pulses_and_reads_follow_the_devices(emulated_board):
+    emu = emulated_board()
+    with Board.open(emu.port) as board:
+        mask = np.zeros((8, 8), bool)
+        mask[2:5] = True
+        assert board.set_pulses(0, 3.0, 1.0, mask) == 24
+        truth = emu.truth_s()
+        assert (truth[0][mask] > 40e-6).all() and (truth[0][~mask] < 3e-6).all()
+        read = board.read_array(0)
+        assert read.shape == (8, 8)
+        # within the read chain's errors: gain ~3 %, offset ~1 LSB, noise 1 %
+        assert np.abs(read[mask] - truth[0][mask]).max() < 0.15 * truth[0][mask].max()
+        assert abs(board.read_device(0, 3, 4) - truth[0, 3, 4]) < 0.15 * truth[0, 3, 4]
+        before = emu.truth_s()[0][mask]
+        assert board.reset_pulses(0, 1.2, 5.0, mask) == 24
+        assert (emu.truth_s()[0][mask] < before).all()
+
+
+def test_vmm_is_the_column_currents(emulated_board):
+    emu = emulated_board(settings=NOISELESS)
+    with Board.open(emu.port) as board:
+        board.set_pulses(1, 3.0, 0.9)
+        v = np.linspace(-0.2, 0.2, 8)
+        currents = board.vmm(1, v)
+        lsb_i = board.info.adc_lsb_a(board.config.vmm_range_a)
+        v_dac = np.round(v / board.info.dac_lsb_v) * board.info.dac_lsb_v
+        expected = v_dac @ emu.truth_s()[1]
+        assert currents.shape == (8,)
+        assert np.abs(currents - expected).max() <= lsb_i * 0.51
+        with pytest.raises(VoltageLimitError):
+            board.vmm(1, np.full(8, 0.31))
+        with pytest.raises(ValueError):
+            board.vmm(1, np.zeros(7))
+
+
+def loop_programs() -> list[LoopProgram]:
+    """A 2-state recurrence on array 0 and a read-out on array 1: rows 0-1 take the inputs,
+    rows 2-3 the fed-back outputs."""
+    return [LoopProgram(0, [0, 1, -1, -1, -1, -1, -1, -1], [0.1, 0.05, 0, 0, 0, 0, 0, 0],
+                        [-1, -1, 0, 1, -1, -1, -1, -1], [0, 0, 1e4, 5e3, 0, 0, 0, 0],
+                        out_plus=[0, 2], out_minus=[1, -1]),
+            LoopProgram(1, [0, -1, -1, -1, -1, -1, -1, -1], [0.2, 0, 0, 0, 0, 0, 0, 0],
+                        [-1] * 8, [0] * 8, out_plus=[3], out_minus=[4])]
+
+
+def test_on_board_loop_matches_the_host_loop(emulated_board):
+    emu = emulated_board(settings={**NOISELESS, "relaxation.sigma_max_s": 0, "relaxation.sigma_min_s": 0})
+    with Board.open(emu.port) as board:
+        rng = np.random.default_rng(0)
+        board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)))
+        board.set_pulses(1, 3.0, rng.uniform(0.5, 1.3, (8, 8)))
+        board.configure(vmm_range_a=40e-6)
+        board.load_program(loop_programs())
+        assert (board.n_inputs, board.n_outputs) == (2, 3)
+        inputs = rng.uniform(-1, 1, (40, 2))
+        frames = board.frames_sent
+        on_board = board.run_sequence(inputs)
+        assert board.frames_sent - frames == 1
+        host = board.run_sequence_host(inputs)
+        assert board.frames_sent - frames == 1 + 40 * 2
+        assert on_board.shape == host.shape == (40, 3)
+        lsb = board.info.adc_lsb_a(board.config.vmm_range_a)
+        assert np.abs(on_board).max() > 20 * lsb  # the loop does something
+        assert np.array_equal(np.rint(on_board / lsb), np.rint(host / lsb))  # the same ADC codes
+        batch = board.run_sequence(np.stack([inputs, inputs[::-1], inputs]))
+        assert batch.shape == (3, 40, 3) and np.array_equal(batch[0], on_board)
+        assert np.array_equal(batch[2], on_board)
+
+
+def test_sequence_frames_do_not_grow_with_length(emulated_board):
+    with Board.open(emulated_board().port) as board:
+        board.load_program(loop_programs())
+        for steps in (10, 3000):
+            frames = board.frames_sent
+            assert board.run_sequence(np.zeros((steps, 2))).shape == (steps, 3)
+            assert board.frames_sent - frames == 1
+
+
+def test_route_smu_and_reset(emulated_board):
+    with Board.open(emulated_board().port) as board:
+        board.configure(v_read=0.1)
+        board.load_program(loop_programs())
+        board.route_smu(1, 2, 3)
+        status = board.status()
+        assert status.smu_route == (1, 2, 3) and status.programs == 2
+        epoch = status.epoch
+        board.reset()
+        status = board.status()
+        assert status.epoch != epoch and status.smu_route is None and status.programs == 0
+        assert board.config.v_read == status.config.v_read == 0.2
+        board.route_smu(None)
+        with pytest.raises(BoardError) as caught:
+            board.route_smu(2, 0, 0)
+        assert caught.value.code == ErrorCode.BAD_ARGUMENT
+
+
+def test_board_errors_are_typed(module_board):
+    with Board.open(module_board.port) as board:
+        with pytest.raises(BoardError) as caught:
+            board.read_array(5)
+        assert caught.value.code == ErrorCode.BAD_ARGUMENT and "array 5" in str(caught.value)
+        board.reset()
+        with pytest.raises(BoardError, match="load a loop program"):
+            board.run_sequence(np.zeros((3, 1)))
+
+
+def test_socket_url(module_board):
+    with Board.open(module_board.tcp_url) as board:
+        assert board.info.rows == 8
+        assert board.read_array(0).shape == (8, 8)
+
+
+def test_missing_port():
+    with pytest.raises(PortMissing) as caught:
+        Board.open("/dev/imssa-no-such-port")
+    assert isinstance(caught.value, BadInput)
+    with pytest.raises(PortMissing):
+        Board.open("socket://127.0.0.1:1")
+
+
+def test_exclusive_open(module_board):
+    with Board.open(module_board.port):
+        with pytest.raises(PortBusy):
+            Board.open(module_board.port)
+    with Board.open(module_board.port) as board:  # released on close
+        assert board.info.cols == 8
+
+
+def test_silent_board_times_out():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BoardSilent, match="no valid reply"):
+            Board.open(os.ttyname(slave), timeout_s=0.05, retries=2)
+        assert time.monotonic() - started < 1.0
+        assert len(os.read(master, 4096)) > 0  # three requests did go out
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_version_mismatch():
+    """A board speaking protocol 2 answers in its own version: the driver names both."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+
+    def board_v2() -> None:
+        request = None
+        decoder = FrameDecoder()
+        while request is None:
+            request = next(iter(decoder.feed(os.read(master, 4096))), None)
+        reply = Frame(0xFF, request.seq, 1, pack_error(ErrorCode.BAD_VERSION, "speaks 2"), version=2)
+        os.write(master, reply.encode())
+
+    responder = threading.Thread(target=board_v2, daemon=True)
+    responder.start()
+    try:
+        with pytest.raises(VersionMismatch, match="board speaks protocol version 2"):
+            Board.open(os.ttyname(slave), timeout_s=1, retries=0)
+    finally:
+        responder.join(2)
+        os.close(master)
+        os.close(slave)
+
+
+def test_lost_board_is_a_link_error(emulated_board):
+    emu = emulated_board()
+    board = Board.open(emu.port, timeout_s=0.2, retries=1)
+    try:
+        emu.stop()
+        with pytest.raises(LinkError):
+            board.status()
+    finally:
+        board.close()
+
+
+def test_board_reset_is_recovered(emulated_board):
+    """After an unannounced reset, the driver restores its settings and repeats the command."""
+    emu = emulated_board(reset_rate=0.1, seed=3)
+    with Board.open(emu.port, timeout_s=0.1, retries=8) as board:
+        board.configure(v_read=0.1)
+        board.load_program(loop_programs())
+        board.route_smu(0, 1, 1)
+        for _ in range(15):
+            board.run_sequence(np.zeros((5, 2)))
+        status = board.status()
+        assert status.epoch > 1  # resets happened
+        assert status.config.v_read == 0.1 and status.programs == 2 and status.smu_route == (0, 1, 1)
+
+
+def test_command_count_in_frames(module_board):
+    """Host-loop cost: one frame per VMM; the statistics count them."""
+    with Board.open(module_board.port) as board:
+        sent = board.stats.frames_sent
+        for _ in range(5):
+            board.vmm(0, np.zeros(8))
+        assert board.stats.frames_sent - sent == 5 and board.stats.retries == 0

@@ -1,0 +1,326 @@
+"""The emulated board: device physics, read chain, safety, faults, persistence, SMU, process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import pyvisa
+
+from imssa_hw.drivers.board import Board
+from imssa_hw.drivers.errors import VoltageLimitError
+from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON, WORN_OUT, DeviceModel
+from imssa_hw.emulator.process import start_emulator
+from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.state import load_state
+
+from conftest import NOISELESS
+
+STEADY = {"relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0}
+
+
+def healthy(emu) -> np.ndarray:
+    return emu.state().devices.defect == HEALTHY
+
+
+# -- device physics ---------------------------------------------------------------------------
+
+def test_population_statistics():
+    """A default 3x64x64 board: 0.5 % stuck devices, spread of SET thresholds and gains."""
+    devices = DeviceModel(load_profile()).draw((3, 64, 64), np.random.default_rng(0))
+    stuck = np.isin(devices.defect, (STUCK_ON, STUCK_OFF)).mean()
+    assert 0.003 < stuck < 0.008
+    assert (devices.g_final_s[devices.defect == STUCK_ON] > 100e-6).all()
+    assert (devices.g_final_s[devices.defect == HEALTHY] < 3e-6).all()  # fresh: high resistance
+    assert 0.2 < devices.set_threshold_v.std() < 0.3 and 1.5 < devices.set_threshold_v.mean() < 1.7
+    assert 0.08 < np.log(devices.set_gain_s).std() < 0.12
+
+
+def test_set_needs_the_threshold_and_follows_the_gate(emulated_board):
+    emu = emulated_board(settings=STEADY)
+    ok = healthy(emu)
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 0.3, 1.2)  # below every device's threshold
+        assert np.array_equal(emu.state().devices.pulses[0], np.zeros((8, 8)))
+        gates = np.tile(np.linspace(0.6, 1.3, 8), (8, 1))  # one gate voltage per column
+        board.set_pulses(0, 3.0, gates)
+        devices = emu.state().devices
+        g = devices.g_final_s[0]
+        expected = devices.set_gain_s[0] * (gates - devices.set_gate_vt_v[0]) ** devices.set_exponent[0]
+        # the per-device curve, within the cycle-to-cycle noise (<= 3 uS sigma)
+        assert np.abs(g - np.minimum(expected, devices.g_on_max_s[0]))[ok[0]].max() < 12e-6
+        column_means = g.mean(axis=0)
+        assert (np.diff(column_means) > 0).all() and column_means[0] < 40e-6 < 100e-6 < column_means[-1]
+        board.set_pulses(0, 3.0, 0.6)  # a lower compliance never lowers a device
+        assert (emu.state().devices.g_final_s[0] >= g).all()
+
+
+def test_reset_is_gradual_and_grows_with_voltage(emulated_board):
+    emu = emulated_board(settings=STEADY)
+    ok = healthy(emu)[0]
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 1.2)
+        losses = []
+        for v_reset in (0.6, 0.9, 1.2, 1.5):
+            before = emu.state().devices.g_final_s[0]
+            board.reset_pulses(0, v_reset, 5.0)
+            losses.append(np.median(((before - emu.state().devices.g_final_s[0]) / before)[ok]))
+        assert losses[0] < 0.03 and losses[-1] > 0.3
+        assert (np.diff(losses) > 0).all()
+
+
+def test_read_noise_is_about_one_percent(emulated_board):
+    emu = emulated_board()
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 1.35)
+        row, col = np.argwhere(healthy(emu)[0])[0]
+        reads = np.array([board.read_device(0, row, col) for _ in range(300)])
+        assert 0.006 < reads.std() / reads.mean() < 0.016
+
+
+def test_relaxation_moves_programmed_devices(emulated_board):
+    emu = emulated_board()
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 0.9)  # mid-range: the largest relaxation
+    devices = emu.state().devices
+    moved = devices.relax_s[0][healthy(emu)[0]]
+    assert 0.5e-6 < moved.std() < 3e-6
+    t0 = devices.t_pulse_s[0].max()
+    early, late = devices.conductance_s(t0, 0), devices.conductance_s(t0 + 20 * devices.relax_tau_s, 0)
+    assert np.allclose(late - early, devices.relax_s[0], atol=1e-12)
+
+
+def test_stuck_devices_ignore_pulses(emulated_board):
+    emu = emulated_board(settings={"defects.stuck_on_fraction": 0.1, "defects.stuck_off_fraction": 0.1})
+    before = emu.state().devices
+    stuck = before.defect != HEALTHY
+    assert stuck.sum() > 5
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 1.0)
+        board.set_pulses(1, 3.0, 1.0)
+        board.reset_pulses(1, 1.5, 5.0)
+    after = emu.state().devices
+    assert np.array_equal(after.g_final_s[stuck], before.g_final_s[stuck])
+    assert (after.g_final_s[0][~stuck[0]] > 10e-6).all()
+
+
+def test_endurance(emulated_board):
+    emu = emulated_board(settings={"endurance.median_pulses": 5, "endurance.sigma_log": 0})
+    with Board.open(emu.port) as board:
+        for _ in range(5):
+            board.set_pulses(0, 3.0, 1.0)
+            board.reset_pulses(0, 1.0, 5.0)
+        worn = emu.state().devices
+        assert (worn.defect[0][worn.pulses[0] >= 5] == WORN_OUT).all() and (worn.defect[0] == WORN_OUT).sum() > 50
+        board.set_pulses(0, 3.0, 1.4)
+    assert np.array_equal(emu.state().devices.g_final_s[0], worn.g_final_s[0])
+
+
+def test_read_chain_column_errors_and_saturation(emulated_board):
+    emu = emulated_board(settings={"read_chain.read_noise_rel": 0, **STEADY}, rows=16, cols=16, arrays=1)
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 1.2)
+        truth = emu.truth_s()[0]
+        ok = healthy(emu)[0]
+        ratio = np.nanmedian(np.where(ok, board.read_array(0) / truth, np.nan), axis=0)
+        assert 0.01 < ratio.std() < 0.06  # per-column gain errors of a few %
+        chain = emu.state().chain
+        assert np.allclose(ratio, chain.gain[0], atol=0.02)
+        board.configure(read_range_a=5e-6)  # ~ 25 uS full scale at 0.2 V
+        saturated = board.read_array(0)
+        top = 255 * 5e-6 / 256 / 0.2
+        assert np.isclose(saturated[ok & (truth > 40e-6)], top).all()
+
+
+def test_ir_drop_lowers_far_devices(emulated_board):
+    emu = emulated_board(settings={**NOISELESS, **STEADY, "read_chain.ir_drop_r_wire_ohm": 200.0})
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 1.3)
+        ratio = board.read_array(0) / emu.truth_s()[0]
+    ok = healthy(emu)[0]
+    near, far = ratio[7, 0], ratio[0, 7]  # next to the row driver and the TIA / farthest away
+    assert ok[7, 0] and ok[0, 7] and near > far + 0.05
+
+
+# -- safety, replay, faults --------------------------------------------------------------------
+
+@pytest.mark.parametrize("command, voltage, gate", [
+    ("set_pulses", 3.6, 1.0), ("set_pulses", 2.0, 5.6), ("set_pulses", -0.5, 1.0),
+    ("reset_pulses", 2.1, 5.0), ("reset_pulses", 1.0, 40.0)])
+def test_limits_are_refused_and_no_device_is_touched(module_board, command, voltage, gate):
+    before = module_board.state().devices
+    mask = np.zeros((8, 8), bool)
+    mask[3, 3] = True
+    v = np.full((8, 8), 0.5)
+    v[3, 3] = voltage
+    with Board.open(module_board.port) as board:
+        pulses = board.status().pulses_applied
+        with pytest.raises(VoltageLimitError, match="no device was pulsed|within"):
+            getattr(board, command)(1, v, gate, mask)
+        assert board.status().pulses_applied == pulses
+    after = module_board.state().devices
+    for name in ("g_final_s", "relax_s", "t_pulse_s", "pulses"):
+        assert np.array_equal(getattr(after, name), getattr(before, name)), name
+
+
+def test_out_of_limit_values_on_masked_out_devices_are_ignored(module_board):
+    mask = np.zeros((8, 8), bool)
+    mask[0, 0] = True
+    v = np.full((8, 8), 9.0)
+    v[0, 0] = 0.2
+    with Board.open(module_board.port) as board:
+        assert board.set_pulses(1, v, 1.0, mask) == 1
+
+
+def script(board: Board) -> None:
+    """Programming steps whose outcome depends only on the commands executed."""
+    rng = np.random.default_rng(7)
+    board.configure(pulse_width_s=5e-8)
+    for _ in range(6):
+        board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)), rng.random((8, 8)) < 0.5)
+        board.read_array(0)
+        board.reset_pulses(0, rng.uniform(0.5, 1.2, (8, 8)), 5.0, rng.random((8, 8)) < 0.5)
+        board.vmm(0, np.full(8, 0.1))
+
+
+def test_faults_do_not_change_the_programming(emulated_board):
+    """Lost, corrupted and delayed frames and board resets: every pulse applied exactly once,
+    so the devices end exactly as on a clean link with the same seed."""
+    clean = emulated_board(seed=5, settings=STEADY)  # no relaxation: outcomes independent of timing
+    faulty = emulated_board(seed=5, settings=STEADY, drop_rate=0.15, corrupt_rate=0.15,
+                            reset_rate=0.05, latency_s=0.001)
+    with Board.open(clean.port) as board:
+        script(board)
+    with Board.open(faulty.port, timeout_s=0.1, retries=10) as board:
+        script(board)
+        stats = board.stats
+        replays = board.status().replays
+    assert stats.retries > 5 and stats.timeouts > 0 and stats.crc_errors > 0 and stats.naks > 0
+    assert replays > 0
+    a, b = clean.state().devices, faulty.state().devices
+    assert np.array_equal(a.pulses, b.pulses) and a.pulses.sum() > 100
+    assert np.array_equal(a.g_final_s, b.g_final_s)
+
+
+def test_retried_pulse_is_applied_once(emulated_board):
+    emu = emulated_board(drop_rate=0.4, seed=11)
+    mask = np.zeros((8, 8), bool)
+    mask[1, 1] = True
+    with Board.open(emu.port, timeout_s=0.05, retries=20) as board:
+        for _ in range(10):
+            board.set_pulses(0, 3.0, 0.6, mask)
+        assert board.stats.retries >= 3
+    pulses = emu.state().devices.pulses[0]
+    assert pulses[1, 1] == (10 if healthy(emu)[0, 1, 1] else 0) and pulses.sum() == pulses[1, 1]
+
+
+# -- determinism and persistence ----------------------------------------------------------------
+
+def test_seed_determines_population_and_reads(emulated_board):
+    a, b, c = (emulated_board(seed=seed, settings=STEADY) for seed in (1, 1, 2))
+    reads = []
+    for emu in (a, b, c):
+        with Board.open(emu.port) as board:
+            board.set_pulses(0, 3.0, 1.0)
+            reads.append(board.read_array(0))
+    assert np.array_equal(reads[0], reads[1]) and not np.array_equal(reads[0], reads[2])
+    assert np.array_equal(a.state().devices.set_gain_s, b.state().devices.set_gain_s)
+    assert not np.array_equal(a.state().devices.set_gain_s, c.state().devices.set_gain_s)
+
+
+def test_state_persists_across_restart(tmp_path):
+    first = start_emulator(tmp_path, seed=1, arrays=1, rows=4, cols=4)
+    with Board.open(first.port) as board:
+        board.set_pulses(0, 3.0, 1.1)
+    assert first.stop() == 0
+    programmed = load_state(tmp_path / "board.npz").devices
+    assert (programmed.pulses > 0).sum() >= 14
+    second = start_emulator(tmp_path, seed=99, arrays=1, rows=4, cols=4)  # the state file wins
+    try:
+        with Board.open(second.port) as board:
+            read = board.read_array(0)
+        restored = second.state().devices
+        for name, value in programmed.to_arrays().items():
+            assert np.array_equal(getattr(restored, name), value), name
+        assert np.abs(read - second.truth_s()[0]).max() < 0.15 * read.max()
+    finally:
+        second.stop()
+    with pytest.raises(RuntimeError, match="holds 1x4x4 devices"):
+        start_emulator(tmp_path, arrays=2, rows=4, cols=4)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly(tmp_path, sig):
+    port_file = tmp_path / "port"
+    process = subprocess.Popen([sys.executable, "-m", "imssa_hw.cli.main", "emulate", "--rows", "4",
+                                "--cols", "4", "--state", str(tmp_path / "s.npz"),
+                                "--port-file", str(port_file)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    port = process.stdout.readline().decode().strip()
+    assert port_file.read_text().strip() == port
+    with Board.open(port) as board:
+        board.set_pulses(0, 3.0, 1.0)
+    process.send_signal(sig)
+    assert process.wait(10) == 0
+    assert b"Traceback" not in process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+    assert not port_file.exists() and load_state(tmp_path / "s.npz").devices.pulses.sum() > 0
+
+
+def test_bad_emulator_options_are_one_line(tmp_path):
+    for args in (["--set", "nosuch.key=1"], ["--set", "read_chain.adc_bits=40"], ["--rows", "0"]):
+        done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "emulate", *args],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("Error:")
+
+
+# -- SMU over pyvisa ---------------------------------------------------------------------------
+
+@pytest.fixture
+def smu(module_board):
+    resource = pyvisa.ResourceManager("@py").open_resource(
+        module_board.smu_resource, read_termination="\n", write_termination="\n", timeout=2000)
+    yield resource
+    resource.close()
+
+
+def test_smu_identifies_and_measures_the_routed_device(module_board, smu):
+    assert smu.query("*IDN?").startswith("KEITHLEY INSTRUMENTS INC.,MODEL 2400")
+    with Board.open(module_board.port) as board:
+        mask = np.zeros((8, 8), bool)
+        mask[2, 5] = True
+        board.set_pulses(0, 3.0, 1.0, mask)
+        board.route_smu(0, 2, 5)
+        smu.write("*RST")
+        smu.write(":SOUR:FUNC VOLT;:SENS:FUNC \"CURR\"")
+        smu.write(":SOURce:VOLTage:LEVel 0.1")
+        smu.write(":SENS:CURR:PROT 1e-3")
+        smu.write(":OUTP ON")
+        volts, amps, _, _, status = (float(x) for x in smu.query(":READ?").split(","))
+        truth = module_board.truth_s()[0, 2, 5]
+        assert volts == 0.1 and status == 0
+        assert amps == pytest.approx(truth * 0.1, rel=1e-3)
+        smu.write(":FORM:ELEM CURR")
+        smu.write(":SENS:CURR:PROT 1e-6")  # compliance below G*V
+        assert float(smu.query(":READ?")) == pytest.approx(1e-6, rel=1e-3)
+        assert smu.query(":SENS:CURR:PROT?") == "+1.000000E-06"
+        board.route_smu(None)
+        assert abs(float(smu.query(":MEAS:CURR?"))) < 1e-10  # nothing connected
+
+
+def test_smu_errors_go_to_the_queue(smu):
+    smu.write("*RST")
+    assert smu.query(":OUTP?") == "0"
+    smu.write(":READ?")  # output off: no answer, error 803
+    smu.write(":BOGUS 1")
+    smu.write(":SOUR:VOLT 500")
+    assert smu.query(":SYST:ERR?") == '803,"Output disabled"'
+    assert smu.query(":SYST:ERR?") == '-113,"Undefined header"'
+    assert smu.query(":SYST:ERR?") == '-222,"Data out of range"'
+    assert smu.query(":SYST:ERR?") == '0,"No error"'
+    assert smu.query(":SOUR:VOLT?") == "+0.000000E+00"
