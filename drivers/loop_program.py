@@ -7,7 +7,9 @@ Each step t, for every program in order:
     I       = read chain(G^T v)                    (noise, TIA gain/offset, ADC; digitized)
     I_out[t] = I[out_plus] - I[out_minus]          (out_minus = -1: single-ended)
 An index of -1 in row_input or row_feedback leaves that term out. Feedback only uses the program's
-own outputs. The board runs this loop in firmware (`Board.run_sequence`); the same arithmetic runs
+own outputs. With a column correction (from calibration) the board first maps every column's
+digitized current to I = (I_adc - column_offset_a) / column_gain, in firmware, so that the fed-back
+state is in true units; the outputs it returns are the corrected differences, rounded to ADC steps. The board runs this loop in firmware (`Board.run_sequence`); the same arithmetic runs
 on the host with one VMM per array per step (`Board.run_sequence_host`).
 """
 
@@ -35,6 +37,10 @@ class LoopProgram:
     """int[n_out]: the column of each output's positive side."""
     out_minus: np.ndarray
     """int[n_out]: the column of each output's negative side, -1 for single-ended."""
+    column_gain: np.ndarray | None = None
+    """float[cols] or None: per-column gain of the read chain, divided out before the outputs."""
+    column_offset_a: np.ndarray | None = None
+    """float[cols] or None: per-column offset current (A), subtracted first."""
 
     def __post_init__(self) -> None:
         self.array = int(self.array)
@@ -58,6 +64,16 @@ class LoopProgram:
             raise ValueError("indices must be >= -1")
         if (self.out_plus < 0).any():
             raise ValueError("out_plus indices must be >= 0")
+        if (self.column_gain is None) != (self.column_offset_a is None):
+            raise ValueError("column_gain and column_offset_a come together")
+        if self.column_gain is not None:
+            self.column_gain = np.asarray(self.column_gain, np.float32).astype(float).ravel()
+            self.column_offset_a = np.asarray(self.column_offset_a, np.float32).astype(float).ravel()
+            if len(self.column_gain) != len(self.column_offset_a):
+                raise ValueError("column_gain and column_offset_a need one entry per column")
+            if not (np.isfinite(self.column_offset_a).all() and (self.column_gain > 0).all()
+                    and np.isfinite(self.column_gain).all()):
+                raise ValueError("column gains must be positive and finite, offsets finite")
         if (self.row_feedback >= self.n_outputs).any():
             raise ValueError(f"row_feedback refers to an output >= n_outputs ({self.n_outputs})")
         self._feedback: np.ndarray | None = None
@@ -84,6 +100,9 @@ class LoopProgram:
             raise ValueError(f"program has {self.rows} rows, the array has {rows}")
         if (self.out_plus >= cols).any() or (self.out_minus >= cols).any():
             raise ValueError(f"output columns must be < {cols}")
+        if self.column_gain is not None and len(self.column_gain) != cols:
+            raise ValueError(f"the column correction has {len(self.column_gain)} entries, the "
+                             f"array has {cols} columns")
 
     def input_voltages(self, inputs: np.ndarray) -> np.ndarray:
         """Row voltages from the external inputs: (..., n_inputs) -> (..., rows) V."""
@@ -112,9 +131,12 @@ class LoopProgram:
         self._outputs[cols] = matrix
         return matrix
 
-    def outputs(self, columns: np.ndarray) -> np.ndarray:
-        """Differential outputs from column values: (..., cols) -> (..., n_out)."""
-        return columns @ self.output_matrix(columns.shape[-1])
+    def outputs(self, columns_a: np.ndarray) -> np.ndarray:
+        """Differential outputs (..., n_out) A from digitized column currents (..., cols) A,
+        after the column correction when there is one."""
+        if self.column_gain is not None:
+            columns_a = (columns_a - self.column_offset_a) / self.column_gain
+        return columns_a @ self.output_matrix(columns_a.shape[-1])
 
     def _routing(self, source: np.ndarray, gain: np.ndarray, sources: int) -> np.ndarray:
         """(sources, rows) matrix with gain[r] at (source[r], r); one entry per column, so a

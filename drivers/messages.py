@@ -341,14 +341,19 @@ _PROGRAM_HEAD = "<BHH"  # array, rows, n_out
 def pack_programs(programs: list[LoopProgram]) -> bytes:
     """LOAD_PROGRAM: `count:u8`, then per program `array:u8 | rows:u16 | n_out:u16 |
     row_input:i16[R] | row_input_gain_v:f32[R] | row_feedback:i16[R] |
-    row_feedback_gain_v_per_a:f32[R] | out_plus:i16[n_out] | out_minus:i16[n_out]`."""
+    row_feedback_gain_v_per_a:f32[R] | out_plus:i16[n_out] | out_minus:i16[n_out] |
+    n_corr:u16 | column_gain:f32[n_corr] | column_offset_a:f32[n_corr]` (n_corr 0: none)."""
     parts = [struct.pack("<B", len(programs))]
     for p in programs:
+        corrected = p.column_gain is not None
         parts += [struct.pack(_PROGRAM_HEAD, p.array, p.rows, p.n_outputs),
                   p.row_input.astype("<i2").tobytes(), p.row_input_gain_v.astype("<f4").tobytes(),
                   p.row_feedback.astype("<i2").tobytes(),
                   p.row_feedback_gain_v_per_a.astype("<f4").tobytes(),
-                  p.out_plus.astype("<i2").tobytes(), p.out_minus.astype("<i2").tobytes()]
+                  p.out_plus.astype("<i2").tobytes(), p.out_minus.astype("<i2").tobytes(),
+                  struct.pack("<H", len(p.column_gain) if corrected else 0)]
+        if corrected:
+            parts += [p.column_gain.astype("<f4").tobytes(), p.column_offset_a.astype("<f4").tobytes()]
     return b"".join(parts)
 
 
@@ -360,6 +365,9 @@ def unpack_programs(payload: bytes) -> list[LoopProgram]:
         array, rows, n_out = reader.take(_PROGRAM_HEAD)
         fields_ = [reader.array(dtype, rows) for dtype in ("<i2", "<f4", "<i2", "<f4")]
         fields_ += [reader.array("<i2", n_out), reader.array("<i2", n_out)]
+        (n_corr,) = reader.take("<H")
+        fields_ += ([reader.array("<f4", n_corr), reader.array("<f4", n_corr)] if n_corr
+                    else [None, None])
         try:
             programs.append(LoopProgram(array, *fields_))
         except ValueError as exc:

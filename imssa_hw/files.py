@@ -29,3 +29,9 @@ def write_json(path: str | Path, data: dict) -> None:
     """Write `data` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def cache_root() -> Path:
+    """The cache folder: $IMSSA_HW_CACHE, else ~/.cache/imssa-hw (data/ and models/ inside)."""
+    env = os.environ.get("IMSSA_HW_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "imssa-hw"

@@ -119,6 +119,16 @@ class BoardRecurrence:
         self.last_y[layer] = y
         return y
 
+    def _column_correction(self, array: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The calibration as the board's firmware column correction: gain and offset (A)
+        such that correct(I) = (I - offset) / gain; (None, None) without calibration."""
+        if self.correct is None:
+            return None, None
+        cols = self.board.info.cols
+        at_zero = self.correct(array, np.zeros(cols))
+        gain = 1.0 / (self.correct(array, np.ones(cols)) - at_zero)
+        return gain, -at_zero * gain
+
     def _batched(self, batch: np.ndarray, size: int, run: Callable[[np.ndarray], np.ndarray]
                  ) -> np.ndarray:
         """run() on chunks of `size` sequences, reporting progress after each."""
@@ -133,7 +143,8 @@ class BoardRecurrence:
 
         schedule = self.dep.schedule.layers[layer]
         programs = [LoopProgram(p.array, p.row_input, p.row_input_gain_v, p.row_feedback,
-                                p.row_feedback_gain_v_per_a, p.out_plus, p.out_minus)
+                                p.row_feedback_gain_v_per_a, p.out_plus, p.out_minus,
+                                *self._column_correction(p.array))
                     for p in schedule.programs]
         self.board.load_program(programs)
         padded = np.concatenate([u, np.zeros((len(u), FLUSH_STEPS, u.shape[2]))], axis=1)

@@ -243,3 +243,42 @@ def test_command_count_in_frames(module_board):
         for _ in range(5):
             board.vmm(0, np.zeros(8))
         assert board.stats.frames_sent - sent == 5 and board.stats.retries == 0
+
+
+def test_column_correction_undoes_the_read_chain_in_the_loop(emulated_board):
+    """With the TIA gain/offset errors given as the program's column correction, the on-board
+    loop matches the loop on an error-free read chain; without it, the errors compound."""
+    quiet = {"read_chain.read_noise_rel": 0, "relaxation.sigma_max_s": 0,
+             "relaxation.sigma_min_s": 0}
+    errors = {**quiet, "read_chain.tia_gain_sigma": 0.05, "read_chain.tia_offset_sigma_fs": 0.005}
+    runs = {}
+    for name, settings in (("ideal", {**quiet, "read_chain.tia_gain_sigma": 0,
+                                      "read_chain.tia_offset_sigma_fs": 0}), ("errors", errors)):
+        emu = emulated_board(settings=settings, seed=4)
+        with Board.open(emu.port) as board:
+            rng = np.random.default_rng(0)
+            for array in (0, 1):
+                board.set_pulses(array, 3.0, rng.uniform(0.5, 1.3, (8, 8)))
+            board.configure(vmm_range_a=40e-6)
+            inputs = rng.uniform(-1, 1, (60, 2))
+            board.load_program(loop_programs())
+            runs[name] = board.run_sequence(inputs)
+            if name == "errors":
+                chain = emu.state().chain
+                lsb = board.info.adc_lsb_a(board.config.vmm_range_a)
+                corrected = [LoopProgram(**{**vars_of(p), "column_gain": chain.gain[p.array],
+                                            "column_offset_a": chain.offset_codes[p.array] * lsb})
+                             for p in loop_programs()]
+                board.load_program(corrected)
+                runs["corrected"] = board.run_sequence(inputs)
+    scale = np.abs(runs["ideal"]).max()
+    raw_error = np.abs(runs["errors"] - runs["ideal"]).max() / scale
+    corrected_error = np.abs(runs["corrected"] - runs["ideal"]).max() / scale
+    assert raw_error > 0.02
+    assert corrected_error < raw_error / 4
+
+
+def vars_of(program: LoopProgram) -> dict:
+    return {name: getattr(program, name) for name in (
+        "array", "row_input", "row_input_gain_v", "row_feedback", "row_feedback_gain_v_per_a",
+        "out_plus", "out_minus")}

@@ -130,7 +130,12 @@ class Crossbar:
                 v = self.dac(drives[k][:, t] + previous[k] @ feedback[k])
                 codes = self.chain.digitize(self._currents(v, *cores[k], noise[t % chunk, k]),
                                             program.array, range_a)
-                diff = codes @ combine[k]  # program.outputs(codes), exact integers
-                out[:, t, starts[k]:starts[k + 1]] = diff
-                previous[k] = diff * lsb
+                if program.column_gain is None:
+                    diff = codes @ combine[k]  # program.outputs(codes), exact integers
+                    out[:, t, starts[k]:starts[k + 1]] = diff
+                    previous[k] = diff * lsb
+                else:  # firmware column correction: feedback in true units, outputs rounded
+                    previous[k] = program.outputs(codes * lsb)
+                    out[:, t, starts[k]:starts[k + 1]] = np.clip(
+                        np.rint(previous[k] / lsb), -32768, 32767)
         return out
