@@ -202,25 +202,26 @@ def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
     return data.x_test[:n], data.y_test[:n], list(data.class_names)
 
 
+def current_correction(cal, board) -> Callable[[int, np.ndarray], np.ndarray]:
+    """The calibration's VMM correction at the board's present ADC range, as `correct`."""
+    cal.check_board(board.info)
+
+    def correct(array: int, currents: np.ndarray) -> np.ndarray:
+        return cal.correct_currents(array, currents, range_a=board.config.vmm_range_a)
+    return correct
+
+
 def run_on_port(port: str, timeout_s: float, dep: Deployment, ckpt: Checkpoint,
                 features: np.ndarray, labels: np.ndarray, mode: str,
                 calibration: str | Path | None = None,
                 progress: Callable[[int], None] | None = None) -> InferenceResult:
     """Open the board at `port` and run `run_inference` (with calibration, if given)."""
+    from imssa_hw.calibration.data import load_calibration
     from imssa_hw.drivers.board import Board
 
-    cal = None
-    if calibration is not None:
-        from imssa_hw.calibration.data import load_calibration
-
-        cal = load_calibration(calibration)
+    cal = load_calibration(calibration) if calibration is not None else None
     with Board.open(port, timeout_s=timeout_s) as board:
-        correct = None
-        if cal is not None:
-            cal.check_board(board.info)
-
-            def correct(array: int, currents: np.ndarray) -> np.ndarray:
-                return cal.correct_currents(array, currents, range_a=board.config.vmm_range_a)
+        correct = current_correction(cal, board) if cal is not None else None
         return run_inference(board, dep, ckpt, features, labels, mode, correct, progress)
 
 

@@ -1,0 +1,45 @@
+"""`imssa-hw demo`: the whole flow on an emulated board, in one folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.options import bits_option
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for everything the demo writes (default: a new imssa-demo-* folder "
+              "in the working directory).")
+@click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
+              show_default=True)
+@bits_option
+@click.option("--mode", type=click.Choice(["host", "onboard"]), default="onboard",
+              show_default=True, help="Inference loop: on the board, or driven by the host.")
+@click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the data, the model and the emulated board.")
+@click.option("--tiny", is_flag=True,
+              help="A small model and data set: a smoke test, not a measurement.")
+def demo(out, task, bits, mode, epochs, seed, tiny):
+    """Train (or reuse) a model, start an emulated board, calibrate, compile with the defect
+    map, program with write-verify, run the test set through the board, stop the board, and
+    print software against hardware accuracy. Writes summary.json and every stage's files."""
+    from imssa_hw.demo import DemoSettings, run_demo, summary_table
+    from imssa_hw.errors import BadInput
+
+    if bits is None:
+        raise BadInput("the demo deploys a quantized model: --bits must be 1..8")
+    out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=mode)
+    if tiny:
+        settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3), h=4,
+                                n=4, mode=mode, n_train_per_class=12, n_test_per_class=6)
+    summary = run_demo(out, settings, echo=click.echo)
+    click.echo("")
+    click.echo(summary_table(summary))
+    click.echo(f"\nwrote {out}/ (summary.json, model, calibration, deployment, program and "
+               f"inference reports and plots)")

@@ -1,0 +1,83 @@
+"""`imssa-hw sweep`: accuracy against programming noise for several bit widths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from imssa_hw.errors import BadInput
+
+
+def _numbers(text: str, name: str, cast=float) -> list:
+    try:
+        values = [cast(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BadInput(f"{name} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise BadInput(f"{name} is empty")
+    return values
+
+
+@click.command()
+@click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
+              show_default=True)
+@click.option("--bits", "bits_text", default="2,3,4,5,6,7,8", show_default=True,
+              help="Bit widths, one model each (trained once, then cached).")
+@click.option("--sigma-us", "sigma_text", default="0,2.5,5,10,15,20", show_default=True,
+              help="Programming noise sigmas in uS.")
+@click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Noise draws (open loop) or emulated boards (write-verify) per point.")
+@click.option("--method", "methods", type=click.Choice(["open_loop", "write_verify"]),
+              multiple=True, default=("open_loop",), show_default=True,
+              help="open_loop: Gaussian noise on the targets (the paper); write_verify: program "
+              "an emulated board whose SET noise is sigma. Repeat for both.")
+@click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
+@click.option("--h", "h", type=click.IntRange(1, 4096), default=16, show_default=True)
+@click.option("--n", "n", type=click.IntRange(2, 256), default=4, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only the first N test samples per point.")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Local worker processes.")
+@click.option("--scheduler", default=None,
+              help="Dask distributed scheduler address (e.g. tcp://127.0.0.1:8786): run the "
+              "points on that cluster instead of local processes.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("sweep"), show_default=True,
+              help="Folder for sweep.json, sweep.png and the write-verify boards.")
+def sweep(task, bits_text, sigma_text, seeds, methods, epochs, h, n, limit, workers, scheduler,
+          out):
+    """Accuracy against programming noise sigma for several bit widths, open loop and/or with
+    write-verify on the emulator; prints a table and writes sweep.json and sweep.png."""
+    from imssa_hw.files import write_json
+    from imssa_hw.model_cache import trained_model
+    from imssa_hw.sweep import SweepPoint, plot, run_points, table
+
+    bits_list = _numbers(bits_text, "--bits", int)
+    if not all(1 <= b <= 8 for b in bits_list):
+        raise BadInput(f"--bits must be within 1..8, got {bits_text!r}")
+    sigmas_s = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
+    if any(s < 0 for s in sigmas_s):
+        raise BadInput("--sigma-us must not be negative")
+    data_args = {"task": task, "dataset": "synthetic", "data_root": None, "classes": None,
+                 "seed": 0, "n_train_per_class": None, "n_test_per_class": None}
+    checkpoints = {}
+    for bits in bits_list:
+        path, summary, cached = trained_model(data_args, bits=bits, epochs=epochs, h=h, n=n)
+        checkpoints[bits] = str(path)
+        click.echo(f"{bits}-bit model: software {100 * summary['software_accuracy']:.2f} %"
+                   f" ({'cached' if cached else 'trained'})")
+    points = [SweepPoint(checkpoints[b], b, s, seed, m, limit,
+                         str(out / "boards" / f"{m}-{b}bit-{s * 1e6:g}uS-{seed}"))
+              for m in methods for b in bits_list for s in sigmas_s for seed in range(seeds)]
+    with click.progressbar(length=len(points), label="sweep",
+                           file=click.get_text_stream("stderr")) as bar:
+        results = run_points(points, workers, scheduler, progress=lambda r: bar.update(1))
+    rows = table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "sweep.json", {"task": task, "rows": rows, "points": results})
+    png = plot(rows, out / "sweep.png")
+    click.echo(f"{'method':<13}{'bits':>5}{'sigma uS':>10}{'accuracy %':>12}{'std':>7}")
+    for r in rows:
+        click.echo(f"{r['method']:<13}{r['bits']:>5}{r['sigma_us']:>10g}"
+                   f"{100 * r['accuracy_mean']:>12.2f}{100 * r['accuracy_std']:>7.2f}")
+    click.echo(f"wrote {out / 'sweep.json'}, {png}")

@@ -1,0 +1,73 @@
+"""Feature cache: one .npz per set of settings, keyed by a hash, written atomically and read
+without pickle. A file that cannot be read back as expected counts as absent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imssa_hw.files import cache_root
+
+ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def default_cache_dir() -> Path:
+    """The data cache: <cache root>/data (root: $IMSSA_HW_CACHE or ~/.cache/imssa-hw)."""
+    return cache_root() / "data"
+
+
+def cache_key(settings: dict[str, Any]) -> str:
+    """Hex digest of the JSON of `settings` (sorted keys)."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The arrays and info stored at `path`, or None if it is absent, corrupt or incomplete."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            out: dict[str, Any] = {name: np.array(npz[name]) for name in ARRAYS}
+            out["info"] = json.loads(str(npz["info"]))
+    except Exception:  # zip, key, value, JSON errors: treat as absent
+        return None
+    x_train, y_train, x_test, y_test = (out[name] for name in ARRAYS)
+    ok = (x_train.ndim == 3 and x_test.ndim == 3 and x_train.shape[1:] == x_test.shape[1:]
+          and x_train.dtype == np.float32 and x_test.dtype == np.float32
+          and y_train.shape == (len(x_train),) and y_test.shape == (len(x_test),)
+          and y_train.dtype == np.int64 and y_test.dtype == np.int64
+          and isinstance(out["info"], dict)
+          and bool(np.isfinite(x_train).all() and np.isfinite(x_test).all()))
+    return out if ok else None
+
+
+def save(path: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> bool:
+    """Write atomically (temp file in the same folder, then os.replace); False (with a
+    warning) if the folder is not writable."""
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp",
+                                         delete=False) as tmp:
+            tmp_name = tmp.name
+            np.savez(tmp, info=np.array(json.dumps(info)), **{k: arrays[k] for k in ARRAYS})
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+        return True
+    except OSError as exc:
+        warnings.warn(f"could not write the data cache {path}: {exc}", RuntimeWarning, stacklevel=3)
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+        return False

@@ -1,0 +1,151 @@
+"""The whole flow on an emulated board: train -> emulate -> calibrate -> compile -> program -> infer.
+
+`run_demo` is what `imssa-hw demo` runs. Every stage writes what the stand-alone command would,
+into one folder, so a user can re-run any stage by hand on the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from imssa_hw import __version__
+from imssa_hw.files import atomic_path, write_json
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo trains and how it deploys it."""
+
+    task: str = "zero-one"
+    bits: int = 2
+    seed: int = 0
+    epochs: int = 40
+    h: int = 16
+    n: int = 4
+    mode: str = "onboard"
+    tolerance_s: float = 2e-6
+    n_train_per_class: int | None = None
+    n_test_per_class: int | None = None
+    emulator: dict = field(default_factory=dict)  # emulator options (arrays, rows, settings...)
+
+    def data_args(self) -> dict:
+        return {"task": self.task, "dataset": "synthetic", "data_root": None, "classes": None,
+                "seed": self.seed, "n_train_per_class": self.n_train_per_class,
+                "n_test_per_class": self.n_test_per_class}
+
+
+@contextmanager
+def _stage(name: str, timings: dict, echo: Callable[[str], None]) -> Iterator[None]:
+    echo(f"[{name}]")
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 2)
+    echo(f"  {name} done in {timings[name]:.1f} s")
+
+
+def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
+    """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
+    from imssa_hw.calibration.outputs import write_outputs as write_calibration
+    from imssa_hw.calibration.procedure import Calibrator
+    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+    from imssa_hw.compiler.artifact import copy_checkpoint
+    from imssa_hw.compiler.plots import plot_targets
+    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.keithley2400 import Keithley2400
+    from imssa_hw.emulator.process import start_emulator
+    from imssa_hw.inference import (current_correction, load_test_set, run_inference,
+                                    write_inference_outputs)
+    from imssa_hw.model_cache import trained_model
+    from imssa_hw.programming import program_deployment
+    from imssa_hw.programming.outputs import write_program_outputs
+
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    with _stage("train", timings, echo):
+        cached_path, trained, cached = trained_model(
+            settings.data_args(), bits=settings.bits, epochs=settings.epochs, h=settings.h,
+            n=settings.n)
+        model_path = out / "model.pt"
+        shutil.copyfile(cached_path, model_path)
+        ckpt = load_checkpoint(model_path)
+        echo(f"  {settings.task}, {settings.bits}-bit: software accuracy "
+             f"{100 * trained['software_accuracy']:.2f} %" + (" (cached model)" if cached else ""))
+    profile = load_profile("board-default")
+    geo = profile.geometry
+    with _stage("emulate", timings, echo):
+        emu = start_emulator(out / "emulator", seed=settings.seed, smu=True, arrays=geo.arrays,
+                             rows=geo.rows, cols=geo.cols, **settings.emulator)
+        echo(f"  emulated board on {emu.port}, SMU at {emu.smu_resource}")
+    try:
+        with Board.open(emu.port) as board:
+            with _stage("calibrate", timings, echo), Keithley2400(emu.smu_resource) as smu:
+                calibration = Calibrator(board, smu).run()
+                write_calibration(calibration, out / "calib", out / "calibrate.json")
+                echo(f"  read error {100 * calibration.report['read_error_before']:.2f} % -> "
+                     f"{100 * calibration.report['read_error_after']:.2f} %, "
+                     f"{len(calibration.defects.stuck)} stuck devices")
+            with _stage("compile", timings, echo):
+                dep = compile_checkpoint(ckpt, profile, calibration.defects, seed=settings.seed)
+                save_deployment(dep, out / "deploy")
+                copy_checkpoint(model_path, out / "deploy")
+                plot_targets(dep, out / "deploy" / "targets.png")
+                echo(f"  {dep.summary['arrays_used']} arrays, {dep.summary['cells_used']} cells, "
+                     f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
+            with _stage("program", timings, echo):
+                programmed = program_deployment(board, dep, calibration=calibration.calibration,
+                                                tolerance=settings.tolerance_s,
+                                                journal=out / "program" / "journal.jsonl")
+                write_program_outputs(programmed, out / "program", out / "program.json",
+                                      defects=out / "calib" / "defects.json")
+                p = programmed.report
+                echo(f"  yield {100 * p['yield_working']:.2f} % of working devices, "
+                     f"{p['mean_pulses_per_device']:.2f} pulses per device")
+            with _stage("infer", timings, echo):
+                features, labels, names = load_test_set(ckpt)
+                result = run_inference(board, dep, ckpt, features, labels, settings.mode,
+                                       current_correction(calibration.calibration, board))
+                inferred = result.report(len(names))
+                write_inference_outputs(result, inferred, names, out, out / "infer.json")
+    finally:
+        emu.stop()
+    summary = {
+        "task": settings.task, "bits": settings.bits, "mode": settings.mode,
+        "software_accuracy": inferred["software_accuracy"],
+        "hardware_accuracy": inferred["hardware_accuracy"], "agreement": inferred["agreement"],
+        "accuracy_loss_points": round(100 * (inferred["software_accuracy"]
+                                             - inferred["hardware_accuracy"]), 3),
+        "n_test": inferred["n_samples"], "yield_working": p["yield_working"],
+        "mean_pulses_per_device": p["mean_pulses_per_device"],
+        "read_error_before": calibration.report["read_error_before"],
+        "read_error_after": calibration.report["read_error_after"],
+        "arrays_used": dep.summary["arrays_used"], "steps_per_s": inferred["steps_per_s"],
+        "timings_s": timings, "total_time_s": round(sum(timings.values()), 2),
+        "model_cached": cached, "settings": asdict(settings),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def summary_table(summary: dict) -> str:
+    """The demo's closing table."""
+    rows = [("software accuracy (quantized model)", f"{100 * summary['software_accuracy']:.2f} %"),
+            ("hardware accuracy (emulated board)", f"{100 * summary['hardware_accuracy']:.2f} %"),
+            ("loss on hardware", f"{summary['accuracy_loss_points']:.2f} points"),
+            ("hardware/software agreement", f"{100 * summary['agreement']:.2f} %"),
+            ("programming yield (working devices)", f"{100 * summary['yield_working']:.2f} %"),
+            ("pulses per device", f"{summary['mean_pulses_per_device']:.2f}"),
+            ("read error before/after calibration",
+             f"{100 * summary['read_error_before']:.2f} % / {100 * summary['read_error_after']:.2f} %"),
+            (f"inference ({summary['mode']} loop)", f"{summary['steps_per_s']:.0f} steps/s")]
+    rows += [(f"time: {k}", f"{v:.1f} s") for k, v in summary["timings_s"].items()]
+    rows.append(("time: total", f"{summary['total_time_s']:.1f} s"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

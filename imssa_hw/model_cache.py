@@ -1,0 +1,39 @@
+"""Trained models kept between runs, so `demo` and `sweep` train each configuration once.
+
+Models live in `<cache>/models/` (cache: $IMSSA_HW_CACHE or ~/.cache/imssa-hw), named by a hash
+of everything that determines them; a cached file that no longer loads is trained again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from imssa_hw import __version__
+from imssa_hw.files import atomic_path, cache_root
+
+SUMMARY_KEYS = ("software_accuracy", "float_accuracy", "n_train", "n_test", "epochs",
+                "wall_time_s")
+
+
+def trained_model(data_args: dict, *, bits: int | None, epochs: int, h: int, n: int
+                  ) -> tuple[Path, dict, bool]:
+    """The cached checkpoint for these settings (trained now if missing), its training
+    summary, and whether it came from the cache."""
+    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.errors import BadInput
+    from imssa_hw.training import train_task
+
+    key = {"version": __version__, **data_args, "bits": bits, "epochs": epochs, "h": h, "n": n}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_root() / "models" / f"{data_args['task']}-{bits or 'float'}bit-{digest}.pt"
+    if path.is_file():
+        try:
+            meta = load_checkpoint(path).meta
+            return path, {k: meta.get(k) for k in SUMMARY_KEYS}, True
+        except BadInput:
+            path.unlink()
+    with atomic_path(path) as tmp:
+        summary = train_task(data_args, tmp, bits=bits, epochs=epochs, h=h, n=n)
+    return path, {k: summary[k] for k in SUMMARY_KEYS}, False

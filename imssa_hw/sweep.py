@@ -1,0 +1,139 @@
+"""Accuracy against programming noise for several bit widths (the paper's Fig. 4, and beyond).
+
+Each point (bits, sigma, seed, method) compiles the model of that bit width, perturbs or
+programs its conductances, and classifies the test set on the resulting maps with the
+compiler's executor:
+- open_loop: Gaussian noise of `sigma` on every target conductance (as in the paper);
+- write_verify: an emulated board whose SET noise is `sigma` is programmed with the adaptive
+  write-verify loop, and the conductances it really holds are used.
+Points run in parallel on local processes, or on a Dask distributed cluster.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+METHODS = ("open_loop", "write_verify")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One measurement of the sweep."""
+
+    checkpoint: str
+    bits: int
+    sigma_s: float
+    seed: int
+    method: str
+    limit: int | None = None
+    workdir: str | None = None  # write_verify: where its emulator keeps its files
+
+
+def noisy_maps(targets: np.ndarray, used: np.ndarray, sigma_s: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """Targets with Gaussian noise of `sigma_s` on the cells that matter, clipped at 0 S."""
+    noise = rng.normal(0.0, sigma_s, targets.shape) * used
+    return np.maximum(targets + noise, 0.0)
+
+
+def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
+    """Program an emulated board with SET noise sigma and return what it holds (S)."""
+    from imssa_hw.drivers.board import Board
+    from imssa_hw.emulator.process import start_emulator
+    from imssa_hw.programming import program_deployment
+
+    geo = dep.profile.geometry
+    c2c = {"device.set_c2c_sigma_s": point.sigma_s, "device.set_c2c_slope": 0.0,
+           "device.set_c2c_min_s": 0.0}
+    emu = start_emulator(Path(point.workdir), seed=point.seed, arrays=geo.arrays, rows=geo.rows,
+                         cols=geo.cols, settings=c2c)
+    try:
+        with Board.open(emu.port) as board:
+            program_deployment(board, dep)
+        return emu.truth_s()
+    finally:
+        emu.stop()
+
+
+def evaluate_point(point: SweepPoint) -> dict:
+    """Accuracy of one point; runs in a worker process (numpy only, no torch)."""
+    from imssa_hw import reference
+    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.compiler import Executor, compile_checkpoint, load_profile
+    from imssa_hw.inference import load_test_set
+
+    ckpt = load_checkpoint(point.checkpoint)
+    dep = compile_checkpoint(ckpt, load_profile("board-default"), seed=point.seed)
+    features, labels, _ = load_test_set(ckpt, limit=point.limit)
+    if point.method == "open_loop":
+        maps = noisy_maps(dep.targets, dep.used, point.sigma_s, np.random.default_rng(point.seed))
+    else:
+        maps = _programmed_maps(point, dep)
+    logits = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
+    software = reference.forward(ckpt, features)
+    error_s = np.abs(maps - dep.targets)[dep.used]
+    return {**asdict(point), "accuracy": float((logits.argmax(-1) == labels).mean()),
+            "software_accuracy": float((software.argmax(-1) == labels).mean()),
+            "median_abs_error_s": float(np.median(error_s)), "n_samples": int(len(labels))}
+
+
+def run_points(points: list[SweepPoint], workers: int = 2, scheduler: str | None = None,
+               progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """Evaluate every point in parallel: local processes, or a Dask cluster at `scheduler`."""
+    progress = progress or (lambda result: None)
+    results = []
+    if scheduler:
+        from distributed import Client, as_completed
+
+        with Client(scheduler) as client:
+            for future in as_completed(client.map(evaluate_point, points, pure=False)):
+                results.append(future.result())
+                progress(results[-1])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(evaluate_point, points):
+                results.append(result)
+                progress(result)
+    return sorted(results, key=lambda r: (r["method"], r["bits"], r["sigma_s"], r["seed"]))
+
+
+def table(results: Iterable[dict]) -> list[dict]:
+    """Mean and spread of accuracy over seeds, one row per (method, bits, sigma)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in results:
+        groups.setdefault((r["method"], r["bits"], r["sigma_s"]), []).append(r["accuracy"])
+    return [{"method": m, "bits": b, "sigma_us": round(s * 1e6, 3),
+             "accuracy_mean": float(np.mean(a)), "accuracy_std": float(np.std(a)), "seeds": len(a)}
+            for (m, b, s), a in sorted(groups.items())]
+
+
+def plot(rows: list[dict], path: str | Path) -> Path:
+    """Accuracy vs sigma, one line per bit width, one panel per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({r["method"] for r in rows})
+    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, method in zip(axes[0], methods):
+        for bits in sorted({r["bits"] for r in rows}):
+            line = [r for r in rows if r["method"] == method and r["bits"] == bits]
+            ax.errorbar([r["sigma_us"] for r in line], [100 * r["accuracy_mean"] for r in line],
+                        yerr=[100 * r["accuracy_std"] for r in line], marker="o", capsize=2,
+                        label=f"{bits} bit")
+        ax.set_title(method.replace("_", " "))
+        ax.set_xlabel("programming noise sigma (uS)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

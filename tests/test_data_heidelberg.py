@@ -1,0 +1,148 @@
+"""Heidelberg Digits loader on a tiny FLAC fixture in the HD layout, good and bad cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from imssa_hw.data import load_task
+from imssa_hw.data.heidelberg import parse_name
+from imssa_hw.errors import BadInput
+
+RATES = (8000, 16000, 48000)
+
+
+def hd_name(language: str, speaker: int, trial: int, digit: int) -> str:
+    return f"lang-{language}_speaker-{speaker:02d}_trial-{trial}_digit-{digit}.flac"
+
+
+def make_hd(root: Path) -> dict[str, list[str]]:
+    """English digits 0-2 and German 0-1 by speakers 1-3; speaker 3 only in the test list.
+    Each clip is a tone whose pitch encodes the label, at one of several sample rates."""
+    (root / "audio").mkdir(parents=True)
+    lists: dict[str, list[str]] = {"train": [], "test": []}
+    k = 0
+    for language, digits in (("english", (0, 1, 2)), ("german", (0, 1))):
+        for digit in digits:
+            label = digit + (10 if language == "german" else 0)
+            for speaker in (1, 2, 3):
+                for trial in (0, 1):
+                    rate = RATES[k % len(RATES)]
+                    k += 1
+                    t = np.arange(int(0.6 * rate)) / rate
+                    audio = 0.3 * np.sin(2 * np.pi * (300 + 100 * label) * t)
+                    name = hd_name(language, speaker, trial, digit)
+                    sf.write(root / "audio" / name, audio, rate, format="FLAC")
+                    split = "test" if speaker == 3 or trial == 1 and speaker == 1 else "train"
+                    lists[split].append(name)
+    for split, names in lists.items():
+        (root / f"{split}_filenames.txt").write_text("\n".join(names) + "\n")
+    return lists
+
+
+@pytest.fixture()
+def hd_root(tmp_path) -> Path:
+    root = tmp_path / "hd"
+    make_hd(root)
+    return root
+
+
+def test_digits_from_the_lists(hd_root, tmp_path):
+    d = load_task("digits", dataset="hd", data_root=hd_root, cache_dir=tmp_path / "c")
+    assert d.classes == [0, 1, 2] and d.class_names == ["zero", "one", "two"]
+    assert len(d.y_train) == 9 and len(d.y_test) == 9  # 3 digits x (train 3 / test 3)
+    assert d.x_train.shape[1:] == (64, 32) and d.x_train.dtype == np.float32
+    assert d.info["speakers_test_only"] == [3] and d.info["speakers_train"] == [1, 2]
+    # the tone's band follows the label whatever the file's sample rate
+    raw = d.x_train * np.asarray(d.normalization["std"]) + np.asarray(d.normalization["mean"])
+    peak = raw[:, 20].argmax(axis=1)
+    for c in range(3):
+        assert len(set(peak[d.y_train == c].tolist())) == 1
+    assert len(set(peak.tolist())) == 3
+
+
+def test_hd20_labels_german_as_digit_plus_ten(hd_root, tmp_path):
+    d = load_task("hd20", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    assert d.classes == [0, 1, 2, 10, 11]
+    assert d.class_names == ["zero", "one", "two", "null", "eins"]
+    zero_one = load_task("zero-one", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    assert zero_one.classes == [0, 1] and len(zero_one.y_train) == 6
+    sub = load_task("hd20", dataset="hd", data_root=hd_root, classes=[1, 11], cache_dir=tmp_path)
+    assert sub.class_names == ["one", "eins"] and len(sub.y_test) == 6
+
+
+def test_classes_missing_from_the_files_are_bad_input(hd_root, tmp_path):
+    with pytest.raises(BadInput, match="lists no recordings"):
+        load_task("digits", dataset="hd", data_root=hd_root, classes=[5, 6], cache_dir=tmp_path)
+
+
+def test_per_class_cap_is_seeded(hd_root, tmp_path):
+    args = {"dataset": "hd", "data_root": hd_root, "n_train_per_class": 2, "seed": 0}
+    a = load_task("digits", cache_dir=tmp_path, **args)
+    b = load_task("digits", cache_dir=tmp_path / "b", **args)
+    assert np.bincount(a.y_train).tolist() == [2, 2, 2] and len(a.y_test) == 9
+    assert np.array_equal(a.x_train, b.x_train)
+
+
+def test_cache_follows_the_files(hd_root, tmp_path):
+    first = load_task("zero-one", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    second = load_task("zero-one", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    assert second.info["cache"]["status"] == "hit"
+    name = hd_name("english", 1, 0, 0)
+    sf.write(hd_root / "audio" / name, np.zeros(4000), 8000, format="FLAC")  # a changed recording
+    again = load_task("zero-one", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    assert again.info["cache"]["status"] == "miss" and not np.array_equal(again.x_train, first.x_train)
+
+
+def test_list_lines_may_omit_the_extension_and_have_blanks(hd_root, tmp_path):
+    listing = hd_root / "train_filenames.txt"
+    names = listing.read_text().split()
+    listing.write_text("\n".join(n.removesuffix(".flac") for n in names) + "\n\n  \n")
+    d = load_task("digits", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    assert len(d.y_train) == 9
+
+
+def _expect(path_fragment: str, **kwargs):
+    with pytest.raises(BadInput) as info:
+        load_task("digits", dataset="hd", **kwargs)
+    message = str(info.value)
+    assert path_fragment in message and "\n" not in message
+    return message
+
+
+def test_missing_or_malformed_root(tmp_path, hd_root):
+    _expect("data root", data_root=None, cache_dir=tmp_path)
+    _expect(str(tmp_path / "nowhere"), data_root=tmp_path / "nowhere", cache_dir=tmp_path)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    _expect("audio/", data_root=bare, cache_dir=tmp_path)
+    (hd_root / "test_filenames.txt").unlink()
+    _expect(str(hd_root / "test_filenames.txt"), data_root=hd_root, cache_dir=tmp_path)
+
+
+def test_listed_file_missing(hd_root, tmp_path):
+    missing = hd_root / "audio" / hd_name("english", 2, 0, 1)
+    missing.unlink()
+    assert "missing" in _expect(str(missing), data_root=hd_root, cache_dir=tmp_path)
+
+
+def test_corrupt_flac(hd_root, tmp_path):
+    broken = hd_root / "audio" / hd_name("english", 3, 0, 2)
+    broken.write_bytes(b"fLaC but not really" * 10)
+    assert "cannot read audio" in _expect(str(broken), data_root=hd_root, cache_dir=tmp_path)
+
+
+def test_malformed_name_in_a_list(hd_root, tmp_path):
+    listing = hd_root / "train_filenames.txt"
+    listing.write_text(listing.read_text() + "speaker-01_digit-3.flac\n")
+    message = _expect(str(listing), data_root=hd_root, cache_dir=tmp_path)
+    assert "malformed" in message and "speaker-01_digit-3.flac" in message
+
+
+def test_parse_name():
+    assert parse_name("lang-german_speaker-07_trial-12_digit-9.flac") == ("german", 7, 12, 9)
+    with pytest.raises(BadInput):
+        parse_name("lang-french_speaker-07_trial-1_digit-9.flac")
