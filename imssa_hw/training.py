@@ -118,7 +118,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         val_acc = accuracy(model, x_val, y_val) if len(y_val) else accuracy(model, x_fit, y_fit)
         record = {"epoch": epoch + 1, "phase": phase, "loss": total / len(y_fit),
                   "val_accuracy": val_acc}

@@ -1,0 +1,249 @@
+"""Calibration data of one board (`calib.json`) and the corrections it gives.
+
+Read-chain model, per array and column c (what the board reports vs the truth):
+
+    board read   g_read  = read_gain[c] * g_true + read_offset_s[c]      (reads at v_read_v on read_range_a)
+    board VMM    i_board = vmm_gain[c]  * i_true + vmm_offset_a[c]       (VMMs on vmm_range_a)
+
+The offset comes from the column's TIA and ADC: a fixed number of ADC codes whatever the range
+(as on the HPE boards' TIAs and in the emulator). So an offset measured as a conductance at
+(v_read_v, read_range_a) is an offset current read_offset_s * v_read_v on that range, and scales
+with the ADC range: on another range R it is that current times R / read_range_a; as a
+conductance at another read voltage v it is divided by v / v_read_v. VMM offsets and gains are
+measured directly (all rows at 0 V; then all rows driven) when calibration ran the VMM step;
+otherwise the read chain's gain and (range-scaled) offset are used for VMM outputs too.
+
+`calib.json` is JSON only (no pickles): {"format": "imssa-hw-calibration", "version": 1, ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from imssa_hw.calibration.curves import ResetCurve, SetCurve
+from imssa_hw.errors import BadInput
+from imssa_hw.files import write_json
+
+FORMAT = "imssa-hw-calibration"
+VERSION = 1
+FILENAME = "calib.json"
+REFERENCES = ("smu", "on-array")
+
+
+@dataclass
+class Calibration:
+    """What `imssa-hw calibrate` measured on one board."""
+
+    board_id: str
+    arrays: int
+    rows: int
+    cols: int
+    read_gain: np.ndarray
+    """(arrays, cols): board read = gain * true + offset."""
+    read_offset_s: np.ndarray
+    """(arrays, cols) S, at v_read_v and read_range_a."""
+    set_curve: SetCurve | None
+    reset_curve: ResetCurve | None
+    relaxation: dict
+    """What the relaxation check measured (delay_s, median/p95 change, ...)."""
+    v_read_v: float = 0.2
+    """Read voltage during calibration, V."""
+    read_range_a: float = 40e-6
+    """ADC full scale of reads during calibration, A."""
+    vmm_range_a: float | None = None
+    """ADC full scale of the VMM calibration, A (None: no VMM step)."""
+    vmm_gain: np.ndarray | None = None
+    """(arrays, cols) gain of VMM column currents, None when not measured."""
+    vmm_offset_a: np.ndarray | None = None
+    """(arrays, cols) offset of VMM column currents at vmm_range_a, A; None when not measured."""
+    reference: str = "on-array"
+    """What the read chain was calibrated against: "smu" (true conductances measured by an
+    external SMU) or "on-array" (off-state devices only: offsets true, gains relative)."""
+    extra: dict = field(default_factory=dict)
+    """Anything else worth keeping (ranges, sample sizes, fit residuals); JSON values only."""
+
+    def __post_init__(self) -> None:
+        shape = (self.arrays, self.cols)
+        self.read_gain = np.asarray(self.read_gain, dtype=float)
+        self.read_offset_s = np.asarray(self.read_offset_s, dtype=float)
+        for name in ("read_gain", "read_offset_s", "vmm_gain", "vmm_offset_a"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=float)
+                setattr(self, name, value)
+                if value.shape != shape:
+                    raise ValueError(f"{name} must have shape {shape}, not {value.shape}")
+
+    # -- corrections ------------------------------------------------------------------------
+
+    def correct_conductance(self, array: int, g_read_s: np.ndarray, v_read: float | None = None,
+                            read_range_a: float | None = None) -> np.ndarray:
+        """True conductances (S) from board reads of `array`: (rows, cols), (cols,) or any
+        (..., cols), corrected per column. `v_read`/`read_range_a`: the board's settings for
+        these reads when they differ from the calibration's (the offset is rescaled)."""
+        g = np.asarray(g_read_s, dtype=float)
+        if g.shape[-1:] != (self.cols,):
+            raise ValueError(f"the last axis must be the {self.cols} columns, not {g.shape}")
+        offset = self.read_offset_s[array] * self._offset_scale(v_read, read_range_a)
+        return (g - offset) / self.read_gain[array]
+
+    def correct_currents(self, array: int, i_cols_a: np.ndarray, v_read: float | None = None,
+                         range_a: float | None = None) -> np.ndarray:
+        """True column currents (A) from VMM outputs of `array`, (cols,) or (..., cols).
+
+        With a VMM calibration: (i - vmm_offset_a * range_a / vmm_range_a) / vmm_gain. Without
+        one, the read chain's: the offset current is read_offset_s * v_read (v_read: the read
+        voltage the offset was measured at, by default the calibration's v_read_v), scaled from
+        read_range_a to the VMM's ADC range `range_a` (default: the calibration's vmm_range_a,
+        else read_range_a), and the gain is the read gain.
+        """
+        i = np.asarray(i_cols_a, dtype=float)
+        if i.shape[-1:] != (self.cols,):
+            raise ValueError(f"the last axis must be the {self.cols} columns, not {i.shape}")
+        gain, offset_a = self.vmm_correction(array, range_a, v_read)
+        return (i - offset_a) / gain
+
+    def vmm_correction(self, array: int, range_a: float | None = None,
+                       v_read: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(gain, offset current A) per column of VMM outputs on the ADC range `range_a`, as
+        `correct_currents` uses them: true = (board - offset) / gain. The pair a `LoopProgram`
+        takes as column_gain / column_offset_a for the on-board loop."""
+        if self.vmm_gain is not None and self.vmm_offset_a is not None and self.vmm_range_a:
+            scale = 1.0 if range_a is None else range_a / self.vmm_range_a
+            return self.vmm_gain[array].copy(), self.vmm_offset_a[array] * scale
+        v = self.v_read_v if v_read is None else float(v_read)
+        target_range = range_a or self.vmm_range_a or self.read_range_a
+        return (self.read_gain[array].copy(),
+                self.read_offset_s[array] * v * (target_range / self.read_range_a))
+
+    def device_set_shift_v(self, array: int) -> np.ndarray:
+        """(rows, cols) per-device SET gate shift (V) measured on the characterization sample:
+        `set_curve.shifted(shift)` is that device's curve; NaN where not characterized."""
+        table = self.extra.get("device_set_shift_v")
+        if table is None:
+            return np.full((self.rows, self.cols), np.nan)
+        return np.array([[np.nan if v is None else v for v in row] for row in table[array]], float)
+
+    def _offset_scale(self, v_read: float | None, read_range_a: float | None) -> float:
+        scale = 1.0
+        if v_read is not None:
+            scale *= self.v_read_v / float(v_read)
+        if read_range_a is not None:
+            scale *= float(read_range_a) / self.read_range_a
+        return scale
+
+    # -- JSON -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        def table(a: np.ndarray | None):
+            return None if a is None else np.asarray(a, dtype=float).tolist()
+
+        return {"format": FORMAT, "version": VERSION, "board_id": self.board_id,
+                "arrays": self.arrays, "rows": self.rows, "cols": self.cols,
+                "reference": self.reference, "v_read_v": self.v_read_v,
+                "read_range_a": self.read_range_a, "vmm_range_a": self.vmm_range_a,
+                "read_gain": table(self.read_gain), "read_offset_s": table(self.read_offset_s),
+                "vmm_gain": table(self.vmm_gain), "vmm_offset_a": table(self.vmm_offset_a),
+                "set_curve": None if self.set_curve is None else self.set_curve.to_dict(),
+                "reset_curve": None if self.reset_curve is None else self.reset_curve.to_dict(),
+                "relaxation": self.relaxation, "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str = "calibration") -> Calibration:
+        """Validate the JSON form; every problem is a `BadInput` naming the field."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            got = data.get("format") if isinstance(data, dict) else None
+            raise BadInput(f"{where}: not a calibration file (format {got!r}, expected {FORMAT!r})")
+        if data.get("version") != VERSION:
+            raise BadInput(f"{where}: calibration version {data.get('version')!r} is not "
+                           f"supported (this imssa-hw reads version {VERSION})")
+        board_id = data.get("board_id")
+        if not isinstance(board_id, str):
+            raise BadInput(f"{where}: board_id must be a string")
+        shape = [_positive_int(data, key, where) for key in ("arrays", "rows", "cols")]
+        tables = {key: _table(data, key, (shape[0], shape[2]), where, optional=key.startswith("vmm"))
+                  for key in ("read_gain", "read_offset_s", "vmm_gain", "vmm_offset_a")}
+        for key in ("read_gain", "vmm_gain"):
+            if tables[key] is not None and np.any(tables[key] <= 0):
+                raise BadInput(f"{where}: {key} must be positive")
+        reference = data.get("reference", "on-array")
+        if reference not in REFERENCES:
+            raise BadInput(f"{where}: reference must be one of {', '.join(REFERENCES)}, "
+                           f"got {reference!r}")
+        v_read = _positive(data, "v_read_v", where)
+        read_range = _positive(data, "read_range_a", where)
+        vmm_range = None if data.get("vmm_range_a") is None else _positive(data, "vmm_range_a", where)
+        set_curve = data.get("set_curve")
+        reset_curve = data.get("reset_curve")
+        relaxation = data.get("relaxation", {})
+        extra = data.get("extra", {})
+        if not isinstance(relaxation, dict) or not isinstance(extra, dict):
+            raise BadInput(f"{where}: relaxation and extra must be objects")
+        return cls(board_id, *shape, tables["read_gain"], tables["read_offset_s"],
+                   None if set_curve is None else SetCurve.from_dict(set_curve, f"{where}: set_curve"),
+                   None if reset_curve is None
+                   else ResetCurve.from_dict(reset_curve, f"{where}: reset_curve"),
+                   relaxation, v_read, read_range, vmm_range, tables["vmm_gain"],
+                   tables["vmm_offset_a"], reference, extra)
+
+    def check_board(self, info) -> None:
+        """BadInput unless `info` (a BoardInfo) is the board this calibration was made on."""
+        if (info.board_id, info.arrays, info.rows, info.cols) != (self.board_id, self.arrays,
+                                                                    self.rows, self.cols):
+            raise BadInput(f"the calibration is for board {self.board_id} ({self.arrays} arrays of "
+                           f"{self.rows}x{self.cols}), the board is {info.board_id} "
+                           f"({info.arrays} arrays of {info.rows}x{info.cols})")
+
+
+def _positive_int(data: dict, key: str, where: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadInput(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive(data: dict, key: str, where: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise BadInput(f"{where}: {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _table(data: dict, key: str, shape: tuple[int, int], where: str,
+           optional: bool = False) -> np.ndarray | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: {key} must be a {shape[0]}x{shape[1]} table of numbers") from None
+    if arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise BadInput(f"{where}: {key} must be a {shape[0]}x{shape[1]} table of finite numbers")
+    return arr
+
+
+def save_calibration(cal: Calibration, folder: str | Path) -> None:
+    """Write `folder`/calib.json (JSON only), atomically."""
+    write_json(Path(folder) / FILENAME, cal.to_dict())
+
+
+def load_calibration(folder: str | Path) -> Calibration:
+    """Read `folder`/calib.json (or the file itself when `folder` names one); BadInput naming
+    the problem when it is missing or invalid."""
+    path = Path(folder)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise BadInput(f"calibration not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"{path}: not valid JSON ({exc})") from None
+    return Calibration.from_dict(data, str(path))

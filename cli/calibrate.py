@@ -1,0 +1,107 @@
+"""`imssa-hw calibrate`: read chain, device curves, defect map and relaxation of a board."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.errors import BadInput
+
+SMU_COMPLIANCE_A = 1e-4
+"""SMU current compliance: 0.2 V x 180 uS (a fully SET device) is 36 uA."""
+
+
+@click.command("calibrate")
+@port_option
+@timeout_option
+@click.option("--smu", "smu_resource", default=None, metavar="VISA_RESOURCE",
+              help="A Keithley 2400-series SMU wired to the board's SMU port, e.g. "
+                   "TCPIP::127.0.0.1::5025::SOCKET or GPIB0::24::INSTR. Gives true gains and "
+                   "the read_error_* numbers; without it gains are relative (docs/calibration.md).")
+@click.option("--smu-backend", default="@py", show_default=True,
+              help="pyvisa backend: @py (pyvisa-py), @ivi, or FILE.yaml@sim.")
+@click.option("--smu-timeout", "smu_timeout_s", type=click.FloatRange(min=0.01), default=2.0,
+              show_default=True, help="SMU reply timeout, seconds.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for calib.json, defects.json and the PNG plots.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON report here.")
+@click.option("--reads", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Whole-array reads averaged per reference read.")
+@click.option("--sample", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Devices per array characterized (SET and RESET curves).")
+@click.option("--smu-per-column", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Devices per column measured with the SMU (gain fit; again for validation).")
+@click.option("--settle", "settle_s", type=click.FloatRange(min=0), default=2.5, show_default=True,
+              help="Seconds to wait for relaxation before the read-chain measurements.")
+@click.option("--relax-delay", "relax_delay_s", type=click.FloatRange(min=0), default=2.5,
+              show_default=True, help="Delay of the relaxation check, seconds.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the choice of sampled and SMU-measured devices.")
+def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend: str,
+              smu_timeout_s: float, out: Path,
+              report: Path | None, reads: int, sample: int, smu_per_column: int, settle_s: float,
+              relax_delay_s: float, seed: int) -> None:
+    """Calibrate a board: per-column read-chain gain and offset (reads and VMM), SET and RESET
+    response curves, defect map, relaxation.
+
+    WARNING: this PULSES EVERY DEVICE of every array (SET and RESET, repeatedly): whatever was
+    programmed is lost. At the end every device is left RESET (off state) and the board's
+    settings are restored. Writes calib.json, defects.json, conductance_map.png,
+    pulse_response.png and column_gain.png into --out only once every measurement succeeded;
+    prints a JSON summary.
+    """
+    from imssa_hw.calibration.outputs import check_destination, write_outputs
+    from imssa_hw.calibration.procedure import Calibrator, Settings
+    from imssa_hw.drivers.board import Board
+
+    settings = Settings(reads=reads, sample=sample, smu_per_column=smu_per_column,
+                        settle_s=settle_s, relax_delay_s=relax_delay_s, seed=seed)
+    settings.check()
+    check_destination(out, report)
+    with Board.open(port, timeout_s=timeout_s) as board:
+        smu = open_smu(smu_resource, smu_backend, smu_timeout_s) if smu_resource else None
+        try:
+            with click.progressbar(length=1000, label="calibrating", file=sys.stderr,
+                                   show_pos=False, show_percent=True) as bar:
+                def progress(fraction: float, what: str) -> None:
+                    bar.label = f"calibrating: {what:<28.28}"
+                    bar.update(int(fraction * 1000) - bar.pos)
+
+                run = Calibrator(board, smu, settings).run(progress)
+        finally:
+            if smu is not None:
+                smu.close()
+    files = write_outputs(run, out, report)
+    r = run.report
+    click.echo(json.dumps({
+        "board_id": r["board_id"], "reference": r["reference"],
+        "read_error_before": r["read_error_before"], "read_error_after": r["read_error_after"],
+        "column_spread_before": r["column_spread_before"],
+        "column_spread_after": r["column_spread_after"],
+        "stuck_count": r["stuck_count"], "v_set_v": r["v_set_v"],
+        "relaxation_median_abs_change_s": r["relaxation"]["median_abs_change_s"],
+        "frames": r["frames"], "wall_time_s": r["wall_time_s"],
+        "files": [str(f) for f in files]}, indent=2))
+
+
+def open_smu(resource: str, backend: str = "@py", timeout_s: float = 2.0):
+    """Open and check a Keithley 2400-series SMU; BadInput (one line) when it is missing, silent
+    or something else."""
+    from imssa_hw.drivers.instrument import InstrumentError
+    from imssa_hw.drivers.keithley2400 import Keithley2400
+
+    smu = None
+    try:
+        smu = Keithley2400(resource, backend=backend, timeout_s=timeout_s)
+        smu.check_identity()
+        smu.configure_voltage_source(SMU_COMPLIANCE_A)
+        return smu
+    except InstrumentError as exc:
+        if smu is not None:
+            smu.close()
+        raise BadInput(str(exc)) from None

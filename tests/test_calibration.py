@@ -1,0 +1,434 @@
+"""Calibration: curves and calib.json, then `imssa-hw calibrate` over emulated boards in their own
+processes (pty link; SMU over TCP through pyvisa-py), checked against the emulator's ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from imssa_hw.calibration import (Calibration, ResetCurve, SetCurve, load_calibration,
+                                  save_calibration)
+from imssa_hw.compiler.defects import DefectMap, defects_from_dict
+from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON
+from imssa_hw.emulator.process import start_emulator
+from imssa_hw.errors import BadInput
+
+from imssa_hw.cli.main import cli
+
+SIM = str(pathlib.Path(__file__).parent / "fixtures" / "keithley2400.yaml") + "@sim"
+FAST = ["--settle", "0.5", "--relax-delay", "0.5", "--reads", "4"]
+DEFECTIVE = {"defects.stuck_on_fraction": 0.04, "defects.stuck_off_fraction": 0.04}
+KIND = {STUCK_ON: "stuck_on", STUCK_OFF: "stuck_off"}
+
+
+def calibrate(*args, env=None):
+    return CliRunner().invoke(cli, ["calibrate", *map(str, args)], env=env)
+
+
+def healthy_truth(emu) -> np.ndarray:
+    state = emu.state()
+    return emu.truth_s()[state.devices.defect == HEALTHY]
+
+
+# -- curves and calib.json ------------------------------------------------------------------------
+
+def test_set_curve_inverts_and_clips():
+    curve = SetCurve(np.array([0.5, 0.6, 0.7, 0.8]), np.array([2e-6, 20e-6, 15e-6, 80e-6]), 2.5)
+    assert np.all(np.diff(curve.g_s) >= 0)                       # made non-decreasing
+    gates = curve.gate_for(np.array([0.0, 11e-6, 20e-6, 50e-6, 1.0]))
+    assert gates[0] == 0.5 and gates[-1] == 0.8                  # clipped to the measured range
+    assert np.all(np.diff(gates) >= 0)
+    assert gates[1] == pytest.approx(0.55)
+    assert curve.g_at(curve.gate_for(np.array([50e-6]))) == pytest.approx(50e-6)
+    assert curve.shifted(0.1).gate_for(np.array([50e-6]))[0] == pytest.approx(gates[3] + 0.1)
+
+
+def test_reset_curve_voltage_for():
+    curve = ResetCurve(np.array([0.5, 1.0, 1.5]), np.array([0.0, 0.2, 0.6]), 5.0, 1e-6)
+    v = curve.voltage_for(np.array([101e-6, 101e-6, 101e-6, 101e-6, 0.5e-6]),
+                          np.array([101e-6, 81e-6, 41e-6, 0.0, 0.1e-6]))
+    assert v.tolist() == pytest.approx([0.5, 1.0, 1.5, 1.5, 0.5])
+    assert curve.fraction_at(np.array([1.25]))[0] == pytest.approx(0.4)
+
+
+def make_calibration(arrays=2, rows=4, cols=3) -> Calibration:
+    rng = np.random.default_rng(1)
+    return Calibration("B1", arrays, rows, cols, 1 + 0.03 * rng.standard_normal((arrays, cols)),
+                       1e-6 * rng.standard_normal((arrays, cols)),
+                       SetCurve(np.array([0.5, 1.0]), np.array([1e-6, 1e-4]), 2.5, np.array([0, 1e-6])),
+                       ResetCurve(np.array([0.5, 1.5]), np.array([0.0, 0.6]), 5.0, 1e-6),
+                       {"delay_s": 1.0}, v_read_v=0.2, read_range_a=40e-6, vmm_range_a=640e-6,
+                       vmm_gain=np.full((arrays, cols), 1.01),
+                       vmm_offset_a=np.full((arrays, cols), 2e-6), reference="smu")
+
+
+def test_calibration_round_trip_and_corrections(tmp_path):
+    cal = make_calibration()
+    save_calibration(cal, tmp_path)
+    back = load_calibration(tmp_path)
+    assert json.loads((tmp_path / "calib.json").read_text())["format"] == "imssa-hw-calibration"
+    np.testing.assert_array_equal(back.read_gain, cal.read_gain)
+    np.testing.assert_array_equal(back.set_curve.g_s, cal.set_curve.g_s)
+    g_true = np.random.default_rng(0).uniform(1e-6, 1.5e-4, (4, 3))
+    g_read = cal.read_gain[1] * g_true + cal.read_offset_s[1]
+    np.testing.assert_allclose(back.correct_conductance(1, g_read), g_true)
+    np.testing.assert_allclose(back.correct_conductance(1, g_read[0]), g_true[0])
+    # an offset of fixed ADC codes: at half the read voltage it is twice the conductance
+    g_half = cal.read_gain[1] * g_true + 2 * cal.read_offset_s[1]
+    np.testing.assert_allclose(back.correct_conductance(1, g_half, v_read=0.1), g_true)
+    i_true = np.array([1e-4, 2e-4, 3e-4])
+    np.testing.assert_allclose(back.correct_currents(0, 1.01 * i_true + 2e-6), i_true)
+    np.testing.assert_allclose(back.correct_currents(0, 1.01 * i_true + 4e-6, range_a=1280e-6), i_true)
+    # without a VMM calibration: the read chain's gain, offset current scaled to the VMM range
+    cal.vmm_gain = cal.vmm_offset_a = None
+    i_board = cal.read_gain[0] * i_true + cal.read_offset_s[0] * 0.2 * 16
+    np.testing.assert_allclose(cal.correct_currents(0, i_board), i_true)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(format="nope"), "not a calibration"),
+    (lambda d: d.update(version=9), "version 9"),
+    (lambda d: d.update(read_gain=[[1.0]]), "read_gain must be a 2x3"),
+    (lambda d: d.update(read_gain=[[1, 1, -1], [1, 1, 1]]), "read_gain must be positive"),
+    (lambda d: d["set_curve"].update(g_s=[2e-6, 1e-6]), "g_s must be non-decreasing"),
+    (lambda d: d["reset_curve"].update(v_reset_v=[1.5, 0.5]), "v_reset_v must be increasing"),
+    (lambda d: d.update(reference="guess"), "reference must be"),
+])
+def test_bad_calibration_files_name_the_problem(tmp_path, change, message):
+    data = make_calibration().to_dict()
+    change(data)
+    (tmp_path / "calib.json").write_text(json.dumps(data))
+    with pytest.raises(BadInput, match=message):
+        load_calibration(tmp_path)
+
+
+def test_missing_or_garbled_calibration(tmp_path):
+    with pytest.raises(BadInput, match="calibration not found"):
+        load_calibration(tmp_path)
+    (tmp_path / "calib.json").write_text("{")
+    with pytest.raises(BadInput, match="not valid JSON"):
+        load_calibration(tmp_path)
+
+
+# -- a full calibration with the SMU ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smu_run(tmp_path_factory):
+    """One calibration of a 2 x 8x8 board with 8 % stuck devices, SMU over TCP (pyvisa-py)."""
+    work = tmp_path_factory.mktemp("calibrate-smu")
+    emu = start_emulator(work / "emulator", smu=True, arrays=2, rows=8, cols=8, seed=5,
+                         settings=DEFECTIVE)
+    try:
+        result = calibrate("--port", emu.port, "--smu", emu.smu_resource, "--out", work / "calib",
+                           "--report", work / "calibrate.json", *FAST)
+        yield emu, work, result
+    finally:
+        emu.stop()
+
+
+def test_calibrate_writes_everything(smu_run):
+    emu, work, result = smu_run
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["reference"] == "smu"
+    names = {p.name for p in (work / "calib").iterdir()}
+    assert names == {"calib.json", "defects.json", "conductance_map.png", "pulse_response.png",
+                     "column_gain.png"}
+    for name in ("conductance_map.png", "pulse_response.png", "column_gain.png"):
+        assert (work / "calib" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((work / "calibrate.json").read_text())
+    for key in ("read_error_before", "read_error_after", "stuck_devices", "columns", "relaxation"):
+        assert key in report
+    assert len(report["columns"]) == 2 * 8
+    assert report["relaxation"]["delay_s"] == 0.5
+    assert not [p for p in work.iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_read_error_falls_below_one_percent(smu_run):
+    emu, work, result = smu_run
+    report = json.loads((work / "calibrate.json").read_text())
+    assert report["validation_devices"] >= 16
+    assert report["read_error_after"] < 0.01
+    assert report["read_error_after"] < 0.5 * report["read_error_before"]
+    # against the emulator's own read chain
+    cal, chain = load_calibration(work / "calib"), emu.state().chain
+    assert np.median(np.abs(cal.read_gain - chain.gain)) < 0.005
+    assert np.median(np.abs(cal.read_gain - chain.gain)) < 0.3 * np.median(np.abs(chain.gain - 1))
+    lsb = 40e-6 / 256
+    offset_codes = cal.read_offset_s * cal.v_read_v / lsb
+    assert np.median(np.abs(offset_codes - chain.offset_codes)) < 0.2
+    vmm_codes = cal.vmm_offset_a / (cal.vmm_range_a / 256)
+    assert np.median(np.abs(vmm_codes - chain.offset_codes)) < 0.2
+    assert np.median(np.abs(cal.vmm_gain - chain.gain)) < 0.01
+
+
+def test_curves_are_monotone_and_predict_the_emulator(smu_run):
+    emu, work, _ = smu_run
+    cal = load_calibration(work / "calib")
+    d = emu.state().devices
+    healthy = d.defect == HEALTHY
+    s = cal.set_curve
+    assert np.all(np.diff(s.v_gate_v) > 0) and np.all(np.diff(s.g_s) >= 0)
+    assert 1.6 < s.v_set_v <= 3.5
+    # the emulator's SET response from the off state: min(gain * (gate - vt)^exp, g_on_max)
+    for gate, g in zip(s.v_gate_v, s.g_s):
+        model = np.minimum(d.set_gain_s * np.maximum(gate - d.set_gate_vt_v, 0) ** d.set_exponent,
+                           d.g_on_max_s)
+        expected = np.median(np.maximum(model, d.g_off_s)[healthy])
+        assert abs(g - expected) < 4e-6 + 0.08 * expected, (gate, g, expected)
+    r = cal.reset_curve
+    assert np.all(np.diff(r.fraction_removed) >= 0)
+    v_eff_factor = 1 - np.exp(-(r.v_gate_v - 0.45) / 1.5)
+    for v, f in zip(r.v_reset_v, r.fraction_removed):
+        over = np.maximum(v * v_eff_factor - d.reset_threshold_v, 0) / d.reset_scale_v
+        expected = np.median((1 - np.exp(-over ** 2))[healthy])
+        assert abs(f - expected) < 0.07, (v, f, expected)
+    # per-device shifts follow each device's own curve (the gate it needs for 60 uS)
+    shift = np.stack([cal.device_set_shift_v(a) for a in range(2)])
+    own = d.set_gate_vt_v + (60e-6 / d.set_gain_s) ** (1 / d.set_exponent)
+    known = healthy & np.isfinite(shift)
+    assert known.sum() > 100
+    assert np.corrcoef(shift[known], own[known])[0, 1] > 0.8
+    # the inverse: one SET at the gate the curve gives lands near the target (population median)
+    targets = np.array([20e-6, 60e-6, 120e-6])
+    gates = s.gate_for(targets)
+    for gate, target in zip(gates, targets):
+        model = np.minimum(d.set_gain_s * np.maximum(gate - d.set_gate_vt_v, 0) ** d.set_exponent,
+                           d.g_on_max_s)
+        assert np.median(model[healthy]) == pytest.approx(target, rel=0.12)
+
+
+def test_stuck_devices_found(smu_run):
+    emu, work, _ = smu_run
+    found = defects_from_dict(json.loads((work / "calib" / "defects.json").read_text()))
+    defect = emu.state().devices.defect
+    truth = {(int(a), int(r), int(c)): KIND[int(defect[a, r, c])]
+             for a, r, c in np.argwhere(defect != HEALTHY)}
+    assert {"stuck_on", "stuck_off"} <= set(truth.values())      # the seed gives both kinds
+    assert {(s.array, s.row, s.col): s.kind for s in found.stuck} == truth
+    report = json.loads((work / "calibrate.json").read_text())
+    assert len(report["stuck_devices"]) == len(truth)
+
+
+def test_arrays_left_reset(smu_run):
+    emu, _, _ = smu_run
+    assert healthy_truth(emu).max() < 5e-6
+
+
+def test_keithley_driver_against_the_emulated_smu(smu_run):
+    """pyvisa-py over TCP: the driver measures the device the board routes to the SMU port."""
+    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.keithley2400 import Keithley2400
+
+    emu, _, _ = smu_run
+    row, col = map(int, np.argwhere(emu.state().devices.defect[0] == HEALTHY)[0])
+    mask = np.zeros((8, 8), bool)
+    mask[row, col] = True
+    with Board.open(emu.port) as board, Keithley2400(emu.smu_resource) as smu:
+        smu.check_identity()
+        smu.configure_voltage_source(1e-4)
+        board.set_pulses(0, 3.5, 1.2, mask)
+        board.route_smu(0, row, col)
+        g = smu.measure_conductance_s(0.2)
+        truth = emu.truth_s()[0, row, col]
+        board.route_smu(None)
+        for _ in range(4):
+            board.reset_pulses(0, 1.8, 5.0, mask)
+    assert g > 20e-6
+    assert g == pytest.approx(truth, rel=0.01)
+
+
+def test_vmm_outputs_in_true_units(smu_run):
+    """Corrected VMM column currents against G_true^T v (G from the state file)."""
+    from imssa_hw.drivers.board import Board
+
+    emu, work, _ = smu_run
+    cal = load_calibration(work / "calib")
+    rng = np.random.default_rng(4)
+    with Board.open(emu.port) as board:
+        board.set_pulses(1, 3.5, rng.uniform(0.6, 1.3, (8, 8)))
+        lsb = board.info.dac_lsb_v
+        raw, true = [], []
+        for _ in range(20):
+            v = np.round(rng.uniform(0.02, 0.2, 8) / lsb) * lsb
+            raw.append(board.vmm(1, v))
+            true.append(emu.truth_s()[1].T @ v)
+        for _ in range(5):
+            board.reset_pulses(1, 1.8, 5.0)
+        range_a = board.config.vmm_range_a
+    raw, true = np.array(raw), np.array(true)
+    corrected = cal.correct_currents(1, raw, range_a=range_a)
+    gain, offset = cal.vmm_correction(1, range_a)
+    np.testing.assert_allclose(corrected, (raw - offset) / gain)
+    err_raw = np.median(np.abs(raw - true) / true)
+    err_cal = np.median(np.abs(corrected - true) / true)
+    assert err_cal < 0.5 * err_raw and err_cal < 0.01, (err_raw, err_cal)
+
+
+# -- without an SMU -------------------------------------------------------------------------------------
+
+def test_on_array_calibration_corrects_offsets_and_relative_gains(tmp_path):
+    emu = start_emulator(tmp_path / "emulator", arrays=1, rows=32, cols=8, seed=2)
+    try:
+        result = calibrate("--port", emu.port, "--out", tmp_path / "calib", "--report",
+                           tmp_path / "r.json", "--settle", "0.5", "--relax-delay", "0.3")
+        assert result.exit_code == 0, result.output
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["reference"] == "on-array"
+        assert report["read_error_before"] is None and report["read_error_after"] is None
+        assert report["column_spread_after"] < report["column_spread_before"]
+        cal, chain = load_calibration(tmp_path / "calib"), emu.state().chain
+        relative = chain.gain / chain.gain.mean()      # the board's mean gain is not measurable
+        assert cal.read_gain.mean() == pytest.approx(1.0)
+        assert np.median(np.abs(cal.read_gain - relative)) < 0.5 * np.median(np.abs(relative - 1))
+        offset_codes = cal.read_offset_s * cal.v_read_v / (40e-6 / 256)
+        assert np.median(np.abs(offset_codes - chain.offset_codes)) < 0.2
+        assert healthy_truth(emu).max() < 5e-6
+    finally:
+        emu.stop()
+
+
+# -- bad input: one line, exit 2, nothing written ---------------------------------------------------------
+
+def assert_nothing_written(tmp_path, out, report):
+    assert sorted(p.name for p in out.iterdir()) == ["calib.json", "old.txt"]
+    assert (out / "calib.json").read_text() == "OLD"
+    assert not report.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture
+def old_out(tmp_path):
+    out = tmp_path / "calib"
+    out.mkdir()
+    (out / "old.txt").write_text("keep")
+    (out / "calib.json").write_text("OLD")
+    return out
+
+
+class AnswersGarbage:
+    """A TCP peer that answers every line with `reply` (None: accepts and stays silent)."""
+
+    def __init__(self, reply: str | None):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.resource = f"TCPIP::127.0.0.1::{self.sock.getsockname()[1]}::SOCKET"
+        self.reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rwb") as stream:
+            for _ in iter(stream.readline, b""):
+                if self.reply is not None:
+                    stream.write(self.reply.encode() + b"\n")
+                    stream.flush()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply, message", [("HELLO FROM A PRINTER", "not a Keithley"),
+                                            (None, "no answer")])
+def test_smu_that_is_something_else(emulated_board, tmp_path, old_out, reply, message):
+    emu = emulated_board()
+    peer = AnswersGarbage(reply)
+    try:
+        result = calibrate("--port", emu.port, "--smu", peer.resource, "--smu-timeout", "0.3",
+                           "--out", old_out, "--report", tmp_path / "r.json", *FAST)
+    finally:
+        peer.close()
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
+    assert emu.state().devices.pulses.sum() == 0                  # refused before any pulse
+
+
+def test_smu_nothing_listening(emulated_board, tmp_path, old_out):
+    emu = emulated_board()
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    result = calibrate("--port", emu.port, "--smu", f"TCPIP::127.0.0.1::{port}::SOCKET",
+                       "--smu-timeout", "0.3", "--out", old_out, "--report", tmp_path / "r.json")
+    assert result.exit_code == 2 and "SMU at TCPIP::127.0.0.1" in result.output
+    assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
+
+
+def test_smu_not_wired_to_the_board(emulated_board, tmp_path, old_out):
+    """A Keithley that answers (pyvisa-sim: always 10 uA) but does not see the routed devices:
+    found after pulsing; nothing written, the arrays left RESET."""
+    emu = emulated_board(settings={"relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0})
+    result = calibrate("--port", emu.port, "--smu", "GPIB0::24::INSTR", "--smu-backend", SIM,
+                       "--out", old_out, "--report", tmp_path / "r.json", "--settle", "0",
+                       "--relax-delay", "0")
+    assert result.exit_code == 2, result.output
+    assert "does not measure the devices routed to it" in result.output
+    assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
+    assert emu.state().devices.pulses.sum() > 0
+    left = healthy_truth(emu)                                     # RESET on uncorrected reads
+    assert np.median(left) < 3e-6 and left.max() < 8e-6
+
+
+def test_port_that_is_not_a_board(tmp_path, old_out):
+    """A pty nobody answers on: one line on stderr, exit 2 (through the real command line)."""
+    master, slave = os.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "calibrate", "--port",
+                               os.ttyname(slave), "--timeout", "0.05", "--out", str(old_out),
+                               "--report", str(tmp_path / "r.json")],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("Error:")
+    assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
+
+
+def test_missing_port_and_env(tmp_path, old_out):
+    result = calibrate("--out", old_out, env={"IMSSA_HW_PORT": str(tmp_path / "no-such-tty")})
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
+
+
+def test_out_that_is_a_file(emulated_board, tmp_path):
+    emu = emulated_board()
+    (tmp_path / "file").write_text("x")
+    result = calibrate("--port", emu.port, "--out", tmp_path / "file")
+    assert result.exit_code == 2
+    assert emu.state().devices.pulses.sum() == 0
+
+
+def test_failure_while_writing_leaves_nothing(tmp_path, old_out, monkeypatch):
+    from imssa_hw.calibration import outputs
+    from imssa_hw.calibration.procedure import CalibrationRun
+
+    cal = make_calibration()
+    zeros = np.zeros((2, 4, 3))
+    run = CalibrationRun(cal, DefectMap(2, 4, 3, ()), {"board_id": "B1"},
+                         {"off_s": zeros, "high_s": zeros + 1e-4, "end_s": zeros})
+
+    def broken(run, folder):
+        (folder / "conductance_map.png").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "plot_all", broken)
+    with pytest.raises(OSError):
+        outputs.write_outputs(run, old_out, tmp_path / "r.json")
+    assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
+    monkeypatch.undo()
+    files = outputs.write_outputs(run, old_out, tmp_path / "r.json")
+    assert load_calibration(old_out).board_id == "B1" and len(files) == 6
+    assert (old_out / "old.txt").read_text() == "keep"
