@@ -20,6 +20,11 @@ COMMANDS: dict[str, str] = {
     "emulate": "emulate:emulate",
     "compile": "compile:compile_command",
     "train": "train:train",
+    "program": "program:program",
+    "calibrate": "calibrate:calibrate",
+    "infer": "infer:infer",
+    "demo": "demo:demo",
+    "sweep": "sweep:sweep",
 }
 
 

@@ -143,6 +143,10 @@ class EmulatorServer:
                 self._drop(peer)
                 return
             if data:
+                if peer.sock is not None and hasattr(socket, "TCP_QUICKACK"):
+                    # Acknowledge at once, as instruments do: a client sending several short
+                    # SCPI lines back to back (Nagle) would otherwise wait ~40 ms per line.
+                    peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 if peer.kind == "board":
                     self._board_bytes(peer, data)
                 else:

@@ -1,0 +1,112 @@
+"""`imssa-hw program`: write-verify a compiled deployment onto a board, journaled and resumable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.board import port_option, timeout_option
+
+STRATEGY_NAMES = ("adaptive", "ramp", "open_loop")
+
+
+@click.command("program")
+@click.argument("deploy", type=click.Path(path_type=Path))
+@port_option
+@timeout_option
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Calibration folder (or calib.json) from `imssa-hw calibrate`: read-chain "
+                   "correction and the SET/RESET curves for the first pulses.")
+@click.option("--tolerance", default="2uS", show_default=True,
+              help="Within how far of its target a device counts as programmed: a conductance "
+                   "(2uS, 0.002mS) or a percentage of each target (5%).")
+@click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="adaptive",
+              show_default=True, help="adaptive write-verify, the HPE incremental ramp "
+                                      "(baseline), or open loop (one shot, no verify).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder: journal, report, plots. Default: DEPLOY/program/.")
+@click.option("--journal", type=click.Path(path_type=Path), default=None,
+              help="The journal (JSON Lines). Default: OUT/journal.jsonl.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run the journal holds (after a crash, a lost link or a board "
+                   "restart): devices already verified are never pulsed again.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Also write the JSON report here (it is always written to OUT/program.json).")
+@click.option("--defects", type=click.Path(path_type=Path), default=None,
+              help="Defect map to merge the stuck devices into (created if missing). "
+                   "Default: DEPLOY/defects.json.")
+@click.option("--settle", "settle_s", type=click.FloatRange(min=0), default=None,
+              help="Seconds a device settles after a large change before a fine correction "
+                   "(small corrections wait 30 % of it) [default: 1.0, for the emulator's 0.5 s "
+                   "relaxation].")
+@click.option("--verify-delay", "verify_delay_s", type=click.FloatRange(min=0), default=None,
+              help="Seconds after its last pulse before a device is re-verified (60 % of it "
+                   "after a small correction) [default: 2.5].")
+@click.option("--max-pulses", type=click.IntRange(min=1), default=None,
+              help="Pulses per device before it is given up as stuck [default: 40].")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write target_vs_achieved.png, error_histogram.png, yield.png into OUT.")
+def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance: str,
+            strategy: str, out: Path | None, journal: Path | None, resume: bool,
+            report: Path | None, defects: Path | None, settle_s: float | None,
+            verify_delay_s: float | None, max_pulses: int | None, plots: bool) -> None:
+    """Program the conductance targets of DEPLOY (from `imssa-hw compile`) onto the board with
+    closed-loop write-verify; print the JSON report.
+
+    Every pulse and read goes to the journal first, so an interrupted run continues with
+    --resume. Stuck devices are merged into the defect map that compile reads."""
+    from dataclasses import replace
+
+    from imssa_hw.compiler import load_deployment
+    from imssa_hw.drivers.board import Board
+    from imssa_hw.programming import Settings, parse_tolerance, program_deployment
+    from imssa_hw.programming.outputs import write_program_outputs
+    from imssa_hw.programming.runner import check_board
+
+    tol = parse_tolerance(tolerance)
+    dep = load_deployment(deploy)
+    folder = deploy.parent if deploy.name == "deploy.json" else deploy
+    out = out or folder / "program"
+    journal = journal or out / "journal.jsonl"
+    defects = defects or folder / "defects.json"
+    cal = None
+    if calibration is not None:
+        from imssa_hw.calibration.data import load_calibration
+        cal = load_calibration(calibration)
+    default = Settings()
+    changes: dict = {"max_pulses": max_pulses} if max_pulses is not None else {}
+    if settle_s is not None:  # small corrections keep the default proportion
+        changes.update(settle_s=settle_s,
+                       settle_small_s=settle_s * default.settle_small_s / default.settle_s)
+    if verify_delay_s is not None:
+        changes.update(verify_delay_s=verify_delay_s, verify_delay_small_s=verify_delay_s
+                       * default.verify_delay_small_s / default.verify_delay_s)
+    settings = replace(default, **changes)
+    total = int(dep.used.sum())
+    with Board.open(port, timeout_s=timeout_s) as board:
+        check_board(dep, board.info)
+        with click.progressbar(length=total, label=f"programming {total} devices ({strategy})",
+                               file=sys.stderr, show_pos=True,
+                               item_show_func=lambda text: text) as bar:
+            done = [0]
+
+            def progress(info: dict) -> None:
+                working = max(info["working"], 1)
+                bar.update(info["finished"] - done[0],
+                           f"yield {100 * info['within'] / working:.1f} %, "
+                           f"{info['stuck']} stuck, iteration {info['it']}")
+                done[0] = info["finished"]
+
+            result = program_deployment(board, dep, calibration=cal, tolerance=tol,
+                                        journal=journal, resume=resume, progress=progress,
+                                        strategy=strategy, settings=settings)
+    data = write_program_outputs(result, out, report, defects=defects, plots=plots,
+                                 extra={"deploy": str(folder), "port": port,
+                                        "calibration_dir": str(calibration) if calibration else None})
+    click.echo(json.dumps(data, indent=2))
+    if not result.finished:
+        click.echo(f"{result.report['unfinished']} devices unfinished: run again with --resume to "
+                   f"continue", err=True)

@@ -1,0 +1,488 @@
+"""The batched write-verify loop over a board's arrays, with its journal, resume and report.
+
+    from imssa_hw.programming import program_deployment
+    result = program_deployment(board, dep, calibration=cal, tolerance="2uS",
+                                journal="deploy/program/journal.jsonl")
+    result.report["yield_working"], result.achieved_s, result.stuck
+
+Each iteration, for each array that still has work: one batch read, then (journaled first) one
+batch SET and one batch RESET, each with a mask of the devices it pulses and per-device voltages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from imssa_hw.errors import BadInput
+from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
+                                          pulse_batches, read_journal, volt_list)
+from imssa_hw.programming.settings import Limits, Settings, Tolerance, parse_tolerance
+from imssa_hw.programming.strategies import (DONE, FINAL, OFF, PRECISE, RESET, SET, STUCK,
+                                             VERIFIED, Plan, Strategy, make_strategy)
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class ProgramResult:
+    """What a programming run achieved. `report` is the JSON report (docs/programming.md)."""
+
+    report: dict
+    targets_s: np.ndarray
+    used: np.ndarray
+    achieved_s: np.ndarray
+    """Best estimate of every device's conductance (averaged, corrected reads), S; NaN where
+    never read."""
+    status: np.ndarray
+    """Per device: one of strategies.STATUS_NAMES (as int)."""
+    pulses: np.ndarray
+    """Pulses each device received (a pulse journaled but maybe never sent counts)."""
+    stuck: list[tuple[int, int, int]]
+    """Cells that matter and could not be programmed."""
+    stuck_unused: list[tuple[int, int, int]]
+    """Cells that carry no signal and could not be brought to their off state."""
+    history: list[dict] = field(default_factory=list)
+    """Per iteration: it, t, within (working devices within tolerance), verified, stuck, pulses."""
+    journal: Path | None = None
+    tolerance_s: np.ndarray | None = None
+    off_target: np.ndarray | None = None
+    off_s: float | None = None
+    """The off level the run used (profile G_min), S."""
+
+    @property
+    def finished(self) -> bool:
+        return self.report["unfinished"] == 0
+
+
+class _Session:
+    """The running state of one programming session (fresh or resumed)."""
+
+    def __init__(self, board, strategy: Strategy, calibration, journal_path: Path | None,
+                 clock: Callable[[], float]) -> None:
+        self.board = board
+        self.strategy = strategy
+        self.calibration = calibration
+        self.journal_path = journal_path
+        self.clock = clock
+        self.writer: JournalWriter | None = None
+        self.iteration = 0
+        self.session = 0
+        self.history: list[dict] = []
+        self.frames_before = 0
+        self.wall_before = 0.0
+        self.uncertain = 0
+        self.verified_journaled = np.zeros(strategy.shape, bool)
+        self.final_journaled = np.zeros(strategy.shape, np.int8)
+        self.replay_mismatches = 0
+
+    # -- reads, corrected ---------------------------------------------------------------------
+
+    def correct(self, a: int, g_raw_s: np.ndarray) -> np.ndarray:
+        if self.calibration is None:
+            return g_raw_s
+        cfg = self.board.config
+        return self.calibration.correct_conductance(a, g_raw_s, v_read=cfg.v_read,
+                                                    read_range_a=cfg.read_range_a)
+
+    # -- replay ---------------------------------------------------------------------------------
+
+    def replay(self, records: list[dict]) -> None:
+        """Rebuild the strategy's state from a journal (the records after the header)."""
+        s = self.strategy
+        rows, cols = s.shape[1:]
+        sent: set[tuple[int, int]] = set()
+        pulse_records: list[dict] = []
+        session_frames: dict[int, int] = {}
+        session_times: dict[int, list[float]] = {}
+        for r in records[1:]:
+            kind = r["type"]
+            if "t" in r and "session" in r:
+                session_times.setdefault(r["session"], []).append(r["t"])
+            if kind == "session":
+                self.session = max(self.session, r["n"])
+                session_times.setdefault(r["n"], []).append(r["t"])
+            elif kind == "read":
+                g = np.full(rows * cols, np.nan)
+                values = np.asarray(r["g_us"], float) / 1e6
+                if r.get("idx") is None:
+                    g[:] = values
+                else:
+                    g[np.asarray(r["idx"], int)] = values
+                s.on_read(r["array"], self.correct(r["array"], g.reshape(rows, cols)), r["t"])
+            elif kind == "pulse":
+                self._check_statuses(r)
+                for op, batch in pulse_batches(r):
+                    s.on_pulse(r["array"], op, np.asarray(batch["idx"], int),
+                               np.asarray(batch["v"], float), np.asarray(batch["gate"], float),
+                               {k: np.asarray(v, float) for k, v in batch.get("aux", {}).items()},
+                               r["t"])
+                pulse_records.append(r)
+                self.iteration = max(self.iteration, r["it"])
+            elif kind == "sent":
+                sent.add((r["it"], r["array"]))
+                session_frames[r["session"]] = max(session_frames.get(r["session"], 0), r["frames"])
+            elif kind == "iter":
+                self.history.append({k: r[k] for k in r if k != "type"})
+                self.iteration = max(self.iteration, r["it"])
+        for r in pulse_records:
+            if (r["it"], r["array"]) not in sent:
+                self.uncertain += sum(len(b["idx"]) for _, b in pulse_batches(r))
+        self.frames_before = sum(session_frames.values())
+        self.wall_before = sum(max(ts) - min(ts) for ts in session_times.values() if ts)
+        # whatever the replay concluded, a device the journal says is final stays final
+        forced = (self.final_journaled > 0) & ~np.isin(s.status, FINAL)
+        s.status[forced] = self.final_journaled[forced]
+
+    def _check_statuses(self, r: dict) -> None:
+        s = self.strategy
+        rows, cols = s.shape[1:]
+        for name, code in (("verified", VERIFIED), ("stuck", STUCK), ("done", DONE)):
+            idx = np.asarray(r.get("status", {}).get(name, []), int)
+            if idx.size:
+                rr, cc = np.unravel_index(idx, (rows, cols))
+                self.final_journaled[r["array"], rr, cc] = code
+                self.replay_mismatches += int((s.status[r["array"], rr, cc] != code).sum())
+
+    # -- one iteration ---------------------------------------------------------------------------
+
+    def step(self, arrays: list[int]) -> int:
+        """One iteration over `arrays`; returns the number of devices pulsed."""
+        s = self.strategy
+        self.iteration += 1
+        pulsed = 0
+        for a in arrays:
+            if s.array_done(a):
+                continue
+            live_before = s.live(a)
+            raw = self.board.read_array(a)
+            t = self.clock()
+            g_us = np.round(raw * 1e6, 4)
+            g_raw = g_us / 1e6
+            if live_before.all():
+                idx, values = None, g_us.ravel().tolist()
+            else:
+                flat = np.flatnonzero(live_before)
+                idx, values = flat.tolist(), g_us.ravel()[flat].tolist()
+            self.write({"type": "read", "session": self.session, "it": self.iteration, "array": a,
+                        "t": t, "idx": idx, "g_us": values})
+            g = np.full(raw.shape, np.nan)
+            g[live_before] = self.correct(a, g_raw)[live_before]
+            s.on_read(a, g, t)
+            plan = s.plan(a, t)
+            record = self._pulse_record(a, t, plan, live_before)
+            self.write(record, sync=True)
+            for op, batch in pulse_batches(record):
+                s.on_pulse(a, op, np.asarray(batch["idx"], int), np.asarray(batch["v"], float),
+                           np.asarray(batch["gate"], float),
+                           {k: np.asarray(v, float) for k, v in batch.get("aux", {}).items()}, t)
+            counts = {"set": 0, "reset": 0}
+            for op, batch in pulse_batches(record):
+                mask = np.zeros(s.shape[1] * s.shape[2], bool)
+                mask[batch["idx"]] = True
+                mask = mask.reshape(s.shape[1:])
+                v = np.zeros(mask.shape)
+                gate = np.zeros(mask.shape)
+                v[mask] = batch["v"]
+                gate[mask] = batch["gate"]
+                send = self.board.set_pulses if op == SET else self.board.reset_pulses
+                counts[op] = send(a, v, gate, mask)
+            pulsed += counts["set"] + counts["reset"]
+            if counts["set"] or counts["reset"]:
+                self.write({"type": "sent", "session": self.session, "it": self.iteration,
+                            "array": a, "t": self.clock(), **counts,
+                            "frames": self.board.frames_sent})
+        summary = self.summary()
+        self.history.append(summary)
+        self.write({"type": "iter", **summary}, sync=True)
+        return pulsed
+
+    def _pulse_record(self, a: int, t: float, plan: Plan, live_before: np.ndarray) -> dict:
+        s = self.strategy
+        status = {}
+        for name, code in (("verified", VERIFIED), ("stuck", STUCK), ("done", DONE)):
+            new = live_before & (s.status[a] == code)
+            if new.any():
+                status[name] = np.flatnonzero(new).tolist()
+        record: dict[str, Any] = {"type": "pulse", "session": self.session, "it": self.iteration,
+                                  "array": a, "t": t, "status": status}
+        batches = ((SET, plan.set_mask, plan.v_set, plan.gate_set, plan.aux_set),
+                   (RESET, plan.reset_mask, plan.v_reset, plan.gate_reset, plan.aux_reset))
+        for op, mask, v, gate, aux in batches:
+            mask = mask & s.live(a)
+            if mask.any():
+                flat = np.flatnonzero(mask)
+                record[op] = {"idx": flat.tolist(), "v": volt_list(v.ravel()[flat]),
+                              "gate": volt_list(gate.ravel()[flat]),
+                              "aux": {k: np.round(np.asarray(val, float).ravel()[flat], 4).tolist()
+                                      for k, val in aux.items()}}
+        return record
+
+    def summary(self) -> dict:
+        s = self.strategy
+        precise = s.kind == PRECISE
+        working = precise & (s.status != STUCK)
+        within = working & s.within(self._report_tol)
+        return {"it": self.iteration, "t": self.clock(), "devices": int(precise.sum()),
+                "working": int(working.sum()), "within": int(within.sum()),
+                "verified": int((precise & (s.status == VERIFIED)).sum()),
+                "stuck": int((precise & (s.status == STUCK)).sum()),
+                "finished": int((precise & np.isin(s.status, FINAL)).sum()),
+                "pulses": int(s.pulses.sum()),
+                "frames": self.frames_before + self.board.frames_sent}
+
+    _report_tol: np.ndarray | None = None
+
+    def write(self, record: dict, sync: bool = False) -> None:
+        if self.writer is not None:
+            self.writer.write(record, sync)
+
+
+def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibration=None,
+                    strategy: str = "adaptive", tolerance: str | float | Tolerance = "2uS",
+                    settings: Settings | None = None, profile_limits=None,
+                    off_s: float | None = None, journal: str | Path | None = None,
+                    resume: bool = False, progress: Progress | None = None,
+                    source: dict | None = None, clock: Callable[[], float] = time.time,
+                    sleep: Callable[[float], None] = time.sleep) -> ProgramResult:
+    """Program `targets_s` (arrays, rows, cols) S on the cells `used` of `board` (a drivers
+    Board, or anything with its info/config/read_array/set_pulses/reset_pulses/frames_sent).
+
+    Arrays with at least one used cell are programmed: used cells to their targets within the
+    tolerance, the other cells of those arrays only brought to their off target (RESET when a
+    read shows them above it). `off_s`: the off level (profile G_min); a device whose target is
+    at or below it counts as on target anywhere at or below target + tolerance (a RESET device
+    cannot go lower). `calibration`: an imssa_hw.calibration Calibration (read correction and
+    first-pulse curves) or None (population curves, reads taken as they are). `journal`: the
+    JSONL journal (None: none, and no resume). `resume`: continue the run the journal holds.
+    `progress(info)` is called after every iteration.
+    """
+    info = board.info
+    targets = np.asarray(targets_s, dtype=float)
+    used = np.asarray(used, dtype=bool)
+    shape = (info.arrays, info.rows, info.cols)
+    if targets.shape != shape or used.shape != shape:
+        raise BadInput(f"targets for {'x'.join(map(str, targets.shape))} cells, but the board has "
+                       f"{info.arrays} arrays of {info.rows}x{info.cols}")
+    if not np.all(np.isfinite(targets)) or (targets < 0).any():
+        raise BadInput("targets must be finite conductances >= 0")
+    settings = settings or Settings()
+    tol = parse_tolerance(tolerance)
+    if calibration is not None:
+        calibration.check_board(info)
+        board.configure(v_read=calibration.v_read_v, read_range_a=calibration.read_range_a)
+    lsb_s = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read
+    tol = tol.with_floor(lsb_s) if tol.rel else tol
+    limits = Limits.of(info.limits, profile_limits)
+    arrays = [a for a in range(info.arrays) if used[a].any()]
+    if not arrays:
+        raise BadInput("nothing to program: no cell is marked used")
+    cal_curves = ({} if calibration is None else
+                  {"set_curve": calibration.set_curve, "reset_curve": calibration.reset_curve})
+    strat = make_strategy(strategy, targets, used, arrays, tolerance=tol, settings=settings,
+                          limits=limits, off_s=off_s, read_lsb_s=lsb_s,
+                          read_bias_rel=settings.read_bias_rel if calibration is not None else 0.0,
+                          **cal_curves)
+    session = _Session(board, strat, calibration, Path(journal) if journal else None, clock)
+    session._report_tol = tol.of(targets)
+    header = {"type": "header", "format": FORMAT, "version": VERSION, "t": clock(),
+              "strategy": strat.name, "tolerance": tol.to_dict(), "settings": settings.to_dict(),
+              "limits": limits.to_dict(), "off_s": off_s, "arrays": arrays, "shape": list(shape),
+              "board": {"board_id": info.board_id, "arrays": info.arrays, "rows": info.rows,
+                        "cols": info.cols},
+              "targets_sha256": digest_arrays(targets, used),
+              "calibration_sha256": None if calibration is None
+              else digest_arrays(calibration.read_gain, calibration.read_offset_s),
+              "source": source or {}}
+    jpath = session.journal_path
+    if resume:
+        if jpath is None:
+            raise BadInput("--resume needs the journal of the run to continue")
+        records = read_journal(jpath)
+        _check_header(records[0], header, jpath)
+        session.replay(records)
+    elif jpath is not None and jpath.exists() and jpath.stat().st_size > 0:
+        raise BadInput(f"journal {jpath} already exists: pass --resume to continue that run, or "
+                       f"remove it (or choose another --journal) to start again")
+    if jpath is not None:
+        session.writer = JournalWriter(jpath)
+        if not resume:
+            session.write(header, sync=True)
+    session.session += 1
+    start = clock()
+    session.write({"type": "session", "n": session.session, "t": start, "resume": resume},
+                  sync=True)
+    try:
+        while (not strat.finished() and session.iteration < settings.max_iterations
+               and clock() - start < settings.max_time_s):
+            t0 = clock()
+            pulsed = session.step(arrays)
+            if progress is not None:
+                progress(session.history[-1])
+            if strat.finished() or pulsed:
+                continue
+            wake = max(t0 + settings.min_iteration_s, _next_useful_read(strat, clock()))
+            delay = wake - clock()
+            if delay > 0:
+                sleep(delay)
+    except BadInput as exc:
+        hint = f"; the journal {jpath} holds the progress: run again with --resume" if jpath else ""
+        raise BadInput(f"{exc}{hint}") from None
+    result = _result(session, targets, used, tol, calibration, clock() - start)
+    result.off_s = off_s
+    if session.writer is not None:
+        if strat.finished():
+            session.write({"type": "end", "t": clock(), "report": result.report}, sync=True)
+        session.writer.close()
+    return result
+
+
+def _next_useful_read(strat: Strategy, t: float) -> float:
+    """When the next read can change anything: now if a live device has a settled age (its read
+    is averaged), else when the first one settles."""
+    live = strat.live()
+    if not live.any():
+        return t
+    age = t - strat.t_pulse[live]
+    if (age >= strat.settle_need[live]).any() or strat.pending[live].any():
+        return t
+    return float((strat.t_pulse[live] + strat.settle_need[live]).min())
+
+
+def _check_header(old: dict, new: dict, path: Path) -> None:
+    for key, what in (("targets_sha256", "targets (another deployment or targets)"),
+                      ("strategy", "strategy"), ("tolerance", "tolerance"),
+                      ("shape", "board shape"), ("calibration_sha256", "calibration"),
+                      ("settings", "settings"), ("off_s", "off level")):
+        if old.get(key) != new.get(key):
+            raise BadInput(f"journal {path} belongs to another run: its {what} differs "
+                           f"({old.get(key)!r} vs {new.get(key)!r})")
+    if old["board"]["board_id"] != new["board"]["board_id"]:
+        raise BadInput(f"journal {path} was written for board {old['board']['board_id']}, this is "
+                       f"{new['board']['board_id']}")
+
+
+def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Tolerance,
+            calibration, wall_s: float) -> ProgramResult:
+    s = session.strategy
+    precise = s.kind == PRECISE
+    stuck_mask = precise & (s.status == STUCK)
+    working = precise & ~stuck_mask
+    tol_s = tol.of(targets)
+    within = s.within(tol_s)
+    pulses = s.pulses[precise]
+    signed = s.est - targets
+    errors = np.where(s.off_target, np.maximum(signed, 0.0), np.abs(signed))
+    errors = errors[working & np.isfinite(s.est)]
+    n_working = int(working.sum())
+    n_devices = int(precise.sum())
+    stuck = [tuple(int(x) for x in i) for i in np.argwhere(stuck_mask)]
+    stuck_unused = [tuple(int(x) for x in i)
+                    for i in np.argwhere((s.kind == OFF) & (s.status == STUCK))]
+    unfinished = int((precise & ~np.isin(s.status, FINAL)).sum())
+    last = session.history[-1] if session.history else {}
+    report = {
+        "strategy": s.name, "tolerance": str(tol),
+        "tolerance_s": tol.abs_s if not tol.rel else None, "tolerance_rel": tol.rel or None,
+        "decision_tolerance_s": float(np.median(s.tol[precise])) if n_devices else None,
+        "devices": n_devices, "working": n_working,
+        "verified": int((precise & (s.status == VERIFIED)).sum()),
+        "within_tolerance": int((working & within).sum()),
+        "yield_working": round(float((working & within).sum()) / max(n_working, 1), 6),
+        "yield_all": round(float((precise & within).sum()) / max(n_devices, 1), 6),
+        "mean_pulses_per_device": round(float(pulses.mean()), 4) if pulses.size else 0.0,
+        "p95_pulses_per_device": float(np.percentile(pulses, 95)) if pulses.size else 0.0,
+        "max_pulses_per_device": int(pulses.max()) if pulses.size else 0,
+        "pulses_total": int(s.pulses.sum()), "set_pulses": int(s.set_pulses.sum()),
+        "reset_pulses": int(s.pulses.sum() - s.set_pulses.sum()),
+        "uncertain_pulses": session.uncertain,
+        "mean_abs_error_s": float(errors.mean()) if errors.size else None,
+        "p95_abs_error_s": float(np.percentile(errors, 95)) if errors.size else None,
+        "stuck_devices": [list(x) for x in stuck], "stuck_unused": [list(x) for x in stuck_unused],
+        "unfinished": unfinished,
+        "off_cells_done": int(((s.kind == OFF) & (s.status == DONE)).sum()),
+        "iterations": session.iteration, "reads": s.reads,
+        "frames": int(last.get("frames", session.frames_before + session.board.frames_sent)),
+        "wall_time_s": round(session.wall_before + wall_s, 3), "sessions": session.session,
+        "replay_mismatches": session.replay_mismatches,
+        "calibration": calibration is not None,
+        "journal": str(session.journal_path) if session.journal_path else None,
+    }
+    return ProgramResult(report, targets, used, s.est.copy(), s.status.copy(), s.pulses.copy(),
+                         stuck, stuck_unused, session.history, session.journal_path, tol_s,
+                         s.off_target.copy())
+
+
+def check_board(dep, info) -> None:
+    """BadInput unless the deployment was compiled for a board of this shape."""
+    geometry = dep.profile.geometry
+    if geometry.shape != (info.arrays, info.rows, info.cols):
+        raise BadInput(f"the deployment is for a board of {geometry.arrays} arrays of "
+                       f"{geometry.rows}x{geometry.cols} ({dep.profile.name}); the board "
+                       f"{info.board_id} has {info.arrays} arrays of {info.rows}x{info.cols}")
+
+
+def program_deployment(board, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
+                       journal: str | Path | None = None, resume: bool = False,
+                       progress: Progress | None = None, strategy: str = "adaptive",
+                       settings: Settings | None = None, **kwargs) -> ProgramResult:
+    """Program a compiled deployment (`imssa_hw.compiler.load_deployment`) onto `board`:
+    `dep.targets` on the cells `dep.used`, the other cells of the arrays it uses to the off
+    level (the profile's G_min), within the tighter of the board's and the profile's voltage
+    limits."""
+    check_board(dep, board.info)
+    return program_targets(board, dep.targets, dep.used, calibration=calibration,
+                           strategy=strategy, tolerance=tolerance, settings=settings,
+                           profile_limits=dep.profile.limits, off_s=dep.profile.conductance.g_min,
+                           journal=journal, resume=resume, progress=progress,
+                           source={"model_digest": dep.model_digest, "profile": dep.profile.name},
+                           **kwargs)
+
+
+def merge_defects(path: str | Path, result: ProgramResult, off_s: float | None = None) -> int:
+    """Merge the stuck devices of `result` (cells that matter and the others) into the defect
+    map at `path` (created when missing; the entries of a device found again are replaced).
+    Returns the number of stuck devices written from this run."""
+    import json
+
+    from imssa_hw.compiler.defects import DefectMap, StuckDevice, defects_from_dict
+
+    path = Path(path)
+    arrays, rows, cols = result.targets_s.shape
+    existing: dict[tuple[int, int, int], StuckDevice] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{path}: cannot read the defect map to merge into ({exc})") from None
+        old = defects_from_dict(data, str(path))
+        if (old.arrays, old.rows, old.cols) != (arrays, rows, cols):
+            raise BadInput(f"{path}: the defect map is for {old.arrays} arrays of "
+                           f"{old.rows}x{old.cols}, the board has {arrays} arrays of {rows}x{cols}")
+        existing = {(d.array, d.row, d.col): d for d in old.stuck}
+    low = off_s if off_s is not None else 5e-6
+    found = 0
+    for a, r, c in list(result.stuck) + list(result.stuck_unused):
+        g = float(result.achieved_s[a, r, c])
+        target = float(result.targets_s[a, r, c])
+        if not np.isfinite(g):
+            kind, g_s = "unresponsive", None
+        elif g <= low:
+            kind, g_s = "stuck_off", g
+        elif g > target:
+            kind, g_s = "stuck_on", g
+        else:
+            kind, g_s = "unresponsive", g
+        existing[(a, r, c)] = StuckDevice(a, r, c, kind, None if g_s is None else max(g_s, 0.0))
+        found += 1
+    merged = DefectMap(arrays, rows, cols, tuple(existing[k] for k in sorted(existing)))
+    merged.save(path)
+    return found
+
+
+__all__ = ["ProgramResult", "check_board", "merge_defects", "program_deployment",
+           "program_targets"]

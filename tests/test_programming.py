@@ -1,0 +1,338 @@
+"""Write-verify programming (`imssa_hw.programming`, `imssa-hw program`) on emulated boards.
+
+Small arrays and short relaxation (tau 0.1 s, with the settle and verify delays to match) keep
+the file fast; every emulator runs in its own process behind a real pty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from imssa_hw.checkpoint import load_checkpoint, write_checkpoint
+from imssa_hw.cli.main import cli
+from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+from imssa_hw.compiler.defects import load_defects
+from imssa_hw.config import ModelConfig
+from imssa_hw.drivers.board import Board
+from imssa_hw.emulator.devices import HEALTHY
+from imssa_hw.errors import BadInput
+from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
+                                  program_targets)
+from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
+from imssa_hw.programming.strategies import STUCK, VERIFIED
+
+FAST_DEVICES = {"relaxation.tau_s": 0.1}
+"""Devices that relax 5x faster than the default, so that the delays below suffice."""
+FAST = Settings(settle_s=0.2, settle_small_s=0.06, verify_delay_s=0.5, verify_delay_small_s=0.3,
+                min_iteration_s=0.02)
+FAST_CLI = ["--settle", "0.2", "--verify-delay", "0.5"]
+EXACT_CHAIN = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0}
+"""No per-column read errors: reads need no calibration."""
+PROFILE = load_profile("board-default")
+
+
+def four_bit_targets(shape, seed: int = 1, lowest: int = 0) -> np.ndarray:
+    levels = np.random.default_rng(seed).integers(lowest, 16, shape)
+    return PROFILE.conductance.g_min + levels * PROFILE.conductance.dg(4)
+
+
+def healthy(emu) -> np.ndarray:
+    return emu.state().devices.defect == HEALTHY
+
+
+def make_deployment(folder: Path, *, arrays: int = 2, rows: int = 16, cols: int = 16,
+                    h: int = 2, n: int = 6, bits: int = 4, seed: int = 0) -> Path:
+    """A random 4-bit one-layer model written as a checkpoint with numpy only, compiled for a
+    board of arrays x rows x cols: one kernel tile (7 x 14 cells) per 16x16 array."""
+    rng = np.random.default_rng(seed)
+    cfg = ModelConfig(d_input=3, n_classes=2, h=h, n=n, n_layers=1, bits=bits)
+    top = 2 ** bits - 1
+    tensors = {"encoder.weight": rng.standard_normal((h, 3)), "encoder.bias": np.zeros(h),
+               "blocks.0.ssm.d": rng.standard_normal(h),
+               "blocks.0.mix.weight": rng.standard_normal((2 * h, h)),
+               "blocks.0.mix.bias": np.zeros(2 * h), "blocks.0.norm.weight": np.ones(h),
+               "blocks.0.norm.bias": np.zeros(h), "decoder.weight": rng.standard_normal((2, h)),
+               "decoder.bias": np.zeros(2)}
+    tensors = {k: v.astype(np.float32) for k, v in tensors.items()}
+    for name in ("a_re", "a_im", "b_re", "b_im", "c_re", "c_im"):
+        tensors[f"kernels.0.{name}"] = rng.integers(-top, top + 1, (h, n // 2)).astype(np.int16)
+    for name, step in (("a_step", 0.6 / top), ("b_step", 0.1), ("c_step", 0.1)):
+        tensors[f"kernels.0.{name}"] = np.full(h, step, np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(folder / "model.pt", tensors, cfg, {"task": "test"})
+    geometry = replace(PROFILE.geometry, arrays=arrays, rows=rows, cols=cols)
+    profile = replace(PROFILE, geometry=geometry)
+    dep = compile_checkpoint(load_checkpoint(folder / "model.pt"), profile)
+    save_deployment(dep, folder / "deploy")
+    return folder / "deploy"
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# -- pieces without a board -----------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("2uS", Tolerance(abs_s=2e-6)), ("2 uS", Tolerance(abs_s=2e-6)),
+    ("0.002mS", Tolerance(abs_s=2e-6)), ("5%", Tolerance(abs_s=0.0, rel=0.05))])
+def test_tolerance_parsing(text, expected):
+    got = parse_tolerance(text)
+    assert got.abs_s == pytest.approx(expected.abs_s) and got.rel == pytest.approx(expected.rel)
+    assert np.allclose(parse_tolerance("5%").with_floor(1e-6).of(np.array([10e-6, 100e-6])),
+                       [1e-6, 5e-6])
+
+
+@pytest.mark.parametrize("text", ["2", "abc", "-2uS", "0uS", "2 volts", "150%", "5mS"])
+def test_bad_tolerance_is_refused(text):
+    with pytest.raises(BadInput):
+        parse_tolerance(text)
+
+
+def test_torn_last_journal_line_is_dropped(tmp_path):
+    path = tmp_path / "j.jsonl"
+    header = {"type": "header", "format": "imssa-hw-program-journal", "version": 1,
+              "shape": [1, 2, 2]}
+    path.write_text(json.dumps(header) + "\n" + '{"type": "read", "arr')
+    assert read_journal(path) == [header]
+    path.write_text(json.dumps(header) + "\nnot json\n{}\n")
+    with pytest.raises(BadInput, match=":2:"):
+        read_journal(path)
+
+
+# -- on the emulator ----------------------------------------------------------------------------
+
+def test_small_array_converges(emulated_board, tmp_path):
+    emu = emulated_board(arrays=1, rows=16, cols=16, seed=2,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN})
+    targets = four_bit_targets((1, 16, 16))
+    with Board.open(emu.port) as board:
+        result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
+                                 off_s=PROFILE.conductance.g_min, journal=tmp_path / "j.jsonl")
+    r = result.report
+    assert r["unfinished"] == 0 and r["yield_working"] == 1.0
+    assert r["mean_pulses_per_device"] < 8 and r["iterations"] > 1 and r["frames"] > r["iterations"]
+    devices = emu.state().devices
+    ok = healthy(emu) & (result.status == VERIFIED)
+    assert ok.sum() >= 250
+    truth = devices.g_final_s  # relaxed
+    # within 2 uS, plus the read noise of a single device's estimate at 150 uS
+    assert np.abs(truth - targets)[ok].max() < 2.5e-6
+    assert np.mean(np.abs(truth - targets)[ok] <= 2e-6) >= 0.99
+    # the journal tells each device's story: its last pulse comes before its verification
+    records = read_journal(tmp_path / "j.jsonl")
+    row, col = np.argwhere(ok[0] & (result.pulses[0] > 0))[0]
+    series = crosspoint_series(records, 0, row, col)
+    assert [e["op"] for e in series].count("read") > 3
+    assert sum(e["op"] != "read" for e in series) == result.pulses[0, row, col]
+
+
+def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, tmp_path):
+    emu = emulated_board(arrays=1, rows=16, cols=16, seed=4,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN, "defects.stuck_on_fraction": 0.04,
+                                   "defects.stuck_off_fraction": 0.04})
+    targets = four_bit_targets((1, 16, 16), lowest=1)  # every target is above the off state
+    defects = emu.state().devices.defect != HEALTHY
+    assert defects.sum() >= 8
+    with Board.open(emu.port) as board:
+        result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
+                                 off_s=PROFILE.conductance.g_min)
+    stuck = result.status == STUCK
+    # every stuck device is found, and no healthy device is given up (a stuck-on device whose
+    # target is within the tolerance of where it sits counts as programmed)
+    g = emu.state().devices.g_final_s
+    assert np.array_equal(stuck, defects & (np.abs(g - targets) > 2e-6))
+    assert sorted(map(tuple, result.report["stuck_devices"])) == sorted(
+        tuple(int(x) for x in i) for i in np.argwhere(stuck))
+    assert result.report["yield_working"] == 1.0 and result.report["yield_all"] < 1.0
+    path = tmp_path / "defects.json"
+    geometry = replace(PROFILE.geometry, arrays=1, rows=16, cols=16)
+    assert merge_defects(path, result, PROFILE.conductance.g_min) == int(stuck.sum())
+    loaded = load_defects(path, geometry)
+    kinds = {(d.array, d.row, d.col): d.kind for d in loaded.stuck}
+    truth = emu.state().devices.defect
+    for cell, kind in kinds.items():
+        assert kind == {1: "stuck_on", 2: "stuck_off"}[int(truth[cell])]
+    merge_defects(path, result, PROFILE.conductance.g_min)  # merging again changes nothing
+    assert len(load_defects(path, geometry).stuck) == len(kinds)
+
+
+class DiesAfterSending:
+    """A Board whose `die_on`-th pulse command reaches the board, then the programmer "dies"
+    (before the journal records that the pulse was sent)."""
+
+    def __init__(self, board: Board, die_on: int) -> None:
+        self.board, self.calls, self.die_on = board, 0, die_on
+
+    def __getattr__(self, name):
+        return getattr(self.board, name)
+
+    def _pulse(self, method, *args):
+        self.calls += 1
+        count = method(*args)
+        if self.calls == self.die_on:
+            raise KeyboardInterrupt("killed after sending")
+        return count
+
+    def set_pulses(self, *args):
+        return self._pulse(self.board.set_pulses, *args)
+
+    def reset_pulses(self, *args):
+        return self._pulse(self.board.reset_pulses, *args)
+
+
+def test_death_between_sending_and_journaling_never_pulses_twice(emulated_board, tmp_path):
+    emu = emulated_board(arrays=1, rows=16, cols=16, seed=6,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN})
+    targets = four_bit_targets((1, 16, 16), seed=3)
+    used = np.ones_like(targets, bool)
+    journal = tmp_path / "j.jsonl"
+    with Board.open(emu.port) as board:
+        with pytest.raises(KeyboardInterrupt):
+            program_targets(DiesAfterSending(board, 5), targets, used, settings=FAST,
+                            off_s=2e-6, journal=journal)
+        records = read_journal(journal)
+        pending = [r for r in records if r["type"] == "pulse" and any(pulse_batches(r))][-1]
+        assert not any(r["type"] == "sent" and r["it"] == pending["it"] for r in records)
+        result = program_targets(board, targets, used, settings=FAST, off_s=2e-6,
+                                 journal=journal, resume=True)
+        applied = board.status().pulses_applied
+    records = read_journal(journal)
+    journaled = sum(len(b["idx"]) for r in records if r["type"] == "pulse"
+                    for _, b in pulse_batches(r))
+    # every pulse the board applied is in the journal once, the uncertain one included
+    assert applied == journaled == int(result.pulses.sum())
+    uncertain = sum(len(b["idx"]) for _, b in pulse_batches(pending))
+    assert result.report["uncertain_pulses"] == uncertain
+    assert result.report["sessions"] == 2 and result.report["unfinished"] == 0
+    assert result.report["replay_mismatches"] == 0
+
+
+def test_link_faults_change_nothing(emulated_board):
+    """With lost and corrupted frames the same run happens: the same pulses, the same devices.
+    (Relaxation off and no delays, so that the run does not depend on timing.)"""
+    steady = {**EXACT_CHAIN, "relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0}
+    settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
+                        min_iteration_s=0, verify_reads=4)
+    targets = four_bit_targets((1, 8, 8), seed=5)
+    runs = []
+    for faults in ({}, {"drop_rate": 0.05, "corrupt_rate": 0.05}):
+        emu = emulated_board(arrays=1, rows=8, cols=8, seed=8, settings=steady, **faults)
+        with Board.open(emu.port, timeout_s=0.05, retries=6) as board:
+            result = program_targets(board, targets, np.ones_like(targets, bool),
+                                     settings=settings, off_s=2e-6)
+            status = board.status()
+        devices = emu.state().devices
+        runs.append((result, status, devices))
+    (clean, clean_status, clean_devices), (faulty, faulty_status, faulty_devices) = runs
+    assert faulty_status.bad_frames + faulty_status.replays > 0  # the faults did happen
+    assert faulty.report["yield_working"] == clean.report["yield_working"] == 1.0
+    assert np.array_equal(faulty.pulses, clean.pulses)
+    assert faulty_status.pulses_applied == clean_status.pulses_applied == int(clean.pulses.sum())
+    assert np.array_equal(faulty_devices.pulses, clean_devices.pulses)
+    assert np.array_equal(faulty_devices.g_final_s, clean_devices.g_final_s)
+
+
+def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):
+    deploy = make_deployment(tmp_path)
+    emu = emulated_board(arrays=2, rows=16, cols=16, seed=9, settings=FAST_DEVICES)
+    journal = tmp_path / "journal.jsonl"
+    args = [str(deploy), "--port", emu.port, "--journal", str(journal), *FAST_CLI,
+            "--out", str(tmp_path / "out"), "--no-plots"]
+    process = subprocess.Popen([sys.executable, "-m", "imssa_hw.cli.main", "program", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    verified = 0
+    while time.monotonic() < deadline and verified < 40 and process.poll() is None:
+        time.sleep(0.05)
+        if journal.exists():
+            text = journal.read_text()
+            verified = sum(len(json.loads(line)["status"].get("verified", []))
+                           for line in text.splitlines()[:-1] if '"type":"pulse"' in line)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert verified >= 40, "the programmer did not get far enough before the kill"
+    before = read_journal(journal)
+    cut = len(before)
+    done_cells = set()
+    for r in before:
+        if r["type"] == "pulse":
+            done_cells |= {(r["array"], i) for i in r["status"].get("verified", [])}
+    assert done_cells
+    pulses_at_kill = emu.state().devices.pulses.copy()
+    resumed = run_cli("program", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["sessions"] == 2 and report["unfinished"] == 0
+    assert report["yield_working"] >= 0.99
+    after = read_journal(journal)
+    assert after[:cut] == before[:cut] or len(after) > cut
+    for r in after[cut:]:
+        for _, batch in pulse_batches(r):
+            assert not done_cells & {(r["array"], i) for i in batch["idx"]}
+    pulses_now = emu.state().devices.pulses
+    cols = 16
+    for a, i in done_cells:
+        assert pulses_now[a, i // cols, i % cols] == pulses_at_kill[a, i // cols, i % cols]
+    assert (tmp_path / "out" / "program.json").exists()
+    assert after[-1]["type"] == "end"
+
+
+def test_program_command_end_to_end(emulated_board, tmp_path):
+    deploy = make_deployment(tmp_path)
+    emu = emulated_board(arrays=2, rows=16, cols=16, seed=10, settings=FAST_DEVICES)
+    report = tmp_path / "report.json"
+    nothing = run_cli("program", str(deploy), "--port", emu.port, "--resume")
+    assert nothing.returncode == 2 and "journal not found" in nothing.stderr
+    done = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    for key in ("yield_working", "yield_all", "mean_pulses_per_device", "p95_pulses_per_device",
+                "stuck_devices", "iterations", "frames", "wall_time_s"):
+        assert key in data
+    assert data["yield_working"] >= 0.99 and data["devices"] == 196
+    out = deploy / "program"
+    for name in ("journal.jsonl", "program.json", "target_vs_achieved.png", "error_histogram.png",
+                 "yield.png"):
+        assert (out / name).is_file(), name
+    if data["stuck_devices"] or data["stuck_unused"]:
+        assert (deploy / "defects.json").is_file()
+    # a second run refuses to overwrite the journal; --resume of a finished run is a no-op
+    again = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    finished = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--resume",
+                       "--no-plots")
+    assert finished.returncode == 0
+    assert json.loads(finished.stdout)["iterations"] == data["iterations"]
+
+
+def test_bad_input_is_one_line_and_exit_2(emulated_board, tmp_path):
+    deploy = make_deployment(tmp_path)
+    emu = emulated_board()  # 2 arrays of 8x8: not the deployment's board
+    runner = CliRunner()
+    cases = [
+        (["program", str(tmp_path / "missing"), "--port", emu.port], "not a deploy directory"),
+        (["program", str(deploy), "--port", emu.port], "2 arrays of 16x16"),
+        (["program", str(deploy), "--port", emu.port, "--tolerance", "2"], "--tolerance"),
+        (["program", str(deploy), "--port", emu.port, "--tolerance", "-1%"], "--tolerance"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (message, result.output)
+    done = run_cli("program", str(deploy), "--port", emu.port)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "16x16" in lines[0]
