@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "train:train",
     "program": "program:program",
     "calibrate": "calibrate:calibrate",
+    "finetune": "finetune:finetune",
     "infer": "infer:infer",
     "demo": "demo:demo",
     "sweep": "sweep:sweep",

@@ -20,7 +20,7 @@ class ModelConfig:
     discretization: str = "zoh"
     dropout: float = 0.1
     bits: int | None = 2
-    a_range: float = 1.0
+    a_range: float = 0.75
     noise_levels: float = 0.0
     dt_min: float = 1e-3
     dt_max: float = 1e-1

@@ -11,6 +11,7 @@ Every sample is also run through the ideal quantized model for comparison.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -73,6 +74,12 @@ def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarra
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (labels, pred), 1)
     return counts
+
+
+def belongs(ckpt: Checkpoint, dep: Deployment) -> bool:
+    """The checkpoint is the compiled one, or a chip-in-the-loop fine-tuning of it (same
+    kernels, retrained digital parts)."""
+    return dep.model_digest in (ckpt.digest, ckpt.meta.get("finetuned_from"))
 
 
 def check_board_fits(board_info, dep: Deployment) -> None:
@@ -156,7 +163,7 @@ def run_inference(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray
                   correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
                   progress: Callable[[int], None] | None = None) -> InferenceResult:
     """Classify `features` (B, L, F) on the board and with the ideal quantized model."""
-    if dep.model_digest != ckpt.digest:
+    if not belongs(ckpt, dep):
         raise BadInput("the checkpoint is not the one this deployment was compiled from "
                        f"(digest {ckpt.digest[:12]} vs {dep.model_digest[:12]})")
     check_board_fits(board.info, dep)
@@ -181,9 +188,9 @@ def open_deployment(deploy_dir: str | Path, checkpoint: str | Path | None = None
 
     dep = load_deployment(deploy_dir)
     ckpt = load_checkpoint(checkpoint or Path(deploy_dir) / CHECKPOINT_FILE)
-    if dep.model_digest != ckpt.digest:
+    if not belongs(ckpt, dep):
         raise BadInput(f"{checkpoint or Path(deploy_dir) / CHECKPOINT_FILE} is not the model "
-                       f"{deploy_dir} was compiled from")
+                       f"{deploy_dir} was compiled from (nor fine-tuned from it)")
     return dep, ckpt
 
 
@@ -211,18 +218,16 @@ def current_correction(cal, board) -> Callable[[int, np.ndarray], np.ndarray]:
     return correct
 
 
-def run_on_port(port: str, timeout_s: float, dep: Deployment, ckpt: Checkpoint,
-                features: np.ndarray, labels: np.ndarray, mode: str,
-                calibration: str | Path | None = None,
-                progress: Callable[[int], None] | None = None) -> InferenceResult:
-    """Open the board at `port` and run `run_inference` (with calibration, if given)."""
+@contextmanager
+def board_session(port: str, timeout_s: float, calibration: str | Path | None = None):
+    """Open the board at `port`; yields (board, correct) where `correct` applies the
+    calibration (or is None without one)."""
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.drivers.board import Board
 
     cal = load_calibration(calibration) if calibration is not None else None
     with Board.open(port, timeout_s=timeout_s) as board:
-        correct = current_correction(cal, board) if cal is not None else None
-        return run_inference(board, dep, ckpt, features, labels, mode, correct, progress)
+        yield board, (current_correction(cal, board) if cal is not None else None)
 
 
 def write_inference_outputs(result: InferenceResult, summary: dict, class_names: list[str],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from imssa_hw import __version__
@@ -22,10 +23,16 @@ def trained_model(data_args: dict, *, bits: int | None, epochs: int, h: int, n: 
     """The cached checkpoint for these settings (trained now if missing), its training
     summary, and whether it came from the cache."""
     from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.config import ModelConfig
+    from imssa_hw.data import FeatureConfig
+    from imssa_hw.data.synthetic import GENERATOR_VERSION
     from imssa_hw.errors import BadInput
-    from imssa_hw.training import train_task
+    from imssa_hw.training import TrainConfig, train_task
 
-    key = {"version": __version__, **data_args, "bits": bits, "epochs": epochs, "h": h, "n": n}
+    key = {"version": __version__, **data_args, "bits": bits, "epochs": epochs, "h": h, "n": n,
+           # the defaults the model and its data are built with
+           "model": asdict(ModelConfig(d_input=1, n_classes=2)), "train": asdict(TrainConfig()),
+           "features": FeatureConfig().to_dict(), "generator": GENERATOR_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_root() / "models" / f"{data_args['task']}-{bits or 'float'}bit-{digest}.pt"
     if path.is_file():

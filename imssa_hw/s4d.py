@@ -67,7 +67,7 @@ class S4DKernel(nn.Module):
         if discretization not in ("zoh", "bilinear"):
             raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
         self.h, self.n, self.discretization = h, n, discretization
-        self.bits, self.noise_levels = bits, noise_levels
+        self.bits, self.noise_levels, self.a_range = bits, noise_levels, a_range
         modes = n // 2
         log_dt = torch.rand(h) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
@@ -87,15 +87,20 @@ class S4DKernel(nn.Module):
         return [self.log_dt, self.log_a_re, self.a_im, self.b, self.c]
 
     def _discretize_float(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Float Abar, Bbar and C, complex (H, N/2)."""
+        """Float Abar, Bbar and C, complex (H, N/2).
+
+        Abar is the usual discretization times `a_range`: every mode then lies inside the fixed
+        dynamic range |Abar| <= a_range, in the float phase of training too (an extra leak per
+        step; a_range = 1 is plain S4D).
+        """
         a = torch.complex(-torch.exp(self.log_a_re), self.a_im)
         b, c = torch.view_as_complex(self.b), torch.view_as_complex(self.c)
         dt = torch.exp(self.log_dt)[:, None]
         if self.discretization == "zoh":
             a_bar = torch.exp(dt * a)
-            return a_bar, (a_bar - 1) / a * b, c
+            return self.a_range * a_bar, (a_bar - 1) / a * b, c
         a_bar = (1 + dt * a / 2) / (1 - dt * a / 2)
-        return a_bar, dt * b / (1 - dt * a / 2), c
+        return self.a_range * a_bar, dt * b / (1 - dt * a / 2), c
 
     def discretize(self) -> DiscreteKernels:
         """Abar, Bbar, C, D: quantized when `bits` is set, else float."""

@@ -80,6 +80,39 @@ def _split_validation(x: np.ndarray, y: np.ndarray, fraction: float, rng: np.ran
     return x[fit], y[fit], x[val], y[val]
 
 
+def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer, scheduler,
+               batch_size: int, rng: np.random.Generator) -> float:
+    """One pass over the data in random batches; returns the mean loss."""
+    model.train()
+    order = torch.from_numpy(rng.permutation(len(yt)))
+    total = 0.0
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(idx)
+    return total / len(yt)
+
+
+def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> None:
+    """Train every trainable parameter of an already built model (no phases, no selection):
+    used to fine-tune the digital parts around fixed, measured SSMs."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * max(1, -(-len(y) // cfg.batch_size))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps,
+                                                    pct_start=0.1)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(cfg.epochs):
+        _run_epoch(model, xt, yt, optimizer, scheduler, cfg.batch_size, rng)
+    model.eval()
+
+
 def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
           model_cfg: ModelConfig, cfg: TrainConfig,
           progress: Callable[[dict], None] | None = None) -> TrainResult:
@@ -97,7 +130,6 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[cfg.lr, cfg.ssm_lr], total_steps=cfg.epochs * steps_per_epoch,
         pct_start=0.1)
-    loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x_fit), torch.from_numpy(y_fit)
     history: list[dict] = []
     float_accuracy: float | None = None
@@ -108,20 +140,9 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         if phase == "qat" and epoch == float_epochs:
             float_accuracy = accuracy(model, x_test, y_test) if epoch else None
             set_quantized(model, True)
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(y_fit)))
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            loss = loss_fn(model(xt[idx]), yt[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(idx)
+        loss = _run_epoch(model, xt, yt, optimizer, scheduler, cfg.batch_size, rng)
         val_acc = accuracy(model, x_val, y_val) if len(y_val) else accuracy(model, x_fit, y_fit)
-        record = {"epoch": epoch + 1, "phase": phase, "loss": total / len(y_fit),
-                  "val_accuracy": val_acc}
+        record = {"epoch": epoch + 1, "phase": phase, "loss": loss, "val_accuracy": val_acc}
         history.append(record)
         if phase == ("qat" if quantized else "float") and val_acc >= best_val:
             best_val = val_acc

@@ -22,7 +22,7 @@ def test_config_round_trip_through_json():
     again = FeatureConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert FeatureConfig.from_dict({}) == FeatureConfig()
-    assert FeatureConfig().n_features == 32 and FeatureConfig().n_frames == 64
+    assert FeatureConfig().n_features == 32 and FeatureConfig().n_frames == 32
 
 
 @pytest.mark.parametrize("bad", [{"kind": "mfcc"}, {"n_mels": 0}, {"fmax_hz": 9000.0},
@@ -35,7 +35,7 @@ def test_config_rejects_bad_values(bad):
 def test_logmel_shape_dtype_and_tone_band():
     cfg = FeatureConfig()
     feats = compute_features(tone(1000.0, 16000), 16000, cfg)
-    assert feats.shape == (64, 32) and feats.dtype == np.float32
+    assert feats.shape == (32, 32) and feats.dtype == np.float32
     bank = mel_filterbank(16000, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax)
     expected = int(np.argmax(bank[int(round(1000 * cfg.n_fft / 16000))]))
     assert np.all(np.argmax(feats[5:55], axis=1) == expected)

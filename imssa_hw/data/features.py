@@ -37,9 +37,9 @@ class FeatureConfig:
 
     kind: str = "logmel"
     sample_rate_hz: int = 16000
-    n_frames: int = 64
-    win_s: float = 0.025
-    hop_s: float = 0.016
+    n_frames: int = 32
+    win_s: float = 0.048
+    hop_s: float = 0.032
     n_mels: int = 32
     fmin_hz: float = 50.0
     fmax_hz: float | None = None

@@ -37,7 +37,7 @@ class Task:
 
 # Difficulty calibrated in docs/data.md (bench/data_difficulty.py and a small S4D): zero-one
 # about as hard as the paper's task (~95 %), digits/hd20 milder so a larger model reaches > 90 %.
-ZERO_ONE_SYNTH = SynthSpec(snr_db=(5.0, 20.0), band_limit_prob=0.3, reverb_prob=0.3)
+ZERO_ONE_SYNTH = SynthSpec(snr_db=(7.0, 20.0), band_limit_prob=0.3, reverb_prob=0.3)
 DIGITS_SYNTH = SynthSpec(snr_db=(10.0, 25.0), band_limit_prob=0.2, reverb_prob=0.2,
                          holdout_variants=3, holdout_accents=1)
 TASK_DEFS: dict[str, Task] = {

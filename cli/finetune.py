@@ -1,0 +1,40 @@
+"""`imssa-hw finetune`: retrain the digital parts against the conductances a board holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.board import port_option, timeout_option
+
+
+@click.command()
+@click.argument("deploy_dir", type=click.Path(path_type=Path))
+@port_option
+@timeout_option
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Folder from `imssa-hw calibrate`: corrects the read-back conductances.")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=15, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Fine-tuned checkpoint (default: DEPLOY_DIR/model-finetuned.pt).")
+@click.option("--report", type=click.Path(path_type=Path), default=None)
+def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
+    """Chip-in-the-loop fine-tuning: read back the programmed conductances, measure every
+    layer's response on them, and retrain the digital parts (encoder, D, mix, norms, decoder)
+    around it. The kernels stay as programmed; `imssa-hw infer --checkpoint OUT` uses it."""
+    from imssa_hw.calibration.data import load_calibration
+    from imssa_hw.drivers.board import Board
+    from imssa_hw.files import write_json
+    from imssa_hw.finetune import finetune_on_board
+    from imssa_hw.inference import open_deployment
+
+    dep, ckpt = open_deployment(deploy_dir)
+    cal = load_calibration(calibration) if calibration else None
+    out = out or Path(deploy_dir) / "model-finetuned.pt"
+    with Board.open(port, timeout_s=timeout_s) as board:
+        summary = finetune_on_board(board, dep, ckpt, out, cal, epochs)
+    if report:
+        write_json(report, summary)
+    click.echo(f"hardware model on the training split: {100 * summary['accuracy_before']:.2f} % "
+               f"before, {100 * summary['accuracy_after']:.2f} % after fine-tuning; wrote {out}")

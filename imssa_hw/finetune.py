@@ -1,0 +1,120 @@
+"""Chip-in-the-loop fine-tuning: retrain the digital parts against the programmed hardware.
+
+After programming, the conductances the board holds differ from the targets (within the
+write-verify tolerance, and off cells spread around the RESET floor). Every crossbar layer is
+still a linear time-invariant system, so its behaviour is captured by impulse responses
+measured on the read-back maps with the compiler's executor: K[l, out, in], cross-talk between
+kernels included. The S4D kernels stay as programmed; the encoder, D, the GLU mix, the norms
+and the decoder are retrained with those measured responses in place of the ideal kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from imssa_hw.checkpoint import Checkpoint, write_checkpoint
+from imssa_hw.classifier import S4DClassifier, model_from_checkpoint
+from imssa_hw.compiler import Executor
+from imssa_hw.compiler.artifact import Deployment
+from imssa_hw.training import TrainConfig, accuracy, train_digital
+
+
+def impulse_responses(dep: Deployment, maps_s: np.ndarray, layer: int, length: int,
+                      amplitude: float) -> np.ndarray:
+    """K (length, H_out, H_in): the layer's response on `maps_s` to a unit impulse on each
+    input channel (measured with an impulse of `amplitude`, inside the voltage range)."""
+    h = dep.config.h
+    u = np.zeros((h, length, h))
+    u[np.arange(h), 0, np.arange(h)] = amplitude
+    y = Executor.on_maps(dep.schedule, maps_s)(layer, u)  # (H_in, L, H_out)
+    return np.transpose(y, (1, 2, 0)) / amplitude
+
+
+class MeasuredSSM(nn.Module):
+    """An SSM whose response is the measured K (fixed) plus a trainable digital D."""
+
+    def __init__(self, kernel: np.ndarray, d: torch.Tensor):
+        super().__init__()
+        self.register_buffer("kernel", torch.as_tensor(kernel, dtype=torch.float32))
+        self.d = nn.Parameter(d.detach().clone())
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """u (B, H, L) -> y (B, H, L), causal convolution with K, plus D*u."""
+        length = u.shape[-1]
+        k = self.kernel[:length].permute(1, 2, 0)  # (out, in, L)
+        k_f = torch.fft.rfft(k, n=2 * length)
+        u_f = torch.fft.rfft(u, n=2 * length)
+        y = torch.fft.irfft(torch.einsum("bif,oif->bof", u_f, k_f), n=2 * length)[..., :length]
+        return y + self.d[:, None] * u
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint_tensors: dict[str, np.ndarray]
+    accuracy_before: float
+    accuracy_after: float
+
+
+def measured_model(ckpt: Checkpoint, dep: Deployment, maps_s: np.ndarray, length: int
+                   ) -> S4DClassifier:
+    """The checkpoint's model with every S4D layer replaced by its measured response."""
+    model = model_from_checkpoint(ckpt)
+    for layer, block in enumerate(model.blocks):
+        u_max = ckpt.meta.get("signal_ranges", [{}] * (layer + 1))[layer].get("u_max")
+        amplitude = 0.5 * float(np.min(u_max)) if u_max else 0.1
+        kernel = impulse_responses(dep, maps_s, layer, length, amplitude)
+        block.ssm = MeasuredSSM(kernel, block.ssm.d)
+    return model
+
+
+def finetune(ckpt: Checkpoint, dep: Deployment, maps_s: np.ndarray, x_train: np.ndarray,
+             y_train: np.ndarray, epochs: int = 15, seed: int = 0) -> FinetuneResult:
+    """Retrain the digital parts on the measured hardware; returns the new tensors (kernels
+    unchanged) and the training-split accuracy of the hardware model before and after."""
+    model = measured_model(ckpt, dep, maps_s, x_train.shape[1])
+    before = accuracy(model, x_train, y_train)
+    train_digital(model, x_train, y_train, TrainConfig(epochs=epochs, seed=seed, lr=2e-3))
+    after = accuracy(model, x_train, y_train)
+    tensors = dict(ckpt.tensors)
+    for name, value in model.state_dict().items():
+        if name in tensors and not name.endswith("kernel"):
+            tensors[name] = value.detach().cpu().numpy().astype(tensors[name].dtype)
+    return FinetuneResult(tensors, before, after)
+
+
+def save_finetuned(path, ckpt: Checkpoint, result: FinetuneResult, info: dict) -> str:
+    """Write the fine-tuned checkpoint; it names the checkpoint it was tuned from."""
+    meta = {**ckpt.meta, "finetuned_from": ckpt.digest, "finetune": info}
+    return write_checkpoint(path, result.checkpoint_tensors, ckpt.config, meta)
+
+
+def read_maps(board, dep: Deployment, calibration=None, reads: int = 8) -> np.ndarray:
+    """The conductances the board holds (S): the mean of `reads` reads of each array the
+    deployment uses, corrected by the calibration; the targets elsewhere."""
+    maps = np.array(dep.targets, dtype=float)
+    for array in sorted({p.array for layer in dep.schedule.layers for p in layer.programs}):
+        g = np.mean([board.read_array(array) for _ in range(reads)], axis=0)
+        if calibration is not None:
+            g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
+                                                read_range_a=board.config.read_range_a)
+        maps[array] = g
+    return maps
+
+
+def finetune_on_board(board, dep: Deployment, ckpt: Checkpoint, out, calibration=None,
+                      epochs: int = 15) -> dict:
+    """Read the board's maps, fine-tune on the model's training split, write `out`."""
+    from imssa_hw.data import load_task
+
+    maps = read_maps(board, dep, calibration)
+    data = load_task(**ckpt.meta["data_args"])
+    result = finetune(ckpt, dep, maps, data.x_train, data.y_train, epochs=epochs,
+                      seed=int(ckpt.meta.get("seed", 0)))
+    summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
+               "epochs": epochs, "split": "train", "checkpoint": str(out)}
+    save_finetuned(out, ckpt, result, summary)
+    return summary

@@ -1,0 +1,58 @@
+"""`imssa-hw demo` end to end on a tiny configuration, and a sweep over two points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imssa_hw.sweep import SweepPoint, run_points, table
+from imssa_hw.training import train_task
+
+TINY = {"task": "zero-one", "dataset": "synthetic", "data_root": None, "classes": None,
+        "seed": 1, "n_train_per_class": 12, "n_test_per_class": 6}
+
+
+@pytest.fixture
+def cache_env(tmp_path_factory):
+    return {**os.environ, "IMSSA_HW_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
+
+
+def test_demo_tiny_end_to_end(tmp_path, cache_env):
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "demo", "--tiny", "--out",
+                           str(out)], capture_output=True, text=True, timeout=600, env=cache_env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("software_accuracy", "hardware_accuracy", "yield_working",
+                "mean_pulses_per_device", "timings_s"):
+        assert key in summary, key
+    assert summary["yield_working"] > 0.99
+    assert summary["agreement"] >= 0.9
+    for path in ("model.pt", "calib/calib.json", "calib/defects.json", "deploy/deploy.json",
+                 "deploy/model.pt", "program.json", "infer.json", "confusion-onboard.png"):
+        assert (out / path).exists(), path
+    assert "hardware accuracy" in done.stdout
+    # the emulator was stopped: its pty is gone and no process holds the state file
+    assert not any(line.startswith("Traceback") for line in done.stderr.splitlines())
+
+
+def test_sweep_two_points(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "model.pt"
+    train_task(TINY, path, bits=2, epochs=2, h=2, n=4)
+    points = [SweepPoint(str(path), 2, sigma, 0, "open_loop") for sigma in (0.0, 30e-6)]
+    results = run_points(points, workers=2)
+    clean, noisy = sorted(results, key=lambda r: r["sigma_s"])
+    assert clean["accuracy"] == clean["software_accuracy"]  # ideal maps reproduce the model
+    assert clean["median_abs_error_s"] == 0.0
+    # most cells are off (2 uS): noise below 0 S is clipped there, so the median error is 2 uS
+    assert 1e-6 < noisy["median_abs_error_s"] <= 30e-6
+    rows = table(results)
+    assert [r["sigma_us"] for r in rows] == [0.0, 30.0]
+    assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
+    assert np.isfinite([r["accuracy_std"] for r in rows]).all()

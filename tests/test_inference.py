@@ -1,0 +1,136 @@
+"""Hardware-in-the-loop inference over the emulator: host and on-board loops agree with each
+other and with the software model; `imssa-hw infer` end to end and its bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from imssa_hw.checkpoint import load_checkpoint
+from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+from imssa_hw.compiler.artifact import copy_checkpoint
+from imssa_hw.drivers.board import Board
+from imssa_hw.inference import load_test_set, run_inference
+from imssa_hw.programming import program_deployment
+from imssa_hw.training import train_task
+
+# No read-chain errors (nothing to calibrate) and no stuck devices (nothing to place around):
+# this board isolates the two execution loops.
+EXACT_BOARD = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0,
+               "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
+TINY = {"task": "zero-one", "dataset": "synthetic", "data_root": None, "classes": None,
+        "seed": 5, "n_train_per_class": 16, "n_test_per_class": 6}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """A small trained 3-bit model compiled for one 16x20 array (two 5x10 kernel tiles)."""
+    folder = tmp_path_factory.mktemp("infer")
+    train_task(TINY, folder / "model.pt", bits=3, epochs=4, h=2, n=4)
+    ckpt = load_checkpoint(folder / "model.pt")
+    base = load_profile("board-default")
+    profile = replace(base, geometry=replace(base.geometry, arrays=1, rows=16, cols=20))
+    dep = compile_checkpoint(ckpt, profile)
+    save_deployment(dep, folder / "deploy")
+    copy_checkpoint(folder / "model.pt", folder / "deploy")
+    return folder / "deploy", dep, ckpt
+
+
+@pytest.fixture(scope="module")
+def programmed_board(deployment, tmp_path_factory):
+    from imssa_hw.emulator.process import start_emulator
+
+    _, dep, _ = deployment
+    emu = start_emulator(tmp_path_factory.mktemp("board"), arrays=1, rows=16, cols=20, seed=2,
+                         settings=EXACT_BOARD)
+    with Board.open(emu.port) as board:
+        result = program_deployment(board, dep)
+    assert result.report["yield_working"] > 0.99
+    yield emu
+    emu.stop()
+
+
+def test_host_and_onboard_loops_agree(deployment, programmed_board):
+    _, dep, ckpt = deployment
+    features, labels, _ = load_test_set(ckpt)
+    with Board.open(programmed_board.port) as board:
+        host = run_inference(board, dep, ckpt, features, labels, "host")
+        frames = board.frames_sent
+        onboard = run_inference(board, dep, ckpt, features, labels, "onboard")
+        onboard_frames = board.frames_sent - frames
+    steps = features.shape[1] + 1
+    assert host.frames >= len(labels) * steps  # one VMM per step per array
+    assert onboard_frames < 10  # the whole test set in a few frames
+    scale = np.abs(host.software_logits).max()
+    assert np.abs(host.hardware_logits - onboard.hardware_logits).max() < 0.05 * scale
+    for result in (host, onboard):
+        assert np.abs(result.hardware_logits - result.software_logits).max() < 0.1 * scale
+        y_hw, y_sw = result.traces["hardware_y"], result.traces["software_y"]
+        assert np.abs(y_hw - y_sw).max() < 0.1 * np.abs(y_sw).max()
+    report = onboard.report(2)
+    assert set(report) >= {"hardware_accuracy", "software_accuracy", "agreement", "confusion",
+                           "steps_per_s", "mode"}
+    assert np.array(report["confusion"]).sum() == len(labels)
+
+
+def test_infer_command_end_to_end(deployment, programmed_board, tmp_path):
+    deploy_dir, _, _ = deployment
+    report = tmp_path / "infer.json"
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "infer", str(deploy_dir),
+                           "--port", programmed_board.port, "--mode", "onboard", "--report",
+                           str(report)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(report.read_text())
+    assert data["mode"] == "onboard" and data["n_samples"] == 12
+    assert (tmp_path / "confusion-onboard.png").stat().st_size > 1000
+    assert (tmp_path / "traces-onboard.png").stat().st_size > 1000
+    assert "hardware" in done.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["/nonexistent/deploy"], "not a deploy directory"),
+    (["DEPLOY", "--mode", "sideways"], "Invalid value for '--mode'"),
+])
+def test_infer_bad_input(deployment, programmed_board, args, message):
+    deploy_dir, _, _ = deployment
+    args = [str(deploy_dir) if a == "DEPLOY" else a for a in args]
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "infer", *args, "--port",
+                           programmed_board.port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_infer_refuses_a_port_that_is_not_a_board(deployment, tmp_path):
+    deploy_dir, _, _ = deployment
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "infer", str(deploy_dir),
+                           "--port", str(tmp_path / "no-such-port")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_measured_responses_reproduce_the_executor(deployment):
+    """Fine-tuning's hardware model (impulse responses on read-back maps) computes what the
+    executor computes on those maps, cross-talk between kernels included."""
+    import torch
+
+    from imssa_hw import reference
+    from imssa_hw.compiler import Executor
+    from imssa_hw.finetune import measured_model
+
+    _, dep, ckpt = deployment
+    features, _, _ = load_test_set(ckpt)
+    rng = np.random.default_rng(0)
+    maps = np.maximum(dep.targets + rng.normal(0, 2e-6, dep.targets.shape) * dep.used, 0)
+    expected = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
+    model = measured_model(ckpt, dep, maps, features.shape[1])
+    with torch.no_grad():
+        got = model(torch.from_numpy(features)).numpy()
+    ideal = reference.forward(ckpt, features)
+    assert np.abs(expected - ideal).max() > 1e-3  # the noise matters ...
+    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # ... and is captured
