@@ -1,6 +1,6 @@
 """Fixed-dynamic-range quantization of the discretized S4D parameters.
 
-Convention (chosen for the hardware, see docs/quantization.md): `bits` is the number of bits
+Convention (chosen for the hardware, see docs/model.md): `bits` is the number of bits
 per *device*. A value is stored on a differential pair G+ - G-, so the pair carries the sign
 and a b-bit device gives the signed integer levels -(2**b - 1) .. 2**b - 1. One bit is the
 ternary grid {-1, 0, 1} (each device on or off); zero is always representable (both devices

@@ -18,6 +18,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from imssa_hw.errors import BadInput
+
 METHODS = ("open_loop", "write_verify")
 
 
@@ -48,8 +50,11 @@ def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
     from imssa_hw.programming import program_deployment
 
     geo = dep.profile.geometry
+    # SET noise sigma; the read chain as after calibration (no column errors), so that the
+    # points measure programming, not the read chain (calibration is benchmarked on its own)
     c2c = {"device.set_c2c_sigma_s": point.sigma_s, "device.set_c2c_slope": 0.0,
-           "device.set_c2c_min_s": 0.0}
+           "device.set_c2c_min_s": 0.0, "read_chain.tia_gain_sigma": 0.0,
+           "read_chain.tia_offset_sigma_fs": 0.0}
     emu = start_emulator(Path(point.workdir), seed=point.seed, arrays=geo.arrays, rows=geo.rows,
                          cols=geo.cols, settings=c2c)
     try:
@@ -88,9 +93,16 @@ def run_points(points: list[SweepPoint], workers: int = 2, scheduler: str | None
     progress = progress or (lambda result: None)
     results = []
     if scheduler:
-        from distributed import Client, as_completed
-
-        with Client(scheduler) as client:
+        try:
+            from distributed import Client, as_completed
+        except ImportError:
+            raise BadInput("a Dask scheduler needs the distributed package: "
+                           "pip install -e '.[dask]'") from None
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BadInput(f"no Dask scheduler at {scheduler}: {exc}") from None
+        with client:
             for future in as_completed(client.map(evaluate_point, points, pure=False)):
                 results.append(future.result())
                 progress(results[-1])

@@ -56,3 +56,18 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     assert [r["sigma_us"] for r in rows] == [0.0, 30.0]
     assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
     assert np.isfinite([r["accuracy_std"] for r in rows]).all()
+
+
+def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
+    """The same points through a Dask distributed scheduler address (a local cluster here)."""
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "model.pt"
+    train_task(TINY, path, bits=2, epochs=2, h=2, n=4)
+    points = [SweepPoint(str(path), 2, sigma, 0, "open_loop") for sigma in (0.0, 30e-6)]
+    local = run_points(points, workers=1)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote = run_points(points, scheduler=cluster.scheduler_address)
+    assert [r["accuracy"] for r in remote] == [r["accuracy"] for r in local]
+    assert [r["median_abs_error_s"] for r in remote] == [r["median_abs_error_s"] for r in local]
