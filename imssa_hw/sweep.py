@@ -50,11 +50,13 @@ def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
     from imssa_hw.programming import program_deployment
 
     geo = dep.profile.geometry
-    # SET noise sigma; the read chain as after calibration (no column errors), so that the
-    # points measure programming, not the read chain (calibration is benchmarked on its own)
+    # SET noise sigma; the read chain as after calibration (no column errors) and no stuck
+    # devices (the compile here has no defect map), so that the points measure programming
+    # noise alone; calibration and defect-aware placement are measured by the demo
     c2c = {"device.set_c2c_sigma_s": point.sigma_s, "device.set_c2c_slope": 0.0,
            "device.set_c2c_min_s": 0.0, "read_chain.tia_gain_sigma": 0.0,
-           "read_chain.tia_offset_sigma_fs": 0.0}
+           "read_chain.tia_offset_sigma_fs": 0.0, "defects.stuck_on_fraction": 0.0,
+           "defects.stuck_off_fraction": 0.0}
     emu = start_emulator(Path(point.workdir), seed=point.seed, arrays=geo.arrays, rows=geo.rows,
                          cols=geo.cols, settings=c2c)
     try:
