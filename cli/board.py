@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 import numpy as np
 
 from imssa_hw.errors import BadInput
+from imssa_hw.files import atomic_path
 
 port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
                            help="Serial device, pty path or pyserial URL (env: IMSSA_HW_PORT).")
@@ -57,12 +57,10 @@ def read(port: str, timeout_s: float, array: int, out: Path) -> None:
 
     with Board.open(port, timeout_s=timeout_s) as b:
         g = b.read_array(array)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npy")
     try:
-        np.save(tmp, g)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.save(f, g)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise BadInput(f"cannot write {out}: {exc}") from None
     click.echo(json.dumps({"out": str(out), "array": array, "rows": g.shape[0], "cols": g.shape[1],
                            "min_s": float(g.min()), "mean_s": float(g.mean()), "max_s": float(g.max())}))
