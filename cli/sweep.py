@@ -32,6 +32,9 @@ def _numbers(text: str, name: str, cast=float) -> list:
               multiple=True, default=("open_loop",), show_default=True,
               help="open_loop: Gaussian noise on the targets (the paper); write_verify: program "
               "an emulated board whose SET noise is sigma. Repeat for both.")
+@click.option("--noise-cells", type=click.Choice(["used", "tiles"]), default="used",
+              show_default=True, help="open_loop noise on every cell that matters, or only "
+              "inside each kernel's tile (no cross-talk through the off cells between kernels).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
 @click.option("--h", "h", type=click.IntRange(1, 4096), default=16, show_default=True)
 @click.option("--n", "n", type=click.IntRange(2, 256), default=4, show_default=True)
@@ -44,8 +47,8 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "points on that cluster instead of local processes.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sweep"), show_default=True,
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
-def sweep(task, bits_text, sigma_text, seeds, methods, epochs, h, n, limit, workers, scheduler,
-          out):
+def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, h, n, limit,
+          workers, scheduler, out):
     """Accuracy against programming noise sigma for several bit widths, open loop and/or with
     write-verify on the emulator; prints a table and writes sweep.json and sweep.png."""
     from imssa_hw.files import write_json
@@ -67,14 +70,15 @@ def sweep(task, bits_text, sigma_text, seeds, methods, epochs, h, n, limit, work
         click.echo(f"{bits}-bit model: software {100 * summary['software_accuracy']:.2f} %"
                    f" ({'cached' if cached else 'trained'})")
     points = [SweepPoint(checkpoints[b], b, s, seed, m, limit,
-                         str(out / "boards" / f"{m}-{b}bit-{s * 1e6:g}uS-{seed}"))
+                         str(out / "boards" / f"{m}-{b}bit-{s * 1e6:g}uS-{seed}"), noise_cells)
               for m in methods for b in bits_list for s in sigmas_s for seed in range(seeds)]
     with click.progressbar(length=len(points), label="sweep",
                            file=click.get_text_stream("stderr")) as bar:
         results = run_points(points, workers, scheduler, progress=lambda r: bar.update(1))
     rows = table(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep.json", {"task": task, "rows": rows, "points": results})
+    write_json(out / "sweep.json", {"task": task, "noise_cells": noise_cells, "rows": rows,
+                                    "points": results})
     png = plot(rows, out / "sweep.png")
     click.echo(f"{'method':<13}{'bits':>5}{'sigma uS':>10}{'accuracy %':>12}{'std':>7}")
     for r in rows:

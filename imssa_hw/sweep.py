@@ -3,7 +3,9 @@
 Each point (bits, sigma, seed, method) compiles the model of that bit width, perturbs or
 programs its conductances, and classifies the test set on the resulting maps with the
 compiler's executor:
-- open_loop: Gaussian noise of `sigma` on every target conductance (as in the paper);
+- open_loop: Gaussian noise of `sigma` on every target conductance that matters (as in the
+  paper), or only on the cells inside each kernel's tile (`noise_cells="tiles"`: what a board
+  with one kernel per crossbar sees, no cross-talk through the off cells between kernels);
 - write_verify: an emulated board whose SET noise is `sigma` is programmed with the adaptive
   write-verify loop, and the conductances it really holds are used.
 Points run in parallel on local processes, or on a Dask distributed cluster.
@@ -34,13 +36,26 @@ class SweepPoint:
     method: str
     limit: int | None = None
     workdir: str | None = None  # write_verify: where its emulator keeps its files
+    noise_cells: str = "used"  # open_loop: "used" (every cell that matters) or "tiles"
 
 
-def noisy_maps(targets: np.ndarray, used: np.ndarray, sigma_s: float,
+NOISE_CELLS = ("used", "tiles")
+
+
+def noisy_maps(targets: np.ndarray, cells: np.ndarray, sigma_s: float,
                rng: np.random.Generator) -> np.ndarray:
-    """Targets with Gaussian noise of `sigma_s` on the cells that matter, clipped at 0 S."""
-    noise = rng.normal(0.0, sigma_s, targets.shape) * used
+    """Targets with Gaussian noise of `sigma_s` on `cells`, clipped at 0 S."""
+    noise = rng.normal(0.0, sigma_s, targets.shape) * cells
     return np.maximum(targets + noise, 0.0)
+
+
+def tile_cells(dep) -> np.ndarray:
+    """(arrays, rows, cols) bool: the cells inside each kernel's own tile (rows and columns of
+    one kernel), without the off cells between kernels that share an array."""
+    cells = np.zeros(dep.used.shape, bool)
+    for tile in dep.placement.tiles:
+        cells[tile.array][np.ix_(tile.rows, tile.cols)] = True
+    return cells
 
 
 def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
@@ -78,7 +93,8 @@ def evaluate_point(point: SweepPoint) -> dict:
     dep = compile_checkpoint(ckpt, load_profile("board-default"), seed=point.seed)
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
     if point.method == "open_loop":
-        maps = noisy_maps(dep.targets, dep.used, point.sigma_s, np.random.default_rng(point.seed))
+        cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
+        maps = noisy_maps(dep.targets, cells, point.sigma_s, np.random.default_rng(point.seed))
     else:
         maps = _programmed_maps(point, dep)
     logits = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))

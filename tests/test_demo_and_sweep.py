@@ -71,3 +71,17 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
         remote = run_points(points, scheduler=cluster.scheduler_address)
     assert [r["accuracy"] for r in remote] == [r["accuracy"] for r in local]
     assert [r["median_abs_error_s"] for r in remote] == [r["median_abs_error_s"] for r in local]
+
+
+def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
+    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.compiler import compile_checkpoint, load_profile
+    from imssa_hw.sweep import tile_cells
+
+    monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
+    train_task(TINY, tmp_path / "m.pt", bits=2, epochs=1, h=3, n=4)
+    dep = compile_checkpoint(load_checkpoint(tmp_path / "m.pt"), load_profile("board-default"))
+    tiles = tile_cells(dep)
+    assert (tiles <= dep.used).all()  # a subset of the cells that matter ...
+    assert tiles.sum() == 3 * 5 * 10  # ... exactly three 5x10 kernel tiles ...
+    assert dep.used.sum() > tiles.sum()  # ... without the off cells between the kernels
