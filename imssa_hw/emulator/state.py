@@ -9,7 +9,6 @@ errors, so it is also the ground truth for tests and benches (never part of the 
 
 from __future__ import annotations
 
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from imssa_hw.emulator.crossbar import ReadChain
 from imssa_hw.emulator.devices import Devices
 from imssa_hw.errors import BadInput
+from imssa_hw.files import atomic_path
 
 STATE_FORMAT = 1
 
@@ -37,10 +37,8 @@ def save_state(path: str | Path, state: EmulatorState) -> None:
     arrays.update({"chain.gain": state.chain.gain, "chain.offset_codes": state.chain.offset_codes,
                    "chain.adc_bits": np.asarray(state.chain.adc_bits),
                    "format": np.asarray(STATE_FORMAT), "seed": np.asarray(state.seed)})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(tmp, path)
 
 
 def load_state(path: str | Path) -> EmulatorState:
