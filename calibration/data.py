@@ -18,7 +18,6 @@ otherwise the read chain's gain and (range-scaled) offset are used for VMM outpu
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.errors import BadInput
-from imssa_hw.files import write_json
+from imssa_hw.files import read_json, write_json
 
 FORMAT = "imssa-hw-calibration"
 VERSION = 1
@@ -240,10 +239,4 @@ def load_calibration(folder: str | Path) -> Calibration:
     path = Path(folder)
     if path.is_dir():
         path = path / FILENAME
-    if not path.is_file():
-        raise BadInput(f"calibration not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc})") from None
-    return Calibration.from_dict(data, str(path))
+    return Calibration.from_dict(read_json(path, "calibration not found"), str(path))

@@ -6,8 +6,6 @@ into one folder, so a user can re-run any stage by hand on the same files.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from contextlib import contextmanager
@@ -15,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from imssa_hw import __version__
-from imssa_hw.files import atomic_path, write_json
+from imssa_hw.files import write_json
 
 
 @dataclass(frozen=True)

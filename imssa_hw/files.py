@@ -35,3 +35,17 @@ def cache_root() -> Path:
     """The cache folder: $IMSSA_HW_CACHE, else ~/.cache/imssa-hw (data/ and models/ inside)."""
     env = os.environ.get("IMSSA_HW_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "imssa-hw"
+
+
+def read_json(path: str | Path, missing: str) -> object:
+    """Parse the JSON file at `path`; `BadInput` "`missing`: PATH" when there is none, and
+    one naming the file when it is not JSON. Nothing is executed (JSON only)."""
+    from imssa_hw.errors import BadInput
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{missing}: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"{path}: not valid JSON ({exc})") from None

@@ -7,7 +7,6 @@ the file fast; every emulator runs in its own process behind a real pty.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -13,7 +13,6 @@ Tile t holds kernel (layer t // H, channel t % H).
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from imssa_hw.compiler.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.schedule import Schedule
 from imssa_hw.config import ModelConfig
 from imssa_hw.errors import BadInput
-from imssa_hw.files import atomic_path, write_json
+from imssa_hw.files import atomic_path, read_json, write_json
 
 FORMAT = "imssa-hw-deploy"
 VERSION = 1
@@ -118,10 +117,7 @@ def load_deployment(path: str | Path) -> Deployment:
     meta_path = folder / DEPLOY_JSON
     if not meta_path.is_file():
         raise BadInput(f"not a deploy directory: {meta_path} not found")
-    try:
-        data = json.loads(meta_path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{meta_path}: not valid JSON ({exc})") from None
+    data = read_json(meta_path, "not a deploy directory")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BadInput(f"{meta_path}: not an imssa-hw deployment (format "
                        f"{data.get('format') if isinstance(data, dict) else None!r})")

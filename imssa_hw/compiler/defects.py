@@ -11,7 +11,6 @@ at, or null when unknown (such a device never counts as matching a target).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 
 from imssa_hw.compiler.profile import Geometry
 from imssa_hw.errors import BadInput
-from imssa_hw.files import write_json
+from imssa_hw.files import read_json, write_json
 
 FORMAT = "imssa-hw-defects"
 VERSION = 1
@@ -120,13 +119,7 @@ def _device(e: object, shape: list[int], where: str) -> StuckDevice:
 def load_defects(path: str | Path, geometry: Geometry) -> DefectMap:
     """Read defects.json and check that it describes a board of `geometry`'s shape."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"defect map not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc})") from None
-    defects = defects_from_dict(data, str(path))
+    defects = defects_from_dict(read_json(path, "defect map not found"), str(path))
     if (defects.arrays, defects.rows, defects.cols) != geometry.shape:
         raise BadInput(f"{path}: the defect map is for a board of {defects.arrays} arrays of "
                        f"{defects.rows}x{defects.cols}, the profile has {geometry.arrays} arrays "

@@ -447,19 +447,14 @@ def merge_defects(path: str | Path, result: ProgramResult, off_s: float | None =
     """Merge the stuck devices of `result` (cells that matter and the others) into the defect
     map at `path` (created when missing; the entries of a device found again are replaced).
     Returns the number of stuck devices written from this run."""
-    import json
-
     from imssa_hw.compiler.defects import DefectMap, StuckDevice, defects_from_dict
+    from imssa_hw.files import read_json
 
     path = Path(path)
     arrays, rows, cols = result.targets_s.shape
     existing: dict[tuple[int, int, int], StuckDevice] = {}
     if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"{path}: cannot read the defect map to merge into ({exc})") from None
-        old = defects_from_dict(data, str(path))
+        old = defects_from_dict(read_json(path, "defect map not found"), str(path))
         if (old.arrays, old.rows, old.cols) != (arrays, rows, cols):
             raise BadInput(f"{path}: the defect map is for {old.arrays} arrays of "
                            f"{old.rows}x{old.cols}, the board has {arrays} arrays of {rows}x{cols}")

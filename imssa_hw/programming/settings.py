@@ -161,7 +161,7 @@ class Settings:
             "min_iteration_s": self.min_iteration_s >= 0, "max_time_s": self.max_time_s > 0}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise BadInput(f"bad programming setting(s): "
+            raise BadInput("bad programming setting(s): "
                            + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
 
     def to_dict(self) -> dict:

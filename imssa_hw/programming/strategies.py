@@ -476,7 +476,6 @@ class AdaptiveStrategy(Strategy):
 
     def _settled(self, a: int, t: float, sigma: np.ndarray) -> np.ndarray:
         """Devices whose averaged reads can judge a fine step: settled and precise enough."""
-        s = self.settings
         precise_enough = (sigma <= self.inner[a] / 2) | (self.n_after[a] >= 16)
         age = t - self.t_pulse[a]
         return (age >= self.settle_need[a]) & (self.n_after[a] >= 1) & precise_enough
