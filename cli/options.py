@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from imssa_hw.config import MAX_BITS
+from imssa_hw.config import MAX_BITS, RANGES, ModelConfig
 from imssa_hw.errors import BadInput
 
 
@@ -23,6 +23,20 @@ def _parse_bits(ctx, param, value: str) -> int | None:
 bits_option = click.option(
     "--bits", default="2", show_default=True, callback=_parse_bits,
     help=f"Bits per device for the S4D kernels, 1..{MAX_BITS}, or 'float' (no quantization).")
+
+
+a_range_option = click.option(
+    "--a-range", type=click.FloatRange(0.1, 1.0), default=ModelConfig.a_range, show_default=True,
+    help="Fixed dynamic range of the discretized A: every mode stays within |Abar| <= a_range "
+    "(1 is plain S4D, the paper's range; below 1 adds a leak that keeps conductance errors from "
+    "building up over the recurrence, docs/model.md).")
+
+ranges_option = click.option(
+    "--ranges", type=click.Choice([r.replace("_", "-") for r in RANGES]),
+    default=ModelConfig.ranges.replace("_", "-"), show_default=True,
+    callback=lambda ctx, param, value: value.replace("-", "_"),
+    help="Steps of Bbar and C: per-matrix (each spans the whole conductance window) or shared "
+    "(on Abar's fixed grid, one dynamic range for every kernel parameter, as in the paper).")
 
 
 def parse_classes(text: str | None) -> list[int] | None:

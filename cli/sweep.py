@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
+from imssa_hw.cli.options import a_range_option, ranges_option
+from imssa_hw.config import MAX_BITS
 from imssa_hw.errors import BadInput
+from imssa_hw.sweep import METHODS, NOISE_CELLS
 
 
 def _numbers(text: str, name: str, cast=float) -> list:
@@ -28,14 +31,17 @@ def _numbers(text: str, name: str, cast=float) -> list:
               help="Programming noise sigmas in uS.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Noise draws (open loop) or emulated boards (write-verify) per point.")
-@click.option("--method", "methods", type=click.Choice(["open_loop", "write_verify"]),
+@click.option("--method", "methods", type=click.Choice(METHODS),
               multiple=True, default=("open_loop",), show_default=True,
               help="open_loop: Gaussian noise on the targets (the paper); write_verify: program "
               "an emulated board whose SET noise is sigma. Repeat for both.")
-@click.option("--noise-cells", type=click.Choice(["used", "tiles"]), default="used",
-              show_default=True, help="open_loop noise on every cell that matters, or only "
-              "inside each kernel's tile (no cross-talk through the off cells between kernels).")
+@click.option("--noise-cells", type=click.Choice(NOISE_CELLS), default="tiles",
+              show_default=True, help="open_loop noise on every cell of each kernel's own tile "
+              "(the paper: one kernel per crossbar), or on every cell that matters (also the off "
+              "cells between kernels packed on one array: noise becomes cross-talk).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
+@a_range_option
+@ranges_option
 @click.option("--h", "h", type=click.IntRange(1, 4096), default=16, show_default=True)
 @click.option("--n", "n", type=click.IntRange(2, 256), default=4, show_default=True)
 @click.option("--limit", type=click.IntRange(1), default=None,
@@ -47,38 +53,50 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "points on that cluster instead of local processes.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sweep"), show_default=True,
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
-def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, h, n, limit,
-          workers, scheduler, out):
+def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, a_range, ranges, h, n,
+          limit, workers, scheduler, out):
     """Accuracy against programming noise sigma for several bit widths, open loop and/or with
-    write-verify on the emulator; prints a table and writes sweep.json and sweep.png."""
+    write-verify on the emulator; prints a table and writes sweep.json and sweep.png.
+
+    Bits are per device: b bits give each kernel weight the levels -(2^b-1)..(2^b-1) on a
+    G+/G- pair. The paper counts signed bits (its 2-bit kernels are ternary), so its b bits
+    are b-1 here. Models are trained once per setting and cached (IMSSA_HW_CACHE).
+    """
     from imssa_hw.files import write_json
     from imssa_hw.model_cache import trained_model
-    from imssa_hw.sweep import SweepPoint, plot, run_points, table
+    from imssa_hw.sweep import SweepPoint, dask_client, plot, run_points, table
 
     bits_list = _numbers(bits_text, "--bits", int)
-    if not all(1 <= b <= 8 for b in bits_list):
-        raise BadInput(f"--bits must be within 1..8, got {bits_text!r}")
+    if not all(1 <= b <= MAX_BITS for b in bits_list):
+        raise BadInput(f"--bits must be within 1..{MAX_BITS}, got {bits_text!r}")
     sigmas_s = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
     if any(s < 0 for s in sigmas_s):
         raise BadInput("--sigma-us must not be negative")
     data_args = {"task": task, "dataset": "synthetic", "data_root": None, "classes": None,
                  "seed": 0, "n_train_per_class": None, "n_test_per_class": None}
+    client = dask_client(scheduler) if scheduler else None
     checkpoints = {}
     for bits in bits_list:
-        path, summary, cached = trained_model(data_args, bits=bits, epochs=epochs, h=h, n=n)
+        path, summary, cached = trained_model(data_args, bits=bits, epochs=epochs, h=h, n=n,
+                                              a_range=a_range, ranges=ranges)
         checkpoints[bits] = str(path)
         click.echo(f"{bits}-bit model: software {100 * summary['software_accuracy']:.2f} %"
                    f" ({'cached' if cached else 'trained'})")
     points = [SweepPoint(checkpoints[b], b, s, seed, m, limit,
                          str(out / "boards" / f"{m}-{b}bit-{s * 1e6:g}uS-{seed}"), noise_cells)
               for m in methods for b in bits_list for s in sigmas_s for seed in range(seeds)]
-    with click.progressbar(length=len(points), label="sweep",
-                           file=click.get_text_stream("stderr")) as bar:
-        results = run_points(points, workers, scheduler, progress=lambda r: bar.update(1))
+    try:
+        with click.progressbar(length=len(points), label="sweep",
+                               file=click.get_text_stream("stderr")) as bar:
+            results = run_points(points, workers, client, progress=lambda r: bar.update(1))
+    finally:
+        if client is not None:
+            client.close()
     rows = table(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep.json", {"task": task, "noise_cells": noise_cells, "rows": rows,
-                                    "points": results})
+    write_json(out / "sweep.json", {"task": task, "noise_cells": noise_cells, "a_range": a_range,
+                                    "ranges": ranges, "epochs": epochs, "h": h, "n": n,
+                                    "rows": rows, "points": results})
     png = plot(rows, out / "sweep.png")
     click.echo(f"{'method':<13}{'bits':>5}{'sigma uS':>10}{'accuracy %':>12}{'std':>7}")
     for r in rows:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import bits_option, parse_classes
+from imssa_hw.cli.options import a_range_option, bits_option, parse_classes, ranges_option
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
 
@@ -37,6 +37,8 @@ TASK_DEFAULTS = {"zero-one": (16, 4, 1, 40), "digits": (64, 8, 2, 40), "hd20": (
               help="S4D layers (default: the task's).")
 @click.option("--noise-levels", type=click.FloatRange(0, 10), default=0.0, show_default=True,
               help="Noise-aware training: Gaussian noise on the levels, sigma in level units.")
+@a_range_option
+@ranges_option
 @click.option("--n-train-per-class", type=click.IntRange(1, 100000), default=None,
               help="Override the task's training-set size (small runs).")
 @click.option("--n-test-per-class", type=click.IntRange(1, 100000), default=None)
@@ -45,8 +47,8 @@ TASK_DEFAULTS = {"zero-one": (16, 4, 1, 40), "digits": (64, 8, 2, 40), "hd20": (
               help="Checkpoint to write (safetensors format).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Write a JSON report here.")
-def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_levels,
-          n_train_per_class, n_test_per_class, seed, out, report):
+def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_levels, a_range,
+          ranges, n_train_per_class, n_test_per_class, seed, out, report):
     """Train an S4D classifier with quantization-aware training and save a safe checkpoint.
 
     Prints the quantized model's test accuracy (software_accuracy) and the float model's.
@@ -72,7 +74,8 @@ def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_l
             data_bar.length = total
             data_bar.update(done - data_bar.pos)
         result = train_task(data_args, out, bits=bits, epochs=epochs, h=h, n=n, layers=layers,
-                            noise_levels=noise_levels, data_progress=data_progress,
+                            noise_levels=noise_levels, a_range=a_range, ranges=ranges,
+                            data_progress=data_progress,
                             epoch_progress=lambda record: train_bar.update(1, record))
     if report:
         write_json(report, {**result, "checkpoint": str(out), "machine": platform.machine()})

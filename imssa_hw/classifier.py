@@ -26,7 +26,8 @@ class S4DBlock(nn.Module):
         super().__init__()
         self.ssm = S4DKernel(cfg.h, cfg.n, init=cfg.init, discretization=cfg.discretization,
                              dt_min=cfg.dt_min, dt_max=cfg.dt_max, bits=cfg.bits,
-                             a_range=cfg.a_range, noise_levels=cfg.noise_levels)
+                             a_range=cfg.a_range, ranges=cfg.ranges,
+                             noise_levels=cfg.noise_levels)
         self.dropout = nn.Dropout(cfg.dropout)
         self.mix = nn.Linear(cfg.h, 2 * cfg.h)
         self.norm = nn.LayerNorm(cfg.h)

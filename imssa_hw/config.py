@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 MAX_BITS = 8
+# Where the steps of Bbar and C come from: "per_matrix" (each from its own max-abs, every
+# matrix spans the whole conductance window) or "shared" (on Abar's fixed grid: one dynamic
+# range for every kernel parameter, as in the paper). docs/model.md.
+RANGES = ("per_matrix", "shared")
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class ModelConfig:
     dropout: float = 0.1
     bits: int | None = 2
     a_range: float = 0.75
+    ranges: str = "per_matrix"
     noise_levels: float = 0.0
     dt_min: float = 1e-3
     dt_max: float = 1e-1
@@ -30,6 +35,8 @@ class ModelConfig:
             raise ValueError(f"bits must be 1..{MAX_BITS} or None (float), got {self.bits}")
         if self.init not in ("lin", "inv"):
             raise ValueError(f"init must be 'lin' or 'inv', got {self.init!r}")
+        if self.ranges not in RANGES:
+            raise ValueError(f"ranges must be one of {RANGES}, got {self.ranges!r}")
         if self.discretization not in ("zoh", "bilinear"):
             raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {self.discretization!r}")
         if self.n % 2:

@@ -8,11 +8,12 @@ off). The compiler maps level L onto |L| conductance steps dG above G_min.
 
 Every quantized value is `level * step`:
 - Abar: one *constant* step per kernel, shared by real and imaginary parts (the paper's fixed
-  fscale): step_A = a_range / L_max, with a_range = 1 since a stable Abar lies in the unit disc.
+  fscale): step_A = a_range / L_max, a_range <= 1 since a stable Abar lies in the unit disc.
   Levels are additionally kept inside the disc |level| <= L_max so that rounding never makes
   a mode unstable.
-- Bbar and C: one step per kernel each, from the kernel's current max-abs value. The board
-  absorbs them in the input-voltage scale of the u row and the gain of the y column.
+- Bbar and C: one step per kernel each, from the kernel's current max-abs value (or Abar's
+  step, with "shared" ranges). The board absorbs them in the input-voltage scale of the u row
+  and the gain of the y column.
 
 Gradients pass the rounding unchanged (straight-through estimator).
 """

@@ -58,7 +58,7 @@ class S4DKernel(nn.Module):
 
     def __init__(self, h: int, n: int, init: str = "lin", discretization: str = "zoh",
                  dt_min: float = 1e-3, dt_max: float = 1e-1, bits: int | None = None,
-                 a_range: float = 1.0, noise_levels: float = 0.0):
+                 a_range: float = 1.0, ranges: str = "per_matrix", noise_levels: float = 0.0):
         super().__init__()
         if n % 2:
             raise ValueError(f"state size N must be even (N/2 complex modes), got {n}")
@@ -68,6 +68,7 @@ class S4DKernel(nn.Module):
             raise ValueError(f"discretization must be 'zoh' or 'bilinear', got {discretization!r}")
         self.h, self.n, self.discretization = h, n, discretization
         self.bits, self.noise_levels, self.a_range = bits, noise_levels, a_range
+        self.ranges = ranges
         modes = n // 2
         log_dt = torch.rand(h) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
@@ -109,13 +110,18 @@ class S4DKernel(nn.Module):
             noise = self.noise_levels if self.training else 0.0
             a_bar = torch.complex(*quant.fake_quantize(
                 a_bar.real, a_bar.imag, self.a_step, self.bits, in_disc=True, noise_levels=noise))
-            b_bar = self._quantize_max_abs(b_bar, noise)
-            c = self._quantize_max_abs(c, noise)
+            b_bar = self._quantize_bc(b_bar, noise)
+            c = self._quantize_bc(c, noise)
         return DiscreteKernels(a_bar, b_bar, c, self.d)
 
-    def _quantize_max_abs(self, z: torch.Tensor, noise: float) -> torch.Tensor:
-        step = quant.max_abs_step(z.real, z.imag, self.bits)
-        return torch.complex(*quant.fake_quantize(z.real, z.imag, step, self.bits,
+    def _bc_step(self, z: torch.Tensor) -> torch.Tensor:
+        """Step of Bbar or C: Abar's fixed one ("shared" ranges) or from its max-abs."""
+        if self.ranges == "shared":
+            return self.a_step
+        return quant.max_abs_step(z.real, z.imag, self.bits)
+
+    def _quantize_bc(self, z: torch.Tensor, noise: float) -> torch.Tensor:
+        return torch.complex(*quant.fake_quantize(z.real, z.imag, self._bc_step(z), self.bits,
                                                   noise_levels=noise))
 
     @torch.no_grad()
@@ -125,9 +131,9 @@ class S4DKernel(nn.Module):
             raise ValueError("the kernel is not quantized (bits is None)")
         a_bar, b_bar, c = self._discretize_float()
         a_re, a_im = quant.complex_levels(a_bar.real, a_bar.imag, self.a_step, self.bits, True)
-        b_step = quant.max_abs_step(b_bar.real, b_bar.imag, self.bits)
+        b_step = self._bc_step(b_bar).clone()
         b_re, b_im = quant.complex_levels(b_bar.real, b_bar.imag, b_step, self.bits)
-        c_step = quant.max_abs_step(c.real, c.imag, self.bits)
+        c_step = self._bc_step(c).clone()
         c_re, c_im = quant.complex_levels(c.real, c.imag, c_step, self.bits)
         return KernelLevels(a_re, a_im, self.a_step.clone(), b_re, b_im, b_step,
                             c_re, c_im, c_step)

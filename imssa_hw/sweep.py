@@ -3,9 +3,10 @@
 Each point (bits, sigma, seed, method) compiles the model of that bit width, perturbs or
 programs its conductances, and classifies the test set on the resulting maps with the
 compiler's executor:
-- open_loop: Gaussian noise of `sigma` on every target conductance that matters (as in the
-  paper), or only on the cells inside each kernel's tile (`noise_cells="tiles"`: what a board
-  with one kernel per crossbar sees, no cross-talk through the off cells between kernels);
+- open_loop: Gaussian noise of `sigma` on every cell of each kernel's tile (its A, B, C
+  conductances, zeros included: the paper's simulation, one kernel per crossbar), or on every
+  cell that matters (`noise_cells="used"`: also the off cells between kernels packed on one
+  array, through which noise becomes cross-talk between kernels);
 - write_verify: an emulated board whose SET noise is `sigma` is programmed with the adaptive
   write-verify loop, and the conductances it really holds are used.
 Points run in parallel on local processes, or on a Dask distributed cluster.
@@ -36,10 +37,10 @@ class SweepPoint:
     method: str
     limit: int | None = None
     workdir: str | None = None  # write_verify: where its emulator keeps its files
-    noise_cells: str = "used"  # open_loop: "used" (every cell that matters) or "tiles"
+    noise_cells: str = "tiles"  # open_loop: "tiles" (each kernel's own cells) or "used"
 
 
-NOISE_CELLS = ("used", "tiles")
+NOISE_CELLS = ("tiles", "used")
 
 
 def noisy_maps(targets: np.ndarray, cells: np.ndarray, sigma_s: float,
@@ -96,34 +97,41 @@ def evaluate_point(point: SweepPoint) -> dict:
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
         maps = noisy_maps(dep.targets, cells, point.sigma_s, np.random.default_rng(point.seed))
     else:
+        cells = dep.used
         maps = _programmed_maps(point, dep)
     logits = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
     software = reference.forward(ckpt, features)
-    error_s = np.abs(maps - dep.targets)[dep.used]
+    error_s = np.abs(maps - dep.targets)[cells]
     return {**asdict(point), "accuracy": float((logits.argmax(-1) == labels).mean()),
             "software_accuracy": float((software.argmax(-1) == labels).mean()),
             "median_abs_error_s": float(np.median(error_s)), "n_samples": int(len(labels))}
 
 
-def run_points(points: list[SweepPoint], workers: int = 2, scheduler: str | None = None,
+def dask_client(scheduler: str):
+    """A client of the Dask distributed scheduler at `scheduler` (BadInput if there is none)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise BadInput("a Dask scheduler needs the distributed package: "
+                       "pip install -e '.[dask]'") from None
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BadInput(f"no Dask scheduler at {scheduler}: {exc}") from None
+
+
+def run_points(points: list[SweepPoint], workers: int = 2, client=None,
                progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """Evaluate every point in parallel: local processes, or a Dask cluster at `scheduler`."""
+    """Evaluate every point in parallel: on local processes, or on the Dask cluster of
+    `client` (from dask_client)."""
     progress = progress or (lambda result: None)
     results = []
-    if scheduler:
-        try:
-            from distributed import Client, as_completed
-        except ImportError:
-            raise BadInput("a Dask scheduler needs the distributed package: "
-                           "pip install -e '.[dask]'") from None
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise BadInput(f"no Dask scheduler at {scheduler}: {exc}") from None
-        with client:
-            for future in as_completed(client.map(evaluate_point, points, pure=False)):
-                results.append(future.result())
-                progress(results[-1])
+    if client is not None:
+        from distributed import as_completed
+
+        for future in as_completed(client.map(evaluate_point, points, pure=False)):
+            results.append(future.result())
+            progress(results[-1])
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for result in pool.map(evaluate_point, points):

@@ -164,6 +164,7 @@ def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
 
 def train_task(data_args: dict, out: str | Path, *, bits: int | None, epochs: int, h: int = 16,
                n: int = 4, layers: int = 1, noise_levels: float = 0.0,
+               a_range: float = ModelConfig.a_range, ranges: str = ModelConfig.ranges,
                data_progress: Callable[[int, int], None] | None = None,
                epoch_progress: Callable[[dict], None] | None = None) -> dict:
     """Load the data named by `data_args` (load_task's arguments), train, and save `out`.
@@ -176,7 +177,8 @@ def train_task(data_args: dict, out: str | Path, *, bits: int | None, epochs: in
 
     data = load_task(**data_args, progress=data_progress)
     model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), h=h,
-                            n=n, n_layers=layers, bits=bits, noise_levels=noise_levels)
+                            n=n, n_layers=layers, bits=bits, noise_levels=noise_levels,
+                            a_range=a_range, ranges=ranges)
     cfg = TrainConfig(epochs=epochs, seed=data_args.get("seed", 0))
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
                    progress=epoch_progress)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from imssa_hw.sweep import SweepPoint, run_points, table
+from imssa_hw.sweep import SweepPoint, dask_client, run_points, table
 from imssa_hw.training import train_task
 
 TINY = {"task": "zero-one", "dataset": "synthetic", "data_root": None, "classes": None,
@@ -50,7 +50,7 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     clean, noisy = sorted(results, key=lambda r: r["sigma_s"])
     assert clean["accuracy"] == clean["software_accuracy"]  # ideal maps reproduce the model
     assert clean["median_abs_error_s"] == 0.0
-    # most cells are off (2 uS): noise below 0 S is clipped there, so the median error is 2 uS
+    # most tile cells are off (2 uS): noise below 0 S is clipped there, so the median error is 2 uS
     assert 1e-6 < noisy["median_abs_error_s"] <= 30e-6
     rows = table(results)
     assert [r["sigma_us"] for r in rows] == [0.0, 30.0]
@@ -68,7 +68,8 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
     local = run_points(points, workers=1)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        remote = run_points(points, scheduler=cluster.scheduler_address)
+        with dask_client(cluster.scheduler_address) as client:
+            remote = run_points(points, client=client)
     assert [r["accuracy"] for r in remote] == [r["accuracy"] for r in local]
     assert [r["median_abs_error_s"] for r in remote] == [r["median_abs_error_s"] for r in local]
 
@@ -85,3 +86,19 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     assert (tiles <= dep.used).all()  # a subset of the cells that matter ...
     assert tiles.sum() == 3 * 5 * 10  # ... exactly three 5x10 kernel tiles ...
     assert dep.used.sum() > tiles.sum()  # ... without the off cells between the kernels
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bits", "2,9"], "--bits must be within 1..8"),
+    (["--sigma-us", "0,-5"], "--sigma-us must not be negative"),
+    (["--sigma-us", "five"], "--sigma-us must be comma-separated numbers"),
+    (["--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler at tcp://127.0.0.1:9"),
+])
+def test_sweep_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, args, message):
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "sweep", *args, "--out",
+                           str(tmp_path / "sweep")], capture_output=True, text=True, timeout=120,
+                          env=cache_env)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and "sweep" not in done.stderr.split("Error")[0]
+    assert not (tmp_path / "sweep").exists()

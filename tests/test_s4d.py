@@ -30,10 +30,11 @@ def test_vandermonde_is_exact_for_zero_and_matches_pow():
     assert torch.allclose(p, expected)
 
 
+@pytest.mark.parametrize("ranges", ["per_matrix", "shared"])
 @pytest.mark.parametrize("bits", range(1, 9))
-def test_every_deployed_value_is_level_times_step(bits):
+def test_every_deployed_value_is_level_times_step(bits, ranges):
     torch.manual_seed(bits)
-    kernel = S4DKernel(h=5, n=6, bits=bits, dt_min=1e-3, dt_max=0.5).eval()
+    kernel = S4DKernel(h=5, n=6, bits=bits, dt_min=1e-3, dt_max=0.5, ranges=ranges).eval()
     lv = kernel.levels()
     k = kernel.discretize()
     lmax = quant.max_level(bits)
@@ -48,6 +49,22 @@ def test_every_deployed_value_is_level_times_step(bits):
     # Abar: the constant step of the fixed dynamic range, levels inside the unit disc
     assert torch.allclose(lv.a_step, torch.full((5,), 1.0 / lmax))
     assert float((lv.a_re**2 + lv.a_im**2).max()) <= lmax**2
+    if ranges == "shared":  # one dynamic range: Bbar and C on Abar's grid
+        assert torch.equal(lv.b_step, lv.a_step) and torch.equal(lv.c_step, lv.a_step)
+    else:  # each matrix's largest value on the top level
+        top = torch.maximum(lv.b_re.abs().amax(-1), lv.b_im.abs().amax(-1))
+        assert torch.equal(top, torch.full((5,), float(lmax)))
+
+
+def test_shared_ranges_leave_small_bbar_on_few_levels():
+    """With one range for every parameter, Bbar (about dt * B, small) uses only the lowest
+    levels at 5 bits; with its own range it spans the window."""
+    torch.manual_seed(0)
+    own = S4DKernel(h=8, n=4, bits=5, a_range=0.75).levels()
+    torch.manual_seed(0)
+    shared = S4DKernel(h=8, n=4, bits=5, a_range=0.75, ranges="shared").levels()
+    assert float(own.b_re.abs().max()) == 31
+    assert float(shared.b_re.abs().max()) < 8
 
 
 def test_disc_projection_picks_the_nearest_grid_point_inside():
@@ -90,3 +107,10 @@ def test_noise_aware_training_perturbs_levels_only_in_training():
 def test_bits_out_of_range_is_refused():
     with pytest.raises(ValueError, match="bits"):
         quant.max_level(9)
+
+
+def test_unknown_ranges_are_refused():
+    from imssa_hw.config import ModelConfig
+
+    with pytest.raises(ValueError, match="ranges"):
+        ModelConfig(d_input=4, n_classes=2, ranges="per-kernel")

@@ -28,7 +28,8 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     out, report = tmp_path / "m.pt", tmp_path / "train.json"
     done = imssa_hw("train", "--task", "zero-one", "--bits", "2", "--epochs", "3", "--h", "4",
                     "--n", "4", "--n-train-per-class", "12", "--n-test-per-class", "6",
-                    "--seed", "3", "--out", str(out), "--report", str(report), env_cache=env_cache)
+                    "--seed", "3", "--ranges", "shared", "--a-range", "0.9", "--out", str(out),
+                    "--report", str(report), env_cache=env_cache)
     assert done.returncode == 0, done.stderr
     assert "software accuracy" in done.stdout
     result = json.loads(report.read_text())
@@ -40,6 +41,9 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     assert 0.0 <= result["software_accuracy"] <= 1.0
     ckpt = load_checkpoint(out)
     assert ckpt.config.bits == 2 and ckpt.config.h == 4
+    assert ckpt.config.ranges == "shared" and ckpt.config.a_range == 0.9
+    levels = ckpt.kernels(0)
+    assert levels.b_step.tolist() == levels.c_step.tolist() == levels.a_step.tolist()
     assert ckpt.meta["classes"] == [0, 1] and ckpt.meta["features"]["kind"]
     assert len(ckpt.meta["signal_ranges"]) == 1 and len(ckpt.meta["signal_ranges"][0]["x_max"]) == 4
     assert ckpt.kernels(0).a_re.shape == (4, 2)
@@ -52,6 +56,8 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     (["--dataset", "hd", "--data-root", "/nonexistent/hd"], "/nonexistent/hd"),
     (["--classes", "0,x"], "--classes"),
     (["--n", "5"], "--n must be even"),
+    (["--ranges", "own"], "Invalid value for '--ranges'"),
+    (["--a-range", "1.5"], "Invalid value for '--a-range'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message):
     done = imssa_hw("train", *args, "--out", str(tmp_path / "m.pt"), env_cache=env_cache)
