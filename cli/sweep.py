@@ -25,8 +25,9 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.command()
 @click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
               show_default=True)
-@click.option("--bits", "bits_text", default="2,3,4,5,6,7,8", show_default=True,
-              help="Bit widths, one model each (trained once, then cached).")
+@click.option("--bits", "bits_text", default="1,2,3,4,5,6,7,8", show_default=True,
+              help="Bits per device, one model each (trained once, then cached); the paper's "
+              "signed b-bit kernels are b-1 here.")
 @click.option("--sigma-us", "sigma_text", default="0,2.5,5,10,15,20", show_default=True,
               help="Programming noise sigmas in uS.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
@@ -97,9 +98,11 @@ def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, a_ra
     write_json(out / "sweep.json", {"task": task, "noise_cells": noise_cells, "a_range": a_range,
                                     "ranges": ranges, "epochs": epochs, "h": h, "n": n,
                                     "rows": rows, "points": results})
-    png = plot(rows, out / "sweep.png")
-    click.echo(f"{'method':<13}{'bits':>5}{'sigma uS':>10}{'accuracy %':>12}{'std':>7}")
+    png = plot(rows, out / "sweep.png", f"{task}, {ranges.replace('_', '-')} ranges, "
+               f"a_range {a_range:g}, open-loop noise on {noise_cells} cells, {seeds} seeds")
+    click.echo(f"{'method':<13}{'bits':>5}{'paper':>6}{'sigma uS':>10}{'accuracy %':>12}"
+               f"{'std':>7}")
     for r in rows:
-        click.echo(f"{r['method']:<13}{r['bits']:>5}{r['sigma_us']:>10g}"
+        click.echo(f"{r['method']:<13}{r['bits']:>5}{r['paper_bits']:>6}{r['sigma_us']:>10g}"
                    f"{100 * r['accuracy_mean']:>12.2f}{100 * r['accuracy_std']:>7.2f}")
     click.echo(f"wrote {out / 'sweep.json'}, {png}")

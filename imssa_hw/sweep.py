@@ -140,17 +140,23 @@ def run_points(points: list[SweepPoint], workers: int = 2, client=None,
     return sorted(results, key=lambda r: (r["method"], r["bits"], r["sigma_s"], r["seed"]))
 
 
+def paper_bits(bits: int) -> int:
+    """The paper's name for `bits` bits per device: it counts signed bits, so its 2-bit
+    kernels are ternary (1 bit per device here) and its 5-bit ones have levels -15..15."""
+    return bits + 1
+
+
 def table(results: Iterable[dict]) -> list[dict]:
     """Mean and spread of accuracy over seeds, one row per (method, bits, sigma)."""
     groups: dict[tuple, list[float]] = {}
     for r in results:
         groups.setdefault((r["method"], r["bits"], r["sigma_s"]), []).append(r["accuracy"])
-    return [{"method": m, "bits": b, "sigma_us": round(s * 1e6, 3),
+    return [{"method": m, "bits": b, "paper_bits": paper_bits(b), "sigma_us": round(s * 1e6, 3),
              "accuracy_mean": float(np.mean(a)), "accuracy_std": float(np.std(a)), "seeds": len(a)}
             for (m, b, s), a in sorted(groups.items())]
 
 
-def plot(rows: list[dict], path: str | Path) -> Path:
+def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Accuracy vs sigma, one line per bit width, one panel per method."""
     import matplotlib
 
@@ -165,12 +171,14 @@ def plot(rows: list[dict], path: str | Path) -> Path:
             line = [r for r in rows if r["method"] == method and r["bits"] == bits]
             ax.errorbar([r["sigma_us"] for r in line], [100 * r["accuracy_mean"] for r in line],
                         yerr=[100 * r["accuracy_std"] for r in line], marker="o", capsize=2,
-                        label=f"{bits} bit")
+                        label=f"{bits} bit/device (paper: {paper_bits(bits)}-bit)")
         ax.set_title(method.replace("_", " "))
         ax.set_xlabel("programming noise sigma (uS)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][-1].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -54,6 +54,7 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     assert 1e-6 < noisy["median_abs_error_s"] <= 30e-6
     rows = table(results)
     assert [r["sigma_us"] for r in rows] == [0.0, 30.0]
+    assert rows[0]["bits"] == 2 and rows[0]["paper_bits"] == 3  # the paper counts signed bits
     assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
     assert np.isfinite([r["accuracy_std"] for r in rows]).all()
 
