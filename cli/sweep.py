@@ -31,7 +31,11 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.option("--sigma-us", "sigma_text", default="0,2.5,5,10,15,20", show_default=True,
               help="Programming noise sigmas in uS.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Noise draws (open loop) or emulated boards (write-verify) per point.")
+              help="Noise draws (open loop) or emulated boards (write-verify) per model and point.")
+@click.option("--model-seeds", "model_seeds_text", default="0", show_default=True,
+              help="Data and training seeds: one model per bit width and seed, each on its own "
+              "synthetic data set. How much noise costs differs a lot between models of one bit "
+              "width; average over several (e.g. 0,1,2).")
 @click.option("--method", "methods", type=click.Choice(METHODS),
               multiple=True, default=("open_loop",), show_default=True,
               help="open_loop: Gaussian noise on the targets (the paper); write_verify: program "
@@ -54,14 +58,19 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "points on that cluster instead of local processes.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sweep"), show_default=True,
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
-def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, a_range, ranges, h, n,
-          limit, workers, scheduler, out):
+def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_cells, epochs,
+          a_range, ranges, h, n, limit, workers, scheduler, out):
     """Accuracy against programming noise sigma for several bit widths, open loop and/or with
     write-verify on the emulator; prints a table and writes sweep.json and sweep.png.
 
     Bits are per device: b bits give each kernel weight the levels -(2^b-1)..(2^b-1) on a
     G+/G- pair. The paper counts signed bits (its 2-bit kernels are ternary), so its b bits
     are b-1 here. Models are trained once per setting and cached (IMSSA_HW_CACHE).
+
+    The paper's setting is --a-range 1 (Abar's grid spans the unit disc): there ternary
+    kernels (--bits 1) can only be memoryless and hold at any sigma, while the paper's 5-bit
+    ones (--bits 4) put poles near the unit circle and degrade by 5 uS. The default 0.75 keeps every width's poles
+    well inside (docs/inference.md).
     """
     from imssa_hw.files import write_json
     from imssa_hw.model_cache import trained_model
@@ -73,19 +82,27 @@ def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, a_ra
     sigmas_s = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
     if any(s < 0 for s in sigmas_s):
         raise BadInput("--sigma-us must not be negative")
-    data_args = {"task": task, "dataset": "synthetic", "data_root": None, "classes": None,
-                 "seed": 0, "n_train_per_class": None, "n_test_per_class": None}
+    model_seeds = _numbers(model_seeds_text, "--model-seeds", int)
+    if len(set(model_seeds)) != len(model_seeds) or min(model_seeds) < 0:
+        raise BadInput("--model-seeds must be distinct non-negative integers, "
+                       f"got {model_seeds_text!r}")
     client = dask_client(scheduler) if scheduler else None
     checkpoints = {}
-    for bits in bits_list:
-        path, summary, cached = trained_model(data_args, bits=bits, epochs=epochs, h=h, n=n,
-                                              a_range=a_range, ranges=ranges)
-        checkpoints[bits] = str(path)
-        click.echo(f"{bits}-bit model: software {100 * summary['software_accuracy']:.2f} %"
-                   f" ({'cached' if cached else 'trained'})")
-    points = [SweepPoint(checkpoints[b], b, s, seed, m, limit,
-                         str(out / "boards" / f"{m}-{b}bit-{s * 1e6:g}uS-{seed}"), noise_cells)
-              for m in methods for b in bits_list for s in sigmas_s for seed in range(seeds)]
+    for model_seed in model_seeds:
+        data_args = {"task": task, "dataset": "synthetic", "data_root": None, "classes": None,
+                     "seed": model_seed, "n_train_per_class": None, "n_test_per_class": None}
+        for bits in bits_list:
+            path, summary, cached = trained_model(data_args, bits=bits, epochs=epochs, h=h, n=n,
+                                                  a_range=a_range, ranges=ranges)
+            checkpoints[bits, model_seed] = str(path)
+            click.echo(f"{bits}-bit model, seed {model_seed}: software "
+                       f"{100 * summary['software_accuracy']:.2f} % "
+                       f"({'cached' if cached else 'trained'})")
+    points = [SweepPoint(checkpoints[b, ms], b, s, seed, m, limit,
+                         str(out / "boards" / f"{m}-{b}bit-{ms}-{s * 1e6:g}uS-{seed}"),
+                         noise_cells, ms)
+              for m in methods for b in bits_list for ms in model_seeds for s in sigmas_s
+              for seed in range(seeds)]
     try:
         with click.progressbar(length=len(points), label="sweep",
                                file=click.get_text_stream("stderr")) as bar:
@@ -97,12 +114,14 @@ def sweep(task, bits_text, sigma_text, seeds, methods, noise_cells, epochs, a_ra
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "sweep.json", {"task": task, "noise_cells": noise_cells, "a_range": a_range,
                                     "ranges": ranges, "epochs": epochs, "h": h, "n": n,
-                                    "rows": rows, "points": results})
+                                    "model_seeds": model_seeds, "rows": rows, "points": results})
     png = plot(rows, out / "sweep.png", f"{task}, {ranges.replace('_', '-')} ranges, "
-               f"a_range {a_range:g}, open-loop noise on {noise_cells} cells, {seeds} seeds")
+               f"a_range {a_range:g}\nopen-loop noise on {noise_cells} cells, "
+               f"{len(model_seeds)} model(s) x {seeds} seeds")
     click.echo(f"{'method':<13}{'bits':>5}{'paper':>6}{'sigma uS':>10}{'accuracy %':>12}"
-               f"{'std':>7}")
+               f"{'std':>7}{'lost':>7}")
     for r in rows:
         click.echo(f"{r['method']:<13}{r['bits']:>5}{r['paper_bits']:>6}{r['sigma_us']:>10g}"
-                   f"{100 * r['accuracy_mean']:>12.2f}{100 * r['accuracy_std']:>7.2f}")
+                   f"{100 * r['accuracy_mean']:>12.2f}{100 * r['accuracy_std']:>7.2f}"
+                   f"{r['points_lost']:>7.2f}")
     click.echo(f"wrote {out / 'sweep.json'}, {png}")

@@ -9,8 +9,10 @@ off). The compiler maps level L onto |L| conductance steps dG above G_min.
 Every quantized value is `level * step`:
 - Abar: one *constant* step per kernel, shared by real and imaginary parts (the paper's fixed
   fscale): step_A = a_range / L_max, a_range <= 1 since a stable Abar lies in the unit disc.
-  Levels are additionally kept inside the disc |level| <= L_max so that rounding never makes
-  a mode unstable.
+  Levels are additionally kept inside the disc |level| <= L_max and strictly inside the unit
+  circle, so that rounding never makes a mode unstable nor undamped: a pole on the circle (an
+  integrator or a pure oscillator, on the grid when a_range = 1) turns any conductance error
+  into a state that grows every step.
 - Bbar and C: one step per kernel each, from the kernel's current max-abs value (or Abar's
   step, with "shared" ranges). The board absorbs them in the input-voltage scale of the u row
   and the gain of the y column.
@@ -47,24 +49,34 @@ def complex_levels(re: torch.Tensor, im: torch.Tensor, step: torch.Tensor, bits:
                    in_disc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer levels (as float tensors) of re + i*im on the grid `step` (one per kernel).
 
-    With `in_disc`, levels with |level| > L_max are moved to the nearest grid point inside the
-    disc, found among the candidates that round one or both parts toward zero.
+    With `in_disc` (Abar), levels outside the disc |level| <= L_max or on or outside the unit
+    circle |level * step| >= 1 are moved to the nearest allowed grid point, found among the
+    candidates that round one or both parts toward zero.
     """
     lmax = max_level(bits)
-    sr, si = re / step[..., None], im / step[..., None]
+    s = step[..., None]
+    sr, si = re / s, im / s
     qr = torch.round(sr).clamp(-lmax, lmax)
     qi = torch.round(si).clamp(-lmax, lmax)
     if not in_disc:
         return qr, qi
-    outside = qr**2 + qi**2 > lmax**2
+
+    def allowed(cr: torch.Tensor, ci: torch.Tensor) -> torch.Tensor:
+        norm = cr**2 + ci**2
+        # in float64 with a margin for a float32 step (1/31 is stored a hair small); the
+        # largest radius inside the circle on any grid, (1 - 1/255**2)**0.5, is well clear
+        return (norm <= lmax**2) & (norm.double() * s.double() ** 2 < 1 - 1e-6)
+
+    outside = ~allowed(qr, qi)
     if bool(outside.any()):
-        tr = torch.trunc(sr).clamp(-lmax, lmax)
-        ti = torch.trunc(si).clamp(-lmax, lmax)
-        best_r, best_i = tr, ti  # always inside: |trunc(s)| <= |s| <= L_max
+        # truncating a hair inside always gives an allowed point, even for |Abar| = 1 exactly
+        tr = torch.trunc(sr * (1 - 1e-6)).clamp(-lmax, lmax)
+        ti = torch.trunc(si * (1 - 1e-6)).clamp(-lmax, lmax)
+        best_r, best_i = tr, ti
         best_d = (sr - tr) ** 2 + (si - ti) ** 2
         for cr, ci in ((tr, qi), (qr, ti)):
             d = (sr - cr) ** 2 + (si - ci) ** 2
-            ok = (cr**2 + ci**2 <= lmax**2) & (d < best_d)
+            ok = allowed(cr, ci) & (d < best_d)
             best_r, best_i = torch.where(ok, cr, best_r), torch.where(ok, ci, best_i)
             best_d = torch.where(ok, d, best_d)
         qr, qi = torch.where(outside, best_r, qr), torch.where(outside, best_i, qi)

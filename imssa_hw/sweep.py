@@ -1,8 +1,8 @@
 """Accuracy against programming noise for several bit widths (the paper's Fig. 4, and beyond).
 
-Each point (bits, sigma, seed, method) compiles the model of that bit width, perturbs or
-programs its conductances, and classifies the test set on the resulting maps with the
-compiler's executor:
+Each point (bits, model seed, sigma, seed, method) compiles the model of that bit width
+trained on that seed's data, perturbs or programs its conductances, and classifies the test
+set on the resulting maps with the compiler's executor:
 - open_loop: Gaussian noise of `sigma` on every cell of each kernel's tile (its A, B, C
   conductances, zeros included: the paper's simulation, one kernel per crossbar), or on every
   cell that matters (`noise_cells="used"`: also the off cells between kernels packed on one
@@ -33,11 +33,12 @@ class SweepPoint:
     checkpoint: str
     bits: int
     sigma_s: float
-    seed: int
+    seed: int  # the noise draw (open loop) or the emulated board (write-verify)
     method: str
     limit: int | None = None
     workdir: str | None = None  # write_verify: where its emulator keeps its files
     noise_cells: str = "tiles"  # open_loop: "tiles" (each kernel's own cells) or "used"
+    model_seed: int = 0  # the data and training seed of the checkpoint
 
 
 NOISE_CELLS = ("tiles", "used")
@@ -137,7 +138,8 @@ def run_points(points: list[SweepPoint], workers: int = 2, client=None,
             for result in pool.map(evaluate_point, points):
                 results.append(result)
                 progress(result)
-    return sorted(results, key=lambda r: (r["method"], r["bits"], r["sigma_s"], r["seed"]))
+    return sorted(results, key=lambda r: (r["method"], r["bits"], r["sigma_s"], r["model_seed"],
+                                          r["seed"]))
 
 
 def paper_bits(bits: int) -> int:
@@ -147,13 +149,22 @@ def paper_bits(bits: int) -> int:
 
 
 def table(results: Iterable[dict]) -> list[dict]:
-    """Mean and spread of accuracy over seeds, one row per (method, bits, sigma)."""
-    groups: dict[tuple, list[float]] = {}
+    """One row per (method, bits, sigma) over its models and seeds: mean and spread of the
+    accuracy, the same models' noiseless accuracy, and the points lost against it."""
+    groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["method"], r["bits"], r["sigma_s"]), []).append(r["accuracy"])
-    return [{"method": m, "bits": b, "paper_bits": paper_bits(b), "sigma_us": round(s * 1e6, 3),
-             "accuracy_mean": float(np.mean(a)), "accuracy_std": float(np.std(a)), "seeds": len(a)}
-            for (m, b, s), a in sorted(groups.items())]
+        groups.setdefault((r["method"], r["bits"], r["sigma_s"]), []).append(r)
+    rows = []
+    for (method, bits, sigma_s), points in sorted(groups.items()):
+        accuracy = [p["accuracy"] for p in points]
+        software = float(np.mean([p["software_accuracy"] for p in points]))
+        rows.append({"method": method, "bits": bits, "paper_bits": paper_bits(bits),
+                     "sigma_us": round(sigma_s * 1e6, 3), "accuracy_mean": float(np.mean(accuracy)),
+                     "accuracy_std": float(np.std(accuracy)), "software_accuracy": software,
+                     "points_lost": round(100 * (software - float(np.mean(accuracy))), 2),
+                     "models": len({p.get("model_seed", 0) for p in points}),
+                     "seeds": len({p["seed"] for p in points})})
+    return rows
 
 
 def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:

@@ -55,8 +55,26 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     rows = table(results)
     assert [r["sigma_us"] for r in rows] == [0.0, 30.0]
     assert rows[0]["bits"] == 2 and rows[0]["paper_bits"] == 3  # the paper counts signed bits
+    assert rows[0]["points_lost"] == 0.0  # against the same model without noise
+    assert rows[1]["points_lost"] == round(100 * (noisy["software_accuracy"] - noisy["accuracy"]), 2)
+    assert (rows[1]["models"], rows[1]["seeds"]) == (1, 1)
     assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
     assert np.isfinite([r["accuracy_std"] for r in rows]).all()
+
+
+def test_sweep_table_averages_over_models_and_draws():
+    def point(model_seed, seed, accuracy, software):
+        return {"method": "open_loop", "bits": 4, "sigma_s": 5e-6, "model_seed": model_seed,
+                "seed": seed, "accuracy": accuracy, "software_accuracy": software}
+
+    rows = table([point(0, 0, 0.85, 0.90), point(0, 1, 0.87, 0.90),
+                  point(1, 0, 0.80, 0.80), point(1, 1, 0.78, 0.80)])
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["models"], row["seeds"], row["paper_bits"]) == (2, 2, 5)
+    assert row["accuracy_mean"] == pytest.approx(0.825)
+    assert row["software_accuracy"] == pytest.approx(0.85)
+    assert row["points_lost"] == pytest.approx(2.5)
 
 
 def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
@@ -93,6 +111,7 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     (["--bits", "2,9"], "--bits must be within 1..8"),
     (["--sigma-us", "0,-5"], "--sigma-us must not be negative"),
     (["--sigma-us", "five"], "--sigma-us must be comma-separated numbers"),
+    (["--model-seeds", "0,0"], "--model-seeds must be distinct non-negative integers"),
     (["--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler at tcp://127.0.0.1:9"),
 ])
 def test_sweep_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, args, message):

@@ -67,21 +67,36 @@ def test_shared_ranges_leave_small_bbar_on_few_levels():
     assert float(shared.b_re.abs().max()) < 8
 
 
-def test_disc_projection_picks_the_nearest_grid_point_inside():
-    rng = np.random.default_rng(0)
-    r = np.sqrt(rng.uniform(0, 1, 4000))
+@pytest.mark.parametrize("bits,a_range", [(1, 1.0), (1, 0.75), (2, 1.0), (3, 0.75), (4, 1.0),
+                                          (5, 1.0), (8, 1.0)])
+def test_disc_projection_picks_the_nearest_allowed_grid_point(bits, a_range):
+    """Abar's levels stay within |level| <= L_max and strictly inside the unit circle (no
+    undamped integrators), on the allowed point nearest to the float value."""
+    rng = np.random.default_rng(bits)
+    r = a_range * np.sqrt(rng.uniform(0, 1, 4000))
+    r[:4] = a_range  # on the range's edge: exactly on the unit circle when a_range = 1
     phi = rng.uniform(0, 2 * np.pi, 4000)
-    re, im = torch.tensor(r * np.cos(phi)), torch.tensor(r * np.sin(phi))
-    bits = 1
-    step = torch.ones(1, dtype=torch.float64)
+    phi[:4] = [0, np.pi / 2, np.pi, 3 * np.pi / 2]
+    re = torch.tensor(r * np.cos(phi), dtype=torch.float32)  # the model's precision
+    im = torch.tensor(r * np.sin(phi), dtype=torch.float32)
+    lmax = quant.max_level(bits)
+    step = torch.tensor([a_range / lmax], dtype=torch.float32)
     qr, qi = quant.complex_levels(re[None], im[None], step, bits, in_disc=True)
-    assert float((qr**2 + qi**2).max()) <= 1
-    # brute force over the ternary grid inside the unit disc
-    grid = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a * a + b * b <= 1]
-    dist = np.stack([(re.numpy() - a) ** 2 + (im.numpy() - b) ** 2 for a, b in grid])
-    best = dist.min(0)
-    chosen = (re.numpy() - qr[0].numpy()) ** 2 + (im.numpy() - qi[0].numpy()) ** 2
+    norm = (qr**2 + qi**2).numpy()
+    largest_norm = lmax**2 - 1 if a_range == 1.0 else lmax**2  # the unit circle is left out
+    assert norm.max() <= largest_norm
+    # brute force: the nearest allowed point lies within sqrt(2) of z (truncation is allowed),
+    # so within +-2 levels of round(z) in each part
+    z = (re.numpy() + 1j * im.numpy()) / float(step)
+    offsets = np.array([complex(a, b) for a in range(-2, 3) for b in range(-2, 3)])
+    candidates = np.round(z.real) + 1j * np.round(z.imag) + offsets[:, None]
+    ok = ((np.abs(candidates.real) <= lmax) & (np.abs(candidates.imag) <= lmax)
+          & (np.round(np.abs(candidates) ** 2) <= largest_norm))
+    best = np.where(ok, np.abs(z - candidates) ** 2, np.inf).min(0)
+    chosen = np.abs(z - (qr[0].numpy() + 1j * qi[0].numpy())) ** 2
     assert np.allclose(chosen, best)
+    if bits == 1 and a_range == 1.0:  # the ternary grid on the unit disc: only Abar = 0 is left
+        assert norm.max() == 0
 
 
 def test_gradients_flow_through_the_straight_through_estimator():
