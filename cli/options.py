@@ -28,8 +28,9 @@ bits_option = click.option(
 a_range_option = click.option(
     "--a-range", type=click.FloatRange(0.1, 1.0), default=ModelConfig.a_range, show_default=True,
     help="Fixed dynamic range of the discretized A: every mode stays within |Abar| <= a_range "
-    "(1 is plain S4D, the paper's range; below 1 adds a leak that keeps conductance errors from "
-    "building up over the recurrence, docs/model.md).")
+    "and strictly inside the unit circle (1 is plain S4D, the paper's range, where ternary "
+    "kernels are memoryless; below 1 adds a leak that keeps conductance errors from building up "
+    "over the recurrence, docs/model.md).")
 
 ranges_option = click.option(
     "--ranges", type=click.Choice([r.replace("_", "-") for r in RANGES]),

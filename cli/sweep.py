@@ -69,8 +69,8 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
 
     The paper's setting is --a-range 1 (Abar's grid spans the unit disc): there ternary
     kernels (--bits 1) can only be memoryless and hold at any sigma, while the paper's 5-bit
-    ones (--bits 4) put poles near the unit circle and degrade by 5 uS. The default 0.75 keeps every width's poles
-    well inside (docs/inference.md).
+    ones (--bits 4) put poles near the unit circle and degrade by 5 uS. The default 0.75
+    keeps every width's poles well inside (docs/inference.md).
     """
     from imssa_hw.files import write_json
     from imssa_hw.model_cache import trained_model
