@@ -162,7 +162,7 @@ def table(results: Iterable[dict]) -> list[dict]:
                      "sigma_us": round(sigma_s * 1e6, 3), "accuracy_mean": float(np.mean(accuracy)),
                      "accuracy_std": float(np.std(accuracy)), "software_accuracy": software,
                      "points_lost": round(100 * (software - float(np.mean(accuracy))), 2),
-                     "models": len({p.get("model_seed", 0) for p in points}),
+                     "models": len({p["model_seed"] for p in points}),
                      "seeds": len({p["seed"] for p in points})})
     return rows
 
