@@ -9,6 +9,9 @@ import click
 
 from imssa_hw.cli.options import bits_option
 
+TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0}
+"""--tiny: a few clips per class, no synthetic speech mixed in (still augmented)."""
+
 
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -37,7 +40,7 @@ def demo(out, task, bits, mode, epochs, seed, tiny):
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=mode)
     if tiny:
         settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3), h=4,
-                                n=4, mode=mode, n_train_per_class=12, n_test_per_class=6)
+                                n=4, mode=mode, data=TINY_DATA)
     summary = run_demo(out, settings, echo=click.echo)
     click.echo("")
     click.echo(summary_table(summary))

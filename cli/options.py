@@ -40,14 +40,15 @@ ranges_option = click.option(
     "(on Abar's fixed grid, one dynamic range for every kernel parameter, as in the paper).")
 
 
-def parse_classes(text: str | None) -> list[int] | None:
-    """'0,1' -> [0, 1]; None stays None."""
+def parse_ids(text: str | None, option: str) -> list[int] | None:
+    """'0,1' -> [0, 1] (distinct non-negative integers); None stays None."""
     if text is None:
         return None
     try:
-        classes = [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise BadInput(f"--classes must be comma-separated label ids like 0,1, got {text!r}") from None
-    if not classes or len(set(classes)) != len(classes):
-        raise BadInput(f"--classes must list distinct label ids, got {text!r}")
-    return classes
+        raise BadInput(f"{option} must be comma-separated integers like 0,1, got {text!r}") from None
+    if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
+        raise BadInput(f"{option} must list distinct non-negative integers, got {text!r}")
+    return ids
+

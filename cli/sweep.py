@@ -33,8 +33,9 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Noise draws (open loop) or emulated boards (write-verify) per model and point.")
 @click.option("--model-seeds", "model_seeds_text", default="0", show_default=True,
-              help="Data and training seeds: one model per bit width and seed, each on its own "
-              "synthetic data set. How much noise costs differs a lot between models of one bit "
+              help="Training seeds: one model per bit width and seed, each trained on the task's "
+              "default data (real speech where shipped) with its own augmentation and "
+              "initialization. How much noise costs differs a lot between models of one bit "
               "width; average over several (e.g. 0,1,2).")
 @click.option("--method", "methods", type=click.Choice(METHODS),
               multiple=True, default=("open_loop",), show_default=True,
@@ -72,6 +73,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     ones (--bits 4) put poles near the unit circle and degrade by 5 uS. The default 0.75
     keeps every width's poles well inside (docs/inference.md).
     """
+    from imssa_hw.data import DataSpec
     from imssa_hw.files import write_json
     from imssa_hw.model_cache import trained_model
     from imssa_hw.sweep import SweepPoint, dask_client, plot, run_points, table
@@ -89,10 +91,9 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     client = dask_client(scheduler) if scheduler else None
     checkpoints = {}
     for model_seed in model_seeds:
-        data_args = {"task": task, "dataset": "synthetic", "data_root": None, "classes": None,
-                     "seed": model_seed, "n_train_per_class": None, "n_test_per_class": None}
+        data_spec = DataSpec.default(task, seed=model_seed)
         for bits in bits_list:
-            path, summary, cached = trained_model(data_args, bits=bits, epochs=epochs, h=h, n=n,
+            path, summary, cached = trained_model(data_spec, bits=bits, epochs=epochs, h=h, n=n,
                                                   a_range=a_range, ranges=ranges)
             checkpoints[bits, model_seed] = str(path)
             click.echo(f"{bits}-bit model, seed {model_seed}: software "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import a_range_option, bits_option, parse_classes, ranges_option
+from imssa_hw.cli.options import a_range_option, bits_option, parse_ids, ranges_option
+from imssa_hw.data.tasks import REAL_DEFAULTS
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
 
@@ -20,12 +21,24 @@ TASK_DEFAULTS = {"zero-one": (16, 4, 1, 40), "digits": (64, 8, 2, 40), "hd20": (
 @click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
               show_default=True, help="zero-one: 'zero' vs 'one' (the paper's task); digits: "
               "English 0-9; hd20: English and German 0-9.")
-@click.option("--dataset", type=click.Choice(["synthetic", "hd"]), default="synthetic",
-              show_default=True, help="synthetic: offline eSpeak NG speech (no download); "
-              "hd: Heidelberg Digits files under --data-root.")
+@click.option("--dataset", type=click.Choice(["fsdd", "hd", "synthetic"]), default=None,
+              help="fsdd: real recordings of four speakers shipped with imssa-hw (English "
+              "digits; the test split is a speaker the model never hears); hd: any folder in the "
+              "Heidelberg Digits layout (--data-root), HD itself included; synthetic: offline "
+              "eSpeak NG speech. Default: fsdd, or synthetic for hd20 (FSDD has no German).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Heidelberg Digits folder (audio/, train_filenames.txt, test_filenames.txt).")
 @click.option("--classes", default=None, help="Subset of label ids, e.g. 0,1 (German digits are 10-19).")
+@click.option("--test-speakers", default=None,
+              help="Real data: these speakers (e.g. 3 or 3,7) are the test split and all others "
+              "train, instead of the list files' split. For leave-one-speaker-out runs.")
+@click.option("--mix-synthetic/--no-mix-synthetic", default=None,
+              help=f"Real data: add {REAL_DEFAULTS['mix_synthetic']} synthetic clips per class "
+              "(the training voices of eSpeak NG) to the training split. Default: on for real data.")
+@click.option("--augment-copies", type=click.IntRange(0, 100), default=None,
+              help="Perturbed copies of every training clip (speed, frequency and tempo warp, "
+              "channel, room, noise, gain, shift; docs/data.md). Default: "
+              f"{REAL_DEFAULTS['augment'].copies} for real data, 0 for synthetic.")
 @bits_option
 @click.option("--epochs", type=click.IntRange(1, 10000), default=None,
               help="Training epochs (default: the task's, see below).")
@@ -47,14 +60,16 @@ TASK_DEFAULTS = {"zero-one": (16, 4, 1, 40), "digits": (64, 8, 2, 40), "hd20": (
               help="Checkpoint to write (safetensors format).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Write a JSON report here.")
-def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_levels, a_range,
-          ranges, n_train_per_class, n_test_per_class, seed, out, report):
+def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augment_copies, bits,
+          epochs, h, n, layers, noise_levels, a_range, ranges, n_train_per_class, n_test_per_class,
+          seed, out, report):
     """Train an S4D classifier with quantization-aware training and save a safe checkpoint.
 
     Prints the quantized model's test accuracy (software_accuracy) and the float model's.
     Task defaults (H, N, layers, epochs): zero-one 16, 4, 1, 40 (the paper's one-layer
     model); digits and hd20 64, 8, 2, 40.
     """
+    from imssa_hw.data import AugmentSpec, DataSpec
     from imssa_hw.training import train_task
 
     default_h, default_n, default_layers, default_epochs = TASK_DEFAULTS[task]
@@ -62,9 +77,15 @@ def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_l
     epochs = epochs or default_epochs
     if n % 2:
         raise BadInput(f"--n must be even (N/2 complex modes), got {n}")
-    data_args = {"task": task, "dataset": dataset, "data_root": str(data_root) if data_root else None,
-                 "classes": parse_classes(classes), "seed": seed,
-                 "n_train_per_class": n_train_per_class, "n_test_per_class": n_test_per_class}
+    changes = {"data_root": str(data_root) if data_root else None,
+               "classes": parse_ids(classes, "--classes"), "seed": seed,
+               "n_train_per_class": n_train_per_class, "n_test_per_class": n_test_per_class,
+               "test_speakers": parse_ids(test_speakers, "--test-speakers")}
+    if mix_synthetic is not None:
+        changes["mix_synthetic"] = REAL_DEFAULTS["mix_synthetic"] if mix_synthetic else 0
+    if augment_copies is not None:
+        changes["augment"] = AugmentSpec(copies=augment_copies)
+    data_spec = DataSpec.default(task, dataset, **changes)
     err = click.get_text_stream("stderr")
     with click.progressbar(length=1, label="data ", file=err) as data_bar, \
             click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and
@@ -73,7 +94,7 @@ def train(task, dataset, data_root, classes, bits, epochs, h, n, layers, noise_l
         def data_progress(done: int, total: int) -> None:
             data_bar.length = total
             data_bar.update(done - data_bar.pos)
-        result = train_task(data_args, out, bits=bits, epochs=epochs, h=h, n=n, layers=layers,
+        result = train_task(data_spec, out, bits=bits, epochs=epochs, h=h, n=n, layers=layers,
                             noise_levels=noise_levels, a_range=a_range, ranges=ranges,
                             data_progress=data_progress,
                             epoch_progress=lambda record: train_bar.update(1, record))

@@ -11,9 +11,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from imssa_hw.files import write_json
+
+if TYPE_CHECKING:
+    from imssa_hw.data import DataSpec
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,14 @@ class DemoSettings:
     n: int = 4
     mode: str = "onboard"
     tolerance_s: float = 2e-6
-    n_train_per_class: int | None = None
-    n_test_per_class: int | None = None
+    data: dict = field(default_factory=dict)
+    """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
     emulator: dict = field(default_factory=dict)  # emulator options (arrays, rows, settings...)
 
-    def data_args(self) -> dict:
-        return {"task": self.task, "dataset": "synthetic", "data_root": None, "classes": None,
-                "seed": self.seed, "n_train_per_class": self.n_train_per_class,
-                "n_test_per_class": self.n_test_per_class}
+    def data_spec(self) -> "DataSpec":
+        from imssa_hw.data import DataSpec
+
+        return DataSpec.default(self.task, seed=self.seed, **self.data)
 
 
 @contextmanager
@@ -69,7 +72,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     timings: dict[str, float] = {}
     with _stage("train", timings, echo):
         cached_path, trained, cached = trained_model(
-            settings.data_args(), bits=settings.bits, epochs=settings.epochs, h=settings.h,
+            settings.data_spec(), bits=settings.bits, epochs=settings.epochs, h=settings.h,
             n=settings.n)
         model_path = out / "model.pt"
         shutil.copyfile(cached_path, model_path)
@@ -128,7 +131,9 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         emu.stop()
     software = before["software_accuracy"]  # the quantized model as trained, ideal kernels
     summary = {
-        "task": settings.task, "bits": settings.bits, "mode": settings.mode,
+        "task": settings.task, "dataset": settings.data_spec().dataset,
+        "speakers_test": trained.get("speakers_test"), "bits": settings.bits,
+        "mode": settings.mode,
         "software_accuracy": software,
         "hardware_accuracy": inferred["hardware_accuracy"],
         "hardware_accuracy_before_finetune": before["hardware_accuracy"],

@@ -108,10 +108,10 @@ def read_maps(board, dep: Deployment, calibration=None, reads: int = 8) -> np.nd
 def finetune_on_board(board, dep: Deployment, ckpt: Checkpoint, out, calibration=None,
                       epochs: int = 15) -> dict:
     """Read the board's maps, fine-tune on the model's training split, write `out`."""
-    from imssa_hw.data import load_task
+    from imssa_hw.data import DataSpec, load_data
 
     maps = read_maps(board, dep, calibration)
-    data = load_task(**ckpt.meta["data_args"])
+    data = load_data(DataSpec.of_checkpoint(ckpt.meta))
     result = finetune(ckpt, dep, maps, data.x_train, data.y_train, epochs=epochs,
                       seed=int(ckpt.meta.get("seed", 0)))
     summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,

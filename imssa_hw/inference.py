@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -197,14 +197,12 @@ def open_deployment(deploy_dir: str | Path, checkpoint: str | Path | None = None
 def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
                   limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The test split of the task the model was trained on: features, labels, class names."""
-    from imssa_hw.data import load_task
+    from imssa_hw.data import DataSpec, load_data
 
-    args = dict(ckpt.meta.get("data_args") or {})
-    if not args:
-        raise BadInput("the checkpoint does not say which data it was trained on (no data_args)")
+    spec = DataSpec.of_checkpoint(ckpt.meta)
     if data_root is not None:
-        args["data_root"] = str(data_root)
-    data = load_task(**args)
+        spec = replace(spec, data_root=str(data_root))
+    data = load_data(spec)
     n = len(data.y_test) if limit is None else min(limit, len(data.y_test))
     return data.x_test[:n], data.y_test[:n], list(data.class_names)
 

@@ -10,33 +10,36 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imssa_hw import __version__
 from imssa_hw.config import ModelConfig
 from imssa_hw.files import atomic_path, cache_root
 
+if TYPE_CHECKING:
+    from imssa_hw.data import DataSpec
+
 SUMMARY_KEYS = ("software_accuracy", "float_accuracy", "n_train", "n_test", "epochs",
-                "wall_time_s")
+                "speakers_test", "wall_time_s")
 
 
-def trained_model(data_args: dict, *, bits: int | None, epochs: int, h: int, n: int,
+def trained_model(data_spec: "DataSpec", *, bits: int | None, epochs: int, h: int, n: int,
                   a_range: float = ModelConfig.a_range, ranges: str = ModelConfig.ranges
                   ) -> tuple[Path, dict, bool]:
     """The cached checkpoint for these settings (trained now if missing), its training
     summary, and whether it came from the cache."""
     from imssa_hw.checkpoint import load_checkpoint
-    from imssa_hw.data import FeatureConfig
     from imssa_hw.data.synthetic import GENERATOR_VERSION
     from imssa_hw.errors import BadInput
     from imssa_hw.training import TrainConfig, train_task
 
-    key = {"version": __version__, **data_args, "bits": bits, "epochs": epochs, "h": h, "n": n,
+    key = {"version": __version__, "data": data_spec.to_dict(), "bits": bits, "epochs": epochs,
+           "h": h, "n": n,
            # the settings the model and its data are built with
            "model": asdict(ModelConfig(d_input=1, n_classes=2, a_range=a_range, ranges=ranges)),
-           "train": asdict(TrainConfig()),
-           "features": FeatureConfig().to_dict(), "generator": GENERATOR_VERSION}
+           "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_root() / "models" / f"{data_args['task']}-{bits or 'float'}bit-{digest}.pt"
+    path = cache_root() / "models" / f"{data_spec.task}-{bits or 'float'}bit-{digest}.pt"
     if path.is_file():
         try:
             meta = load_checkpoint(path).meta
@@ -44,6 +47,6 @@ def trained_model(data_args: dict, *, bits: int | None, epochs: int, h: int, n: 
         except BadInput:
             path.unlink()
     with atomic_path(path) as tmp:
-        summary = train_task(data_args, tmp, bits=bits, epochs=epochs, h=h, n=n,
+        summary = train_task(data_spec, tmp, bits=bits, epochs=epochs, h=h, n=n,
                              a_range=a_range, ranges=ranges)
     return path, {k: summary[k] for k in SUMMARY_KEYS}, False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from torch import nn
 
 from imssa_hw.classifier import S4DClassifier
 from imssa_hw.config import ModelConfig
+
+if TYPE_CHECKING:
+    from imssa_hw.data import DataSpec
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class TrainConfig:
     weight_decay: float = 0.01
     validation_fraction: float = 0.1
     seed: int = 0
+    time_masks: int = 0
+    """SpecAugment: masks of up to `mask_fraction` of the frames per training sample."""
+    freq_masks: int = 0
+    """SpecAugment: masks of up to `mask_fraction` of the features per training sample."""
+    mask_fraction: float = 0.15
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -73,22 +81,37 @@ def accuracy(model: S4DClassifier, x: np.ndarray, y: np.ndarray, batch_size: int
     return correct / len(y)
 
 
-def _split_validation(x: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator):
-    order = rng.permutation(len(y))
-    n_val = int(round(fraction * len(y)))
-    val, fit = order[:n_val], order[n_val:]
-    return x[fit], y[fit], x[val], y[val]
+def spec_masks(x: torch.Tensor, time_masks: int, freq_masks: int, fraction: float,
+               rng: np.random.Generator) -> torch.Tensor:
+    """SpecAugment: zero (the normalized mean) random spans of frames and of features, each
+    up to `fraction` of the axis, independently per sample of the batch (B, L, F)."""
+    batch, length, width = x.shape
+    keep = torch.ones_like(x)
+    for count, axis_len, axis in ((time_masks, length, 1), (freq_masks, width, 2)):
+        span = max(1, int(fraction * axis_len))
+        for _ in range(count):
+            widths = rng.integers(0, span + 1, batch)
+            starts = rng.integers(0, axis_len, batch)
+            pos = np.arange(axis_len)
+            hit = (pos >= starts[:, None]) & (pos < (starts + widths)[:, None])
+            shape = (batch, axis_len, 1) if axis == 1 else (batch, 1, axis_len)
+            keep = keep * torch.from_numpy(~hit).reshape(shape).to(x.dtype)
+    return x * keep
 
 
 def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer, scheduler,
-               batch_size: int, rng: np.random.Generator) -> float:
+               cfg: TrainConfig, rng: np.random.Generator) -> float:
     """One pass over the data in random batches; returns the mean loss."""
     model.train()
     order = torch.from_numpy(rng.permutation(len(yt)))
     total = 0.0
+    batch_size = cfg.batch_size
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+        xb = xt[idx]
+        if cfg.time_masks or cfg.freq_masks:
+            xb = spec_masks(xb, cfg.time_masks, cfg.freq_masks, cfg.mask_fraction, rng)
+        loss = nn.functional.cross_entropy(model(xb), yt[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -109,18 +132,28 @@ def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConf
                                                     pct_start=0.1)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(cfg.epochs):
-        _run_epoch(model, xt, yt, optimizer, scheduler, cfg.batch_size, rng)
+        _run_epoch(model, xt, yt, optimizer, scheduler, cfg, rng)
     model.eval()
 
 
 def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
           model_cfg: ModelConfig, cfg: TrainConfig,
-          progress: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train an S4D classifier; `progress` is called after every epoch with its record."""
+          progress: Callable[[dict], None] | None = None,
+          split: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
+    """Train an S4D classifier; `progress` is called after every epoch with its record.
+
+    `split` gives the (fit, validation) indices of the training data (e.g. held-out speakers,
+    `TaskData.validation_split`); by default a random `cfg.validation_fraction` validates.
+    """
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    x_fit, y_fit, x_val, y_val = _split_validation(x_train, y_train, cfg.validation_fraction, rng)
+    if split is None:
+        order = rng.permutation(len(y_train))
+        n_val = int(round(cfg.validation_fraction * len(y_train)))
+        split = order[n_val:], order[:n_val]
+    x_fit, y_fit = x_train[split[0]], y_train[split[0]]
+    x_val, y_val = x_train[split[1]], y_train[split[1]]
     model = S4DClassifier(model_cfg)
     quantized = model_cfg.bits is not None
     float_epochs = (min(cfg.epochs - 1, max(1, round(cfg.epochs * cfg.float_fraction)))
@@ -140,7 +173,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         if phase == "qat" and epoch == float_epochs:
             float_accuracy = accuracy(model, x_test, y_test) if epoch else None
             set_quantized(model, True)
-        loss = _run_epoch(model, xt, yt, optimizer, scheduler, cfg.batch_size, rng)
+        loss = _run_epoch(model, xt, yt, optimizer, scheduler, cfg, rng)
         val_acc = accuracy(model, x_val, y_val) if len(y_val) else accuracy(model, x_fit, y_fit)
         record = {"epoch": epoch + 1, "phase": phase, "loss": loss, "val_accuracy": val_acc}
         history.append(record)
@@ -162,35 +195,40 @@ def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
     return {"model": model_cfg.to_dict(), "train": asdict(cfg)}
 
 
-def train_task(data_args: dict, out: str | Path, *, bits: int | None, epochs: int, h: int = 16,
-               n: int = 4, layers: int = 1, noise_levels: float = 0.0,
+def train_task(data_spec: "DataSpec", out: str | Path, *, bits: int | None, epochs: int,
+               h: int = 16, n: int = 4, layers: int = 1, noise_levels: float = 0.0,
                a_range: float = ModelConfig.a_range, ranges: str = ModelConfig.ranges,
                data_progress: Callable[[int, int], None] | None = None,
                epoch_progress: Callable[[dict], None] | None = None) -> dict:
-    """Load the data named by `data_args` (load_task's arguments), train, and save `out`.
+    """Load the data of `data_spec`, train, and save `out`.
 
-    Returns the summary (task, classes, bits, accuracies, sizes, epochs, wall time, digest);
-    the checkpoint's metadata carries it too, with the data and feature settings.
+    Validation (the epoch kept) uses held-out training speakers where there are enough of
+    them (`TaskData.validation_split`). Returns the summary (task, classes, bits, accuracies,
+    sizes, epochs, wall time, digest); the checkpoint's metadata carries it too, with the data
+    spec (features included) that inference and fine-tuning load again.
     """
     from imssa_hw.classifier import save_model
-    from imssa_hw.data import load_task
+    from imssa_hw.data import load_data
 
-    data = load_task(**data_args, progress=data_progress)
+    data = load_data(data_spec, progress=data_progress)
     model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), h=h,
                             n=n, n_layers=layers, bits=bits, noise_levels=noise_levels,
                             a_range=a_range, ranges=ranges)
-    cfg = TrainConfig(epochs=epochs, seed=data_args.get("seed", 0))
+    cfg = TrainConfig(epochs=epochs, seed=data_spec.seed)
+    split = data.validation_split(cfg.validation_fraction, cfg.seed)
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
-                   progress=epoch_progress)
+                   progress=epoch_progress, split=split)
     summary = {
-        "task": data_args["task"], "dataset": data_args.get("dataset", "synthetic"),
+        "task": data_spec.task, "dataset": data_spec.dataset,
         "classes": data.classes, "class_names": data.class_names, "bits": bits,
         "software_accuracy": result.software_accuracy, "float_accuracy": result.float_accuracy,
-        "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)), "epochs": epochs,
+        "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+        "n_validation": int(len(split[1])), "epochs": epochs,
+        "speakers_test": data.info.get("speakers_test"),
         "wall_time_s": round(result.wall_time_s, 2),
     }
     meta = {**summary, "seed": cfg.seed, "features": data.features.to_dict(),
-            "normalization": data.normalization, "data": data.info, "data_args": data_args,
-            "config": config_record(model_cfg, cfg)}
+            "normalization": data.normalization, "data": data.info,
+            "data_spec": data_spec.to_dict(), "config": config_record(model_cfg, cfg)}
     digest = save_model(out, result.model, meta, range_features=data.x_train)
     return {**summary, "digest": digest, "history": result.history}

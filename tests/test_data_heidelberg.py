@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from imssa_hw.data import load_task
+from imssa_hw.data import AugmentSpec, FeatureConfig, TaskData, load_task
 from imssa_hw.data.heidelberg import parse_name
 from imssa_hw.errors import BadInput
 
@@ -43,6 +43,11 @@ def make_hd(root: Path) -> dict[str, list[str]]:
     return lists
 
 
+def raw(x: np.ndarray, data: TaskData) -> np.ndarray:
+    """Features before the training split's normalization."""
+    return x * np.asarray(data.normalization["std"]) + np.asarray(data.normalization["mean"])
+
+
 @pytest.fixture()
 def hd_root(tmp_path) -> Path:
     root = tmp_path / "hd"
@@ -57,8 +62,7 @@ def test_digits_from_the_lists(hd_root, tmp_path):
     assert d.x_train.shape[1:] == (32, 32) and d.x_train.dtype == np.float32
     assert d.info["speakers_test_only"] == [3] and d.info["speakers_train"] == [1, 2]
     # the tone's band follows the label whatever the file's sample rate
-    raw = d.x_train * np.asarray(d.normalization["std"]) + np.asarray(d.normalization["mean"])
-    peak = raw[:, 8].argmax(axis=1)  # a frame inside the 0.6 s tone
+    peak = raw(d.x_train, d)[:, 8].argmax(axis=1)  # a frame inside the 0.6 s tone
     for c in range(3):
         assert len(set(peak[d.y_train == c].tolist())) == 1
     assert len(set(peak.tolist())) == 3
@@ -75,8 +79,51 @@ def test_hd20_labels_german_as_digit_plus_ten(hd_root, tmp_path):
 
 
 def test_classes_missing_from_the_files_are_bad_input(hd_root, tmp_path):
-    with pytest.raises(BadInput, match="lists no recordings"):
+    with pytest.raises(BadInput, match="no recordings of classes 5, 6"):
         load_task("digits", dataset="hd", data_root=hd_root, classes=[5, 6], cache_dir=tmp_path)
+
+
+def test_test_speakers_replace_the_lists(hd_root, tmp_path):
+    d = load_task("digits", dataset="hd", data_root=hd_root, test_speakers=[2], cache_dir=tmp_path)
+    assert d.info["speakers_test"] == [2] and d.info["speakers_train"] == [1, 3]
+    assert len(d.y_test) == 6 and len(d.y_train) == 12  # 3 digits x 2 trials x 1 / 2 speakers
+    assert sorted(set(d.speaker_train.tolist())) == [1, 3]
+    with pytest.raises(BadInput, match=r"test speaker \[9\] not in .*speakers: 01, 02, 03"):
+        load_task("digits", dataset="hd", data_root=hd_root, test_speakers=[9], cache_dir=tmp_path)
+    with pytest.raises(BadInput, match="nothing left to train on"):
+        load_task("digits", dataset="hd", data_root=hd_root, test_speakers=[1, 2, 3],
+                  cache_dir=tmp_path)
+
+
+def test_perturbed_copies_share_their_clip_and_stay_out_of_validation(hd_root, tmp_path):
+    spec = AugmentSpec(copies=2)
+    d = load_task("digits", dataset="hd", data_root=hd_root, augment=spec, seed=4,
+                  cache_dir=tmp_path)
+    assert len(d.y_train) == 9 * 3 and np.bincount(d.copy_train).tolist() == [9, 9, 9]
+    for origin in range(9):
+        rows = np.flatnonzero(d.origin_train == origin)
+        assert len(rows) == 3 and len(set(d.y_train[rows].tolist())) == 1
+        assert not np.allclose(d.x_train[rows[0]], d.x_train[rows[1]])  # a copy differs
+    again = load_task("digits", dataset="hd", data_root=hd_root, augment=spec, seed=4,
+                      cache_dir=tmp_path / "again")
+    assert np.array_equal(again.x_train, d.x_train)  # copies are seeded
+    plain = load_task("digits", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
+    assert np.allclose(raw(d.x_test, d), raw(plain.x_test, plain), atol=1e-4)  # never perturbed
+    fit, val = d.validation_split(0.34, seed=0)
+    assert len(val) == 3 and (d.copy_train[val] == 0).all()  # 2 speakers: clips, not speakers
+    assert not set(d.origin_train[fit].tolist()) & set(d.origin_train[val].tolist())
+    assert len(fit) + 3 * len(val) == len(d.y_train)
+
+
+def test_validation_holds_out_whole_speakers_when_there_are_enough():
+    speakers = np.repeat([0, 1, 2, 3, 4], 4)
+    origin = np.arange(20)
+    d = TaskData(np.zeros((20, 2, 1), np.float32), np.zeros(20, np.int64), np.zeros((0, 2, 1)),
+                 np.zeros(0), [0, 1], ["zero", "one"], FeatureConfig(), {},
+                 speaker_train=speakers, origin_train=origin, copy_train=np.zeros(20, np.int64))
+    fit, val = d.validation_split(0.2, seed=1)
+    assert len(set(speakers[val].tolist())) == 1 and len(val) == 4
+    assert not set(speakers[fit].tolist()) & set(speakers[val].tolist())
 
 
 def test_per_class_cap_is_seeded(hd_root, tmp_path):

@@ -68,7 +68,8 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     assert second.info["cache"]["status"] == "hit" and calls == [(18, 18)]
     assert np.array_equal(second.x_train, first.x_train) and second.normalization == first.normalization
     with np.load(files[0], allow_pickle=False) as npz:  # stored without pickle
-        assert set(npz.files) == {"x_train", "y_train", "x_test", "y_test", "info"}
+        assert set(npz.files) == {"x_train", "y_train", "x_test", "y_test", "speaker_train",
+                                  "origin_train", "copy_train", "info"}
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncate", "wrong_dtype"])
@@ -123,7 +124,7 @@ def test_feature_config_is_used_and_keys_the_cache(tmp_path):
     ({"dataset": "timit"}, "unknown dataset"),
     ({"classes": [0, 2]}, "not in task"),
     ({"classes": [1]}, "at least two"),
-    ({"classes": [0, 0, 1]}, "repeat"),
+    ({"classes": [0, 0, 1]}, "distinct"),
     ({"classes": ["zero"]}, "integer"),
     ({"classes": "01"}, "string"),
     ({"n_train_per_class": 0}, "positive"),
@@ -131,6 +132,9 @@ def test_feature_config_is_used_and_keys_the_cache(tmp_path):
     ({"seed": None}, "seed"),
     ({"synth": {"snr_db": (0, 1)}}, "SynthSpec"),
     ({"features": {"n_mels": 8}}, "FeatureConfig"),
+    ({"test_speakers": [3]}, "real recordings"),
+    ({"mix_synthetic": 5}, "real recordings"),
+    ({"dataset": "hd"}, "needs a data root"),
 ])
 def test_bad_input_is_one_line(kwargs, match, tmp_path):
     args = {"task": "zero-one", "cache_dir": tmp_path, **kwargs}

@@ -10,11 +10,13 @@ import sys
 import numpy as np
 import pytest
 
+from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.sweep import SweepPoint, dask_client, run_points, table
 from imssa_hw.training import train_task
 
-TINY = {"task": "zero-one", "dataset": "synthetic", "data_root": None, "classes": None,
-        "seed": 1, "n_train_per_class": 12, "n_test_per_class": 6}
+TINY = DataSpec.default("zero-one", seed=1, n_train_per_class=12, n_test_per_class=6,
+                        mix_synthetic=0, augment=AugmentSpec(copies=1))
+"""A few real clips per class (the shipped recordings), one perturbed copy each."""
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from imssa_hw.checkpoint import load_checkpoint
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
+from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.drivers.board import Board
 from imssa_hw.inference import load_test_set, run_inference
 from imssa_hw.programming import program_deployment
@@ -23,8 +24,9 @@ from imssa_hw.training import train_task
 # this board isolates the two execution loops.
 EXACT_BOARD = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0,
                "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
-TINY = {"task": "zero-one", "dataset": "synthetic", "data_root": None, "classes": None,
-        "seed": 5, "n_train_per_class": 16, "n_test_per_class": 6}
+TINY = DataSpec.default("zero-one", seed=5, n_train_per_class=16, n_test_per_class=6,
+                        mix_synthetic=0, augment=AugmentSpec(copies=1))
+"""A few real clips per class (the shipped recordings), one perturbed copy each."""
 
 
 @pytest.fixture(scope="module")

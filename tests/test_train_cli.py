@@ -6,9 +6,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from imssa_hw.checkpoint import load_checkpoint
+from imssa_hw.data import DataSpec, apply_normalization, compute_features
+from imssa_hw.data.heidelberg import load_audio, read_list
+from imssa_hw.data.tasks import FSDD_ROOT
+from imssa_hw.inference import load_test_set
 
 
 def imssa_hw(*args: str, env_cache) -> subprocess.CompletedProcess:
@@ -26,8 +31,8 @@ def env_cache(tmp_path_factory, monkeypatch):
 
 def test_train_tiny_end_to_end(tmp_path, env_cache):
     out, report = tmp_path / "m.pt", tmp_path / "train.json"
-    done = imssa_hw("train", "--task", "zero-one", "--bits", "2", "--epochs", "3", "--h", "4",
-                    "--n", "4", "--n-train-per-class", "12", "--n-test-per-class", "6",
+    done = imssa_hw("train", "--task", "zero-one", "--dataset", "synthetic", "--bits", "2",
+                    "--epochs", "3", "--h", "4", "--n", "4", "--n-train-per-class", "12", "--n-test-per-class", "6",
                     "--seed", "3", "--ranges", "shared", "--a-range", "0.9", "--out", str(out),
                     "--report", str(report), env_cache=env_cache)
     assert done.returncode == 0, done.stderr
@@ -49,6 +54,29 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     assert ckpt.kernels(0).a_re.shape == (4, 2)
 
 
+def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cache):
+    """Real recordings of an unseen speaker, end to end; the checkpoint keeps the data spec,
+    and the test set loaded again for inference has exactly the features of the recordings."""
+    out, report = tmp_path / "m.pt", tmp_path / "train.json"
+    done = imssa_hw("train", "--task", "zero-one", "--dataset", "fsdd", "--test-speakers", "2",
+                    "--bits", "1", "--epochs", "2", "--h", "4", "--n-train-per-class", "4",
+                    "--n-test-per-class", "3", "--augment-copies", "1", "--no-mix-synthetic",
+                    "--out", str(out), "--report", str(report), env_cache=env_cache)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(report.read_text())
+    assert result["dataset"] == "fsdd" and result["speakers_test"] == [2]
+    assert result["n_train"] == 16 and result["n_test"] == 6
+    ckpt = load_checkpoint(out)
+    spec = DataSpec.of_checkpoint(ckpt.meta)
+    assert spec.test_speakers == (2,) and spec.augment.copies == 1 and spec.mix_synthetic == 0
+    features, labels, names = load_test_set(ckpt)
+    assert names == ["zero", "one"] and len(labels) == 6
+    files = [f for f in read_list(FSDD_ROOT, "train") if f.speaker == 2 and f.digit < 2]
+    expected = [apply_normalization(compute_features(*load_audio(f.path), spec.features),
+                                    ckpt.meta["normalization"]) for f in files]
+    assert all(any(np.allclose(e, row, atol=1e-5) for e in expected) for row in features)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--task", "nine"], "Invalid value for '--task'"),
     (["--bits", "9"], "--bits must be 1..8"),
@@ -58,6 +86,10 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     (["--n", "5"], "--n must be even"),
     (["--ranges", "own"], "Invalid value for '--ranges'"),
     (["--a-range", "1.5"], "Invalid value for '--a-range'"),
+    (["--test-speakers", "9"], "test speaker [9] not in"),
+    (["--test-speakers", "x"], "--test-speakers must be comma-separated"),
+    (["--dataset", "synthetic", "--test-speakers", "1"], "real recordings"),
+    (["--dataset", "hd"], "needs a data root"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message):
     done = imssa_hw("train", *args, "--out", str(tmp_path / "m.pt"), env_cache=env_cache)

@@ -15,7 +15,7 @@ import numpy as np
 
 from imssa_hw.files import cache_root
 
-ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+ARRAYS = ("x_train", "y_train", "x_test", "y_test", "speaker_train", "origin_train", "copy_train")
 
 
 def default_cache_dir() -> Path:
@@ -39,11 +39,13 @@ def load(path: Path) -> dict[str, Any] | None:
             out["info"] = json.loads(str(npz["info"]))
     except Exception:  # zip, key, value, JSON errors: treat as absent
         return None
-    x_train, y_train, x_test, y_test = (out[name] for name in ARRAYS)
+    x_train, x_test = out["x_train"], out["x_test"]
+    per_sample = {name: len(out["x_test" if name.endswith("_test") else "x_train"])
+                  for name in ARRAYS if not name.startswith("x_")}
     ok = (x_train.ndim == 3 and x_test.ndim == 3 and x_train.shape[1:] == x_test.shape[1:]
           and x_train.dtype == np.float32 and x_test.dtype == np.float32
-          and y_train.shape == (len(x_train),) and y_test.shape == (len(x_test),)
-          and y_train.dtype == np.int64 and y_test.dtype == np.int64
+          and all(out[name].shape == (n,) and out[name].dtype == np.int64
+                  for name, n in per_sample.items())
           and isinstance(out["info"], dict)
           and bool(np.isfinite(x_train).all() and np.isfinite(x_test).all()))
     return out if ok else None

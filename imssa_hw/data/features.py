@@ -1,7 +1,9 @@
 """Feature extraction: log-mel frames or a downsampled waveform, fixed length L.
 
 `FeatureConfig` holds every setting needed to turn new audio into the same features a model was
-trained on; `compute_features` applies it to one clip. Normalization (per-feature mean/std of the
+trained on; `compute_features` applies it to one clip. The features of a clip do not depend on
+its level (log energies relative to the clip's own peak) nor, within the analysis band, on its
+sample rate (8 to 48 kHz give the same features). Normalization (per-feature mean/std of the
 training split) is a separate step: `fit_normalization` / `apply_normalization`.
 """
 
@@ -20,43 +22,52 @@ from scipy.signal import firwin, resample_poly
 from imssa_hw.errors import BadInput
 
 KINDS = ("logmel", "waveform")
-CROPS = ("energy", "start", "center")
+TIMINGS = ("stretch", "fixed")
+VAD_FRAME_S = 0.010  # frame of the energy trim
+VAD_MARGIN_S = 0.020  # kept on each side of the speech found
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     """How audio becomes an (L, F) feature sequence; each of the L frames is one crossbar step.
 
-    kind "logmel": `n_mels` log mel-band energies of `win_s` Hann windows every `hop_s`.
-    kind "waveform": the signal resampled to `sample_rate_hz`, cut into non-overlapping frames
-    of `hop_s` (F = hop_s * sample_rate_hz samples per step; F = 1 when hop_s = 1/sample_rate_hz).
-    The audio is first cropped or zero-padded (at the end) to exactly the span of `n_frames`
-    frames; `crop` picks which part of a longer clip is kept: the span of most energy, the start
-    or the centre.
+    The clip is resampled to `sample_rate_hz` and trimmed to its speech: from the first to the
+    last 10 ms frame within `trim_db` of the loudest (plus 20 ms each side; None keeps the whole
+    clip). kind "logmel": `n_mels` log mel-band energies (HTK mel, `fmin_hz`..`fmax_hz`) of
+    `win_s` Hann windows, in nepers relative to the clip's loudest band, floored `floor_db`
+    below it. timing "stretch" spreads the `n_frames` windows evenly over the speech, whatever
+    its duration (a fast and a slow speaker give the same number of frames per word); "fixed"
+    puts them `hop_s` apart with the speech centred (padding is the clip's floor; a longer
+    clip keeps its span of most energy). kind "waveform": the signal at `sample_rate_hz`, peak
+    normalized, centred, cut into non-overlapping frames of `hop_s` (F = hop_s *
+    sample_rate_hz samples per step); it uses the fixed timing.
     """
 
     kind: str = "logmel"
-    sample_rate_hz: int = 16000
+    sample_rate_hz: int = 8000
     n_frames: int = 32
-    win_s: float = 0.048
-    hop_s: float = 0.032
+    win_s: float = 0.032
+    hop_s: float = 0.016
     n_mels: int = 32
-    fmin_hz: float = 50.0
-    fmax_hz: float | None = None
-    log_floor: float = 1e-8
-    crop: str = "energy"
+    fmin_hz: float = 60.0
+    fmax_hz: float | None = 3800.0
+    floor_db: float = 60.0
+    trim_db: float | None = 40.0
+    timing: str = "stretch"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise BadInput(f"feature kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        if self.crop not in CROPS:
-            raise BadInput(f"feature crop {self.crop!r} is not one of {', '.join(CROPS)}")
+        if self.timing not in TIMINGS:
+            raise BadInput(f"feature timing {self.timing!r} is not one of {', '.join(TIMINGS)}")
         if int(self.sample_rate_hz) != self.sample_rate_hz or self.sample_rate_hz < 100:
             raise BadInput(f"feature sample_rate_hz must be an integer >= 100, got {self.sample_rate_hz}")
         if int(self.n_frames) != self.n_frames or self.n_frames < 1:
             raise BadInput(f"feature n_frames must be a positive integer, got {self.n_frames}")
         if not self.hop_s > 0 or self.hop_samples < 1:
             raise BadInput(f"feature hop_s={self.hop_s} is shorter than one sample")
+        if self.trim_db is not None and not self.trim_db > 0:
+            raise BadInput(f"feature trim_db must be > 0 or None, got {self.trim_db}")
         if self.kind == "logmel":
             if not self.win_s > 0 or self.win_samples < 2:
                 raise BadInput(f"feature win_s={self.win_s} is shorter than two samples")
@@ -66,8 +77,10 @@ class FeatureConfig:
                 raise BadInput(f"feature band {self.fmin_hz}..{self.fmax} Hz is empty")
             if self.fmax > self.sample_rate_hz / 2:
                 raise BadInput(f"feature fmax_hz={self.fmax_hz} is above the Nyquist frequency")
-            if not self.log_floor > 0:
-                raise BadInput(f"feature log_floor must be > 0, got {self.log_floor}")
+            if not self.floor_db > 0:
+                raise BadInput(f"feature floor_db must be > 0, got {self.floor_db}")
+        elif self.timing != "fixed":
+            raise BadInput("waveform features use timing 'fixed'")
 
     # Derived sizes -------------------------------------------------------------------------
     @property
@@ -81,7 +94,7 @@ class FeatureConfig:
 
     @property
     def win_samples(self) -> int:
-        return int(round(self.win_s * self.sample_rate_hz))
+        return int(round(self.win_s * self.sample_rate_hz)) if self.kind == "logmel" else self.hop_samples
 
     @property
     def n_fft(self) -> int:
@@ -94,10 +107,13 @@ class FeatureConfig:
 
     @property
     def span_samples(self) -> int:
-        """Samples (at `sample_rate_hz`) the `n_frames` frames cover."""
-        if self.kind == "logmel":
-            return self.win_samples + (self.n_frames - 1) * self.hop_samples
-        return self.n_frames * self.hop_samples
+        """Samples (at `sample_rate_hz`) that `n_frames` frames cover with the fixed timing."""
+        return self.win_samples + (self.n_frames - 1) * self.hop_samples
+
+    @property
+    def lowest_source_rate_hz(self) -> float:
+        """Audio sampled below this rate has nothing in the top band: refused."""
+        return 2 * self.fmax if self.kind == "logmel" else float(self.sample_rate_hz)
 
     # Serialization -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +127,8 @@ class FeatureConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise BadInput(f"unknown feature config keys: {', '.join(unknown)}")
+            raise BadInput(f"unknown feature config keys: {', '.join(unknown)} (a checkpoint "
+                           f"from an older imssa-hw? train it again)")
         return cls(**d)
 
 
@@ -134,7 +151,8 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return resample_poly(audio, up, down, window=_antialias_filter(up, down)).astype(np.float32, copy=False)
 
 
-def _as_mono_float(audio: np.ndarray) -> np.ndarray:
+def as_mono_float(audio: np.ndarray) -> np.ndarray:
+    """float32 mono samples of float or integer PCM audio, 1-D or (n, channels)."""
     a = np.asarray(audio)
     if a.ndim == 2:
         a = a.mean(axis=1)  # (n, channels), as soundfile reads it
@@ -145,32 +163,67 @@ def _as_mono_float(audio: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
-def fit_length(audio: np.ndarray, n: int, crop: str) -> np.ndarray:
-    """Crop `audio` to `n` samples (span of most energy / start / centre) or zero-pad its end."""
-    if len(audio) < n:
-        return np.concatenate([audio, np.zeros(n - len(audio), audio.dtype)])
-    extra = len(audio) - n
-    if crop == "start" or extra == 0:
-        start = 0
-    elif crop == "center":
-        start = extra // 2
+def speech_span(audio: np.ndarray, sample_rate_hz: int, trim_db: float | None) -> tuple[int, int]:
+    """(start, stop) samples of the speech: the 10 ms frames within `trim_db` of the loudest,
+    first to last, plus a 20 ms margin each side; the whole clip when `trim_db` is None."""
+    n = len(audio)
+    frame = max(1, int(round(VAD_FRAME_S * sample_rate_hz)))
+    if trim_db is None or n < 2 * frame:
+        return 0, n
+    count = n // frame
+    energy = np.square(audio[:count * frame].astype(np.float64)).reshape(count, frame).sum(axis=1)
+    peak = energy.max()
+    if not peak > 0:
+        return 0, n
+    loud = np.flatnonzero(energy >= peak * 10 ** (-trim_db / 10))
+    margin = int(round(VAD_MARGIN_S * sample_rate_hz))
+    return max(0, loud[0] * frame - margin), min(n, (loud[-1] + 1) * frame + margin)
+
+
+def uniform_positions(n_frames: int) -> np.ndarray:
+    """Frame positions 0..1, evenly spaced: what `compute_features` uses unless told."""
+    return np.linspace(0.0, 1.0, n_frames) if n_frames > 1 else np.zeros(1)
+
+
+def frame_starts(span: tuple[int, int], cfg: FeatureConfig, positions: np.ndarray,
+                 energy: np.ndarray | None = None) -> np.ndarray:
+    """First sample of each of the n_frames windows (may lie outside the clip: zero padding).
+
+    `positions` (n_frames values, 0..1, increasing) place the windows: over the speech span for
+    the stretch timing, over the fixed span for the fixed timing. `energy` (cumulative sum of
+    squares of the clip, with a leading 0) picks the loudest fixed span of a long clip.
+    """
+    start, stop = span
+    win = cfg.win_samples
+    if cfg.timing == "stretch":
+        room = max(0, stop - start - win)
+        first = start if stop - start > win else (start + stop - win) // 2
+        return (first + np.round(positions * room)).astype(np.int64)
+    span_len = cfg.span_samples
+    extra = (stop - start) - span_len
+    if extra <= 0:
+        offset = start + extra // 2  # centred; extra // 2 <= 0
     else:
-        energy = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
-        start = int(np.argmax(energy[n:] - energy[:-n]))
-    return audio[start:start + n]
+        window_energy = energy[start + span_len:stop + 1] - energy[start:stop - span_len + 1]
+        offset = start + int(np.argmax(window_energy))
+    return (offset + np.round(positions * (cfg.n_frames - 1) * cfg.hop_samples)).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float,
-                   fmax_hz: float) -> np.ndarray:
-    """(n_fft//2+1, n_mels) triangular filters, equally spaced on the HTK mel scale, peak 1."""
+                   fmax_hz: float, warp: float = 1.0) -> np.ndarray:
+    """(n_fft//2+1, n_mels) triangular filters, equally spaced on the HTK mel scale, peak 1.
+
+    `warp` != 1 moves every band edge to edge * warp (vocal tract length perturbation: a
+    speaker whose formants lie `warp` times higher); used by augmentation only.
+    """
     def mel(f):
         return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
 
     def hz(m):
         return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
 
-    edges = hz(np.linspace(mel(fmin_hz), mel(fmax_hz), n_mels + 2))
+    edges = hz(np.linspace(mel(fmin_hz), mel(fmax_hz), n_mels + 2)) * warp
     freqs = np.arange(n_fft // 2 + 1) * sample_rate_hz / n_fft
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lo) / (mid - lo)
@@ -181,24 +234,39 @@ def mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float,
     return bank
 
 
-def compute_features(audio: np.ndarray, sample_rate_hz: int, cfg: FeatureConfig) -> np.ndarray:
+def compute_features(audio: np.ndarray, sample_rate_hz: int, cfg: FeatureConfig,
+                     positions: np.ndarray | None = None, warp: float = 1.0) -> np.ndarray:
     """(L, F) float32 features of one clip, before normalization.
 
-    `audio` is mono (or (n, channels)), float in [-1, 1] or integer PCM, at `sample_rate_hz`.
+    `audio` is mono (or (n, channels)), float in [-1, 1] or integer PCM, at `sample_rate_hz`
+    (at least `cfg.lowest_source_rate_hz`). `positions` and `warp` are augmentation hooks
+    (a tempo warp: see `frame_starts`; a filterbank warp: see `mel_filterbank`).
     """
-    a = _as_mono_float(audio)
-    a = resample(a, int(sample_rate_hz), cfg.sample_rate_hz)
-    a = fit_length(a, cfg.span_samples, cfg.crop)
+    if sample_rate_hz < cfg.lowest_source_rate_hz:
+        raise BadInput(f"audio sampled at {sample_rate_hz} Hz has nothing above "
+                       f"{sample_rate_hz / 2:g} Hz; these features need up to {cfg.fmax:g} Hz "
+                       f"(a source rate of at least {cfg.lowest_source_rate_hz:g} Hz)")
+    a = resample(as_mono_float(audio), int(sample_rate_hz), cfg.sample_rate_hz)
+    span = speech_span(a, cfg.sample_rate_hz, cfg.trim_db)
+    positions = uniform_positions(cfg.n_frames) if positions is None else positions
+    energy = np.concatenate([[0.0], np.cumsum(np.square(a, dtype=np.float64))])
+    starts = frame_starts(span, cfg, positions, energy)
+    win = cfg.win_samples
+    pad = max(0, -int(starts.min()), int(starts.max()) + win - len(a))
+    padded = np.pad(a, (pad, pad))
+    frames = padded[(starts + pad)[:, None] + np.arange(win)[None, :]]
     if cfg.kind == "waveform":
-        return a.reshape(cfg.n_frames, cfg.hop_samples).astype(np.float32)
-    win, hop = cfg.win_samples, cfg.hop_samples
-    frames = np.lib.stride_tricks.as_strided(
-        a, shape=(cfg.n_frames, win), strides=(hop * a.strides[0], a.strides[0]), writeable=False)
+        peak = float(np.abs(a).max()) if len(a) else 0.0
+        return (frames / peak if peak > 0 else frames).astype(np.float32)
     window = np.hanning(win + 1)[:-1].astype(np.float32)  # periodic Hann
     spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=1)
     power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
-    bank = mel_filterbank(cfg.sample_rate_hz, cfg.n_fft, cfg.n_mels, float(cfg.fmin_hz), cfg.fmax)
-    return np.log(power @ bank + cfg.log_floor).astype(np.float32)
+    bank = mel_filterbank(cfg.sample_rate_hz, cfg.n_fft, cfg.n_mels, float(cfg.fmin_hz), cfg.fmax,
+                          float(warp))
+    mel = (power @ bank).astype(np.float64)
+    peak = mel.max()
+    relative = mel / peak if peak > 0 else mel
+    return np.log(relative + 10 ** (-cfg.floor_db / 10)).astype(np.float32)
 
 
 def fit_normalization(x: np.ndarray) -> dict[str, list[float]]:

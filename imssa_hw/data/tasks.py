@@ -1,8 +1,14 @@
-"""Tasks (zero-one, digits, hd20), their data sets (synthetic or Heidelberg Digits), splits,
-feature caching and normalization: `load_task` returns a ready `TaskData`."""
+"""Tasks (zero-one, digits, hd20), their data sets (real recordings or synthetic speech), splits,
+augmentation, feature caching and normalization.
+
+`DataSpec` names everything that determines a task's data; checkpoints keep it, so inference
+and fine-tuning load exactly the features a model was trained on. `load_data(spec)` returns a
+ready `TaskData`; `load_task(...)` is the same with keyword arguments.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +19,19 @@ import numpy as np
 from imssa_hw.data import cache, heidelberg, synthetic
 from imssa_hw.data.features import FeatureConfig, apply_normalization, compute_features, fit_normalization
 from imssa_hw.data.labels import label_language, label_name
+from imssa_hw.data.perturb import AugmentSpec, perturbed_features
 from imssa_hw.data.synth import espeak_version
 from imssa_hw.data.synthetic import SynthSpec
 from imssa_hw.errors import BadInput
 
 TASKS = ("zero-one", "digits", "hd20")
-DATASETS = ("synthetic", "hd")
-DATA_FORMAT = 1  # bump when the cached arrays change meaning
+DATASETS = ("fsdd", "hd", "synthetic")
+REAL_DATASETS = ("fsdd", "hd")
+DATA_FORMAT = 2  # bump when the cached arrays change meaning
+FSDD_ROOT = Path(__file__).resolve().parent / "fsdd"
+"""Four speakers of the Free Spoken Digit Dataset in the HD layout, shipped with the package."""
+SPEAKER_VALIDATION_MIN = 4
+"""With this many training speakers or more, validation holds out whole speakers."""
 
 Progress = Callable[[int, int], None]
 
@@ -45,45 +57,11 @@ TASK_DEFS: dict[str, Task] = {
     "digits": Task("digits", tuple(range(10)), DIGITS_SYNTH, 300, 100),
     "hd20": Task("hd20", tuple(range(20)), DIGITS_SYNTH, 300, 100),
 }
-
-
-@dataclass
-class TaskData:
-    """Features of both splits, normalized with the training split's per-feature mean/std."""
-
-    x_train: np.ndarray  # float32 (n, L, F)
-    y_train: np.ndarray  # int64 (n,), class index 0..C-1
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: list[int]  # label id (HD convention) of class 0..C-1
-    class_names: list[str]
-    features: FeatureConfig
-    normalization: dict[str, list[float]]
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-
-def _select_labels(task: Task, classes: Sequence[int] | None) -> list[int]:
-    if classes is None:
-        return list(task.labels)
-    if isinstance(classes, (str, bytes)):
-        raise BadInput(f"classes must be a sequence of label ids, got the string {classes!r}")
-    try:
-        chosen = [int(c) for c in classes]
-    except (TypeError, ValueError):
-        raise BadInput(f"classes must be integer label ids, got {classes!r}") from None
-    outside = [c for c in chosen if c not in task.labels]
-    if outside:
-        raise BadInput(f"classes {outside} are not in task {task.name!r} "
-                       f"(labels {task.labels[0]}..{task.labels[-1]})")
-    if len(set(chosen)) != len(chosen):
-        raise BadInput(f"classes {chosen} repeat a label")
-    if len(chosen) < 2:
-        raise BadInput(f"classes {chosen}: a classifier needs at least two")
-    return sorted(chosen)
+DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic"}
+"""Real speech where the shipped recordings have the classes; FSDD has no German."""
+REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 150}
+"""The recipe for real recordings (measured in docs/data.md): perturbed copies of every
+training clip, and synthetic clips of the same words by many voices mixed in."""
 
 
 def _integer(name: str, value: Any, minimum: int) -> int:
@@ -98,20 +76,177 @@ def _integer(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _count(name: str, value: int | None) -> int | None:
-    return None if value is None else _integer(name, value, 1)
+def _ids(name: str, value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise BadInput(f"{name} must be a sequence of integers, got the string {value!r}")
+    try:
+        ids = tuple(_integer(name, v, 0) for v in value)
+    except TypeError:
+        raise BadInput(f"{name} must be a sequence of integers, got {value!r}") from None
+    if not ids or len(set(ids)) != len(ids):
+        raise BadInput(f"{name} must list distinct integers, got {value!r}")
+    return ids
 
 
-def _fill(items: Iterable[tuple[np.ndarray, int, int]], n: int, features: FeatureConfig,
-          tick: Callable[[], None]) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of `n` (audio, sample rate, label) items."""
-    x = np.empty((n, features.n_frames, features.n_features), np.float32)
-    y = np.empty(n, np.int64)
-    for k, (audio, rate, label) in enumerate(items):
-        x[k] = compute_features(audio, rate, features)
-        y[k] = label
-        tick()
-    return x, y
+@dataclass(frozen=True)
+class DataSpec:
+    """Everything that determines a task's data. `default(task, dataset)` gives the recipe."""
+
+    task: str = "zero-one"
+    dataset: str = "fsdd"
+    """fsdd: the shipped real recordings; hd: an HD-layout folder (`data_root`); synthetic."""
+    data_root: str | None = None
+    classes: tuple[int, ...] | None = None
+    """A subset of the task's label ids (None: all that the data has)."""
+    seed: int = 0
+    n_train_per_class: int | None = None
+    """Synthetic: clips per class (None: the task's); real: a seeded cap per class."""
+    n_test_per_class: int | None = None
+    test_speakers: tuple[int, ...] | None = None
+    """Real data: these speakers form the test split, all others train (None: the list files)."""
+    mix_synthetic: int = 0
+    """Real data: synthetic clips per class (training voices) added to the training split."""
+    augment: AugmentSpec = AugmentSpec(copies=0)
+    features: FeatureConfig = FeatureConfig()
+    synth: SynthSpec | None = None
+    """Synthetic difficulty (None: the task's)."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_DEFS:
+            raise BadInput(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if self.dataset not in DATASETS:
+            raise BadInput(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
+        for name, kind in (("features", FeatureConfig), ("augment", AugmentSpec)):
+            if not isinstance(getattr(self, name), kind):
+                raise BadInput(f"{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+        if self.synth is not None and not isinstance(self.synth, SynthSpec):
+            raise BadInput(f"synth must be a SynthSpec, got {type(self.synth).__name__}")
+        _integer("seed", self.seed, 0)
+        _integer("mix_synthetic", self.mix_synthetic, 0)
+        for name in ("n_train_per_class", "n_test_per_class"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1)
+        object.__setattr__(self, "classes", _ids("classes", self.classes))
+        object.__setattr__(self, "test_speakers", _ids("test_speakers", self.test_speakers))
+        if self.dataset == "synthetic" and (self.test_speakers or self.mix_synthetic):
+            raise BadInput("test speakers and synthetic mixing apply to real recordings, "
+                           "not to --dataset synthetic")
+        if self.dataset == "hd" and self.data_root is None:
+            raise BadInput("dataset 'hd' needs a data root (the folder with audio/ and the list files)")
+
+    @classmethod
+    def default(cls, task: str = "zero-one", dataset: str | None = None, **changes: Any) -> "DataSpec":
+        """The recipe's data for `task`: real recordings are augmented and mixed with
+        synthetic speech (REAL_DEFAULTS); `changes` override any field."""
+        dataset = DEFAULT_DATASET.get(task, "synthetic") if dataset is None else dataset
+        recipe = REAL_DEFAULTS if dataset in REAL_DATASETS else {}
+        return cls(task=task, dataset=dataset, **{**recipe, **changes})
+
+    @property
+    def root(self) -> Path | None:
+        """The HD-layout folder of real data (the shipped one for fsdd)."""
+        if self.dataset == "fsdd":
+            return FSDD_ROOT
+        return None if self.data_root is None else Path(self.data_root).expanduser()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("classes", "test_speakers"):
+            d[name] = None if d[name] is None else list(d[name])
+        d["augment"] = self.augment.to_dict()
+        d["features"] = self.features.to_dict()
+        d["synth"] = None if self.synth is None else self.synth.to_dict()
+        return d
+
+    @classmethod
+    def of_checkpoint(cls, meta: dict[str, Any]) -> "DataSpec":
+        """The data a checkpoint's model was trained on (from its metadata)."""
+        if "data_spec" not in meta:
+            raise BadInput("the checkpoint does not say which data it was trained on (written "
+                           "by an older imssa-hw? train it again)")
+        return cls.from_dict(meta["data_spec"])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+        """Inverse of `to_dict`; unknown keys are BadInput."""
+        if not isinstance(d, dict):
+            raise BadInput(f"data spec must be a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise BadInput(f"unknown data spec keys: {', '.join(unknown)}")
+        d = dict(d)
+        d["augment"] = AugmentSpec.from_dict(d.get("augment") or {"copies": 0})
+        d["features"] = FeatureConfig.from_dict(d.get("features") or {})
+        d["synth"] = None if d.get("synth") is None else SynthSpec.from_dict(d["synth"])
+        return cls(**d)
+
+
+@dataclass
+class TaskData:
+    """Features of both splits, normalized with the training split's per-feature mean/std.
+
+    Every training sample knows its speaker (-1 for synthetic voices), the clip it comes from
+    (`origin_train`, shared by a clip's perturbed copies) and which copy it is (0: the clip).
+    """
+
+    x_train: np.ndarray  # float32 (n, L, F)
+    y_train: np.ndarray  # int64 (n,), class index 0..C-1
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[int]  # label id (HD convention) of class 0..C-1
+    class_names: list[str]
+    features: FeatureConfig
+    normalization: dict[str, list[float]]
+    speaker_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    origin_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    copy_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def validation_split(self, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(fit, validation) indices of the training split. With SPEAKER_VALIDATION_MIN real
+        speakers or more, validation is whole held-out speakers (about `fraction` of them);
+        else a random `fraction` of the clips. Validation holds the clips themselves, never
+        their perturbed copies; fit holds nothing of a validation clip."""
+        rng = np.random.default_rng([seed, 0x7A1])
+        speakers = np.unique(self.speaker_train[self.speaker_train >= 0])
+        origins = np.unique(self.origin_train)
+        if len(speakers) >= SPEAKER_VALIDATION_MIN:
+            k = max(1, int(round(fraction * len(speakers))))
+            held = rng.choice(speakers, k, replace=False)
+            val_origins = np.unique(self.origin_train[np.isin(self.speaker_train, held)])
+        else:
+            k = int(round(fraction * len(origins)))
+            val_origins = rng.choice(origins, k, replace=False)
+        in_val = np.isin(self.origin_train, val_origins)
+        return np.flatnonzero(~in_val), np.flatnonzero(in_val & (self.copy_train == 0))
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One recording to featurize: samples, rate, label id, speaker (-1: synthetic voice)."""
+
+    audio: np.ndarray
+    rate_hz: int
+    label: int
+    speaker: int
+
+
+def _select_labels(task: Task, classes: Sequence[int] | None) -> list[int]:
+    if classes is None:
+        return list(task.labels)
+    outside = [c for c in classes if c not in task.labels]
+    if outside:
+        raise BadInput(f"classes {outside} are not in task {task.name!r} "
+                       f"(labels {task.labels[0]}..{task.labels[-1]})")
+    if len(classes) < 2:
+        raise BadInput(f"classes {list(classes)}: a classifier needs at least two")
+    return sorted(classes)
 
 
 def _ticker(total: int, progress: Progress | None) -> Callable[[], None]:
@@ -124,17 +259,40 @@ def _ticker(total: int, progress: Progress | None) -> Callable[[], None]:
     return tick
 
 
-def _build_synthetic(labels: list[int], spec: SynthSpec, features: FeatureConfig, seed: int,
-                     sizes: dict[str, int], progress: Progress | None) -> tuple[dict, dict]:
-    tick = _ticker(len(labels) * sum(sizes.values()), progress)
-    arrays: dict[str, np.ndarray] = {}
-    for split, n in sizes.items():
-        samples = synthetic.iter_samples(labels, split, n, spec, seed)
-        items = ((clip, synthetic.SAMPLE_RATE_HZ, label) for clip, label, _ in samples)
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = _fill(items, n * len(labels), features, tick)
+def _featurize(clips: Iterable[Clip], n: int, features: FeatureConfig, augment: AugmentSpec | None,
+               seed: int, split_code: int, tick: Callable[[], None]) -> dict[str, np.ndarray]:
+    """Features of `n` clips and, with `augment`, of its perturbed copies of each clip (copy k
+    of clip i is a pure function of (seed, split, i, k))."""
+    copies = augment.copies if augment is not None else 0
+    total = n * (1 + copies)
+    x = np.empty((total, features.n_frames, features.n_features), np.float32)
+    ids = {name: np.empty(total, np.int64) for name in ("y", "speaker", "origin", "copy")}
+    row = 0
+    for i, clip in enumerate(clips):
+        for k in range(1 + copies):
+            if k == 0:
+                x[row] = compute_features(clip.audio, clip.rate_hz, features)
+            else:
+                rng = np.random.default_rng([seed, 0xA06, split_code, i, k])
+                x[row] = perturbed_features(clip.audio, clip.rate_hz, features, augment, rng)
+            for name, value in (("y", clip.label), ("speaker", clip.speaker), ("origin", i),
+                                ("copy", k)):
+                ids[name][row] = value
+            row += 1
+            tick()
+    return {"x": x, **ids}
+
+
+def _synthetic_clips(labels: list[int], spec: SynthSpec, seed: int, split: str,
+                     n_per_class: int) -> Iterator[Clip]:
+    for clip, label, _ in synthetic.iter_samples(labels, split, n_per_class, spec, seed):
+        yield Clip(clip, synthetic.SAMPLE_RATE_HZ, label, -1)
+
+
+def _synthetic_info(labels: list[int], spec: SynthSpec, seed: int) -> dict[str, Any]:
     languages = sorted({label_language(lab) for lab in labels})
     voices = {lang: synthetic.voice_split(lang, spec, seed) for lang in languages}
-    info = {
+    return {
         "generator_version": synthetic.GENERATOR_VERSION,
         "espeak_version": espeak_version(),
         "synth": spec.to_dict(),
@@ -142,26 +300,44 @@ def _build_synthetic(labels: list[int], spec: SynthSpec, features: FeatureConfig
         "voices_train": {lang: v[0] for lang, v in voices.items()},
         "voices_held_out": {lang: v[1] for lang, v in voices.items()},
     }
-    return arrays, info
+
+
+def _speaker_split(root: Path, test_speakers: tuple[int, ...]) -> dict[str, list[heidelberg.HdFile]]:
+    """Both list files' recordings, split by speaker: `test_speakers` test, the others train."""
+    every = [f for split in ("train", "test") for f in heidelberg.read_list(root, split)]
+    present = sorted({f.speaker for f in every})
+    absent = [s for s in test_speakers if s not in present]
+    if absent:
+        raise BadInput(f"test speaker{'s' if len(absent) > 1 else ''} {absent} not in {root} "
+                       f"(speakers: {', '.join(f'{s:02d}' for s in present)})")
+    split = {"train": [f for f in every if f.speaker not in test_speakers],
+             "test": [f for f in every if f.speaker in test_speakers]}
+    if not split["train"]:
+        raise BadInput(f"every speaker of {root} is a test speaker: nothing left to train on")
+    return split
 
 
 def _hd_files(root: Path, labels: list[int], explicit: bool, seed: int,
-              sizes: dict[str, int | None]) -> tuple[list[int], dict[str, list[heidelberg.HdFile]]]:
+              sizes: dict[str, int | None], test_speakers: tuple[int, ...] | None
+              ) -> tuple[list[int], dict[str, list[heidelberg.HdFile]]]:
     """(labels, each split's recordings of them, at most sizes[split] per class by a seeded
-    choice). Without `explicit` classes, the task's labels that the training list has."""
-    listed = {split: heidelberg.read_list(root, split) for split in sizes}
+    choice). Without `explicit` classes, the task's labels that the training split has."""
+    listed = (_speaker_split(root, test_speakers) if test_speakers else
+              {split: heidelberg.read_list(root, split) for split in sizes})
+    where = {split: (f"speakers {list(test_speakers)} of {root}" if split == "test" else
+                     f"the other speakers of {root}") if test_speakers else
+             str(root / heidelberg.LIST_FILES[split]) for split in sizes}
     if not explicit:
         present = {f.label for f in listed["train"]}
         labels = [lab for lab in labels if lab in present]
         if len(labels) < 2:
-            raise BadInput(f"{root / heidelberg.LIST_FILES['train']} lists fewer than two classes "
-                           f"of this task")
+            raise BadInput(f"{where['train']} has fewer than two classes of this task")
     chosen = {}
     for code, (split, n) in enumerate(sizes.items(), 1):
         files = [f for f in listed[split] if f.label in labels]
         absent = sorted(set(labels) - {f.label for f in files})
         if absent:
-            raise BadInput(f"{root / heidelberg.LIST_FILES[split]} lists no recordings of "
+            raise BadInput(f"{where[split]}: no recordings of "
                            f"class{'es' if len(absent) > 1 else ''} {', '.join(map(str, absent))}")
         if n is not None:
             keep = []
@@ -174,78 +350,74 @@ def _hd_files(root: Path, labels: list[int], explicit: bool, seed: int,
     return labels, chosen
 
 
-def _build_hd(root: Path, files: dict[str, list[heidelberg.HdFile]], features: FeatureConfig,
-              progress: Progress | None) -> tuple[dict, dict]:
-    tick = _ticker(sum(len(f) for f in files.values()), progress)
-    arrays: dict[str, np.ndarray] = {}
+def _recordings(files: list[heidelberg.HdFile]) -> Iterator[Clip]:
+    for f in files:
+        audio, rate = heidelberg.load_audio(f.path)
+        yield Clip(audio, rate, f.label, f.speaker)
 
-    def items(split_files: list[heidelberg.HdFile]) -> Iterator[tuple[np.ndarray, int, int]]:
-        for f in split_files:
-            audio, rate = heidelberg.load_audio(f.path)
-            yield audio, rate, f.label
 
-    for split, split_files in files.items():
-        arrays[f"x_{split}"], arrays[f"y_{split}"] = _fill(items(split_files), len(split_files),
-                                                           features, tick)
-    speakers = {split: sorted({f.speaker for f in fs}) for split, fs in files.items()}
-    info = {
-        "data_root": str(root.resolve()),
-        "speakers_train": speakers["train"],
-        "speakers_test": speakers["test"],
-        "speakers_test_only": sorted(set(speakers["test"]) - set(speakers["train"])),
-    }
+def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.HdFile]] | None,
+           progress: Progress | None) -> tuple[dict, dict]:
+    """Featurize the test split, the training split with its perturbed copies, and the mixed-in
+    synthetic clips; returns (arrays, info)."""
+    task = TASK_DEFS[spec.task]
+    synth = task.synth if spec.synth is None else spec.synth
+    copies = spec.augment.copies
+    if files is None:  # synthetic
+        sizes = {"train": spec.n_train_per_class or task.n_train_per_class,
+                 "test": spec.n_test_per_class or task.n_test_per_class}
+        sources = {split: (_synthetic_clips(labels, synth, spec.seed, split, n), n * len(labels))
+                   for split, n in sizes.items()}
+        mixed = 0
+    else:
+        sources = {split: (_recordings(fs), len(fs)) for split, fs in files.items()}
+        mixed = spec.mix_synthetic * len(labels)
+    total = sources["test"][1] + sources["train"][1] * (1 + copies) + mixed
+    tick = _ticker(total, progress)
+    test = _featurize(*sources["test"], spec.features, None, spec.seed, 2, tick)
+    train = _featurize(*sources["train"], spec.features, spec.augment, spec.seed, 1, tick)
+    if mixed:
+        extra = _featurize(_synthetic_clips(labels, synth, spec.seed, "train", spec.mix_synthetic),
+                           mixed, spec.features, None, spec.seed, 3, tick)
+        extra["origin"] += int(train["origin"].max()) + 1
+        train = {name: np.concatenate([train[name], extra[name]]) for name in train}
+    arrays = {"x_train": train["x"], "y_train": train["y"], "speaker_train": train["speaker"],
+              "origin_train": train["origin"], "copy_train": train["copy"],
+              "x_test": test["x"], "y_test": test["y"]}
+    info: dict[str, Any] = {"augment": spec.augment.to_dict(), "mix_synthetic": spec.mix_synthetic}
+    if files is None or mixed:
+        info.update(_synthetic_info(labels, synth, spec.seed))
+    if files is not None:
+        speakers = {split: sorted({f.speaker for f in fs}) for split, fs in files.items()}
+        info.update({
+            "data_root": str(spec.root.resolve()),
+            "speakers_train": speakers["train"],
+            "speakers_test": speakers["test"],
+            "speakers_test_only": sorted(set(speakers["test"]) - set(speakers["train"])),
+        })
     return arrays, info
 
 
-def load_task(task: str, dataset: str = "synthetic", data_root: str | Path | None = None,
-              classes: Sequence[int] | None = None, seed: int = 0,
-              features: FeatureConfig | None = None, n_train_per_class: int | None = None,
-              n_test_per_class: int | None = None, cache_dir: str | Path | None = None,
-              progress: Progress | None = None, synth: SynthSpec | None = None) -> TaskData:
-    """Load (from the cache, else generate or read) a task's normalized train/test features.
-
-    task: one of TASKS. dataset "synthetic" (eSpeak NG, offline) or "hd" (Heidelberg Digits
-    files under `data_root`). classes: a subset of the task's label ids. n_*_per_class: synthetic
-    sizes (default: the task's), or a seeded cap per class for "hd" (default: all). synth:
-    overrides the task's synthetic difficulty. progress(done, total) is called per clip.
-    Raises BadInput for anything unusable.
-    """
-    if task not in TASK_DEFS:
-        raise BadInput(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    if dataset not in DATASETS:
-        raise BadInput(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    task_def = TASK_DEFS[task]
-    labels = _select_labels(task_def, classes)
-    features = FeatureConfig() if features is None else features
-    if not isinstance(features, FeatureConfig):
-        raise BadInput(f"features must be a FeatureConfig, got {type(features).__name__}")
-    seed = _integer("seed", seed, 0)
-    if synth is not None and not isinstance(synth, SynthSpec):
-        raise BadInput(f"synth must be a SynthSpec, got {type(synth).__name__}")
-    n_train = _count("n_train_per_class", n_train_per_class)
-    n_test = _count("n_test_per_class", n_test_per_class)
-    settings: dict[str, Any] = {"data_format": DATA_FORMAT, "task": task, "dataset": dataset,
-                                "classes": labels, "seed": seed, "features": features.to_dict()}
-    if dataset == "synthetic":
-        spec = task_def.synth if synth is None else synth
-        sizes = {"train": n_train or task_def.n_train_per_class, "test": n_test or task_def.n_test_per_class}
-        settings.update(generator_version=synthetic.GENERATOR_VERSION, synth=spec.to_dict(),
-                        n_per_class=sizes)
-
-        def build() -> tuple[dict, dict]:
-            return _build_synthetic(labels, spec, features, seed, sizes, progress)
+def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
+              progress: Progress | None = None) -> TaskData:
+    """Load (from the cache, else generate or read) the normalized train/test features of
+    `spec`. progress(done, total) is called per clip. Raises BadInput for anything unusable."""
+    labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
+    settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict(), "classes": labels}
+    if spec.dataset == "synthetic":
+        files = None
+        settings["generator_version"] = synthetic.GENERATOR_VERSION
     else:
-        root = heidelberg.check_root(data_root)
-        labels, files = _hd_files(root, labels, classes is not None, seed,
-                                  {"train": n_train, "test": n_test})
-        settings.update(classes=labels, root=str(root.resolve()), n_per_class=[n_train, n_test],
-                        files={s: heidelberg.fingerprint(f) for s, f in files.items()})
-
-        def build() -> tuple[dict, dict]:
-            return _build_hd(root, files, features, progress)
+        root = heidelberg.check_root(spec.root)
+        labels, files = _hd_files(root, labels, spec.classes is not None, spec.seed,
+                                  {"train": spec.n_train_per_class, "test": spec.n_test_per_class},
+                                  spec.test_speakers)
+        settings.update(classes=labels, root=str(root.resolve()),
+                        files={s: heidelberg.fingerprint(f) for s, f in files.items()},
+                        generator_version=synthetic.GENERATOR_VERSION if spec.mix_synthetic else None)
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
-    path = folder / f"{task}-{dataset}-{cache.cache_key(settings)}.npz"
+    path = folder / f"{spec.task}-{spec.dataset}-{cache.cache_key(settings)}.npz"
     existed = path.exists()
     stored = cache.load(path)
     if stored is not None and not set(np.unique(np.concatenate(
@@ -259,10 +431,10 @@ def load_task(task: str, dataset: str = "synthetic", data_root: str | Path | Non
     else:
         status = "regenerated" if existed else "miss"
         start = time.perf_counter()
-        arrays, extra = build()
-        info = {"task": task, "dataset": dataset, "seed": seed, "classes": labels,
+        arrays, extra = _build(spec, labels, files, progress)
+        info = {"task": spec.task, "dataset": spec.dataset, "seed": spec.seed, "classes": labels,
                 "class_names": [label_name(lab) for lab in labels],
-                "features": features.to_dict(),
+                "features": spec.features.to_dict(),
                 "sizes": {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])},
                 **extra, "build_seconds": round(time.perf_counter() - start, 3)}
         cache.save(path, arrays, info)
@@ -276,5 +448,25 @@ def load_task(task: str, dataset: str = "synthetic", data_root: str | Path | Non
         y_train=np.searchsorted(index, stored["y_train"]).astype(np.int64),
         x_test=apply_normalization(stored["x_test"], normalization),
         y_test=np.searchsorted(index, stored["y_test"]).astype(np.int64),
-        classes=labels, class_names=[label_name(lab) for lab in labels], features=features,
-        normalization=normalization, info=info)
+        classes=labels, class_names=[label_name(lab) for lab in labels], features=spec.features,
+        normalization=normalization, speaker_train=stored["speaker_train"],
+        origin_train=stored["origin_train"], copy_train=stored["copy_train"], info=info)
+
+
+def load_task(task: str, dataset: str = "synthetic", data_root: str | Path | None = None,
+              classes: Sequence[int] | None = None, seed: int = 0,
+              features: FeatureConfig | None = None, n_train_per_class: int | None = None,
+              n_test_per_class: int | None = None, cache_dir: str | Path | None = None,
+              progress: Progress | None = None, synth: SynthSpec | None = None,
+              test_speakers: Sequence[int] | None = None, mix_synthetic: int = 0,
+              augment: AugmentSpec | None = None) -> TaskData:
+    """`load_data` with the DataSpec's fields as keyword arguments (no recipe defaults: see
+    `DataSpec.default`)."""
+    spec = DataSpec(task=task, dataset=dataset,
+                    data_root=None if data_root is None else str(data_root), classes=classes,
+                    seed=seed, n_train_per_class=n_train_per_class,
+                    n_test_per_class=n_test_per_class, test_speakers=test_speakers,
+                    mix_synthetic=mix_synthetic,
+                    augment=AugmentSpec(copies=0) if augment is None else augment,
+                    features=FeatureConfig() if features is None else features, synth=synth)
+    return load_data(spec, cache_dir, progress)
