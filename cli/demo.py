@@ -39,8 +39,8 @@ def demo(out, task, bits, mode, epochs, seed, tiny):
     out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=mode)
     if tiny:
-        settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3), h=4,
-                                n=4, mode=mode, data=TINY_DATA)
+        settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3),
+                                model={"h": 4, "n": 4, "n_layers": 1}, mode=mode, data=TINY_DATA)
     summary = run_demo(out, settings, echo=click.echo)
     click.echo("")
     click.echo(summary_table(summary))

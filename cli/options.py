@@ -25,12 +25,21 @@ bits_option = click.option(
     help=f"Bits per device for the S4D kernels, 1..{MAX_BITS}, or 'float' (no quantization).")
 
 
-a_range_option = click.option(
-    "--a-range", type=click.FloatRange(0.1, 1.0), default=ModelConfig.a_range, show_default=True,
-    help="Fixed dynamic range of the discretized A: every mode stays within |Abar| <= a_range "
+A_RANGE_HELP = (
+    "Fixed dynamic range of the discretized A: every mode stays within |Abar| <= a_range "
     "and strictly inside the unit circle (1 is plain S4D, the paper's range, where ternary "
     "kernels are memoryless; below 1 adds a leak that keeps conductance errors from building up "
     "over the recurrence, docs/model.md).")
+
+
+def a_range_option(default: float | None = ModelConfig.a_range):
+    """--a-range; with default None the task's (config.TASK_MODELS)."""
+    return click.option("--a-range", type=click.FloatRange(0.1, 1.0), default=default,
+                        show_default=default is not None,
+                        help=A_RANGE_HELP + ("" if default is not None else
+                                             " Default: the task's (zero-one 0.75, digits and "
+                                             "hd20 0.95)."))
+
 
 ranges_option = click.option(
     "--ranges", type=click.Choice([r.replace("_", "-") for r in RANGES]),

@@ -46,7 +46,7 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "(the paper: one kernel per crossbar), or on every cell that matters (also the off "
               "cells between kernels packed on one array: noise becomes cross-talk).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
-@a_range_option
+@a_range_option()
 @ranges_option
 @click.option("--h", "h", type=click.IntRange(1, 4096), default=16, show_default=True)
 @click.option("--n", "n", type=click.IntRange(2, 256), default=4, show_default=True)
@@ -93,8 +93,9 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     for model_seed in model_seeds:
         data_spec = DataSpec.default(task, seed=model_seed)
         for bits in bits_list:
-            path, summary, cached = trained_model(data_spec, bits=bits, epochs=epochs, h=h, n=n,
-                                                  a_range=a_range, ranges=ranges)
+            model = {"h": h, "n": n, "n_layers": 1, "bits": bits, "a_range": a_range,
+                     "ranges": ranges}
+            path, summary, cached = trained_model(data_spec, model=model, epochs=epochs)
             checkpoints[bits, model_seed] = str(path)
             click.echo(f"{bits}-bit model, seed {model_seed}: software "
                        f"{100 * summary['software_accuracy']:.2f} % "

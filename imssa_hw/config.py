@@ -55,3 +55,22 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**data)
+
+
+DIGITS_MODEL = {"h": 64, "n": 8, "n_layers": 2, "a_range": 0.95, "dt_min": 0.01, "dt_max": 0.5}
+TASK_MODELS: dict[str, dict] = {
+    "zero-one": {"h": 16, "n": 4, "n_layers": 1},
+    "digits": DIGITS_MODEL,
+    "hd20": DIGITS_MODEL,
+}
+"""Per-task ModelConfig defaults (bits aside). zero-one: the paper's one-layer model. Ten or
+twenty classes need a larger one, longer memory (|Abar| up to 0.95) and a spread of time
+scales (dt 0.01-0.5 over 32 steps): measured on real speech in docs/data.md."""
+TASK_EPOCHS = 40
+
+
+def task_model(task: str, **changes) -> dict:
+    """The ModelConfig fields (no d_input, n_classes) of `task`'s default model, with
+    `changes` (None values ignored) applied."""
+    return {**TASK_MODELS[task], **{k: v for k, v in changes.items() if v is not None}}
+

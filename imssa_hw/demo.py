@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from imssa_hw.config import task_model
 from imssa_hw.files import write_json
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class DemoSettings:
     bits: int = 2
     seed: int = 0
     epochs: int = 40
-    h: int = 16
-    n: int = 4
+    model: dict = field(default_factory=dict)
+    """Changes to the task's default model (`config.task_model`), e.g. a tiny one."""
     mode: str = "onboard"
     tolerance_s: float = 2e-6
     data: dict = field(default_factory=dict)
@@ -72,8 +73,8 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     timings: dict[str, float] = {}
     with _stage("train", timings, echo):
         cached_path, trained, cached = trained_model(
-            settings.data_spec(), bits=settings.bits, epochs=settings.epochs, h=settings.h,
-            n=settings.n)
+            settings.data_spec(), epochs=settings.epochs,
+            model=task_model(settings.task, bits=settings.bits, **settings.model))
         model_path = out / "model.pt"
         shutil.copyfile(cached_path, model_path)
         ckpt = load_checkpoint(model_path)

@@ -23,9 +23,7 @@ SUMMARY_KEYS = ("software_accuracy", "float_accuracy", "n_train", "n_test", "epo
                 "speakers_test", "wall_time_s")
 
 
-def trained_model(data_spec: "DataSpec", *, bits: int | None, epochs: int, h: int, n: int,
-                  a_range: float = ModelConfig.a_range, ranges: str = ModelConfig.ranges
-                  ) -> tuple[Path, dict, bool]:
+def trained_model(data_spec: "DataSpec", *, model: dict, epochs: int) -> tuple[Path, dict, bool]:
     """The cached checkpoint for these settings (trained now if missing), its training
     summary, and whether it came from the cache."""
     from imssa_hw.checkpoint import load_checkpoint
@@ -33,13 +31,12 @@ def trained_model(data_spec: "DataSpec", *, bits: int | None, epochs: int, h: in
     from imssa_hw.errors import BadInput
     from imssa_hw.training import TrainConfig, train_task
 
-    key = {"version": __version__, "data": data_spec.to_dict(), "bits": bits, "epochs": epochs,
-           "h": h, "n": n,
+    config = ModelConfig(d_input=1, n_classes=2, **model)
+    key = {"version": __version__, "data": data_spec.to_dict(), "epochs": epochs,
            # the settings the model and its data are built with
-           "model": asdict(ModelConfig(d_input=1, n_classes=2, a_range=a_range, ranges=ranges)),
-           "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION}
+           "model": asdict(config), "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_root() / "models" / f"{data_spec.task}-{bits or 'float'}bit-{digest}.pt"
+    path = cache_root() / "models" / f"{data_spec.task}-{config.bits or 'float'}bit-{digest}.pt"
     if path.is_file():
         try:
             meta = load_checkpoint(path).meta
@@ -47,6 +44,5 @@ def trained_model(data_spec: "DataSpec", *, bits: int | None, epochs: int, h: in
         except BadInput:
             path.unlink()
     with atomic_path(path) as tmp:
-        summary = train_task(data_spec, tmp, bits=bits, epochs=epochs, h=h, n=n,
-                             a_range=a_range, ranges=ranges)
+        summary = train_task(data_spec, tmp, model=model, epochs=epochs)
     return path, {k: summary[k] for k in SUMMARY_KEYS}, False

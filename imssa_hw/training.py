@@ -195,12 +195,11 @@ def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
     return {"model": model_cfg.to_dict(), "train": asdict(cfg)}
 
 
-def train_task(data_spec: "DataSpec", out: str | Path, *, bits: int | None, epochs: int,
-               h: int = 16, n: int = 4, layers: int = 1, noise_levels: float = 0.0,
-               a_range: float = ModelConfig.a_range, ranges: str = ModelConfig.ranges,
+def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: int,
                data_progress: Callable[[int, int], None] | None = None,
                epoch_progress: Callable[[dict], None] | None = None) -> dict:
-    """Load the data of `data_spec`, train, and save `out`.
+    """Load the data of `data_spec`, train a model of `model` (ModelConfig fields but
+    d_input and n_classes, e.g. `config.task_model(task, bits=2)`), and save `out`.
 
     Validation (the epoch kept) uses held-out training speakers where there are enough of
     them (`TaskData.validation_split`). Returns the summary (task, classes, bits, accuracies,
@@ -211,16 +210,14 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, bits: int | None, epoc
     from imssa_hw.data import load_data
 
     data = load_data(data_spec, progress=data_progress)
-    model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), h=h,
-                            n=n, n_layers=layers, bits=bits, noise_levels=noise_levels,
-                            a_range=a_range, ranges=ranges)
+    model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), **model)
     cfg = TrainConfig(epochs=epochs, seed=data_spec.seed)
     split = data.validation_split(cfg.validation_fraction, cfg.seed)
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
                    progress=epoch_progress, split=split)
     summary = {
         "task": data_spec.task, "dataset": data_spec.dataset,
-        "classes": data.classes, "class_names": data.class_names, "bits": bits,
+        "classes": data.classes, "class_names": data.class_names, "bits": model_cfg.bits,
         "software_accuracy": result.software_accuracy, "float_accuracy": result.float_accuracy,
         "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
         "n_validation": int(len(split[1])), "epochs": epochs,

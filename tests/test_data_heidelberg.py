@@ -115,6 +115,14 @@ def test_perturbed_copies_share_their_clip_and_stay_out_of_validation(hd_root, t
     assert len(fit) + 3 * len(val) == len(d.y_train)
 
 
+def test_german_synthetic_speech_mixes_into_hd20(hd_root, tmp_path):
+    d = load_task("hd20", dataset="hd", data_root=hd_root, classes=[1, 11], mix_synthetic=2,
+                  cache_dir=tmp_path)
+    synthetic = d.speaker_train == -1
+    assert synthetic.sum() == 4 and np.bincount(d.y_train[synthetic]).tolist() == [2, 2]
+    assert d.info["voices_train"]["german"] and d.info["voices_train"]["english"]
+
+
 def test_validation_holds_out_whole_speakers_when_there_are_enough():
     speakers = np.repeat([0, 1, 2, 3, 4], 4)
     origin = np.arange(20)

@@ -46,7 +46,7 @@ def test_demo_tiny_end_to_end(tmp_path, cache_env):
 def test_sweep_two_points(tmp_path, monkeypatch):
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "model.pt"
-    train_task(TINY, path, bits=2, epochs=2, h=2, n=4)
+    train_task(TINY, path, model={"bits": 2, "h": 2, "n": 4}, epochs=2)
     points = [SweepPoint(str(path), 2, sigma, 0, "open_loop") for sigma in (0.0, 30e-6)]
     results = run_points(points, workers=2)
     clean, noisy = sorted(results, key=lambda r: r["sigma_s"])
@@ -84,7 +84,7 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "model.pt"
-    train_task(TINY, path, bits=2, epochs=2, h=2, n=4)
+    train_task(TINY, path, model={"bits": 2, "h": 2, "n": 4}, epochs=2)
     points = [SweepPoint(str(path), 2, sigma, 0, "open_loop") for sigma in (0.0, 30e-6)]
     local = run_points(points, workers=1)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
@@ -101,7 +101,7 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     from imssa_hw.sweep import tile_cells
 
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
-    train_task(TINY, tmp_path / "m.pt", bits=2, epochs=1, h=3, n=4)
+    train_task(TINY, tmp_path / "m.pt", model={"bits": 2, "h": 3, "n": 4}, epochs=1)
     dep = compile_checkpoint(load_checkpoint(tmp_path / "m.pt"), load_profile("board-default"))
     tiles = tile_cells(dep)
     assert (tiles <= dep.used).all()  # a subset of the cells that matter ...

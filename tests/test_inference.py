@@ -33,11 +33,13 @@ TINY = DataSpec.default("zero-one", seed=5, n_train_per_class=16, n_test_per_cla
 def deployment(tmp_path_factory):
     """A small trained 3-bit model compiled for one 16x20 array (two 5x10 kernel tiles)."""
     folder = tmp_path_factory.mktemp("infer")
-    train_task(TINY, folder / "model.pt", bits=3, epochs=4, h=2, n=4)
+    train_task(TINY, folder / "model.pt", model={"bits": 3, "h": 2, "n": 4}, epochs=12)
     ckpt = load_checkpoint(folder / "model.pt")
     base = load_profile("board-default")
     profile = replace(base, geometry=replace(base.geometry, arrays=1, rows=16, cols=20))
-    dep = compile_checkpoint(ckpt, profile)
+    # Ranges from the test clips themselves: these tests are about the loops, not about
+    # choosing ranges (the unseen speaker's states reach 1.5x those of the few training clips)
+    dep = compile_checkpoint(ckpt, profile, probe_features=load_test_set(ckpt)[0])
     save_deployment(dep, folder / "deploy")
     copy_checkpoint(folder / "model.pt", folder / "deploy")
     return folder / "deploy", dep, ckpt
@@ -128,7 +130,7 @@ def test_measured_responses_reproduce_the_executor(deployment):
     _, dep, ckpt = deployment
     features, _, _ = load_test_set(ckpt)
     rng = np.random.default_rng(0)
-    maps = np.maximum(dep.targets + rng.normal(0, 2e-6, dep.targets.shape) * dep.used, 0)
+    maps = np.maximum(dep.targets + rng.normal(0, 5e-6, dep.targets.shape) * dep.used, 0)
     expected = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
     model = measured_model(ckpt, dep, maps, features.shape[1])
     with torch.no_grad():

@@ -35,10 +35,10 @@ class FeatureConfig:
     last 10 ms frame within `trim_db` of the loudest (plus 20 ms each side; None keeps the whole
     clip). kind "logmel": `n_mels` log mel-band energies (HTK mel, `fmin_hz`..`fmax_hz`) of
     `win_s` Hann windows, in nepers relative to the clip's loudest band, floored `floor_db`
-    below it. timing "stretch" spreads the `n_frames` windows evenly over the speech, whatever
-    its duration (a fast and a slow speaker give the same number of frames per word); "fixed"
-    puts them `hop_s` apart with the speech centred (padding is the clip's floor; a longer
-    clip keeps its span of most energy). kind "waveform": the signal at `sample_rate_hz`, peak
+    below it. timing "fixed" puts the `n_frames` windows `hop_s` apart with the speech centred
+    (padding is the clip's floor; a clip longer than the span keeps its span of most energy);
+    "stretch" spreads them evenly over the speech, whatever its duration (measured worse on
+    real speech: docs/data.md). kind "waveform": the signal at `sample_rate_hz`, peak
     normalized, centred, cut into non-overlapping frames of `hop_s` (F = hop_s *
     sample_rate_hz samples per step); it uses the fixed timing.
     """
@@ -53,7 +53,7 @@ class FeatureConfig:
     fmax_hz: float | None = 3800.0
     floor_db: float = 60.0
     trim_db: float | None = 40.0
-    timing: str = "stretch"
+    timing: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

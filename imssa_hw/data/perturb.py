@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 from scipy.signal import lfilter
 
 from imssa_hw.data import augment
+from imssa_hw.data.knobs import Knobs
 from imssa_hw.data.features import (FeatureConfig, as_mono_float, compute_features, resample,
                                     uniform_positions)
 from imssa_hw.errors import BadInput
@@ -26,14 +27,14 @@ SPEED_STEPS = 40  # speed factors are rounded to 1/40 so resampling filters are 
 
 
 @dataclass(frozen=True)
-class AugmentSpec:
+class AugmentSpec(Knobs):
     """How many perturbed copies of each training clip, and the range of every perturbation.
 
     Each (low, high) pair is drawn uniformly per copy; each `*_prob` is the chance that a copy
     gets that perturbation.
     """
 
-    copies: int = 8
+    copies: int = 4
     """Perturbed copies per training clip (the clean clip is kept as well); 0 turns it off."""
     speed: tuple[float, float] = (0.85, 1.15)
     """Resampling factor: tempo, pitch and formants move together."""
@@ -54,36 +55,21 @@ class AugmentSpec:
     snr_db: tuple[float, float] = (5.0, 30.0)
     gain_db: tuple[float, float] = (-20.0, 20.0)
 
+    WHAT: ClassVar[str] = "augmentation"
+
     def __post_init__(self) -> None:
-        if int(self.copies) != self.copies or self.copies < 0:
+        if isinstance(self.copies, bool) or int(self.copies) != self.copies or self.copies < 0:
             raise BadInput(f"augmentation copies must be a non-negative integer, got {self.copies}")
+        self._check_ranges()
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_prob") and not 0.0 <= float(value) <= 1.0:
                 raise BadInput(f"augmentation {f.name} must be in 0..1, got {value}")
-            if isinstance(f.default, tuple):
-                try:
-                    lo, hi = (float(v) for v in value)
-                except (TypeError, ValueError):
-                    raise BadInput(f"augmentation {f.name} must be a (low, high) pair, "
-                                   f"got {value!r}") from None
-                if not lo <= hi:
-                    raise BadInput(f"augmentation {f.name} has low > high: {value!r}")
-                object.__setattr__(self, f.name, (lo, hi))
         if not (0 < self.speed[0] and 0 < self.warp[0] and 0 < self.rt60_s[0]):
             raise BadInput("augmentation speed, warp and rt60_s must be positive")
         if not (0 <= self.tempo_warp < 0.5 and 0 <= self.shift < 0.5):
             raise BadInput("augmentation tempo_warp and shift must be in 0..0.5")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AugmentSpec":
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise BadInput(f"unknown augmentation settings: {', '.join(unknown)}")
-        return cls(**d)
 
 
 def _positions(n_frames: int, spec: AugmentSpec, rng: np.random.Generator) -> np.ndarray:

@@ -8,15 +8,15 @@ generation gives the same clips.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from imssa_hw.data import augment
+from imssa_hw.data.knobs import Knobs
 from imssa_hw.data.features import resample
 from imssa_hw.data.labels import label_language, label_text
 from imssa_hw.data.synth import synthesize
@@ -62,18 +62,8 @@ BABBLE_POOL_SIZE = 24
 _PUNCTUATION = ("", ".", "!", "?")  # changes eSpeak's intonation
 
 
-def _range(name: str, value: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise BadInput(f"synthetic setting {name} must be a (low, high) pair, got {value!r}") from None
-    if not lo <= hi:
-        raise BadInput(f"synthetic setting {name} has low > high: {value!r}")
-    return lo, hi
-
-
 @dataclass(frozen=True)
-class SynthSpec:
+class SynthSpec(Knobs):
     """The difficulty knobs of a synthetic task; each (low, high) pair is drawn uniformly per clip.
 
     snr_db: speech (active part) to noise ratio; noise_kinds: drawn uniformly per clip (repeat
@@ -103,18 +93,16 @@ class SynthSpec:
     holdout_variants: int = 4
     holdout_accents: int = 2
 
+    WHAT: ClassVar[str] = "synthetic"
+
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "noise_kinds":
-                kinds = tuple(str(k) for k in value)
-                bad = [k for k in kinds if k not in augment.NOISE_KINDS]
-                if not kinds or bad:
-                    raise BadInput(f"synthetic noise_kinds must be among "
-                                   f"{', '.join(augment.NOISE_KINDS)}, got {value!r}")
-                object.__setattr__(self, f.name, kinds)
-            elif isinstance(f.default, tuple):
-                object.__setattr__(self, f.name, _range(f.name, value))
+        self._check_ranges()
+        kinds = tuple(str(k) for k in self.noise_kinds)
+        bad = [k for k in kinds if k not in augment.NOISE_KINDS]
+        if not kinds or bad:
+            raise BadInput(f"synthetic noise_kinds must be among "
+                           f"{', '.join(augment.NOISE_KINDS)}, got {self.noise_kinds!r}")
+        object.__setattr__(self, "noise_kinds", kinds)
         for name in ("band_limit_prob", "reverb_prob"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise BadInput(f"synthetic setting {name} must be in 0..1")
@@ -126,16 +114,6 @@ class SynthSpec:
             raise BadInput("synthetic babble_talkers must be >= 1")
         if int(self.holdout_variants) < 0 or int(self.holdout_accents) < 0:
             raise BadInput("synthetic holdout counts must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SynthSpec":
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise BadInput(f"unknown synthetic settings: {', '.join(unknown)}")
-        return cls(**d)
 
 
 def voice_split(language: str, spec: SynthSpec, seed: int) -> tuple[list[str], list[str]]:

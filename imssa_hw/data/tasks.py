@@ -59,7 +59,7 @@ TASK_DEFS: dict[str, Task] = {
 }
 DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic"}
 """Real speech where the shipped recordings have the classes; FSDD has no German."""
-REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 150}
+REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 500}
 """The recipe for real recordings (measured in docs/data.md): perturbed copies of every
 training clip, and synthetic clips of the same words by many voices mixed in."""
 
@@ -107,7 +107,7 @@ class DataSpec:
     test_speakers: tuple[int, ...] | None = None
     """Real data: these speakers form the test split, all others train (None: the list files)."""
     mix_synthetic: int = 0
-    """Real data: synthetic clips per class (training voices) added to the training split."""
+    """Real data: synthetic clips per class (every eSpeak voice) added to the training split."""
     augment: AugmentSpec = AugmentSpec(copies=0)
     features: FeatureConfig = FeatureConfig()
     synth: SynthSpec | None = None
@@ -376,7 +376,8 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
     tick = _ticker(total, progress)
     test = _featurize(*sources["test"], spec.features, None, spec.seed, 2, tick)
     train = _featurize(*sources["train"], spec.features, spec.augment, spec.seed, 1, tick)
-    if mixed:
+    if mixed:  # every eSpeak voice: nothing of the synthetic split is held out for testing
+        synth = dataclasses.replace(synth, holdout_variants=0, holdout_accents=0)
         extra = _featurize(_synthetic_clips(labels, synth, spec.seed, "train", spec.mix_synthetic),
                            mixed, spec.features, None, spec.seed, 3, tick)
         extra["origin"] += int(train["origin"].max()) + 1
