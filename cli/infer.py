@@ -21,7 +21,8 @@ from imssa_hw.cli.board import port_option, timeout_option
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="The trained model (default: DEPLOY_DIR/model.pt, copied there by compile).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Heidelberg Digits folder, for models trained on --dataset hd.")
+              help="Heidelberg Digits folder, for models trained on --dataset hd (default: the "
+              "folder they were trained on).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only the first N test samples.")
 @click.option("--report", type=click.Path(path_type=Path), default=None,

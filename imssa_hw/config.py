@@ -57,15 +57,15 @@ class ModelConfig:
         return cls(**data)
 
 
-DIGITS_MODEL = {"h": 64, "n": 8, "n_layers": 2, "a_range": 0.95, "dt_min": 0.01, "dt_max": 0.5}
+DIGITS_MODEL = {"h": 64, "n": 8, "n_layers": 2, "a_range": 0.95}
 TASK_MODELS: dict[str, dict] = {
     "zero-one": {"h": 16, "n": 4, "n_layers": 1},
     "digits": DIGITS_MODEL,
     "hd20": DIGITS_MODEL,
 }
 """Per-task ModelConfig defaults (bits aside). zero-one: the paper's one-layer model. Ten or
-twenty classes need a larger one, longer memory (|Abar| up to 0.95) and a spread of time
-scales (dt 0.01-0.5 over 32 steps): measured on real speech in docs/data.md."""
+twenty classes need a larger one with longer memory (|Abar| up to 0.95): measured on real
+speech in docs/data.md."""
 TASK_EPOCHS = 40
 
 

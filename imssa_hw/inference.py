@@ -200,7 +200,7 @@ def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
     from imssa_hw.data import DataSpec, load_data
 
     spec = DataSpec.of_checkpoint(ckpt.meta)
-    if data_root is not None:
+    if data_root is not None and spec.dataset == "hd":
         spec = replace(spec, data_root=str(data_root))
     data = load_data(spec)
     n = len(data.y_test) if limit is None else min(limit, len(data.y_test))

@@ -135,6 +135,8 @@ class DataSpec:
                            "not to --dataset synthetic")
         if self.dataset == "hd" and self.data_root is None:
             raise BadInput("dataset 'hd' needs a data root (the folder with audio/ and the list files)")
+        if self.dataset != "hd" and self.data_root is not None:
+            raise BadInput(f"a data root is for dataset 'hd', not {self.dataset!r}")
 
     @classmethod
     def default(cls, task: str = "zero-one", dataset: str | None = None, **changes: Any) -> "DataSpec":
@@ -261,8 +263,9 @@ def _ticker(total: int, progress: Progress | None) -> Callable[[], None]:
 
 def _featurize(clips: Iterable[Clip], n: int, features: FeatureConfig, augment: AugmentSpec | None,
                seed: int, split_code: int, tick: Callable[[], None]) -> dict[str, np.ndarray]:
-    """Features of `n` clips and, with `augment`, of its perturbed copies of each clip (copy k
-    of clip i is a pure function of (seed, split, i, k))."""
+    """Features of `n` clips, each followed by `augment.copies` perturbed copies of it (copy k
+    of clip i is a pure function of (seed, split_code, i, k)), with every row's label,
+    speaker, clip index (origin) and copy number."""
     copies = augment.copies if augment is not None else 0
     total = n * (1 + copies)
     x = np.empty((total, features.n_frames, features.n_features), np.float32)
@@ -322,11 +325,13 @@ def _hd_files(root: Path, labels: list[int], explicit: bool, seed: int,
               ) -> tuple[list[int], dict[str, list[heidelberg.HdFile]]]:
     """(labels, each split's recordings of them, at most sizes[split] per class by a seeded
     choice). Without `explicit` classes, the task's labels that the training split has."""
-    listed = (_speaker_split(root, test_speakers) if test_speakers else
-              {split: heidelberg.read_list(root, split) for split in sizes})
-    where = {split: (f"speakers {list(test_speakers)} of {root}" if split == "test" else
-                     f"the other speakers of {root}") if test_speakers else
-             str(root / heidelberg.LIST_FILES[split]) for split in sizes}
+    if test_speakers:
+        listed = _speaker_split(root, test_speakers)
+        where = {"train": f"the other speakers of {root}",
+                 "test": f"speakers {list(test_speakers)} of {root}"}
+    else:
+        listed = {split: heidelberg.read_list(root, split) for split in sizes}
+        where = {split: str(root / heidelberg.LIST_FILES[split]) for split in sizes}
     if not explicit:
         present = {f.label for f in listed["train"]}
         labels = [lab for lab in labels if lab in present]
