@@ -72,8 +72,13 @@ def main() -> None:
     out: dict = {"data": str(args.data_root or "shipped FSDD (speakers 00-03)"), "seeds": seeds}
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases.split(","):
-            runs = [run(case, speaker, seed, args.data_root, Path(tmp))
-                    for speaker in speakers for seed in seeds]
+            runs = []
+            for speaker in speakers:
+                for seed in seeds:
+                    runs.append(run(case, speaker, seed, args.data_root, Path(tmp)))
+                    print(f"{case}: speaker {speaker:02d}, seed {seed}: "
+                          f"{100 * runs[-1]['accuracy']:.1f} % ({runs[-1]['command_s']:.0f} s)",
+                          file=sys.stderr, flush=True)
             per_speaker = {f"{s:02d}": float(np.mean([r["accuracy"] for r in runs
                                                        if r["speaker"] == s])) for s in speakers}
             out[case] = {"per_speaker": per_speaker, "mean": float(np.mean(list(per_speaker.values()))),

@@ -1,4 +1,5 @@
-"""drivers/, calibration/ and cli/ install as imssa_hw.* and never as generic top-level names."""
+"""drivers/, calibration/ and cli/ install as imssa_hw.* and never as generic top-level names;
+the shipped recordings install with their license."""
 
 from __future__ import annotations
 
@@ -74,3 +75,8 @@ def test_regular_install_has_every_module(tmp_path):
     assert not any(result["generic"].values()), result["generic"]
     missing = _source_modules() - set(result["modules"])
     assert not missing, f"modules not installed (add their package to setup.cfg): {sorted(missing)}"
+    # the shipped recordings come with their license and attribution (CC BY-SA 4.0)
+    fsdd = target / "imssa_hw" / "data" / "fsdd"
+    assert (fsdd / "LICENSE").is_file() and (fsdd / "README.md").is_file()
+    assert (fsdd / "train_filenames.txt").is_file() and (fsdd / "test_filenames.txt").is_file()
+    assert len(list((fsdd / "audio").glob("*.flac"))) == 2000
