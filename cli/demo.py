@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import bits_option
+from imssa_hw.cli.options import bits_option, board_training_options
 
 TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0}
 """--tiny: a few clips per class, no synthetic speech mixed in (still augmented)."""
@@ -25,22 +25,40 @@ TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0}
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the data, the model and the emulated board.")
+@click.option("--board-seed", type=int, default=None,
+              help="Seed of the emulated board alone (default: --seed): the same model on "
+              "another board.")
+@click.option("--emulator-profile", default=None,
+              help="The emulated board's device profile: a TOML file or a shipped one "
+              "(emulator-default, emulator-harsh); see `imssa-hw emulate --help`.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one emulator profile value, e.g. defects.stuck_on_fraction=0.02 "
+              "(repeatable).")
 @click.option("--tiny", is_flag=True,
               help="A small model and data set: a smoke test, not a measurement.")
-def demo(out, task, bits, mode, epochs, seed, tiny):
+@board_training_options
+def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, overrides, tiny,
+         board_profile, hardware_aware):
     """Train (or reuse) a model, start an emulated board, calibrate, compile with the defect
     map, program with write-verify, run the test set through the board, stop the board, and
     print software against hardware accuracy. Writes summary.json and every stage's files."""
     from imssa_hw.demo import DemoSettings, run_demo, summary_table
+    from imssa_hw.emulator.profile import load_profile, parse_override
     from imssa_hw.errors import BadInput
 
     if bits is None:
         raise BadInput("the demo deploys a quantized model: --bits must be 1..8")
     out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=mode)
+    changes = dict(parse_override(text) for text in overrides)
+    load_profile(emulator_profile, changes)  # a bad profile or override: one line, now
+    board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
+             "board_seed": board_seed,
+             "emulator": {"profile": emulator_profile, "settings": changes}}
+    settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=mode, **board)
     if tiny:
         settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3),
-                                model={"h": 4, "n": 4, "n_layers": 1}, mode=mode, data=TINY_DATA)
+                                model={"h": 4, "n": 4, "n_layers": 1}, mode=mode, data=TINY_DATA,
+                                **board)
     summary = run_demo(out, settings, echo=click.echo)
     click.echo("")
     click.echo(summary_table(summary))

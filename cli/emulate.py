@@ -10,8 +10,9 @@ PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.command()
-@click.option("--profile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Device/board profile (TOML); default: the packaged emulator-default.toml.")
+@click.option("--profile", default=None,
+              help="Device/board profile: a TOML file or a shipped one (emulator-default, "
+              "emulator-harsh); default: emulator-default.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one profile value, e.g. read_chain.read_noise_rel=0 (repeatable).")
 @click.option("--arrays", type=int, help="Number of arrays (overrides board.arrays).")

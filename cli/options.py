@@ -61,3 +61,18 @@ def parse_ids(text: str | None, option: str) -> list[int] | None:
         raise BadInput(f"{option} must list distinct non-negative integers, got {text!r}")
     return ids
 
+
+
+def board_training_options(command):
+    """--board-profile and --hardware-aware, for commands that train."""
+    command = click.option(
+        "--hardware-aware/--no-hardware-aware", default=False, show_default=True,
+        help="Train the last quarter of the epochs with every recurrence run as the board runs "
+        "it: row DACs, column ADCs at the TIA range the compiler will choose, the one-step "
+        "output delay, conductance errors, read noise, stuck devices and column offsets "
+        "(--board-profile). Off by default: so far it lowers accuracy (docs/model.md).")(command)
+    return click.option(
+        "--board-profile", default="board-default", show_default=True,
+        help="The board the model is for (a shipped profile name or a TOML file): the "
+        "checkpoint keeps the state scales and TIA ranges chosen for it on the training set, "
+        "which the compiler then uses.")(command)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import a_range_option, bits_option, parse_ids, ranges_option
+from imssa_hw.cli.options import (a_range_option, bits_option, board_training_options,
+                                  parse_ids, ranges_option)
 from imssa_hw.config import TASK_EPOCHS, task_model
 from imssa_hw.data.tasks import REAL_DEFAULTS
 from imssa_hw.errors import BadInput
@@ -52,6 +53,7 @@ from imssa_hw.files import write_json
 @click.option("--n-train-per-class", type=click.IntRange(1, 100000), default=None,
               help="Override the task's training-set size (small runs).")
 @click.option("--n-test-per-class", type=click.IntRange(1, 100000), default=None)
+@board_training_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Checkpoint to write (safetensors format).")
@@ -59,7 +61,7 @@ from imssa_hw.files import write_json
               help="Write a JSON report here.")
 def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augment_copies, bits,
           epochs, h, n, layers, noise_levels, a_range, ranges, n_train_per_class, n_test_per_class,
-          seed, out, report):
+          board_profile, hardware_aware, seed, out, report):
     """Train an S4D classifier with quantization-aware training and save a safe checkpoint.
 
     By default zero-one and digits train on real recordings shipped with imssa-hw (four FSDD
@@ -70,6 +72,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
     model's. Task defaults (H, N, layers, a-range): zero-one 16, 4, 1, 0.75 (the paper's
     one-layer model); digits and hd20 64, 8, 2, 0.95 (with dt 0.01-0.5); 40 epochs.
     """
+    from imssa_hw.compiler import load_profile
     from imssa_hw.data import AugmentSpec, DataSpec
     from imssa_hw.training import train_task
 
@@ -88,6 +91,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
     if augment_copies is not None:
         changes["augment"] = AugmentSpec(copies=augment_copies)
     data_spec = DataSpec.default(task, dataset, **changes)
+    board = load_profile(board_profile)
     err = click.get_text_stream("stderr")
     with click.progressbar(length=1, label="data ", file=err) as data_bar, \
             click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and
@@ -96,7 +100,8 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
         def data_progress(done: int, total: int) -> None:
             data_bar.length = total
             data_bar.update(done - data_bar.pos)
-        result = train_task(data_spec, out, model=model, epochs=epochs,
+        result = train_task(data_spec, out, model=model, epochs=epochs, board=board,
+                            hardware_aware=hardware_aware and bits is not None,
                             data_progress=data_progress,
                             epoch_progress=lambda record: train_bar.update(1, record))
     if report:
@@ -108,6 +113,9 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
     click.echo(f"{task} ({data_spec.dataset}): {bits or 'float'}-bit software accuracy "
                f"{100 * result['software_accuracy']:.2f} % (float "
                f"{'-' if fa is None else f'{100 * fa:.2f} %'}) on {result['n_test']} test "
-               f"samples{who}; {result['wall_time_s']:.0f} s; wrote {out}")
+               f"samples{who}" + (f", {100 * result['loop_accuracy']:.2f} % through "
+                                  f"{board.name}'s simulated loop" if result["loop_accuracy"]
+                                  is not None else "")
+               + f"; {result['wall_time_s']:.0f} s; wrote {out}")
     if report:
         click.echo(f"report: {report}")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from imssa_hw.checkpoint import KERNEL_FIELDS, Checkpoint, write_checkpoint
+from imssa_hw.compiler.profile import BoardProfile
 from imssa_hw.config import ModelConfig
 from imssa_hw.errors import BadInput
 from imssa_hw.s4d import S4DKernel
@@ -80,21 +81,31 @@ def export_tensors(model: S4DClassifier) -> dict[str, np.ndarray]:
     return tensors
 
 
+def as_checkpoint(model: S4DClassifier) -> Checkpoint:
+    """The model as an unsaved checkpoint (numpy), to measure its signals."""
+    return Checkpoint(model.cfg, export_tensors(model), {}, "")
+
+
 def save_model(path: str | Path, model: S4DClassifier, meta: dict,
-               range_features: np.ndarray | None = None) -> str:
+               range_features: np.ndarray | None = None,
+               board: BoardProfile | None = None) -> str:
     """Write `model` as a safe checkpoint; returns its digest.
 
     With `range_features` (e.g. the training set) a quantized model's checkpoint also records
-    `meta["signal_ranges"]`: per layer the largest |u| and |x| of each kernel, which the
-    compiler uses to scale row voltages.
+    `meta["signal_ranges"]`: per layer the largest |u| and |x| of each kernel; with `board`
+    too, `meta["loop_scales"]`: the state scales and TIA ranges for that board
+    (`compiler.loop_scales`), which the compiler then uses.
     """
-    tensors = export_tensors(model)
     if range_features is not None and model.cfg.bits:
+        from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, loop_scales, scales_record
         from imssa_hw.reference import signal_ranges
 
-        probe = Checkpoint(model.cfg, tensors, {}, "")
+        probe = as_checkpoint(model)
         meta = {**meta, "signal_ranges": signal_ranges(probe, range_features)}
-    return write_checkpoint(path, tensors, model.cfg, meta)
+        if board is not None:
+            scales = loop_scales(probe, range_features, board, DEFAULT_HEADROOM)
+            meta["loop_scales"] = scales_record(scales, board, model.cfg.bits, DEFAULT_HEADROOM)
+    return write_checkpoint(path, export_tensors(model), model.cfg, meta)
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> S4DClassifier:

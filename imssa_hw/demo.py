@@ -34,6 +34,12 @@ class DemoSettings:
     tolerance_s: float = 2e-6
     data: dict = field(default_factory=dict)
     """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
+    hardware_aware: bool = False
+    """Train the last epochs through the board's loop (`imssa_hw.hardware_aware`)."""
+    board_profile: str = "board-default"
+    """The board profile the model is trained for and compiled to."""
+    board_seed: int | None = None
+    """Seed of the emulated board (default: `seed`)."""
     emulator: dict = field(default_factory=dict)  # emulator options (arrays, rows, settings...)
 
     def data_spec(self) -> "DataSpec":
@@ -71,19 +77,21 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    profile = load_profile(settings.board_profile)
     with _stage("train", timings, echo):
         cached_path, trained, cached = trained_model(
             settings.data_spec(), epochs=settings.epochs,
-            model=task_model(settings.task, bits=settings.bits, **settings.model))
+            model=task_model(settings.task, bits=settings.bits, **settings.model),
+            board=profile, hardware_aware=settings.hardware_aware)
         model_path = out / "model.pt"
         shutil.copyfile(cached_path, model_path)
         ckpt = load_checkpoint(model_path)
         echo(f"  {settings.task}, {settings.bits}-bit: software accuracy "
              f"{100 * trained['software_accuracy']:.2f} %" + (" (cached model)" if cached else ""))
-    profile = load_profile("board-default")
     geo = profile.geometry
     with _stage("emulate", timings, echo):
-        emu = start_emulator(out / "emulator", seed=settings.seed, smu=True, arrays=geo.arrays,
+        board_seed = settings.seed if settings.board_seed is None else settings.board_seed
+        emu = start_emulator(out / "emulator", seed=board_seed, smu=True, arrays=geo.arrays,
                              rows=geo.rows, cols=geo.cols, **settings.emulator)
         echo(f"  emulated board on {emu.port}, SMU at {emu.smu_resource}")
     try:
@@ -134,8 +142,10 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     summary = {
         "task": settings.task, "dataset": settings.data_spec().dataset,
         "speakers_test": trained.get("speakers_test"), "bits": settings.bits,
-        "mode": settings.mode,
+        "mode": settings.mode, "hardware_aware": settings.hardware_aware,
+        "board_profile": profile.name, "scales_from": dep.summary["scales_from"],
         "software_accuracy": software,
+        "loop_accuracy": trained.get("loop_accuracy"),
         "hardware_accuracy": inferred["hardware_accuracy"],
         "hardware_accuracy_before_finetune": before["hardware_accuracy"],
         "agreement_before_finetune": before["agreement"],

@@ -39,6 +39,11 @@ def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round to integers with a straight-through gradient."""
+    return _ste(x, torch.round(x))
+
+
 def max_abs_step(re: torch.Tensor, im: torch.Tensor, bits: int) -> torch.Tensor:
     """Per-kernel step (last axis reduced) putting the largest |Re| or |Im| on the top level."""
     peak = torch.maximum(re.detach().abs().amax(-1), im.detach().abs().amax(-1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -20,12 +21,18 @@ from imssa_hw import quant
 
 @dataclass
 class DiscreteKernels:
-    """Discretized (and possibly quantized) parameters: complex (H, N/2) tensors, D (H,)."""
+    """Discretized (and possibly quantized) parameters: complex (H, N/2) tensors, D (H,).
+
+    Quantized kernels also carry their steps (H,): value = level * step.
+    """
 
     a_bar: torch.Tensor
     b_bar: torch.Tensor
     c: torch.Tensor
     d: torch.Tensor
+    a_step: torch.Tensor | None = None
+    b_step: torch.Tensor | None = None
+    c_step: torch.Tensor | None = None
 
 
 @dataclass
@@ -82,6 +89,9 @@ class S4DKernel(nn.Module):
         # The fixed dynamic range of Abar: one constant step per kernel (not trained).
         lmax = quant.max_level(bits) if bits else 1
         self.register_buffer("a_step", torch.full((h,), a_range / lmax))
+        self.loop: Callable[[DiscreteKernels, torch.Tensor, bool], torch.Tensor] | None = None
+        """The recurrence as a board runs it (`imssa_hw.hardware_aware`): (kernels, u, training)
+        -> y without D*u. None: the ideal model."""
 
     def ssm_parameters(self) -> list[nn.Parameter]:
         """Parameters that train with a small learning rate and no weight decay."""
@@ -106,13 +116,15 @@ class S4DKernel(nn.Module):
     def discretize(self) -> DiscreteKernels:
         """Abar, Bbar, C, D: quantized when `bits` is set, else float."""
         a_bar, b_bar, c = self._discretize_float()
-        if self.bits:
-            noise = self.noise_levels if self.training else 0.0
-            a_bar = torch.complex(*quant.fake_quantize(
-                a_bar.real, a_bar.imag, self.a_step, self.bits, in_disc=True, noise_levels=noise))
-            b_bar = self._quantize_bc(b_bar, noise)
-            c = self._quantize_bc(c, noise)
-        return DiscreteKernels(a_bar, b_bar, c, self.d)
+        if not self.bits:
+            return DiscreteKernels(a_bar, b_bar, c, self.d)
+        noise = self.noise_levels if self.training else 0.0
+        a_bar = torch.complex(*quant.fake_quantize(
+            a_bar.real, a_bar.imag, self.a_step, self.bits, in_disc=True, noise_levels=noise))
+        b_step, c_step = self._bc_step(b_bar), self._bc_step(c)
+        return DiscreteKernels(a_bar, self._quantize_bc(b_bar, b_step, noise),
+                               self._quantize_bc(c, c_step, noise), self.d,
+                               self.a_step, b_step, c_step)
 
     def _bc_step(self, z: torch.Tensor) -> torch.Tensor:
         """Step of Bbar or C: Abar's fixed one ("shared" ranges) or from its max-abs."""
@@ -120,8 +132,8 @@ class S4DKernel(nn.Module):
             return self.a_step
         return quant.max_abs_step(z.real, z.imag, self.bits)
 
-    def _quantize_bc(self, z: torch.Tensor, noise: float) -> torch.Tensor:
-        return torch.complex(*quant.fake_quantize(z.real, z.imag, self._bc_step(z), self.bits,
+    def _quantize_bc(self, z: torch.Tensor, step: torch.Tensor, noise: float) -> torch.Tensor:
+        return torch.complex(*quant.fake_quantize(z.real, z.imag, step, self.bits,
                                                   noise_levels=noise))
 
     @torch.no_grad()
@@ -146,7 +158,10 @@ class S4DKernel(nn.Module):
         return kernel, k.d
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """Convolution mode: u (B, H, L) -> y (B, H, L)."""
+        """Convolution mode: u (B, H, L) -> y (B, H, L); through `loop` when one is set."""
+        if self.loop is not None:
+            k = self.discretize()
+            return self.loop(k, u, self.training) + k.d[:, None] * u
         length = u.shape[-1]
         kernel, d = self.kernel(length)
         k_f = torch.fft.rfft(kernel, n=2 * length)

@@ -17,11 +17,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from imssa_hw import hardware_aware
 from imssa_hw.classifier import S4DClassifier
+from imssa_hw.compiler.profile import BoardProfile
 from imssa_hw.config import ModelConfig
+from imssa_hw.errors import BadInput
 
 if TYPE_CHECKING:
     from imssa_hw.data import DataSpec
+
+
+HARDWARE_FRACTION = 0.25
+"""Share of the epochs trained through the board's loop when training is hardware-aware."""
 
 
 @dataclass(frozen=True)
@@ -41,23 +48,41 @@ class TrainConfig:
     freq_masks: int = 0
     """SpecAugment: masks of up to `mask_fraction` of the features per training sample."""
     mask_fraction: float = 0.15
+    hardware_fraction: float = 0.0
+    """Share of the epochs, at the end, run through the board's loop (hardware-aware
+    training, `imssa_hw.hardware_aware`); 0 turns it off. Needs a board profile."""
 
     def __post_init__(self):
         if self.epochs < 1:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
         if not 0 < self.float_fraction < 1:
             raise ValueError(f"float_fraction must be in (0, 1), got {self.float_fraction}")
+        if not 0 <= self.hardware_fraction < 1 - self.float_fraction:
+            raise ValueError(f"hardware_fraction must be in [0, {1 - self.float_fraction:g}), "
+                             f"got {self.hardware_fraction}")
+
+    def phase_epochs(self, quantized: bool, hardware: bool) -> tuple[int, int]:
+        """Epochs of the float phase and of the hardware phase (the QAT phase has the rest)."""
+        if not quantized:
+            return self.epochs, 0
+        float_epochs = min(self.epochs - 1, max(1, round(self.epochs * self.float_fraction)))
+        hardware_epochs = (min(self.epochs - float_epochs,
+                               max(1, round(self.epochs * self.hardware_fraction)))
+                           if hardware and self.hardware_fraction else 0)
+        return float_epochs, hardware_epochs
 
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation epoch of the QAT phase) and what was measured."""
+    """The trained model (best validation epoch of the last phase) and what was measured."""
 
     model: S4DClassifier
     software_accuracy: float
     float_accuracy: float | None  # None when there was no float phase (a 1-epoch QAT run)
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
+    loop_accuracy: float | None = None
+    """Test accuracy through the board's simulated loop (hardware-aware training only)."""
 
 
 def set_quantized(model: S4DClassifier, on: bool) -> None:
@@ -139,11 +164,15 @@ def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConf
 def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
           model_cfg: ModelConfig, cfg: TrainConfig,
           progress: Callable[[dict], None] | None = None,
-          split: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
+          split: tuple[np.ndarray, np.ndarray] | None = None,
+          board: BoardProfile | None = None) -> TrainResult:
     """Train an S4D classifier; `progress` is called after every epoch with its record.
 
     `split` gives the (fit, validation) indices of the training data (e.g. held-out speakers,
     `TaskData.validation_split`); by default a random `cfg.validation_fraction` validates.
+    With `board` and `cfg.hardware_fraction`, the last epochs run every recurrence through
+    the board's loop at the scales the compiler will choose (measured on `x_train` after every
+    epoch); the epoch kept is then the best of those, validated through the loop.
     """
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -156,8 +185,8 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
     x_val, y_val = x_train[split[1]], y_train[split[1]]
     model = S4DClassifier(model_cfg)
     quantized = model_cfg.bits is not None
-    float_epochs = (min(cfg.epochs - 1, max(1, round(cfg.epochs * cfg.float_fraction)))
-                    if quantized else cfg.epochs)
+    float_epochs, hardware_epochs = cfg.phase_epochs(quantized, board is not None)
+    last_phase = "hardware" if hardware_epochs else "qat" if quantized else "float"
     optimizer = torch.optim.AdamW(model.parameter_groups(cfg.lr, cfg.ssm_lr, cfg.weight_decay))
     steps_per_epoch = max(1, -(-len(y_fit) // cfg.batch_size))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -168,17 +197,25 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
     float_accuracy: float | None = None
     best_state, best_val = None, -1.0
     set_quantized(model, False)
+    scales = best_scales = None
     for epoch in range(cfg.epochs):
-        phase = "float" if epoch < float_epochs else "qat"
-        if phase == "qat" and epoch == float_epochs:
+        phase = ("float" if epoch < float_epochs else
+                 "hardware" if epoch >= cfg.epochs - hardware_epochs else "qat")
+        if quantized and epoch == float_epochs:
             float_accuracy = accuracy(model, x_test, y_test) if epoch else None
             set_quantized(model, True)
+        if phase == "hardware" and scales is None:
+            scales = hardware_aware.model_scales(model, x_train, board)
+            hardware_aware.install(model, board, scales)
         loss = _run_epoch(model, xt, yt, optimizer, scheduler, cfg, rng)
+        if phase == "hardware":  # the scales of the weights as they are now, as compiled
+            scales = hardware_aware.model_scales(model, x_train, board)
+            hardware_aware.install(model, board, scales)
         val_acc = accuracy(model, x_val, y_val) if len(y_val) else accuracy(model, x_fit, y_fit)
         record = {"epoch": epoch + 1, "phase": phase, "loss": loss, "val_accuracy": val_acc}
         history.append(record)
-        if phase == ("qat" if quantized else "float") and val_acc >= best_val:
-            best_val = val_acc
+        if phase == last_phase and val_acc >= best_val:
+            best_val, best_scales = val_acc, scales
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
         if progress:
             progress(record)
@@ -186,8 +223,13 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         float_accuracy = accuracy(model, x_test, y_test)
     model.load_state_dict(best_state)
     model.eval()
+    loop_accuracy = None
+    if best_scales is not None:
+        hardware_aware.install(model, board, best_scales)
+        loop_accuracy = accuracy(model, x_test, y_test)
+        hardware_aware.install(model, board, None)
     return TrainResult(model, accuracy(model, x_test, y_test), float_accuracy, history,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, loop_accuracy)
 
 
 def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
@@ -196,10 +238,15 @@ def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
 
 
 def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: int,
+               board: BoardProfile | None = None, hardware_aware: bool = False,
                data_progress: Callable[[int, int], None] | None = None,
                epoch_progress: Callable[[dict], None] | None = None) -> dict:
     """Load the data of `data_spec`, train a model of `model` (ModelConfig fields but
     d_input and n_classes, e.g. `config.task_model(task, bits=2)`), and save `out`.
+
+    With `board`, the checkpoint keeps the loop scales for that board (the compiler uses
+    them); `hardware_aware` also trains the last `HARDWARE_FRACTION` of the epochs through
+    its loop.
 
     Validation (the epoch kept) uses held-out training speakers where there are enough of
     them (`TaskData.validation_split`). Returns the summary (task, classes, bits, accuracies,
@@ -211,10 +258,13 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
 
     data = load_data(data_spec, progress=data_progress)
     model_cfg = ModelConfig(d_input=data.x_train.shape[-1], n_classes=len(data.classes), **model)
-    cfg = TrainConfig(epochs=epochs, seed=data_spec.seed)
+    if hardware_aware and board is None:
+        raise BadInput("hardware-aware training needs a board profile")
+    cfg = TrainConfig(epochs=epochs, seed=data_spec.seed,
+                      hardware_fraction=HARDWARE_FRACTION if hardware_aware else 0.0)
     split = data.validation_split(cfg.validation_fraction, cfg.seed)
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
-                   progress=epoch_progress, split=split)
+                   progress=epoch_progress, split=split, board=board)
     summary = {
         "task": data_spec.task, "dataset": data_spec.dataset,
         "classes": data.classes, "class_names": data.class_names, "bits": model_cfg.bits,
@@ -222,10 +272,13 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
         "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
         "n_validation": int(len(split[1])), "epochs": epochs,
         "speakers_test": data.info.get("speakers_test"),
+        "board_profile": board.name if board else None,
+        "hardware_aware": bool(cfg.hardware_fraction and model_cfg.bits),
+        "loop_accuracy": result.loop_accuracy,
         "wall_time_s": round(result.wall_time_s, 2),
     }
     meta = {**summary, "seed": cfg.seed, "features": data.features.to_dict(),
             "normalization": data.normalization, "data": data.info,
             "data_spec": data_spec.to_dict(), "config": config_record(model_cfg, cfg)}
-    digest = save_model(out, result.model, meta, range_features=data.x_train)
+    digest = save_model(out, result.model, meta, range_features=data.x_train, board=board)
     return {**summary, "digest": digest, "history": result.history}

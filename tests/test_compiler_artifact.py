@@ -110,7 +110,7 @@ def test_bad_array_shapes(deployed, tmp_path):
 def test_shipped_profiles_load_and_round_trip():
     assert {"board-default", "board-large"} <= set(shipped_profiles())
     p = load_profile("board-default")
-    assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 8
+    assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 9
     assert p.conductance.g_min == 2e-6 and p.conductance.g_max == 150e-6
     assert p.limits.set_v_max == 3.5 and p.limits.reset_v_max == 1.5 and p.limits.gate_v_max == 5.5
     assert profile_from_dict(p.to_dict()) == p

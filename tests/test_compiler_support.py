@@ -16,11 +16,13 @@ from imssa_hw.config import ModelConfig
 
 def make_checkpoint(path: Path, *, h: int = 4, n: int = 4, layers: int = 1, bits: int | None = 2,
                     d_input: int = 5, classes: int = 3, seed: int = 0,
-                    range_features: np.ndarray | None = None) -> Checkpoint:
-    """A random (untrained) S4D classifier saved like `imssa-hw train` does, loaded back."""
+                    range_features: np.ndarray | None = None,
+                    for_board: BoardProfile | None = None) -> Checkpoint:
+    """A random (untrained) S4D classifier saved like `imssa-hw train` does, loaded back
+    (with the loop scales for `for_board` when given)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(d_input=d_input, n_classes=classes, h=h, n=n, n_layers=layers, bits=bits)
-    save_model(path, S4DClassifier(cfg).eval(), {"task": "test"}, range_features)
+    save_model(path, S4DClassifier(cfg).eval(), {"task": "test"}, range_features, for_board)
     return load_checkpoint(path)
 
 

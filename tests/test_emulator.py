@@ -16,6 +16,7 @@ from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON, WORN_OUT, De
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.state import load_state
+from imssa_hw.errors import BadInput
 
 from conftest import NOISELESS
 
@@ -271,8 +272,34 @@ def test_signals_stop_cleanly(tmp_path, sig):
     assert not port_file.exists() and load_state(tmp_path / "s.npz").devices.pulses.sum() > 0
 
 
+def test_harsh_profile_holds_the_literature_values():
+    harsh, default = load_profile("emulator-harsh"), load_profile(None)
+    assert harsh.defects.stuck_on_fraction + harsh.defects.stuck_off_fraction == pytest.approx(0.02)
+    assert harsh.read_chain.read_noise_rel == 0.02 and harsh.read_chain.tia_gain_sigma == 0.05
+    assert harsh.read_chain.ir_drop_r_wire_ohm == 1.0
+    assert (harsh.device.set_c2c_sigma_s, harsh.device.set_c2c_slope) == (4.78e-6, -0.0091)
+    assert harsh.device.set_gain_sigma_log == 0.2
+    assert (harsh.relaxation.sigma_min_s, harsh.relaxation.sigma_max_s) == (0.7e-6, 3.9e-6)
+    # everything it does not name comes from its base
+    assert harsh.limits == default.limits and harsh.endurance == default.endurance
+    assert load_profile("emulator-harsh", {"defects.stuck_on_fraction": 0.0}).defects \
+        .stuck_on_fraction == 0.0
+
+
+def test_profile_with_a_base_names_its_mistakes(tmp_path):
+    bad_key = tmp_path / "k.toml"
+    bad_key.write_text('base = "emulator-default"\n[device]\nnosuch = 1\n')
+    bad_base = tmp_path / "b.toml"
+    bad_base.write_text('base = "nosuch"\n')
+    for path, message in ((bad_key, "unknown key"), (bad_base, "base must name"),
+                          ("no-such-profile", "not found")):
+        with pytest.raises(BadInput, match=message):
+            load_profile(path)
+
+
 def test_bad_emulator_options_are_one_line(tmp_path):
-    for args in (["--set", "nosuch.key=1"], ["--set", "read_chain.adc_bits=40"], ["--rows", "0"]):
+    for args in (["--set", "nosuch.key=1"], ["--set", "read_chain.adc_bits=40"], ["--rows", "0"],
+                 ["--profile", "nosuch"]):
         done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "emulate", *args],
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 2, done.stderr

@@ -1,9 +1,10 @@
 """`compile_checkpoint`: a quantized checkpoint + a board profile -> a `Deployment`.
 
 Steps: kernel matrices in levels (mapping) -> tile conductances -> placement on the board
-(defect-aware) -> voltage scales from the signal ranges -> loop programs (schedule) -> probe
-sequences run through the reference executor on the ideal targets, checked against the
-quantized model, and TIA ranges picked from the column currents they produce.
+(defect-aware) -> state scales and TIA ranges (`loop_scales`: the ones the model was trained
+with when its checkpoint holds them for this board, else measured on the probe sequences and
+the stored signal ranges) -> loop programs (schedule) -> probe sequences run through the
+reference executor on the ideal targets and checked against the quantized model.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from imssa_hw.checkpoint import Checkpoint
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
-from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
+from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, layer_scales, measure,
+                                           stored_scales)
+from imssa_hw.compiler.mapping import (KernelMatrices, kernel_matrices, tile_conductances,
+                                       tile_layout)
 from imssa_hw.compiler.placement import Placement, place
 from imssa_hw.compiler.profile import BoardProfile
-from imssa_hw.compiler.schedule import Schedule, layer_schedule, state_scales
+from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput
 
 PROBE_SEQUENCES = 4
 DEFAULT_PROBE_LENGTH = 32
-DEFAULT_HEADROOM = 0.9  # the largest known signal uses 90 % of the read voltage
 
 
 def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectMap | None = None,
@@ -34,9 +37,11 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     """Compile every S4D kernel of `ckpt` for the board of `profile`.
 
     `probe_features` (B, L, F) are stored with their expected outputs; by default a few seeded
-    random sequences of the checkpoint's feature length. Row voltages are scaled so that the
-    largest signals of the checkpoint's `meta["signal_ranges"]` (the training set) and of the
-    probe sequences reach `headroom` * v_read_max; larger inputs are clipped by the board.
+    random sequences of the checkpoint's feature length. The scales are the trained ones
+    (`meta["loop_scales"]`, chosen on the training set for this board); without them, rows are
+    scaled so that the largest signals of `meta["signal_ranges"]` and of the probes reach
+    `headroom` * v_read_max, and each layer's TIA range holds its probe currents over
+    `headroom`. Larger signals are clipped by the board.
     """
     cfg = ckpt.config
     if not ckpt.quantized:
@@ -54,19 +59,22 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance,
                       window.g_min)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
-    ranges = _signal_ranges(ckpt, probe.features)
+    scales = stored_scales(ckpt, profile, headroom)
+    scales_from = "training" if scales is not None else "probes"
+    if scales is None:
+        scales = _measured_scales(ckpt, matrices, probe.features, profile, headroom)
     layers = []
-    for layer, m in enumerate(matrices):
-        scale = state_scales(m, *ranges[layer], headroom * profile.read.v_read_max)
+    for layer, (m, scale) in enumerate(zip(matrices, scales)):
         tiles = list(placement.tiles[layer * cfg.h:(layer + 1) * cfg.h])
-        layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg, scale))
+        layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg,
+                                     scale.state_scale_v, scale.tia_range_a))
     schedule = Schedule(tuple(layers), profile.read.v_read_max)
-    schedule, y_error, peak = _check_on_ideal_targets(schedule, placement.targets, probe, profile)
+    y_error, peaks = _check_on_ideal_targets(schedule, placement.targets, probe)
     executor = Executor.on_maps(schedule, placement.targets)
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
     summary = _summary(ckpt, profile, dg, placement, schedule, probe, headroom,
-                       logits_error, y_error, peak)
+                       logits_error, y_error, peaks, scales_from)
     return Deployment(profile, cfg, ckpt.digest, dg, placement, schedule, probe, summary)
 
 
@@ -95,59 +103,57 @@ def _probe(ckpt: Checkpoint, features: np.ndarray) -> Probe:
     return Probe(features, logits, tuple(us), tuple(ys))
 
 
-def _signal_ranges(ckpt: Checkpoint, features: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per layer (u_max, x_max) per kernel: the larger of the checkpoint's and the probes'."""
+def _measured_scales(ckpt: Checkpoint, matrices: list[KernelMatrices], features: np.ndarray,
+                     profile: BoardProfile, headroom: float) -> list[LayerScales]:
+    """Scales from the probes' signals, widened to the checkpoint's stored signal ranges."""
     h, n_layers = ckpt.config.h, ckpt.config.n_layers
-    measured = reference.signal_ranges(ckpt, features)
+    measured = measure(ckpt, features, profile)
     stored = ckpt.meta.get("signal_ranges")
-    if stored is None:
-        stored = measured
-    elif not (isinstance(stored, list) and len(stored) == n_layers and all(
+    if stored is not None and not (isinstance(stored, list) and len(stored) == n_layers and all(
             isinstance(r, dict) and all(len(r.get(k, [])) == h for k in ("u_max", "x_max"))
             for r in stored)):
         raise BadInput(f"checkpoint meta signal_ranges must list {n_layers} layers of u_max and "
                        f"x_max with {h} entries each")
-    return [(np.maximum(np.asarray(s["u_max"], float), m["u_max"]),
-             np.maximum(np.asarray(s["x_max"], float), m["x_max"]))
-            for s, m in zip(stored, measured)]
+    if stored is not None:
+        measured = [replace(m, u_max=np.maximum(np.asarray(s["u_max"], float), m.u_max),
+                            x_max=np.maximum(np.asarray(s["x_max"], float), m.x_max))
+                    for s, m in zip(stored, measured)]
+    return [layer_scales(m, signals, profile, headroom)
+            for m, signals in zip(matrices, measured)]
 
 
-def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Probe,
-                            profile: BoardProfile) -> tuple[Schedule, float, float]:
-    """Run each layer on its probe input; set TIA ranges from the largest column currents.
-
-    Returns the schedule with TIA ranges, the largest |y| error and the largest current (A).
-    """
+def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Probe
+                            ) -> tuple[float, list[float]]:
+    """Run each layer on its probe input: the largest |y| error, and per layer the largest
+    column current (A)."""
     ideal = ideal_vmm(targets)
-    ranges = np.asarray(profile.read.tia_ranges)
-    layers, y_error, overall = [], 0.0, 0.0
+    y_error, peaks = 0.0, []
     for layer, u, y in zip(schedule.layers, probe.u, probe.y):
-        peaks: dict[int, float] = {}
+        peak = 0.0
 
         def recording(array: int, v: np.ndarray) -> np.ndarray:
+            nonlocal peak
             currents = ideal(array, v)
-            peaks[array] = max(peaks.get(array, 0.0), float(np.abs(currents).max()))
+            peak = max(peak, float(np.abs(currents).max()))
             return currents
         raw = run_layer(layer, u, recording, schedule.v_read_max)
         y_error = max(y_error, float(np.abs(layer.ssm_output(raw) - y).max()))
-        tia = [ranges[min(np.searchsorted(ranges, peaks[p.array]), len(ranges) - 1)]
-               for p in layer.programs]
-        layers.append(replace(layer, tia_range_a=np.asarray(tia)))
-        overall = max(overall, *peaks.values())
-    return replace(schedule, layers=tuple(layers)), y_error, overall
+        peaks.append(peak)
+    return y_error, peaks
 
 
 def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Placement,
              schedule: Schedule, probe: Probe, headroom: float, logits_error: float,
-             y_error: float, peak: float) -> dict:
+             y_error: float, peaks: list[float], scales_from: str) -> dict:
     cfg, geo = ckpt.config, profile.geometry
     tile_rows, tile_cols = placement.tiles[0].rows.size, placement.tiles[0].cols.size
     cells_used = len(placement.tiles) * tile_rows * tile_cols
     length = probe.features.shape[1]
     warnings = []
-    if peak > profile.read.tia_ranges[-1]:
-        warnings.append(f"column currents reach {peak:.3g} A, above the largest TIA range "
-                        f"{profile.read.tia_ranges[-1]:.3g} A")
+    for layer, peak in zip(schedule.layers, peaks):
+        if peak > layer.tia_range_a[0]:
+            warnings.append(f"layer {layer.layer}: probe column currents reach {peak:.3g} A, "
+                            f"above its TIA range {layer.tia_range_a[0]:.3g} A (they clip)")
     if placement.conflicts:
         warnings.append(f"{len(placement.conflicts)} stuck devices sit on cells that matter "
                         f"and miss their targets")
@@ -165,7 +171,8 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "steps_per_sample": schedule.steps_per_sample(length),
         "probe_sequences": probe.features.shape[0],
         "ideal_max_abs_error": logits_error, "ideal_max_abs_error_y": y_error,
-        "max_column_current_a": peak,
+        "max_column_current_a": max(peaks), "probe_peak_current_a": peaks,
+        "scales_from": scales_from,
         "tia_range_a": [layer.tia_range_a.tolist() for layer in schedule.layers],
         "stuck_in_use_before_permutation": placement.stuck_in_use,
         "unavoidable_defects": [c.to_dict() for c in placement.conflicts],

@@ -56,20 +56,28 @@ class KernelMatrices:
 def kernel_matrices(kernels: QuantizedKernels) -> KernelMatrices:
     """Build M (in levels) for every kernel of a layer."""
     h, modes = kernels.a_re.shape
-    s = 2 * modes
-    levels = np.zeros((h, s + 1, s + 1), dtype=np.int64)
-    re, im = np.arange(0, s, 2), np.arange(1, s, 2)
-    levels[:, re, re] = kernels.a_re
-    levels[:, re, im] = -kernels.a_im
-    levels[:, im, re] = kernels.a_im
-    levels[:, im, im] = kernels.a_re
-    levels[:, re, s] = kernels.b_re
-    levels[:, im, s] = kernels.b_im
-    levels[:, s, re] = kernels.c_re
-    levels[:, s, im] = -kernels.c_im
+    levels = assemble_levels(np.zeros((h, 2 * modes + 1, 2 * modes + 1), dtype=np.int64),
+                             kernels.a_re, kernels.a_im, kernels.b_re, kernels.b_im,
+                             kernels.c_re, kernels.c_im)
     steps = (np.asarray(v, dtype=np.float64) for v in
              (kernels.a_step, kernels.b_step, kernels.c_step, kernels.d))
     return KernelMatrices(levels, *steps)
+
+
+def assemble_levels(out, a_re, a_im, b_re, b_im, c_re, c_im):
+    """Fill M's levels (H, S+1, S+1) into `out` (zeros) from the complex levels (H, N/2) of
+    Abar, Bbar and C; works on numpy arrays and torch tensors alike."""
+    s = out.shape[-1] - 1
+    re, im = list(range(0, s, 2)), list(range(1, s, 2))
+    out[:, re, re] = a_re
+    out[:, re, im] = -a_im
+    out[:, im, re] = a_im
+    out[:, im, im] = a_re
+    out[:, re, s] = b_re
+    out[:, im, s] = b_im
+    out[:, s, re] = c_re
+    out[:, s, im] = -c_im
+    return out
 
 
 @dataclass(frozen=True)

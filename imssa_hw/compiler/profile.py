@@ -75,6 +75,20 @@ class SafeLimits:
 
 
 @dataclass(frozen=True)
+class DeviceErrors:
+    """How far a programmed board departs from its targets: what hardware-aware training draws.
+
+    The defaults describe the emulated default board after write-verify."""
+
+    g_sigma: float = 1.0e-6
+    """Conductance error per device (S, sigma): write-verify tolerance plus relaxation."""
+    read_noise_rel: float = 0.01
+    """Read noise relative to each device's current."""
+    stuck_fraction: float = 0.001
+    """Devices stuck on or off (half each) on cells that matter, after defect-aware placement."""
+
+
+@dataclass(frozen=True)
 class BoardProfile:
     """A board as the compiler sees it."""
 
@@ -85,6 +99,7 @@ class BoardProfile:
     read: ReadChain
     differential: str
     limits: SafeLimits
+    errors: DeviceErrors = DeviceErrors()
 
     def to_dict(self) -> dict[str, Any]:
         """The profile in its file form (TOML tables, file units)."""
@@ -140,6 +155,7 @@ class _Table:
     attribute: str
     cls: type
     fields: tuple[_Field, ...]
+    optional: bool = False  # a missing table takes the class's defaults
 
 
 _TABLES = {
@@ -162,6 +178,10 @@ _TABLES = {
         _Field("reset_v_max", "reset_v_max", float, 0.1, 10.0),
         _Field("gate_v_max", "gate_v_max", float, 0.1, 10.0),
         _Field("pulse_width_ns", "pulse_width", float, 0.1, 1e9, 1e9))),
+    "errors": _Table("errors", DeviceErrors, (
+        _Field("g_sigma_us", "g_sigma", float, 0, 1e3, 1e6),
+        _Field("read_noise_rel", "read_noise_rel", float, 0, 1.0),
+        _Field("stuck_fraction", "stuck_fraction", float, 0, 0.5)), optional=True),
 }
 
 
@@ -178,6 +198,9 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> BoardProf
     _no_unknown(data, {"format", "version", "name", "description", "mapping", *_TABLES}, where)
     parts = {}
     for table, spec in _TABLES.items():
+        if spec.optional and table not in data:
+            parts[spec.attribute] = spec.cls()
+            continue
         section = _section(data, table, where)
         _no_unknown(section, {f.key for f in spec.fields}, f"{where} [{table}]")
         values = {}

@@ -13,8 +13,8 @@ Per kernel the program's outputs are its state x_t (fed back to the state rows o
 step) and y_{t-1} (it leaves the array). Scales: the state rows carry V = s_x * x with the
 state scale s_x (V per unit); the u row then needs s_x * b_step / a_step volts per unit of u,
 the state column currents are x_t * s_x * dG / a_step, so the feedback gain is a_step / dG (V/A,
-independent of s_x), and y = I * 2 c_step / (dG * s_x). s_x is the largest value that keeps the
-state and input rows within the read voltage on the measured signal ranges.
+independent of s_x), and y = I * 2 c_step / (dG * s_x). s_x and the layer's TIA range come from
+`compiler.loop_scales`.
 
 The output lags one step: y_t is read at step t + 1, so a sequence of L steps runs L + 1 steps
 (one flush step with u = 0). D*u stays digital and is added to y_t with u_t (same t). Layers run
@@ -184,21 +184,11 @@ class Schedule:
                          for i, layer in enumerate(layers)), float(v))
 
 
-def state_scales(matrices: KernelMatrices, u_max: np.ndarray, x_max: np.ndarray,
-                 v_read_max: float) -> np.ndarray:
-    """Largest V per state unit keeping |x| and |u| rows within v_read_max (V per unit, (H,))."""
-    with np.errstate(divide="ignore"):
-        by_state = np.where(x_max > 0, v_read_max / x_max, np.inf)
-        u_per_x = matrices.b_step * u_max / matrices.a_step  # u row volts per state volt
-        by_input = np.where(u_per_x > 0, v_read_max / u_per_x, np.inf)
-    scale = np.minimum(by_state, by_input)
-    return np.where(np.isfinite(scale), scale, v_read_max)
-
-
 def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
-                   layout: TileLayout, rows: int, dg: float, state_scale_v: np.ndarray
-                   ) -> LayerSchedule:
-    """The loop programs of one layer whose kernel h sits at `tiles[h]` (TIA ranges unset)."""
+                   layout: TileLayout, rows: int, dg: float, state_scale_v: np.ndarray,
+                   tia_range_a: float) -> LayerSchedule:
+    """The loop programs of one layer whose kernel h sits at `tiles[h]`, all arrays at the
+    layer's TIA range."""
     s = matrices.state_size
     programs, y_output = [], np.empty(len(tiles), dtype=np.int64)
     offset = 0
@@ -225,7 +215,7 @@ def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
         offset += len(programs[-1].out_plus)
     y_scale = 2 * matrices.c_step / (dg * state_scale_v)
     return LayerSchedule(layer, tuple(programs), y_output, y_scale, matrices.d, state_scale_v,
-                         np.zeros(len(programs)))
+                         np.full(len(programs), tia_range_a))
 
 
 def _wire(gain: np.ndarray) -> np.ndarray:

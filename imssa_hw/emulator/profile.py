@@ -1,7 +1,8 @@
 """Emulator parameters: one frozen dataclass per profile section, loaded from a TOML profile.
 
 The packaged default is `imssa_hw/profiles/emulator-default.toml`; its comments give each value's
-source. Any key can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`).
+source. `emulator-harsh.toml` holds only its differences from the default (`base =`). Any key
+can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`).
 """
 
 from __future__ import annotations
@@ -131,15 +132,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Profile:
-    """Read a profile (the packaged default when `path` is None) and apply "section.key" overrides."""
-    try:
-        if path is None:
-            text = resources.files("imssa_hw").joinpath("profiles", DEFAULT_PROFILE).read_text()
-        else:
-            text = Path(path).read_text()
-        data = tomllib.loads(text)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"cannot read profile {path}: {exc}") from None
+    """Read a profile and apply "section.key" overrides.
+
+    `path` is a TOML file or the name of a shipped profile ("emulator-default",
+    "emulator-harsh"); None is the default. A profile whose top level says
+    `base = "NAME"` holds only its differences from that shipped profile.
+    """
+    data = _profile_tables(path)
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if not isinstance(data.get(section), dict) or name not in data[section]:
@@ -151,6 +150,46 @@ def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | Non
         raise BadInput(f"bad profile {path or DEFAULT_PROFILE}: {exc}") from None
     _check(profile)
     return profile
+
+
+def shipped_emulator_profiles() -> list[str]:
+    """Names of the emulator profiles shipped in the package."""
+    folder = resources.files("imssa_hw") / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.startswith("emulator-"))
+
+
+def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
+    """The profile's tables, its base's filled in under its own."""
+    shipped = resources.files("imssa_hw") / "profiles"
+    where = Path(path) if path is not None else None
+    try:
+        if where is None:
+            text = shipped.joinpath(DEFAULT_PROFILE).read_text()
+        elif where.is_file():
+            text = where.read_text()
+        elif not where.suffix and str(path) in shipped_emulator_profiles():
+            text = shipped.joinpath(f"{path}.toml").read_text()
+        else:
+            raise BadInput(f"emulator profile not found: {path} (a TOML file, or one of "
+                           f"{', '.join(shipped_emulator_profiles())})")
+        data = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BadInput(f"cannot read profile {path}: {exc}") from None
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if base not in shipped_emulator_profiles() or depth > 4:
+        raise BadInput(f"{path}: base must name a shipped profile "
+                       f"({', '.join(shipped_emulator_profiles())}), got {base!r}")
+    merged = _profile_tables(base, depth + 1)
+    for section, table in data.items():
+        if not isinstance(table, dict) or not isinstance(merged.get(section), dict):
+            raise BadInput(f"{path}: unknown table [{section}]")
+        unknown = sorted(set(table) - set(merged[section]))
+        if unknown:
+            raise BadInput(f"{path}: unknown key(s) {', '.join(unknown)} in [{section}]")
+        merged[section].update(table)
+    return merged
 
 
 def _check(profile: Profile) -> None:

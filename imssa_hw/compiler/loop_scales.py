@@ -1,0 +1,177 @@
+"""The analog loop's scales, chosen in one place for training and compiling alike.
+
+A kernel's rows carry V = s_x * x for its state and s_x * (b_step / a_step) * u for its input
+(s_x, the state scale, in V per unit); its columns' currents go through the layer's TIA/ADC
+range. Both are picked from signals measured on data:
+
+- s_x is the largest scale that keeps every state and input row within `headroom` * v_read_max
+  (`state_scales`);
+- the layer's TIA range is the smallest the board offers that holds the largest column current
+  over `headroom` (one range per layer: the board is configured before each layer runs).
+
+Hardware-aware training calls `measure` and `layer_scales` on the training set at every epoch of
+its hardware phase and stores the last result in the checkpoint (`stored_scales` reads it back);
+the compiler uses the stored scales when the board matches, so the board runs the scales the
+model was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imssa_hw import reference
+from imssa_hw.checkpoint import Checkpoint, QuantizedKernels
+from imssa_hw.compiler.mapping import KernelMatrices, kernel_matrices, tile_conductances, tile_layout
+from imssa_hw.compiler.profile import BoardProfile
+
+DEFAULT_HEADROOM = 0.9
+"""The largest known signal uses 90 % of the row voltage range and of the TIA range."""
+MEASURE_CHUNK = 512
+"""Sequences run at once while measuring."""
+
+
+@dataclass(frozen=True)
+class LayerSignals:
+    """The largest signals of one layer's kernels on some data (per kernel, (H,))."""
+
+    u_max: np.ndarray
+    """Largest |u| of the kernel's input."""
+    x_max: np.ndarray
+    """Largest |Re x| or |Im x| of its state."""
+    column_peak_s: np.ndarray
+    """Largest column current per volt of state scale, max |z @ G| with z = [x; (b/a) u] (S)."""
+
+
+@dataclass(frozen=True)
+class LayerScales:
+    """The scales one layer runs with."""
+
+    state_scale_v: np.ndarray
+    """(H,) volts per unit of state."""
+    tia_range_a: float
+    """The layer's TIA/ADC full scale (A)."""
+    peak_current_a: float
+    """The largest column current on the data at these scales (A)."""
+
+    def to_dict(self) -> dict:
+        return {"state_scale_v": self.state_scale_v.tolist(), "tia_range_a": self.tia_range_a,
+                "peak_current_a": self.peak_current_a}
+
+
+def state_scales(matrices: KernelMatrices, u_max: np.ndarray, x_max: np.ndarray,
+                 v_max: float) -> np.ndarray:
+    """Largest V per state unit keeping |x| and |u| rows within v_max (V per unit, (H,))."""
+    with np.errstate(divide="ignore"):
+        by_state = np.where(x_max > 0, v_max / x_max, np.inf)
+        u_per_x = matrices.b_step * u_max / matrices.a_step  # u row volts per state volt
+        by_input = np.where(u_per_x > 0, v_max / u_per_x, np.inf)
+    scale = np.minimum(by_state, by_input)
+    return np.where(np.isfinite(scale), scale, v_max)
+
+
+def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> float:
+    """The smallest range holding peak_a / headroom (the largest one if none does)."""
+    fitting = [r for r in ranges if r * headroom >= peak_a]
+    return min(fitting) if fitting else max(ranges)
+
+
+def board_key(profile: BoardProfile, bits: int) -> dict:
+    """What of a board the scales depend on; stored with them and compared at compile time."""
+    window, read = profile.conductance, profile.read
+    return {"g_min_s": window.g_min, "dg_s": window.dg(bits), "differential": profile.differential,
+            "v_read_max": read.v_read_max, "dac_bits": read.dac_bits, "adc_bits": read.adc_bits,
+            "tia_ranges_a": list(read.tia_ranges)}
+
+
+def kernel_tiles(matrices: KernelMatrices, profile: BoardProfile, bits: int) -> np.ndarray:
+    """Ideal conductances (H, rows, cols) of every kernel's tile."""
+    layout = tile_layout(matrices.state_size, profile.differential)
+    return np.stack([tile_conductances(levels, layout, profile.conductance, bits)
+                     for levels in matrices.levels])
+
+
+def measure(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
+            chunk: int = MEASURE_CHUNK) -> list[LayerSignals]:
+    """Every layer's largest signals on `features` (B, L, F), run in chunks of sequences."""
+    n_layers = ckpt.config.n_layers
+    matrices = [kernel_matrices(ckpt.kernels(layer)) for layer in range(n_layers)]
+    tiles = [kernel_tiles(m, profile, ckpt.config.bits) for m in matrices]
+    layout = tile_layout(matrices[0].state_size, profile.differential)
+    peaks = [np.zeros((3, ckpt.config.h)) for _ in range(n_layers)]
+
+    def recording(layer: int, u: np.ndarray) -> np.ndarray:
+        kernels, m = ckpt.kernels(layer), matrices[layer]
+        states = _states(kernels, u)  # (B, L, H, S): x_t
+        previous = np.concatenate([np.zeros_like(states[:, :1]), states], axis=1)
+        inputs = np.concatenate([u, np.zeros_like(u[:, :1])], axis=1)[..., None]
+        z = np.concatenate([previous, inputs * (m.b_step / m.a_step)[:, None]], axis=-1)
+        rows = z[..., layout.row_input] * layout.row_sign  # (B, L + 1, H, tile rows)
+        currents = np.einsum("blhr,hrc->blhc", rows, tiles[layer])
+        found = (np.abs(u).max(axis=(0, 1)), np.abs(states).max(axis=(0, 1, 3)),
+                 np.abs(currents).max(axis=(0, 1, 3)))
+        np.maximum(peaks[layer], np.stack(found), out=peaks[layer])
+        return 2 * (states[..., 0::2] * _readout(kernels)[0]
+                    + states[..., 1::2] * _readout(kernels)[1]).sum(-1)
+    for start in range(0, len(features), chunk):
+        reference.forward(ckpt, features[start:start + chunk], recording)
+    return [LayerSignals(*p) for p in peaks]
+
+
+def layer_scales(matrices: KernelMatrices, signals: LayerSignals, profile: BoardProfile,
+                 headroom: float = DEFAULT_HEADROOM) -> LayerScales:
+    """State scales and TIA range of one layer from its measured signals."""
+    scale = state_scales(matrices, signals.u_max, signals.x_max,
+                         headroom * profile.read.v_read_max)
+    peak = float((scale * signals.column_peak_s).max(initial=0.0))
+    return LayerScales(scale, tia_range(peak, profile.read.tia_ranges, headroom), peak)
+
+
+def loop_scales(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
+                headroom: float = DEFAULT_HEADROOM) -> list[LayerScales]:
+    """Every layer's scales for the board of `profile`, measured on `features`."""
+    signals = measure(ckpt, features, profile)
+    return [layer_scales(kernel_matrices(ckpt.kernels(layer)), s, profile, headroom)
+            for layer, s in enumerate(signals)]
+
+
+def scales_record(scales: list[LayerScales], profile: BoardProfile, bits: int,
+                  headroom: float) -> dict:
+    """The checkpoint's `meta["loop_scales"]`."""
+    return {"board": board_key(profile, bits), "board_profile": profile.name,
+            "headroom": headroom, "layers": [s.to_dict() for s in scales]}
+
+
+def stored_scales(ckpt: Checkpoint, profile: BoardProfile, headroom: float
+                  ) -> list[LayerScales] | None:
+    """The checkpoint's trained scales if they were chosen for this board, else None."""
+    record = ckpt.meta.get("loop_scales")
+    if not isinstance(record, dict) or record.get("headroom") != headroom:
+        return None
+    if record.get("board") != board_key(profile, ckpt.config.bits):
+        return None
+    layers = record.get("layers")
+    h = ckpt.config.h
+    if not (isinstance(layers, list) and len(layers) == ckpt.config.n_layers and all(
+            isinstance(r, dict) and len(r.get("state_scale_v", [])) == h for r in layers)):
+        return None
+    return [LayerScales(np.asarray(r["state_scale_v"], float), float(r["tia_range_a"]),
+                        float(r["peak_current_a"])) for r in layers]
+
+
+def _readout(kernels: QuantizedKernels) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients of (Re x, Im x) in y = 2 Re(C x): (Re C, -Im C), each (H, N/2)."""
+    _, _, c = kernels.complex_values()
+    return c.real, -c.imag
+
+
+def _states(kernels: QuantizedKernels, u: np.ndarray) -> np.ndarray:
+    """Real states (B, L, H, S) = [Re x_0, Im x_0, ...] of the ideal recurrence on u (B, L, H)."""
+    a_bar, b_bar, _ = kernels.complex_values()
+    x = np.zeros((u.shape[0], *a_bar.shape), dtype=np.complex128)
+    out = np.empty((*u.shape, 2 * a_bar.shape[1]))
+    for t in range(u.shape[1]):
+        x = a_bar * x + b_bar * u[:, t, :, None]
+        out[:, t, :, 0::2], out[:, t, :, 1::2] = x.real, x.imag
+    return out

@@ -1,0 +1,128 @@
+"""Hardware-aware training: each S4D layer's recurrence run as the board runs it, in torch.
+
+Per step t = 0..L, for every kernel (as `compiler.schedule` describes the loop programs):
+
+    V_state = DAC(out_x(t-1) * a_step / dG)         the state rows, fed back from the columns
+    V_u     = DAC(u_t * s_x * b_step / a_step)      the input row (0 on the flush step t = L)
+    I+, I-  = G+ V, G- V  (+ read noise)            G = G_min + |level| * dG on one side
+    out     = ADC(I+) - ADC(I-)                     per column ("columns" pairs); ADC(I+ - I-)
+                                                    when the pair sits on two rows
+    y_{t-1} = out_y * 2 c_step / (dG * s_x)         the output lags one step
+
+DAC and ADC round to their steps and clip at +-v_read_max and the layer's TIA range, with
+straight-through gradients. While training, every batch also draws the board's errors: a
+conductance error per device (`DeviceErrors.g_sigma`, write-verify tolerance plus relaxation),
+read noise, a fraction of stuck devices, a constant offset of up to half an ADC step per column
+(what remains of a TIA offset after calibration: the calibration subtracts it, but the rounding
+happened around it, so a column whose current is near zero reads a constant bias that the
+state feedback accumulates), and, per step, a common current on both columns of each pair (up
+to one ADC step): the off devices that other kernels' rows drive on the same columns. The scales (s_x, TIA range) come from
+`compiler.loop_scales`, the function the compiler uses, so what was trained is what runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, LayerScales, loop_scales
+from imssa_hw.compiler.mapping import assemble_levels
+from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.quant import ste_round
+from imssa_hw.s4d import DiscreteKernels
+
+
+class AnalogLoop:
+    """One layer's kernels on the board of `profile` at `scales`: a callable
+    (kernels, u (B, H, L)) -> y (B, H, L) without D*u."""
+
+    def __init__(self, profile: BoardProfile, bits: int, scales: LayerScales):
+        read, window = profile.read, profile.conductance
+        self.errors = profile.errors
+        self.columns = profile.differential == "columns"
+        self.g_min, self.g_max, self.dg = window.g_min, window.g_max, window.dg(bits)
+        self.v_max = read.v_read_max
+        self.dac_lsb = read.v_read_max / (2 ** (read.dac_bits - 1) - 1)
+        self.adc_top = 2 ** (read.adc_bits - 1)
+        self.adc_lsb = scales.tia_range_a / self.adc_top
+        self.state_scale = torch.as_tensor(scales.state_scale_v, dtype=torch.float32)
+
+    def dac(self, v: torch.Tensor) -> torch.Tensor:
+        """Row voltages clipped to the read range and rounded to the DAC's steps."""
+        return ste_round(v.clamp(-self.v_max, self.v_max) / self.dac_lsb) * self.dac_lsb
+
+    def adc(self, i: torch.Tensor) -> torch.Tensor:
+        """Column currents rounded to ADC codes (saturating) and back to amperes."""
+        codes = ste_round(i / self.adc_lsb).clamp(-self.adc_top, self.adc_top - 1)
+        return codes * self.adc_lsb
+
+    def conductances(self, levels: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """G+ and G- (H, outputs, inputs) in S of the level matrices, with drawn errors."""
+        pair = [self.g_min + torch.relu(sign * levels) * self.dg for sign in (1, -1)]
+        if not noisy:
+            return pair[0], pair[1]
+        err = self.errors
+        out = []
+        for g in pair:
+            g = g + err.g_sigma * torch.randn_like(g)
+            draw = torch.rand_like(g)
+            g = torch.where(draw < err.stuck_fraction / 2, torch.full_like(g, self.g_max), g)
+            g = torch.where(draw > 1 - err.stuck_fraction / 2, torch.zeros_like(g), g)
+            out.append(g.clamp_min(0.0))
+        return out[0], out[1]
+
+    def __call__(self, k: DiscreteKernels, u: torch.Tensor, noisy: bool) -> torch.Tensor:
+        batch, h, length = u.shape
+        a_step, b_step, c_step = k.a_step, k.b_step, k.c_step
+        a, b = k.a_bar / a_step[:, None], k.b_bar / b_step[:, None]
+        c = k.c / c_step[:, None]
+        s = 2 * a.shape[1]
+        levels = assemble_levels(u.new_zeros(h, s + 1, s + 1), a.real, a.imag, b.real, b.imag,
+                                 c.real, c.imag)
+        # kernel-major (H, B, ...) throughout; columns [G+ outputs | G- outputs]
+        g = torch.cat(self.conductances(levels, noisy), dim=1).transpose(1, 2)  # (H, S+1, 2S+2)
+        g_squared = g * g if noisy and self.errors.read_noise_rel else None
+        # each column's ADC offset: calibration removes it, but not where it moved the rounding
+        offset = ((torch.rand(h, 1, g.shape[-1]) - 0.5) * self.adc_lsb if noisy
+                  else u.new_zeros(h, 1, g.shape[-1]))
+        feedback = (a_step / self.dg)[:, None, None]
+        drive = (self.state_scale * b_step / a_step)[:, None]
+        inputs = u.permute(2, 1, 0)  # (L, H, B)
+        previous = u.new_zeros(h, batch, s)
+        ys = []
+        for t in range(length + 1):
+            v_u = self.dac(inputs[t] * drive) if t < length else u.new_zeros(h, batch)
+            v = torch.cat([self.dac(previous * feedback), v_u[..., None]], dim=-1)
+            currents = torch.bmm(v, g)
+            if g_squared is not None:
+                spread = torch.bmm(v * v, g_squared).clamp_min(1e-30).sqrt()
+                currents = currents + self.errors.read_noise_rel * spread * torch.randn_like(spread)
+            if self.columns:
+                if noisy:  # other kernels' rows add an unknown current to both columns of a pair
+                    common = torch.rand_like(currents[..., :s + 1]) * self.adc_lsb
+                    currents = currents + torch.cat([common, common], dim=-1)
+                read = self.adc(currents + offset) - offset
+                out = read[..., :s + 1] - read[..., s + 1:]
+            else:
+                out = self.adc(currents[..., :s + 1] - currents[..., s + 1:] + offset[..., :s + 1]
+                               ) - offset[..., :s + 1]
+            previous = out[..., :s]
+            if t:
+                ys.append(out[..., s])
+        y = torch.stack(ys, dim=-1) * (2 * c_step / (self.dg * self.state_scale))[:, None, None]
+        return y.permute(1, 0, 2)
+
+
+def install(model, profile: BoardProfile, scales: list[LayerScales] | None) -> None:
+    """Run every S4D layer of `model` through its AnalogLoop (None: back to the ideal model)."""
+    for layer, block in enumerate(model.blocks):
+        block.ssm.loop = (AnalogLoop(profile, model.cfg.bits, scales[layer])
+                          if scales is not None else None)
+
+
+def model_scales(model, features: np.ndarray, profile: BoardProfile,
+                 headroom: float = DEFAULT_HEADROOM) -> list[LayerScales]:
+    """The scales the compiler would choose for the model as it is now, on `features`."""
+    from imssa_hw.classifier import as_checkpoint
+
+    return loop_scales(as_checkpoint(model), features, profile, headroom)

@@ -1,0 +1,144 @@
+"""Hardware-aware training: the torch loop against the emulator's, scales shared with the
+compiler, and the hardware phase of training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from imssa_hw import hardware_aware, reference
+from imssa_hw.classifier import model_from_checkpoint
+from imssa_hw.compiler import compile_checkpoint, load_profile
+from imssa_hw.compiler.loop_scales import stored_scales, tia_range
+from imssa_hw.config import ModelConfig
+from imssa_hw.drivers.loop_program import LoopProgram
+from imssa_hw.emulator.crossbar import Crossbar, ReadChain
+from imssa_hw.emulator.devices import DeviceModel
+from imssa_hw.emulator.profile import load_profile as load_emulator_profile
+from imssa_hw.training import TrainConfig, train
+from test_compiler_support import board, make_checkpoint, sequences
+
+BOARD = load_profile("board-default")
+
+
+def emulated_crossbar(targets: np.ndarray) -> Crossbar:
+    """The emulator's analog core with every device exactly on its target, an ideal TIA and no
+    read noise: only the converters remain."""
+    profile = load_emulator_profile(None, {"read_chain.read_noise_rel": 0.0})
+    rng = np.random.default_rng(0)
+    devices = DeviceModel(profile).draw(targets.shape, rng)
+    devices.g_final_s, devices.defect = targets.copy(), np.zeros_like(devices.defect)
+    chain = ReadChain(np.ones(targets.shape[::2]), np.zeros(targets.shape[::2]),
+                      profile.read_chain.adc_bits)
+    return Crossbar(devices, chain, profile.read_chain, profile.limits, rng)
+
+
+@pytest.mark.parametrize("differential,rows,cols", [("columns", 9, 18), ("rows", 18, 9)])
+def test_the_torch_loop_runs_as_the_emulated_board(tmp_path, differential, rows, cols):
+    # one kernel per array (tiles of 9 inputs x 9 outputs), so that no other kernel's rows
+    # add current to a kernel's columns: then the board's codes are the loop's, exactly
+    profile = board(arrays=3, rows=rows, cols=cols, differential=differential)
+    features = sequences(64, 16)
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=3, range_features=features, for_board=profile)
+    dep = compile_checkpoint(ckpt, profile)
+    assert dep.summary["scales_from"] == "training"
+    layer = dep.schedule.layers[0]
+    crossbar = emulated_crossbar(dep.placement.targets)
+    programs = [LoopProgram(p.array, p.row_input, p.row_input_gain_v, p.row_feedback,
+                            p.row_feedback_gain_v_per_a, p.out_plus, p.out_minus)
+                for p in layer.programs]
+    u = reference.encode(ckpt, features)
+    padded = np.concatenate([u, np.zeros((len(u), 1, u.shape[2]))], axis=1)
+    range_a = float(layer.tia_range_a[0])
+    lsb_a = range_a / 2 ** (crossbar.chain.adc_bits - 1)
+    board_y = layer.ssm_output(crossbar.run(programs, padded, range_a, now=1e9) * lsb_a)
+
+    model = model_from_checkpoint(ckpt)
+    loop = hardware_aware.AnalogLoop(profile, ckpt.config.bits,
+                                     stored_scales(ckpt, profile, dep.summary["headroom"])[0])
+    with torch.no_grad():
+        torch_y = loop(model.blocks[0].ssm.discretize(),
+                       torch.as_tensor(u, dtype=torch.float32).transpose(1, 2),
+                       noisy=False).transpose(1, 2).numpy()
+    code_y = np.abs(layer.y_scale) * lsb_a  # one ADC code of each kernel's y
+    codes_apart = np.abs(torch_y - board_y) / code_y
+    # the same converters at the same scales: the same codes but for rare float32 ties
+    assert np.mean(codes_apart < 1e-3) > 0.99 and codes_apart.max() < 3
+    # and the converters matter: the ideal recurrence is codes away from the board
+    ideal_y = reference.ideal_recurrence(ckpt.kernels(0), u)
+    assert np.mean(np.abs(ideal_y - board_y) / code_y) > 0.1
+
+
+def test_compiler_takes_the_trained_scales_only_for_their_board(tmp_path):
+    features = sequences(32, 16)
+    ckpt = make_checkpoint(tmp_path / "m.pt", layers=2, range_features=features, for_board=BOARD)
+    scales = stored_scales(ckpt, BOARD, 0.9)
+    dep = compile_checkpoint(ckpt, BOARD)
+    for layer, scale in zip(dep.schedule.layers, scales):
+        np.testing.assert_array_equal(layer.state_scale_v, scale.state_scale_v)
+        assert set(layer.tia_range_a) == {scale.tia_range_a}
+    other = replace(BOARD, read=replace(BOARD.read, v_read_max=0.1))
+    assert stored_scales(ckpt, other, 0.9) is None
+    assert compile_checkpoint(ckpt, other).summary["scales_from"] == "probes"
+    assert compile_checkpoint(ckpt, BOARD, headroom=0.5).summary["scales_from"] == "probes"
+
+
+def test_tia_range_is_the_smallest_that_holds_the_peak_with_headroom():
+    ranges = (10e-6, 20e-6, 40e-6)
+    assert tia_range(8e-6, ranges, 0.9) == 10e-6
+    assert tia_range(9.5e-6, ranges, 0.9) == 20e-6
+    assert tia_range(1.0, ranges, 0.9) == 40e-6
+
+
+def test_board_errors_are_drawn_only_while_training(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", range_features=sequences(16, 8), for_board=BOARD)
+    model = model_from_checkpoint(ckpt)
+    loop = hardware_aware.AnalogLoop(BOARD, 2, stored_scales(ckpt, BOARD, 0.9)[0])
+    u = torch.randn(8, ckpt.config.h, 8)
+    kernels = model.blocks[0].ssm.discretize()
+    clean = [loop(kernels, u, noisy=False) for _ in range(2)]
+    torch.manual_seed(1)
+    noisy = loop(kernels, u, noisy=True)
+    torch.manual_seed(1)
+    assert torch.equal(noisy, loop(kernels, u, noisy=True))
+    assert torch.equal(clean[0], clean[1]) and not torch.equal(noisy, clean[0])
+
+
+def test_the_loop_passes_gradients_to_the_kernels(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", range_features=sequences(16, 8), for_board=BOARD)
+    model = model_from_checkpoint(ckpt).train()
+    hardware_aware.install(model, BOARD, stored_scales(ckpt, BOARD, 0.9))
+    model(torch.randn(4, 8, 5)).sum().backward()
+    ssm = model.blocks[0].ssm
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in (ssm.c, ssm.b, ssm.log_dt))
+
+
+def test_hardware_phase_ends_training_and_leaves_an_ideal_model():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 240)
+    x = (0.5 * rng.standard_normal((240, 16, 4))).astype(np.float32)
+    x[:, :, 0] += (2 * y - 1)[:, None]
+    cfg = ModelConfig(d_input=4, n_classes=2, h=4, n=4, n_layers=1, bits=2)
+    result = train(x[:200], y[:200], x[200:], y[200:], cfg,
+                   TrainConfig(epochs=6, hardware_fraction=0.34, seed=0), board=BOARD)
+    assert [r["phase"] for r in result.history] == ["float"] * 2 + ["qat"] * 2 + ["hardware"] * 2
+    assert result.loop_accuracy is not None and result.loop_accuracy > 0.8
+    assert all(block.ssm.loop is None for block in result.model.blocks)
+    plain = train(x[:200], y[:200], x[200:], y[200:], cfg, TrainConfig(epochs=6, seed=0))
+    assert plain.loop_accuracy is None and "hardware" not in {r["phase"] for r in plain.history}
+
+
+def test_hardware_fraction_is_checked():
+    with pytest.raises(ValueError, match="hardware_fraction"):
+        TrainConfig(hardware_fraction=0.7)
+
+
+def test_phases_share_the_epochs():
+    cfg = TrainConfig(epochs=40, hardware_fraction=0.25)
+    assert cfg.phase_epochs(True, True) == (16, 10)
+    assert cfg.phase_epochs(True, False) == (16, 0) and cfg.phase_epochs(False, True) == (40, 0)
+    # a short run still quantizes before its hardware epoch
+    assert TrainConfig(epochs=2, hardware_fraction=0.25).phase_epochs(True, True) == (1, 1)
