@@ -75,9 +75,9 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     from imssa_hw.programming import program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
 
+    profile = load_profile(settings.board_profile)  # a bad name: one line, nothing written
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    profile = load_profile(settings.board_profile)
     with _stage("train", timings, echo):
         cached_path, trained, cached = trained_model(
             settings.data_spec(), epochs=settings.epochs,

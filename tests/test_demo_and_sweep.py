@@ -124,3 +124,19 @@ def test_sweep_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, args, messa
     assert message in done.stderr
     assert "Traceback" not in done.stderr and "sweep" not in done.stderr.split("Error")[0]
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--emulator-profile", "nosuch"], "emulator profile not found: nosuch"),
+    (["--set", "device.nosuch=1"], "unknown profile key 'device.nosuch'"),
+    (["--set", "nodot=1"], "is not of the form section.key=value"),
+    (["--board-profile", "nosuch"], "board profile not found: nosuch"),
+])
+def test_demo_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, args, message):
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "demo", *args, "--out",
+                           str(tmp_path / "demo")], capture_output=True, text=True, timeout=120,
+                          env=cache_env)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "demo").exists()

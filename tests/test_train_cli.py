@@ -91,6 +91,7 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     (["--dataset", "synthetic", "--test-speakers", "1"], "real recordings"),
     (["--dataset", "hd"], "needs a data root"),
     (["--dataset", "fsdd", "--data-root", "/tmp"], "a data root is for dataset 'hd'"),
+    (["--board-profile", "nosuch"], "board profile not found: nosuch"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message):
     done = imssa_hw("train", *args, "--out", str(tmp_path / "m.pt"), env_cache=env_cache)
