@@ -22,6 +22,8 @@ to one ADC step): the off devices that other kernels' rows drive on the same col
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -30,6 +32,9 @@ from imssa_hw.compiler.mapping import assemble_levels
 from imssa_hw.compiler.profile import BoardProfile
 from imssa_hw.quant import ste_round
 from imssa_hw.s4d import DiscreteKernels
+
+if TYPE_CHECKING:
+    from imssa_hw.classifier import S4DClassifier
 
 
 class AnalogLoop:
@@ -72,6 +77,7 @@ class AnalogLoop:
         return out[0], out[1]
 
     def __call__(self, k: DiscreteKernels, u: torch.Tensor, noisy: bool) -> torch.Tensor:
+        """y (B, H, L) of the quantized kernels `k` on u (B, H, L); `noisy` draws the errors."""
         batch, h, length = u.shape
         a_step, b_step, c_step = k.a_step, k.b_step, k.c_step
         a, b = k.a_bar / a_step[:, None], k.b_bar / b_step[:, None]
@@ -113,14 +119,15 @@ class AnalogLoop:
         return y.permute(1, 0, 2)
 
 
-def install(model, profile: BoardProfile, scales: list[LayerScales] | None) -> None:
+def install(model: S4DClassifier, profile: BoardProfile,
+            scales: list[LayerScales] | None) -> None:
     """Run every S4D layer of `model` through its AnalogLoop (None: back to the ideal model)."""
     for layer, block in enumerate(model.blocks):
         block.ssm.loop = (AnalogLoop(profile, model.cfg.bits, scales[layer])
                           if scales is not None else None)
 
 
-def model_scales(model, features: np.ndarray, profile: BoardProfile,
+def model_scales(model: S4DClassifier, features: np.ndarray, profile: BoardProfile,
                  headroom: float = DEFAULT_HEADROOM) -> list[LayerScales]:
     """The scales the compiler would choose for the model as it is now, on `features`."""
     from imssa_hw.classifier import as_checkpoint

@@ -142,3 +142,16 @@ def test_phases_share_the_epochs():
     assert cfg.phase_epochs(True, False) == (16, 0) and cfg.phase_epochs(False, True) == (40, 0)
     # a short run still quantizes before its hardware epoch
     assert TrainConfig(epochs=2, hardware_fraction=0.25).phase_epochs(True, True) == (1, 1)
+
+
+def test_measured_signals_are_the_reference_ones(tmp_path):
+    # measuring runs the model itself: every layer's |u| and |x| as reference.signal_ranges
+    from imssa_hw.compiler.loop_scales import measure
+
+    ckpt = make_checkpoint(tmp_path / "m.pt", layers=2)
+    features = sequences(20, 12)
+    measured = measure(ckpt, features, BOARD, chunk=7)
+    for signals, expected in zip(measured, reference.signal_ranges(ckpt, features)):
+        np.testing.assert_allclose(signals.u_max, expected["u_max"], rtol=1e-12)
+        np.testing.assert_allclose(signals.x_max, expected["x_max"], rtol=1e-12)
+        assert (signals.column_peak_s > 0).all()

@@ -28,7 +28,7 @@ from imssa_hw.compiler.profile import BoardProfile
 
 DEFAULT_HEADROOM = 0.9
 """The largest known signal uses 90 % of the row voltage range and of the TIA range."""
-MEASURE_CHUNK = 512
+MEASURE_CHUNK = 256
 """Sequences run at once while measuring."""
 
 
@@ -112,8 +112,8 @@ def measure(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
         found = (np.abs(u).max(axis=(0, 1)), np.abs(states).max(axis=(0, 1, 3)),
                  np.abs(currents).max(axis=(0, 1, 3)))
         np.maximum(peaks[layer], np.stack(found), out=peaks[layer])
-        return 2 * (states[..., 0::2] * _readout(kernels)[0]
-                    + states[..., 1::2] * _readout(kernels)[1]).sum(-1)
+        c_re, c_im = _readout(kernels)
+        return 2 * (states[..., 0::2] * c_re + states[..., 1::2] * c_im).sum(-1)
     for start in range(0, len(features), chunk):
         reference.forward(ckpt, features[start:start + chunk], recording)
     return [LayerSignals(*p) for p in peaks]
