@@ -155,3 +155,26 @@ def test_measured_signals_are_the_reference_ones(tmp_path):
         np.testing.assert_allclose(signals.u_max, expected["u_max"], rtol=1e-12)
         np.testing.assert_allclose(signals.x_max, expected["x_max"], rtol=1e-12)
         assert (signals.column_peak_s > 0).all()
+
+
+def test_drawn_device_errors_follow_the_profile():
+    from imssa_hw.compiler.profile import DeviceErrors
+
+    levels = torch.tensor([[[3.0, 0.0], [-1.0, 2.0]]]).repeat(64, 1, 1)
+    quiet = hardware_aware.AnalogLoop(BOARD, 2, _any_scales())
+    plus, minus = quiet.conductances(levels, noisy=True)
+    assert torch.equal(plus, quiet.conductances(levels, noisy=False)[0])  # no errors drawn
+    errors = DeviceErrors(g_sigma=2e-6, read_noise_rel=0.0, stuck_fraction=0.2)
+    loud = hardware_aware.AnalogLoop(replace(BOARD, errors=errors), 2, _any_scales())
+    torch.manual_seed(0)
+    plus, _ = loud.conductances(levels, noisy=True)
+    ideal = quiet.conductances(levels, noisy=False)[0]
+    stuck = (plus == BOARD.conductance.g_max) | (plus == 0)
+    assert 0.1 < stuck.float().mean() < 0.3
+    assert 1e-6 < (plus - ideal)[~stuck].std() < 3e-6
+
+
+def _any_scales():
+    from imssa_hw.compiler.loop_scales import LayerScales
+
+    return LayerScales(np.ones(64), 80e-6, 40e-6)
