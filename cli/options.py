@@ -69,8 +69,8 @@ def board_training_options(command):
         "--hardware-aware/--no-hardware-aware", default=False, show_default=True,
         help="Train the last quarter of the epochs with every recurrence run as the board runs "
         "it: row DACs, column ADCs at the TIA range the compiler will choose, the one-step "
-        "output delay, conductance errors, read noise, stuck devices and column offsets "
-        "(--board-profile). Off by default: so far it lowers accuracy (docs/model.md).")(command)
+        "output delay, the columns' offsets, and the errors of the profile's [errors] table "
+        "(--board-profile). Off by default until measured on more boards (docs/model.md).")(command)
     return click.option(
         "--board-profile", default="board-default", show_default=True,
         help="The board the model is for (a shipped profile name or a TOML file): the "
