@@ -109,34 +109,22 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     assert dep.used.sum() > tiles.sum()  # ... without the off cells between the kernels
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--bits", "2,9"], "--bits must be within 1..8"),
-    (["--sigma-us", "0,-5"], "--sigma-us must not be negative"),
-    (["--sigma-us", "five"], "--sigma-us must be comma-separated numbers"),
-    (["--model-seeds", "0,0"], "--model-seeds must be distinct non-negative integers"),
-    (["--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler at tcp://127.0.0.1:9"),
+@pytest.mark.parametrize("command,args,message", [
+    ("sweep", ["--bits", "2,9"], "--bits must be within 1..8"),
+    ("sweep", ["--sigma-us", "0,-5"], "--sigma-us must not be negative"),
+    ("sweep", ["--sigma-us", "five"], "--sigma-us must be comma-separated numbers"),
+    ("sweep", ["--model-seeds", "0,0"], "--model-seeds must be distinct non-negative integers"),
+    ("sweep", ["--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler at tcp://127.0.0.1:9"),
+    ("demo", ["--emulator-profile", "nosuch"], "emulator profile not found: nosuch"),
+    ("demo", ["--set", "device.nosuch=1"], "unknown profile key 'device.nosuch'"),
+    ("demo", ["--set", "nodot=1"], "is not of the form section.key=value"),
+    ("demo", ["--board-profile", "nosuch"], "board profile not found: nosuch"),
 ])
-def test_sweep_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, args, message):
-    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "sweep", *args, "--out",
-                           str(tmp_path / "sweep")], capture_output=True, text=True, timeout=120,
-                          env=cache_env)
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr and "sweep" not in done.stderr.split("Error")[0]
-    assert not (tmp_path / "sweep").exists()
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--emulator-profile", "nosuch"], "emulator profile not found: nosuch"),
-    (["--set", "device.nosuch=1"], "unknown profile key 'device.nosuch'"),
-    (["--set", "nodot=1"], "is not of the form section.key=value"),
-    (["--board-profile", "nosuch"], "board profile not found: nosuch"),
-])
-def test_demo_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, args, message):
-    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "demo", *args, "--out",
-                           str(tmp_path / "demo")], capture_output=True, text=True, timeout=120,
+def test_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, command, args, message):
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", command, *args, "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                           env=cache_env)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "demo").exists()
+    assert not (tmp_path / "out").exists()
