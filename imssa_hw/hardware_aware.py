@@ -64,9 +64,9 @@ class AnalogLoop:
     def conductances(self, levels: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """G+ and G- (H, outputs, inputs) in S of the level matrices, with drawn errors."""
         pair = [self.g_min + torch.relu(sign * levels) * self.dg for sign in (1, -1)]
-        if not noisy:
-            return pair[0], pair[1]
         err = self.errors
+        if not (noisy and (err.g_sigma or err.stuck_fraction)):
+            return pair[0], pair[1]
         out = []
         for g in pair:
             g = g + err.g_sigma * torch.randn_like(g)

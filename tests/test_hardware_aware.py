@@ -146,11 +146,11 @@ def test_phases_share_the_epochs():
 
 def test_measured_signals_are_the_reference_ones(tmp_path):
     # measuring runs the model itself: every layer's |u| and |x| as reference.signal_ranges
-    from imssa_hw.compiler.loop_scales import measure
+    from imssa_hw.compiler.loop_scales import layer_matrices, measure
 
     ckpt = make_checkpoint(tmp_path / "m.pt", layers=2)
     features = sequences(20, 12)
-    measured = measure(ckpt, features, BOARD, chunk=7)
+    measured = measure(ckpt, layer_matrices(ckpt), features, BOARD, chunk=7)
     for signals, expected in zip(measured, reference.signal_ranges(ckpt, features)):
         np.testing.assert_allclose(signals.u_max, expected["u_max"], rtol=1e-12)
         np.testing.assert_allclose(signals.x_max, expected["x_max"], rtol=1e-12)

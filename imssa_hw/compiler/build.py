@@ -18,10 +18,9 @@ from imssa_hw.checkpoint import Checkpoint
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
-from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, layer_scales, measure,
-                                           stored_scales)
-from imssa_hw.compiler.mapping import (KernelMatrices, kernel_matrices, tile_conductances,
-                                       tile_layout)
+from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, kernel_tiles,
+                                           layer_matrices, layer_scales, measure, stored_scales)
+from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, place
 from imssa_hw.compiler.profile import BoardProfile
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
@@ -51,10 +50,9 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
         raise BadInput(f"headroom must be in (0, 1], got {headroom}")
     window = profile.conductance
     dg = window.dg(cfg.bits)
-    matrices = [kernel_matrices(ckpt.kernels(layer)) for layer in range(cfg.n_layers)]
+    matrices = layer_matrices(ckpt)
     layout = tile_layout(cfg.n, profile.differential)
-    tile_maps = np.stack([tile_conductances(levels, layout, window, cfg.bits)
-                          for m in matrices for levels in m.levels])
+    tile_maps = np.concatenate([kernel_tiles(m, profile, cfg.bits) for m in matrices])
     groups = np.repeat(np.arange(cfg.n_layers), cfg.h)
     placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance,
                       window.g_min)
@@ -107,7 +105,7 @@ def _measured_scales(ckpt: Checkpoint, matrices: list[KernelMatrices], features:
                      profile: BoardProfile, headroom: float) -> list[LayerScales]:
     """Scales from the probes' signals, widened to the checkpoint's stored signal ranges."""
     h, n_layers = ckpt.config.h, ckpt.config.n_layers
-    measured = measure(ckpt, features, profile)
+    measured = measure(ckpt, matrices, features, profile)
     stored = ckpt.meta.get("signal_ranges")
     if stored is not None and not (isinstance(stored, list) and len(stored) == n_layers and all(
             isinstance(r, dict) and all(len(r.get(k, [])) == h for k in ("u_max", "x_max"))

@@ -92,11 +92,16 @@ def kernel_tiles(matrices: KernelMatrices, profile: BoardProfile, bits: int) -> 
                      for levels in matrices.levels])
 
 
-def measure(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
-            chunk: int = MEASURE_CHUNK) -> list[LayerSignals]:
-    """Every layer's largest signals on `features` (B, L, F), run in chunks of sequences."""
+def layer_matrices(ckpt: Checkpoint) -> list[KernelMatrices]:
+    """Every layer's kernel matrices."""
+    return [kernel_matrices(ckpt.kernels(layer)) for layer in range(ckpt.config.n_layers)]
+
+
+def measure(ckpt: Checkpoint, matrices: list[KernelMatrices], features: np.ndarray,
+            profile: BoardProfile, chunk: int = MEASURE_CHUNK) -> list[LayerSignals]:
+    """Every layer's largest signals on `features` (B, L, F), run in chunks of sequences;
+    `matrices` are the checkpoint's (`layer_matrices`)."""
     n_layers = ckpt.config.n_layers
-    matrices = [kernel_matrices(ckpt.kernels(layer)) for layer in range(n_layers)]
     tiles = [kernel_tiles(m, profile, ckpt.config.bits) for m in matrices]
     layout = tile_layout(matrices[0].state_size, profile.differential)
     peaks = [np.zeros((3, ckpt.config.h)) for _ in range(n_layers)]
@@ -131,9 +136,9 @@ def layer_scales(matrices: KernelMatrices, signals: LayerSignals, profile: Board
 def loop_scales(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
                 headroom: float = DEFAULT_HEADROOM) -> list[LayerScales]:
     """Every layer's scales for the board of `profile`, measured on `features`."""
-    signals = measure(ckpt, features, profile)
-    return [layer_scales(kernel_matrices(ckpt.kernels(layer)), s, profile, headroom)
-            for layer, s in enumerate(signals)]
+    matrices = layer_matrices(ckpt)
+    return [layer_scales(m, s, profile, headroom)
+            for m, s in zip(matrices, measure(ckpt, matrices, features, profile))]
 
 
 def scales_record(scales: list[LayerScales], profile: BoardProfile, bits: int,
