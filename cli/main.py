@@ -17,6 +17,7 @@ from imssa_hw.errors import BadInput
 
 COMMANDS: dict[str, str] = {
     "board": "board:board",
+    "budget": "budget:budget",
     "emulate": "emulate:emulate",
     "compile": "compile:compile_command",
     "train": "train:train",

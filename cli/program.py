@@ -49,19 +49,29 @@ STRATEGY_NAMES = ("adaptive", "ramp", "open_loop")
               help="Pulses per device before it is given up as stuck [default: 40].")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Write target_vs_achieved.png, error_histogram.png, yield.png into OUT.")
+@click.option("--refresh", is_flag=True,
+              help="Touch up a deployment programmed earlier: re-read its devices and write "
+                   "again only those that drifted out of the tolerance (known stuck devices are "
+                   "left alone). Journal and report in OUT/refresh/; --resume continues it.")
 def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance: str,
             strategy: str, out: Path | None, journal: Path | None, resume: bool,
             report: Path | None, defects: Path | None, settle_s: float | None,
-            verify_delay_s: float | None, max_pulses: int | None, plots: bool) -> None:
+            verify_delay_s: float | None, max_pulses: int | None, plots: bool,
+            refresh: bool) -> None:
     """Program the conductance targets of DEPLOY (from `imssa-hw compile`) onto the board with
     closed-loop write-verify; print the JSON report.
 
     Every pulse and read goes to the journal first, so an interrupted run continues with
-    --resume. Stuck devices are merged into the defect map that compile reads."""
+    --resume. Stuck devices are merged into the defect map that compile reads. With --refresh,
+    the devices of a deployment programmed before are checked and the drifted ones rewritten
+    (run it after the board sat for a while; `imssa-hw budget` shows how much drift costs)."""
     from dataclasses import replace
 
     from imssa_hw.compiler import load_deployment
+    from imssa_hw.compiler.defects import load_defects
     from imssa_hw.drivers.board import Board
+    from imssa_hw.errors import BadInput
+    from imssa_hw.programming.journal import archive_finished_journal
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
     from imssa_hw.programming.runner import check_board
@@ -70,8 +80,23 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     dep = load_deployment(deploy)
     folder = deploy.parent if deploy.name == "deploy.json" else deploy
     out = out or folder / "program"
-    journal = journal or out / "journal.jsonl"
     defects = defects or folder / "defects.json"
+    known_stuck = None
+    if refresh:
+        if strategy != "adaptive":
+            raise BadInput("--refresh uses its own strategy (adaptive, sparing devices still "
+                           "within the tolerance): leave out --strategy")
+        if not (out / "program.json").is_file():
+            raise BadInput(f"{folder} has not been programmed ({out / 'program.json'} is "
+                           f"missing): run `imssa-hw program` first")
+        strategy = "refresh"
+        out = out / "refresh"
+        journal = journal or out / "journal.jsonl"
+        if not resume:
+            archive_finished_journal(journal)
+        if defects.exists():
+            known_stuck = load_defects(defects, dep.profile.geometry).mask()
+    journal = journal or out / "journal.jsonl"
     cal = None
     if calibration is not None:
         from imssa_hw.calibration.data import load_calibration
@@ -88,7 +113,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     total = int(dep.used.sum())
     with Board.open(port, timeout_s=timeout_s) as board:
         check_board(dep, board.info)
-        with click.progressbar(length=total, label=f"programming {total} devices ({strategy})",
+        with click.progressbar(length=total, label=f"{'refreshing' if refresh else 'programming'} {total} "
+                                                   f"devices ({strategy})",
                                file=sys.stderr, show_pos=True,
                                item_show_func=lambda text: text) as bar:
             done = [0]
@@ -102,10 +128,14 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
 
             result = program_deployment(board, dep, calibration=cal, tolerance=tol,
                                         journal=journal, resume=resume, progress=progress,
-                                        strategy=strategy, settings=settings)
-    data = write_program_outputs(result, out, report, defects=defects, plots=plots,
-                                 extra={"deploy": str(folder), "port": port,
-                                        "calibration_dir": str(calibration) if calibration else None})
+                                        strategy=strategy, settings=settings,
+                                        known_stuck=known_stuck)
+    extra = {"deploy": str(folder), "port": port,
+             "calibration_dir": str(calibration) if calibration else None}
+    if refresh:
+        extra["rewritten_devices"] = int(((result.pulses > 0) & result.used).sum())
+    data = write_program_outputs(result, out, report, defects=defects, plots=plots, extra=extra,
+                                 name="refresh" if refresh else "program")
     click.echo(json.dumps(data, indent=2))
     if not result.finished:
         click.echo(f"{result.report['unfinished']} devices unfinished: run again with --resume to "

@@ -21,6 +21,9 @@ SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
 NOISELESS = {"read_chain.read_noise_rel": 0, "read_chain.tia_gain_sigma": 0,
              "read_chain.tia_offset_sigma_fs": 0}
 """Settings that make reads and VMMs exact up to the ADC and DAC steps."""
+STILL = {"relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0,
+         "retention.sigma_min_s": 0, "retention.sigma_max_s": 0}
+"""Settings under which a device keeps the conductance a pulse gave it (no relaxation, no drift)."""
 
 
 @pytest.fixture

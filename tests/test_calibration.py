@@ -23,6 +23,7 @@ from imssa_hw.emulator.process import start_emulator
 from imssa_hw.errors import BadInput
 
 from imssa_hw.cli.main import cli
+from conftest import STILL
 
 SIM = str(pathlib.Path(__file__).parent / "fixtures" / "keithley2400.yaml") + "@sim"
 FAST = ["--settle", "0.5", "--relax-delay", "0.5", "--reads", "4"]
@@ -369,7 +370,7 @@ def test_smu_nothing_listening(emulated_board, tmp_path, old_out):
 def test_smu_not_wired_to_the_board(emulated_board, tmp_path, old_out):
     """A Keithley that answers (pyvisa-sim: always 10 uA) but does not see the routed devices:
     found after pulsing; nothing written, the arrays left RESET."""
-    emu = emulated_board(settings={"relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0})
+    emu = emulated_board(settings=STILL)
     result = calibrate("--port", emu.port, "--smu", "GPIB0::24::INSTR", "--smu-backend", SIM,
                        "--out", old_out, "--report", tmp_path / "r.json", "--settle", "0",
                        "--relax-delay", "0")

@@ -18,7 +18,7 @@ from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import ErrorCode, pack_error
 from imssa_hw.errors import BadInput
 
-from conftest import NOISELESS
+from conftest import NOISELESS, STILL
 
 
 def test_identify_and_status(module_board):
@@ -91,7 +91,7 @@ def loop_programs() -> list[LoopProgram]:
 
 
 def test_on_board_loop_matches_the_host_loop(emulated_board):
-    emu = emulated_board(settings={**NOISELESS, "relaxation.sigma_max_s": 0, "relaxation.sigma_min_s": 0})
+    emu = emulated_board(settings={**NOISELESS, **STILL})
     with Board.open(emu.port) as board:
         rng = np.random.default_rng(0)
         board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)))
@@ -248,8 +248,7 @@ def test_command_count_in_frames(module_board):
 def test_column_correction_undoes_the_read_chain_in_the_loop(emulated_board):
     """With the TIA gain/offset errors given as the program's column correction, the on-board
     loop matches the loop on an error-free read chain; without it, the errors compound."""
-    quiet = {"read_chain.read_noise_rel": 0, "relaxation.sigma_max_s": 0,
-             "relaxation.sigma_min_s": 0}
+    quiet = {"read_chain.read_noise_rel": 0, **STILL}
     errors = {**quiet, "read_chain.tia_gain_sigma": 0.05, "read_chain.tia_offset_sigma_fs": 0.005}
     runs = {}
     for name, settings in (("ideal", {**quiet, "read_chain.tia_gain_sigma": 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -12,15 +13,16 @@ import pyvisa
 
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import VoltageLimitError
+from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON, WORN_OUT, DeviceModel
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 
-from conftest import NOISELESS
+from conftest import NOISELESS, STILL
 
-STEADY = {"relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0}
+STEADY = STILL
 
 
 def healthy(emu) -> np.ndarray:
@@ -90,8 +92,10 @@ def test_relaxation_moves_programmed_devices(emulated_board):
     moved = devices.relax_s[0][healthy(emu)[0]]
     assert 0.5e-6 < moved.std() < 3e-6
     t0 = devices.t_pulse_s[0].max()
-    early, late = devices.conductance_s(t0, 0), devices.conductance_s(t0 + 20 * devices.relax_tau_s, 0)
-    assert np.allclose(late - early, devices.relax_s[0], atol=1e-12)
+    later = 20 * devices.relax_tau_s
+    early, late = devices.conductance_s(t0, 0), devices.conductance_s(t0 + later, 0)
+    drift = devices.drift_s[0] * devices.drift_fraction(later)
+    assert np.allclose(late - early, devices.relax_s[0] + drift, atol=1e-12)
 
 
 def test_stuck_devices_ignore_pulses(emulated_board):
@@ -251,6 +255,45 @@ def test_state_persists_across_restart(tmp_path):
         second.stop()
     with pytest.raises(RuntimeError, match="holds 1x4x4 devices"):
         start_emulator(tmp_path, arrays=2, rows=4, cols=4)
+
+
+def test_clock_goes_on_across_restarts_at_its_own_rate():
+    clock = EmulatorClock(origin_wall_s=1000.0, origin_emulated_s=5000.0, time_scale=100.0)
+    assert clock.now(1010.0) == 6000.0
+    later = clock.restarted(saved_wall_s=1010.0, time_scale=1.0)  # stopped at wall 1010
+    assert later.time_scale == 1.0
+    assert later.now() - time.time() == pytest.approx(6000.0 - 1010.0, abs=1.0)
+
+
+def test_retention_drift_grows_with_log_time_and_a_day_passes_in_seconds(tmp_path):
+    """Program at normal speed, then restart the board with a day in 3 s: the reads move by the
+    drift each device drew, as the log-time law says, and the clock has advanced by a day."""
+    options = dict(seed=3, arrays=1, rows=8, cols=8,
+                   settings={**NOISELESS, "relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0})
+    first = start_emulator(tmp_path, **options)
+    with Board.open(first.port) as board:
+        board.set_pulses(0, 3.0, 0.9)  # mid-window: the largest drift
+        before = board.read_array(0)
+    first.stop()
+    devices = load_state(tmp_path / "board.npz").devices
+    ok = devices.defect[0] == HEALTHY
+    assert 1.5e-6 < devices.drift_s[0][ok].std() < 4.5e-6  # the NeuRRAM one-day spread, mid-window
+    day_in_3_s = 86400 / 3
+    second = start_emulator(tmp_path, time_scale=day_in_3_s, **options)
+    try:
+        time.sleep(3.2)
+        with Board.open(second.port) as board:
+            after = board.read_array(0)
+        state = second.state()
+    finally:
+        second.stop()
+    assert state.now() - time.time() > 86400  # a day (and more) ahead of the wall clock
+    expected = (devices.drift_s[0] * devices.drift_fraction(state.now() - devices.t_pulse_s[0]))[ok]
+    moved = (after - before)[ok]  # `before` was read within a second of the pulses: no drift yet
+    assert np.corrcoef(moved, expected)[0, 1] > 0.9
+    assert 0.7 < np.abs(moved).mean() / np.abs(expected).mean() < 1.3
+    assert devices.drift_fraction(86400) == pytest.approx(1.0)
+    assert devices.drift_fraction(60) < devices.drift_fraction(3600) < devices.drift_fraction(86400)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

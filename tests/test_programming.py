@@ -25,11 +25,13 @@ from imssa_hw.compiler.defects import load_defects
 from imssa_hw.config import ModelConfig
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
+from imssa_hw.emulator.process import start_emulator
 from imssa_hw.errors import BadInput
 from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
 from imssa_hw.programming.strategies import STUCK, VERIFIED
+from conftest import STILL
 
 FAST_DEVICES = {"relaxation.tau_s": 0.1}
 """Devices that relax 5x faster than the default, so that the delays below suffice."""
@@ -222,7 +224,7 @@ def test_death_between_sending_and_journaling_never_pulses_twice(emulated_board,
 def test_link_faults_change_nothing(emulated_board):
     """With lost and corrupted frames the same run happens: the same pulses, the same devices.
     (Relaxation off and no delays, so that the run does not depend on timing.)"""
-    steady = {**EXACT_CHAIN, "relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0}
+    steady = {**EXACT_CHAIN, **STILL}
     settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
                         min_iteration_s=0, verify_reads=4)
     targets = four_bit_targets((1, 8, 8), seed=5)
@@ -335,3 +337,67 @@ def test_bad_input_is_one_line_and_exit_2(emulated_board, tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "16x16" in lines[0]
+
+
+def test_refresh_rewrites_only_drifted_devices(tmp_path):
+    """Program, let a (strongly drifting) board sit for a day in 2 s, refresh: only devices out
+    of tolerance are pulsed, a verified device never again, and the yield is back."""
+    deploy = make_deployment(tmp_path)
+    options = dict(arrays=2, rows=16, cols=16, seed=12,
+                   settings={**FAST_DEVICES, **EXACT_CHAIN, "retention.sigma_min_s": 2e-6,
+                             "retention.sigma_max_s": 4e-6})
+    workdir = tmp_path / "emulator"
+    emu = start_emulator(workdir, **options)
+    try:
+        early = run_cli("program", str(deploy), "--port", emu.port, "--refresh")
+        assert early.returncode == 2 and "run `imssa-hw program` first" in early.stderr
+        done = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--no-plots")
+        assert done.returncode == 0, done.stderr
+    finally:
+        emu.stop()
+    day = start_emulator(workdir, time_scale=86400 / 2, **options)
+    time.sleep(2.2)
+    day.stop()
+    emu = start_emulator(workdir, **options)
+    try:
+        dep_targets = np.load(deploy / "targets.npz")
+        targets, used = dep_targets["targets_s"], dep_targets["used"]
+        truth = emu.truth_s()
+        pulses_before = emu.state().devices.pulses.copy()
+        error = np.abs(truth - targets)
+        tol = 2e-6
+        fixed = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--refresh",
+                        "--no-plots")
+        assert fixed.returncode == 0, fixed.stderr
+        pulses = emu.state().devices.pulses - pulses_before
+    finally:
+        emu.stop()
+    report = json.loads((deploy / "program" / "refresh" / "refresh.json").read_text())
+    assert report["strategy"] == "refresh" and report["yield_working"] >= 0.99
+    drifted = used & (error > 1.5 * tol) & (healthy_state(workdir))
+    kept = used & (error < 0.5 * tol)
+    assert drifted.sum() >= 10 and kept.sum() >= 10
+    assert (pulses[drifted] > 0).mean() >= 0.95
+    assert (pulses[kept] == 0).mean() >= 0.95
+    assert report["rewritten_devices"] == int(((pulses > 0) & used).sum())
+    verified: set[tuple[int, int]] = set()
+    for r in read_journal(deploy / "program" / "refresh" / "journal.jsonl"):
+        if r["type"] != "pulse":
+            continue
+        for _, batch in pulse_batches(r):
+            assert not verified & {(r["array"], i) for i in batch["idx"]}
+        verified |= {(r["array"], i) for i in r["status"].get("verified", [])}
+    # a second refresh starts a new journal; the finished one is kept aside
+    emu = start_emulator(workdir, **options)
+    try:
+        again = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--refresh",
+                        "--no-plots")
+    finally:
+        emu.stop()
+    assert again.returncode == 0, again.stderr
+    assert (deploy / "program" / "refresh-1" / "journal.jsonl").is_file()
+
+
+def healthy_state(workdir: Path) -> np.ndarray:
+    from imssa_hw.emulator.state import load_state
+    return load_state(workdir / "board.npz").devices.defect == HEALTHY

@@ -57,6 +57,13 @@ class DefectMap:
                 np.array([d.col for d in devices], dtype=np.int64),
                 np.array([np.nan if d.g is None else d.g for d in devices], dtype=np.float64))
 
+    def mask(self) -> np.ndarray:
+        """(arrays, rows, cols) bool, True at the stuck devices."""
+        mask = np.zeros((self.arrays, self.rows, self.cols), bool)
+        for d in self.stuck:
+            mask[d.array, d.row, d.col] = True
+        return mask
+
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "arrays": self.arrays, "rows": self.rows,
                 "cols": self.cols, "stuck": [d.to_dict() for d in self.stuck]}

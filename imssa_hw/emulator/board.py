@@ -130,7 +130,7 @@ class EmulatedBoard:
         if self.smu_route is None:
             return 0.0
         array, row, col = self.smu_route
-        return float(self.state.devices.conductance_s(time.time(), array)[row, col])
+        return float(self.state.devices.conductance_s(self.state.now(), array)[row, col])
 
     def save(self) -> None:
         if self.state_path is not None:
@@ -188,7 +188,7 @@ class EmulatedBoard:
                 row, col = np.argwhere(bad)[0]
                 raise Refusal(ErrorCode.LIMIT, f"{what} {values[row, col]:.3f} V at ({row}, {col}) "
                                                f"outside 0..{top} V; no device was pulsed")
-        now = time.time()
+        now = self.state.now()
         devices = self.state.devices
         if opcode == Opcode.SET_PULSES:
             self.model.set(devices, batch.array, batch.v, batch.v_gate, batch.mask, now, self.rng)
@@ -205,13 +205,13 @@ class EmulatedBoard:
         array = unpack_array(payload)
         self._check_array(array)
         return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
-                                             time.time()))
+                                             self.state.now()))
 
     def _read_device(self, payload: bytes) -> bytes:
         array, row, col = unpack_device(payload)
         self._check_device(array, row, col)
         return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
-                                             time.time(), row, col))
+                                             self.state.now(), row, col))
 
     def _vmm(self, payload: bytes) -> bytes:
         array, v = unpack_vmm(payload, self.info.rows)
@@ -219,7 +219,7 @@ class EmulatedBoard:
         v_max = self.profile.limits.v_read_max
         if not (np.isfinite(v).all() and np.abs(v).max() <= v_max + V_TOLERANCE):
             raise Refusal(ErrorCode.LIMIT, f"row voltages must be within +-{v_max} V")
-        return pack_codes(self.crossbar.vmm(array, v, self.config.vmm_range_a, time.time()))
+        return pack_codes(self.crossbar.vmm(array, v, self.config.vmm_range_a, self.state.now()))
 
     def _load_program(self, payload: bytes) -> bytes:
         programs = unpack_programs(payload)
@@ -246,7 +246,7 @@ class EmulatedBoard:
                                                   f"the sequence has {inputs.shape[2]}")
         if not np.isfinite(inputs).all():
             raise Refusal(ErrorCode.BAD_ARGUMENT, "inputs must be finite")
-        codes = self.crossbar.run(self.programs, inputs, self.config.vmm_range_a, time.time())
+        codes = self.crossbar.run(self.programs, inputs, self.config.vmm_range_a, self.state.now())
         return pack_sequences(codes, "<i2")
 
     def _route_smu(self, payload: bytes) -> bytes:

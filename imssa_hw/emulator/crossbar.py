@@ -18,6 +18,8 @@ from imssa_hw.emulator.profile import ReadChainParams
 
 NOISE_CHUNK = 1 << 18
 """Normal deviates drawn at once by the loop engine."""
+CACHE_AGE_FRACTION = 0.01
+"""Cached conductances are reused until the time since the last pulse grew by this fraction."""
 
 
 @dataclass(eq=False)
@@ -64,22 +66,25 @@ class Crossbar:
         arrays, rows, cols = devices.g_final_s.shape
         row, col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
         self._r_path = params.ir_drop_r_wire_ohm * (col + 1 + rows - row)
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[float, float, tuple[np.ndarray, np.ndarray]]] = {}
 
     def changed(self, array: int) -> None:
         """Drop cached conductances of `array` after its devices changed."""
         self._cache.pop(array, None)
 
     def conductance(self, array: int, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """(G, G^2) of `array` as the columns see it (IR drop included); cached once relaxed."""
-        if array in self._cache:
-            return self._cache[array]
+        """(G, G^2) of `array` as the columns see it (IR drop included). Cached once relaxed,
+        for as long as retention drift (log time) moves by under 1 % of the age reached."""
+        cached = self._cache.get(array)
+        if cached is not None and now - cached[0] <= CACHE_AGE_FRACTION * cached[1]:
+            return cached[2]
         g = self.devices.conductance_s(now, array)
         if self._r_path.any():
             g = g / (1 + g * self._r_path)
         pair = (g, g * g)
         if self.devices.settled(array, now):
-            self._cache[array] = pair
+            age = now - float(self.devices.t_pulse_s[array].max())
+            self._cache[array] = (now, age, pair)
         return pair
 
     def dac(self, v_rows: np.ndarray) -> np.ndarray:

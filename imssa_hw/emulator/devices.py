@@ -4,8 +4,10 @@ SET: above a per-device threshold voltage the device jumps to the conductance al
 (compliance), G = gain * (v_gate - vt)^exponent with per-device gain, vt and exponent, plus
 cycle-to-cycle noise; a SET never lowers G. RESET removes a fraction of (G - g_off) that grows with
 the effective reset voltage and the pulse width, with noise proportional to the step. Every change
-is followed by relaxation towards G + delta with time constant tau. Stuck devices ignore pulses;
-a device that exceeds its endurance freezes where it is.
+is followed by relaxation towards G + delta with time constant tau, and by retention drift that
+grows with log time: G += drift * log(1 + age / onset) / log(1 + reference_age / onset), `drift`
+drawn per change (the shift reached at the reference age, e.g. one day). Stuck devices ignore
+pulses; a device that exceeds its endurance freezes where it is.
 """
 
 from __future__ import annotations
@@ -45,12 +47,25 @@ class Devices:
     """Wall-clock time (Unix seconds) of the last change."""
     pulses: np.ndarray
     """Switching pulses received (pulses above threshold on healthy devices)."""
+    drift_s: np.ndarray
+    """Retention drift reached `drift_reference_age_s` after the last change, S (signed)."""
     relax_tau_s: float
+    drift_onset_s: float
+    """Age at which retention drift starts to show (the log-time knee), s."""
+    drift_reference_age_s: float
+    """Age at which a device has drifted by its `drift_s`, s."""
 
     def conductance_s(self, now: float, array: int | slice = slice(None)) -> np.ndarray:
-        """True conductance at wall-clock time `now`, S."""
+        """True conductance at emulated time `now` (Unix seconds), S."""
         age = np.maximum(now - self.t_pulse_s[array], 0.0)
-        return self.g_final_s[array] - self.relax_s[array] * np.exp(-age / self.relax_tau_s)
+        relaxed = self.g_final_s[array] - self.relax_s[array] * np.exp(-age / self.relax_tau_s)
+        return np.maximum(relaxed + self.drift_s[array] * self.drift_fraction(age), 0.0)
+
+    def drift_fraction(self, age_s: np.ndarray | float) -> np.ndarray:
+        """Fraction of the reference-age drift reached at `age_s`: log(1 + age/onset) / log(1 +
+        reference/onset)."""
+        return np.log1p(np.asarray(age_s) / self.drift_onset_s) / np.log1p(
+            self.drift_reference_age_s / self.drift_onset_s)
 
     def settled(self, array: int, now: float) -> bool:
         """True once every device of `array` has relaxed (20 time constants after its last change)."""
@@ -62,7 +77,8 @@ class Devices:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Devices:
         values = {f.name: np.array(arrays[f.name]) for f in fields(cls)}
-        values["relax_tau_s"] = float(values["relax_tau_s"])
+        for name in ("relax_tau_s", "drift_onset_s", "drift_reference_age_s"):
+            values[name] = float(values[name])
         return cls(**values)
 
 
@@ -72,6 +88,7 @@ class DeviceModel:
     def __init__(self, profile: Profile) -> None:
         self.device = profile.device
         self.relaxation = profile.relaxation
+        self.retention = profile.retention
         self.defects = profile.defects
         self.endurance = profile.endurance
         self.window_max_s = profile.board.g_window_s[1]
@@ -104,8 +121,9 @@ class DeviceModel:
             reset_scale_v=lognormal(p.reset_scale_v, p.reset_scale_sigma_log),
             endurance_pulses=lognormal(self.endurance.median_pulses, self.endurance.sigma_log),
             defect=defect.astype(np.int8), g_final_s=g, relax_s=np.zeros(shape),
-            t_pulse_s=np.zeros(shape), pulses=np.zeros(shape, np.int64),
-            relax_tau_s=self.relaxation.tau_s)
+            t_pulse_s=np.zeros(shape), pulses=np.zeros(shape, np.int64), drift_s=np.zeros(shape),
+            relax_tau_s=self.relaxation.tau_s, drift_onset_s=self.retention.onset_s,
+            drift_reference_age_s=self.retention.reference_age_s)
 
     def set(self, devices: Devices, array: int, v_set: np.ndarray, v_gate: np.ndarray,
             mask: np.ndarray, now: float, rng: np.random.Generator) -> None:
@@ -136,14 +154,19 @@ class DeviceModel:
 
     def _commit(self, devices: Devices, a: int, fired: np.ndarray, changed: np.ndarray,
                 g_now: np.ndarray, g_new: np.ndarray, now: float, rng: np.random.Generator) -> None:
-        """Store the new conductances with a fresh relaxation shift; count pulses, wear out."""
-        r = self.relaxation
+        """Store the new conductances with fresh relaxation and retention shifts; count pulses,
+        wear out."""
+        r, k = self.relaxation, self.retention
         x = np.clip(g_new / self.window_max_s, 0.0, 1.0)
-        sigma = (r.sigma_min_s + (r.sigma_max_s - r.sigma_min_s) * 4 * x * (1 - x)) \
+        mid_window = 4 * x * (1 - x)  # both spreads are largest mid-window (NeuRRAM)
+        sigma = (r.sigma_min_s + (r.sigma_max_s - r.sigma_min_s) * mid_window) \
             * np.minimum(1.0, np.abs(g_new - g_now) / r.full_change_s)
         g_final = np.maximum(g_new + sigma * rng.standard_normal(g_new.shape), 0.0)
+        drift = (k.sigma_min_s + (k.sigma_max_s - k.sigma_min_s) * mid_window) \
+            * rng.standard_normal(g_new.shape)
         devices.g_final_s[a][changed] = g_final[changed]
         devices.relax_s[a][changed] = (g_final - g_new)[changed]
+        devices.drift_s[a][changed] = drift[changed]
         devices.t_pulse_s[a][changed] = now
         devices.pulses[a][fired] += 1
         devices.defect[a][fired & (devices.pulses[a] >= devices.endurance_pulses[a])] = WORN_OUT

@@ -43,7 +43,8 @@ class EmulatorProcess:
 
     def truth_s(self) -> np.ndarray:
         """True conductances now, (arrays, rows, cols) S."""
-        return self.state().devices.conductance_s(time.time())
+        state = self.state()
+        return state.devices.conductance_s(state.now())
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Send `sig` and wait for the exit code (killed after `timeout_s`)."""
@@ -62,11 +63,13 @@ def emulator_command(*, seed: int = 0, state_path: Path | None = None, profile: 
                      settings: dict[str, Any] | None = None, arrays: int | None = None,
                      rows: int | None = None, cols: int | None = None, smu: bool = False,
                      tcp: bool = False, corrupt_rate: float = 0.0, drop_rate: float = 0.0,
-                     latency_s: float = 0.0, reset_rate: float = 0.0) -> list[str]:
+                     latency_s: float = 0.0, reset_rate: float = 0.0,
+                     time_scale: float = 1.0) -> list[str]:
     """The `imssa-hw emulate` command line for these options (run with this interpreter)."""
     command = [sys.executable, "-m", "imssa_hw.cli.main", "emulate", "--seed", str(seed),
                "--corrupt-rate", str(corrupt_rate), "--drop-rate", str(drop_rate),
-               "--latency", str(latency_s), "--reset-rate", str(reset_rate)]
+               "--latency", str(latency_s), "--reset-rate", str(reset_rate),
+               "--time-scale", repr(float(time_scale))]
     for option, value in (("--state", state_path), ("--profile", profile), ("--arrays", arrays),
                           ("--rows", rows), ("--cols", cols)):
         if value is not None:

@@ -83,6 +83,20 @@ class RelaxationParams:
 
 
 @dataclass(frozen=True)
+class RetentionParams:
+    """Long-term drift after programming, growing with log time (see emulator/devices.py)."""
+
+    sigma_min_s: float
+    """Spread of the drift at the reference age, at the window's edges, S."""
+    sigma_max_s: float
+    """The same mid-window, S."""
+    reference_age_s: float
+    """The age at which those spreads hold (one day in the NeuRRAM fit), s."""
+    onset_s: float
+    """The knee of the log-time growth, s."""
+
+
+@dataclass(frozen=True)
 class DefectParams:
     stuck_on_fraction: float
     stuck_on_g_s: float
@@ -114,6 +128,7 @@ class Profile:
     read_chain: ReadChainParams
     device: DeviceParams
     relaxation: RelaxationParams
+    retention: RetentionParams
     defects: DefectParams
     endurance: EnduranceParams
     smu: SmuParams
@@ -206,7 +221,7 @@ def _check(profile: Profile) -> None:
     if not limits.pulse_width_min_s <= defaults.pulse_width_s <= limits.pulse_width_max_s:
         raise BadInput("defaults.pulse_width_s must be within the pulse width limits")
     negative = []
-    for name in ("read_chain", "device", "relaxation", "defects", "endurance", "smu"):
+    for name in ("read_chain", "device", "relaxation", "retention", "defects", "endurance", "smu"):
         section = getattr(profile, name)
         negative += [f"{name}.{f.name}" for f in fields(section)
                      if isinstance(getattr(section, f.name), float) and getattr(section, f.name) < 0
@@ -215,3 +230,5 @@ def _check(profile: Profile) -> None:
         raise BadInput(f"profile values must not be negative: {', '.join(negative)}")
     if profile.relaxation.tau_s <= 0:
         raise BadInput("relaxation.tau_s must be > 0")
+    if profile.retention.onset_s <= 0 or profile.retention.reference_age_s <= 0:
+        raise BadInput("retention.onset_s and retention.reference_age_s must be > 0")

@@ -26,6 +26,7 @@ import numpy as np
 from imssa_hw.drivers.errors import FrameError
 from imssa_hw.drivers.framing import FrameDecoder
 from imssa_hw.emulator.board import EmulatedBoard
+from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
 from imssa_hw.emulator.devices import DeviceModel
 from imssa_hw.emulator.profile import Profile
@@ -200,9 +201,10 @@ class EmulatorServer:
                 peer.outbox += answer.encode() + b"\n"
 
 
-def build_board(profile: Profile, seed: int,
-                state_path: Path | None) -> tuple[EmulatedBoard, list[np.random.Generator]]:
-    """The board of `profile`, its devices drawn from `seed` or loaded from `state_path`.
+def build_board(profile: Profile, seed: int, state_path: Path | None,
+                time_scale: float = 1.0) -> tuple[EmulatedBoard, list[np.random.Generator]]:
+    """The board of `profile`, its devices drawn from `seed` or loaded from `state_path`; its
+    clock runs `time_scale` times faster than the wall clock.
 
     Returns the board and the two remaining random streams (link faults, SMU noise).
     """
@@ -215,9 +217,11 @@ def build_board(profile: Profile, seed: int,
         if state.devices.g_final_s.shape != shape:
             raise BadInput(f"{state_path} holds {'x'.join(map(str, state.devices.g_final_s.shape))} "
                            f"devices, the profile asks for {'x'.join(map(str, shape))}")
+        state.clock = state.clock.restarted(state.saved_wall_s, time_scale)
     else:
         devices = DeviceModel(profile).draw(shape, population)
-        state = EmulatorState(devices, ReadChain.draw(profile.read_chain, b.arrays, b.cols, population), seed)
+        state = EmulatorState(devices, ReadChain.draw(profile.read_chain, b.arrays, b.cols, population),
+                              seed, EmulatorClock.starting_now(time_scale))
     board = EmulatedBoard(profile, state, state_path, programming, reading)
     return board, [faults, smu]
 
@@ -231,10 +235,10 @@ def _write_atomic(path: Path, text: str) -> None:
 def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
           port_file: Path | None = None, smu_port: int | None = None,
           smu_port_file: Path | None = None, tcp_port: int | None = None,
-          faults: LinkFaults = LinkFaults()) -> None:
+          faults: LinkFaults = LinkFaults(), time_scale: float = 1.0) -> None:
     """Run an emulated board until SIGINT/SIGTERM; print the pty path first, then `smu` and `tcp` lines."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="emulator: %(message)s")
-    board, (fault_rng, smu_rng) = build_board(profile, seed, state_path)
+    board, (fault_rng, smu_rng) = build_board(profile, seed, state_path, time_scale)
     board.save()  # the ground truth exists from the first moment
     smu = SmuEmulator(profile.smu, board.smu_conductance_s, smu_rng) if smu_port is not None else None
     server = EmulatorServer(board, smu, faults, fault_rng)
@@ -255,8 +259,8 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
         if tcp_port is not None:
             lines.append(f"tcp socket://127.0.0.1:{server.listen(tcp_port, 'board')}")
         b = profile.board
-        log.info("%s, %d arrays of %dx%d, seed %d, state %s; %s", b.board_id, b.arrays, b.rows,
-                 b.cols, seed, state_path or "not kept", ", ".join(lines))
+        log.info("%s, %d arrays of %dx%d, seed %d, state %s, time x%g; %s", b.board_id, b.arrays,
+                 b.rows, b.cols, seed, state_path or "not kept", time_scale, ", ".join(lines))
         print("\n".join(lines), flush=True)
         server.run()
     finally:

@@ -4,23 +4,29 @@ It holds every device's drawn parameters and present state and the read chain's 
 errors, so it is also the ground truth for tests and benches (never part of the board protocol):
 
     from imssa_hw.emulator.state import load_state
-    g_true = load_state("board.npz").devices.conductance_s(time.time())   # (arrays, rows, cols) S
+    state = load_state("board.npz")
+    g_true = state.devices.conductance_s(state.now())   # (arrays, rows, cols) S
+
+It also holds the emulator's clock (emulator/clock.py), so that `now()` is the running emulator's
+time even when it is accelerated.
 """
 
 from __future__ import annotations
 
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
 from imssa_hw.emulator.devices import Devices
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 @dataclass(eq=False)
@@ -28,6 +34,13 @@ class EmulatorState:
     devices: Devices
     chain: ReadChain
     seed: int
+    clock: EmulatorClock
+    saved_wall_s: float | None = None
+    """Wall-clock time of the save this state was read from (None: never saved)."""
+
+    def now(self) -> float:
+        """The emulator's time now, Unix seconds (runs faster than the wall with a time scale)."""
+        return self.clock.now()
 
 
 def save_state(path: str | Path, state: EmulatorState) -> None:
@@ -36,21 +49,33 @@ def save_state(path: str | Path, state: EmulatorState) -> None:
     arrays = {f"devices.{name}": value for name, value in state.devices.to_arrays().items()}
     arrays.update({"chain.gain": state.chain.gain, "chain.offset_codes": state.chain.offset_codes,
                    "chain.adc_bits": np.asarray(state.chain.adc_bits),
-                   "format": np.asarray(STATE_FORMAT), "seed": np.asarray(state.seed)})
+                   "format": np.asarray(STATE_FORMAT), "seed": np.asarray(state.seed),
+                   "clock": np.asarray([state.clock.origin_wall_s, state.clock.origin_emulated_s,
+                                        state.clock.time_scale, time.time()])})
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
 
 
 def load_state(path: str | Path) -> EmulatorState:
-    """Read a state file written by `save_state`; raises BadInput when it is not one."""
+    """Read a state file written by `save_state`; raises BadInput when it is not one. A format-1
+    file (before retention drift and the clock) reads as devices that have not drifted, on a
+    clock that reads the wall time."""
     try:
         with np.load(path) as data:
-            if int(data["format"]) != STATE_FORMAT:
-                raise BadInput(f"{path}: state format {int(data['format'])}, expected {STATE_FORMAT}")
-            devices = Devices.from_arrays({k.split(".", 1)[1]: data[k] for k in data.files
-                                           if k.startswith("devices.")})
+            version = int(data["format"])
+            if version not in (1, STATE_FORMAT):
+                raise BadInput(f"{path}: state format {version}, expected {STATE_FORMAT}")
+            arrays = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("devices.")}
+            if version == 1:
+                arrays.update(drift_s=np.zeros_like(arrays["g_final_s"]), drift_onset_s=1.0,
+                              drift_reference_age_s=86400.0)
+                clock, saved_wall = EmulatorClock.starting_now(), time.time()
+            else:
+                origin_wall, origin_emulated, scale, saved_wall = (float(v) for v in data["clock"])
+                clock = EmulatorClock(origin_wall, origin_emulated, scale)
             chain = ReadChain(np.array(data["chain.gain"]), np.array(data["chain.offset_codes"]),
                               int(data["chain.adc_bits"]))
-            return EmulatorState(devices, chain, int(data["seed"]))
+            return EmulatorState(Devices.from_arrays(arrays), chain, int(data["seed"]), clock,
+                                 saved_wall)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise BadInput(f"cannot read emulator state {path}: {exc}") from None

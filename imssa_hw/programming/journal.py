@@ -147,3 +147,17 @@ def crosspoint_series(records: list[dict], array: int, row: int, col: int) -> li
                     out.append({"t": r["t"], "op": op, "v": batch["v"][k], "gate": batch["gate"][k],
                                 "sent": (r["it"], r["array"], r.get("session", 0)) in sent_keys})
     return out
+
+
+def archive_finished_journal(path: str | Path) -> Path | None:
+    """Move the folder of a finished run's journal (its last record is "end") aside, to
+    FOLDER-1, FOLDER-2, ..., so that a new run starts there; an unfinished one stays (it is
+    resumed, or refused). Returns where it went, or None."""
+    path = Path(path)
+    if not path.is_file() or read_journal(path)[-1].get("type") != "end":
+        return None
+    folder = path.parent
+    n = 1
+    while folder.with_name(f"{folder.name}-{n}").exists():
+        n += 1
+    return folder.rename(folder.with_name(f"{folder.name}-{n}"))

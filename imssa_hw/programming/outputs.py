@@ -1,20 +1,24 @@
-"""Write what a programming run produced: the JSON report, the PNG plots and the stuck devices
-merged into the defect map (used by `imssa-hw program` and the demo)."""
+"""Write what a programming run produced: the JSON report, the maps it achieved, the PNG plots
+and the stuck devices merged into the defect map (used by `imssa-hw program` and the demo)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from imssa_hw.files import write_json
+import numpy as np
+
+from imssa_hw.files import atomic_path, write_json
 from imssa_hw.programming.runner import ProgramResult, merge_defects
 
 
 def write_program_outputs(result: ProgramResult, out_dir: str | Path,
                           report: str | Path | None = None, *, defects: str | Path | None = None,
-                          plots: bool = True, extra: dict | None = None) -> dict:
-    """Write `out_dir`/program.json (and `report` when given), the plots (target_vs_achieved,
-    error_histogram, yield .png) into `out_dir`, and merge the stuck devices into `defects`
-    (created when missing). Returns the report as written."""
+                          plots: bool = True, extra: dict | None = None,
+                          name: str = "program") -> dict:
+    """Write `out_dir`/`name`.json (and `report` when given), `out_dir`/ACHIEVED_NPZ (what
+    every device was verified at), the plots (target_vs_achieved, error_histogram, yield .png)
+    into `out_dir`, and merge the stuck devices into `defects` (created when missing). Returns
+    the report as written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = {**result.report, **(extra or {}),
@@ -25,7 +29,21 @@ def write_program_outputs(result: ProgramResult, out_dir: str | Path,
     if plots:
         from imssa_hw.programming.plots import plot_result
         data["plots"] = [str(p) for p in plot_result(result, out)]
-    write_json(out / "program.json", data)
+    save_achieved(result, out / ACHIEVED_NPZ)
+    write_json(out / f"{name}.json", data)
     if report is not None:
         write_json(report, data)
     return data
+
+
+ACHIEVED_NPZ = "achieved.npz"
+"""Per device: `achieved_s` (the run's final estimate, S; NaN where never read), `status` and
+`time_s` (when the run ended, Unix seconds). `imssa-hw budget` compares it with later reads."""
+
+
+def save_achieved(result: ProgramResult, path: str | Path) -> None:
+    """The maps a programming run achieved, as numpy arrays without pickles (atomically)."""
+    end = result.history[-1]["t"] if result.history else float("nan")
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, achieved_s=result.achieved_s, status=result.status,
+                            time_s=np.asarray(end))

@@ -22,7 +22,7 @@ from imssa_hw.errors import BadInput
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
 from imssa_hw.programming.settings import Limits, Settings, Tolerance, parse_tolerance
-from imssa_hw.programming.strategies import (DONE, FINAL, OFF, PRECISE, RESET, SET, STUCK,
+from imssa_hw.programming.strategies import (DONE, FINAL, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                              VERIFIED, Plan, Strategy, make_strategy)
 
 Progress = Callable[[dict], None]
@@ -247,7 +247,8 @@ def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibrati
                     settings: Settings | None = None, profile_limits=None,
                     off_s: float | None = None, journal: str | Path | None = None,
                     resume: bool = False, progress: Progress | None = None,
-                    source: dict | None = None, clock: Callable[[], float] = time.time,
+                    source: dict | None = None, known_stuck: np.ndarray | None = None,
+                    clock: Callable[[], float] = time.time,
                     sleep: Callable[[float], None] = time.sleep) -> ProgramResult:
     """Program `targets_s` (arrays, rows, cols) S on the cells `used` of `board` (a drivers
     Board, or anything with its info/config/read_array/set_pulses/reset_pulses/frames_sent).
@@ -259,7 +260,8 @@ def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibrati
     cannot go lower). `calibration`: an imssa_hw.calibration Calibration (read correction and
     first-pulse curves) or None (population curves, reads taken as they are). `journal`: the
     JSONL journal (None: none, and no resume). `resume`: continue the run the journal holds.
-    `progress(info)` is called after every iteration.
+    `known_stuck`: cells (arrays, rows, cols) bool found stuck before (the defect map): never
+    pulsed, reported as stuck. `progress(info)` is called after every iteration.
     """
     info = board.info
     targets = np.asarray(targets_s, dtype=float)
@@ -287,6 +289,11 @@ def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibrati
                           limits=limits, off_s=off_s, read_lsb_s=lsb_s,
                           read_bias_rel=settings.read_bias_rel if calibration is not None else 0.0,
                           **cal_curves)
+    stuck_cells: list[list[int]] = []
+    if known_stuck is not None:
+        known = np.asarray(known_stuck, bool) & (strat.kind != NONE)
+        strat.status[known] = STUCK
+        stuck_cells = np.argwhere(known).tolist()
     session = _Session(board, strat, calibration, Path(journal) if journal else None, clock)
     session._report_tol = tol.of(targets)
     header = {"type": "header", "format": FORMAT, "version": VERSION, "t": clock(),
@@ -297,7 +304,7 @@ def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibrati
               "targets_sha256": digest_arrays(targets, used),
               "calibration_sha256": None if calibration is None
               else digest_arrays(calibration.read_gain, calibration.read_offset_s),
-              "source": source or {}}
+              **({"known_stuck": stuck_cells} if stuck_cells else {}), "source": source or {}}
     jpath = session.journal_path
     if resume:
         if jpath is None:
@@ -357,7 +364,8 @@ def _check_header(old: dict, new: dict, path: Path) -> None:
     for key, what in (("targets_sha256", "targets (another deployment or targets)"),
                       ("strategy", "strategy"), ("tolerance", "tolerance"),
                       ("shape", "board shape"), ("calibration_sha256", "calibration"),
-                      ("settings", "settings"), ("off_s", "off level")):
+                      ("settings", "settings"), ("off_s", "off level"),
+                      ("known_stuck", "list of known stuck devices")):
         if old.get(key) != new.get(key):
             raise BadInput(f"journal {path} belongs to another run: its {what} differs "
                            f"({old.get(key)!r} vs {new.get(key)!r})")

@@ -19,6 +19,9 @@ Strategies:
   settle and re-verify delays, averaged reads, bounded attempts).
 - `ramp`: the HPE host software's incremental ramp (the baseline).
 - `open_loop`: one RESET, then one SET at the curve's gate for the target; measured, not verified.
+- `refresh`: `adaptive` for devices programmed earlier (`imssa-hw program --refresh`): a device
+  whose averaged reads are still within the tolerance is verified without a pulse; only those
+  that drifted out of it are written again.
 """
 
 from __future__ import annotations
@@ -661,7 +664,37 @@ class OpenLoopStrategy(Strategy):
         return plan
 
 
-STRATEGIES = {cls.name: cls for cls in (AdaptiveStrategy, RampStrategy, OpenLoopStrategy)}
+class RefreshStrategy(AdaptiveStrategy):
+    """Adaptive write-verify over devices that were programmed before and may have drifted.
+
+    A device not yet pulsed in this run has no inner band (anywhere within the tolerance is
+    good enough: it is verified without a pulse) and is judged on `verify_reads` averaged reads
+    unless its error is coarse; once pulsed it is tuned like `adaptive` does."""
+
+    name = "refresh"
+
+    def _init_state(self) -> None:
+        super()._init_state()
+        self.inner_tuned = self.inner.copy()
+        self.inner = self.tol.copy()
+
+    def _after_pulse(self, a, op, idx, v, gate, aux) -> None:
+        super()._after_pulse(a, op, idx, v, gate, aux)
+        rows, cols = np.unravel_index(idx, self.shape[1:])
+        self.inner[a, rows, cols] = self.inner_tuned[a, rows, cols]
+
+    def plan(self, a: int, t: float) -> Plan:
+        plan = super().plan(a, t)
+        s = self.settings
+        unsure = ((self.pulses[a] == 0) & (self.n_after[a] < s.verify_reads)
+                  & (np.abs(np.nan_to_num(self.error(a))) <= s.coarse_factor * self.tol[a]))
+        plan.set_mask &= ~unsure
+        plan.reset_mask &= ~unsure
+        return plan
+
+
+STRATEGIES = {cls.name: cls for cls in (AdaptiveStrategy, RampStrategy, OpenLoopStrategy,
+                                        RefreshStrategy)}
 
 
 def make_strategy(name: str, *args, **kwargs) -> Strategy:

@@ -1,0 +1,83 @@
+"""`imssa-hw budget`: where a programmed deployment loses accuracy, cause by cause."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.board import port_option, timeout_option
+
+
+@click.command()
+@click.argument("deploy_dir", type=click.Path(path_type=Path))
+@port_option
+@timeout_option
+@click.option("--calibration", type=click.Path(path_type=Path), required=True,
+              help="Folder from `imssa-hw calibrate`: read correction and the column errors.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Write the JSON here (default: DEPLOY_DIR/budget/budget.json); the waterfall "
+                   "PNG goes beside it.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="The trained model (default: DEPLOY_DIR/model.pt).")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Heidelberg Digits folder, for models trained on --dataset hd.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only the first N test samples.")
+@click.option("--reads", type=click.IntRange(2, 64), default=8, show_default=True,
+              help="Reads averaged per device for the read-back maps.")
+@click.option("--programmed", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="achieved.npz of the programming (or refresh) run, for the drift since "
+                   "then (default: the latest under DEPLOY_DIR/program/).")
+@click.option("--defects", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Defect map of the board (default: DEPLOY_DIR/defects.json if present).")
+def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_root, limit,
+           reads, programmed, defects) -> None:
+    """Attribute the accuracy the board loses to each non-ideality.
+
+    Reads back the conductances of DEPLOY_DIR's arrays, then runs the test set in software on
+    the measured maps adding one non-ideality at a time (programming error, stuck devices,
+    drift since programming, DAC/ADC quantization, column TIA errors, read noise), and
+    compares with a measured run on the board. Writes budget.json and budget.png (a waterfall
+    from software to hardware); prints the table."""
+    from imssa_hw.budget import (CAUSES, error_budget, find_programmed, load_programmed,
+                                 plot_waterfall)
+    from imssa_hw.calibration.data import load_calibration
+    from imssa_hw.compiler.defects import load_defects
+    from imssa_hw.files import write_json
+    from imssa_hw.inference import board_session, load_test_set, open_deployment
+
+    dep, ckpt = open_deployment(deploy_dir, checkpoint)
+    cal = load_calibration(calibration)
+    features, labels, _ = load_test_set(ckpt, data_root, limit)
+    defects = defects or deploy_dir / "defects.json"
+    stuck = load_defects(defects, dep.profile.geometry).mask() if defects.is_file() else None
+    programmed = programmed or find_programmed(deploy_dir)
+    maps = load_programmed(programmed) if programmed is not None else None
+    report = report or deploy_dir / "budget" / "budget.json"
+    with board_session(port, timeout_s) as (board, _), \
+            click.progressbar(length=len(CAUSES) + 2, label="budget",
+                              file=click.get_text_stream("stderr")) as bar:
+        result = error_budget(board, dep, ckpt, features, labels, cal, maps, stuck,
+                              reads=reads, progress=bar.update)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    result["plot"] = str(plot_waterfall(result, report.with_suffix(".png")))
+    result["deploy"] = str(deploy_dir)
+    write_json(report, result)
+    click.echo(f"{'step':<18} {'accuracy':>9} {'loss':>7} {'disagree':>9}")
+    click.echo(f"{'software':<18} {100 * result['software_accuracy']:8.2f}%")
+    for cause in CAUSES:
+        part = result["causes"][cause]
+        step = next(s for s in result["steps"] if s["step"] == cause)
+        click.echo(f"{cause:<18} {100 * step['accuracy']:8.2f}% {part['loss_points']:+7.2f} "
+                   f"{part['disagreement_points']:+9.2f}")
+    click.echo(f"{'measured':<18} {100 * result['hardware_accuracy']:8.2f}% "
+               f"(unexplained {result['unexplained_points']:+.2f} points); dominant: "
+               f"{result['dominant']}")
+    if not result["programmed_maps"]:
+        click.echo("no achieved.npz from the programming run: drift since programming is "
+                   "counted as programming error", err=True)
+    click.echo(f"wrote {report}, {result['plot']}")
+    click.echo(json.dumps({k: result[k] for k in ("measured_loss_points", "explained_loss_points",
+                                                  "unexplained_points", "dominant")}))

@@ -1,0 +1,261 @@
+"""The error budget of a programmed deployment: where the accuracy goes between software and board.
+
+    budget = error_budget(board, dep, ckpt, features, labels, calibration=cal,
+                          programmed=load_programmed(find_programmed(deploy_dir)),
+                          stuck=defect_mask)
+    budget["causes"], budget["dominant"], budget["unexplained_points"]
+
+The conductances the board holds are read back (averaged, corrected by the calibration). The
+model then runs in software on maps and through a read-chain model, adding one non-ideality at a
+time in a fixed order, and the accuracy each one costs is its part of the budget:
+
+    software (quantized model, ideal devices)
+    programming_error   the maps as programming verified them, stuck devices at their targets
+    stuck_devices       the stuck devices at what they read
+    drift               the maps as read now instead of as programmed
+    quantization        row DACs and column ADCs at the deployment's TIA ranges
+    column_errors       each column's TIA gain and offset (the calibration's) before the ADC,
+                        corrected after it as the firmware does
+    read_noise          the read noise measured on the read-back
+    = simulated hardware, compared with a measured run on the board (onboard loop).
+
+The loop follows the compiled schedule (`compiler.executor.run_layer`), so each step is the
+board's arithmetic with the other non-idealities off. Parts add up to software - simulated;
+`unexplained_points` is what the measured run loses beyond that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from imssa_hw import reference
+from imssa_hw.checkpoint import Checkpoint
+from imssa_hw.compiler import Executor
+from imssa_hw.compiler.artifact import Deployment
+from imssa_hw.errors import BadInput
+
+CAUSES = ("programming_error", "stuck_devices", "drift", "quantization", "column_errors",
+          "read_noise")
+"""The non-idealities in the order they are added."""
+NOISE_FLOOR_G_S = 40e-6
+"""Read noise is measured on devices above this conductance (where the ADC step is small)."""
+
+
+@dataclass(frozen=True)
+class ReadChainModel:
+    """The board's read chain as the on-board loop sees it, with each part switchable."""
+
+    dac_bits: int | None = None
+    """Row DAC resolution (signed); None: ideal."""
+    adc_bits: int | None = None
+    """Column ADC resolution (signed); None: ideal."""
+    column_gain: np.ndarray | None = None
+    """(arrays, cols) TIA gain per column, corrected after the ADC; None: ideal."""
+    column_offset_a: np.ndarray | None = None
+    """(arrays, cols) TIA offset per column, A, corrected after the ADC; None: none."""
+    read_noise_rel: float = 0.0
+    """Read noise, relative to each device's current."""
+
+    def vmm(self, maps_s: np.ndarray, v_read_max: float, range_a: float,
+            rng: np.random.Generator) -> Callable[[int, np.ndarray], np.ndarray]:
+        """A batched `Vmm` on `maps_s` (arrays, rows, cols) S through this chain."""
+        dac_lsb = None if self.dac_bits is None else v_read_max / (2 ** (self.dac_bits - 1) - 1)
+        top = None if self.adc_bits is None else 2 ** (self.adc_bits - 1)
+
+        def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
+            g = maps_s[array]
+            v = v_rows if dac_lsb is None else np.rint(v_rows / dac_lsb) * dac_lsb
+            i = v @ g
+            if self.read_noise_rel:
+                i = i + self.read_noise_rel * np.sqrt((v * v) @ (g * g)) * rng.standard_normal(i.shape)
+            gain = 1.0 if self.column_gain is None else self.column_gain[array]
+            offset = 0.0 if self.column_offset_a is None else self.column_offset_a[array]
+            i = i * gain + offset
+            if top is not None:
+                lsb = range_a / top
+                i = np.clip(np.rint(i / lsb), -top, top - 1) * lsb
+            return (i - offset) / gain
+        return vmm
+
+
+def find_programmed(deploy_dir: str | Path) -> Path | None:
+    """The maps of the deployment's latest run under DEPLOY/program (a refresh, else the
+    programming run), None when there is none."""
+    from imssa_hw.programming.outputs import ACHIEVED_NPZ
+
+    folder = Path(deploy_dir)
+    folder = folder.parent if folder.name == "deploy.json" else folder
+    runs = [p for p in (folder / "program" / "refresh" / ACHIEVED_NPZ,
+                        folder / "program" / ACHIEVED_NPZ) if p.is_file()]
+    return runs[0] if runs else None
+
+
+def load_programmed(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(achieved maps S, status) from a programming run's achieved.npz."""
+    from imssa_hw.programming.strategies import STATUS_NAMES
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            achieved, status = np.array(data["achieved_s"], float), np.array(data["status"], int)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInput(f"cannot read the programmed maps {path}: {exc}") from None
+    if achieved.shape != status.shape or status.min(initial=0) < 0 \
+            or status.max(initial=0) >= len(STATUS_NAMES):
+        raise BadInput(f"{path}: not the maps of a programming run")
+    return achieved, status
+
+
+def read_back(board, dep: Deployment, calibration, reads: int) -> tuple[np.ndarray, float]:
+    """The maps the board holds now (mean of `reads` corrected reads of every array the
+    deployment uses; the targets elsewhere) and the read noise they show (relative)."""
+    maps = np.array(dep.targets, dtype=float)
+    spreads = []
+    for array in sorted({p.array for layer in dep.schedule.layers for p in layer.programs}):
+        g = np.array([board.read_array(array) for _ in range(reads)])
+        if calibration is not None:
+            g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
+                                                read_range_a=board.config.read_range_a)
+        maps[array] = g.mean(axis=0)
+        bright = maps[array] > NOISE_FLOOR_G_S
+        spreads.append((g.std(axis=0, ddof=1) / np.maximum(maps[array], 1e-12))[bright])
+    spread = np.concatenate(spreads) if spreads else np.zeros(0)
+    return maps, float(np.median(spread)) if spread.size else 0.0
+
+
+def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
+                 labels: np.ndarray, calibration, programmed: tuple[np.ndarray, np.ndarray] | None,
+                 stuck: np.ndarray | None = None, reads: int = 8, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> dict:
+    """The budget as a JSON-ready dict (accuracies 0..1, losses in percentage points)."""
+    from imssa_hw.inference import current_correction, run_inference
+    from imssa_hw.programming.strategies import STUCK
+
+    tick = progress or (lambda n: None)
+    now_s, noise_rel = read_back(board, dep, calibration, reads)
+    tick(1)
+    if programmed is not None:
+        if programmed[0].shape != now_s.shape:
+            raise BadInput("the programmed maps are for another board shape")
+        was = np.where(np.isfinite(programmed[0]), programmed[0], now_s)
+        stuck_mask = (programmed[1] == STUCK) | (stuck if stuck is not None else False)
+    else:
+        was = now_s
+        stuck_mask = stuck if stuck is not None else np.zeros(now_s.shape, bool)
+    stuck_mask = stuck_mask & dep.used
+    healthy_was = np.where(stuck_mask, dep.targets, was)
+    info = board.info
+    gains, offsets = _column_errors(calibration, dep, info)
+    full = ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets, noise_rel)
+    chains = {
+        "programming_error": (healthy_was, ReadChainModel()),
+        "stuck_devices": (was, ReadChainModel()),
+        "drift": (now_s, ReadChainModel()),
+        "quantization": (now_s, ReadChainModel(info.dac_bits, info.adc_bits)),
+        "column_errors": (now_s, ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets)),
+        "read_noise": (now_s, full),
+    }
+    software = reference.forward(ckpt, features)
+    rows = [{"step": "software", **_scores(software, software, labels)}]
+    for k, (cause, (maps, chain)) in enumerate(chains.items()):
+        logits = reference.forward(ckpt, features, _Simulated(dep, maps, chain, seed + k))
+        rows.append({"step": cause, **_scores(logits, software, labels)})
+        tick(1)
+    correct = current_correction(calibration, board) if calibration is not None else None
+    measured = run_inference(board, dep, ckpt, features, labels, "onboard", correct)
+    tick(1)
+    hardware = _scores(measured.hardware_logits, software, labels)
+    causes = {}
+    for before, after in zip(rows, rows[1:]):
+        causes[after["step"]] = {
+            "loss_points": round(100 * (before["accuracy"] - after["accuracy"]), 3),
+            "disagreement_points": round(100 * (before["agreement"] - after["agreement"]), 3),
+            "logit_error_increase": round(after["logit_rms_error"] - before["logit_rms_error"], 6)}
+    explained = 100 * (rows[0]["accuracy"] - rows[-1]["accuracy"])
+    measured_loss = 100 * (rows[0]["accuracy"] - hardware["accuracy"])
+    dominant = max(causes, key=lambda c: (causes[c]["loss_points"], causes[c]["disagreement_points"],
+                                          causes[c]["logit_error_increase"]))
+    drift_us = (now_s - was)[dep.used & ~stuck_mask] * 1e6
+    return {
+        "n_samples": int(len(labels)), "board_id": info.board_id,
+        "software_accuracy": rows[0]["accuracy"], "simulated_accuracy": rows[-1]["accuracy"],
+        "hardware_accuracy": hardware["accuracy"], "hardware_agreement": hardware["agreement"],
+        "measured_loss_points": round(measured_loss, 3), "explained_loss_points": round(explained, 3),
+        "unexplained_points": round(measured_loss - explained, 3),
+        "causes": causes, "dominant": dominant, "steps": rows + [{"step": "hardware", **hardware}],
+        "read_noise_rel": round(noise_rel, 5), "stuck_devices": int(stuck_mask.sum()),
+        "drift_rms_us": round(float(np.sqrt(np.mean(drift_us ** 2))), 4) if drift_us.size else 0.0,
+        "programmed_maps": programmed is not None, "reads_per_device": reads,
+    }
+
+
+def _column_errors(calibration, dep: Deployment, info) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-column TIA gain and offset (A at each array's range) from the calibration."""
+    if calibration is None:
+        return None, None
+    gains = np.ones((info.arrays, info.cols))
+    offsets = np.zeros((info.arrays, info.cols))
+    for layer in dep.schedule.layers:
+        range_a = float(np.max(layer.tia_range_a))
+        for program in layer.programs:
+            gains[program.array], offsets[program.array] = calibration.vmm_correction(
+                program.array, range_a)
+    return gains, offsets
+
+
+class _Simulated:
+    """A `reference.Recurrence` running the schedule on maps through a `ReadChainModel`."""
+
+    def __init__(self, dep: Deployment, maps_s: np.ndarray, chain: ReadChainModel, seed: int):
+        self.dep, self.maps, self.chain = dep, maps_s, chain
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
+        schedule = self.dep.schedule
+        range_a = float(np.max(schedule.layers[layer].tia_range_a))
+        vmm = self.chain.vmm(self.maps, schedule.v_read_max, range_a, self.rng)
+        return Executor(schedule, vmm)(layer, u)
+
+
+def _scores(logits: np.ndarray, software: np.ndarray, labels: np.ndarray) -> dict:
+    return {"accuracy": float((logits.argmax(-1) == labels).mean()),
+            "agreement": float((logits.argmax(-1) == software.argmax(-1)).mean()),
+            "logit_rms_error": float(np.sqrt(np.mean((logits - software) ** 2)))}
+
+
+def plot_waterfall(budget: dict, path: str | Path) -> Path:
+    """A PNG waterfall from software accuracy to the simulated and measured hardware."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.2), dpi=110)
+    ax = fig.add_subplot()
+    level = 100 * budget["software_accuracy"]
+    names, bottoms, heights, colors = ["software"], [0.0], [level], ["tab:blue"]
+    for cause in CAUSES:
+        loss = budget["causes"][cause]["loss_points"]
+        names.append(cause.replace("_", "\n"))
+        bottoms.append(level - max(loss, 0.0))
+        heights.append(abs(loss))
+        colors.append("tab:red" if loss > 0 else "tab:green")
+        level -= loss
+    names += ["simulated", "measured"]
+    bottoms += [0.0, 0.0]
+    heights += [100 * budget["simulated_accuracy"], 100 * budget["hardware_accuracy"]]
+    colors += ["tab:gray", "black"]
+    ax.bar(range(len(names)), heights, bottom=bottoms, color=colors)
+    for x, (b, h) in enumerate(zip(bottoms, heights)):
+        ax.text(x, b + h + 0.3, f"{h:.1f}" if x in (0, len(names) - 2, len(names) - 1)
+                else f"-{h:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, fontsize=7)
+    ax.set_ylabel("accuracy, %")
+    low = min(100 * budget["hardware_accuracy"], 100 * budget["simulated_accuracy"], level)
+    ax.set_ylim(max(0.0, low - 10), 101)
+    ax.set_title(f"error budget, {budget['board_id']}: {budget['measured_loss_points']:.1f} points "
+                 f"lost, {budget['unexplained_points']:+.1f} unexplained", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path

@@ -1,0 +1,85 @@
+"""The error budget (`imssa_hw.budget`, `imssa-hw budget`) on tiny deployments on emulated boards."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from imssa_hw import reference
+from imssa_hw.budget import CAUSES, ReadChainModel, error_budget, plot_waterfall
+from imssa_hw.checkpoint import load_checkpoint
+from imssa_hw.cli.main import cli
+from imssa_hw.compiler import load_deployment
+from imssa_hw.drivers.board import Board
+from imssa_hw.emulator.process import start_emulator
+from imssa_hw.programming import program_deployment
+
+from test_programming import EXACT_CHAIN, FAST, FAST_DEVICES, make_deployment
+
+HEALTHY_STILL = {"retention.sigma_min_s": 0, "retention.sigma_max_s": 0,
+                 "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
+"""No drift and no stuck devices unless a test adds them."""
+
+
+def test_an_ideal_chain_model_is_the_ideal_executor():
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(1e-6, 100e-6, (2, 6, 5))
+    v = rng.uniform(-0.2, 0.2, (4, 6))
+    vmm = ReadChainModel().vmm(maps, 0.2, 1e-4, rng)
+    assert np.allclose(vmm(1, v), v @ maps[1])
+    coarse = ReadChainModel(dac_bits=3, adc_bits=3).vmm(maps, 0.2, 1e-4, rng)(1, v)
+    assert np.allclose(coarse / (1e-4 / 4), np.rint(coarse / (1e-4 / 4)))  # whole ADC codes
+    assert not np.allclose(coarse, v @ maps[1])
+
+
+@pytest.mark.parametrize("dominant, settings, day", [
+    ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
+    ("drift", {"retention.sigma_min_s": 8e-6, "retention.sigma_max_s": 12e-6}, True),
+])
+def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
+    deploy = make_deployment(tmp_path, h=2, n=6)
+    dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")
+    features = np.random.default_rng(1).standard_normal((160, 24, 3))
+    labels = reference.forward(ckpt, features).argmax(-1)  # software is right by definition
+    options = dict(arrays=2, rows=16, cols=16, seed=4,
+                   settings={**FAST_DEVICES, **EXACT_CHAIN, **HEALTHY_STILL, **settings})
+    workdir = tmp_path / "emulator"
+    emu = start_emulator(workdir, **options)
+    try:
+        with Board.open(emu.port) as board:
+            run = program_deployment(board, dep, settings=FAST)
+    finally:
+        emu.stop()
+    if day:  # a day passes in 2 s
+        later = start_emulator(workdir, time_scale=86400 / 2, **options)
+        time.sleep(2.0)
+        later.stop()
+    emu = start_emulator(workdir, **options)
+    try:
+        with Board.open(emu.port) as board:
+            budget = error_budget(board, dep, ckpt, features, labels, None,
+                                  (run.achieved_s, run.status))
+    finally:
+        emu.stop()
+    assert budget["dominant"] == dominant, budget["causes"]
+    assert budget["causes"][dominant]["loss_points"] >= 5
+    parts = sum(budget["causes"][c]["loss_points"] for c in CAUSES)
+    assert parts == pytest.approx(budget["explained_loss_points"], abs=1e-6)
+    assert abs(budget["unexplained_points"]) < 0.5 * budget["measured_loss_points"]
+    assert budget["programmed_maps"] and budget["software_accuracy"] == 1.0
+    if day:
+        assert budget["drift_rms_us"] > 4
+    png = plot_waterfall(budget, tmp_path / "budget.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_budget_command_bad_input_is_one_line(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["budget", str(tmp_path / "nope"), "--port", "loop://",
+                                  "--calibration", str(tmp_path)])
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
+    no_cal = runner.invoke(cli, ["budget", str(tmp_path), "--port", "loop://"])
+    assert no_cal.exit_code == 2 and "--calibration" in no_cal.output
