@@ -120,6 +120,13 @@ class Calibration:
         return (self.read_gain[array].copy(),
                 self.read_offset_s[array] * v * (target_range / self.read_range_a))
 
+    def offset_codes(self, adc_bits: int) -> np.ndarray:
+        """(arrays, cols) each column's offset in ADC codes (the same on every range), from the
+        VMM calibration when there is one, else from the reads."""
+        if self.vmm_offset_a is not None and self.vmm_range_a:
+            return self.vmm_offset_a / (self.vmm_range_a / 2 ** (adc_bits - 1))
+        return self.read_offset_s * self.v_read_v / (self.read_range_a / 2 ** (adc_bits - 1))
+
     def device_set_shift_v(self, array: int) -> np.ndarray:
         """(rows, cols) per-device SET gate shift (V) measured on the characterization sample:
         `set_curve.shifted(shift)` is that device's curve; NaN where not characterized."""

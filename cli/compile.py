@@ -16,6 +16,10 @@ import click
               help="Board profile: a shipped name (board-default, board-large) or a TOML file.")
 @click.option("--defects", type=click.Path(path_type=Path), default=None,
               help="defects.json from `imssa-hw calibrate`: stuck devices to place around.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Calibration folder from `imssa-hw calibrate`: the columns' TIA offsets, so "
+                   "that both columns of every differential pair get the same fractional offset "
+                   "(recommended; without it the pairs take any columns).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Write the compile report (JSON) here.")
 @click.option("--headroom", type=float, default=0.9, show_default=True,
@@ -23,7 +27,8 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random probe sequences.")
 def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
-                    report: Path | None, headroom: float, seed: int) -> None:
+                    calibration: Path | None, report: Path | None, headroom: float,
+                    seed: int) -> None:
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
     from imssa_hw.checkpoint import load_checkpoint
@@ -35,8 +40,14 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     start = time.perf_counter()
     board = load_profile(profile)
     defect_map = load_defects(defects, board.geometry) if defects else None
+    offsets = None
+    if calibration is not None:
+        from imssa_hw.calibration.data import load_calibration
+        cal = load_calibration(calibration)
+        offsets = cal.offset_codes(board.read.adc_bits)
     ckpt = load_checkpoint(checkpoint)
-    deployment = compile_checkpoint(ckpt, board, defect_map, seed=seed, headroom=headroom)
+    deployment = compile_checkpoint(ckpt, board, defect_map, seed=seed, headroom=headroom,
+                                    column_offsets_codes=offsets)
     save_deployment(deployment, out)
     copy_checkpoint(checkpoint, out)
     png = plot_targets(deployment, out / "targets.png")
@@ -63,6 +74,10 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     if defect_map:
         click.echo(f"  defects        {len(defect_map.stuck)} stuck, "
                    f"{len(s['unavoidable_defects'])} unavoidable")
+    if s["column_pairs_matched"]:
+        click.echo(f"  column pairs   fractional offsets matched to "
+                   f"{s['pair_offset_mismatch_codes']['max']:.3f} codes (mean "
+                   f"{s['pair_offset_mismatch_codes']['mean']:.3f})")
     for warning in s["warnings"]:
         click.echo(f"  warning: {warning}")
     click.echo(f"wrote {out / 'deploy.json'}, {out / 'targets.npz'}, {png}"

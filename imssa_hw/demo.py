@@ -103,7 +103,9 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
                      f"{100 * calibration.report['read_error_after']:.2f} %, "
                      f"{len(calibration.defects.stuck)} stuck devices")
             with _stage("compile", timings, echo):
-                dep = compile_checkpoint(ckpt, profile, calibration.defects, seed=settings.seed)
+                dep = compile_checkpoint(
+                    ckpt, profile, calibration.defects, seed=settings.seed,
+                    column_offsets_codes=calibration.calibration.offset_codes(profile.read.adc_bits))
                 save_deployment(dep, out / "deploy")
                 copy_checkpoint(model_path, out / "deploy")
                 plot_targets(dep, out / "deploy" / "targets.png")

@@ -13,10 +13,11 @@ DAC and ADC round to their steps and clip at +-v_read_max and the layer's TIA ra
 straight-through gradients. While training, every batch also draws the board's errors: a
 conductance error per device (`DeviceErrors.g_sigma`, write-verify tolerance plus relaxation),
 read noise, a fraction of stuck devices, a constant offset of up to half an ADC step per column
-(what remains of a TIA offset after calibration: the calibration subtracts it, but the rounding
-happened around it, so a column whose current is near zero reads a constant bias that the
-state feedback accumulates), and, per step, a common current on both columns of each pair (up
-to one ADC step): the off devices that other kernels' rows drive on the same columns. The scales (s_x, TIA range) come from
+pair (what remains of a TIA offset after calibration: the calibration subtracts it, but the
+rounding happened around it; the compiler gives both columns of a pair the same fractional
+offset, so a zero difference still reads zero), and, per step, a common current on both
+columns of each pair (up to one ADC step): the off devices that other kernels' rows drive on
+the same columns. The scales (s_x, TIA range) come from
 `compiler.loop_scales`, the function the compiler uses, so what was trained is what runs.
 """
 
@@ -88,9 +89,11 @@ class AnalogLoop:
         # kernel-major (H, B, ...) throughout; columns [G+ outputs | G- outputs]
         g = torch.cat(self.conductances(levels, noisy), dim=1).transpose(1, 2)  # (H, S+1, 2S+2)
         g_squared = g * g if noisy and self.errors.read_noise_rel else None
-        # each column's ADC offset: calibration removes it, but not where it moved the rounding
-        offset = ((torch.rand(h, 1, g.shape[-1]) - 0.5) * self.adc_lsb if noisy
-                  else u.new_zeros(h, 1, g.shape[-1]))
+        # each pair's ADC offset: calibration removes it, but not where it moved the rounding;
+        # both columns of a pair share its fractional part (compiler/placement.py)
+        half = ((torch.rand(h, 1, s + 1) - 0.5) * self.adc_lsb if noisy
+                else u.new_zeros(h, 1, s + 1))
+        offset = torch.cat([half, half], dim=-1)
         feedback = (a_step / self.dg)[:, None, None]
         drive = (self.state_scale * b_step / a_step)[:, None]
         inputs = u.permute(2, 1, 0)  # (L, H, B)

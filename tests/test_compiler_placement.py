@@ -130,3 +130,30 @@ def test_report_is_exactly_the_harmful_devices():
         harmful = p.used[a, r, c] and (g is None or abs(p.targets[a, r, c] - g) > TOL)
         assert harmful == ((a, r, c) in listed)
     assert len(p.conflicts) < p.stuck_in_use
+
+
+def test_differential_pairs_get_columns_of_the_same_fractional_offset():
+    """With the columns' TIA offsets known, each pair's minus column moves to a column whose
+    offset has the plus column's fractional part, without any stuck device doing more harm."""
+    maps = _tiles(6)
+    pairs = np.stack([np.arange(0, 10, 2), np.arange(1, 10, 2)], axis=1)
+    rng = np.random.default_rng(3)
+    offsets = rng.normal(0, 1.3, (3, 64))  # codes: ~0.5 % of full scale, as the emulator draws
+    stuck = DefectMap(3, 64, 64, tuple(StuckDevice(0, int(r), int(c), "stuck_on", 150e-6)
+                                       for r, c in rng.integers(0, 30, (12, 2))))
+    geometry = Geometry(3, 64, 64, "1T1R")
+    plain = place(maps, np.zeros(6, int), geometry, stuck, TOL, G_OFF)
+    matched = place(maps, np.zeros(6, int), geometry, stuck, TOL, G_OFF, pairs, offsets)
+    _check_disjoint(matched, maps)
+    assert plain.pair_mismatch_codes is None
+    assert len(matched.conflicts) <= len(plain.conflicts)
+
+    def frac_gap(p):
+        gaps = []
+        for tile in p.tiles:
+            plus, minus = tile.cols[pairs[:, 0]], tile.cols[pairs[:, 1]]
+            d = np.mod(offsets[tile.array, plus] - offsets[tile.array, minus], 1.0)
+            gaps.append(np.minimum(d, 1 - d))
+        return np.concatenate(gaps)
+    assert np.allclose(frac_gap(matched), matched.pair_mismatch_codes)
+    assert frac_gap(matched).max() < 0.1 and frac_gap(plain).mean() > 0.15

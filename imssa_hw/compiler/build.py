@@ -32,8 +32,13 @@ DEFAULT_PROBE_LENGTH = 32
 
 def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectMap | None = None,
                        probe_features: np.ndarray | None = None, seed: int = 0,
-                       headroom: float = DEFAULT_HEADROOM) -> Deployment:
+                       headroom: float = DEFAULT_HEADROOM,
+                       column_offsets_codes: np.ndarray | None = None) -> Deployment:
     """Compile every S4D kernel of `ckpt` for the board of `profile`.
+
+    `column_offsets_codes` (arrays, cols), the columns' TIA offsets in ADC codes from a
+    calibration (`Calibration.offset_codes`): the two columns of every differential pair are
+    then placed on columns with the same fractional offset (compiler/placement.py).
 
     `probe_features` (B, L, F) are stored with their expected outputs; by default a few seeded
     random sequences of the checkpoint's feature length. The scales are the trained ones
@@ -54,8 +59,16 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     layout = tile_layout(cfg.n, profile.differential)
     tile_maps = np.concatenate([kernel_tiles(m, profile, cfg.bits) for m in matrices])
     groups = np.repeat(np.arange(cfg.n_layers), cfg.h)
+    if column_offsets_codes is not None:
+        column_offsets_codes = np.asarray(column_offsets_codes, dtype=float)
+        expected = (profile.geometry.arrays, profile.geometry.cols)
+        if column_offsets_codes.shape != expected:
+            raise BadInput(f"column offsets for {column_offsets_codes.shape}, the board has "
+                           f"{expected[0]} arrays of {expected[1]} columns")
+    pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
+    pairs = pairs[pairs[:, 1] >= 0] if profile.differential == "columns" else None
     placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance,
-                      window.g_min)
+                      window.g_min, pairs, column_offsets_codes)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
     scales = stored_scales(ckpt, profile, headroom)
     scales_from = "training" if scales is not None else "probes"
@@ -174,5 +187,9 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "tia_range_a": [layer.tia_range_a.tolist() for layer in schedule.layers],
         "stuck_in_use_before_permutation": placement.stuck_in_use,
         "unavoidable_defects": [c.to_dict() for c in placement.conflicts],
+        "column_pairs_matched": placement.pair_mismatch_codes is not None,
+        "pair_offset_mismatch_codes": None if placement.pair_mismatch_codes is None else {
+            "mean": round(float(placement.pair_mismatch_codes.mean()), 4),
+            "max": round(float(placement.pair_mismatch_codes.max()), 4)},
         "warnings": warnings,
     }

@@ -5,7 +5,11 @@ columns (block-diagonal), so an array holds min(rows // tr, cols // tc) of them;
 used when one is not enough (the least defective first), with the tiles spread evenly over them
 in order. Within an array, rows and columns are
 then permuted (any physical row can carry any logical row) so that stuck devices land where
-they do no harm.
+they do no harm. When the columns' TIA offsets are known (a calibration), the two columns of
+every differential pair are then chosen with the same fractional offset (in ADC codes), as far
+as the stuck devices allow: a pair whose offsets differ by a fraction of a code reads a zero
+difference as that fraction rounded one way or the other, depending on the current both columns
+share, an error that the state loop feeds back; with equal fractions it reads exactly zero.
 
 A cell *matters* when its row is driven and its column is read in the same layer run: the cells
 of tiles, and the cells between tiles of the same layer (target off, they add their current to
@@ -60,6 +64,9 @@ class Placement:
     used: np.ndarray  # (arrays, rows, cols) bool: the cell matters
     conflicts: tuple[Conflict, ...]
     stuck_in_use: int  # stuck devices on cells that matter before permuting
+    pair_mismatch_codes: np.ndarray | None = None
+    """Per differential pair, the difference of its columns' fractional offsets (ADC codes,
+    0..0.5) after matching; None when no offsets were given."""
 
     @property
     def arrays_used(self) -> int:
@@ -70,10 +77,14 @@ _NO_DEFECTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zero
 
 
 def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
-          defects: DefectMap | None, tolerance: float, g_off: float) -> Placement:
+          defects: DefectMap | None, tolerance: float, g_off: float,
+          pairs: np.ndarray | None = None, offsets_codes: np.ndarray | None = None) -> Placement:
     """Place tiles (T, tr, tc) of target conductances; `groups[t]` is the layer of tile t.
 
-    Raises `BadInput` naming the shortfall when the tiles do not fit the board.
+    `pairs` (P, 2): the (plus, minus) columns of each differential output within a tile;
+    `offsets_codes` (arrays, cols): each column's TIA offset in ADC codes. With both, the pairs'
+    columns are matched by fractional offset. Raises `BadInput` naming the shortfall when the
+    tiles do not fit the board.
     """
     n_tiles, tr, tc = tile_maps.shape
     per_array = min(geometry.rows // tr, geometry.cols // tc)
@@ -93,6 +104,7 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
     used = np.zeros(geometry.shape, dtype=bool)
     tiles: list[TilePlace | None] = [None] * n_tiles
     conflicts: list[Conflict] = []
+    mismatches: list[np.ndarray] = []
     stuck_in_use = 0
     # spread the tiles evenly (in order) so that every array keeps spare lines for defects
     bounds = np.cumsum([0] + [n_tiles // needed + (k < n_tiles % needed) for k in range(needed)])
@@ -108,6 +120,9 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
         search = _Search(logical, matters, geometry, *stuck, tolerance)
         stuck_in_use += search.cost()
         search.run()
+        if pairs is not None and offsets_codes is not None:
+            logical_pairs = np.concatenate([pairs + s * tc for s in range(slots)])
+            mismatches.append(search.match_pairs(logical_pairs, offsets_codes[array]))
         phys_row, phys_col = search.physical()
         for s, t in enumerate(members):
             tiles[t] = TilePlace(array, phys_row[s * tr:(s + 1) * tr],
@@ -120,7 +135,15 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
             g = float(search.g[i])
             conflicts.append(Conflict(array, int(search.sr[i]), int(search.sc[i]),
                                       None if np.isnan(g) else g, float(logical[lr, lc]), tile))
-    return Placement(tuple(tiles), per_array, targets, used, tuple(conflicts), stuck_in_use)
+    mismatch = np.concatenate(mismatches) if mismatches else None
+    return Placement(tuple(tiles), per_array, targets, used, tuple(conflicts), stuck_in_use,
+                     mismatch)
+
+
+def fraction_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How far apart the fractional parts of a and b are, on the circle: 0..0.5."""
+    d = np.mod(np.asarray(a) - np.asarray(b), 1.0)
+    return np.minimum(d, 1.0 - d)
 
 
 class _Search:
@@ -196,6 +219,46 @@ class _Search:
                     improved = True
             if not improved:
                 return
+
+    def match_pairs(self, logical_pairs: np.ndarray, offsets_codes: np.ndarray) -> np.ndarray:
+        """Put each pair on the two free physical columns whose offsets have the nearest
+        fractional parts (neighbours on the circle of fractions, nearest first), never adding a
+        harmful stuck device. Returns each pair's remaining mismatch (codes)."""
+        fraction = np.mod(offsets_codes, 1.0)
+        taken = np.zeros(len(self.lcol), bool)
+        mismatch = np.empty(len(logical_pairs))
+        for k, pair in enumerate(logical_pairs):
+            free = np.flatnonzero(~taken)
+            free = free[np.argsort(fraction[free], kind="stable")]
+            neighbours = np.stack([free, np.roll(free, -1)], axis=1)
+            gaps = fraction_distance(fraction[neighbours[:, 0]], fraction[neighbours[:, 1]])
+            placed = False
+            for a, b in neighbours[np.argsort(gaps, kind="stable")]:
+                for columns in ((a, b), (b, a)):
+                    if self._move_columns(pair, columns):
+                        taken[list(columns)] = True
+                        placed = True
+                        break
+                if placed:
+                    break
+            if not placed:  # every move would put a stuck device where it harms: stay
+                taken[np.isin(self.lcol, pair)] = True
+            where = [int(np.flatnonzero(self.lcol == logical)[0]) for logical in pair]
+            mismatch[k] = fraction_distance(fraction[where[0]], fraction[where[1]])
+        return mismatch
+
+    def _move_columns(self, logical: np.ndarray, physical: tuple[int, int]) -> bool:
+        """Swap logical columns onto `physical` ones unless that adds harm (then undo)."""
+        before, saved = self.cost(), self.lcol.copy()
+        for lc, q in zip(logical, physical):
+            p = int(np.flatnonzero(self.lcol == lc)[0])
+            self.lcol[[p, q]] = self.lcol[[q, p]]
+        self.harm = self._current_harm()
+        if self.cost() <= before:
+            return True
+        self.lcol[:] = saved
+        self.harm = self._current_harm()
+        return False
 
     def physical(self) -> tuple[np.ndarray, np.ndarray]:
         """Physical row of each logical row and physical column of each logical column."""
