@@ -26,9 +26,13 @@ import click
               help="Fraction of the read voltage the largest known signal may use (0..1].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random probe sequences.")
+@click.option("--parallel-tiles", is_flag=True,
+              help="Run all tiles of a layer on an array in one VMM per step (fewer VMMs, but the "
+                   "off devices between tiles add their errors to every column). Default: each "
+                   "kernel's tile alone, the other rows at 0 V.")
 def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
                     calibration: Path | None, report: Path | None, headroom: float,
-                    seed: int) -> None:
+                    seed: int, parallel_tiles: bool) -> None:
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
     from imssa_hw.checkpoint import load_checkpoint
@@ -47,7 +51,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
         offsets = cal.offset_codes(board.read.adc_bits)
     ckpt = load_checkpoint(checkpoint)
     deployment = compile_checkpoint(ckpt, board, defect_map, seed=seed, headroom=headroom,
-                                    column_offsets_codes=offsets)
+                                    column_offsets_codes=offsets, parallel=parallel_tiles)
     save_deployment(deployment, out)
     copy_checkpoint(checkpoint, out)
     png = plot_targets(deployment, out / "targets.png")
@@ -68,7 +72,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                f"device), dG = {s['dg_s'] * 1e6:.3f} uS, G {s['g_min_s'] * 1e6:g}-"
                f"{s['g_max_s'] * 1e6:g} uS")
     click.echo(f"  steps/sample   {s['steps_per_sample']} ({s['sequence_length']} + 1 flush per "
-               f"layer)")
+               f"layer), {max(s['vmms_per_step'])} VMMs per step"
+               + (" (tiles in parallel)" if s["tiles_in_parallel"] else " (one per kernel)"))
     click.echo(f"  ideal error    {s['ideal_max_abs_error']:.3g} (max |logit| difference, "
                f"{s['probe_sequences']} probe sequences)")
     if defect_map:

@@ -15,9 +15,8 @@ conductance error per device (`DeviceErrors.g_sigma`, write-verify tolerance plu
 read noise, a fraction of stuck devices, a constant offset of up to half an ADC step per column
 pair (what remains of a TIA offset after calibration: the calibration subtracts it, but the
 rounding happened around it; the compiler gives both columns of a pair the same fractional
-offset, so a zero difference still reads zero), and, per step, a common current on both
-columns of each pair (up to one ADC step): the off devices that other kernels' rows drive on
-the same columns. The scales (s_x, TIA range) come from
+offset, so a zero difference still reads zero). Each kernel runs alone in its VMM (the
+compiler's default schedule), so no other kernel's rows add current to its columns. The scales (s_x, TIA range) come from
 `compiler.loop_scales`, the function the compiler uses, so what was trained is what runs.
 """
 
@@ -107,9 +106,6 @@ class AnalogLoop:
                 spread = torch.bmm(v * v, g_squared).clamp_min(1e-30).sqrt()
                 currents = currents + self.errors.read_noise_rel * spread * torch.randn_like(spread)
             if self.columns:
-                if noisy:  # other kernels' rows add an unknown current to both columns of a pair
-                    common = torch.rand_like(currents[..., :s + 1]) * self.adc_lsb
-                    currents = currents + torch.cat([common, common], dim=-1)
                 read = self.adc(currents + offset) - offset
                 out = read[..., :s + 1] - read[..., s + 1:]
             else:

@@ -32,18 +32,25 @@ def _check_disjoint(p, tile_maps):
 
 def test_fits_on_one_array_and_marks_what_matters():
     maps = _tiles(6)
-    p = place(maps, np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF)
+    p = place(maps, np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF,
+              parallel=True)
     assert p.kernels_per_array == 6 and p.arrays_used == 1
     _check_disjoint(p, maps)
     assert p.used[0, :30, :60].all() and not p.used[0, 30:].any() and not p.used[0, :, 60:].any()
     assert not p.used[1:].any() and (p.targets[1:] == G_OFF).all()
     assert (p.targets[0][~p.used[0]] == G_OFF).all()
+    # each tile alone in its VMM: only the tiles' own cells matter
+    alone = place(maps, np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF)
+    expected = np.zeros((3, 64, 64), bool)
+    for tile in alone.tiles:
+        expected[tile.array][np.ix_(tile.rows, tile.cols)] = True
+    assert np.array_equal(alone.used, expected) and alone.used.sum() == 6 * 5 * 10
 
 
 def test_several_arrays_and_layers():
     maps = _tiles(16)
     groups = np.repeat([0, 1], 8)
-    p = place(maps, groups, Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF)
+    p = place(maps, groups, Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF, parallel=True)
     assert p.arrays_used == 3 and [t.array for t in p.tiles] == [0] * 6 + [1] * 5 + [2] * 5
     _check_disjoint(p, maps)
     # array 1 holds tiles 6, 7 (layer 0) and 8..10 (layer 1): cells between layers carry no signal
@@ -75,7 +82,8 @@ def test_stuck_devices_are_moved_off_cells_that_matter():
                (0, 12, 3, "unresponsive", None), (0, 29, 59, "stuck_on", 90e-6),
                (0, 20, 20, "stuck_on", 150e-6)]
     defects = _defects(devices, (1, 64, 64))
-    p = place(maps, np.zeros(6, int), Geometry(1, 64, 64, "1T1R"), defects, TOL, G_OFF)
+    p = place(maps, np.zeros(6, int), Geometry(1, 64, 64, "1T1R"), defects, TOL, G_OFF,
+              parallel=True)
     assert p.stuck_in_use == 5 and p.conflicts == ()
     _check_disjoint(p, maps)
     for array, row, col, _, g in devices:

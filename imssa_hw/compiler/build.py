@@ -33,12 +33,15 @@ DEFAULT_PROBE_LENGTH = 32
 def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectMap | None = None,
                        probe_features: np.ndarray | None = None, seed: int = 0,
                        headroom: float = DEFAULT_HEADROOM,
-                       column_offsets_codes: np.ndarray | None = None) -> Deployment:
+                       column_offsets_codes: np.ndarray | None = None,
+                       parallel: bool = False) -> Deployment:
     """Compile every S4D kernel of `ckpt` for the board of `profile`.
 
     `column_offsets_codes` (arrays, cols), the columns' TIA offsets in ADC codes from a
     calibration (`Calibration.offset_codes`): the two columns of every differential pair are
     then placed on columns with the same fractional offset (compiler/placement.py).
+    `parallel`: one VMM per array runs all its tiles of a layer (fewer VMMs per step, but the
+    off cells between tiles add their errors); by default each kernel's tile runs alone.
 
     `probe_features` (B, L, F) are stored with their expected outputs; by default a few seeded
     random sequences of the checkpoint's feature length. The scales are the trained ones
@@ -68,7 +71,7 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
     pairs = pairs[pairs[:, 1] >= 0] if profile.differential == "columns" else None
     placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance,
-                      window.g_min, pairs, column_offsets_codes)
+                      window.g_min, pairs, column_offsets_codes, parallel)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
     scales = stored_scales(ckpt, profile, headroom)
     scales_from = "training" if scales is not None else "probes"
@@ -78,14 +81,14 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     for layer, (m, scale) in enumerate(zip(matrices, scales)):
         tiles = list(placement.tiles[layer * cfg.h:(layer + 1) * cfg.h])
         layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg,
-                                     scale.state_scale_v, scale.tia_range_a))
+                                     scale.state_scale_v, scale.tia_range_a, parallel))
     schedule = Schedule(tuple(layers), profile.read.v_read_max)
     y_error, peaks = _check_on_ideal_targets(schedule, placement.targets, probe)
     executor = Executor.on_maps(schedule, placement.targets)
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
     summary = _summary(ckpt, profile, dg, placement, schedule, probe, headroom,
-                       logits_error, y_error, peaks, scales_from)
+                       logits_error, y_error, peaks, scales_from, parallel)
     return Deployment(profile, cfg, ckpt.digest, dg, placement, schedule, probe, summary)
 
 
@@ -155,7 +158,7 @@ def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Prob
 
 def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Placement,
              schedule: Schedule, probe: Probe, headroom: float, logits_error: float,
-             y_error: float, peaks: list[float], scales_from: str) -> dict:
+             y_error: float, peaks: list[float], scales_from: str, parallel: bool) -> dict:
     cfg, geo = ckpt.config, profile.geometry
     tile_rows, tile_cols = placement.tiles[0].rows.size, placement.tiles[0].cols.size
     cells_used = len(placement.tiles) * tile_rows * tile_cols
@@ -187,6 +190,8 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "tia_range_a": [layer.tia_range_a.tolist() for layer in schedule.layers],
         "stuck_in_use_before_permutation": placement.stuck_in_use,
         "unavoidable_defects": [c.to_dict() for c in placement.conflicts],
+        "tiles_in_parallel": parallel,
+        "vmms_per_step": [len(layer.programs) for layer in schedule.layers],
         "column_pairs_matched": placement.pair_mismatch_codes is not None,
         "pair_offset_mismatch_codes": None if placement.pair_mismatch_codes is None else {
             "mean": round(float(placement.pair_mismatch_codes.mean()), 4),

@@ -11,10 +11,10 @@ as the stuck devices allow: a pair whose offsets differ by a fraction of a code 
 difference as that fraction rounded one way or the other, depending on the current both columns
 share, an error that the state loop feeds back; with equal fractions it reads exactly zero.
 
-A cell *matters* when its row is driven and its column is read in the same layer run: the cells
-of tiles, and the cells between tiles of the same layer (target off, they add their current to
-the column). Cells in spare rows or columns, or between tiles of different layers, carry no
-signal. A stuck device is harmless where the cell does not matter or where its conductance is
+A cell *matters* when its row is driven and its column is read in the same VMM: the cells of
+tiles, and, when the tiles of a layer run in parallel (one VMM per array), the cells between
+tiles of the same layer (target off, they add their current to the column). Cells in spare rows
+or columns, or between tiles that never run together, carry no signal. A stuck device is harmless where the cell does not matter or where its conductance is
 within the profile tolerance of the cell's target; the rest are reported as unavoidable.
 """
 
@@ -78,8 +78,12 @@ _NO_DEFECTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zero
 
 def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
           defects: DefectMap | None, tolerance: float, g_off: float,
-          pairs: np.ndarray | None = None, offsets_codes: np.ndarray | None = None) -> Placement:
+          pairs: np.ndarray | None = None, offsets_codes: np.ndarray | None = None,
+          parallel: bool = False) -> Placement:
     """Place tiles (T, tr, tc) of target conductances; `groups[t]` is the layer of tile t.
+
+    `parallel`: the tiles of a layer on one array run in one VMM, so the cells between them
+    matter; otherwise each tile runs alone and only its own cells matter.
 
     `pairs` (P, 2): the (plus, minus) columns of each differential output within a tile;
     `offsets_codes` (arrays, cols): each column's TIA offset in ADC codes. With both, the pairs'
@@ -115,7 +119,10 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
         for s, t in enumerate(members):
             logical[s * tr:(s + 1) * tr, s * tc:(s + 1) * tc] = tile_maps[t]
         row_slot, col_slot = np.arange(slots * tr) // tr, np.arange(slots * tc) // tc
-        matters = groups[members][row_slot][:, None] == groups[members][col_slot][None, :]
+        if parallel:
+            matters = groups[members][row_slot][:, None] == groups[members][col_slot][None, :]
+        else:
+            matters = row_slot[:, None] == col_slot[None, :]
         stuck = defects.on_array(array) if defects else _NO_DEFECTS
         search = _Search(logical, matters, geometry, *stuck, tolerance)
         stuck_in_use += search.cost()

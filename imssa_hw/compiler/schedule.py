@@ -1,7 +1,11 @@
 """The feedback-delay schedule: per time step, what drives each row and what the columns mean.
 
-Per layer, each array that holds kernels of the layer runs one `LoopProgram` (the same fields
-as the board's on-board loop program). At step t, in array order:
+Per layer, each kernel's tile runs its own `LoopProgram` (the same fields as the board's
+on-board loop program), driving only the tile's rows: the other rows of its array stay at 0 V,
+so the cells between tiles carry no current and the kernels cannot disturb each other (one
+kernel per VMM, as the paper runs one kernel per crossbar). `parallel` instead runs one
+program per array, all its tiles at once: fewer VMMs per step, but every off device between
+the tiles adds its error to the columns. At step t, in program order:
 
     V[row]   = row_input_gain_v[row] * u_t[row_input[row]]
              + row_feedback_gain_v_per_a[row] * out_{t-1}[row_feedback[row]]   (0 at t = 0)
@@ -186,19 +190,22 @@ class Schedule:
 
 def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
                    layout: TileLayout, rows: int, dg: float, state_scale_v: np.ndarray,
-                   tia_range_a: float) -> LayerSchedule:
-    """The loop programs of one layer whose kernel h sits at `tiles[h]`, all arrays at the
-    layer's TIA range."""
+                   tia_range_a: float, parallel: bool = False) -> LayerSchedule:
+    """The loop programs of one layer whose kernel h sits at `tiles[h]`, all at the layer's TIA
+    range: one per kernel (its rows only), or with `parallel` one per array."""
     s = matrices.state_size
     programs, y_output = [], np.empty(len(tiles), dtype=np.int64)
     offset = 0
-    for array in sorted({t.array for t in tiles}):
+    by_array = sorted(range(len(tiles)), key=lambda h: (tiles[h].array, h))
+    groups = ([[h for h in by_array if tiles[h].array == a] for a in sorted({t.array for t in tiles})]
+              if parallel else [[h] for h in by_array])
+    for kernels in groups:
+        array = tiles[kernels[0]].array
         row_input, row_feedback = np.full(rows, -1), np.full(rows, -1)
         gain_in, gain_fb = np.zeros(rows), np.zeros(rows)
         plus, minus = [], []
-        for h, tile in enumerate(tiles):
-            if tile.array != array:
-                continue
+        for h in kernels:
+            tile = tiles[h]
             base = sum(map(len, plus))
             state = layout.row_input < s
             r_state, r_u = tile.rows[state], tile.rows[~state]
