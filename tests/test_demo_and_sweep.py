@@ -102,11 +102,14 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
 
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     train_task(TINY, tmp_path / "m.pt", model={"bits": 2, "h": 3, "n": 4}, epochs=1)
-    dep = compile_checkpoint(load_checkpoint(tmp_path / "m.pt"), load_profile("board-default"))
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    dep = compile_checkpoint(ckpt, load_profile("board-default"), parallel=True)
     tiles = tile_cells(dep)
     assert (tiles <= dep.used).all()  # a subset of the cells that matter ...
     assert tiles.sum() == 3 * 5 * 10  # ... exactly three 5x10 kernel tiles ...
     assert dep.used.sum() > tiles.sum()  # ... without the off cells between the kernels
+    alone = compile_checkpoint(ckpt, load_profile("board-default"))  # one kernel per VMM
+    assert np.array_equal(tile_cells(alone), alone.used)
 
 
 @pytest.mark.parametrize("command,args,message", [

@@ -120,7 +120,7 @@ def test_infer_refuses_a_port_that_is_not_a_board(deployment, tmp_path):
 
 def test_measured_responses_reproduce_the_executor(deployment):
     """Fine-tuning's hardware model (impulse responses on read-back maps) computes what the
-    executor computes on those maps, cross-talk between kernels included."""
+    executor computes on those maps."""
     import torch
 
     from imssa_hw import reference
@@ -130,7 +130,7 @@ def test_measured_responses_reproduce_the_executor(deployment):
     _, dep, ckpt = deployment
     features, _, _ = load_test_set(ckpt)
     rng = np.random.default_rng(0)
-    maps = np.maximum(dep.targets + rng.normal(0, 5e-6, dep.targets.shape) * dep.used, 0)
+    maps = np.maximum(dep.targets + rng.normal(0, 15e-6, dep.targets.shape) * dep.used, 0)
     expected = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
     model = measured_model(ckpt, dep, maps, features.shape[1])
     with torch.no_grad():
