@@ -76,26 +76,20 @@ def _umask() -> int:
 # -- plots ----------------------------------------------------------------------------------------
 
 def plot_all(run: CalibrationRun, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    try:
-        _conductance_map(run, folder / PLOTS[0], plt)
-        _pulse_response(run, folder / PLOTS[1], plt)
-        _column_gain(run, folder / PLOTS[2], plt)
-    finally:
-        plt.close("all")
+    _conductance_map(run, folder / PLOTS[0])
+    _pulse_response(run, folder / PLOTS[1])
+    _column_gain(run, folder / PLOTS[2])
 
 
-def _conductance_map(run: CalibrationRun, path: Path, plt) -> None:
+def _conductance_map(run: CalibrationRun, path: Path) -> None:
+    from matplotlib.figure import Figure
+
     maps = [("SET high (reference)", run.maps["high_s"]), ("RESET (off)", run.maps["off_s"]),
             ("end state", run.maps.get("end_s"))]
     maps = [(title, g) for title, g in maps if g is not None]
     arrays = run.calibration.arrays
-    fig, axes = plt.subplots(len(maps), arrays, figsize=(2.8 * arrays + 1.2, 2.6 * len(maps)),
-                             squeeze=False, layout="constrained")
+    fig = Figure(figsize=(2.8 * arrays + 1.2, 2.6 * len(maps)), layout="constrained")
+    axes = fig.subplots(len(maps), arrays, squeeze=False)
     for i, (title, g) in enumerate(maps):
         top = max(float(np.nanmax(g)), 1e-12) * 1e6
         for a in range(arrays):
@@ -113,9 +107,12 @@ def _conductance_map(run: CalibrationRun, path: Path, plt) -> None:
     fig.savefig(path, dpi=90)
 
 
-def _pulse_response(run: CalibrationRun, path: Path, plt) -> None:
+def _pulse_response(run: CalibrationRun, path: Path) -> None:
+    from matplotlib.figure import Figure
+
     cal = run.calibration
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     if run.set_points is not None and cal.set_curve is not None:
         gates, g = run.set_points
         left.scatter(gates, g * 1e6, s=2, alpha=0.15, color="gray", label="devices")
@@ -146,9 +143,12 @@ def _pulse_response(run: CalibrationRun, path: Path, plt) -> None:
     fig.savefig(path, dpi=90)
 
 
-def _column_gain(run: CalibrationRun, path: Path, plt) -> None:
+def _column_gain(run: CalibrationRun, path: Path) -> None:
+    from matplotlib.figure import Figure
+
     cal = run.calibration
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    fig = Figure(figsize=(9, 5))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     cols = np.arange(cal.cols)
     for a in range(cal.arrays):
         top.plot(cols, cal.read_gain[a], "o-", ms=2, label=f"array {a} read")

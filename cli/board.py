@@ -56,6 +56,9 @@ def read(port: str, timeout_s: float, array: int, out: Path) -> None:
     from imssa_hw.drivers.board import Board
 
     with Board.open(port, timeout_s=timeout_s) as b:
+        if not 0 <= array < b.info.arrays:
+            raise BadInput(f"array {array} out of range 0..{b.info.arrays - 1} (board "
+                           f"{b.info.board_id})")
         g = b.read_array(array)
     try:
         with atomic_path(out) as tmp, open(tmp, "wb") as f:

@@ -13,7 +13,7 @@ import sys
 import click
 
 from imssa_hw import __version__
-from imssa_hw.errors import BadInput
+from imssa_hw.errors import EXIT_BAD_INPUT, EXIT_HARDWARE, BadInput, HardwareError
 
 COMMANDS: dict[str, str] = {
     "board": "board:board",
@@ -33,7 +33,13 @@ COMMANDS: dict[str, str] = {
 class BadInputError(click.ClickException):
     """Shown as one line `Error: ...` with exit code 2, the convention for bad input."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
+
+
+class HardwareFailure(click.ClickException):
+    """Shown as one line `Error: ...` with exit code 3: the board, link or instrument failed."""
+
+    exit_code = EXIT_HARDWARE
 
 
 class LazyGroup(click.Group):
@@ -53,8 +59,10 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except BadInput as exc:
+        except BadInput as exc:  # first: a missing port is both
             raise BadInputError(str(exc)) from None
+        except HardwareError as exc:
+            raise HardwareFailure(str(exc)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

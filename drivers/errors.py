@@ -1,19 +1,20 @@
 """Typed errors of the board link and protocol.
 
-Every error here is a `BadInput`: the port, or the board behind it, is something the user
-named, and the command line shows these as one line with exit code 2.
+Every error here is a `HardwareError` (the command line shows it as one line, exit code 3),
+except `PortMissing`, which is also a `BadInput` (exit code 2): the user named a port that
+is not there.
 """
 
 from __future__ import annotations
 
-from imssa_hw.errors import BadInput
+from imssa_hw.errors import BadInput, HardwareError
 
 
-class DriverError(BadInput):
+class DriverError(HardwareError):
     """Base class of every board, link and protocol error."""
 
 
-class PortMissing(DriverError):
+class PortMissing(DriverError, BadInput):
     """The port does not exist (no such device, or nothing listens at the socket URL)."""
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from imssa_hw.errors import BadInput
+from imssa_hw.errors import HardwareError
 
 
-class InstrumentError(BadInput):
-    """The instrument is missing, silent, or answered something unexpected (shown as bad input)."""
+class InstrumentError(HardwareError):
+    """The instrument is missing, silent, or answered something unexpected."""
 
 
 def in_range(low: float, high: float) -> Callable[[Any], float]:

@@ -69,8 +69,8 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     from imssa_hw.drivers.keithley2400 import Keithley2400
     from imssa_hw.emulator.process import start_emulator
     from imssa_hw.finetune import finetune_on_board
-    from imssa_hw.inference import (current_correction, load_test_set, run_inference,
-                                    write_inference_outputs)
+    from imssa_hw.inference import current_correction, load_test_set, run_inference
+    from imssa_hw.inference_plots import write_inference_outputs
     from imssa_hw.model_cache import trained_model
     from imssa_hw.programming import program_deployment
     from imssa_hw.programming.outputs import write_program_outputs

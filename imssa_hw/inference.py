@@ -226,19 +226,3 @@ def board_session(port: str, timeout_s: float, calibration: str | Path | None = 
     cal = load_calibration(calibration) if calibration is not None else None
     with Board.open(port, timeout_s=timeout_s) as board:
         yield board, (current_correction(cal, board) if cal is not None else None)
-
-
-def write_inference_outputs(result: InferenceResult, summary: dict, class_names: list[str],
-                            out_dir: str | Path, report: str | Path | None) -> list[Path]:
-    """The JSON report (if asked) and the PNGs; returns the paths written."""
-    from imssa_hw.files import write_json
-    from imssa_hw.inference_plots import plot_confusions, plot_traces
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = [plot_confusions(result, class_names, out_dir / f"confusion-{result.mode}.png"),
-               plot_traces(result, out_dir / f"traces-{result.mode}.png")]
-    if report:
-        write_json(report, {**summary, "class_names": class_names})
-        written.append(Path(report))
-    return written

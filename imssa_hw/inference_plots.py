@@ -1,4 +1,5 @@
-"""PNG figures of an inference run: confusion matrices and output traces, hardware vs software."""
+"""What an inference run writes: the JSON report and PNG figures (confusion matrices and output
+traces, hardware vs software)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,13 @@ import numpy as np
 from imssa_hw.inference import InferenceResult, confusion
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_confusions(result: InferenceResult, class_names: list[str], path: str | Path) -> Path:
     """Side-by-side confusion matrices (hardware, software) with counts."""
-    plt = _figure()
+    from matplotlib.figure import Figure
+
     n = len(class_names)
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 0.5 * n, 2.2 + 0.25 * n), squeeze=False)
+    fig = Figure(figsize=(4 + 0.5 * n, 2.2 + 0.25 * n))
+    axes = fig.subplots(1, 2, squeeze=False)
     for ax, (title, pred) in zip(axes[0], (("hardware", result.hardware_pred),
                                             ("software", result.software_pred))):
         counts = confusion(result.labels, pred, n)
@@ -38,18 +33,18 @@ def plot_confusions(result: InferenceResult, class_names: list[str], path: str |
                         color="white" if c > counts.max() / 2 else "black", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_traces(result: InferenceResult, path: str | Path, kernels: int = 3) -> Path:
     """First-layer S4D outputs y_t of a few samples and kernels, hardware over software."""
-    plt = _figure()
+    from matplotlib.figure import Figure
+
     hw, sw = result.traces["hardware_y"], result.traces["software_y"]
     samples = min(2, len(hw))
     kernels = min(kernels, hw.shape[2])
-    fig, axes = plt.subplots(samples, kernels, figsize=(3.2 * kernels, 2.2 * samples),
-                             squeeze=False, sharex=True)
+    fig = Figure(figsize=(3.2 * kernels, 2.2 * samples))
+    axes = fig.subplots(samples, kernels, squeeze=False, sharex=True)
     for s in range(samples):
         for k in range(kernels):
             ax = axes[s][k]
@@ -61,5 +56,19 @@ def plot_traces(result: InferenceResult, path: str | Path, kernels: int = 3) -> 
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
+
+
+def write_inference_outputs(result: InferenceResult, summary: dict, class_names: list[str],
+                            out_dir: str | Path, report: str | Path | None) -> list[Path]:
+    """The JSON report (if asked) and the PNGs; returns the paths written."""
+    from imssa_hw.files import write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [plot_confusions(result, class_names, out_dir / f"confusion-{result.mode}.png"),
+               plot_traces(result, out_dir / f"traces-{result.mode}.png")]
+    if report:
+        write_json(report, {**summary, "class_names": class_names})
+        written.append(Path(report))
+    return written

@@ -169,14 +169,11 @@ def table(results: Iterable[dict]) -> list[dict]:
 
 def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Accuracy vs sigma, one line per bit width, one panel per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     methods = sorted({r["method"] for r in rows})
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 3.6), squeeze=False,
-                             sharey=True)
+    fig = Figure(figsize=(5 * len(methods), 3.6))
+    axes = fig.subplots(1, len(methods), squeeze=False, sharey=True)
     for ax, method in zip(axes[0], methods):
         for bits in sorted({r["bits"] for r in rows}):
             line = [r for r in rows if r["method"] == method and r["bits"] == bits]
@@ -192,5 +189,4 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

@@ -46,7 +46,7 @@ def test_port_from_the_environment(module_board):
 def test_bad_array_is_one_line(module_board, tmp_path):
     result = run("board", "read", "--port", module_board.port, "--array", "9", "--out", str(tmp_path / "g.npy"))
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["Error: board refused READ_ARRAY: array 9 out of range 0..1"]
+    assert result.output.strip().splitlines() == ["Error: array 9 out of range 0..1 (board EMU-DPE-0001)"]
     assert not (tmp_path / "g.npy").exists()
 
 
@@ -59,7 +59,7 @@ def test_bad_port_is_one_line_exit_2(tmp_path):
 
 
 def test_a_port_that_is_not_a_board(tmp_path):
-    """A terminal nobody answers on: a one-line timeout error."""
+    """A terminal nobody answers on: a one-line timeout error, exit 3 (the hardware failed)."""
     master, slave = os.openpty()
     tty.setraw(slave)
     try:
@@ -67,7 +67,7 @@ def test_a_port_that_is_not_a_board(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
-    assert result.exit_code == 2 and result.output.startswith("Error: no valid reply from")
+    assert result.exit_code == 3 and result.output.startswith("Error: no valid reply from")
     assert len(result.output.strip().splitlines()) == 1
 
 

@@ -37,7 +37,7 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
 
 @pytest.mark.parametrize("dominant, settings, day", [
     ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
-    ("drift", {"retention.sigma_min_s": 8e-6, "retention.sigma_max_s": 12e-6}, True),
+    ("drift", {"retention.sigma_min_s": 15e-6, "retention.sigma_max_s": 20e-6}, True),
 ])
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)

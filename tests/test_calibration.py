@@ -383,7 +383,7 @@ def test_smu_not_wired_to_the_board(emulated_board, tmp_path, old_out):
 
 
 def test_port_that_is_not_a_board(tmp_path, old_out):
-    """A pty nobody answers on: one line on stderr, exit 2 (through the real command line)."""
+    """A pty nobody answers on: one line on stderr, exit 3 (through the real command line)."""
     master, slave = os.openpty()
     try:
         done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "calibrate", "--port",
@@ -393,7 +393,7 @@ def test_port_that_is_not_a_board(tmp_path, old_out):
     finally:
         os.close(master)
         os.close(slave)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 3, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("Error:")
     assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from imssa_hw.errors import BadInput
+from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
 from imssa_hw.programming.settings import Limits, Settings, Tolerance, parse_tolerance
@@ -336,9 +336,10 @@ def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibrati
             delay = wake - clock()
             if delay > 0:
                 sleep(delay)
-    except BadInput as exc:
+    except (BadInput, HardwareError) as exc:
         hint = f"; the journal {jpath} holds the progress: run again with --resume" if jpath else ""
-        raise BadInput(f"{exc}{hint}") from None
+        family = BadInput if isinstance(exc, BadInput) else HardwareError
+        raise family(f"{exc}{hint}") from None
     result = _result(session, targets, used, tol, calibration, clock() - start)
     result.off_s = off_s
     if session.writer is not None:
