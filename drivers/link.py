@@ -9,7 +9,6 @@ already executed, so a resent pulse is never applied twice. Replies with another
 from __future__ import annotations
 
 import errno
-import os
 import random
 import select
 import time
@@ -22,6 +21,10 @@ from imssa_hw.drivers.framing import Frame, FrameDecoder
 from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode
 
 READ_CHUNK = 1 << 16
+URL_HANDLERS = "imssa_hw.emulator"
+"""Where pyserial also looks for URL schemes: `emu://` (an emulated board in this process)."""
+if URL_HANDLERS not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append(URL_HANDLERS)
 
 
 @dataclass
@@ -46,7 +49,8 @@ class LinkStats:
 
 
 def open_transport(url: str, timeout_s: float) -> serial.SerialBase:
-    """Open a /dev path, a pty path or any pyserial URL (socket://host:port) exclusively."""
+    """Open a /dev path, a pty path or any pyserial URL (socket://host:port, spy://PORT to log
+    the traffic, emu://?seed=N for an emulated board in this process) exclusively."""
     try:
         transport = serial.serial_for_url(url, baudrate=115200, timeout=timeout_s,
                                           write_timeout=None, exclusive=True)
@@ -137,13 +141,16 @@ class Link:
             self._pending = self._decoder.feed(data)
 
     def _read(self, timeout_s: float) -> bytes:
-        """Whatever is waiting (at most READ_CHUNK bytes), after at most `timeout_s` of waiting."""
+        """Whatever is waiting (at most READ_CHUNK bytes), after at most `timeout_s` of waiting.
+
+        Waits on the file descriptor where there is one, then reads through the transport, so
+        that wrappers such as pyserial's spy:// see both directions."""
         try:
             if self._fd is None:  # transports without a file descriptor: pyserial's own reads
                 return self.transport.read(max(1, self.transport.in_waiting))
             if not select.select([self._fd], [], [], timeout_s)[0]:
                 return b""
-            data = os.read(self._fd, READ_CHUNK)
+            data = self.transport.read(min(max(1, self.transport.in_waiting), READ_CHUNK))
         except BlockingIOError:
             return b""
         except (serial.SerialException, OSError) as exc:

@@ -63,8 +63,10 @@ class _Session:
     """The running state of one programming session (fresh or resumed)."""
 
     def __init__(self, board, strategy: Strategy, calibration, journal_path: Path | None,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], report_tol_s: np.ndarray) -> None:
         self.board = board
+        self.report_tol_s = report_tol_s
+        """The tolerance the report counts devices within (the user's, before any floor)."""
         self.strategy = strategy
         self.calibration = calibration
         self.journal_path = journal_path
@@ -226,7 +228,7 @@ class _Session:
         s = self.strategy
         precise = s.kind == PRECISE
         working = precise & (s.status != STUCK)
-        within = working & s.within(self._report_tol)
+        within = working & s.within(self.report_tol_s)
         return {"it": self.iteration, "t": self.clock(), "devices": int(precise.sum()),
                 "working": int(working.sum()), "within": int(within.sum()),
                 "verified": int((precise & (s.status == VERIFIED)).sum()),
@@ -234,8 +236,6 @@ class _Session:
                 "finished": int((precise & np.isin(s.status, FINAL)).sum()),
                 "pulses": int(s.pulses.sum()),
                 "frames": self.frames_before + self.board.frames_sent}
-
-    _report_tol: np.ndarray | None = None
 
     def write(self, record: dict, sync: bool = False) -> None:
         if self.writer is not None:
@@ -294,8 +294,8 @@ def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibrati
         known = np.asarray(known_stuck, bool) & (strat.kind != NONE)
         strat.status[known] = STUCK
         stuck_cells = np.argwhere(known).tolist()
-    session = _Session(board, strat, calibration, Path(journal) if journal else None, clock)
-    session._report_tol = tol.of(targets)
+    session = _Session(board, strat, calibration, Path(journal) if journal else None, clock,
+                       tol.of(targets))
     header = {"type": "header", "format": FORMAT, "version": VERSION, "t": clock(),
               "strategy": strat.name, "tolerance": tol.to_dict(), "settings": settings.to_dict(),
               "limits": limits.to_dict(), "off_s": off_s, "arrays": arrays, "shape": list(shape),

@@ -1,0 +1,65 @@
+"""Transports chosen by URL: `emu://` (an emulated board in this process) and pyserial's
+`spy://` wrapped around the pty of an emulator process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imssa_hw.drivers.board import Board
+from imssa_hw.drivers.errors import LinkError
+from imssa_hw.emulator.state import load_state
+
+from conftest import STILL
+from test_emulator import script
+
+
+def emu_url(state, seed: int, **settings) -> str:
+    sets = "".join(f"&set={key}={value}" for key, value in settings.items())
+    return f"emu://?seed={seed}&arrays=2&rows=8&cols=8&state={state}{sets}"
+
+
+def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, tmp_path):
+    """The same script on `emu://` and on an `imssa-hw emulate` pty, same seed, devices that
+    keep what a pulse gave them: the same device states, pulse for pulse."""
+    process = emulated_board(seed=5, settings=STILL)
+    with Board.open(process.port) as board:
+        script(board)
+    with Board.open(emu_url(tmp_path / "emu.npz", 5, **STILL)) as board:
+        assert board.info.arrays == 2 and (board.info.rows, board.info.cols) == (8, 8)
+        script(board)
+        g = board.read_array(0)
+    a, b = process.state().devices, load_state(tmp_path / "emu.npz").devices
+    assert a.pulses.sum() > 100 and np.array_equal(a.pulses, b.pulses)
+    assert np.array_equal(a.g_final_s, b.g_final_s)
+    assert np.abs(g - b.conductance_s(0)[0]).max() < 0.1 * g.max()  # reads what it holds
+
+
+def test_emu_state_persists_between_opens(tmp_path):
+    url = emu_url(tmp_path / "b.npz", 2, **STILL)
+    with Board.open(url) as board:
+        board.set_pulses(0, 3.0, 1.1)
+        first = board.read_array(0)
+    with Board.open(url) as board:
+        again = board.read_array(0)
+    assert first.mean() > 20e-6 and np.abs(again - first).max() < 0.1 * first.max()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("emu://?bogus=1", "unknown emu:// option"),
+    ("emu://?seed=x", "seed='x' is not a int"),
+    ("emu://?set=nosuch.key=1", "unknown profile key"),
+])
+def test_bad_emu_urls_are_one_line(url, message):
+    with pytest.raises(LinkError, match=message):
+        Board.open(url)
+
+
+def test_spy_logs_both_directions(emulated_board, tmp_path):
+    """The link reads through the transport, so spy:// sees the replies as well as requests."""
+    emu = emulated_board()
+    log = tmp_path / "spy.txt"
+    with Board.open(f"spy://{emu.port}?file={log}") as board:
+        assert board.info.board_id == "EMU-DPE-0001"
+    text = log.read_text()
+    assert "TX" in text and "RX" in text
