@@ -69,15 +69,23 @@ class ScpiInstrument:
 
     `resource` is a VISA resource name (e.g. `TCPIP::127.0.0.1::5025::SOCKET` or
     `GPIB0::24::INSTR`); `backend` picks the VISA library: "@py" (pyvisa-py, the default) or
-    "path/to/file.yaml@sim" (pyvisa-sim).
+    "path/to/file.yaml@sim" (pyvisa-sim). `opened`: an already opened message-based resource
+    (anything with pyvisa's `write`, `query`, `close` and `timeout`) to use instead of opening
+    `resource`, e.g. to list the exact exchanges in a test without any I/O.
     """
 
     name = "instrument"
 
-    def __init__(self, resource: str, backend: str = "@py", timeout_s: float = 2.0):
+    def __init__(self, resource: str, backend: str = "@py", timeout_s: float = 2.0,
+                 opened: Any = None):
         import pyvisa
 
         self.resource_name = resource
+        self._pyvisa_error = pyvisa.Error
+        if opened is not None:
+            self._visa = opened
+            self._visa.timeout = int(timeout_s * 1000)
+            return
         try:
             manager = pyvisa.ResourceManager(backend)
             self._visa = manager.open_resource(resource, read_termination="\n",
@@ -85,7 +93,6 @@ class ScpiInstrument:
             self._visa.timeout = int(timeout_s * 1000)
         except (pyvisa.Error, OSError, ValueError) as exc:
             raise InstrumentError(f"{self.name} at {resource}: cannot open ({exc})") from None
-        self._pyvisa_error = pyvisa.Error
 
     def write(self, command: str) -> None:
         try:

@@ -123,3 +123,60 @@ def test_nothing_listening_is_a_typed_error():
     # pyvisa-py connects lazily: the refusal surfaces on the first exchange
     with pytest.raises(InstrumentError, match=f"SMU at TCPIP::127.0.0.1::{port}::SOCKET"):
         Keithley2400(f"TCPIP::127.0.0.1::{port}::SOCKET", timeout_s=0.3).check_identity()
+
+
+class ExpectedExchanges:
+    """Stands in for an opened pyvisa message-based resource (pymeasure's expected_protocol):
+    every write and query must be the next listed exchange; queries get its answer."""
+
+    def __init__(self, exchanges: list[tuple[str, str | None]]):
+        self.exchanges = list(exchanges)
+        self.timeout = 0
+
+    def _next(self, message: str) -> str | None:
+        assert self.exchanges, f"unexpected {message!r}: no exchange left"
+        expected, answer = self.exchanges.pop(0)
+        assert message == expected
+        return answer
+
+    def write(self, message: str) -> int:
+        assert self._next(message) is None, f"{message!r} expects an answer: use query"
+        return len(message)
+
+    def query(self, message: str) -> str:
+        answer = self._next(message)
+        assert answer is not None, f"{message!r} has no answer: use write"
+        return answer
+
+    def close(self) -> None:
+        assert not self.exchanges, f"exchanges left: {self.exchanges}"
+
+
+def test_the_stand_in_has_pyvisa_signatures():
+    import inspect
+
+    from pyvisa.resources import MessageBasedResource
+
+    for name in ("write", "query", "close"):
+        real = list(inspect.signature(getattr(MessageBasedResource, name)).parameters)
+        ours = list(inspect.signature(getattr(ExpectedExchanges, name)).parameters)
+        assert ours == real[:len(ours)], name  # the same leading parameters, by name
+    assert hasattr(MessageBasedResource, "timeout")  # the attribute the driver sets
+
+
+def test_measure_conductance_exchanges_in_process():
+    """Exactly these lines, in this order, with nothing opened."""
+    visa = ExpectedExchanges([
+        ("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1,C32"),
+        ("*RST", None), (":SOUR:FUNC VOLT", None), (':SENS:FUNC "CURR"', None),
+        (":SENS:CURR:PROT 1.000000e-03", None), (":SOUR:VOLT:LEV 0.000000e+00", None),
+        (":SOUR:VOLT:LEV 2.000000e-01", None), (":OUTP ON", None),
+        (":MEAS:CURR?", "+2.000000E-01,+1.000000E-05,+9.9E37"),
+        (":OUTP OFF", None), (":SOUR:VOLT:LEV 0.000000e+00", None),
+    ])
+    with Keithley2400("GPIB0::24::INSTR", opened=visa) as smu:
+        smu.check_identity()
+        smu.configure_voltage_source(1e-3)
+        assert smu.measure_conductance_s(0.2) == pytest.approx(5e-5)
+    with pytest.raises(InstrumentError, match="outside"):
+        Keithley2400("GPIB0::24::INSTR", opened=ExpectedExchanges([])).source_voltage_v = 300
