@@ -30,8 +30,8 @@ TARGET_S = 2.0
 def _model(path: Path, h: int, n: int, bits: int) -> None:
     import torch
 
-    from imssa_hw.classifier import S4DClassifier, save_model
-    from imssa_hw.config import ModelConfig
+    from imssa_hw.training.classifier import S4DClassifier, save_model
+    from imssa_hw.model.config import ModelConfig
 
     torch.manual_seed(0)
     cfg = ModelConfig(d_input=40, n_classes=2, h=h, n=n, n_layers=1, bits=bits)
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
     from imssa_hw.compiler.plots import plot_targets
 

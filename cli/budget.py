@@ -41,12 +41,12 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     drift since programming, DAC/ADC quantization, column TIA errors, read noise), and
     compares with a measured run on the board. Writes budget.json and budget.png (a waterfall
     from software to hardware); prints the table."""
-    from imssa_hw.budget import (CAUSES, error_budget, find_programmed, load_programmed,
+    from imssa_hw.hil.budget import (CAUSES, error_budget, find_programmed, load_programmed,
                                  plot_waterfall)
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.compiler.defects import load_defects
     from imssa_hw.files import write_json
-    from imssa_hw.inference import board_session, load_test_set, open_deployment
+    from imssa_hw.hil.inference import board_session, load_test_set, open_deployment
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
     cal = load_calibration(calibration)

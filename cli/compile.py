@@ -35,7 +35,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                     seed: int, parallel_tiles: bool) -> None:
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import compile_checkpoint, load_defects, load_profile, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
     from imssa_hw.compiler.plots import plot_targets

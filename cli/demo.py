@@ -42,7 +42,7 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     """Train (or reuse) a model, start an emulated board, calibrate, compile with the defect
     map, program with write-verify, run the test set through the board, stop the board, and
     print software against hardware accuracy. Writes summary.json and every stage's files."""
-    from imssa_hw.demo import DemoSettings, run_demo, summary_table
+    from imssa_hw.workflows.demo import DemoSettings, run_demo, summary_table
     from imssa_hw.emulator.profile import load_profile, parse_override
     from imssa_hw.errors import BadInput
 

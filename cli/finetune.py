@@ -26,8 +26,8 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.drivers.board import Board
     from imssa_hw.files import write_json
-    from imssa_hw.finetune import finetune_on_board
-    from imssa_hw.inference import open_deployment
+    from imssa_hw.hil.finetune import finetune_on_board
+    from imssa_hw.hil.inference import open_deployment
 
     dep, ckpt = open_deployment(deploy_dir)
     cal = load_calibration(calibration) if calibration else None

@@ -33,8 +33,8 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     sample with the software quantized model.
 
     The board must already hold the deployment (`imssa-hw program`)."""
-    from imssa_hw.inference import board_session, load_test_set, open_deployment, run_inference
-    from imssa_hw.inference_plots import write_inference_outputs
+    from imssa_hw.hil.inference import board_session, load_test_set, open_deployment, run_inference
+    from imssa_hw.hil.inference_plots import write_inference_outputs
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
     features, labels, class_names = load_test_set(ckpt, data_root, limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from imssa_hw.config import MAX_BITS, RANGES, ModelConfig
+from imssa_hw.model.config import MAX_BITS, RANGES, ModelConfig
 from imssa_hw.errors import BadInput
 
 

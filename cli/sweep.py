@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.options import a_range_option, ranges_option
-from imssa_hw.config import MAX_BITS
+from imssa_hw.model.config import MAX_BITS
 from imssa_hw.errors import BadInput
-from imssa_hw.sweep import METHODS, NOISE_CELLS
+from imssa_hw.workflows.sweep import METHODS, NOISE_CELLS
 
 
 def _numbers(text: str, name: str, cast=float) -> list:
@@ -75,8 +75,8 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     """
     from imssa_hw.data import DataSpec
     from imssa_hw.files import write_json
-    from imssa_hw.model_cache import trained_model
-    from imssa_hw.sweep import SweepPoint, dask_client, plot, run_points, table
+    from imssa_hw.workflows.model_cache import trained_model
+    from imssa_hw.workflows.sweep import SweepPoint, dask_client, plot, run_points, table
 
     bits_list = _numbers(bits_text, "--bits", int)
     if not all(1 <= b <= MAX_BITS for b in bits_list):

@@ -9,7 +9,7 @@ import click
 
 from imssa_hw.cli.options import (a_range_option, bits_option, board_training_options,
                                   parse_ids, ranges_option)
-from imssa_hw.config import TASK_EPOCHS, task_model
+from imssa_hw.model.config import TASK_EPOCHS, task_model
 from imssa_hw.data.tasks import REAL_DEFAULTS
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
@@ -74,7 +74,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
     """
     from imssa_hw.compiler import load_profile
     from imssa_hw.data import AugmentSpec, DataSpec
-    from imssa_hw.training import train_task
+    from imssa_hw.training.trainer import train_task
 
     model = task_model(task, bits=bits, h=h, n=n, n_layers=layers, noise_levels=noise_levels,
                        a_range=a_range, ranges=ranges)

@@ -1,4 +1,4 @@
-"""The error budget (`imssa_hw.budget`, `imssa-hw budget`) on tiny deployments on emulated boards."""
+"""The error budget (`imssa_hw.hil.budget`, `imssa-hw budget`) on tiny deployments on emulated boards."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imssa_hw import reference
-from imssa_hw.budget import CAUSES, ReadChainModel, error_budget, plot_waterfall
-from imssa_hw.checkpoint import load_checkpoint
+from imssa_hw.model import reference
+from imssa_hw.hil.budget import CAUSES, ReadChainModel, error_budget, plot_waterfall
+from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.cli.main import cli
 from imssa_hw.compiler import load_deployment
 from imssa_hw.drivers.board import Board

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_compiler_support import board, make_checkpoint, sequences
 
-from imssa_hw import reference
+from imssa_hw.model import reference
 from imssa_hw.compiler import Executor, LoopProgram, compile_checkpoint, per_vector, run_layer
 from imssa_hw.compiler.schedule import LayerSchedule
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imssa_hw.checkpoint import QuantizedKernels
+from imssa_hw.model.checkpoint import QuantizedKernels
 from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
 from imssa_hw.compiler.profile import ConductanceWindow
 from imssa_hw.errors import BadInput

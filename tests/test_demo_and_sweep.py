@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from imssa_hw.data import AugmentSpec, DataSpec
-from imssa_hw.sweep import SweepPoint, dask_client, run_points, table
-from imssa_hw.training import train_task
+from imssa_hw.workflows.sweep import SweepPoint, dask_client, run_points, table
+from imssa_hw.training.trainer import train_task
 
 TINY = DataSpec.default("zero-one", seed=1, n_train_per_class=12, n_test_per_class=6,
                         mix_synthetic=0, augment=AugmentSpec(copies=1))
@@ -96,9 +96,9 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
 
 
 def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import compile_checkpoint, load_profile
-    from imssa_hw.sweep import tile_cells
+    from imssa_hw.workflows.sweep import tile_cells
 
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     train_task(TINY, tmp_path / "m.pt", model={"bits": 2, "h": 3, "n": 4}, epochs=1)

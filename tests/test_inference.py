@@ -11,14 +11,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from imssa_hw.checkpoint import load_checkpoint
+from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.drivers.board import Board
-from imssa_hw.inference import load_test_set, run_inference
+from imssa_hw.hil.inference import load_test_set, run_inference
 from imssa_hw.programming import program_deployment
-from imssa_hw.training import train_task
+from imssa_hw.training.trainer import train_task
 
 # No read-chain errors (nothing to calibrate) and no stuck devices (nothing to place around):
 # this board isolates the two execution loops.
@@ -123,9 +123,9 @@ def test_measured_responses_reproduce_the_executor(deployment):
     executor computes on those maps."""
     import torch
 
-    from imssa_hw import reference
+    from imssa_hw.model import reference
     from imssa_hw.compiler import Executor
-    from imssa_hw.finetune import measured_model
+    from imssa_hw.hil.finetune import measured_model
 
     _, dep, ckpt = deployment
     features, _, _ = load_test_set(ckpt)

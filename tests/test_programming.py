@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imssa_hw.checkpoint import load_checkpoint, write_checkpoint
+from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 from imssa_hw.cli.main import cli
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.defects import load_defects
-from imssa_hw.config import ModelConfig
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import start_emulator

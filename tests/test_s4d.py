@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from imssa_hw import quant
-from imssa_hw.s4d import S4DKernel, vandermonde_powers
+from imssa_hw.training import quant
+from imssa_hw.training.s4d import S4DKernel, vandermonde_powers
 
 
 @pytest.mark.parametrize("bits", [None, 1, 2, 3, 4, 8])
@@ -125,7 +125,7 @@ def test_bits_out_of_range_is_refused():
 
 
 def test_unknown_ranges_are_refused():
-    from imssa_hw.config import ModelConfig
+    from imssa_hw.model.config import ModelConfig
 
     with pytest.raises(ValueError, match="ranges"):
         ModelConfig(d_input=4, n_classes=2, ranges="per-kernel")

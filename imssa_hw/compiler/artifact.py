@@ -23,7 +23,7 @@ from imssa_hw.compiler.mapping import tile_layout
 from imssa_hw.compiler.placement import Conflict, Placement, TilePlace
 from imssa_hw.compiler.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.schedule import Schedule
-from imssa_hw.config import ModelConfig
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path, read_json, write_json
 

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from imssa_hw import reference
-from imssa_hw.checkpoint import Checkpoint
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer

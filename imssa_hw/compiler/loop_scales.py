@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imssa_hw import reference
-from imssa_hw.checkpoint import Checkpoint, QuantizedKernels
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint, QuantizedKernels
 from imssa_hw.compiler.mapping import KernelMatrices, kernel_matrices, tile_conductances, tile_layout
 from imssa_hw.compiler.profile import BoardProfile
 

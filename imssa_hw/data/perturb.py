@@ -5,7 +5,7 @@ response, noise at several SNRs, gain and time shift.
 `AugmentSpec` holds the knobs; `perturbed_features` turns one clip into one perturbed feature
 sequence. Each draw takes its randomness from the `np.random.Generator` it is given, so a copy
 is a pure function of its seed. SpecAugment-style masks are applied in training (they are
-cheap on the feature arrays): see `imssa_hw.training`.
+cheap on the feature arrays): see `imssa_hw.training.trainer`.
 """
 
 from __future__ import annotations

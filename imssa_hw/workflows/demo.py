@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from imssa_hw.config import task_model
+from imssa_hw.model.config import task_model
 from imssa_hw.files import write_json
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class DemoSettings:
     data: dict = field(default_factory=dict)
     """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
     hardware_aware: bool = False
-    """Train the last epochs through the board's loop (`imssa_hw.hardware_aware`)."""
+    """Train the last epochs through the board's loop (`imssa_hw.training.hardware_aware`)."""
     board_profile: str = "board-default"
     """The board profile the model is trained for and compiled to."""
     board_seed: int | None = None
@@ -61,17 +61,17 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
     from imssa_hw.calibration.outputs import write_outputs as write_calibration
     from imssa_hw.calibration.procedure import Calibrator
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
     from imssa_hw.compiler.plots import plot_targets
     from imssa_hw.drivers.board import Board
     from imssa_hw.drivers.keithley2400 import Keithley2400
     from imssa_hw.emulator.process import start_emulator
-    from imssa_hw.finetune import finetune_on_board
-    from imssa_hw.inference import current_correction, load_test_set, run_inference
-    from imssa_hw.inference_plots import write_inference_outputs
-    from imssa_hw.model_cache import trained_model
+    from imssa_hw.hil.finetune import finetune_on_board
+    from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
+    from imssa_hw.hil.inference_plots import write_inference_outputs
+    from imssa_hw.workflows.model_cache import trained_model
     from imssa_hw.programming import program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
 

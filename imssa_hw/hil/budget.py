@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from imssa_hw import reference
-from imssa_hw.checkpoint import Checkpoint
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.errors import BadInput
@@ -131,7 +131,7 @@ def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                  stuck: np.ndarray | None = None, reads: int = 8, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> dict:
     """The budget as a JSON-ready dict (accuracies 0..1, losses in percentage points)."""
-    from imssa_hw.inference import current_correction, run_inference
+    from imssa_hw.hil.inference import current_correction, run_inference
     from imssa_hw.programming.strategies import STUCK
 
     tick = progress or (lambda n: None)

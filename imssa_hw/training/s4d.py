@@ -4,7 +4,7 @@ H independent kernels (one per channel), each with N/2 complex modes:
     x_t = Abar x_{t-1} + Bbar u_t,   y_t = 2 Re(C x_t) + D u_t
 Convolution mode (Vandermonde kernel + FFT) trains fast; step mode is the recurrence that the
 crossbar executes and the reference for hardware. With `bits` set, Abar, Bbar and C are the
-fixed-dynamic-range quantized values of `imssa_hw.quant`.
+fixed-dynamic-range quantized values of `imssa_hw.training.quant`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from imssa_hw import quant
+from imssa_hw.training import quant
 
 
 @dataclass
@@ -90,7 +90,7 @@ class S4DKernel(nn.Module):
         lmax = quant.max_level(bits) if bits else 1
         self.register_buffer("a_step", torch.full((h,), a_range / lmax))
         self.loop: Callable[[DiscreteKernels, torch.Tensor, bool], torch.Tensor] | None = None
-        """The recurrence as a board runs it (`imssa_hw.hardware_aware`): (kernels, u, training)
+        """The recurrence as a board runs it (`imssa_hw.training.hardware_aware`): (kernels, u, training)
         -> y without D*u. None: the ideal model."""
 
     def ssm_parameters(self) -> list[nn.Parameter]:

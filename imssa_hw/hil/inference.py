@@ -1,7 +1,7 @@
 """Hardware-in-the-loop inference: the S4D kernels on the board, the rest on the host.
 
 The host computes the encoder, the digital parts between layers and the decoder with the numpy
-twin (`imssa_hw.reference`); each layer's recurrences run on the crossbar following the
+twin (`imssa_hw.model.reference`); each layer's recurrences run on the crossbar following the
 compiled schedule, in one of two modes:
 - host: the compiler's reference executor drives the board one VMM per array per step;
 - onboard: the board runs the loop programs itself; one frame carries a chunk of sequences.
@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from imssa_hw import reference
-from imssa_hw.checkpoint import Checkpoint
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler import Executor, per_vector
 from imssa_hw.compiler.artifact import CHECKPOINT_FILE, Deployment
 from imssa_hw.compiler.schedule import FLUSH_STEPS
@@ -183,7 +183,7 @@ def run_inference(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray
 def open_deployment(deploy_dir: str | Path, checkpoint: str | Path | None = None
                     ) -> tuple[Deployment, Checkpoint]:
     """Load a deploy directory and its checkpoint (default: DEPLOY_DIR/model.pt), matched."""
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import load_deployment
 
     dep = load_deployment(deploy_dir)

@@ -86,10 +86,10 @@ def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
 
 def evaluate_point(point: SweepPoint) -> dict:
     """Accuracy of one point; runs in a worker process (numpy only, no torch)."""
-    from imssa_hw import reference
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model import reference
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import Executor, compile_checkpoint, load_profile
-    from imssa_hw.inference import load_test_set
+    from imssa_hw.hil.inference import load_test_set
 
     ckpt = load_checkpoint(point.checkpoint)
     dep = compile_checkpoint(ckpt, load_profile("board-default"), seed=point.seed)

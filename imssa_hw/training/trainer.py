@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw import hardware_aware
-from imssa_hw.classifier import S4DClassifier
+from imssa_hw.training import hardware_aware
+from imssa_hw.training.classifier import S4DClassifier
 from imssa_hw.compiler.profile import BoardProfile
-from imssa_hw.config import ModelConfig
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.errors import BadInput
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class TrainConfig:
     mask_fraction: float = 0.15
     hardware_fraction: float = 0.0
     """Share of the epochs, at the end, run through the board's loop (hardware-aware
-    training, `imssa_hw.hardware_aware`); 0 turns it off. Needs a board profile."""
+    training, `imssa_hw.training.hardware_aware`); 0 turns it off. Needs a board profile."""
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -253,7 +253,7 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
     sizes, epochs, wall time, digest); the checkpoint's metadata carries it too, with the data
     spec (features included) that inference and fine-tuning load again.
     """
-    from imssa_hw.classifier import save_model
+    from imssa_hw.training.classifier import save_model
     from imssa_hw.data import load_data
 
     data = load_data(data_spec, progress=data_progress)

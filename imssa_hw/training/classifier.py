@@ -2,7 +2,7 @@
 
 Each block (the reference S4D block): y = S4D(x) -> GELU -> dropout -> 1x1 conv H->2H -> GLU,
 then residual and LayerNorm (post-norm). Only the S4D kernels go to the crossbar; the rest runs
-on the host (see `imssa_hw.reference` for the numpy twin used at deployment).
+on the host (see `imssa_hw.model.reference` for the numpy twin used at deployment).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw.checkpoint import KERNEL_FIELDS, Checkpoint, write_checkpoint
+from imssa_hw.model.checkpoint import KERNEL_FIELDS, Checkpoint, write_checkpoint
 from imssa_hw.compiler.profile import BoardProfile
-from imssa_hw.config import ModelConfig
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.errors import BadInput
-from imssa_hw.s4d import S4DKernel
+from imssa_hw.training.s4d import S4DKernel
 
 
 class S4DBlock(nn.Module):
@@ -98,7 +98,7 @@ def save_model(path: str | Path, model: S4DClassifier, meta: dict,
     """
     if range_features is not None and model.cfg.bits:
         from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, loop_scales, scales_record
-        from imssa_hw.reference import signal_ranges
+        from imssa_hw.model.reference import signal_ranges
 
         probe = as_checkpoint(model)
         meta = {**meta, "signal_ranges": signal_ranges(probe, range_features)}

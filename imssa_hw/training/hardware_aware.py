@@ -30,11 +30,11 @@ import torch
 from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, LayerScales, loop_scales
 from imssa_hw.compiler.mapping import assemble_levels
 from imssa_hw.compiler.profile import BoardProfile
-from imssa_hw.quant import ste_round
-from imssa_hw.s4d import DiscreteKernels
+from imssa_hw.training.quant import ste_round
+from imssa_hw.training.s4d import DiscreteKernels
 
 if TYPE_CHECKING:
-    from imssa_hw.classifier import S4DClassifier
+    from imssa_hw.training.classifier import S4DClassifier
 
 
 class AnalogLoop:
@@ -129,6 +129,6 @@ def install(model: S4DClassifier, profile: BoardProfile,
 def model_scales(model: S4DClassifier, features: np.ndarray, profile: BoardProfile,
                  headroom: float = DEFAULT_HEADROOM) -> list[LayerScales]:
     """The scales the compiler would choose for the model as it is now, on `features`."""
-    from imssa_hw.classifier import as_checkpoint
+    from imssa_hw.training.classifier import as_checkpoint
 
     return loop_scales(as_checkpoint(model), features, profile, headroom)

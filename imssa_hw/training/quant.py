@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from imssa_hw.config import MAX_BITS
+from imssa_hw.model.config import MAX_BITS
 
 
 def max_level(bits: int) -> int:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw.checkpoint import Checkpoint, write_checkpoint
-from imssa_hw.classifier import S4DClassifier, model_from_checkpoint
+from imssa_hw.model.checkpoint import Checkpoint, write_checkpoint
+from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
-from imssa_hw.training import TrainConfig, accuracy, train_digital
+from imssa_hw.training.trainer import TrainConfig, accuracy, train_digital
 
 
 def impulse_responses(dep: Deployment, maps_s: np.ndarray, layer: int, length: int,

@@ -1,4 +1,4 @@
-"""The quantized classifier in numpy: the host-side twin of `imssa_hw.classifier`.
+"""The quantized classifier in numpy: the host-side twin of `imssa_hw.training.classifier`.
 
 At deployment the digital parts (encoder, GELU, GLU mix, residual, LayerNorm, pooling,
 decoder, D*u) run on the host and only the S4D recurrences run on the crossbar. `forward`
@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import erf
 
-from imssa_hw.checkpoint import Checkpoint, QuantizedKernels
+from imssa_hw.model.checkpoint import Checkpoint, QuantizedKernels
 
 # (layer, u (B, L, H)) -> SSM output without D*u, (B, L, H)
 Recurrence = Callable[[int, np.ndarray], np.ndarray]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imssa_hw import __version__
-from imssa_hw.config import ModelConfig
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.files import atomic_path, cache_root
 
 if TYPE_CHECKING:
@@ -30,10 +30,10 @@ def trained_model(data_spec: "DataSpec", *, model: dict, epochs: int,
     """The cached checkpoint for these settings (trained now if missing), its training
     summary, and whether it came from the cache. `board` and `hardware_aware` as in
     `training.train_task`."""
-    from imssa_hw.checkpoint import load_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.data.synthetic import GENERATOR_VERSION
     from imssa_hw.errors import BadInput
-    from imssa_hw.training import HARDWARE_FRACTION, TrainConfig, train_task
+    from imssa_hw.training.trainer import HARDWARE_FRACTION, TrainConfig, train_task
 
     config = ModelConfig(d_input=1, n_classes=2, **model)
     key = {"version": __version__, "data": data_spec.to_dict(), "epochs": epochs,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.config import ModelConfig
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
 
