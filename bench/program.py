@@ -37,7 +37,7 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import running_emulator
 from imssa_hw.programming import parse_tolerance, program_targets
-from imssa_hw.programming.strategies import STUCK
+from imssa_hw.programming.strategy import STUCK
 
 
 def random_targets(shape: tuple[int, int, int], seed: int, profile) -> np.ndarray:

@@ -30,7 +30,7 @@ from imssa_hw.errors import BadInput
 from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
-from imssa_hw.programming.strategies import STUCK, VERIFIED
+from imssa_hw.programming.strategy import STUCK, VERIFIED
 from conftest import STILL
 
 FAST_DEVICES = {"relaxation.tau_s": 0.1}

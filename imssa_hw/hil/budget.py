@@ -96,7 +96,7 @@ def find_programmed(deploy_dir: str | Path) -> Path | None:
 
 def load_programmed(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(achieved maps S, status) from a programming run's achieved.npz."""
-    from imssa_hw.programming.strategies import STATUS_NAMES
+    from imssa_hw.programming.strategy import STATUS_NAMES
 
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -132,7 +132,7 @@ def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                  progress: Callable[[int], None] | None = None) -> dict:
     """The budget as a JSON-ready dict (accuracies 0..1, losses in percentage points)."""
     from imssa_hw.hil.inference import current_correction, run_inference
-    from imssa_hw.programming.strategies import STUCK
+    from imssa_hw.programming.strategy import STUCK
 
     tick = progress or (lambda n: None)
     now_s, noise_rel = read_back(board, dep, calibration, reads)

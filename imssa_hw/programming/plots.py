@@ -9,7 +9,7 @@ import numpy as np
 
 from imssa_hw.files import atomic_path
 from imssa_hw.programming.runner import ProgramResult
-from imssa_hw.programming.strategies import STUCK
+from imssa_hw.programming.strategy import STUCK
 
 US = 1e6
 

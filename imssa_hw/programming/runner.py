@@ -22,8 +22,9 @@ from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
 from imssa_hw.programming.settings import Limits, Settings, Tolerance, parse_tolerance
-from imssa_hw.programming.strategies import (DONE, FINAL, NONE, OFF, PRECISE, RESET, SET, STUCK,
-                                             VERIFIED, Plan, Strategy, make_strategy)
+from imssa_hw.programming.strategies import make_strategy
+from imssa_hw.programming.strategy import (DONE, FINAL, NONE, OFF, PRECISE, RESET, SET, STUCK,
+                                           VERIFIED, Plan, Strategy)
 
 Progress = Callable[[dict], None]
 
