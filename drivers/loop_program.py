@@ -20,9 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 
 
+PROGRAM_FIELDS = ("array", "row_input", "row_input_gain_v", "row_feedback",
+                  "row_feedback_gain_v_per_a", "out_plus", "out_minus")
+"""What the compiler stores of a program (deploy.json); the column correction is added at run
+time from a calibration."""
+
+
 @dataclass(eq=False)
 class LoopProgram:
-    """One array's part of an on-board loop; see the module docstring for the semantics."""
+    """One program of an on-board loop (one kernel's rows and columns, or one array's); see the
+    module docstring. The compiler's schedule, the host executor, the driver and the board all
+    use this one type."""
 
     array: int
     row_input: np.ndarray
@@ -78,6 +86,11 @@ class LoopProgram:
             raise ValueError(f"row_feedback refers to an output >= n_outputs ({self.n_outputs})")
         self._feedback: np.ndarray | None = None
         self._outputs: dict[int, np.ndarray] = {}
+
+    def to_dict(self) -> dict:
+        """The stored fields as JSON values (the column correction is not stored)."""
+        return {name: (value.tolist() if isinstance(value := getattr(self, name), np.ndarray)
+                       else value) for name in PROGRAM_FIELDS}
 
     @property
     def rows(self) -> int:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from imssa_hw.compiler.mapping import KernelMatrices, TileLayout
+from imssa_hw.drivers.loop_program import PROGRAM_FIELDS, LoopProgram
 from imssa_hw.compiler.placement import TilePlace
 from imssa_hw.errors import BadInput
 
@@ -48,54 +49,40 @@ MODES = {
 }
 
 
-@dataclass(frozen=True)
-class LoopProgram:
-    """One array's loop program for one layer (field names and meaning as on the board)."""
-
-    array: int
-    row_input: np.ndarray  # int (rows,): input channel driving the row, -1 none
-    row_input_gain_v: np.ndarray  # (rows,) V per input unit
-    row_feedback: np.ndarray  # int (rows,): program output fed back to the row, -1 none
-    row_feedback_gain_v_per_a: np.ndarray  # (rows,) V per A
-    out_plus: np.ndarray  # int (n_out,) column
-    out_minus: np.ndarray  # int (n_out,) column, -1 single-ended
-
-    def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict, shape: tuple[int, int, int], where: str) -> "LoopProgram":
-        """Rebuild and check against a board of `shape` (arrays, rows, cols)."""
-        if not isinstance(data, dict):
-            raise BadInput(f"{where}: a program must be an object")
-        missing = [f.name for f in fields(cls) if f.name not in data]
-        if missing:
-            raise BadInput(f"{where}: missing {', '.join(missing)}")
-        arrays, rows, cols = shape
-        values = {"array": _integer(data["array"], 0, arrays - 1, f"{where}.array")}
-        for name in ("row_input", "row_feedback", "out_plus", "out_minus"):
-            values[name] = _vector(data[name], np.int64, f"{where}.{name}")
-        for name in ("row_input_gain_v", "row_feedback_gain_v_per_a"):
-            values[name] = _vector(data[name], np.float64, f"{where}.{name}")
-        program = cls(**values)
-        n_out = len(program.out_plus)
-        checks = [
-            (all(len(values[n]) == rows for n in ("row_input", "row_input_gain_v", "row_feedback",
-                                                 "row_feedback_gain_v_per_a")),
-             f"the row fields must have {rows} entries (the board's rows)"),
-            (len(program.out_minus) == n_out, "out_plus and out_minus differ in length"),
-            (((program.out_plus >= 0) & (program.out_plus < cols)).all(),
-             f"out_plus must name columns 0..{cols - 1}"),
-            (((program.out_minus >= -1) & (program.out_minus < cols)).all(),
-             f"out_minus must name columns 0..{cols - 1} or -1"),
-            ((program.row_input >= -1).all(), "row_input must be >= -1"),
-            (((program.row_feedback >= -1) & (program.row_feedback < n_out)).all(),
-             f"row_feedback must name outputs 0..{n_out - 1} or -1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BadInput(f"{where}: {message}")
-        return program
+def program_from_dict(data: dict, shape: tuple[int, int, int], where: str) -> LoopProgram:
+    """A stored loop program, checked against a board of `shape` (arrays, rows, cols)."""
+    if not isinstance(data, dict):
+        raise BadInput(f"{where}: a program must be an object")
+    missing = [name for name in PROGRAM_FIELDS if name not in data]
+    if missing:
+        raise BadInput(f"{where}: missing {', '.join(missing)}")
+    arrays, rows, cols = shape
+    values = {"array": _integer(data["array"], 0, arrays - 1, f"{where}.array")}
+    for name in ("row_input", "row_feedback", "out_plus", "out_minus"):
+        values[name] = _vector(data[name], np.int64, f"{where}.{name}")
+    for name in ("row_input_gain_v", "row_feedback_gain_v_per_a"):
+        values[name] = _vector(data[name], np.float64, f"{where}.{name}")
+    n_out = len(values["out_plus"])
+    checks = [
+        (all(len(values[n]) == rows for n in ("row_input", "row_input_gain_v", "row_feedback",
+                                             "row_feedback_gain_v_per_a")),
+         f"the row fields must have {rows} entries (the board's rows)"),
+        (len(values["out_minus"]) == n_out, "out_plus and out_minus differ in length"),
+        (((values["out_plus"] >= 0) & (values["out_plus"] < cols)).all(),
+         f"out_plus must name columns 0..{cols - 1}"),
+        (((values["out_minus"] >= -1) & (values["out_minus"] < cols)).all(),
+         f"out_minus must name columns 0..{cols - 1} or -1"),
+        ((values["row_input"] >= -1).all(), "row_input must be >= -1"),
+        (((values["row_feedback"] >= -1) & (values["row_feedback"] < n_out)).all(),
+         f"row_feedback must name outputs 0..{n_out - 1} or -1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BadInput(f"{where}: {message}")
+    try:
+        return LoopProgram(**values)
+    except ValueError as exc:
+        raise BadInput(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -135,7 +122,7 @@ class LayerSchedule:
             raise BadInput(f"{where}: missing {', '.join(missing)}")
         if not isinstance(data["programs"], list) or not data["programs"]:
             raise BadInput(f"{where}.programs must be a non-empty list")
-        programs = tuple(LoopProgram.from_dict(p, shape, f"{where}.programs[{i}]")
+        programs = tuple(program_from_dict(p, shape, f"{where}.programs[{i}]")
                          for i, p in enumerate(data["programs"]))
         n_out = sum(len(p.out_plus) for p in programs)
         values = {name: _vector(data[name], np.float64, f"{where}.{name}")

@@ -146,12 +146,9 @@ class BoardRecurrence:
         return np.concatenate(parts)
 
     def _onboard(self, layer: int, u: np.ndarray) -> np.ndarray:
-        from imssa_hw.drivers.loop_program import LoopProgram
-
         schedule = self.dep.schedule.layers[layer]
-        programs = [LoopProgram(p.array, p.row_input, p.row_input_gain_v, p.row_feedback,
-                                p.row_feedback_gain_v_per_a, p.out_plus, p.out_minus,
-                                *self._column_correction(p.array))
+        programs = [replace(p, **dict(zip(("column_gain", "column_offset_a"),
+                                          self._column_correction(p.array))))
                     for p in schedule.programs]
         self.board.load_program(programs)
         padded = np.concatenate([u, np.zeros((len(u), FLUSH_STEPS, u.shape[2]))], axis=1)
