@@ -74,7 +74,6 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     from imssa_hw.programming.journal import archive_finished_journal
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
-    from imssa_hw.programming.runner import check_board
 
     tol = parse_tolerance(tolerance)
     dep = load_deployment(deploy)
@@ -112,7 +111,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     settings = replace(default, **changes)
     total = int(dep.used.sum())
     with Board.open(port, timeout_s=timeout_s) as board:
-        check_board(dep, board.info)
+        dep.check_board(board.info)
         with click.progressbar(length=total, label=f"{'refreshing' if refresh else 'programming'} {total} "
                                                    f"devices ({strategy})",
                                file=sys.stderr, show_pos=True,

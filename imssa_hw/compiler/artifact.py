@@ -67,6 +67,15 @@ class Deployment:
         """(arrays, rows, cols) bool: the cells that matter (program to target precisely)."""
         return self.placement.used
 
+    def check_board(self, info) -> None:
+        """BadInput unless the board (its `BoardInfo`) has the shape this deployment was
+        compiled for: the one check programming, inference and the budget make."""
+        geometry = self.profile.geometry
+        if geometry.shape != (info.arrays, info.rows, info.cols):
+            raise BadInput(f"the deployment is for a board of {geometry.arrays} arrays of "
+                           f"{geometry.rows}x{geometry.cols} ({self.profile.name}); the board "
+                           f"{info.board_id} has {info.arrays} arrays of {info.rows}x{info.cols}")
+
 
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
     """Write deploy.json and targets.npz into `out_dir` (each file atomically; the JSON last)."""

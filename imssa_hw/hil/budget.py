@@ -134,6 +134,7 @@ def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
     from imssa_hw.hil.inference import current_correction, run_inference
     from imssa_hw.programming.strategy import STUCK
 
+    dep.check_board(board.info)
     tick = progress or (lambda n: None)
     now_s, noise_rel = read_back(board, dep, calibration, reads)
     tick(1)

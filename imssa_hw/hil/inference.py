@@ -82,16 +82,6 @@ def belongs(ckpt: Checkpoint, dep: Deployment) -> bool:
     return dep.model_digest in (ckpt.digest, ckpt.meta.get("finetuned_from"))
 
 
-def check_board_fits(board_info, dep: Deployment) -> None:
-    """BadInput when the connected board is not the shape the deployment was compiled for."""
-    geo = dep.profile.geometry
-    have = (board_info.arrays, board_info.rows, board_info.cols)
-    needed = 1 + max(p.array for layer in dep.schedule.layers for p in layer.programs)
-    if have[1:] != (geo.rows, geo.cols) or have[0] < needed:
-        raise BadInput(f"the deployment is for {geo.arrays} arrays of {geo.rows}x{geo.cols}; the "
-                       f"board has {have[0]} arrays of {have[1]}x{have[2]}")
-
-
 class BoardRecurrence:
     """A `reference.Recurrence` that runs each layer's kernels on a board.
 
@@ -163,7 +153,7 @@ def run_inference(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray
     if not belongs(ckpt, dep):
         raise BadInput("the checkpoint is not the one this deployment was compiled from "
                        f"(digest {ckpt.digest[:12]} vs {dep.model_digest[:12]})")
-    check_board_fits(board.info, dep)
+    dep.check_board(board.info)
     recurrence = BoardRecurrence(board, dep, mode, correct, progress)
     frames_before = board.frames_sent
     start = time.perf_counter()

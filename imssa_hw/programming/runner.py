@@ -427,15 +427,6 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
                          s.off_target.copy())
 
 
-def check_board(dep, info) -> None:
-    """BadInput unless the deployment was compiled for a board of this shape."""
-    geometry = dep.profile.geometry
-    if geometry.shape != (info.arrays, info.rows, info.cols):
-        raise BadInput(f"the deployment is for a board of {geometry.arrays} arrays of "
-                       f"{geometry.rows}x{geometry.cols} ({dep.profile.name}); the board "
-                       f"{info.board_id} has {info.arrays} arrays of {info.rows}x{info.cols}")
-
-
 def program_deployment(board, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
                        journal: str | Path | None = None, resume: bool = False,
                        progress: Progress | None = None, strategy: str = "adaptive",
@@ -444,7 +435,7 @@ def program_deployment(board, dep, calibration=None, tolerance: str | float | To
     `dep.targets` on the cells `dep.used`, the other cells of the arrays it uses to the off
     level (the profile's G_min), within the tighter of the board's and the profile's voltage
     limits."""
-    check_board(dep, board.info)
+    dep.check_board(board.info)
     return program_targets(board, dep.targets, dep.used, calibration=calibration,
                            strategy=strategy, tolerance=tolerance, settings=settings,
                            profile_limits=dep.profile.limits, off_s=dep.profile.conductance.g_min,
@@ -489,5 +480,5 @@ def merge_defects(path: str | Path, result: ProgramResult, off_s: float | None =
     return found
 
 
-__all__ = ["ProgramResult", "check_board", "merge_defects", "program_deployment",
+__all__ = ["ProgramResult", "merge_defects", "program_deployment",
            "program_targets"]
