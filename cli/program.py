@@ -20,9 +20,11 @@ STRATEGY_NAMES = ("adaptive", "ramp", "open_loop")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Calibration folder (or calib.json) from `imssa-hw calibrate`: read-chain "
                    "correction and the SET/RESET curves for the first pulses.")
-@click.option("--tolerance", default="2uS", show_default=True,
+@click.option("--tolerance", default=None,
               help="Within how far of its target a device counts as programmed: a conductance "
-                   "(2uS, 0.002mS) or a percentage of each target (5%).")
+                   "(2uS, 0.002mS) or a percentage of each target (5%). Default: the "
+                   "deployment's (its board profile's tolerance_us); an override is recorded "
+                   "in the report.")
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="adaptive",
               show_default=True, help="adaptive write-verify, the HPE incremental ramp "
                                       "(baseline), or open loop (one shot, no verify).")
@@ -53,7 +55,7 @@ STRATEGY_NAMES = ("adaptive", "ramp", "open_loop")
               help="Touch up a deployment programmed earlier: re-read its devices and write "
                    "again only those that drifted out of the tolerance (known stuck devices are "
                    "left alone). Journal and report in OUT/refresh/; --resume continues it.")
-def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance: str,
+def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance: str | None,
             strategy: str, out: Path | None, journal: Path | None, resume: bool,
             report: Path | None, defects: Path | None, settle_s: float | None,
             verify_delay_s: float | None, max_pulses: int | None, plots: bool,
@@ -75,8 +77,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
 
-    tol = parse_tolerance(tolerance)
     dep = load_deployment(deploy)
+    tol = parse_tolerance(tolerance if tolerance is not None else dep.profile.conductance.tolerance)
     folder = deploy.parent if deploy.name == "deploy.json" else deploy
     out = out or folder / "program"
     defects = defects or folder / "defects.json"
@@ -130,7 +132,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
                                         strategy=strategy, settings=settings,
                                         known_stuck=known_stuck)
     extra = {"deploy": str(folder), "port": port,
-             "calibration_dir": str(calibration) if calibration else None}
+             "calibration_dir": str(calibration) if calibration else None,
+             "tolerance_from": "deployment" if tolerance is None else "--tolerance"}
     if refresh:
         extra["rewritten_devices"] = int(((result.pulses > 0) & result.used).sum())
     data = write_program_outputs(result, out, report, defects=defects, plots=plots, extra=extra,

@@ -31,7 +31,6 @@ class DemoSettings:
     model: dict = field(default_factory=dict)
     """Changes to the task's default model (`config.task_model`), e.g. a tiny one."""
     mode: str = "onboard"
-    tolerance_s: float = 2e-6
     data: dict = field(default_factory=dict)
     """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
     hardware_aware: bool = False
@@ -113,7 +112,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
                      f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
             with _stage("program", timings, echo):
                 programmed = program_deployment(board, dep, calibration=calibration.calibration,
-                                                tolerance=settings.tolerance_s,
+                                                tolerance=dep.profile.conductance.tolerance,
                                                 journal=out / "program" / "journal.jsonl")
                 write_program_outputs(programmed, out / "program", out / "program.json",
                                       defects=out / "calib" / "defects.json")
