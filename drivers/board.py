@@ -26,9 +26,8 @@ from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, REPLY_BIT, Board
                                        pack_route, pack_sequences, pack_vmm, to_json,
                                        unpack_codes, unpack_count, unpack_error,
                                        unpack_program_reply, unpack_sequences)
+from imssa_hw.errors import BadInput
 
-STEP_ALLOWANCE_S = 50e-6
-"""Extra reply timeout granted per step, program and sequence of a RUN_SEQUENCE."""
 
 
 class Board:
@@ -131,15 +130,26 @@ class Board:
 
     def run_sequence(self, inputs: np.ndarray) -> np.ndarray:
         """Run the loaded loop on the board: inputs (n_steps, n_inputs), or a batch
-        (n_seq, n_steps, n_inputs), in one frame; outputs (..., n_steps, n_outputs) A."""
+        (n_seq, n_steps, n_inputs), in as few frames as the board's work bound allows (each
+        waits the announced step time per program step); outputs (..., n_steps, n_outputs) A."""
         batch = self._as_batch(inputs)
-        work = batch.shape[0] * batch.shape[1] * max(1, len(self.programs))
-        reply = self._call(Opcode.RUN_SEQUENCE, pack_sequences(batch, "<f4"),
-                           timeout_s=self.link.timeout_s + STEP_ALLOWANCE_S * work)
-        codes = unpack_sequences(reply.payload, "<i2")
-        if codes.shape != batch.shape[:2] + (self.n_outputs,):
-            raise ProtocolError(f"RUN_SEQUENCE returned shape {codes.shape}")
-        outputs = codes * self.info.adc_lsb_a(self.config.vmm_range_a)
+        n_seq, n_steps = batch.shape[:2]
+        limit = self.info.max_loop_steps
+        if n_steps > limit:
+            raise BadInput(f"a sequence of {n_steps} steps is longer than the {limit} steps the "
+                           f"board runs per request")
+        per_frame = max(1, limit // n_steps)
+        parts = []
+        for start in range(0, n_seq, per_frame):
+            part = batch[start:start + per_frame]
+            work = part.shape[0] * n_steps * max(1, len(self.programs))
+            reply = self._call(Opcode.RUN_SEQUENCE, pack_sequences(part, "<f4"),
+                               timeout_s=self.link.timeout_s + self.info.step_time_s * work)
+            codes = unpack_sequences(reply.payload, "<i2")
+            if codes.shape != part.shape[:2] + (self.n_outputs,):
+                raise ProtocolError(f"RUN_SEQUENCE returned shape {codes.shape}")
+            parts.append(codes)
+        outputs = np.concatenate(parts) * self.info.adc_lsb_a(self.config.vmm_range_a)
         return outputs if np.ndim(inputs) == 3 else outputs[0]
 
     def run_sequence_host(self, inputs: np.ndarray) -> np.ndarray:

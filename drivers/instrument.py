@@ -91,8 +91,10 @@ class ScpiInstrument:
             self._visa = manager.open_resource(resource, read_termination="\n",
                                                write_termination="\n")
             self._visa.timeout = int(timeout_s * 1000)
-        except (pyvisa.Error, OSError, ValueError) as exc:
-            raise InstrumentError(f"{self.name} at {resource}: cannot open ({exc})") from None
+        except Exception as exc:  # pyvisa-py raises bare Exceptions (unknown hosts, ...)
+            raise InstrumentError(f"{self.name} at {resource}: cannot open ({exc}); a VISA "
+                                  f"resource looks like TCPIP::127.0.0.1::5025::SOCKET or "
+                                  f"GPIB0::24::INSTR") from None
 
     def write(self, command: str) -> None:
         try:

@@ -104,6 +104,11 @@ class BoardInfo:
     adc_ranges_a: tuple[float, ...]
     g_window_s: tuple[float, float]
     """Nominal programmable conductance window (min, max), S."""
+    max_loop_steps: int = 1 << 20
+    """RUN_SEQUENCE: at most this many sequences x steps per request (BAD_ARGUMENT beyond)."""
+    step_time_s: float = 50e-6
+    """RUN_SEQUENCE: the longest one program takes for one step of one sequence, s (the
+    driver's reply timeout grows by this per program step)."""
 
     def adc_lsb_a(self, range_a: float) -> float:
         """Current of one ADC code at full scale `range_a`."""
@@ -370,10 +375,15 @@ def unpack_programs(payload: bytes) -> list[LoopProgram]:
                     else [None, None])
         try:
             programs.append(LoopProgram(array, *fields_))
-        except ValueError as exc:
-            raise PayloadError(f"program {len(programs)}: {exc}") from None
+        except ValueError as exc:  # decoded, but its values are out of range
+            raise ProgramRangeError(f"program {len(programs)}: {exc}") from None
     reader.done()
     return programs
+
+
+class ProgramRangeError(PayloadError):
+    """A LOAD_PROGRAM payload that decodes but holds an index or value out of range: the board
+    answers BAD_ARGUMENT (BAD_PAYLOAD is for payloads that do not decode)."""
 
 
 def pack_program_reply(n_inputs: int, n_outputs: int) -> bytes:
@@ -396,6 +406,11 @@ def pack_sequences(values: np.ndarray, dtype: str) -> bytes:
     `n_seq:u32 | n_steps:u32 | width:u16 | values[n_seq*n_steps*width]`."""
     n_seq, n_steps, width = values.shape
     return struct.pack(_SEQUENCE_HEAD, n_seq, n_steps, width) + np.asarray(values, dtype).tobytes()
+
+
+def sequence_header(payload: bytes) -> tuple[int, int, int]:
+    """(n_seq, n_steps, width) of a RUN_SEQUENCE payload, read before anything is allocated."""
+    return _Reader(payload).take(_SEQUENCE_HEAD)
 
 
 def unpack_sequences(payload: bytes, dtype: str) -> np.ndarray:

@@ -49,3 +49,24 @@ def read_json(path: str | Path, missing: str) -> object:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise BadInput(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_npz(path: str | Path, what: str) -> dict:
+    """Every array of the numpy archive at `path` (no pickles: object arrays are refused);
+    `BadInput` naming `what` and the file when it is missing or not such an archive."""
+    import zipfile
+
+    import numpy as np
+
+    from imssa_hw.errors import BadInput
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{what} not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise BadInput(f"{path} is not a numpy .npz archive ({what})")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: np.array(archive[name]) for name in archive.files}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise BadInput(f"{path}: unreadable {what} ({exc})") from None

@@ -63,3 +63,28 @@ def test_spy_logs_both_directions(emulated_board, tmp_path):
         assert board.info.board_id == "EMU-DPE-0001"
     text = log.read_text()
     assert "TX" in text and "RX" in text
+
+
+def test_long_batches_are_split_to_the_boards_work_bound(tmp_path):
+    """A board that runs at most 40 sequence-steps per request: a batch of 9 sequences of 10
+    steps goes in three frames, with the same outputs as one sequence at a time; a sequence
+    longer than the bound is bad input."""
+    from imssa_hw.drivers.loop_program import LoopProgram
+    from imssa_hw.errors import BadInput
+
+    program = LoopProgram(0, [0, -1, -1, -1, -1, -1, -1, -1], [0.1] + [0.0] * 7,
+                          [-1, 0, -1, -1, -1, -1, -1, -1], [0, 1e3] + [0.0] * 6, [0], [1])
+    url = emu_url(tmp_path / "b.npz", 1, **STILL, **{"board.max_loop_steps": 40,
+                                                     "read_chain.read_noise_rel": 0})
+    inputs = np.random.default_rng(0).uniform(-1, 1, (9, 10, 1))
+    with Board.open(url) as board:
+        assert board.info.max_loop_steps == 40 and board.info.step_time_s > 0
+        board.set_pulses(0, 3.0, 1.0)
+        board.load_program([program])
+        frames = board.frames_sent
+        together = board.run_sequence(inputs)
+        assert board.frames_sent - frames == 3
+        one_by_one = np.stack([board.run_sequence(s) for s in inputs])
+        with pytest.raises(BadInput, match="longer than the 40 steps"):
+            board.run_sequence(np.zeros((41, 1)))
+    assert np.abs(together).max() > 0 and np.array_equal(together, one_by_one)

@@ -23,9 +23,9 @@ from imssa_hw.compiler.mapping import tile_layout
 from imssa_hw.compiler.placement import Conflict, Placement, TilePlace
 from imssa_hw.compiler.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.schedule import Schedule
-from imssa_hw.model.config import ModelConfig
 from imssa_hw.errors import BadInput
-from imssa_hw.files import atomic_path, read_json, write_json
+from imssa_hw.files import atomic_path, read_json, read_npz, write_json
+from imssa_hw.model.config import ModelConfig
 
 FORMAT = "imssa-hw-deploy"
 VERSION = 1
@@ -177,11 +177,7 @@ def _load_arrays(folder: Path, entry: dict, where: str) -> dict[str, np.ndarray]
     if _sha256(npz) != entry.get("sha256"):
         raise BadInput(f"{npz} does not match {where} (sha256 differs: the files come from "
                        f"different compiles or were modified)")
-    try:
-        with np.load(npz, allow_pickle=False) as f:
-            return {name: f[name] for name in f.files}
-    except (ValueError, OSError) as exc:
-        raise BadInput(f"{npz}: unreadable ({exc})") from None
+    return read_npz(npz, "deployment targets")
 
 
 def _expect(array: np.ndarray | None, shape: tuple, kind: type, name: str) -> None:

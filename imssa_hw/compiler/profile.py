@@ -257,7 +257,11 @@ def load_profile(name_or_path: str | Path) -> BoardProfile:
     """A profile from a TOML file, or a shipped one by name (e.g. "board-default")."""
     path = Path(name_or_path)
     if path.is_file():
-        text, where = path.read_text(), str(path)
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{where}: cannot read the profile ({exc})") from None
     else:
         shipped = resources.files("imssa_hw") / "profiles" / f"{name_or_path}.toml"
         if path.suffix or not shipped.is_file():

@@ -24,6 +24,7 @@ from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, REPLY_BIT, BoardConfig, BoardInfo,
                                        BoardStatus, ErrorCode, Opcode, PulseBatch, pack_codes,
                                        pack_count, pack_error, pack_program_reply, pack_sequences,
+                                       ProgramRangeError, sequence_header,
                                        to_json, unpack_array, unpack_config_changes, unpack_device,
                                        unpack_programs, unpack_route, unpack_sequences, unpack_vmm)
 from imssa_hw.emulator.crossbar import Crossbar
@@ -59,7 +60,7 @@ class EmulatedBoard:
         b, chain = profile.board, profile.read_chain
         self.info = BoardInfo(b.board_id, f"imssa-emu {__version__}", PROTOCOL_VERSION, b.arrays,
                               b.rows, b.cols, profile.limits, chain.adc_bits, chain.dac_bits,
-                              chain.adc_ranges_a, b.g_window_s)
+                              chain.adc_ranges_a, b.g_window_s, b.max_loop_steps, b.step_time_s)
         self.started = time.monotonic()
         self.epoch = 0
         self.frames_received = self.bad_frames = self.replays = self.pulses_applied = 0
@@ -222,7 +223,10 @@ class EmulatedBoard:
         return pack_codes(self.crossbar.vmm(array, v, self.config.vmm_range_a, self.state.now()))
 
     def _load_program(self, payload: bytes) -> bytes:
-        programs = unpack_programs(payload)
+        try:
+            programs = unpack_programs(payload)
+        except ProgramRangeError as exc:
+            raise Refusal(ErrorCode.BAD_ARGUMENT, str(exc)) from None
         if not programs:
             raise Refusal(ErrorCode.BAD_ARGUMENT, "a loop needs at least one program")
         for k, program in enumerate(programs):
@@ -239,6 +243,12 @@ class EmulatedBoard:
     def _run_sequence(self, payload: bytes) -> bytes:
         if not self.programs:
             raise Refusal(ErrorCode.NO_PROGRAM, "no loop program loaded")
+        n_seq, n_steps, _ = sequence_header(payload)  # before anything is allocated
+        if n_seq < 1 or n_steps < 1:
+            raise Refusal(ErrorCode.BAD_ARGUMENT, "a run needs at least one sequence of one step")
+        if n_seq * n_steps > self.info.max_loop_steps:
+            raise Refusal(ErrorCode.BAD_ARGUMENT, f"{n_seq} sequences x {n_steps} steps exceed "
+                                                  f"the {self.info.max_loop_steps} of one request")
         inputs = unpack_sequences(payload, "<f4").astype(float)
         needed = max(p.n_inputs for p in self.programs)
         if inputs.shape[2] < needed:

@@ -32,6 +32,10 @@ class BoardParams:
     rows: int
     cols: int
     g_window_s: tuple[float, float]
+    max_loop_steps: int
+    """Sequences x steps one RUN_SEQUENCE may ask for."""
+    step_time_s: float
+    """The longest one program step of one sequence takes, announced for timeouts."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,7 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
             raise BadInput(f"emulator profile not found: {path} (a TOML file, or one of "
                            f"{', '.join(shipped_emulator_profiles())})")
         data = tomllib.loads(text)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(f"cannot read profile {path}: {exc}") from None
     base = data.pop("base", None)
     if base is None:
@@ -211,6 +215,8 @@ def _check(profile: Profile) -> None:
     board, chain = profile.board, profile.read_chain
     if min(board.arrays, board.rows, board.cols) < 1 or board.arrays > 255 or max(board.rows, board.cols) > 4096:
         raise BadInput("the board needs 1..255 arrays of 1..4096 rows and columns")
+    if board.max_loop_steps < 1 or not board.step_time_s > 0:
+        raise BadInput("board.max_loop_steps must be >= 1 and board.step_time_s > 0")
     if not 2 <= chain.adc_bits <= 16 or not 2 <= chain.dac_bits <= 16:
         raise BadInput("adc_bits and dac_bits must be within 2..16")
     defaults, limits = profile.defaults, profile.limits

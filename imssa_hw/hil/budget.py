@@ -37,6 +37,7 @@ from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.errors import BadInput
+from imssa_hw.files import read_npz
 
 CAUSES = ("programming_error", "stuck_devices", "drift", "quantization", "column_errors",
           "read_noise")
@@ -98,11 +99,10 @@ def load_programmed(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(achieved maps S, status) from a programming run's achieved.npz."""
     from imssa_hw.programming.strategy import STATUS_NAMES
 
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            achieved, status = np.array(data["achieved_s"], float), np.array(data["status"], int)
-    except (OSError, ValueError, KeyError) as exc:
-        raise BadInput(f"cannot read the programmed maps {path}: {exc}") from None
+    data = read_npz(path, "programmed maps")
+    if "achieved_s" not in data or "status" not in data:
+        raise BadInput(f"{path}: not the maps of a programming run (no achieved_s, status)")
+    achieved, status = np.asarray(data["achieved_s"], float), np.asarray(data["status"], int)
     if achieved.shape != status.shape or status.min(initial=0) < 0 \
             or status.max(initial=0) >= len(STATUS_NAMES):
         raise BadInput(f"{path}: not the maps of a programming run")

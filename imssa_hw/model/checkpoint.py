@@ -103,6 +103,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder: give the checkpoint file (e.g. {path / 'model.pt'})")
     if not path.is_file():
         raise BadInput(f"checkpoint not found: {path}")
     try:
