@@ -33,7 +33,7 @@ class DemoSettings:
     mode: str = "onboard"
     data: dict = field(default_factory=dict)
     """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
-    hardware_aware: bool = False
+    hardware_aware: bool = True
     """Train the last epochs through the board's loop (`imssa_hw.training.hardware_aware`)."""
     board_profile: str = "board-default"
     """The board profile the model is trained for and compiled to."""
