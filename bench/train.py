@@ -24,10 +24,14 @@ import time
 from pathlib import Path
 
 CASES = {
-    "zero-one-2bit": {"args": ["--task", "zero-one", "--dataset", "synthetic", "--bits", "2"],
+    # the synthetic-speech targets were measured with QAT alone (--no-hardware-aware)
+    "zero-one-2bit": {"args": ["--task", "zero-one", "--dataset", "synthetic", "--bits", "2",
+                               "--no-hardware-aware"],
                       "target": {"software_accuracy_min": 0.95}},
-    "digits-4bit": {"args": ["--task", "digits", "--dataset", "synthetic", "--bits", "4"],
+    "digits-4bit": {"args": ["--task", "digits", "--dataset", "synthetic", "--bits", "4",
+                             "--no-hardware-aware"],
                     "target": {"software_accuracy_min": 0.90}},
+    # the default command as a user runs it (hardware-aware phase included)
     "real-zero-one-2bit": {"args": ["--task", "zero-one", "--bits", "2"],
                            "target": {"command_wall_time_s_max": 120}},
 }
