@@ -33,6 +33,11 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
     coarse = ReadChainModel(dac_bits=3, adc_bits=3).vmm(maps, 0.2, 1e-4, rng)(1, v)
     assert np.allclose(coarse / (1e-4 / 4), np.rint(coarse / (1e-4 / 4)))  # whole ADC codes
     assert not np.allclose(coarse, v @ maps[1])
+    tally = {"clipped": 0, "samples": 0}
+    ReadChainModel(adc_bits=9).vmm(maps, 0.2, 5e-6, rng, tally)(1, v)
+    exact = np.rint((v @ maps[1]) / (5e-6 / 256))
+    assert tally == {"clipped": int(((exact < -256) | (exact > 255)).sum()), "samples": exact.size}
+    assert 0 < tally["clipped"] < tally["samples"]
 
 
 @pytest.mark.parametrize("dominant, settings, day", [
@@ -70,6 +75,7 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     assert parts == pytest.approx(budget["explained_loss_points"], abs=1e-6)
     assert abs(budget["unexplained_points"]) < 0.5 * budget["measured_loss_points"]
     assert budget["programmed_maps"] and budget["software_accuracy"] == 1.0
+    assert 0 <= budget["adc_clipped_fraction"] < 0.01  # the compiler's TIA range holds the signals
     if day:
         assert budget["drift_rms_us"] > 4
     png = plot_waterfall(budget, tmp_path / "budget.png")

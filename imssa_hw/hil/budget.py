@@ -62,8 +62,10 @@ class ReadChainModel:
     """Read noise, relative to each device's current."""
 
     def vmm(self, maps_s: np.ndarray, v_read_max: float, range_a: float,
-            rng: np.random.Generator) -> Callable[[int, np.ndarray], np.ndarray]:
-        """A batched `Vmm` on `maps_s` (arrays, rows, cols) S through this chain."""
+            rng: np.random.Generator, tally: dict | None = None
+            ) -> Callable[[int, np.ndarray], np.ndarray]:
+        """A batched `Vmm` on `maps_s` (arrays, rows, cols) S through this chain; `tally`
+        counts the column samples the ADC saturated ("clipped") out of "samples"."""
         dac_lsb = None if self.dac_bits is None else v_read_max / (2 ** (self.dac_bits - 1) - 1)
         top = None if self.adc_bits is None else 2 ** (self.adc_bits - 1)
 
@@ -78,7 +80,11 @@ class ReadChainModel:
             i = i * gain + offset
             if top is not None:
                 lsb = range_a / top
-                i = np.clip(np.rint(i / lsb), -top, top - 1) * lsb
+                codes = np.rint(i / lsb)
+                if tally is not None:
+                    tally["clipped"] += int(((codes < -top) | (codes > top - 1)).sum())
+                    tally["samples"] += codes.size
+                i = np.clip(codes, -top, top - 1) * lsb
             return (i - offset) / gain
         return vmm
 
@@ -162,9 +168,11 @@ def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
     software = reference.forward(ckpt, features)
     rows = [{"step": "software", **_scores(software, software, labels)}]
     for k, (cause, (maps, chain)) in enumerate(chains.items()):
-        logits = reference.forward(ckpt, features, _Simulated(dep, maps, chain, seed + k))
+        simulated = _Simulated(dep, maps, chain, seed + k)
+        logits = reference.forward(ckpt, features, simulated)
         rows.append({"step": cause, **_scores(logits, software, labels)})
         tick(1)
+    clipping = simulated.tally  # the full chain's
     correct = current_correction(calibration, board) if calibration is not None else None
     measured = run_inference(board, dep, ckpt, features, labels, "onboard", correct)
     tick(1)
@@ -190,6 +198,8 @@ def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
         "read_noise_rel": round(noise_rel, 5), "stuck_devices": int(stuck_mask.sum()),
         "drift_rms_us": round(float(np.sqrt(np.mean(drift_us ** 2))), 4) if drift_us.size else 0.0,
         "programmed_maps": programmed is not None, "reads_per_device": reads,
+        "adc_clipped_samples": clipping["clipped"],
+        "adc_clipped_fraction": clipping["clipped"] / max(clipping["samples"], 1),
     }
 
 
@@ -213,11 +223,12 @@ class _Simulated:
     def __init__(self, dep: Deployment, maps_s: np.ndarray, chain: ReadChainModel, seed: int):
         self.dep, self.maps, self.chain = dep, maps_s, chain
         self.rng = np.random.default_rng(seed)
+        self.tally = {"clipped": 0, "samples": 0}
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule
         range_a = float(np.max(schedule.layers[layer].tia_range_a))
-        vmm = self.chain.vmm(self.maps, schedule.v_read_max, range_a, self.rng)
+        vmm = self.chain.vmm(self.maps, schedule.v_read_max, range_a, self.rng, self.tally)
         return Executor(schedule, vmm)(layer, u)
 
 
