@@ -34,8 +34,8 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
     assert np.allclose(coarse / (1e-4 / 4), np.rint(coarse / (1e-4 / 4)))  # whole ADC codes
     assert not np.allclose(coarse, v @ maps[1])
     tally = {"clipped": 0, "samples": 0}
-    ReadChainModel(adc_bits=9).vmm(maps, 0.2, 5e-6, rng, tally)(1, v)
-    exact = np.rint((v @ maps[1]) / (5e-6 / 256))
+    ReadChainModel(adc_bits=9).vmm(maps, 0.2, 20e-6, rng, tally)(1, v)
+    exact = np.rint((v @ maps[1]) / (20e-6 / 256))
     assert tally == {"clipped": int(((exact < -256) | (exact > 255)).sum()), "samples": exact.size}
     assert 0 < tally["clipped"] < tally["samples"]
 
