@@ -2,6 +2,7 @@
 
     python bench/program.py [--rows 64 --cols 64 --seed 0 --targets-seed 1]
                             [--strategies adaptive,ramp,open_loop] [--calibration measured|oracle|none]
+                            [--baud 921600,12e6]
 
 One 64x64 array of the default emulated devices, random 4-bit targets (16 levels over the
 board-default window 2-150 uS, level 0 = the off level), every cell used. Each strategy runs on
@@ -73,13 +74,13 @@ def oracle_calibration(emu, board: Board):
 
 
 def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir: Path | None,
-                 profile) -> dict:
+                 profile, baud: float = 0.0) -> dict:
     from imssa_hw.calibration.data import load_calibration
 
     used = np.ones(targets.shape, bool)
     tol = parse_tolerance(args.tolerance)
-    with running_emulator(workdir / f"emulator-{name}", arrays=1, rows=args.rows, cols=args.cols,
-                          seed=args.seed) as emu:
+    with running_emulator(workdir / f"emulator-{name}-{baud:g}", arrays=1, rows=args.rows,
+                          cols=args.cols, seed=args.seed, baud=baud) as emu:
         with Board.open(emu.port) as board:
             cal = None
             if args.calibration == "measured":
@@ -90,7 +91,7 @@ def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir:
             result = program_targets(board, targets, used, calibration=cal, strategy=name,
                                      tolerance=tol, profile_limits=profile.limits,
                                      off_s=profile.conductance.g_min,
-                                     journal=workdir / f"journal-{name}.jsonl")
+                                     journal=workdir / f"journal-{name}-{baud:g}.jsonl")
             elapsed = time.monotonic() - started
         devices = emu.state().devices
     truth = devices.g_final_s  # relaxed: what the devices settle at
@@ -125,6 +126,9 @@ def main() -> None:
     parser.add_argument("--tolerance", default="2uS")
     parser.add_argument("--strategies", default="adaptive,ramp,open_loop")
     parser.add_argument("--calibration", choices=("measured", "oracle", "none"), default="measured")
+    parser.add_argument("--baud", default="0",
+                        help="link rates to program at, bit/s, comma-separated (0: the pty at "
+                             "memory speed), e.g. 0,921600,12e6: the adaptive strategy at each")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the work folder (journals, calibration) here")
     args = parser.parse_args()
@@ -142,6 +146,11 @@ def main() -> None:
             result["calibration_time_s"] = round(seconds, 2)
         for name in args.strategies.split(","):
             result[name] = run_strategy(name, workdir, args, targets, calib_dir, profile)
+        rates = [float(b) for b in args.baud.split(",") if float(b) > 0]
+        if rates:
+            result["link_rates"] = {f"{rate:g}": run_strategy("adaptive", workdir, args, targets,
+                                                              calib_dir, profile, rate)
+                                    for rate in rates}
     if "adaptive" in result and "ramp" in result:
         a, r = result["adaptive"], result["ramp"]
         result["pulses_adaptive_over_ramp"] = round(a["mean_pulses_per_device"]

@@ -34,12 +34,16 @@ PATH = click.Path(dir_okay=False, path_type=Path)
               help="Delay before every reply, seconds.")
 @click.option("--reset-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Fraction of requests on which the board resets (the request is lost).")
+@click.option("--baud", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Link rate in bit/s (10 bits a byte, as a UART): requests and replies take "
+                   "their time on the wire, e.g. 921600 or 12e6 (USB full speed); 0: memory "
+                   "speed.")
 @click.option("--time-scale", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
               help="Device time runs this many times faster than the wall clock (relaxation and "
                    "retention drift): 2880 lets a day pass in 30 s. Kept in the state file; a "
                    "restarted emulator goes on from the time its predecessor reached.")
 def emulate(profile, overrides, arrays, rows, cols, seed, state, port_file, smu_port, smu_port_file,
-            tcp_port, corrupt_rate, drop_rate, latency, reset_rate, time_scale) -> None:
+            tcp_port, corrupt_rate, drop_rate, latency, reset_rate, baud, time_scale) -> None:
     """Run an emulated 1T1R crossbar board in this process until SIGINT/SIGTERM.
 
     Prints the pty path to open (first line), then `smu VISA_RESOURCE` and `tcp URL` lines for
@@ -54,4 +58,5 @@ def emulate(profile, overrides, arrays, rows, cols, seed, state, port_file, smu_
             settings[f"board.{key}"] = value
     serve(load_profile(profile, settings), seed=seed, state_path=state, port_file=port_file,
           smu_port=smu_port, smu_port_file=smu_port_file, tcp_port=tcp_port,
-          faults=LinkFaults(corrupt_rate, drop_rate, latency, reset_rate), time_scale=time_scale)
+          faults=LinkFaults(corrupt_rate, drop_rate, latency, reset_rate, baud),
+          time_scale=time_scale)

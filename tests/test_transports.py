@@ -88,3 +88,20 @@ def test_long_batches_are_split_to_the_boards_work_bound(tmp_path):
         with pytest.raises(BadInput, match="longer than the 40 steps"):
             board.run_sequence(np.zeros((41, 1)))
     assert np.abs(together).max() > 0 and np.array_equal(together, one_by_one)
+
+
+def test_the_emulator_can_run_at_a_uart_rate(emulated_board):
+    """`emulate --baud`: every request and reply takes 10 bits a byte on the wire."""
+    import time
+
+    from imssa_hw.drivers.framing import Frame
+    from imssa_hw.drivers.messages import Opcode, pack_array
+
+    emu = emulated_board(baud=20000)
+    with Board.open(emu.port, timeout_s=2.0) as board:
+        started = time.perf_counter()
+        board.read_array(0)
+        elapsed = time.perf_counter() - started
+    request = len(Frame(Opcode.READ_ARRAY, 1, 1, pack_array(0)).encode())
+    wire_s = (request + 10 + 2 * 64) * 10 / 20000  # the reply: header and CRC, 64 int16 codes
+    assert wire_s <= elapsed < wire_s + 0.5

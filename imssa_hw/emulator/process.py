@@ -64,12 +64,12 @@ def emulator_command(*, seed: int = 0, state_path: Path | None = None, profile: 
                      rows: int | None = None, cols: int | None = None, smu: bool = False,
                      tcp: bool = False, corrupt_rate: float = 0.0, drop_rate: float = 0.0,
                      latency_s: float = 0.0, reset_rate: float = 0.0,
-                     time_scale: float = 1.0) -> list[str]:
+                     time_scale: float = 1.0, baud: float = 0.0) -> list[str]:
     """The `imssa-hw emulate` command line for these options (run with this interpreter)."""
     command = [sys.executable, "-m", "imssa_hw.cli.main", "emulate", "--seed", str(seed),
                "--corrupt-rate", str(corrupt_rate), "--drop-rate", str(drop_rate),
                "--latency", str(latency_s), "--reset-rate", str(reset_rate),
-               "--time-scale", repr(float(time_scale))]
+               "--time-scale", repr(float(time_scale)), "--baud", repr(float(baud))]
     for option, value in (("--state", state_path), ("--profile", profile), ("--arrays", arrays),
                           ("--rows", rows), ("--cols", cols)):
         if value is not None:

@@ -4,7 +4,9 @@ The board protocol is served on the pty's master side (clients open the slave pa
 printed on the first line of stdout) and, with `tcp_port`, on 127.0.0.1 for socket:// clients.
 The SCPI SMU listens on 127.0.0.1 only. Link faults are injected here, on the wire: a request
 can be lost or arrive corrupted (answered BAD_FRAME), a reply can be lost or corrupted, every
-reply can be delayed, and the board can reset between frames (the frame that triggered it is lost).
+reply can be delayed, the link can run at a UART's rate (`baud`: each request and reply takes
+10 bits a byte on the wire), and the board can reset between frames (the frame that triggered it
+is lost).
 SIGINT and SIGTERM stop the loop; the state file is written and the port files removed.
 """
 
@@ -46,6 +48,9 @@ class LinkFaults:
     drop_rate: float = 0.0
     latency_s: float = 0.0
     reset_rate: float = 0.0
+    baud: float = 0.0
+    """Link rate (bit/s, 10 bits a byte as on a UART): every request and reply takes its time
+    on the wire; 0 moves bytes at memory speed (a pty)."""
 
 
 @dataclass(eq=False)
@@ -187,8 +192,9 @@ class EmulatorServer:
             wire = bytearray(reply.encode())
             if self._chance(f.corrupt_rate):
                 wire[int(self.rng.integers(1, len(wire) - 1))] ^= int(self.rng.integers(1, 256))
-            if f.latency_s:
-                time.sleep(f.latency_s)
+            wire_s = (len(item.encode()) + len(wire)) * 10 / f.baud if f.baud else 0.0
+            if f.latency_s or wire_s:
+                time.sleep(f.latency_s + wire_s)
             peer.outbox += wire
 
     def _smu_bytes(self, peer: _Peer, data: bytes) -> None:
