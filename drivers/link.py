@@ -9,6 +9,7 @@ already executed, so a resent pulse is never applied twice. Replies with another
 from __future__ import annotations
 
 import errno
+import os
 import random
 import select
 import time
@@ -83,6 +84,9 @@ class Link:
             self._fd: int | None = transport.fileno()
         except (AttributeError, NotImplementedError, OSError, serial.SerialException):
             self._fd = None
+        # a plain serial port or pty is written and read straight through its descriptor (one
+        # system call each); wrappers such as spy:// go through the transport so they see both
+        self._direct = self._fd is not None and type(transport) is serial.Serial
 
     @classmethod
     def open(cls, url: str, timeout_s: float = 0.5, retries: int = 3) -> Link:
@@ -111,7 +115,17 @@ class Link:
 
     def _write(self, wire: bytes) -> None:
         try:
-            self.transport.write(wire)
+            if self._direct:  # straight to the descriptor, as the reads
+                view = memoryview(wire)
+                while view:
+                    try:
+                        view = view[os.write(self._fd, view):]
+                    except BlockingIOError:  # the port's buffer is full: wait, boundedly
+                        if not select.select([], [self._fd], [], self.timeout_s)[1]:
+                            raise LinkError(f"writing to {self.url} timed out: the other side "
+                                            f"reads nothing") from None
+            else:
+                self.transport.write(wire)
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"writing to {self.url} failed: {exc}") from None
         self.stats.frames_sent += 1
@@ -143,14 +157,18 @@ class Link:
     def _read(self, timeout_s: float) -> bytes:
         """Whatever is waiting (at most READ_CHUNK bytes), after at most `timeout_s` of waiting.
 
-        Waits on the file descriptor where there is one, then reads through the transport, so
-        that wrappers such as pyserial's spy:// see both directions."""
+        Waits on the file descriptor where there is one; reads it directly for a plain port,
+        through the transport for wrappers such as pyserial's spy:// (so they see both
+        directions)."""
         try:
             if self._fd is None:  # transports without a file descriptor: pyserial's own reads
                 return self.transport.read(max(1, self.transport.in_waiting))
             if not select.select([self._fd], [], [], timeout_s)[0]:
                 return b""
-            data = self.transport.read(min(max(1, self.transport.in_waiting), READ_CHUNK))
+            if self._direct:
+                data = os.read(self._fd, READ_CHUNK)
+            else:
+                data = self.transport.read(min(max(1, self.transport.in_waiting), READ_CHUNK))
         except BlockingIOError:
             return b""
         except (serial.SerialException, OSError) as exc:
