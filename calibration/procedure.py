@@ -35,6 +35,7 @@ import numpy as np
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.calibration.data import Calibration
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
+from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
 
 Progress = Callable[[float, str], None]
@@ -97,7 +98,7 @@ class CalibrationRun:
 class Calibrator:
     """Runs the procedure on one board; see the module docstring."""
 
-    def __init__(self, board, smu=None, settings: Settings | None = None) -> None:
+    def __init__(self, board: BoardLike, smu=None, settings: Settings | None = None) -> None:
         self.board = board
         self.smu = smu
         self.s = settings or Settings()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from imssa_hw.model.config import MAX_BITS, RANGES, ModelConfig
 from imssa_hw.errors import BadInput
+from imssa_hw.model.config import MAX_BITS, RANGES, ModelConfig
 
 
 def _parse_bits(ctx, param, value: str) -> int | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.options import a_range_option, ranges_option
-from imssa_hw.model.config import MAX_BITS
 from imssa_hw.errors import BadInput
+from imssa_hw.model.config import MAX_BITS
 from imssa_hw.workflows.sweep import METHODS, NOISE_CELLS
 
 

@@ -9,10 +9,10 @@ import click
 
 from imssa_hw.cli.options import (a_range_option, bits_option, board_training_options,
                                   parse_ids, ranges_option)
-from imssa_hw.model.config import TASK_EPOCHS, task_model
 from imssa_hw.data.tasks import REAL_DEFAULTS
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
+from imssa_hw.model.config import TASK_EPOCHS, task_model
 
 @click.command()
 @click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",

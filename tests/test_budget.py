@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imssa_hw.model import reference
-from imssa_hw.hil.budget import CAUSES, ReadChainModel, error_budget, plot_waterfall
-from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.cli.main import cli
 from imssa_hw.compiler import load_deployment
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.process import start_emulator
+from imssa_hw.hil.budget import CAUSES, ReadChainModel, error_budget, plot_waterfall
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
 from test_programming import EXACT_CHAIN, FAST, FAST_DEVICES, make_deployment

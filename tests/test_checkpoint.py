@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from imssa_hw.errors import BadInput
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
-from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint, save_model
 from imssa_hw.model.config import ModelConfig
-from imssa_hw.errors import BadInput
+from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint, save_model
 
 
 @pytest.fixture

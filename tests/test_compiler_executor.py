@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_compiler_support import board, make_checkpoint, sequences
 
-from imssa_hw.model import reference
 from imssa_hw.compiler import Executor, LoopProgram, compile_checkpoint, per_vector, run_layer
 from imssa_hw.compiler.schedule import LayerSchedule
+from imssa_hw.model import reference
 
 
 @pytest.mark.parametrize("bits", range(1, 9))

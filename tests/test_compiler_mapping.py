@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imssa_hw.model.checkpoint import QuantizedKernels
 from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
 from imssa_hw.compiler.profile import ConductanceWindow
 from imssa_hw.errors import BadInput
+from imssa_hw.model.checkpoint import QuantizedKernels
 
 WINDOW = ConductanceWindow(g_min=2e-6, g_max=150e-6, tolerance=4e-6)
 

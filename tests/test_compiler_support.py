@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imssa_hw.model.checkpoint import Checkpoint, load_checkpoint
-from imssa_hw.training.classifier import S4DClassifier, save_model
 from imssa_hw.compiler import BoardProfile, load_profile
+from imssa_hw.model.checkpoint import Checkpoint, load_checkpoint
 from imssa_hw.model.config import ModelConfig
+from imssa_hw.training.classifier import S4DClassifier, save_model
 
 
 def make_checkpoint(path: Path, *, h: int = 4, n: int = 4, layers: int = 1, bits: int | None = 2,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from imssa_hw.data import AugmentSpec, DataSpec
-from imssa_hw.workflows.sweep import SweepPoint, dask_client, run_points, table
 from imssa_hw.training.trainer import train_task
+from imssa_hw.workflows.sweep import SweepPoint, dask_client, run_points, table
 
 TINY = DataSpec.default("zero-one", seed=1, n_train_per_class=12, n_test_per_class=6,
                         mix_synthetic=0, augment=AugmentSpec(copies=1))

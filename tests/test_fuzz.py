@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
-from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode, Opcode, pack_programs
 from imssa_hw.drivers.loop_program import LoopProgram
+from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode, Opcode, pack_programs
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.server import build_board
 

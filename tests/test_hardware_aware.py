@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from imssa_hw.model import reference
-from imssa_hw.training import hardware_aware
-from imssa_hw.training.classifier import model_from_checkpoint
 from imssa_hw.compiler import compile_checkpoint, load_profile
 from imssa_hw.compiler.loop_scales import stored_scales, tia_range
-from imssa_hw.model.config import ModelConfig
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import DeviceModel
 from imssa_hw.emulator.profile import load_profile as load_emulator_profile
+from imssa_hw.model import reference
+from imssa_hw.model.config import ModelConfig
+from imssa_hw.training import hardware_aware
+from imssa_hw.training.classifier import model_from_checkpoint
 from imssa_hw.training.trainer import TrainConfig, train
 from test_compiler_support import board, make_checkpoint, sequences
 

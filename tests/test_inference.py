@@ -11,12 +11,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference
+from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 from imssa_hw.training.trainer import train_task
 

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 from imssa_hw.cli.main import cli
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.defects import load_defects
-from imssa_hw.model.config import ModelConfig
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.errors import BadInput
+from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal

@@ -10,11 +10,11 @@ import serial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imssa_hw.drivers import messages as m
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import FrameError, PayloadError
 from imssa_hw.drivers.framing import Frame, FrameDecoder, crc16, stuff, unstuff
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers import messages as m
 from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.server import build_board

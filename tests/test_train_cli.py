@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.data import DataSpec, apply_normalization, compute_features
 from imssa_hw.data.heidelberg import load_audio, read_list
 from imssa_hw.data.tasks import FSDD_ROOT
 from imssa_hw.hil.inference import load_test_set
+from imssa_hw.model.checkpoint import load_checkpoint
 
 
 def imssa_hw(*args: str, env_cache) -> subprocess.CompletedProcess:

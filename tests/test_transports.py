@@ -105,3 +105,18 @@ def test_the_emulator_can_run_at_a_uart_rate(emulated_board):
     request = len(Frame(Opcode.READ_ARRAY, 1, 1, pack_array(0)).encode())
     wire_s = (request + 10 + 2 * 64) * 10 / 20000  # the reply: header and CRC, 64 int16 codes
     assert wire_s <= elapsed < wire_s + 0.5
+
+
+def test_board_is_board_like(tmp_path):
+    """`Board` implements the protocol the toolchain asks of any backend, parameter for
+    parameter (a second backend is checked the same way)."""
+    import inspect
+
+    from imssa_hw.drivers.board_like import BoardLike
+
+    with Board.open(emu_url(tmp_path / "b.npz", 0)) as board:
+        assert isinstance(board, BoardLike)
+    for name, member in vars(BoardLike).items():
+        if callable(member) and not name.startswith("_"):
+            wanted = list(inspect.signature(member).parameters)
+            assert list(inspect.signature(getattr(Board, name)).parameters) == wanted, name

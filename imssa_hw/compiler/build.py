@@ -13,8 +13,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from imssa_hw.model import reference
-from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
@@ -25,6 +23,8 @@ from imssa_hw.compiler.placement import Placement, place
 from imssa_hw.compiler.profile import BoardProfile
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint
 
 PROBE_SEQUENCES = 4
 DEFAULT_PROBE_LENGTH = 32

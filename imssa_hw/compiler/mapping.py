@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imssa_hw.model.checkpoint import QuantizedKernels
 from imssa_hw.compiler.profile import ConductanceWindow
 from imssa_hw.errors import BadInput
+from imssa_hw.model.checkpoint import QuantizedKernels
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from imssa_hw.compiler.mapping import KernelMatrices, TileLayout
-from imssa_hw.drivers.loop_program import PROGRAM_FIELDS, LoopProgram
 from imssa_hw.compiler.placement import TilePlace
+from imssa_hw.drivers.loop_program import PROGRAM_FIELDS, LoopProgram
 from imssa_hw.errors import BadInput
 
 OUTPUT_DELAY = 1

@@ -18,9 +18,9 @@ import numpy as np
 from scipy.signal import lfilter
 
 from imssa_hw.data import augment
-from imssa_hw.data.knobs import Knobs
 from imssa_hw.data.features import (FeatureConfig, as_mono_float, compute_features, resample,
                                     uniform_positions)
+from imssa_hw.data.knobs import Knobs
 from imssa_hw.errors import BadInput
 
 SPEED_STEPS = 40  # speed factors are rounded to 1/40 so resampling filters are reused

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Iterator, Sequence
 import numpy as np
 
 from imssa_hw.data import augment
-from imssa_hw.data.knobs import Knobs
 from imssa_hw.data.features import resample
+from imssa_hw.data.knobs import Knobs
 from imssa_hw.data.labels import label_language, label_text
 from imssa_hw.data.synth import synthesize
 from imssa_hw.errors import BadInput

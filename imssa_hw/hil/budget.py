@@ -32,12 +32,13 @@ from typing import Callable
 
 import numpy as np
 
-from imssa_hw.model import reference
-from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
+from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_npz
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint
 
 CAUSES = ("programming_error", "stuck_devices", "drift", "quantization", "column_errors",
           "read_noise")
@@ -115,7 +116,7 @@ def load_programmed(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return achieved, status
 
 
-def read_back(board, dep: Deployment, calibration, reads: int) -> tuple[np.ndarray, float]:
+def read_back(board: BoardLike, dep: Deployment, calibration, reads: int) -> tuple[np.ndarray, float]:
     """The maps the board holds now (mean of `reads` corrected reads of every array the
     deployment uses; the targets elsewhere) and the read noise they show (relative)."""
     maps = np.array(dep.targets, dtype=float)
@@ -132,7 +133,7 @@ def read_back(board, dep: Deployment, calibration, reads: int) -> tuple[np.ndarr
     return maps, float(np.median(spread)) if spread.size else 0.0
 
 
-def error_budget(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
+def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                  labels: np.ndarray, calibration, programmed: tuple[np.ndarray, np.ndarray] | None,
                  stuck: np.ndarray | None = None, reads: int = 8, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> dict:

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw.model.checkpoint import Checkpoint, write_checkpoint
-from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
+from imssa_hw.drivers.board_like import BoardLike
+from imssa_hw.model.checkpoint import Checkpoint, write_checkpoint
+from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint
 from imssa_hw.training.trainer import TrainConfig, accuracy, train_digital
 
 
@@ -92,7 +93,7 @@ def save_finetuned(path, ckpt: Checkpoint, result: FinetuneResult, info: dict) -
     return write_checkpoint(path, result.checkpoint_tensors, ckpt.config, meta)
 
 
-def read_maps(board, dep: Deployment, calibration=None, reads: int = 8) -> np.ndarray:
+def read_maps(board: BoardLike, dep: Deployment, calibration=None, reads: int = 8) -> np.ndarray:
     """The conductances the board holds (S): the mean of `reads` reads of each array the
     deployment uses, corrected by the calibration; the targets elsewhere."""
     maps = np.array(dep.targets, dtype=float)
@@ -105,7 +106,7 @@ def read_maps(board, dep: Deployment, calibration=None, reads: int = 8) -> np.nd
     return maps
 
 
-def finetune_on_board(board, dep: Deployment, ckpt: Checkpoint, out, calibration=None,
+def finetune_on_board(board: BoardLike, dep: Deployment, ckpt: Checkpoint, out, calibration=None,
                       epochs: int = 15) -> dict:
     """Read the board's maps, fine-tune on the model's training split, write `out`."""
     from imssa_hw.data import DataSpec, load_data

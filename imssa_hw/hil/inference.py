@@ -18,12 +18,13 @@ from typing import Callable
 
 import numpy as np
 
-from imssa_hw.model import reference
-from imssa_hw.model.checkpoint import Checkpoint
 from imssa_hw.compiler import Executor, per_vector
 from imssa_hw.compiler.artifact import CHECKPOINT_FILE, Deployment
 from imssa_hw.compiler.schedule import FLUSH_STEPS
+from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
+from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import Checkpoint
 
 MODES = ("host", "onboard")
 ONBOARD_CHUNK = 25  # sequences per RUN_SEQUENCE frame: progress stays live, frames stay small
@@ -145,7 +146,7 @@ class BoardRecurrence:
         return schedule.ssm_output(self._batched(padded, ONBOARD_CHUNK, self.board.run_sequence))
 
 
-def run_inference(board, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
+def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                   labels: np.ndarray, mode: str = "onboard",
                   correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
                   progress: Callable[[int], None] | None = None) -> InferenceResult:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.model.config import ModelConfig
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
+from imssa_hw.model.config import ModelConfig
 
 FORMAT = "imssa-hw-checkpoint"
 VERSION = 1

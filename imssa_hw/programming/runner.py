@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
@@ -243,7 +244,7 @@ class _Session:
             self.writer.write(record, sync)
 
 
-def program_targets(board, targets_s: np.ndarray, used: np.ndarray, *, calibration=None,
+def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *, calibration=None,
                     strategy: str = "adaptive", tolerance: str | float | Tolerance = "2uS",
                     settings: Settings | None = None, profile_limits=None,
                     off_s: float | None = None, journal: str | Path | None = None,
@@ -427,7 +428,7 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
                          s.off_target.copy())
 
 
-def program_deployment(board, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
+def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
                        journal: str | Path | None = None, resume: bool = False,
                        progress: Progress | None = None, strategy: str = "adaptive",
                        settings: Settings | None = None, **kwargs) -> ProgramResult:

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.errors import BadInput
+from imssa_hw.model.config import ModelConfig
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import S4DClassifier
-from imssa_hw.compiler.profile import BoardProfile
-from imssa_hw.model.config import ModelConfig
-from imssa_hw.errors import BadInput
 
 if TYPE_CHECKING:
     from imssa_hw.data import DataSpec

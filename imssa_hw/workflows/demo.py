@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from imssa_hw.model.config import task_model
 from imssa_hw.files import write_json
+from imssa_hw.model.config import task_model
 
 if TYPE_CHECKING:
     from imssa_hw.data import DataSpec

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imssa_hw import __version__
-from imssa_hw.model.config import ModelConfig
 from imssa_hw.files import atomic_path, cache_root
+from imssa_hw.model.config import ModelConfig
 
 if TYPE_CHECKING:
     from imssa_hw.compiler.profile import BoardProfile
