@@ -1,9 +1,9 @@
 """The noise-study target: the paper's Fig. 4 finding (5-bit kernels degrade strongly at
-sigma = 5 uS open loop; 2-bit ones hold past 15 uS) and write-verify for 4 bits and more.
+sigma = 5 uS of noise (open loop); 2-bit ones hold past 15 uS) and write-verify for 4 bits and more.
 
 The paper counts signed bits: its 2-bit kernels are ternary (`--bits 1` here, one bit per
 device) and its 5-bit ones have levels -15..15 (`--bits 4`). Two schemes, each one
-`imssa-hw sweep` open loop and one with write-verify, over three models per bit width (data
+`imssa-hw sweep` with noise on the targets (open loop) and one with write-verify, over three models per bit width (data
 and training seeds 0, 1, 2; models trained once and cached):
 - paper: Abar's fixed range spans the unit disc (`--a-range 1`), as in the paper;
 - default: the toolchain's default range, |Abar| <= 0.75 (`--a-range 0.75`).
@@ -25,7 +25,7 @@ from pathlib import Path
 
 SCHEMES = {"paper": ["--a-range", "1"], "default": ["--a-range", "0.75"],
            "paper-shared": ["--a-range", "1", "--ranges", "shared"]}
-OPEN_LOOP = {"bits": "1,2,4,5", "sigma_us": "0,5,10,15,20"}
+NOISE = {"bits": "1,2,4,5", "sigma_us": "0,5,10,15,20"}
 WRITE_VERIFY = {"bits": "1,2,4,5,8", "sigma_us": "0,5,20"}
 
 
@@ -61,14 +61,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.schemes.split(","):
             scheme = SCHEMES[name]
-            ol = sweep(Path(tmp) / f"ol-{name}", scheme, "open_loop", OPEN_LOOP,
+            ol = sweep(Path(tmp) / f"ol-{name}", scheme, "noise", NOISE,
                        args.model_seeds, args.seeds, args.workers)
             wv = sweep(Path(tmp) / f"wv-{name}", scheme, "write_verify", WRITE_VERIFY,
                        args.model_seeds, args.wv_seeds, args.workers)
             report["schemes"][name] = {
-                "args": " ".join(scheme), "open_loop": ol["table"], "write_verify": wv["table"],
-                "wall_time_s": {"open_loop": ol["wall_time_s"], "write_verify": wv["wall_time_s"]},
-                "seeds": {"open_loop": args.seeds, "write_verify": args.wv_seeds}}
+                "args": " ".join(scheme), "noise": ol["table"], "write_verify": wv["table"],
+                "wall_time_s": {"noise": ol["wall_time_s"], "write_verify": wv["wall_time_s"]},
+                "seeds": {"noise": args.seeds, "write_verify": args.wv_seeds}}
     print(json.dumps(report, indent=2))
 
 

@@ -9,7 +9,7 @@ import click
 from imssa_hw.cli.options import a_range_option, ranges_option
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import MAX_BITS
-from imssa_hw.workflows.sweep import METHODS, NOISE_CELLS
+from imssa_hw.workflows.sweep import METHODS, NOISE_CELLS, OLD_METHOD_NAMES
 
 
 def _numbers(text: str, name: str, cast=float) -> list:
@@ -31,18 +31,19 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.option("--sigma-us", "sigma_text", default="0,2.5,5,10,15,20", show_default=True,
               help="Programming noise sigmas in uS.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Noise draws (open loop) or emulated boards (write-verify) per model and point.")
+              help="Noise draws (noise) or emulated boards (write-verify) per model and point.")
 @click.option("--model-seeds", "model_seeds_text", default="0", show_default=True,
               help="Training seeds: one model per bit width and seed, each trained on the task's "
               "default data (real speech where shipped) with its own augmentation and "
               "initialization. How much noise costs differs a lot between models of one bit "
               "width; average over several (e.g. 0,1,2).")
-@click.option("--method", "methods", type=click.Choice(METHODS),
-              multiple=True, default=("open_loop",), show_default=True,
-              help="open_loop: Gaussian noise on the targets (the paper); write_verify: program "
-              "an emulated board whose SET noise is sigma. Repeat for both.")
+@click.option("--method", "methods", type=click.Choice(METHODS + tuple(OLD_METHOD_NAMES)),
+              multiple=True, default=("noise",), show_default=True,
+              help="noise: Gaussian noise on the targets (the paper); write_verify: program "
+              "an emulated board whose SET noise is sigma. Repeat for both. (open_loop is the "
+              "old name of noise, accepted for one version.)")
 @click.option("--noise-cells", type=click.Choice(NOISE_CELLS), default="tiles",
-              show_default=True, help="open_loop noise on every cell of each kernel's own tile "
+              show_default=True, help="The noise on every cell of each kernel's own tile "
               "(the paper: one kernel per crossbar), or on every cell that matters (also the off "
               "cells between kernels packed on one array: noise becomes cross-talk).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
@@ -61,7 +62,8 @@ def _numbers(text: str, name: str, cast=float) -> list:
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
 def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_cells, epochs,
           a_range, ranges, h, n, limit, workers, scheduler, out):
-    """Accuracy against programming noise sigma for several bit widths, open loop and/or with
+    """Accuracy against programming noise sigma for several bit widths, Gaussian noise on the
+    targets and/or with
     write-verify on the emulator; prints a table and writes sweep.json and sweep.png.
 
     Bits are per device: b bits give each kernel weight the levels -(2^b-1)..(2^b-1) on a
@@ -88,6 +90,10 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     if len(set(model_seeds)) != len(model_seeds) or min(model_seeds) < 0:
         raise BadInput("--model-seeds must be distinct non-negative integers, "
                        f"got {model_seeds_text!r}")
+    for old in sorted(set(methods) & set(OLD_METHOD_NAMES)):
+        click.echo(f"--method {old} is now --method {OLD_METHOD_NAMES[old]} (the old name goes "
+                   f"in the next version)", err=True)
+    methods = tuple(dict.fromkeys(OLD_METHOD_NAMES.get(m, m) for m in methods))
     client = dask_client(scheduler) if scheduler else None
     checkpoints = {}
     for model_seed in model_seeds:

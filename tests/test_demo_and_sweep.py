@@ -47,7 +47,7 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "model.pt"
     train_task(TINY, path, model={"bits": 2, "h": 2, "n": 4}, epochs=2)
-    points = [SweepPoint(str(path), 2, sigma, 0, "open_loop") for sigma in (0.0, 30e-6)]
+    points = [SweepPoint(str(path), 2, sigma, 0, "noise") for sigma in (0.0, 30e-6)]
     results = run_points(points, workers=2)
     clean, noisy = sorted(results, key=lambda r: r["sigma_s"])
     assert clean["accuracy"] == clean["software_accuracy"]  # ideal maps reproduce the model
@@ -66,7 +66,7 @@ def test_sweep_two_points(tmp_path, monkeypatch):
 
 def test_sweep_table_averages_over_models_and_draws():
     def point(model_seed, seed, accuracy, software):
-        return {"method": "open_loop", "bits": 4, "sigma_s": 5e-6, "model_seed": model_seed,
+        return {"method": "noise", "bits": 4, "sigma_s": 5e-6, "model_seed": model_seed,
                 "seed": seed, "accuracy": accuracy, "software_accuracy": software}
 
     rows = table([point(0, 0, 0.85, 0.90), point(0, 1, 0.87, 0.90),
@@ -85,7 +85,7 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "model.pt"
     train_task(TINY, path, model={"bits": 2, "h": 2, "n": 4}, epochs=2)
-    points = [SweepPoint(str(path), 2, sigma, 0, "open_loop") for sigma in (0.0, 30e-6)]
+    points = [SweepPoint(str(path), 2, sigma, 0, "noise") for sigma in (0.0, 30e-6)]
     local = run_points(points, workers=1)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
@@ -131,3 +131,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, command, args, me
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_old_sweep_method_name_is_accepted_with_a_warning(tmp_path, cache_env):
+    """`--method open_loop` (a programming strategy's name too) is now `noise`, for one version."""
+    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "sweep", "--method",
+                           "open_loop", "--scheduler", "tcp://127.0.0.1:9", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                          env=cache_env)
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == ("--method open_loop is now --method noise (the old name goes in the next "
+                        "version)")
+    assert done.returncode == 2 and "no Dask scheduler" in lines[-1]

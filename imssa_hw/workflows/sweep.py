@@ -3,7 +3,7 @@
 Each point (bits, model seed, sigma, seed, method) compiles the model of that bit width
 trained on that seed's data, perturbs or programs its conductances, and classifies the test
 set on the resulting maps with the compiler's executor:
-- open_loop: Gaussian noise of `sigma` on every cell of each kernel's tile (its A, B, C
+- noise: Gaussian noise of `sigma` on every cell of each kernel's tile (its A, B, C
   conductances, zeros included: the paper's simulation, one kernel per crossbar), or on every
   cell that matters (`noise_cells="used"`: also the off cells between kernels packed on one
   array, through which noise becomes cross-talk between kernels);
@@ -23,7 +23,10 @@ import numpy as np
 
 from imssa_hw.errors import BadInput
 
-METHODS = ("open_loop", "write_verify")
+METHODS = ("noise", "write_verify")
+OLD_METHOD_NAMES = {"open_loop": "noise"}
+"""Accepted for one version: `open_loop` also named a programming strategy (`program
+--strategy open_loop`), so the sweep's Gaussian-noise method is now `noise`."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,11 @@ class SweepPoint:
     checkpoint: str
     bits: int
     sigma_s: float
-    seed: int  # the noise draw (open loop) or the emulated board (write-verify)
+    seed: int  # the noise draw (noise) or the emulated board (write-verify)
     method: str
     limit: int | None = None
     workdir: str | None = None  # write_verify: where its emulator keeps its files
-    noise_cells: str = "tiles"  # open_loop: "tiles" (each kernel's own cells) or "used"
+    noise_cells: str = "tiles"  # noise: "tiles" (each kernel's own cells) or "used"
     model_seed: int = 0  # the data and training seed of the checkpoint
 
 
@@ -94,7 +97,7 @@ def evaluate_point(point: SweepPoint) -> dict:
     ckpt = load_checkpoint(point.checkpoint)
     dep = compile_checkpoint(ckpt, load_profile("board-default"), seed=point.seed)
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
-    if point.method == "open_loop":
+    if point.method == "noise":
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
         maps = noisy_maps(dep.targets, cells, point.sigma_s, np.random.default_rng(point.seed))
     else:
