@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 QAT = ["--no-hardware-aware"]
-"""The recipe's software accuracy, as measured before hardware-aware training became the default
-(the README's table); pass --hardware-aware to a case's args to measure the default instead."""
+"""QAT alone: the cases measured before hardware-aware training became the default."""
 CASES = {
+    "zero_one_2bit_default": ["--task", "zero-one", "--bits", "2"],  # `imssa-hw train` as is
     "zero_one_2bit": ["--task", "zero-one", "--bits", "2", *QAT],
     "digits_4bit": ["--task", "digits", "--bits", "4", *QAT],
     "zero_one_1bit": ["--task", "zero-one", "--bits", "1", *QAT],
@@ -36,6 +36,7 @@ CASES = {
     "digits_float": ["--task", "digits", "--bits", "float", *QAT],
 }
 TARGETS = {"zero_one_2bit": {"mean_min": 0.98, "fold_min": 0.95},
+           "zero_one_2bit_default": {"mean_min": 0.98, "fold_min": 0.95},
            "digits_4bit": {"mean_min": 0.90}, "zero_one_1bit": {"mean_min": 0.95}}
 
 
