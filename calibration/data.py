@@ -123,9 +123,9 @@ class Calibration:
     def offset_codes(self, adc_bits: int) -> np.ndarray:
         """(arrays, cols) each column's offset in ADC codes (the same on every range), from the
         VMM calibration when there is one, else from the reads."""
-        if self.vmm_offset_a is not None and self.vmm_range_a:
-            return self.vmm_offset_a / (self.vmm_range_a / 2 ** (adc_bits - 1))
-        return self.read_offset_s * self.v_read_v / (self.read_range_a / 2 ** (adc_bits - 1))
+        range_a = self.vmm_range_a or self.read_range_a
+        offsets_a = np.stack([self.vmm_correction(a, range_a)[1] for a in range(self.arrays)])
+        return offsets_a / (range_a / 2 ** (adc_bits - 1))
 
     def device_set_shift_v(self, array: int) -> np.ndarray:
         """(rows, cols) per-device SET gate shift (V) measured on the characterization sample:

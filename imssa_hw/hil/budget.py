@@ -43,8 +43,6 @@ from imssa_hw.model.checkpoint import Checkpoint
 CAUSES = ("programming_error", "stuck_devices", "drift", "quantization", "column_errors",
           "read_noise")
 """The non-idealities in the order they are added."""
-NOISE_FLOOR_G_S = 40e-6
-"""Read noise is measured on devices above this conductance (where the ADC step is small)."""
 
 
 @dataclass(frozen=True)
@@ -116,34 +114,17 @@ def load_programmed(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return achieved, status
 
 
-def read_back(board: BoardLike, dep: Deployment, calibration, reads: int) -> tuple[np.ndarray, float]:
-    """The maps the board holds now (mean of `reads` corrected reads of every array the
-    deployment uses; the targets elsewhere) and the read noise they show (relative)."""
-    maps = np.array(dep.targets, dtype=float)
-    spreads = []
-    for array in sorted({p.array for layer in dep.schedule.layers for p in layer.programs}):
-        g = np.array([board.read_array(array) for _ in range(reads)])
-        if calibration is not None:
-            g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
-                                                read_range_a=board.config.read_range_a)
-        maps[array] = g.mean(axis=0)
-        bright = maps[array] > NOISE_FLOOR_G_S
-        spreads.append((g.std(axis=0, ddof=1) / np.maximum(maps[array], 1e-12))[bright])
-    spread = np.concatenate(spreads) if spreads else np.zeros(0)
-    return maps, float(np.median(spread)) if spread.size else 0.0
-
-
 def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                  labels: np.ndarray, calibration, programmed: tuple[np.ndarray, np.ndarray] | None,
                  stuck: np.ndarray | None = None, reads: int = 8, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> dict:
     """The budget as a JSON-ready dict (accuracies 0..1, losses in percentage points)."""
-    from imssa_hw.hil.inference import current_correction, run_inference
+    from imssa_hw.hil.inference import current_correction, read_maps, run_inference
     from imssa_hw.programming.strategy import STUCK
 
     dep.check_board(board.info)
     tick = progress or (lambda n: None)
-    now_s, noise_rel = read_back(board, dep, calibration, reads)
+    now_s, noise_rel = read_maps(board, dep, calibration, reads)
     tick(1)
     if programmed is not None:
         if programmed[0].shape != now_s.shape:

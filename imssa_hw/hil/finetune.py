@@ -93,25 +93,13 @@ def save_finetuned(path, ckpt: Checkpoint, result: FinetuneResult, info: dict) -
     return write_checkpoint(path, result.checkpoint_tensors, ckpt.config, meta)
 
 
-def read_maps(board: BoardLike, dep: Deployment, calibration=None, reads: int = 8) -> np.ndarray:
-    """The conductances the board holds (S): the mean of `reads` reads of each array the
-    deployment uses, corrected by the calibration; the targets elsewhere."""
-    maps = np.array(dep.targets, dtype=float)
-    for array in sorted({p.array for layer in dep.schedule.layers for p in layer.programs}):
-        g = np.mean([board.read_array(array) for _ in range(reads)], axis=0)
-        if calibration is not None:
-            g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
-                                                read_range_a=board.config.read_range_a)
-        maps[array] = g
-    return maps
-
-
 def finetune_on_board(board: BoardLike, dep: Deployment, ckpt: Checkpoint, out, calibration=None,
                       epochs: int = 15) -> dict:
     """Read the board's maps, fine-tune on the model's training split, write `out`."""
     from imssa_hw.data import DataSpec, load_data
+    from imssa_hw.hil.inference import read_maps
 
-    maps = read_maps(board, dep, calibration)
+    maps, _ = read_maps(board, dep, calibration)
     data = load_data(DataSpec.of_checkpoint(ckpt.meta))
     result = finetune(ckpt, dep, maps, data.x_train, data.y_train, epochs=epochs,
                       seed=int(ckpt.meta.get("seed", 0)))

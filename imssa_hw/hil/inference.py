@@ -195,6 +195,29 @@ def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
     return data.x_test[:n], data.y_test[:n], list(data.class_names)
 
 
+READ_NOISE_FLOOR_G_S = 40e-6
+"""`read_maps` measures the read noise on devices above this conductance (small ADC step)."""
+
+
+def read_maps(board: BoardLike, dep: Deployment, calibration=None,
+              reads: int = 8) -> tuple[np.ndarray, float]:
+    """The conductances the board holds (S): the mean of `reads` reads of each array the
+    deployment uses, corrected by the calibration, the targets elsewhere; and the read noise
+    those reads show (median relative spread). Fine-tuning and the budget start from these."""
+    maps = np.array(dep.targets, dtype=float)
+    spreads = []
+    for array in sorted({p.array for layer in dep.schedule.layers for p in layer.programs}):
+        g = np.array([board.read_array(array) for _ in range(reads)])
+        if calibration is not None:
+            g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
+                                                read_range_a=board.config.read_range_a)
+        maps[array] = g.mean(axis=0)
+        bright = maps[array] > READ_NOISE_FLOOR_G_S
+        spreads.append((g.std(axis=0, ddof=1) / np.maximum(maps[array], 1e-12))[bright])
+    spread = np.concatenate(spreads) if spreads else np.zeros(0)
+    return maps, float(np.median(spread)) if spread.size else 0.0
+
+
 def current_correction(cal, board) -> Callable[[int, np.ndarray], np.ndarray]:
     """The calibration's VMM correction at the board's present ADC range, as `correct`."""
     cal.check_board(board.info)
