@@ -36,7 +36,7 @@ from imssa_hw.emulator.process import running_emulator
 
 SETTLE_S = 2.5
 """Five relaxation time constants of the emulated devices."""
-OFF_DATASHEET = {"device.set_gain_s": 120e-6, "device.set_gate_vt_v": 0.55,
+OFF_DATASHEET = {"device.set_gain_siemens": 120e-6, "device.set_gate_vt_v": 0.55,
                  "device.set_exponent": 1.7, "device.reset_threshold_v": 0.65,
                  "device.reset_scale_v": 1.3}
 """A board whose devices are not the datasheet's: the SET curve needs ~0.15 V more gate for the
@@ -73,7 +73,7 @@ def read_error(emu, cal, seed: int) -> dict:
         single = np.stack([board.read_array(a) for a in range(shape[0])])
         mean = np.stack([np.mean([board.read_array(a) for _ in range(4)], axis=0)
                          for a in range(shape[0])])
-        truth = emu.truth_s()
+        truth = emu.truth_siemens()
         strong_reset(board)
     ok = (emu.state().devices.defect == HEALTHY) & (truth >= 5e-6)
 
@@ -99,17 +99,17 @@ def program(emu, cal, seed: int) -> dict:
         targets = levels[rng.integers(0, 16, shape)]
         used = np.ones(shape, bool)
         result = program_targets(board, targets, used, calibration=cal, strategy="adaptive",
-                                 tolerance="2uS", off_s=2e-6)
+                                 tolerance="2uS", off_siemens=2e-6)
     time.sleep(SETTLE_S)
     state = emu.state()
-    truth = state.devices.conductance_s(time.time())
+    truth = state.devices.conductance_siemens(time.time())
     working = state.devices.defect == HEALTHY
     r = result.report
     return {"mean_pulses_per_device": r["mean_pulses_per_device"],
             "p95_pulses_per_device": r["p95_pulses_per_device"],
             "yield_working_reported": r["yield_working"],
             "yield_true_2uS": float(np.mean(np.abs(truth - targets)[working] <= 2e-6)),
-            "median_true_abs_error_s": float(np.median(np.abs(truth - targets)[working])),
+            "median_true_abs_error_siemens": float(np.median(np.abs(truth - targets)[working])),
             "wall_time_s": r["wall_time_s"]}
 
 

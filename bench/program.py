@@ -90,14 +90,14 @@ def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir:
             started = time.monotonic()
             result = program_targets(board, targets, used, calibration=cal, strategy=name,
                                      tolerance=tol, profile_limits=profile.limits,
-                                     off_s=profile.conductance.g_min,
+                                     off_siemens=profile.conductance.g_min,
                                      journal=workdir / f"journal-{name}-{baud:g}.jsonl")
             elapsed = time.monotonic() - started
         devices = emu.state().devices
-    truth = devices.g_final_s  # relaxed: what the devices settle at
+    truth = devices.g_final_siemens  # relaxed: what the devices settle at
     healthy = devices.defect == HEALTHY
-    tol_s = tol.of(targets)
-    within = np.abs(truth - targets) <= tol_s
+    tol_siemens = tol.of(targets)
+    within = np.abs(truth - targets) <= tol_siemens
     working = result.status != STUCK
     r = result.report
     keys = ("yield_working", "yield_all", "mean_pulses_per_device", "p95_pulses_per_device",

@@ -3,7 +3,7 @@
     from imssa_hw.calibration import load_calibration
     cal = load_calibration("calib/")
     g_true = cal.correct_conductance(array, board.read_array(array))
-    gate = cal.set_curve.gate_for(g_target_s)
+    gate = cal.set_curve.gate_for(g_target_siemens)
 
 The measuring procedure (`imssa_hw.calibration.procedure`) and the writers
 (`imssa_hw.calibration.outputs`) import on use; this package's top level stays light.

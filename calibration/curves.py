@@ -6,8 +6,8 @@ one RESET pulse removes, as a function of the RESET voltage at a fixed gate volt
 tables of medians over a sample of devices, made monotone, and inverted by linear interpolation
 (clipped to the measured range): write-verify uses them to pick its first pulse.
 
-    gate = cal.set_curve.gate_for(g_target_s)                # (n,) V
-    v = cal.reset_curve.voltage_for(g_now_s, g_target_s)     # (n,) V
+    gate = cal.set_curve.gate_for(g_target_siemens)                # (n,) V
+    v = cal.reset_curve.voltage_for(g_now_siemens, g_target_siemens)     # (n,) V
 """
 
 from __future__ import annotations
@@ -65,57 +65,57 @@ class SetCurve:
 
     v_gate_v: np.ndarray
     """Increasing gate voltages measured, V."""
-    g_s: np.ndarray
+    g_siemens: np.ndarray
     """Median conductance reached after one SET pulse from the off state at that gate (made
     non-decreasing), S."""
     v_set_v: float
     """A SET pulse voltage that switches (nearly) all devices, V."""
-    spread_s: np.ndarray | None = None
+    spread_siemens: np.ndarray | None = None
     """Device-to-device spread at each gate (half the 16-84 % range), S; None when unknown."""
 
     def __post_init__(self) -> None:
         v = np.asarray(self.v_gate_v, dtype=float)
-        g = monotone(self.g_s)
+        g = monotone(self.g_siemens)
         if v.ndim != 1 or v.shape != g.shape or v.size < 1:
-            raise ValueError("v_gate_v and g_s must be 1-D of the same non-zero length")
+            raise ValueError("v_gate_v and g_siemens must be 1-D of the same non-zero length")
         if np.any(np.diff(v) <= 0):
             raise ValueError("v_gate_v must be increasing")
         object.__setattr__(self, "v_gate_v", v)
-        object.__setattr__(self, "g_s", g)
-        if self.spread_s is not None:
-            object.__setattr__(self, "spread_s", np.asarray(self.spread_s, dtype=float))
+        object.__setattr__(self, "g_siemens", g)
+        if self.spread_siemens is not None:
+            object.__setattr__(self, "spread_siemens", np.asarray(self.spread_siemens, dtype=float))
 
-    def gate_for(self, g_target_s: np.ndarray) -> np.ndarray:
-        """The gate voltage whose SET is expected to reach `g_target_s` (interpolated, clipped to
+    def gate_for(self, g_target_siemens: np.ndarray) -> np.ndarray:
+        """The gate voltage whose SET is expected to reach `g_target_siemens` (interpolated, clipped to
         the measured gate range)."""
-        return _inverse(self.g_s, self.v_gate_v, g_target_s)
+        return _inverse(self.g_siemens, self.v_gate_v, g_target_siemens)
 
     def g_at(self, v_gate_v: np.ndarray) -> np.ndarray:
         """Expected conductance after one SET pulse at `v_gate_v` (clipped to the range)."""
-        return np.interp(np.asarray(v_gate_v, dtype=float), self.v_gate_v, self.g_s)
+        return np.interp(np.asarray(v_gate_v, dtype=float), self.v_gate_v, self.g_siemens)
 
     def shifted(self, dv_gate_v: float) -> SetCurve:
         """The same curve for a device whose response is shifted by `dv_gate_v` along the gate
         axis (it needs `dv_gate_v` more gate for the same conductance)."""
-        return SetCurve(self.v_gate_v + dv_gate_v, self.g_s, self.v_set_v, self.spread_s)
+        return SetCurve(self.v_gate_v + dv_gate_v, self.g_siemens, self.v_set_v, self.spread_siemens)
 
     def to_dict(self) -> dict:
-        return {"v_gate_v": self.v_gate_v.tolist(), "g_s": self.g_s.tolist(),
+        return {"v_gate_v": self.v_gate_v.tolist(), "g_siemens": self.g_siemens.tolist(),
                 "v_set_v": float(self.v_set_v),
-                "spread_s": None if self.spread_s is None else self.spread_s.tolist()}
+                "spread_siemens": None if self.spread_siemens is None else self.spread_siemens.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "set_curve") -> SetCurve:
         if not isinstance(data, dict):
             raise BadInput(f"{where} must be an object")
-        v, g = _vector(data, "v_gate_v", where), _vector(data, "g_s", where)
-        spread = None if data.get("spread_s") is None else _vector(data, "spread_s", where)
+        v, g = _vector(data, "v_gate_v", where), _vector(data, "g_siemens", where)
+        spread = None if data.get("spread_siemens") is None else _vector(data, "spread_siemens", where)
         if v.shape != g.shape or (spread is not None and spread.shape != v.shape):
-            raise BadInput(f"{where}: v_gate_v, g_s (and spread_s) must have the same length")
+            raise BadInput(f"{where}: v_gate_v, g_siemens (and spread_siemens) must have the same length")
         if np.any(np.diff(v) <= 0):
             raise BadInput(f"{where}: v_gate_v must be increasing")
         if np.any(np.diff(g) < 0):
-            raise BadInput(f"{where}: g_s must be non-decreasing")
+            raise BadInput(f"{where}: g_siemens must be non-decreasing")
         return cls(v, g, _number(data, "v_set_v", where), spread)
 
 
@@ -130,7 +130,7 @@ class ResetCurve:
     non-decreasing, within [0, 1])."""
     v_gate_v: float
     """The gate voltage used for RESET, V."""
-    g_off_s: float
+    g_off_siemens: float
     """Median off-state conductance, S."""
 
     def __post_init__(self) -> None:
@@ -147,13 +147,13 @@ class ResetCurve:
         """Expected fraction of (G - g_off) removed by one pulse at `v_reset_v`."""
         return np.interp(np.asarray(v_reset_v, dtype=float), self.v_reset_v, self.fraction_removed)
 
-    def voltage_for(self, g_now_s: np.ndarray, g_target_s: np.ndarray) -> np.ndarray:
-        """The RESET voltage expected to take `g_now_s` to `g_target_s` in one pulse (clipped to
+    def voltage_for(self, g_now_siemens: np.ndarray, g_target_siemens: np.ndarray) -> np.ndarray:
+        """The RESET voltage expected to take `g_now_siemens` to `g_target_siemens` in one pulse (clipped to
         the measured range: the lowest voltage when no RESET is needed, the highest when the step
         is larger than one pulse removes)."""
-        g_now, g_target = np.broadcast_arrays(np.asarray(g_now_s, dtype=float),
-                                              np.asarray(g_target_s, dtype=float))
-        above = g_now - self.g_off_s
+        g_now, g_target = np.broadcast_arrays(np.asarray(g_now_siemens, dtype=float),
+                                              np.asarray(g_target_siemens, dtype=float))
+        above = g_now - self.g_off_siemens
         with np.errstate(divide="ignore", invalid="ignore"):
             wanted = np.where(above > 0, (g_now - g_target) / np.where(above > 0, above, 1.0), 0.0)
         wanted = np.clip(wanted, 0.0, 1.0)
@@ -162,7 +162,7 @@ class ResetCurve:
     def to_dict(self) -> dict:
         return {"v_reset_v": self.v_reset_v.tolist(),
                 "fraction_removed": self.fraction_removed.tolist(),
-                "v_gate_v": float(self.v_gate_v), "g_off_s": float(self.g_off_s)}
+                "v_gate_v": float(self.v_gate_v), "g_off_siemens": float(self.g_off_siemens)}
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "reset_curve") -> ResetCurve:
@@ -175,4 +175,4 @@ class ResetCurve:
             raise BadInput(f"{where}: v_reset_v must be increasing")
         if np.any(np.diff(f) < 0) or np.any(f < 0) or np.any(f > 1):
             raise BadInput(f"{where}: fraction_removed must be non-decreasing within [0, 1]")
-        return cls(v, f, _number(data, "v_gate_v", where), _number(data, "g_off_s", where))
+        return cls(v, f, _number(data, "v_gate_v", where), _number(data, "g_off_siemens", where))

@@ -2,12 +2,12 @@
 
 Read-chain model, per array and column c (what the board reports vs the truth):
 
-    board read   g_read  = read_gain[c] * g_true + read_offset_s[c]      (reads at v_read_v on read_range_a)
+    board read   g_read  = read_gain[c] * g_true + read_offset_siemens[c]      (reads at v_read_v on read_range_a)
     board VMM    i_board = vmm_gain[c]  * i_true + vmm_offset_a[c]       (VMMs on vmm_range_a)
 
 The offset comes from the column's TIA and ADC: a fixed number of ADC codes whatever the range
 (as on the HPE boards' TIAs and in the emulator). So an offset measured as a conductance at
-(v_read_v, read_range_a) is an offset current read_offset_s * v_read_v on that range, and scales
+(v_read_v, read_range_a) is an offset current read_offset_siemens * v_read_v on that range, and scales
 with the ADC range: on another range R it is that current times R / read_range_a; as a
 conductance at another read voltage v it is divided by v / v_read_v. VMM offsets and gains are
 measured directly (all rows at 0 V; then all rows driven) when calibration ran the VMM step;
@@ -44,7 +44,7 @@ class Calibration:
     cols: int
     read_gain: np.ndarray
     """(arrays, cols): board read = gain * true + offset."""
-    read_offset_s: np.ndarray
+    read_offset_siemens: np.ndarray
     """(arrays, cols) S, at v_read_v and read_range_a."""
     set_curve: SetCurve | None
     reset_curve: ResetCurve | None
@@ -69,8 +69,8 @@ class Calibration:
     def __post_init__(self) -> None:
         shape = (self.arrays, self.cols)
         self.read_gain = np.asarray(self.read_gain, dtype=float)
-        self.read_offset_s = np.asarray(self.read_offset_s, dtype=float)
-        for name in ("read_gain", "read_offset_s", "vmm_gain", "vmm_offset_a"):
+        self.read_offset_siemens = np.asarray(self.read_offset_siemens, dtype=float)
+        for name in ("read_gain", "read_offset_siemens", "vmm_gain", "vmm_offset_a"):
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value, dtype=float)
@@ -80,15 +80,15 @@ class Calibration:
 
     # -- corrections ------------------------------------------------------------------------
 
-    def correct_conductance(self, array: int, g_read_s: np.ndarray, v_read: float | None = None,
+    def correct_conductance(self, array: int, g_read_siemens: np.ndarray, v_read: float | None = None,
                             read_range_a: float | None = None) -> np.ndarray:
         """True conductances (S) from board reads of `array`: (rows, cols), (cols,) or any
         (..., cols), corrected per column. `v_read`/`read_range_a`: the board's settings for
         these reads when they differ from the calibration's (the offset is rescaled)."""
-        g = np.asarray(g_read_s, dtype=float)
+        g = np.asarray(g_read_siemens, dtype=float)
         if g.shape[-1:] != (self.cols,):
             raise ValueError(f"the last axis must be the {self.cols} columns, not {g.shape}")
-        offset = self.read_offset_s[array] * self._offset_scale(v_read, read_range_a)
+        offset = self.read_offset_siemens[array] * self._offset_scale(v_read, read_range_a)
         return (g - offset) / self.read_gain[array]
 
     def correct_currents(self, array: int, i_cols_a: np.ndarray, v_read: float | None = None,
@@ -96,7 +96,7 @@ class Calibration:
         """True column currents (A) from VMM outputs of `array`, (cols,) or (..., cols).
 
         With a VMM calibration: (i - vmm_offset_a * range_a / vmm_range_a) / vmm_gain. Without
-        one, the read chain's: the offset current is read_offset_s * v_read (v_read: the read
+        one, the read chain's: the offset current is read_offset_siemens * v_read (v_read: the read
         voltage the offset was measured at, by default the calibration's v_read_v), scaled from
         read_range_a to the VMM's ADC range `range_a` (default: the calibration's vmm_range_a,
         else read_range_a), and the gain is the read gain.
@@ -118,7 +118,7 @@ class Calibration:
         v = self.v_read_v if v_read is None else float(v_read)
         target_range = range_a or self.vmm_range_a or self.read_range_a
         return (self.read_gain[array].copy(),
-                self.read_offset_s[array] * v * (target_range / self.read_range_a))
+                self.read_offset_siemens[array] * v * (target_range / self.read_range_a))
 
     def offset_codes(self, adc_bits: int) -> np.ndarray:
         """(arrays, cols) each column's offset in ADC codes (the same on every range), from the
@@ -153,7 +153,7 @@ class Calibration:
                 "arrays": self.arrays, "rows": self.rows, "cols": self.cols,
                 "reference": self.reference, "v_read_v": self.v_read_v,
                 "read_range_a": self.read_range_a, "vmm_range_a": self.vmm_range_a,
-                "read_gain": table(self.read_gain), "read_offset_s": table(self.read_offset_s),
+                "read_gain": table(self.read_gain), "read_offset_siemens": table(self.read_offset_siemens),
                 "vmm_gain": table(self.vmm_gain), "vmm_offset_a": table(self.vmm_offset_a),
                 "set_curve": None if self.set_curve is None else self.set_curve.to_dict(),
                 "reset_curve": None if self.reset_curve is None else self.reset_curve.to_dict(),
@@ -173,7 +173,7 @@ class Calibration:
             raise BadInput(f"{where}: board_id must be a string")
         shape = [_positive_int(data, key, where) for key in ("arrays", "rows", "cols")]
         tables = {key: _table(data, key, (shape[0], shape[2]), where, optional=key.startswith("vmm"))
-                  for key in ("read_gain", "read_offset_s", "vmm_gain", "vmm_offset_a")}
+                  for key in ("read_gain", "read_offset_siemens", "vmm_gain", "vmm_offset_a")}
         for key in ("read_gain", "vmm_gain"):
             if tables[key] is not None and np.any(tables[key] <= 0):
                 raise BadInput(f"{where}: {key} must be positive")
@@ -190,7 +190,7 @@ class Calibration:
         extra = data.get("extra", {})
         if not isinstance(relaxation, dict) or not isinstance(extra, dict):
             raise BadInput(f"{where}: relaxation and extra must be objects")
-        return cls(board_id, *shape, tables["read_gain"], tables["read_offset_s"],
+        return cls(board_id, *shape, tables["read_gain"], tables["read_offset_siemens"],
                    None if set_curve is None else SetCurve.from_dict(set_curve, f"{where}: set_curve"),
                    None if reset_curve is None
                    else ResetCurve.from_dict(reset_curve, f"{where}: reset_curve"),

@@ -84,8 +84,8 @@ def plot_all(run: CalibrationRun, folder: Path) -> None:
 def _conductance_map(run: CalibrationRun, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    maps = [("SET high (reference)", run.maps["high_s"]), ("RESET (off)", run.maps["off_s"]),
-            ("end state", run.maps.get("end_s"))]
+    maps = [("SET high (reference)", run.maps["high_siemens"]), ("RESET (off)", run.maps["off_siemens"]),
+            ("end state", run.maps.get("end_siemens"))]
     maps = [(title, g) for title, g in maps if g is not None]
     arrays = run.calibration.arrays
     fig = Figure(figsize=(2.8 * arrays + 1.2, 2.6 * len(maps)), layout="constrained")
@@ -116,11 +116,11 @@ def _pulse_response(run: CalibrationRun, path: Path) -> None:
     if run.set_points is not None and cal.set_curve is not None:
         gates, g = run.set_points
         left.scatter(gates, g * 1e6, s=2, alpha=0.15, color="gray", label="devices")
-        left.plot(cal.set_curve.v_gate_v, cal.set_curve.g_s * 1e6, "o-", color="C0", ms=3,
+        left.plot(cal.set_curve.v_gate_v, cal.set_curve.g_siemens * 1e6, "o-", color="C0", ms=3,
                   label="median (SetCurve)")
-        if cal.set_curve.spread_s is not None:
-            left.fill_between(cal.set_curve.v_gate_v, (cal.set_curve.g_s - cal.set_curve.spread_s) * 1e6,
-                              (cal.set_curve.g_s + cal.set_curve.spread_s) * 1e6, alpha=0.2,
+        if cal.set_curve.spread_siemens is not None:
+            left.fill_between(cal.set_curve.v_gate_v, (cal.set_curve.g_siemens - cal.set_curve.spread_siemens) * 1e6,
+                              (cal.set_curve.g_siemens + cal.set_curve.spread_siemens) * 1e6, alpha=0.2,
                               color="C0", label="16-84 %")
         left.set_title(f"SET at {cal.set_curve.v_set_v:.2f} V from the off state", fontsize=9)
     left.set_xlabel("gate voltage (V)")
@@ -155,7 +155,7 @@ def _column_gain(run: CalibrationRun, path: Path) -> None:
         if cal.vmm_gain is not None:
             top.plot(cols, cal.vmm_gain[a], "x", ms=3, color=top.lines[-1].get_color(),
                      label=f"array {a} VMM")
-        bottom.plot(cols, cal.read_offset_s[a] * 1e6, "o-", ms=2, label=f"array {a}")
+        bottom.plot(cols, cal.read_offset_siemens[a] * 1e6, "o-", ms=2, label=f"array {a}")
     top.axhline(1.0, color="k", lw=0.5)
     top.set_ylabel("gain")
     top.set_title(f"per-column read chain ({cal.reference} reference)", fontsize=9)

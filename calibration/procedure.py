@@ -88,7 +88,7 @@ class CalibrationRun:
     defects: DefectMap
     report: dict
     maps: dict[str, np.ndarray] = field(default_factory=dict)
-    """'off_s', 'high_s', 'end_s' (arrays, rows, cols), corrected, S."""
+    """'off_siemens', 'high_siemens', 'end_siemens' (arrays, rows, cols), corrected, S."""
     set_points: tuple[np.ndarray, np.ndarray] | None = None
     """(gate V, conductance S) of every sample device at every gate."""
     reset_points: tuple[np.ndarray, np.ndarray] | None = None
@@ -107,8 +107,8 @@ class Calibrator:
         self.info = info
         self.shape = (info.arrays, info.rows, info.cols)
         self.limits = info.limits
-        self.top_s = float(info.g_window_s[1])
-        self.bottom_s = float(info.g_window_s[0])
+        self.top_siemens = float(info.g_window_siemens[1])
+        self.bottom_siemens = float(info.g_window_siemens[0])
         self.rng = np.random.default_rng(self.s.seed)
         self.cal: Calibration | None = None
         self._progress: Progress = lambda f, what: None
@@ -142,10 +142,10 @@ class Calibrator:
                                              read_range_a=self.board.config.read_range_a)
         return g, saturated
 
-    def _strong_reset(self, array: int, mask: np.ndarray, threshold_s: float, corrected: bool,
+    def _strong_reset(self, array: int, mask: np.ndarray, threshold_siemens: float, corrected: bool,
                       min_pulses: int = 2, max_pulses: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """RESET the masked devices: `min_pulses` on all, then more on those that still read
-        above `threshold_s` (at most `max_pulses` each). Returns the last read and the devices
+        above `threshold_siemens` (at most `max_pulses` each). Returns the last read and the devices
         that stayed above."""
         v_reset = 0.9 * self.limits.v_reset_max
         gate = min(self.s.reset_gate_v, self.limits.v_gate_max)
@@ -159,7 +159,7 @@ class Calibrator:
             if k + 1 < min_pulses:
                 continue
             g, _ = self._read(array, 1, corrected)
-            pending &= g > threshold_s
+            pending &= g > threshold_siemens
         if g is None:
             g, _ = self._read(array, 1, corrected)
         return g, pending
@@ -213,7 +213,7 @@ class Calibrator:
     def _choose_read_range(self) -> float:
         """The smallest ADC range that holds the window top at v_read with 15 % headroom
         (TIA gain errors of a few %)."""
-        need = self.top_s * self.board.config.v_read * 1.15
+        need = self.top_siemens * self.board.config.v_read * 1.15
         fitting = [r for r in self.info.adc_ranges_a if r >= need]
         return min(fitting) if fitting else max(self.info.adc_ranges_a)
 
@@ -242,13 +242,13 @@ class Calibrator:
         time.sleep(self.s.settle_s)
         chain = self._read_chain(off_raw)
         cal = self.cal
-        self._vmm_calibration(chain["high_s"])
+        self._vmm_calibration(chain["high_siemens"])
         self._step("VMM gain and offset")
 
         # 5. defects
-        off_s = np.stack([cal.correct_conductance(a, off_raw[a]) for a in range(arrays)])
-        high_s = chain["high_s"]
-        defects = self._classify(off_s, high_s)
+        off_siemens = np.stack([cal.correct_conductance(a, off_raw[a]) for a in range(arrays)])
+        high_siemens = chain["high_siemens"]
+        defects = self._classify(off_siemens, high_siemens)
 
         # 6. SET curve on the sample
         sample = self._choose_sample(defects)
@@ -264,17 +264,17 @@ class Calibrator:
         validation = self._validate(sample) if self.smu is not None else None
 
         # 8. RESET curve
-        reset_curve, reset_points = self._reset_curve(sample, set_curve, v_set_v, off_s)
+        reset_curve, reset_points = self._reset_curve(sample, set_curve, v_set_v, off_siemens)
         cal.reset_curve = reset_curve
 
         # 9. end state
-        end_s = self._leave_reset()
+        end_siemens = self._leave_reset()
         self._step("final RESET")
-        report = self._report(chain, validation, defects, relaxation, end_s, v_switch, sample)
+        report = self._report(chain, validation, defects, relaxation, end_siemens, v_switch, sample)
         cal.extra.update({"v_set_switch_quantiles_v": report["set_threshold_quantiles_v"],
                           "sample_devices": int(sum(len(s[0]) for s in sample))})
         return CalibrationRun(cal, defects, report,
-                              {"off_s": off_s, "high_s": high_s, "end_s": end_s},
+                              {"off_siemens": off_siemens, "high_siemens": high_siemens, "end_siemens": end_siemens},
                               set_points, reset_points)
 
     # -- step 2 ---------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ class Calibrator:
         ramp = [v for v in self.s.set_ramp_v if v <= self.limits.v_set_max + 1e-9]
         if not ramp or ramp[-1] < self.limits.v_set_max - 1e-9:
             ramp.append(self.limits.v_set_max)
-        jump = 0.1 * self.top_s
+        jump = 0.1 * self.top_siemens
         v_switch = np.full(self.shape, np.nan)
         for a in range(self.shape[0]):
             switched = np.zeros(self.shape[1:], bool)
@@ -336,9 +336,9 @@ class Calibrator:
             x = (1.0 / voltages)[:, None, None] * np.ones_like(y)
             fits_a[a], fits_b[a], usable[a] = _line_fit(x, y, w)
         # devices that switched high and fit: the reference population of each column
-        healthy = usable & (fits_a > off_raw + 0.1 * self.top_s) & (fits_a > 0.3 * self.top_s)
+        healthy = usable & (fits_a > off_raw + 0.1 * self.top_siemens) & (fits_a > 0.3 * self.top_siemens)
         offset_a = _column_median(fits_b, healthy, fallback=np.median(fits_b, axis=1))
-        offset_s = offset_a / v_cal
+        offset_siemens = offset_a / v_cal
         level = _column_median(fits_a, healthy, fallback=np.median(fits_a, axis=1))
         reference = "smu" if self.smu is not None else "on-array"
         smu_refs = None
@@ -346,10 +346,10 @@ class Calibrator:
             gain, smu_refs = self._smu_gain(fits_a, healthy)
         else:
             gain = level / np.mean(level)
-        self.cal = Calibration(self.info.board_id, arrays, rows, cols, gain, offset_s, None, None,
+        self.cal = Calibration(self.info.board_id, arrays, rows, cols, gain, offset_siemens, None, None,
                                {}, v_read_v=v_cal, read_range_a=self.board.config.read_range_a,
                                reference=reference)
-        high_s = np.stack([self.cal.correct_conductance(a, raw_at_cal[a]) for a in range(arrays)])
+        high_siemens = np.stack([self.cal.correct_conductance(a, raw_at_cal[a]) for a in range(arrays)])
         # held-out check of the column gains: levels of the odd rows, corrected with gains fitted
         # on the even rows only (for the SMU gains: with the SMU gains, independent of the rows)
         odd = np.zeros(self.shape, bool)
@@ -359,7 +359,7 @@ class Calibrator:
         gain_even = gain if self.smu is not None else level_even / np.mean(level_even)
         spread_before = _rel_spread(level_odd)
         spread_after = _rel_spread(level_odd / gain_even)
-        return {"high_s": high_s, "raw_high_s": raw_at_cal, "fits_a": fits_a, "healthy": healthy,
+        return {"high_siemens": high_siemens, "raw_high_siemens": raw_at_cal, "fits_a": fits_a, "healthy": healthy,
                 "smu_refs": smu_refs, "column_spread_before": spread_before,
                 "column_spread_after": spread_after, "sweep_v": voltages.tolist()}
 
@@ -367,7 +367,7 @@ class Calibrator:
         """Per-column gain = median over a few devices of (gain * G from the sweep) / G (SMU)."""
         arrays, rows, cols = self.shape
         ratio = np.full((arrays, cols, self.s.smu_per_column), np.nan)
-        refs = {"array": [], "row": [], "col": [], "g_smu_s": [], "g_board_s": []}
+        refs = {"array": [], "row": [], "col": [], "g_smu_siemens": [], "g_board_siemens": []}
         for a in range(arrays):
             devices = []
             for c in range(cols):
@@ -396,11 +396,11 @@ class Calibrator:
 
     # -- step 4 ---------------------------------------------------------------------------------
 
-    def _vmm_calibration(self, high_s: np.ndarray) -> None:
+    def _vmm_calibration(self, high_siemens: np.ndarray) -> None:
         """All rows at the same voltage, swept over DAC steps: i_c = gain_c * v * sum_r G + off_c."""
         arrays, rows, cols = self.shape
         range_a = self.board.config.vmm_range_a
-        sums = np.maximum(high_s, 0).sum(axis=1)    # (arrays, cols) S
+        sums = np.maximum(high_siemens, 0).sum(axis=1)    # (arrays, cols) S
         v_amp = min(self.limits.v_read_max, 0.7 * range_a / max(float(sums.max()), 1e-12))
         lsb = self.info.dac_lsb_v
         steps = int(v_amp / lsb)
@@ -425,22 +425,22 @@ class Calibrator:
 
     # -- step 5 ---------------------------------------------------------------------------------
 
-    def _classify(self, off_s: np.ndarray, high_s: np.ndarray) -> DefectMap:
+    def _classify(self, off_siemens: np.ndarray, high_siemens: np.ndarray) -> DefectMap:
         """Devices whose SET-high and off reads differ by less than 10 % of the window are
         stuck: stuck_on when both reads are above half the window, stuck_off when both are
         below 5 % of it, unresponsive in between."""
-        swing = high_s - off_s
-        dead = swing < 0.1 * self.top_s
-        lo, hi = np.minimum(off_s, high_s), np.maximum(off_s, high_s)
+        swing = high_siemens - off_siemens
+        dead = swing < 0.1 * self.top_siemens
+        lo, hi = np.minimum(off_siemens, high_siemens), np.maximum(off_siemens, high_siemens)
         stuck = []
         for a, r, c in np.argwhere(dead):
-            if lo[a, r, c] > 0.5 * self.top_s:
+            if lo[a, r, c] > 0.5 * self.top_siemens:
                 kind = "stuck_on"
-            elif hi[a, r, c] < self.bottom_s + 0.05 * self.top_s:
+            elif hi[a, r, c] < self.bottom_siemens + 0.05 * self.top_siemens:
                 kind = "stuck_off"
             else:
                 kind = "unresponsive"
-            level = float(max(0.0, (off_s[a, r, c] + high_s[a, r, c]) / 2))
+            level = float(max(0.0, (off_siemens[a, r, c] + high_siemens[a, r, c]) / 2))
             stuck.append(StuckDevice(int(a), int(r), int(c), kind, level))
         return DefectMap(*self.shape, tuple(stuck))
 
@@ -474,11 +474,11 @@ class Calibrator:
 
     def _raw_off_threshold(self) -> float:
         """Uncorrected reads below this count as RESET (column offsets are ~1 uS)."""
-        return self.bottom_s + 0.03 * self.top_s
+        return self.bottom_siemens + 0.03 * self.top_siemens
 
     def _off_threshold(self) -> float:
         """Corrected reads below this count as RESET (off)."""
-        return self.bottom_s + 0.015 * self.top_s
+        return self.bottom_siemens + 0.015 * self.top_siemens
 
     def _set_curve(self, sample, v_set_v: float):
         """Each cycle: strong RESET of the sample, one SET at v_set_v with the gate rotating over
@@ -510,8 +510,8 @@ class Calibrator:
         part of the curve (10-90 % of its span); and devices whose SET response never moved."""
         shifts = np.full(self.shape, np.nan)
         worn = np.zeros(self.shape, bool)
-        span = curve.g_s[-1] - curve.g_s[0]
-        informative = (curve.g_s > curve.g_s[0] + 0.1 * span) & (curve.g_s < curve.g_s[0] + 0.9 * span)
+        span = curve.g_siemens[-1] - curve.g_siemens[0]
+        informative = (curve.g_siemens > curve.g_siemens[0] + 0.1 * span) & (curve.g_siemens < curve.g_siemens[0] + 0.9 * span)
         for a, (cells, values) in enumerate(zip(sample, per_device)):
             gates = curve.v_gate_v[:, None] * np.ones_like(values)
             delta = gates - curve.gate_for(values)
@@ -521,7 +521,7 @@ class Calibrator:
                     if informative.any() else np.full(values.shape[1], np.nan)
             shifts[a][cells] = shift
             moved = np.nanmax(values, axis=0) - np.nanmin(values, axis=0)
-            worn[a][cells] = moved < 0.1 * self.top_s
+            worn[a][cells] = moved < 0.1 * self.top_siemens
         return shifts, worn
 
     # -- step 7 ---------------------------------------------------------------------------------
@@ -541,7 +541,7 @@ class Calibrator:
         self._step("relaxation check")
         first, last = reads[0], reads[-1]
         change = last - first
-        mid = first > 0.1 * self.top_s
+        mid = first > 0.1 * self.top_siemens
         rel = np.abs(change[mid]) / first[mid] if mid.any() else np.array([np.nan])
         by_time = [float(np.median(np.abs(last - r))) for r in reads[:-1]]
         # decay of the relaxation part (noise removed in quadrature) between 0 and delay/4
@@ -550,17 +550,17 @@ class Calibrator:
         if delay > 0 and signal[0] > 2 * floor and 0 < signal[1] < signal[0]:
             tau = float(-(times[1] - times[0]) / math.log(signal[1] / signal[0]))
         return {"delay_s": delay, "devices": int(change.size), "reads_averaged": n,
-                "median_abs_change_s": float(np.median(np.abs(change))),
-                "p95_abs_change_s": float(np.percentile(np.abs(change), 95)),
-                "max_abs_change_s": float(np.max(np.abs(change))),
-                "mean_change_s": float(np.mean(change)),
+                "median_abs_change_siemens": float(np.median(np.abs(change))),
+                "p95_abs_change_siemens": float(np.percentile(np.abs(change), 95)),
+                "max_abs_change_siemens": float(np.max(np.abs(change))),
+                "mean_change_siemens": float(np.mean(change)),
                 "median_rel_change": float(np.median(rel)),
-                "noise_floor_s": floor,
-                "median_abs_change_to_final_s": dict(zip([f"{t:g}" for t in times[:-1]], by_time)),
+                "noise_floor_siemens": floor,
+                "median_abs_change_to_final_siemens": dict(zip([f"{t:g}" for t in times[:-1]], by_time)),
                 "tau_estimate_s": tau,
                 "note": "change of corrected reads (each the mean of reads_averaged) between "
                         "right after a SET pulse and delay_s later, over the characterization "
-                        "sample; noise_floor_s is the same statistic for two back-to-back reads"}
+                        "sample; noise_floor_siemens is the same statistic for two back-to-back reads"}
 
     def _sample_values(self, sample, n: int) -> np.ndarray:
         return np.concatenate([self._read(a, n, corrected=True)[0][cells]
@@ -569,14 +569,14 @@ class Calibrator:
     def _validate(self, sample) -> dict | None:
         """Held-out check with the SMU: devices of the sample at their (settled) mid-range levels,
         raw and corrected board reads (mean of `reads`, and single reads) against the SMU."""
-        rows_out = {"array": [], "col": [], "truth_s": [], "raw_mean_s": [], "raw_single_s": []}
+        rows_out = {"array": [], "col": [], "truth_siemens": [], "raw_mean_siemens": [], "raw_single_siemens": []}
         for a, cells in enumerate(sample):
             single, _ = self._read(a, 1)
             mean, _ = self._read(a, self.s.reads)
             corrected = self.cal.correct_conductance(a, mean)
             devices = []
             for c in range(self.shape[2]):
-                rows = cells[0][(cells[1] == c) & (corrected[cells] > 0.1 * self.top_s)]
+                rows = cells[0][(cells[1] == c) & (corrected[cells] > 0.1 * self.top_siemens)]
                 devices += [(int(r), c) for r in rows[:self.s.smu_per_column]]
             if not devices:
                 continue
@@ -584,22 +584,22 @@ class Calibrator:
             r, c = np.array(devices).T
             rows_out["array"].append(np.full(len(devices), a))
             rows_out["col"].append(c)
-            rows_out["truth_s"].append(g)
-            rows_out["raw_mean_s"].append(mean[r, c])
-            rows_out["raw_single_s"].append(single[r, c])
+            rows_out["truth_siemens"].append(g)
+            rows_out["raw_mean_siemens"].append(mean[r, c])
+            rows_out["raw_single_siemens"].append(single[r, c])
         self._step("SMU validation")
-        if not rows_out["truth_s"]:
+        if not rows_out["truth_siemens"]:
             return None
         out = {k: np.concatenate(v) for k, v in rows_out.items()}
         return _errors(self.cal, out)
 
     # -- step 8 ---------------------------------------------------------------------------------
 
-    def _reset_curve(self, sample, set_curve: SetCurve, v_set_v: float, off_s: np.ndarray):
+    def _reset_curve(self, sample, set_curve: SetCurve, v_set_v: float, off_siemens: np.ndarray):
         voltages = self._reset_voltages()
         n = len(voltages)
         gate = min(self.s.reset_gate_v, self.limits.v_gate_max)
-        set_gate = float(set_curve.gate_for(np.array([0.6 * self.top_s]))[0])
+        set_gate = float(set_curve.gate_for(np.array([0.6 * self.top_siemens]))[0])
         per_device = [np.full((n, len(cells[0])), np.nan) for cells in sample]
         for k in range(n):
             for a, cells in enumerate(sample):
@@ -611,8 +611,8 @@ class Calibrator:
                 v[cells] = voltages[index]
                 self.board.reset_pulses(a, v, gate, mask)
                 after, _ = self._read(a, 1, corrected=True)
-                span = before[cells] - off_s[a][cells]
-                frac = np.where(span > 0.1 * self.top_s, (before[cells] - after[cells])
+                span = before[cells] - off_siemens[a][cells]
+                frac = np.where(span > 0.1 * self.top_siemens, (before[cells] - after[cells])
                                 / np.where(span > 0, span, 1.0), np.nan)
                 per_device[a][index, np.arange(len(cells[0]))] = frac
                 self._step("RESET curve", 2.0)
@@ -620,7 +620,7 @@ class Calibrator:
         with np.errstate(all="ignore"):
             median = np.nanmedian(values, axis=1)
         median = np.where(np.isfinite(median), median, 0.0)
-        g_off = float(np.median(np.concatenate([off_s[a][cells] for a, cells in enumerate(sample)])))
+        g_off = float(np.median(np.concatenate([off_siemens[a][cells] for a, cells in enumerate(sample)])))
         curve = ResetCurve(voltages, np.clip(median, 0, 1), gate, max(g_off, 0.0))
         points = (np.repeat(voltages, values.shape[1]), values.ravel())
         return curve, points
@@ -645,7 +645,7 @@ class Calibrator:
 
     # -- report ---------------------------------------------------------------------------------
 
-    def _report(self, chain, validation, defects: DefectMap, relaxation, end_s, v_switch,
+    def _report(self, chain, validation, defects: DefectMap, relaxation, end_siemens, v_switch,
                 sample) -> dict:
         cal = self.cal
         arrays, rows, cols = self.shape
@@ -658,12 +658,12 @@ class Calibrator:
         stuck_cells = np.zeros(self.shape, bool)
         for d in defects.stuck:
             stuck_cells[d.array, d.row, d.col] = True
-        healthy_end = end_s[~stuck_cells] if end_s is not None else np.array([np.nan])
+        healthy_end = end_siemens[~stuck_cells] if end_siemens is not None else np.array([np.nan])
         columns = []
         for a in range(arrays):
             for c in range(cols):
                 columns.append({"array": a, "col": c, "gain": float(cal.read_gain[a, c]),
-                                "offset_s": float(cal.read_offset_s[a, c]),
+                                "offset_siemens": float(cal.read_offset_siemens[a, c]),
                                 "vmm_gain": None if cal.vmm_gain is None else float(cal.vmm_gain[a, c]),
                                 "vmm_offset_a": None if cal.vmm_offset_a is None
                                 else float(cal.vmm_offset_a[a, c])})
@@ -690,7 +690,7 @@ class Calibrator:
             "set_threshold_quantiles_v": {q: float(np.quantile(found, float(q)))
                                           for q in ("0.01", "0.5", "0.99")} if found.size else {},
             "set_curve": cal.set_curve.to_dict() if cal.set_curve else None,
-            "set_curve_reaches_window_top": bool(cal.set_curve.g_s[-1] >= self.top_s)
+            "set_curve_reaches_window_top": bool(cal.set_curve.g_siemens[-1] >= self.top_siemens)
             if cal.set_curve else None,
             "reset_curve": cal.reset_curve.to_dict() if cal.reset_curve else None,
             "relaxation": relaxation,
@@ -699,8 +699,8 @@ class Calibrator:
             "end_state": {"state": "every device RESET (strong RESET at %.2f V, gate %.2f V)"
                           % (0.9 * self.limits.v_reset_max,
                              min(self.s.reset_gate_v, self.limits.v_gate_max)),
-                          "median_s": float(np.median(healthy_end)),
-                          "max_s": float(np.max(healthy_end))},
+                          "median_siemens": float(np.median(healthy_end)),
+                          "max_siemens": float(np.max(healthy_end))},
             "settings": {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in asdict(self.s).items()},
         }
@@ -740,8 +740,8 @@ def _rel_spread(level: np.ndarray) -> float:
 
 
 def _errors(cal: Calibration, v: dict) -> dict:
-    """Median relative errors of raw and corrected reads against the reference `truth_s`."""
-    truth, arrays = v["truth_s"], v["array"]
+    """Median relative errors of raw and corrected reads against the reference `truth_siemens`."""
+    truth, arrays = v["truth_siemens"], v["array"]
 
     def correct(raw: np.ndarray) -> np.ndarray:
         return np.array([_correct_one(cal, int(a), c, g) for a, c, g in zip(arrays, v["col"], raw)])
@@ -749,14 +749,14 @@ def _errors(cal: Calibration, v: dict) -> dict:
     def err(g: np.ndarray) -> float:
         return float(np.median(np.abs(g - truth) / truth))
 
-    return {"read_error_before": err(v["raw_mean_s"]), "read_error_after": err(correct(v["raw_mean_s"])),
-            "read_error_before_single": err(v["raw_single_s"]),
-            "read_error_after_single": err(correct(v["raw_single_s"])),
+    return {"read_error_before": err(v["raw_mean_siemens"]), "read_error_after": err(correct(v["raw_mean_siemens"])),
+            "read_error_before_single": err(v["raw_single_siemens"]),
+            "read_error_after_single": err(correct(v["raw_single_siemens"])),
             "validation_devices": int(truth.size)}
 
 
 def _correct_one(cal: Calibration, array: int, col: int, g: float) -> float:
-    return float((g - cal.read_offset_s[array, col]) / cal.read_gain[array, col])
+    return float((g - cal.read_offset_siemens[array, col]) / cal.read_gain[array, col])
 
 
 def _nan_to_none(a: np.ndarray) -> list:

@@ -69,8 +69,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     click.echo(f"  cells used     {s['cells_used']} ({100 * s['utilization']:.1f} % utilization "
                f"of the arrays used)")
     click.echo(f"  levels         {s['signed_levels']} signed ({s['levels_per_device']} per "
-               f"device), dG = {s['dg_s'] * 1e6:.3f} uS, G {s['g_min_s'] * 1e6:g}-"
-               f"{s['g_max_s'] * 1e6:g} uS")
+               f"device), dG = {s['dg_siemens'] * 1e6:.3f} uS, G {s['g_min_siemens'] * 1e6:g}-"
+               f"{s['g_max_siemens'] * 1e6:g} uS")
     click.echo(f"  steps/sample   {s['steps_per_sample']} ({s['sequence_length']} + 1 flush per "
                f"layer), {max(s['vmms_per_step'])} VMMs per step"
                + (" (tiles in parallel)" if s["tiles_in_parallel"] else " (one per kernel)"))

@@ -83,8 +83,8 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     bits_list = _numbers(bits_text, "--bits", int)
     if not all(1 <= b <= MAX_BITS for b in bits_list):
         raise BadInput(f"--bits must be within 1..{MAX_BITS}, got {bits_text!r}")
-    sigmas_s = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
-    if any(s < 0 for s in sigmas_s):
+    sigmas_siemens = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
+    if any(s < 0 for s in sigmas_siemens):
         raise BadInput("--sigma-us must not be negative")
     model_seeds = _numbers(model_seeds_text, "--model-seeds", int)
     if len(set(model_seeds)) != len(model_seeds) or min(model_seeds) < 0:
@@ -109,7 +109,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     points = [SweepPoint(checkpoints[b, ms], b, s, seed, m, limit,
                          str(out / "boards" / f"{m}-{b}bit-{ms}-{s * 1e6:g}uS-{seed}"),
                          noise_cells, ms)
-              for m in methods for b in bits_list for ms in model_seeds for s in sigmas_s
+              for m in methods for b in bits_list for ms in model_seeds for s in sigmas_siemens
               for seed in range(seeds)]
     try:
         with click.progressbar(length=len(points), label="sweep",

@@ -55,7 +55,7 @@ class Keithley2400(ScpiInstrument):
         except ValueError:
             raise InstrumentError(f"{self.name}: unexpected reading {answer!r}") from None
 
-    def measure_conductance_s(self, v_read: float) -> float:
+    def measure_conductance_siemens(self, v_read: float) -> float:
         """Apply `v_read` (V), measure, switch off; returns I / V in S."""
         if v_read == 0:
             raise InstrumentError(f"{self.name}: a conductance needs a non-zero read voltage")

@@ -18,6 +18,7 @@ import numpy as np
 
 from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
 from imssa_hw.drivers.loop_program import LoopProgram
+from imssa_hw.files import upgrade_legacy_keys
 
 
 class Opcode(IntEnum):
@@ -102,7 +103,7 @@ class BoardInfo:
     dac_bits: int
     """Signed row DAC: steps of v_read_max / (2**(dac_bits-1) - 1)."""
     adc_ranges_a: tuple[float, ...]
-    g_window_s: tuple[float, float]
+    g_window_siemens: tuple[float, float]
     """Nominal programmable conductance window (min, max), S."""
     max_loop_steps: int = 1 << 20
     """RUN_SEQUENCE: at most this many sequences x steps per request (BAD_ARGUMENT beyond)."""
@@ -170,7 +171,7 @@ def to_json(obj: Any) -> bytes:
 
 def _load_json(payload: bytes) -> Any:
     try:
-        return json.loads(payload.decode())
+        return upgrade_legacy_keys(json.loads(payload.decode()))
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"bad JSON payload: {exc}") from None
 

@@ -3,7 +3,7 @@
     def test_x(emulated_board):
         emu = emulated_board(rows=4, cols=4, drop_rate=0.1)   # -> EmulatorProcess
         with Board.open(emu.port) as board: ...
-        emu.truth_s()                                          # ground truth from the state file
+        emu.truth_siemens()                                          # ground truth from the state file
 
 Boards default to 2 arrays of 8x8 to keep tests fast; every option of
 `imssa_hw.emulator.process.emulator_command` can be given.
@@ -21,8 +21,8 @@ SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
 NOISELESS = {"read_chain.read_noise_rel": 0, "read_chain.tia_gain_sigma": 0,
              "read_chain.tia_offset_sigma_fs": 0}
 """Settings that make reads and VMMs exact up to the ADC and DAC steps."""
-STILL = {"relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0,
-         "retention.sigma_min_s": 0, "retention.sigma_max_s": 0}
+STILL = {"relaxation.sigma_min_siemens": 0, "relaxation.sigma_max_siemens": 0,
+         "retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0}
 """Settings under which a device keeps the conductance a pulse gave it (no relaxation, no drift)."""
 
 

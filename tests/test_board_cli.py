@@ -31,10 +31,10 @@ def test_board_read_writes_the_map(module_board, tmp_path):
     result = run("board", "read", "--port", module_board.port, "--array", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
     g = np.load(out)
-    truth = module_board.truth_s()[1]
+    truth = module_board.truth_siemens()[1]
     assert g.shape == (8, 8) and np.abs(g - truth).max() < 5e-6
     summary = json.loads(result.output)
-    assert summary["array"] == 1 and summary["max_s"] == g.max()
+    assert summary["array"] == 1 and summary["max_siemens"] == g.max()
 
 
 def test_port_from_the_environment(module_board):

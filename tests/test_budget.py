@@ -19,7 +19,7 @@ from imssa_hw.programming import program_deployment
 
 from test_programming import EXACT_CHAIN, FAST, FAST_DEVICES, make_deployment
 
-HEALTHY_STILL = {"retention.sigma_min_s": 0, "retention.sigma_max_s": 0,
+HEALTHY_STILL = {"retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0,
                  "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
 """No drift and no stuck devices unless a test adds them."""
 
@@ -42,7 +42,7 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
 
 @pytest.mark.parametrize("dominant, settings, day", [
     ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
-    ("drift", {"retention.sigma_min_s": 15e-6, "retention.sigma_max_s": 20e-6}, True),
+    ("drift", {"retention.sigma_min_siemens": 15e-6, "retention.sigma_max_siemens": 20e-6}, True),
 ])
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)
@@ -66,7 +66,7 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     try:
         with Board.open(emu.port) as board:
             budget = error_budget(board, dep, ckpt, features, labels, None,
-                                  (run.achieved_s, run.status))
+                                  (run.achieved_siemens, run.status))
     finally:
         emu.stop()
     assert budget["dominant"] == dominant, budget["causes"]

@@ -37,14 +37,14 @@ def calibrate(*args, env=None):
 
 def healthy_truth(emu) -> np.ndarray:
     state = emu.state()
-    return emu.truth_s()[state.devices.defect == HEALTHY]
+    return emu.truth_siemens()[state.devices.defect == HEALTHY]
 
 
 # -- curves and calib.json ------------------------------------------------------------------------
 
 def test_set_curve_inverts_and_clips():
     curve = SetCurve(np.array([0.5, 0.6, 0.7, 0.8]), np.array([2e-6, 20e-6, 15e-6, 80e-6]), 2.5)
-    assert np.all(np.diff(curve.g_s) >= 0)                       # made non-decreasing
+    assert np.all(np.diff(curve.g_siemens) >= 0)                       # made non-decreasing
     gates = curve.gate_for(np.array([0.0, 11e-6, 20e-6, 50e-6, 1.0]))
     assert gates[0] == 0.5 and gates[-1] == 0.8                  # clipped to the measured range
     assert np.all(np.diff(gates) >= 0)
@@ -78,20 +78,20 @@ def test_calibration_round_trip_and_corrections(tmp_path):
     back = load_calibration(tmp_path)
     assert json.loads((tmp_path / "calib.json").read_text())["format"] == "imssa-hw-calibration"
     np.testing.assert_array_equal(back.read_gain, cal.read_gain)
-    np.testing.assert_array_equal(back.set_curve.g_s, cal.set_curve.g_s)
+    np.testing.assert_array_equal(back.set_curve.g_siemens, cal.set_curve.g_siemens)
     g_true = np.random.default_rng(0).uniform(1e-6, 1.5e-4, (4, 3))
-    g_read = cal.read_gain[1] * g_true + cal.read_offset_s[1]
+    g_read = cal.read_gain[1] * g_true + cal.read_offset_siemens[1]
     np.testing.assert_allclose(back.correct_conductance(1, g_read), g_true)
     np.testing.assert_allclose(back.correct_conductance(1, g_read[0]), g_true[0])
     # an offset of fixed ADC codes: at half the read voltage it is twice the conductance
-    g_half = cal.read_gain[1] * g_true + 2 * cal.read_offset_s[1]
+    g_half = cal.read_gain[1] * g_true + 2 * cal.read_offset_siemens[1]
     np.testing.assert_allclose(back.correct_conductance(1, g_half, v_read=0.1), g_true)
     i_true = np.array([1e-4, 2e-4, 3e-4])
     np.testing.assert_allclose(back.correct_currents(0, 1.01 * i_true + 2e-6), i_true)
     np.testing.assert_allclose(back.correct_currents(0, 1.01 * i_true + 4e-6, range_a=1280e-6), i_true)
     # without a VMM calibration: the read chain's gain, offset current scaled to the VMM range
     cal.vmm_gain = cal.vmm_offset_a = None
-    i_board = cal.read_gain[0] * i_true + cal.read_offset_s[0] * 0.2 * 16
+    i_board = cal.read_gain[0] * i_true + cal.read_offset_siemens[0] * 0.2 * 16
     np.testing.assert_allclose(cal.correct_currents(0, i_board), i_true)
 
 
@@ -100,7 +100,7 @@ def test_calibration_round_trip_and_corrections(tmp_path):
     (lambda d: d.update(version=9), "version 9"),
     (lambda d: d.update(read_gain=[[1.0]]), "read_gain must be a 2x3"),
     (lambda d: d.update(read_gain=[[1, 1, -1], [1, 1, 1]]), "read_gain must be positive"),
-    (lambda d: d["set_curve"].update(g_s=[2e-6, 1e-6]), "g_s must be non-decreasing"),
+    (lambda d: d["set_curve"].update(g_siemens=[2e-6, 1e-6]), "g_siemens must be non-decreasing"),
     (lambda d: d["reset_curve"].update(v_reset_v=[1.5, 0.5]), "v_reset_v must be increasing"),
     (lambda d: d.update(reference="guess"), "reference must be"),
 ])
@@ -165,7 +165,7 @@ def test_read_error_falls_below_one_percent(smu_run):
     assert np.median(np.abs(cal.read_gain - chain.gain)) < 0.005
     assert np.median(np.abs(cal.read_gain - chain.gain)) < 0.3 * np.median(np.abs(chain.gain - 1))
     lsb = 40e-6 / 256
-    offset_codes = cal.read_offset_s * cal.v_read_v / lsb
+    offset_codes = cal.read_offset_siemens * cal.v_read_v / lsb
     assert np.median(np.abs(offset_codes - chain.offset_codes)) < 0.2
     vmm_codes = cal.vmm_offset_a / (cal.vmm_range_a / 256)
     assert np.median(np.abs(vmm_codes - chain.offset_codes)) < 0.2
@@ -178,13 +178,13 @@ def test_curves_are_monotone_and_predict_the_emulator(smu_run):
     d = emu.state().devices
     healthy = d.defect == HEALTHY
     s = cal.set_curve
-    assert np.all(np.diff(s.v_gate_v) > 0) and np.all(np.diff(s.g_s) >= 0)
+    assert np.all(np.diff(s.v_gate_v) > 0) and np.all(np.diff(s.g_siemens) >= 0)
     assert 1.6 < s.v_set_v <= 3.5
     # the emulator's SET response from the off state: min(gain * (gate - vt)^exp, g_on_max)
-    for gate, g in zip(s.v_gate_v, s.g_s):
-        model = np.minimum(d.set_gain_s * np.maximum(gate - d.set_gate_vt_v, 0) ** d.set_exponent,
-                           d.g_on_max_s)
-        expected = np.median(np.maximum(model, d.g_off_s)[healthy])
+    for gate, g in zip(s.v_gate_v, s.g_siemens):
+        model = np.minimum(d.set_gain_siemens * np.maximum(gate - d.set_gate_vt_v, 0) ** d.set_exponent,
+                           d.g_on_max_siemens)
+        expected = np.median(np.maximum(model, d.g_off_siemens)[healthy])
         assert abs(g - expected) < 4e-6 + 0.08 * expected, (gate, g, expected)
     r = cal.reset_curve
     assert np.all(np.diff(r.fraction_removed) >= 0)
@@ -195,7 +195,7 @@ def test_curves_are_monotone_and_predict_the_emulator(smu_run):
         assert abs(f - expected) < 0.07, (v, f, expected)
     # per-device shifts follow each device's own curve (the gate it needs for 60 uS)
     shift = np.stack([cal.device_set_shift_v(a) for a in range(2)])
-    own = d.set_gate_vt_v + (60e-6 / d.set_gain_s) ** (1 / d.set_exponent)
+    own = d.set_gate_vt_v + (60e-6 / d.set_gain_siemens) ** (1 / d.set_exponent)
     known = healthy & np.isfinite(shift)
     assert known.sum() > 100
     assert np.corrcoef(shift[known], own[known])[0, 1] > 0.8
@@ -203,8 +203,8 @@ def test_curves_are_monotone_and_predict_the_emulator(smu_run):
     targets = np.array([20e-6, 60e-6, 120e-6])
     gates = s.gate_for(targets)
     for gate, target in zip(gates, targets):
-        model = np.minimum(d.set_gain_s * np.maximum(gate - d.set_gate_vt_v, 0) ** d.set_exponent,
-                           d.g_on_max_s)
+        model = np.minimum(d.set_gain_siemens * np.maximum(gate - d.set_gate_vt_v, 0) ** d.set_exponent,
+                           d.g_on_max_siemens)
         assert np.median(model[healthy]) == pytest.approx(target, rel=0.12)
 
 
@@ -239,8 +239,8 @@ def test_keithley_driver_against_the_emulated_smu(smu_run):
         smu.configure_voltage_source(1e-4)
         board.set_pulses(0, 3.5, 1.2, mask)
         board.route_smu(0, row, col)
-        g = smu.measure_conductance_s(0.2)
-        truth = emu.truth_s()[0, row, col]
+        g = smu.measure_conductance_siemens(0.2)
+        truth = emu.truth_siemens()[0, row, col]
         board.route_smu(None)
         for _ in range(4):
             board.reset_pulses(0, 1.8, 5.0, mask)
@@ -262,7 +262,7 @@ def test_vmm_outputs_in_true_units(smu_run):
         for _ in range(20):
             v = np.round(rng.uniform(0.02, 0.2, 8) / lsb) * lsb
             raw.append(board.vmm(1, v))
-            true.append(emu.truth_s()[1].T @ v)
+            true.append(emu.truth_siemens()[1].T @ v)
         for _ in range(5):
             board.reset_pulses(1, 1.8, 5.0)
         range_a = board.config.vmm_range_a
@@ -291,7 +291,7 @@ def test_on_array_calibration_corrects_offsets_and_relative_gains(tmp_path):
         relative = chain.gain / chain.gain.mean()      # the board's mean gain is not measurable
         assert cal.read_gain.mean() == pytest.approx(1.0)
         assert np.median(np.abs(cal.read_gain - relative)) < 0.5 * np.median(np.abs(relative - 1))
-        offset_codes = cal.read_offset_s * cal.v_read_v / (40e-6 / 256)
+        offset_codes = cal.read_offset_siemens * cal.v_read_v / (40e-6 / 256)
         assert np.median(np.abs(offset_codes - chain.offset_codes)) < 0.2
         assert healthy_truth(emu).max() < 5e-6
     finally:
@@ -419,7 +419,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, old_out, monkeypatch):
     cal = make_calibration()
     zeros = np.zeros((2, 4, 3))
     run = CalibrationRun(cal, DefectMap(2, 4, 3, ()), {"board_id": "B1"},
-                         {"off_s": zeros, "high_s": zeros + 1e-4, "end_s": zeros})
+                         {"off_siemens": zeros, "high_siemens": zeros + 1e-4, "end_siemens": zeros})
 
     def broken(run, folder):
         (folder / "conductance_map.png").write_bytes(b"half")

@@ -97,12 +97,12 @@ def test_bad_array_shapes(deployed, tmp_path):
     folder = _copy(deployed[2], tmp_path)
     with np.load(folder / "targets.npz") as f:
         arrays = {k: f[k] for k in f.files}
-    arrays["targets_s"] = arrays["targets_s"][:, :32]
+    arrays["targets_siemens"] = arrays["targets_siemens"][:, :32]
     with open(folder / "targets.npz", "wb") as f:
         np.savez(f, **arrays)
     digest = hashlib.sha256((folder / "targets.npz").read_bytes()).hexdigest()
     _edit_json(folder, lambda d: d["targets"].update(sha256=digest))
-    with pytest.raises(BadInput, match=r"targets_s has shape \(3, 32, 64\).*"
+    with pytest.raises(BadInput, match=r"targets_siemens has shape \(3, 32, 64\).*"
                                        r"expected \(3, 64, 64\)"):
         load_deployment(folder)
 
@@ -148,8 +148,8 @@ def test_defect_map_round_trip_and_errors(tmp_path):
         load_defects(tmp_path / "d.json", board(2, 32, 32).geometry)
     for entry, message in [({"array": 3, "row": 0, "col": 0, "kind": "stuck_on"}, "array must be"),
                            ({"array": 0, "row": 0, "col": 0, "kind": "broken"}, "kind must be"),
-                           ({"array": 0, "row": 0, "col": 0, "kind": "stuck_on", "g_s": 5},
-                            "g_s must be")]:
+                           ({"array": 0, "row": 0, "col": 0, "kind": "stuck_on", "g_siemens": 5},
+                            "g_siemens must be")]:
         data = defects.to_dict()
         data["stuck"].append(entry)
         (tmp_path / "bad.json").write_text(json.dumps(data))

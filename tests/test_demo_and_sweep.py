@@ -49,11 +49,11 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     train_task(TINY, path, model={"bits": 2, "h": 2, "n": 4}, epochs=2)
     points = [SweepPoint(str(path), 2, sigma, 0, "noise") for sigma in (0.0, 30e-6)]
     results = run_points(points, workers=2)
-    clean, noisy = sorted(results, key=lambda r: r["sigma_s"])
+    clean, noisy = sorted(results, key=lambda r: r["sigma_siemens"])
     assert clean["accuracy"] == clean["software_accuracy"]  # ideal maps reproduce the model
-    assert clean["median_abs_error_s"] == 0.0
+    assert clean["median_abs_error_siemens"] == 0.0
     # most tile cells are off (2 uS): noise below 0 S is clipped there, so the median error is 2 uS
-    assert 1e-6 < noisy["median_abs_error_s"] <= 30e-6
+    assert 1e-6 < noisy["median_abs_error_siemens"] <= 30e-6
     rows = table(results)
     assert [r["sigma_us"] for r in rows] == [0.0, 30.0]
     assert rows[0]["bits"] == 2 and rows[0]["paper_bits"] == 3  # the paper counts signed bits
@@ -66,7 +66,7 @@ def test_sweep_two_points(tmp_path, monkeypatch):
 
 def test_sweep_table_averages_over_models_and_draws():
     def point(model_seed, seed, accuracy, software):
-        return {"method": "noise", "bits": 4, "sigma_s": 5e-6, "model_seed": model_seed,
+        return {"method": "noise", "bits": 4, "sigma_siemens": 5e-6, "model_seed": model_seed,
                 "seed": seed, "accuracy": accuracy, "software_accuracy": software}
 
     rows = table([point(0, 0, 0.85, 0.90), point(0, 1, 0.87, 0.90),
@@ -92,7 +92,7 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
         with dask_client(cluster.scheduler_address) as client:
             remote = run_points(points, client=client)
     assert [r["accuracy"] for r in remote] == [r["accuracy"] for r in local]
-    assert [r["median_abs_error_s"] for r in remote] == [r["median_abs_error_s"] for r in local]
+    assert [r["median_abs_error_siemens"] for r in remote] == [r["median_abs_error_siemens"] for r in local]
 
 
 def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):

@@ -51,16 +51,16 @@ def test_pulses_and_reads_follow_the_devices(emulated_board):
         mask = np.zeros((8, 8), bool)
         mask[2:5] = True
         assert board.set_pulses(0, 3.0, 1.0, mask) == 24
-        truth = emu.truth_s()
+        truth = emu.truth_siemens()
         assert (truth[0][mask] > 40e-6).all() and (truth[0][~mask] < 3e-6).all()
         read = board.read_array(0)
         assert read.shape == (8, 8)
         # within the read chain's errors: gain ~3 %, offset ~1 LSB, noise 1 %
         assert np.abs(read[mask] - truth[0][mask]).max() < 0.15 * truth[0][mask].max()
         assert abs(board.read_device(0, 3, 4) - truth[0, 3, 4]) < 0.15 * truth[0, 3, 4]
-        before = emu.truth_s()[0][mask]
+        before = emu.truth_siemens()[0][mask]
         assert board.reset_pulses(0, 1.2, 5.0, mask) == 24
-        assert (emu.truth_s()[0][mask] < before).all()
+        assert (emu.truth_siemens()[0][mask] < before).all()
 
 
 def test_vmm_is_the_column_currents(emulated_board):
@@ -71,7 +71,7 @@ def test_vmm_is_the_column_currents(emulated_board):
         currents = board.vmm(1, v)
         lsb_i = board.info.adc_lsb_a(board.config.vmm_range_a)
         v_dac = np.round(v / board.info.dac_lsb_v) * board.info.dac_lsb_v
-        expected = v_dac @ emu.truth_s()[1]
+        expected = v_dac @ emu.truth_siemens()[1]
         assert currents.shape == (8,)
         assert np.abs(currents - expected).max() <= lsb_i * 0.51
         with pytest.raises(VoltageLimitError):

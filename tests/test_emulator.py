@@ -36,10 +36,10 @@ def test_population_statistics():
     devices = DeviceModel(load_profile()).draw((3, 64, 64), np.random.default_rng(0))
     stuck = np.isin(devices.defect, (STUCK_ON, STUCK_OFF)).mean()
     assert 0.003 < stuck < 0.008
-    assert (devices.g_final_s[devices.defect == STUCK_ON] > 100e-6).all()
-    assert (devices.g_final_s[devices.defect == HEALTHY] < 3e-6).all()  # fresh: high resistance
+    assert (devices.g_final_siemens[devices.defect == STUCK_ON] > 100e-6).all()
+    assert (devices.g_final_siemens[devices.defect == HEALTHY] < 3e-6).all()  # fresh: high resistance
     assert 0.2 < devices.set_threshold_v.std() < 0.3 and 1.5 < devices.set_threshold_v.mean() < 1.7
-    assert 0.08 < np.log(devices.set_gain_s).std() < 0.12
+    assert 0.08 < np.log(devices.set_gain_siemens).std() < 0.12
 
 
 def test_set_needs_the_threshold_and_follows_the_gate(emulated_board):
@@ -51,14 +51,14 @@ def test_set_needs_the_threshold_and_follows_the_gate(emulated_board):
         gates = np.tile(np.linspace(0.6, 1.3, 8), (8, 1))  # one gate voltage per column
         board.set_pulses(0, 3.0, gates)
         devices = emu.state().devices
-        g = devices.g_final_s[0]
-        expected = devices.set_gain_s[0] * (gates - devices.set_gate_vt_v[0]) ** devices.set_exponent[0]
+        g = devices.g_final_siemens[0]
+        expected = devices.set_gain_siemens[0] * (gates - devices.set_gate_vt_v[0]) ** devices.set_exponent[0]
         # the per-device curve, within the cycle-to-cycle noise (<= 3 uS sigma)
-        assert np.abs(g - np.minimum(expected, devices.g_on_max_s[0]))[ok[0]].max() < 12e-6
+        assert np.abs(g - np.minimum(expected, devices.g_on_max_siemens[0]))[ok[0]].max() < 12e-6
         column_means = g.mean(axis=0)
         assert (np.diff(column_means) > 0).all() and column_means[0] < 40e-6 < 100e-6 < column_means[-1]
         board.set_pulses(0, 3.0, 0.6)  # a lower compliance never lowers a device
-        assert (emu.state().devices.g_final_s[0] >= g).all()
+        assert (emu.state().devices.g_final_siemens[0] >= g).all()
 
 
 def test_reset_is_gradual_and_grows_with_voltage(emulated_board):
@@ -68,9 +68,9 @@ def test_reset_is_gradual_and_grows_with_voltage(emulated_board):
         board.set_pulses(0, 3.0, 1.2)
         losses = []
         for v_reset in (0.6, 0.9, 1.2, 1.5):
-            before = emu.state().devices.g_final_s[0]
+            before = emu.state().devices.g_final_siemens[0]
             board.reset_pulses(0, v_reset, 5.0)
-            losses.append(np.median(((before - emu.state().devices.g_final_s[0]) / before)[ok]))
+            losses.append(np.median(((before - emu.state().devices.g_final_siemens[0]) / before)[ok]))
         assert losses[0] < 0.03 and losses[-1] > 0.3
         assert (np.diff(losses) > 0).all()
 
@@ -89,13 +89,13 @@ def test_relaxation_moves_programmed_devices(emulated_board):
     with Board.open(emu.port) as board:
         board.set_pulses(0, 3.0, 0.9)  # mid-range: the largest relaxation
     devices = emu.state().devices
-    moved = devices.relax_s[0][healthy(emu)[0]]
+    moved = devices.relax_siemens[0][healthy(emu)[0]]
     assert 0.5e-6 < moved.std() < 3e-6
     t0 = devices.t_pulse_s[0].max()
     later = 20 * devices.relax_tau_s
-    early, late = devices.conductance_s(t0, 0), devices.conductance_s(t0 + later, 0)
-    drift = devices.drift_s[0] * devices.drift_fraction(later)
-    assert np.allclose(late - early, devices.relax_s[0] + drift, atol=1e-12)
+    early, late = devices.conductance_siemens(t0, 0), devices.conductance_siemens(t0 + later, 0)
+    drift = devices.drift_siemens[0] * devices.drift_fraction(later)
+    assert np.allclose(late - early, devices.relax_siemens[0] + drift, atol=1e-12)
 
 
 def test_stuck_devices_ignore_pulses(emulated_board):
@@ -108,8 +108,8 @@ def test_stuck_devices_ignore_pulses(emulated_board):
         board.set_pulses(1, 3.0, 1.0)
         board.reset_pulses(1, 1.5, 5.0)
     after = emu.state().devices
-    assert np.array_equal(after.g_final_s[stuck], before.g_final_s[stuck])
-    assert (after.g_final_s[0][~stuck[0]] > 10e-6).all()
+    assert np.array_equal(after.g_final_siemens[stuck], before.g_final_siemens[stuck])
+    assert (after.g_final_siemens[0][~stuck[0]] > 10e-6).all()
 
 
 def test_endurance(emulated_board):
@@ -121,14 +121,14 @@ def test_endurance(emulated_board):
         worn = emu.state().devices
         assert (worn.defect[0][worn.pulses[0] >= 5] == WORN_OUT).all() and (worn.defect[0] == WORN_OUT).sum() > 50
         board.set_pulses(0, 3.0, 1.4)
-    assert np.array_equal(emu.state().devices.g_final_s[0], worn.g_final_s[0])
+    assert np.array_equal(emu.state().devices.g_final_siemens[0], worn.g_final_siemens[0])
 
 
 def test_read_chain_column_errors_and_saturation(emulated_board):
     emu = emulated_board(settings={"read_chain.read_noise_rel": 0, **STEADY}, rows=16, cols=16, arrays=1)
     with Board.open(emu.port) as board:
         board.set_pulses(0, 3.0, 1.2)
-        truth = emu.truth_s()[0]
+        truth = emu.truth_siemens()[0]
         ok = healthy(emu)[0]
         ratio = np.nanmedian(np.where(ok, board.read_array(0) / truth, np.nan), axis=0)
         assert 0.01 < ratio.std() < 0.06  # per-column gain errors of a few %
@@ -144,7 +144,7 @@ def test_ir_drop_lowers_far_devices(emulated_board):
     emu = emulated_board(settings={**NOISELESS, **STEADY, "read_chain.ir_drop_r_wire_ohm": 200.0})
     with Board.open(emu.port) as board:
         board.set_pulses(0, 3.0, 1.3)
-        ratio = board.read_array(0) / emu.truth_s()[0]
+        ratio = board.read_array(0) / emu.truth_siemens()[0]
     ok = healthy(emu)[0]
     near, far = ratio[7, 0], ratio[0, 7]  # next to the row driver and the TIA / farthest away
     assert ok[7, 0] and ok[0, 7] and near > far + 0.05
@@ -167,7 +167,7 @@ def test_limits_are_refused_and_no_device_is_touched(module_board, command, volt
             getattr(board, command)(1, v, gate, mask)
         assert board.status().pulses_applied == pulses
     after = module_board.state().devices
-    for name in ("g_final_s", "relax_s", "t_pulse_s", "pulses"):
+    for name in ("g_final_siemens", "relax_siemens", "t_pulse_s", "pulses"):
         assert np.array_equal(getattr(after, name), getattr(before, name)), name
 
 
@@ -207,7 +207,7 @@ def test_faults_do_not_change_the_programming(emulated_board):
     assert replays > 0
     a, b = clean.state().devices, faulty.state().devices
     assert np.array_equal(a.pulses, b.pulses) and a.pulses.sum() > 100
-    assert np.array_equal(a.g_final_s, b.g_final_s)
+    assert np.array_equal(a.g_final_siemens, b.g_final_siemens)
 
 
 def test_retried_pulse_is_applied_once(emulated_board):
@@ -232,8 +232,8 @@ def test_seed_determines_population_and_reads(emulated_board):
             board.set_pulses(0, 3.0, 1.0)
             reads.append(board.read_array(0))
     assert np.array_equal(reads[0], reads[1]) and not np.array_equal(reads[0], reads[2])
-    assert np.array_equal(a.state().devices.set_gain_s, b.state().devices.set_gain_s)
-    assert not np.array_equal(a.state().devices.set_gain_s, c.state().devices.set_gain_s)
+    assert np.array_equal(a.state().devices.set_gain_siemens, b.state().devices.set_gain_siemens)
+    assert not np.array_equal(a.state().devices.set_gain_siemens, c.state().devices.set_gain_siemens)
 
 
 def test_state_persists_across_restart(tmp_path):
@@ -250,7 +250,7 @@ def test_state_persists_across_restart(tmp_path):
         restored = second.state().devices
         for name, value in programmed.to_arrays().items():
             assert np.array_equal(getattr(restored, name), value), name
-        assert np.abs(read - second.truth_s()[0]).max() < 0.15 * read.max()
+        assert np.abs(read - second.truth_siemens()[0]).max() < 0.15 * read.max()
     finally:
         second.stop()
     with pytest.raises(RuntimeError, match="holds 1x4x4 devices"):
@@ -269,7 +269,7 @@ def test_retention_drift_grows_with_log_time_and_a_day_passes_in_seconds(tmp_pat
     """Program at normal speed, then restart the board with a day in 3 s: the reads move by the
     drift each device drew, as the log-time law says, and the clock has advanced by a day."""
     options = dict(seed=3, arrays=1, rows=8, cols=8,
-                   settings={**NOISELESS, "relaxation.sigma_min_s": 0, "relaxation.sigma_max_s": 0})
+                   settings={**NOISELESS, "relaxation.sigma_min_siemens": 0, "relaxation.sigma_max_siemens": 0})
     first = start_emulator(tmp_path, **options)
     with Board.open(first.port) as board:
         board.set_pulses(0, 3.0, 0.9)  # mid-window: the largest drift
@@ -277,7 +277,7 @@ def test_retention_drift_grows_with_log_time_and_a_day_passes_in_seconds(tmp_pat
     first.stop()
     devices = load_state(tmp_path / "board.npz").devices
     ok = devices.defect[0] == HEALTHY
-    assert 1.5e-6 < devices.drift_s[0][ok].std() < 4.5e-6  # the NeuRRAM one-day spread, mid-window
+    assert 1.5e-6 < devices.drift_siemens[0][ok].std() < 4.5e-6  # the NeuRRAM one-day spread, mid-window
     day_in_3_s = 86400 / 3
     second = start_emulator(tmp_path, time_scale=day_in_3_s, **options)
     try:
@@ -288,7 +288,7 @@ def test_retention_drift_grows_with_log_time_and_a_day_passes_in_seconds(tmp_pat
     finally:
         second.stop()
     assert state.now() - time.time() > 86400  # a day (and more) ahead of the wall clock
-    expected = (devices.drift_s[0] * devices.drift_fraction(state.now() - devices.t_pulse_s[0]))[ok]
+    expected = (devices.drift_siemens[0] * devices.drift_fraction(state.now() - devices.t_pulse_s[0]))[ok]
     moved = (after - before)[ok]  # `before` was read within a second of the pulses: no drift yet
     assert np.corrcoef(moved, expected)[0, 1] > 0.9
     assert 0.7 < np.abs(moved).mean() / np.abs(expected).mean() < 1.3
@@ -320,9 +320,9 @@ def test_harsh_profile_holds_the_literature_values():
     assert harsh.defects.stuck_on_fraction + harsh.defects.stuck_off_fraction == pytest.approx(0.02)
     assert harsh.read_chain.read_noise_rel == 0.02 and harsh.read_chain.tia_gain_sigma == 0.05
     assert harsh.read_chain.ir_drop_r_wire_ohm == 1.0
-    assert (harsh.device.set_c2c_sigma_s, harsh.device.set_c2c_slope) == (4.78e-6, -0.0091)
+    assert (harsh.device.set_c2c_sigma_siemens, harsh.device.set_c2c_slope) == (4.78e-6, -0.0091)
     assert harsh.device.set_gain_sigma_log == 0.2
-    assert (harsh.relaxation.sigma_min_s, harsh.relaxation.sigma_max_s) == (0.7e-6, 3.9e-6)
+    assert (harsh.relaxation.sigma_min_siemens, harsh.relaxation.sigma_max_siemens) == (0.7e-6, 3.9e-6)
     # everything it does not name comes from its base
     assert harsh.limits == default.limits and harsh.endurance == default.endurance
     assert load_profile("emulator-harsh", {"defects.stuck_on_fraction": 0.0}).defects \
@@ -372,7 +372,7 @@ def test_smu_identifies_and_measures_the_routed_device(module_board, smu):
         smu.write(":SENS:CURR:PROT 1e-3")
         smu.write(":OUTP ON")
         volts, amps, _, _, status = (float(x) for x in smu.query(":READ?").split(","))
-        truth = module_board.truth_s()[0, 2, 5]
+        truth = module_board.truth_siemens()[0, 2, 5]
         assert volts == 0.1 and status == 0
         assert amps == pytest.approx(truth * 0.1, rel=1e-3)
         smu.write(":FORM:ELEM CURR")

@@ -31,7 +31,7 @@ def emulated_crossbar(targets: np.ndarray) -> Crossbar:
     profile = load_emulator_profile(None, {"read_chain.read_noise_rel": 0.0})
     rng = np.random.default_rng(0)
     devices = DeviceModel(profile).draw(targets.shape, rng)
-    devices.g_final_s, devices.defect = targets.copy(), np.zeros_like(devices.defect)
+    devices.g_final_siemens, devices.defect = targets.copy(), np.zeros_like(devices.defect)
     chain = ReadChain(np.ones(targets.shape[::2]), np.zeros(targets.shape[::2]),
                       profile.read_chain.adc_bits)
     return Crossbar(devices, chain, profile.read_chain, profile.limits, rng)
@@ -155,7 +155,7 @@ def test_measured_signals_are_the_reference_ones(tmp_path):
     for signals, expected in zip(measured, reference.signal_ranges(ckpt, features)):
         np.testing.assert_allclose(signals.u_max, expected["u_max"], rtol=1e-12)
         np.testing.assert_allclose(signals.x_max, expected["x_max"], rtol=1e-12)
-        assert (signals.column_peak_s > 0).all()
+        assert (signals.column_peak_siemens > 0).all()
 
 
 def test_drawn_device_errors_follow_the_profile():

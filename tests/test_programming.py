@@ -87,11 +87,11 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 # -- pieces without a board -----------------------------------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
-    ("2uS", Tolerance(abs_s=2e-6)), ("2 uS", Tolerance(abs_s=2e-6)),
-    ("0.002mS", Tolerance(abs_s=2e-6)), ("5%", Tolerance(abs_s=0.0, rel=0.05))])
+    ("2uS", Tolerance(abs_siemens=2e-6)), ("2 uS", Tolerance(abs_siemens=2e-6)),
+    ("0.002mS", Tolerance(abs_siemens=2e-6)), ("5%", Tolerance(abs_siemens=0.0, rel=0.05))])
 def test_tolerance_parsing(text, expected):
     got = parse_tolerance(text)
-    assert got.abs_s == pytest.approx(expected.abs_s) and got.rel == pytest.approx(expected.rel)
+    assert got.abs_siemens == pytest.approx(expected.abs_siemens) and got.rel == pytest.approx(expected.rel)
     assert np.allclose(parse_tolerance("5%").with_floor(1e-6).of(np.array([10e-6, 100e-6])),
                        [1e-6, 5e-6])
 
@@ -121,14 +121,14 @@ def test_small_array_converges(emulated_board, tmp_path):
     targets = four_bit_targets((1, 16, 16))
     with Board.open(emu.port) as board:
         result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
-                                 off_s=PROFILE.conductance.g_min, journal=tmp_path / "j.jsonl")
+                                 off_siemens=PROFILE.conductance.g_min, journal=tmp_path / "j.jsonl")
     r = result.report
     assert r["unfinished"] == 0 and r["yield_working"] == 1.0
     assert r["mean_pulses_per_device"] < 8 and r["iterations"] > 1 and r["frames"] > r["iterations"]
     devices = emu.state().devices
     ok = healthy(emu) & (result.status == VERIFIED)
     assert ok.sum() >= 250
-    truth = devices.g_final_s  # relaxed
+    truth = devices.g_final_siemens  # relaxed
     # within 2 uS, plus the read noise of a single device's estimate at 150 uS
     assert np.abs(truth - targets)[ok].max() < 2.5e-6
     assert np.mean(np.abs(truth - targets)[ok] <= 2e-6) >= 0.99
@@ -149,11 +149,11 @@ def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, 
     assert defects.sum() >= 8
     with Board.open(emu.port) as board:
         result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
-                                 off_s=PROFILE.conductance.g_min)
+                                 off_siemens=PROFILE.conductance.g_min)
     stuck = result.status == STUCK
     # every stuck device is found, and no healthy device is given up (a stuck-on device whose
     # target is within the tolerance of where it sits counts as programmed)
-    g = emu.state().devices.g_final_s
+    g = emu.state().devices.g_final_siemens
     assert np.array_equal(stuck, defects & (np.abs(g - targets) > 2e-6))
     assert sorted(map(tuple, result.report["stuck_devices"])) == sorted(
         tuple(int(x) for x in i) for i in np.argwhere(stuck))
@@ -203,11 +203,11 @@ def test_death_between_sending_and_journaling_never_pulses_twice(emulated_board,
     with Board.open(emu.port) as board:
         with pytest.raises(KeyboardInterrupt):
             program_targets(DiesAfterSending(board, 5), targets, used, settings=FAST,
-                            off_s=2e-6, journal=journal)
+                            off_siemens=2e-6, journal=journal)
         records = read_journal(journal)
         pending = [r for r in records if r["type"] == "pulse" and any(pulse_batches(r))][-1]
         assert not any(r["type"] == "sent" and r["it"] == pending["it"] for r in records)
-        result = program_targets(board, targets, used, settings=FAST, off_s=2e-6,
+        result = program_targets(board, targets, used, settings=FAST, off_siemens=2e-6,
                                  journal=journal, resume=True)
         applied = board.status().pulses_applied
     records = read_journal(journal)
@@ -233,7 +233,7 @@ def test_link_faults_change_nothing(emulated_board):
         emu = emulated_board(arrays=1, rows=8, cols=8, seed=8, settings=steady, **faults)
         with Board.open(emu.port, timeout_s=0.05, retries=6) as board:
             result = program_targets(board, targets, np.ones_like(targets, bool),
-                                     settings=settings, off_s=2e-6)
+                                     settings=settings, off_siemens=2e-6)
             status = board.status()
         devices = emu.state().devices
         runs.append((result, status, devices))
@@ -243,7 +243,7 @@ def test_link_faults_change_nothing(emulated_board):
     assert np.array_equal(faulty.pulses, clean.pulses)
     assert faulty_status.pulses_applied == clean_status.pulses_applied == int(clean.pulses.sum())
     assert np.array_equal(faulty_devices.pulses, clean_devices.pulses)
-    assert np.array_equal(faulty_devices.g_final_s, clean_devices.g_final_s)
+    assert np.array_equal(faulty_devices.g_final_siemens, clean_devices.g_final_siemens)
 
 
 def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):
@@ -305,7 +305,7 @@ def test_program_command_end_to_end(emulated_board, tmp_path):
         assert key in data
     assert data["yield_working"] >= 0.99 and data["devices"] == 196
     # the deployment's tolerance (its profile's tolerance_us) unless --tolerance overrides it
-    assert data["tolerance_from"] == "deployment" and data["tolerance_s"] == pytest.approx(2e-6)
+    assert data["tolerance_from"] == "deployment" and data["tolerance_siemens"] == pytest.approx(2e-6)
     out = deploy / "program"
     for name in ("journal.jsonl", "program.json", "target_vs_achieved.png", "error_histogram.png",
                  "yield.png"):
@@ -346,8 +346,8 @@ def test_refresh_rewrites_only_drifted_devices(tmp_path):
     of tolerance are pulsed, a verified device never again, and the yield is back."""
     deploy = make_deployment(tmp_path)
     options = dict(arrays=2, rows=16, cols=16, seed=12,
-                   settings={**FAST_DEVICES, **EXACT_CHAIN, "retention.sigma_min_s": 3e-6,
-                             "retention.sigma_max_s": 6e-6})
+                   settings={**FAST_DEVICES, **EXACT_CHAIN, "retention.sigma_min_siemens": 3e-6,
+                             "retention.sigma_max_siemens": 6e-6})
     workdir = tmp_path / "emulator"
     emu = start_emulator(workdir, **options)
     try:
@@ -363,8 +363,8 @@ def test_refresh_rewrites_only_drifted_devices(tmp_path):
     emu = start_emulator(workdir, **options)
     try:
         dep_targets = np.load(deploy / "targets.npz")
-        targets, used = dep_targets["targets_s"], dep_targets["used"]
-        truth = emu.truth_s()
+        targets, used = dep_targets["targets_siemens"], dep_targets["used"]
+        truth = emu.truth_siemens()
         pulses_before = emu.state().devices.pulses.copy()
         error = np.abs(truth - targets)
         tol = 3e-6  # wider than the deployment's 2 uS: an override, recorded
@@ -376,7 +376,7 @@ def test_refresh_rewrites_only_drifted_devices(tmp_path):
         emu.stop()
     report = json.loads((deploy / "program" / "refresh" / "refresh.json").read_text())
     assert report["strategy"] == "refresh" and report["yield_working"] >= 0.99
-    assert report["tolerance_from"] == "--tolerance" and report["tolerance_s"] == pytest.approx(tol)
+    assert report["tolerance_from"] == "--tolerance" and report["tolerance_siemens"] == pytest.approx(tol)
     drifted = used & (error > 1.5 * tol) & (healthy_state(workdir))
     kept = used & (error < 0.5 * tol)
     assert drifted.sum() >= 10 and kept.sum() >= 10

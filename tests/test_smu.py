@@ -62,7 +62,7 @@ def test_measure_conductance_exchanges():
         (":OUTP OFF", None),
         (":SOUR:VOLT:LEV 0.000000e+00", None),
     ]
-    g = run_script(exchanges, lambda smu: smu.measure_conductance_s(0.2))
+    g = run_script(exchanges, lambda smu: smu.measure_conductance_siemens(0.2))
     assert g == pytest.approx(25e-6)
 
 
@@ -177,6 +177,6 @@ def test_measure_conductance_exchanges_in_process():
     with Keithley2400("GPIB0::24::INSTR", opened=visa) as smu:
         smu.check_identity()
         smu.configure_voltage_source(1e-3)
-        assert smu.measure_conductance_s(0.2) == pytest.approx(5e-5)
+        assert smu.measure_conductance_siemens(0.2) == pytest.approx(5e-5)
     with pytest.raises(InstrumentError, match="outside"):
         Keithley2400("GPIB0::24::INSTR", opened=ExpectedExchanges([])).source_voltage_v = 300

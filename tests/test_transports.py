@@ -31,8 +31,8 @@ def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, 
         g = board.read_array(0)
     a, b = process.state().devices, load_state(tmp_path / "emu.npz").devices
     assert a.pulses.sum() > 100 and np.array_equal(a.pulses, b.pulses)
-    assert np.array_equal(a.g_final_s, b.g_final_s)
-    assert np.abs(g - b.conductance_s(0)[0]).max() < 0.1 * g.max()  # reads what it holds
+    assert np.array_equal(a.g_final_siemens, b.g_final_siemens)
+    assert np.abs(g - b.conductance_siemens(0)[0]).max() < 0.1 * g.max()  # reads what it holds
 
 
 def test_emu_state_persists_between_opens(tmp_path):

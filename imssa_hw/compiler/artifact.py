@@ -3,7 +3,7 @@
 deploy.json: format and version, the model (checkpoint digest and config), the board profile,
 the mapping (bits, dG, window), the placement (tiles, unavoidable defects), the schedule (loop
 programs per layer as plain arrays, scales, delay, execution modes), the compile summary, and
-the SHA-256 of targets.npz. targets.npz (numpy, no pickle): `targets_s` and `used` (arrays, rows,
+the SHA-256 of targets.npz. targets.npz (numpy, no pickle): `targets_siemens` and `used` (arrays, rows,
 cols), the probe sequences `probe_features` and their expected `probe_logits`, and per layer
 `probe_u_{l}` (the layer's crossbar input) and `probe_y_{l}` (its SSM output without D*u).
 
@@ -80,7 +80,7 @@ class Deployment:
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
     """Write deploy.json and targets.npz into `out_dir` (each file atomically; the JSON last)."""
     out_dir = Path(out_dir)
-    arrays = {"targets_s": deployment.targets, "used": deployment.used,
+    arrays = {"targets_siemens": deployment.targets, "used": deployment.used,
               "probe_features": deployment.probe.features, "probe_logits": deployment.probe.logits}
     for layer, (u, y) in enumerate(zip(deployment.probe.u, deployment.probe.y)):
         arrays[f"probe_u_{layer}"], arrays[f"probe_y_{layer}"] = u, y
@@ -95,7 +95,7 @@ def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
         "format": FORMAT, "version": VERSION,
         "model": {"digest": deployment.model_digest, "config": deployment.config.to_dict()},
         "profile": deployment.profile.to_dict(),
-        "mapping": {"dg_s": deployment.dg, "differential": deployment.profile.differential},
+        "mapping": {"dg_siemens": deployment.dg, "differential": deployment.profile.differential},
         "placement": {
             "kernels_per_array": p.kernels_per_array, "stuck_in_use": p.stuck_in_use,
             "tiles": [{"tile": t, "layer": t // h, "channel": t % h, "array": tile.array,
@@ -143,11 +143,11 @@ def load_deployment(path: str | Path) -> Deployment:
     except (TypeError, ValueError) as exc:
         raise BadInput(f"{where}: bad model config ({exc})") from None
     digest = data["model"].get("digest")
-    dg = data["mapping"].get("dg_s")
+    dg = data["mapping"].get("dg_siemens")
     if not isinstance(digest, str) or not digest:
         raise BadInput(f"{where}: model digest missing")
     if not isinstance(dg, float) or not 0 < dg < profile.conductance.g_max:
-        raise BadInput(f"{where}: mapping.dg_s must be a conductance step in S, got {dg!r}")
+        raise BadInput(f"{where}: mapping.dg_siemens must be a conductance step in S, got {dg!r}")
     shape = profile.geometry.shape
     schedule = Schedule.from_dict(data["schedule"], shape, config.h, config.n_layers,
                                   f"{where}: schedule")
@@ -155,11 +155,11 @@ def load_deployment(path: str | Path) -> Deployment:
         raise BadInput(f"{where}: schedule.v_read_max {schedule.v_read_max} V exceeds the "
                        f"profile's {profile.read.v_read_max} V")
     arrays = _load_arrays(folder, data["targets"], where)
-    targets, used = arrays.get("targets_s"), arrays.get("used")
-    _expect(targets, shape, np.floating, "targets_s")
+    targets, used = arrays.get("targets_siemens"), arrays.get("used")
+    _expect(targets, shape, np.floating, "targets_siemens")
     _expect(used, shape, np.bool_, "used")
     if not np.isfinite(targets).all() or (targets < 0).any():
-        raise BadInput(f"{folder / TARGETS_NPZ}: targets_s must be finite conductances >= 0")
+        raise BadInput(f"{folder / TARGETS_NPZ}: targets_siemens must be finite conductances >= 0")
     probe = _probe(arrays, config)
     tile_shape = tile_layout(config.n, profile.differential).shape
     placement = _placement(data["placement"], config, tile_shape, targets, used, shape, where)
@@ -223,8 +223,8 @@ def _placement(data: dict, config: ModelConfig, tile_shape: tuple[int, int], tar
             raise BadInput(f"{where}: placement.tiles[{i}] lies outside the board {shape}")
         tiles.append(TilePlace(array, rows, cols))
     try:
-        conflicts = tuple(Conflict(int(c["array"]), int(c["row"]), int(c["col"]), c["g_s"],
-                                   float(c["target_s"]), int(c["tile"]))
+        conflicts = tuple(Conflict(int(c["array"]), int(c["row"]), int(c["col"]), c["g_siemens"],
+                                   float(c["target_siemens"]), int(c["tile"]))
                           for c in data.get("conflicts", []))
         per_array, stuck = int(data["kernels_per_array"]), int(data["stuck_in_use"])
     except (KeyError, TypeError, ValueError):

@@ -175,7 +175,7 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "model_digest": ckpt.digest, "profile": profile.name, "layers": cfg.n_layers,
         "kernels": cfg.n_layers * cfg.h, "state_size": cfg.n, "bits": cfg.bits,
         "levels_per_device": 2**cfg.bits, "signed_levels": 2 * (2**cfg.bits - 1) + 1,
-        "dg_s": dg, "g_min_s": profile.conductance.g_min, "g_max_s": profile.conductance.g_max,
+        "dg_siemens": dg, "g_min_siemens": profile.conductance.g_min, "g_max_siemens": profile.conductance.g_max,
         "differential": profile.differential, "tile_rows": tile_rows, "tile_cols": tile_cols,
         "kernels_per_array": placement.kernels_per_array, "arrays": geo.arrays,
         "arrays_used": placement.arrays_used, "cells_used": cells_used,

@@ -3,9 +3,9 @@
 Format (version 1), written by `imssa-hw calibrate`, read by compile and program:
 
     {"format": "imssa-hw-defects", "version": 1, "arrays": 3, "rows": 64, "cols": 64,
-     "stuck": [{"array": 0, "row": 5, "col": 17, "kind": "stuck_on", "g_s": 1.4e-4}, ...]}
+     "stuck": [{"array": 0, "row": 5, "col": 17, "kind": "stuck_on", "g_siemens": 1.4e-4}, ...]}
 
-`kind` is stuck_on, stuck_off or unresponsive; `g_s` is the conductance (S) the device stays
+`kind` is stuck_on, stuck_off or unresponsive; `g_siemens` is the conductance (S) the device stays
 at, or null when unknown (such a device never counts as matching a target).
 """
 
@@ -38,7 +38,7 @@ class StuckDevice:
 
     def to_dict(self) -> dict:
         return {"array": self.array, "row": self.row, "col": self.col, "kind": self.kind,
-                "g_s": self.g}
+                "g_siemens": self.g}
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def defects_from_dict(data: dict, where: str = "defect map") -> DefectMap:
 def _device(e: object, shape: list[int], where: str) -> StuckDevice:
     if not isinstance(e, dict):
         raise BadInput(f"{where} must be an object")
-    unknown = sorted(set(e) - {"array", "row", "col", "kind", "g_s"})
+    unknown = sorted(set(e) - {"array", "row", "col", "kind", "g_siemens"})
     if unknown:
         raise BadInput(f"{where}: unknown key(s) {', '.join(unknown)}")
     index = []
@@ -115,10 +115,10 @@ def _device(e: object, shape: list[int], where: str) -> StuckDevice:
         index.append(value)
     if e.get("kind") not in KINDS:
         raise BadInput(f"{where}: kind must be one of {', '.join(KINDS)}, got {e.get('kind')!r}")
-    g = e.get("g_s")
+    g = e.get("g_siemens")
     if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float))
                           or not math.isfinite(g) or not 0 <= g < 1):
-        raise BadInput(f"{where}: g_s must be a conductance in S (0 <= g_s < 1) or null, "
+        raise BadInput(f"{where}: g_siemens must be a conductance in S (0 <= g_siemens < 1) or null, "
                        f"got {g!r}")
     return StuckDevice(*index, e["kind"], None if g is None else float(g))
 

@@ -40,7 +40,7 @@ class LayerSignals:
     """Largest |u| of the kernel's input."""
     x_max: np.ndarray
     """Largest |Re x| or |Im x| of its state."""
-    column_peak_s: np.ndarray
+    column_peak_siemens: np.ndarray
     """Largest column current per volt of state scale, max |z @ G| with z = [x; (b/a) u] (S)."""
 
 
@@ -80,7 +80,7 @@ def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> floa
 def board_key(profile: BoardProfile, bits: int) -> dict:
     """What of a board the scales depend on; stored with them and compared at compile time."""
     window, read = profile.conductance, profile.read
-    return {"g_min_s": window.g_min, "dg_s": window.dg(bits), "differential": profile.differential,
+    return {"g_min_siemens": window.g_min, "dg_siemens": window.dg(bits), "differential": profile.differential,
             "v_read_max": read.v_read_max, "dac_bits": read.dac_bits, "adc_bits": read.adc_bits,
             "tia_ranges_a": list(read.tia_ranges)}
 
@@ -129,7 +129,7 @@ def layer_scales(matrices: KernelMatrices, signals: LayerSignals, profile: Board
     """State scales and TIA range of one layer from its measured signals."""
     scale = state_scales(matrices, signals.u_max, signals.x_max,
                          headroom * profile.read.v_read_max)
-    peak = float((scale * signals.column_peak_s).max(initial=0.0))
+    peak = float((scale * signals.column_peak_siemens).max(initial=0.0))
     return LayerScales(scale, tia_range(peak, profile.read.tia_ranges, headroom), peak)
 
 

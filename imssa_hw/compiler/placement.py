@@ -50,8 +50,8 @@ class Conflict:
     tile: int  # the tile the cell belongs to, -1 between tiles
 
     def to_dict(self) -> dict:
-        return {"array": self.array, "row": self.row, "col": self.col, "g_s": self.g,
-                "target_s": self.target, "tile": self.tile}
+        return {"array": self.array, "row": self.row, "col": self.col, "g_siemens": self.g,
+                "target_siemens": self.target, "tile": self.tile}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from imssa_hw.errors import BadInput
+from imssa_hw.files import upgrade_legacy_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -272,7 +273,7 @@ def load_profile(name_or_path: str | Path) -> BoardProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{where}: not valid TOML ({exc})") from None
-    return profile_from_dict(data, where)
+    return profile_from_dict(upgrade_legacy_keys(data), where)
 
 
 def shipped_profiles() -> list[str]:

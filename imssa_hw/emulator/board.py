@@ -60,7 +60,7 @@ class EmulatedBoard:
         b, chain = profile.board, profile.read_chain
         self.info = BoardInfo(b.board_id, f"imssa-emu {__version__}", PROTOCOL_VERSION, b.arrays,
                               b.rows, b.cols, profile.limits, chain.adc_bits, chain.dac_bits,
-                              chain.adc_ranges_a, b.g_window_s, b.max_loop_steps, b.step_time_s)
+                              chain.adc_ranges_a, b.g_window_siemens, b.max_loop_steps, b.step_time_s)
         self.started = time.monotonic()
         self.epoch = 0
         self.frames_received = self.bad_frames = self.replays = self.pulses_applied = 0
@@ -126,12 +126,12 @@ class EmulatedBoard:
         self.bad_frames += 1
         return self._error(0, ErrorCode.BAD_FRAME, reason)
 
-    def smu_conductance_s(self) -> float:
+    def smu_conductance_siemens(self) -> float:
         """True conductance of the device routed to the SMU port, 0 when none is."""
         if self.smu_route is None:
             return 0.0
         array, row, col = self.smu_route
-        return float(self.state.devices.conductance_s(self.state.now(), array)[row, col])
+        return float(self.state.devices.conductance_siemens(self.state.now(), array)[row, col])
 
     def save(self) -> None:
         if self.state_path is not None:

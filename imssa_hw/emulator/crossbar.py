@@ -63,7 +63,7 @@ class Crossbar:
         self.v_read_max = limits.v_read_max
         self.dac_steps = 2 ** (params.dac_bits - 1) - 1
         self.rng = rng
-        arrays, rows, cols = devices.g_final_s.shape
+        arrays, rows, cols = devices.g_final_siemens.shape
         row, col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
         self._r_path = params.ir_drop_r_wire_ohm * (col + 1 + rows - row)
         self._cache: dict[int, tuple[float, float, tuple[np.ndarray, np.ndarray]]] = {}
@@ -78,7 +78,7 @@ class Crossbar:
         cached = self._cache.get(array)
         if cached is not None and now - cached[0] <= CACHE_AGE_FRACTION * cached[1]:
             return cached[2]
-        g = self.devices.conductance_s(now, array)
+        g = self.devices.conductance_siemens(now, array)
         if self._r_path.any():
             g = g / (1 + g * self._r_path)
         pair = (g, g * g)
@@ -118,7 +118,7 @@ class Crossbar:
         output codes (n_seq, n_steps, n_outputs), each the difference of two columns' codes."""
         n_seq, n_steps, _ = inputs.shape
         lsb = self.chain.lsb_a(range_a)
-        cols = self.devices.g_final_s.shape[2]
+        cols = self.devices.g_final_siemens.shape[2]
         drives = [p.input_voltages(inputs) for p in programs]
         cores = [self.conductance(p.array, now) for p in programs]
         feedback = [p.feedback_matrix for p in programs]

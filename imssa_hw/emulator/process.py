@@ -2,7 +2,7 @@
 
     with running_emulator(tmp_path, rows=8, cols=8, smu=True) as emu:
         with Board.open(emu.port) as board: ...
-        g_true = emu.truth_s()          # from the state file, never through the board protocol
+        g_true = emu.truth_siemens()          # from the state file, never through the board protocol
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ class EmulatorProcess:
             raise ValueError("this emulator keeps no state file")
         return load_state(self.state_path)
 
-    def truth_s(self) -> np.ndarray:
+    def truth_siemens(self) -> np.ndarray:
         """True conductances now, (arrays, rows, cols) S."""
         state = self.state()
-        return state.devices.conductance_s(state.now())
+        return state.devices.conductance_siemens(state.now())
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Send `sig` and wait for the exit code (killed after `timeout_s`)."""

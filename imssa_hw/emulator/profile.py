@@ -16,6 +16,7 @@ from typing import Any
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.messages import BoardConfig, BoardLimits, typed
 from imssa_hw.errors import BadInput
+from imssa_hw.files import upgrade_legacy_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +32,7 @@ class BoardParams:
     arrays: int
     rows: int
     cols: int
-    g_window_s: tuple[float, float]
+    g_window_siemens: tuple[float, float]
     max_loop_steps: int
     """Sequences x steps one RUN_SEQUENCE may ask for."""
     step_time_s: float
@@ -51,11 +52,11 @@ class ReadChainParams:
 
 @dataclass(frozen=True)
 class DeviceParams:
-    g_off_s: float
-    g_off_sigma_s: float
-    g_on_max_s: float
-    g_on_max_sigma_s: float
-    set_gain_s: float
+    g_off_siemens: float
+    g_off_sigma_siemens: float
+    g_on_max_siemens: float
+    g_on_max_sigma_siemens: float
+    set_gain_siemens: float
     set_gain_sigma_log: float
     set_gate_vt_v: float
     set_gate_vt_sigma_v: float
@@ -63,9 +64,9 @@ class DeviceParams:
     set_exponent_sigma: float
     set_threshold_v: float
     set_threshold_sigma_v: float
-    set_c2c_sigma_s: float
+    set_c2c_sigma_siemens: float
     set_c2c_slope: float
-    set_c2c_min_s: float
+    set_c2c_min_siemens: float
     reset_threshold_v: float
     reset_threshold_sigma_v: float
     reset_scale_v: float
@@ -74,25 +75,25 @@ class DeviceParams:
     reset_gate_vt_v: float
     reset_gate_char_v: float
     reset_c2c_rel: float
-    reset_c2c_floor_s: float
+    reset_c2c_floor_siemens: float
     pulse_width_ref_s: float
 
 
 @dataclass(frozen=True)
 class RelaxationParams:
     tau_s: float
-    sigma_min_s: float
-    sigma_max_s: float
-    full_change_s: float
+    sigma_min_siemens: float
+    sigma_max_siemens: float
+    full_change_siemens: float
 
 
 @dataclass(frozen=True)
 class RetentionParams:
     """Long-term drift after programming, growing with log time (see emulator/devices.py)."""
 
-    sigma_min_s: float
+    sigma_min_siemens: float
     """Spread of the drift at the reference age, at the window's edges, S."""
-    sigma_max_s: float
+    sigma_max_siemens: float
     """The same mid-window, S."""
     reference_age_s: float
     """The age at which those spreads hold (one day in the NeuRRAM fit), s."""
@@ -103,10 +104,10 @@ class RetentionParams:
 @dataclass(frozen=True)
 class DefectParams:
     stuck_on_fraction: float
-    stuck_on_g_s: float
-    stuck_on_sigma_s: float
+    stuck_on_g_siemens: float
+    stuck_on_sigma_siemens: float
     stuck_off_fraction: float
-    stuck_off_g_s: float
+    stuck_off_g_siemens: float
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | Non
     `base = "NAME"` holds only its differences from that shipped profile.
     """
     data = _profile_tables(path)
-    for key, value in (overrides or {}).items():
+    for key, value in upgrade_legacy_keys(overrides or {}).items():
         section, _, name = key.partition(".")
         if not isinstance(data.get(section), dict) or name not in data[section]:
             raise BadInput(f"unknown profile key {key!r}")
@@ -191,7 +192,7 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
         else:
             raise BadInput(f"emulator profile not found: {path} (a TOML file, or one of "
                            f"{', '.join(shipped_emulator_profiles())})")
-        data = tomllib.loads(text)
+        data = upgrade_legacy_keys(tomllib.loads(text))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(f"cannot read profile {path}: {exc}") from None
     base = data.pop("base", None)

@@ -220,8 +220,8 @@ def build_board(profile: Profile, seed: int, state_path: Path | None,
     shape = (b.arrays, b.rows, b.cols)
     if state_path is not None and state_path.exists():
         state = load_state(state_path)
-        if state.devices.g_final_s.shape != shape:
-            raise BadInput(f"{state_path} holds {'x'.join(map(str, state.devices.g_final_s.shape))} "
+        if state.devices.g_final_siemens.shape != shape:
+            raise BadInput(f"{state_path} holds {'x'.join(map(str, state.devices.g_final_siemens.shape))} "
                            f"devices, the profile asks for {'x'.join(map(str, shape))}")
         state.clock = state.clock.restarted(state.saved_wall_s, time_scale)
     else:
@@ -246,7 +246,7 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="emulator: %(message)s")
     board, (fault_rng, smu_rng) = build_board(profile, seed, state_path, time_scale)
     board.save()  # the ground truth exists from the first moment
-    smu = SmuEmulator(profile.smu, board.smu_conductance_s, smu_rng) if smu_port is not None else None
+    smu = SmuEmulator(profile.smu, board.smu_conductance_siemens, smu_rng) if smu_port is not None else None
     server = EmulatorServer(board, smu, faults, fault_rng)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, server.stop)

@@ -49,10 +49,10 @@ def _header(text: str) -> str:
 class SmuEmulator:
     """The instrument's state machine: `handle(line)` returns the reply line or None."""
 
-    def __init__(self, params: SmuParams, conductance_s: Callable[[], float],
+    def __init__(self, params: SmuParams, conductance_siemens: Callable[[], float],
                  rng: np.random.Generator) -> None:
         self.params = params
-        self.conductance_s = conductance_s
+        self.conductance_siemens = conductance_siemens
         self.rng = rng
         self.started = time.monotonic()
         self.errors: deque[tuple[int, str]] = deque(maxlen=10)
@@ -144,7 +144,7 @@ class SmuEmulator:
 
     def _measure(self) -> str:
         """One reading of the selected elements: V, I, R, time, status, as `+1.234560E-05` fields."""
-        g = self.conductance_s()
+        g = self.conductance_siemens()
         v, status = self.source_v, 0
         current = g * v
         if abs(current) > self.compliance_a:

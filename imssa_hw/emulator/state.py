@@ -5,7 +5,7 @@ errors, so it is also the ground truth for tests and benches (never part of the 
 
     from imssa_hw.emulator.state import load_state
     state = load_state("board.npz")
-    g_true = state.devices.conductance_s(state.now())   # (arrays, rows, cols) S
+    g_true = state.devices.conductance_siemens(state.now())   # (arrays, rows, cols) S
 
 It also holds the emulator's clock (emulator/clock.py), so that `now()` is the running emulator's
 time even when it is accelerated.
@@ -24,7 +24,7 @@ from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
 from imssa_hw.emulator.devices import Devices
 from imssa_hw.errors import BadInput
-from imssa_hw.files import atomic_path
+from imssa_hw.files import atomic_path, upgrade_legacy_keys
 
 STATE_FORMAT = 2
 
@@ -65,9 +65,10 @@ def load_state(path: str | Path) -> EmulatorState:
             version = int(data["format"])
             if version not in (1, STATE_FORMAT):
                 raise BadInput(f"{path}: state format {version}, expected {STATE_FORMAT}")
-            arrays = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("devices.")}
+            arrays = upgrade_legacy_keys({k.split(".", 1)[1]: data[k] for k in data.files
+                                          if k.startswith("devices.")})
             if version == 1:
-                arrays.update(drift_s=np.zeros_like(arrays["g_final_s"]), drift_onset_s=1.0,
+                arrays.update(drift_siemens=np.zeros_like(arrays["g_final_siemens"]), drift_onset_s=1.0,
                               drift_reference_age_s=86400.0)
                 clock, saved_wall = EmulatorClock.starting_now(), time.time()
             else:

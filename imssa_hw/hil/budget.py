@@ -60,16 +60,16 @@ class ReadChainModel:
     read_noise_rel: float = 0.0
     """Read noise, relative to each device's current."""
 
-    def vmm(self, maps_s: np.ndarray, v_read_max: float, range_a: float,
+    def vmm(self, maps_siemens: np.ndarray, v_read_max: float, range_a: float,
             rng: np.random.Generator, tally: dict | None = None
             ) -> Callable[[int, np.ndarray], np.ndarray]:
-        """A batched `Vmm` on `maps_s` (arrays, rows, cols) S through this chain; `tally`
+        """A batched `Vmm` on `maps_siemens` (arrays, rows, cols) S through this chain; `tally`
         counts the column samples the ADC saturated ("clipped") out of "samples"."""
         dac_lsb = None if self.dac_bits is None else v_read_max / (2 ** (self.dac_bits - 1) - 1)
         top = None if self.adc_bits is None else 2 ** (self.adc_bits - 1)
 
         def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
-            g = maps_s[array]
+            g = maps_siemens[array]
             v = v_rows if dac_lsb is None else np.rint(v_rows / dac_lsb) * dac_lsb
             i = v @ g
             if self.read_noise_rel:
@@ -105,9 +105,9 @@ def load_programmed(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     from imssa_hw.programming.strategy import STATUS_NAMES
 
     data = read_npz(path, "programmed maps")
-    if "achieved_s" not in data or "status" not in data:
-        raise BadInput(f"{path}: not the maps of a programming run (no achieved_s, status)")
-    achieved, status = np.asarray(data["achieved_s"], float), np.asarray(data["status"], int)
+    if "achieved_siemens" not in data or "status" not in data:
+        raise BadInput(f"{path}: not the maps of a programming run (no achieved_siemens, status)")
+    achieved, status = np.asarray(data["achieved_siemens"], float), np.asarray(data["status"], int)
     if achieved.shape != status.shape or status.min(initial=0) < 0 \
             or status.max(initial=0) >= len(STATUS_NAMES):
         raise BadInput(f"{path}: not the maps of a programming run")
@@ -124,16 +124,16 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
 
     dep.check_board(board.info)
     tick = progress or (lambda n: None)
-    now_s, noise_rel = read_maps(board, dep, calibration, reads)
+    now_siemens, noise_rel = read_maps(board, dep, calibration, reads)
     tick(1)
     if programmed is not None:
-        if programmed[0].shape != now_s.shape:
+        if programmed[0].shape != now_siemens.shape:
             raise BadInput("the programmed maps are for another board shape")
-        was = np.where(np.isfinite(programmed[0]), programmed[0], now_s)
+        was = np.where(np.isfinite(programmed[0]), programmed[0], now_siemens)
         stuck_mask = (programmed[1] == STUCK) | (stuck if stuck is not None else False)
     else:
-        was = now_s
-        stuck_mask = stuck if stuck is not None else np.zeros(now_s.shape, bool)
+        was = now_siemens
+        stuck_mask = stuck if stuck is not None else np.zeros(now_siemens.shape, bool)
     stuck_mask = stuck_mask & dep.used
     healthy_was = np.where(stuck_mask, dep.targets, was)
     info = board.info
@@ -142,10 +142,10 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     chains = {
         "programming_error": (healthy_was, ReadChainModel()),
         "stuck_devices": (was, ReadChainModel()),
-        "drift": (now_s, ReadChainModel()),
-        "quantization": (now_s, ReadChainModel(info.dac_bits, info.adc_bits)),
-        "column_errors": (now_s, ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets)),
-        "read_noise": (now_s, full),
+        "drift": (now_siemens, ReadChainModel()),
+        "quantization": (now_siemens, ReadChainModel(info.dac_bits, info.adc_bits)),
+        "column_errors": (now_siemens, ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets)),
+        "read_noise": (now_siemens, full),
     }
     software = reference.forward(ckpt, features)
     rows = [{"step": "software", **_scores(software, software, labels)}]
@@ -169,7 +169,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     measured_loss = 100 * (rows[0]["accuracy"] - hardware["accuracy"])
     dominant = max(causes, key=lambda c: (causes[c]["loss_points"], causes[c]["disagreement_points"],
                                           causes[c]["logit_error_increase"]))
-    drift_us = (now_s - was)[dep.used & ~stuck_mask] * 1e6
+    drift_us = (now_siemens - was)[dep.used & ~stuck_mask] * 1e6
     return {
         "n_samples": int(len(labels)), "board_id": info.board_id,
         "software_accuracy": rows[0]["accuracy"], "simulated_accuracy": rows[-1]["accuracy"],
@@ -202,8 +202,8 @@ def _column_errors(calibration, dep: Deployment, info) -> tuple[np.ndarray | Non
 class _Simulated:
     """A `reference.Recurrence` running the schedule on maps through a `ReadChainModel`."""
 
-    def __init__(self, dep: Deployment, maps_s: np.ndarray, chain: ReadChainModel, seed: int):
-        self.dep, self.maps, self.chain = dep, maps_s, chain
+    def __init__(self, dep: Deployment, maps_siemens: np.ndarray, chain: ReadChainModel, seed: int):
+        self.dep, self.maps, self.chain = dep, maps_siemens, chain
         self.rng = np.random.default_rng(seed)
         self.tally = {"clipped": 0, "samples": 0}
 

@@ -24,14 +24,14 @@ from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint
 from imssa_hw.training.trainer import TrainConfig, accuracy, train_digital
 
 
-def impulse_responses(dep: Deployment, maps_s: np.ndarray, layer: int, length: int,
+def impulse_responses(dep: Deployment, maps_siemens: np.ndarray, layer: int, length: int,
                       amplitude: float) -> np.ndarray:
-    """K (length, H_out, H_in): the layer's response on `maps_s` to a unit impulse on each
+    """K (length, H_out, H_in): the layer's response on `maps_siemens` to a unit impulse on each
     input channel (measured with an impulse of `amplitude`, inside the voltage range)."""
     h = dep.config.h
     u = np.zeros((h, length, h))
     u[np.arange(h), 0, np.arange(h)] = amplitude
-    y = Executor.on_maps(dep.schedule, maps_s)(layer, u)  # (H_in, L, H_out)
+    y = Executor.on_maps(dep.schedule, maps_siemens)(layer, u)  # (H_in, L, H_out)
     return np.transpose(y, (1, 2, 0)) / amplitude
 
 
@@ -60,23 +60,23 @@ class FinetuneResult:
     accuracy_after: float
 
 
-def measured_model(ckpt: Checkpoint, dep: Deployment, maps_s: np.ndarray, length: int
+def measured_model(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, length: int
                    ) -> S4DClassifier:
     """The checkpoint's model with every S4D layer replaced by its measured response."""
     model = model_from_checkpoint(ckpt)
     for layer, block in enumerate(model.blocks):
         u_max = ckpt.meta.get("signal_ranges", [{}] * (layer + 1))[layer].get("u_max")
         amplitude = 0.5 * float(np.min(u_max)) if u_max else 0.1
-        kernel = impulse_responses(dep, maps_s, layer, length, amplitude)
+        kernel = impulse_responses(dep, maps_siemens, layer, length, amplitude)
         block.ssm = MeasuredSSM(kernel, block.ssm.d)
     return model
 
 
-def finetune(ckpt: Checkpoint, dep: Deployment, maps_s: np.ndarray, x_train: np.ndarray,
+def finetune(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, x_train: np.ndarray,
              y_train: np.ndarray, epochs: int = 15, seed: int = 0) -> FinetuneResult:
     """Retrain the digital parts on the measured hardware; returns the new tensors (kernels
     unchanged) and the training-split accuracy of the hardware model before and after."""
-    model = measured_model(ckpt, dep, maps_s, x_train.shape[1])
+    model = measured_model(ckpt, dep, maps_siemens, x_train.shape[1])
     before = accuracy(model, x_train, y_train)
     train_digital(model, x_train, y_train, TrainConfig(epochs=epochs, seed=seed, lr=2e-3))
     after = accuracy(model, x_train, y_train)

@@ -195,7 +195,7 @@ def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
     return data.x_test[:n], data.y_test[:n], list(data.class_names)
 
 
-READ_NOISE_FLOOR_G_S = 40e-6
+READ_NOISE_FLOOR_SIEMENS = 40e-6
 """`read_maps` measures the read noise on devices above this conductance (small ADC step)."""
 
 
@@ -212,7 +212,7 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
             g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
                                                 read_range_a=board.config.read_range_a)
         maps[array] = g.mean(axis=0)
-        bright = maps[array] > READ_NOISE_FLOOR_G_S
+        bright = maps[array] > READ_NOISE_FLOOR_SIEMENS
         spreads.append((g.std(axis=0, ddof=1) / np.maximum(maps[array], 1e-12))[bright])
     spread = np.concatenate(spreads) if spreads else np.zeros(0)
     return maps, float(np.median(spread)) if spread.size else 0.0

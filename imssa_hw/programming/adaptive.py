@@ -56,13 +56,13 @@ class AdaptiveStrategy(Strategy):
         """The first read after a pulse: learn from clear responses, keep the rest for later."""
         s, lim = self.settings, self.limits
         before = self.g_before[a]
-        threshold = 3 * self.sigma_read(np.fmax(g, before)) + self.read_lsb_s
+        threshold = 3 * self.sigma_read(np.fmax(g, before)) + self.read_lsb_siemens
         aim = np.nan_to_num(self.aim[a])
         was_set = first & (self.last_op[a] == 1)
         if was_set.any():
             expected = self.set_curve.g_at(self.last_gate[a])
             # landings on the curve's plateau (the device's fully-on cap) say nothing of r
-            on_slope = expected < 0.97 * self.set_curve.g_s[-1]
+            on_slope = expected < 0.97 * self.set_curve.g_siemens[-1]
             rose = was_set & (g - before > threshold)
             learn = rose & on_slope
             obs = np.log(np.clip(g / np.maximum(expected, 1e-9), 0.05, 20))
@@ -101,7 +101,7 @@ class AdaptiveStrategy(Strategy):
 
     def _u_for(self, fraction: np.ndarray) -> np.ndarray:
         """The RESET curve's voltage for a fraction removed (the population's voltage axis)."""
-        g_off = self.reset_curve.g_off_s
+        g_off = self.reset_curve.g_off_siemens
         f = np.clip(np.asarray(fraction, float), 0.0, 1.0)
         return self.reset_curve.voltage_for(np.ones_like(f), 1.0 - f * (1.0 - g_off))
 
@@ -117,10 +117,10 @@ class AdaptiveStrategy(Strategy):
         if not sel.any():
             return
         s, curve = self.settings, self.reset_curve
-        span = np.maximum(before - curve.g_off_s, 1e-9)
+        span = np.maximum(before - curve.g_off_siemens, 1e-9)
         step = before - after
         fraction = step / span
-        sigma_f = np.sqrt((s.reset_noise_rel * np.abs(step)) ** 2 + s.reset_noise_floor_s ** 2
+        sigma_f = np.sqrt((s.reset_noise_rel * np.abs(step)) ** 2 + s.reset_noise_floor_siemens ** 2
                           + 2 * sigma_after ** 2) / span
         # a response too small to tell from noise: the device sits near its threshold at v
         censored = fraction <= np.maximum(2 * sigma_f, 0.002)
@@ -212,7 +212,7 @@ class AdaptiveStrategy(Strategy):
                 # reset_min_step inner tolerances (landing a little low is still inside)
                 aim = np.minimum(target + s.reset_margin * tol,
                                  self.est[a] - s.reset_min_step * inner)
-                aim = np.where(self.off_target[a], np.minimum(target, self.reset_curve.g_off_s),
+                aim = np.where(self.off_target[a], np.minimum(target, self.reset_curve.g_off_siemens),
                                aim)
                 v = np.maximum(self._reset_voltage(a, self.est[a], aim), self.v_floor[a])
                 plan.reset_mask = high

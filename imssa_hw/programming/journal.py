@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from imssa_hw.errors import BadInput
+from imssa_hw.files import upgrade_legacy_keys
 
 FORMAT = "imssa-hw-program-journal"
 VERSION = 1
@@ -43,9 +44,9 @@ def digest_arrays(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def us_list(values_s: np.ndarray) -> list[float]:
+def us_list(values_siemens: np.ndarray) -> list[float]:
     """Conductances in S -> uS rounded to 1e-4 (far below any ADC step), as a JSON list."""
-    return np.round(np.asarray(values_s, float) * US, 4).tolist()
+    return np.round(np.asarray(values_siemens, float) * US, 4).tolist()
 
 
 def volt_list(values_v: np.ndarray) -> list[float]:
@@ -96,7 +97,7 @@ def read_journal(path: str | Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = upgrade_legacy_keys(json.loads(line))
         except ValueError:
             if number == len(lines):  # the last line, without its newline: torn
                 break
@@ -124,7 +125,7 @@ def pulse_batches(record: dict) -> Iterator[tuple[str, dict]]:
 
 
 def crosspoint_series(records: list[dict], array: int, row: int, col: int) -> list[dict]:
-    """The time series of one device: reads {"t", "op": "read", "g_s"} and pulses
+    """The time series of one device: reads {"t", "op": "read", "g_siemens"} and pulses
     {"t", "op": "set"|"reset", "v", "gate", "sent"} in journal order."""
     header = records[0]
     cols = header["shape"][2]
@@ -137,9 +138,9 @@ def crosspoint_series(records: list[dict], array: int, row: int, col: int) -> li
         if r["type"] == "read":
             idx = r.get("idx")
             if idx is None:
-                out.append({"t": r["t"], "op": "read", "g_s": r["g_us"][flat] / US})
+                out.append({"t": r["t"], "op": "read", "g_siemens": r["g_us"][flat] / US})
             elif flat in idx:
-                out.append({"t": r["t"], "op": "read", "g_s": r["g_us"][idx.index(flat)] / US})
+                out.append({"t": r["t"], "op": "read", "g_siemens": r["g_us"][idx.index(flat)] / US})
         elif r["type"] == "pulse":
             for op, batch in pulse_batches(r):
                 if flat in batch["idx"]:

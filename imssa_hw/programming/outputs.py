@@ -25,7 +25,7 @@ def write_program_outputs(result: ProgramResult, out_dir: str | Path,
             "defects": str(defects) if defects is not None else None, "stuck_merged": 0,
             "plots": []}
     if defects is not None and (result.stuck or result.stuck_unused):
-        data["stuck_merged"] = merge_defects(defects, result, result.off_s)
+        data["stuck_merged"] = merge_defects(defects, result, result.off_siemens)
     if plots:
         from imssa_hw.programming.plots import plot_result
         data["plots"] = [str(p) for p in plot_result(result, out)]
@@ -37,7 +37,7 @@ def write_program_outputs(result: ProgramResult, out_dir: str | Path,
 
 
 ACHIEVED_NPZ = "achieved.npz"
-"""Per device: `achieved_s` (the run's final estimate, S; NaN where never read), `status` and
+"""Per device: `achieved_siemens` (the run's final estimate, S; NaN where never read), `status` and
 `time_s` (when the run ended, Unix seconds). `imssa-hw budget` compares it with later reads."""
 
 
@@ -45,5 +45,5 @@ def save_achieved(result: ProgramResult, path: str | Path) -> None:
     """The maps a programming run achieved, as numpy arrays without pickles (atomically)."""
     end = result.history[-1]["t"] if result.history else float("nan")
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, achieved_s=result.achieved_s, status=result.status,
+        np.savez_compressed(handle, achieved_siemens=result.achieved_siemens, status=result.status,
                             time_s=np.asarray(end))

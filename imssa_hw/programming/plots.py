@@ -36,18 +36,18 @@ def plot_result(result: ProgramResult, out_dir: str | Path) -> list[Path]:
     r = result.report
     used = result.used
     stuck = used & (result.status == STUCK)
-    ok = used & ~stuck & np.isfinite(result.achieved_s)
+    ok = used & ~stuck & np.isfinite(result.achieved_siemens)
     title = (f"{r['strategy']}: yield {100 * r['yield_working']:.2f} % of {r['working']} working "
              f"devices within {r['tolerance']}")
     paths = []
 
     fig = _figure()
     ax = fig.add_subplot()
-    t, g = result.targets_s * US, result.achieved_s * US
+    t, g = result.targets_siemens * US, result.achieved_siemens * US
     ax.plot(t[ok], g[ok], ".", ms=3, alpha=0.5, label="programmed")
     if stuck.any():
         ax.plot(t[stuck], g[stuck], "x", color="tab:red", ms=5, label=f"stuck ({int(stuck.sum())})")
-    top = float(np.nanmax(np.concatenate([t[used], g[used & np.isfinite(result.achieved_s)]])))
+    top = float(np.nanmax(np.concatenate([t[used], g[used & np.isfinite(result.achieved_siemens)]])))
     ax.plot([0, top], [0, top], "k-", lw=0.6)
     ax.set_xlabel("target (uS)")
     ax.set_ylabel("achieved (uS, averaged reads)")
@@ -57,10 +57,10 @@ def plot_result(result: ProgramResult, out_dir: str | Path) -> list[Path]:
 
     fig = _figure()
     ax = fig.add_subplot()
-    err = (result.achieved_s - result.targets_s)[ok] * US
+    err = (result.achieved_siemens - result.targets_siemens)[ok] * US
     ax.hist(err, bins=60, color="tab:blue")
-    if result.tolerance_s is not None and np.ptp(result.tolerance_s[ok]) == 0 and ok.any():
-        tol = float(result.tolerance_s[ok][0]) * US
+    if result.tolerance_siemens is not None and np.ptp(result.tolerance_siemens[ok]) == 0 and ok.any():
+        tol = float(result.tolerance_siemens[ok][0]) * US
         for x in (-tol, tol):
             ax.axvline(x, color="tab:red", lw=0.8, ls="--")
     ax.set_xlabel("achieved - target (uS)")

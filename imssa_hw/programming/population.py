@@ -34,7 +34,7 @@ def population_set_curve() -> SetCurve:
     the v_set SET pulse."""
     p = population()
     v = np.round(np.arange(p["set_gate_vt_v"], 2.0001, 0.01), 4)
-    g = np.minimum(p["set_gain_s"] * (v - p["set_gate_vt_v"]) ** p["set_exponent"], p["g_on_s"])
+    g = np.minimum(p["set_gain_siemens"] * (v - p["set_gate_vt_v"]) ** p["set_exponent"], p["g_on_siemens"])
     return SetCurve(v, g, p["v_set_v"])
 
 
@@ -46,4 +46,4 @@ def population_reset_curve() -> ResetCurve:
     v = np.round(np.arange(0.0, 2.0001, 0.01), 4)
     v_eff = v * (1 - np.exp(-(p["reset_gate_v"] - p["reset_gate_vt_v"]) / p["reset_gate_char_v"]))
     over = np.maximum(v_eff - p["reset_vth_v"], 0.0) / p["reset_scale_v"]
-    return ResetCurve(v, 1 - np.exp(-over ** 2), p["reset_gate_v"], p["g_off_s"])
+    return ResetCurve(v, 1 - np.exp(-over ** 2), p["reset_gate_v"], p["g_off_siemens"])

@@ -21,7 +21,7 @@ class RampStrategy(Strategy):
     the relaxation delay as the other strategies (no read averaging)."""
 
     name = "ramp"
-    TOLERANCE_S = 4e-6
+    TOLERANCE_SIEMENS = 4e-6
     V_SET = (1.0, 3.5, 1.0)
     GATE = (0.5, 1.4, 0.05)
     V_RESET = (0.3, 1.5, 0.05)
@@ -30,7 +30,7 @@ class RampStrategy(Strategy):
     MAX_STEPS = 200
 
     def decision_tolerance(self, tolerance: Tolerance) -> np.ndarray:
-        return np.full(self.targets.shape, self.TOLERANCE_S)
+        return np.full(self.targets.shape, self.TOLERANCE_SIEMENS)
 
     def inner_fraction(self) -> float:
         return 1.0

@@ -3,7 +3,7 @@
     from imssa_hw.programming import program_deployment
     result = program_deployment(board, dep, calibration=cal, tolerance="2uS",
                                 journal="deploy/program/journal.jsonl")
-    result.report["yield_working"], result.achieved_s, result.stuck
+    result.report["yield_working"], result.achieved_siemens, result.stuck
 
 Each iteration, for each array that still has work: one batch read, then (journaled first) one
 batch SET and one batch RESET, each with a mask of the devices it pulses and per-device voltages.
@@ -35,9 +35,9 @@ class ProgramResult:
     """What a programming run achieved. `report` is the JSON report (docs/programming.md)."""
 
     report: dict
-    targets_s: np.ndarray
+    targets_siemens: np.ndarray
     used: np.ndarray
-    achieved_s: np.ndarray
+    achieved_siemens: np.ndarray
     """Best estimate of every device's conductance (averaged, corrected reads), S; NaN where
     never read."""
     status: np.ndarray
@@ -51,9 +51,9 @@ class ProgramResult:
     history: list[dict] = field(default_factory=list)
     """Per iteration: it, t, within (working devices within tolerance), verified, stuck, pulses."""
     journal: Path | None = None
-    tolerance_s: np.ndarray | None = None
+    tolerance_siemens: np.ndarray | None = None
     off_target: np.ndarray | None = None
-    off_s: float | None = None
+    off_siemens: float | None = None
     """The off level the run used (profile G_min), S."""
 
     @property
@@ -65,9 +65,9 @@ class _Session:
     """The running state of one programming session (fresh or resumed)."""
 
     def __init__(self, board, strategy: Strategy, calibration, journal_path: Path | None,
-                 clock: Callable[[], float], report_tol_s: np.ndarray) -> None:
+                 clock: Callable[[], float], report_tol_siemens: np.ndarray) -> None:
         self.board = board
-        self.report_tol_s = report_tol_s
+        self.report_tol_siemens = report_tol_siemens
         """The tolerance the report counts devices within (the user's, before any floor)."""
         self.strategy = strategy
         self.calibration = calibration
@@ -86,11 +86,11 @@ class _Session:
 
     # -- reads, corrected ---------------------------------------------------------------------
 
-    def correct(self, a: int, g_raw_s: np.ndarray) -> np.ndarray:
+    def correct(self, a: int, g_raw_siemens: np.ndarray) -> np.ndarray:
         if self.calibration is None:
-            return g_raw_s
+            return g_raw_siemens
         cfg = self.board.config
-        return self.calibration.correct_conductance(a, g_raw_s, v_read=cfg.v_read,
+        return self.calibration.correct_conductance(a, g_raw_siemens, v_read=cfg.v_read,
                                                     read_range_a=cfg.read_range_a)
 
     # -- replay ---------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ class _Session:
         s = self.strategy
         precise = s.kind == PRECISE
         working = precise & (s.status != STUCK)
-        within = working & s.within(self.report_tol_s)
+        within = working & s.within(self.report_tol_siemens)
         return {"it": self.iteration, "t": self.clock(), "devices": int(precise.sum()),
                 "working": int(working.sum()), "within": int(within.sum()),
                 "verified": int((precise & (s.status == VERIFIED)).sum()),
@@ -244,20 +244,20 @@ class _Session:
             self.writer.write(record, sync)
 
 
-def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *, calibration=None,
+def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndarray, *, calibration=None,
                     strategy: str = "adaptive", tolerance: str | float | Tolerance = "2uS",
                     settings: Settings | None = None, profile_limits=None,
-                    off_s: float | None = None, journal: str | Path | None = None,
+                    off_siemens: float | None = None, journal: str | Path | None = None,
                     resume: bool = False, progress: Progress | None = None,
                     source: dict | None = None, known_stuck: np.ndarray | None = None,
                     clock: Callable[[], float] = time.time,
                     sleep: Callable[[float], None] = time.sleep) -> ProgramResult:
-    """Program `targets_s` (arrays, rows, cols) S on the cells `used` of `board` (a drivers
+    """Program `targets_siemens` (arrays, rows, cols) S on the cells `used` of `board` (a drivers
     Board, or anything with its info/config/read_array/set_pulses/reset_pulses/frames_sent).
 
     Arrays with at least one used cell are programmed: used cells to their targets within the
     tolerance, the other cells of those arrays only brought to their off target (RESET when a
-    read shows them above it). `off_s`: the off level (profile G_min); a device whose target is
+    read shows them above it). `off_siemens`: the off level (profile G_min); a device whose target is
     at or below it counts as on target anywhere at or below target + tolerance (a RESET device
     cannot go lower). `calibration`: an imssa_hw.calibration Calibration (read correction and
     first-pulse curves) or None (population curves, reads taken as they are). `journal`: the
@@ -266,7 +266,7 @@ def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *
     pulsed, reported as stuck. `progress(info)` is called after every iteration.
     """
     info = board.info
-    targets = np.asarray(targets_s, dtype=float)
+    targets = np.asarray(targets_siemens, dtype=float)
     used = np.asarray(used, dtype=bool)
     shape = (info.arrays, info.rows, info.cols)
     if targets.shape != shape or used.shape != shape:
@@ -279,8 +279,8 @@ def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *
     if calibration is not None:
         calibration.check_board(info)
         board.configure(v_read=calibration.v_read_v, read_range_a=calibration.read_range_a)
-    lsb_s = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read
-    tol = tol.with_floor(lsb_s) if tol.rel else tol
+    lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read
+    tol = tol.with_floor(lsb_siemens) if tol.rel else tol
     limits = Limits.of(info.limits, profile_limits)
     arrays = [a for a in range(info.arrays) if used[a].any()]
     if not arrays:
@@ -288,7 +288,7 @@ def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *
     cal_curves = ({} if calibration is None else
                   {"set_curve": calibration.set_curve, "reset_curve": calibration.reset_curve})
     strat = make_strategy(strategy, targets, used, arrays, tolerance=tol, settings=settings,
-                          limits=limits, off_s=off_s, read_lsb_s=lsb_s,
+                          limits=limits, off_siemens=off_siemens, read_lsb_siemens=lsb_siemens,
                           read_bias_rel=settings.read_bias_rel if calibration is not None else 0.0,
                           **cal_curves)
     stuck_cells: list[list[int]] = []
@@ -300,12 +300,12 @@ def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *
                        tol.of(targets))
     header = {"type": "header", "format": FORMAT, "version": VERSION, "t": clock(),
               "strategy": strat.name, "tolerance": tol.to_dict(), "settings": settings.to_dict(),
-              "limits": limits.to_dict(), "off_s": off_s, "arrays": arrays, "shape": list(shape),
+              "limits": limits.to_dict(), "off_siemens": off_siemens, "arrays": arrays, "shape": list(shape),
               "board": {"board_id": info.board_id, "arrays": info.arrays, "rows": info.rows,
                         "cols": info.cols},
               "targets_sha256": digest_arrays(targets, used),
               "calibration_sha256": None if calibration is None
-              else digest_arrays(calibration.read_gain, calibration.read_offset_s),
+              else digest_arrays(calibration.read_gain, calibration.read_offset_siemens),
               **({"known_stuck": stuck_cells} if stuck_cells else {}), "source": source or {}}
     jpath = session.journal_path
     if resume:
@@ -343,7 +343,7 @@ def program_targets(board: BoardLike, targets_s: np.ndarray, used: np.ndarray, *
         family = BadInput if isinstance(exc, BadInput) else HardwareError
         raise family(f"{exc}{hint}") from None
     result = _result(session, targets, used, tol, calibration, clock() - start)
-    result.off_s = off_s
+    result.off_siemens = off_siemens
     if session.writer is not None:
         if strat.finished():
             session.write({"type": "end", "t": clock(), "report": result.report}, sync=True)
@@ -367,7 +367,7 @@ def _check_header(old: dict, new: dict, path: Path) -> None:
     for key, what in (("targets_sha256", "targets (another deployment or targets)"),
                       ("strategy", "strategy"), ("tolerance", "tolerance"),
                       ("shape", "board shape"), ("calibration_sha256", "calibration"),
-                      ("settings", "settings"), ("off_s", "off level"),
+                      ("settings", "settings"), ("off_siemens", "off level"),
                       ("known_stuck", "list of known stuck devices")):
         if old.get(key) != new.get(key):
             raise BadInput(f"journal {path} belongs to another run: its {what} differs "
@@ -383,8 +383,8 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
     precise = s.kind == PRECISE
     stuck_mask = precise & (s.status == STUCK)
     working = precise & ~stuck_mask
-    tol_s = tol.of(targets)
-    within = s.within(tol_s)
+    tol_siemens = tol.of(targets)
+    within = s.within(tol_siemens)
     pulses = s.pulses[precise]
     signed = s.est - targets
     errors = np.where(s.off_target, np.maximum(signed, 0.0), np.abs(signed))
@@ -398,8 +398,8 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
     last = session.history[-1] if session.history else {}
     report = {
         "strategy": s.name, "tolerance": str(tol),
-        "tolerance_s": tol.abs_s if not tol.rel else None, "tolerance_rel": tol.rel or None,
-        "decision_tolerance_s": float(np.median(s.tol[precise])) if n_devices else None,
+        "tolerance_siemens": tol.abs_siemens if not tol.rel else None, "tolerance_rel": tol.rel or None,
+        "decision_tolerance_siemens": float(np.median(s.tol[precise])) if n_devices else None,
         "devices": n_devices, "working": n_working,
         "verified": int((precise & (s.status == VERIFIED)).sum()),
         "within_tolerance": int((working & within).sum()),
@@ -411,8 +411,8 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
         "pulses_total": int(s.pulses.sum()), "set_pulses": int(s.set_pulses.sum()),
         "reset_pulses": int(s.pulses.sum() - s.set_pulses.sum()),
         "uncertain_pulses": session.uncertain,
-        "mean_abs_error_s": float(errors.mean()) if errors.size else None,
-        "p95_abs_error_s": float(np.percentile(errors, 95)) if errors.size else None,
+        "mean_abs_error_siemens": float(errors.mean()) if errors.size else None,
+        "p95_abs_error_siemens": float(np.percentile(errors, 95)) if errors.size else None,
         "stuck_devices": [list(x) for x in stuck], "stuck_unused": [list(x) for x in stuck_unused],
         "unfinished": unfinished,
         "off_cells_done": int(((s.kind == OFF) & (s.status == DONE)).sum()),
@@ -424,7 +424,7 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
         "journal": str(session.journal_path) if session.journal_path else None,
     }
     return ProgramResult(report, targets, used, s.est.copy(), s.status.copy(), s.pulses.copy(),
-                         stuck, stuck_unused, session.history, session.journal_path, tol_s,
+                         stuck, stuck_unused, session.history, session.journal_path, tol_siemens,
                          s.off_target.copy())
 
 
@@ -439,13 +439,13 @@ def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str |
     dep.check_board(board.info)
     return program_targets(board, dep.targets, dep.used, calibration=calibration,
                            strategy=strategy, tolerance=tolerance, settings=settings,
-                           profile_limits=dep.profile.limits, off_s=dep.profile.conductance.g_min,
+                           profile_limits=dep.profile.limits, off_siemens=dep.profile.conductance.g_min,
                            journal=journal, resume=resume, progress=progress,
                            source={"model_digest": dep.model_digest, "profile": dep.profile.name},
                            **kwargs)
 
 
-def merge_defects(path: str | Path, result: ProgramResult, off_s: float | None = None) -> int:
+def merge_defects(path: str | Path, result: ProgramResult, off_siemens: float | None = None) -> int:
     """Merge the stuck devices of `result` (cells that matter and the others) into the defect
     map at `path` (created when missing; the entries of a device found again are replaced).
     Returns the number of stuck devices written from this run."""
@@ -453,7 +453,7 @@ def merge_defects(path: str | Path, result: ProgramResult, off_s: float | None =
     from imssa_hw.files import read_json
 
     path = Path(path)
-    arrays, rows, cols = result.targets_s.shape
+    arrays, rows, cols = result.targets_siemens.shape
     existing: dict[tuple[int, int, int], StuckDevice] = {}
     if path.exists():
         old = defects_from_dict(read_json(path, "defect map not found"), str(path))
@@ -461,20 +461,20 @@ def merge_defects(path: str | Path, result: ProgramResult, off_s: float | None =
             raise BadInput(f"{path}: the defect map is for {old.arrays} arrays of "
                            f"{old.rows}x{old.cols}, the board has {arrays} arrays of {rows}x{cols}")
         existing = {(d.array, d.row, d.col): d for d in old.stuck}
-    low = off_s if off_s is not None else 5e-6
+    low = off_siemens if off_siemens is not None else 5e-6
     found = 0
     for a, r, c in list(result.stuck) + list(result.stuck_unused):
-        g = float(result.achieved_s[a, r, c])
-        target = float(result.targets_s[a, r, c])
+        g = float(result.achieved_siemens[a, r, c])
+        target = float(result.targets_siemens[a, r, c])
         if not np.isfinite(g):
-            kind, g_s = "unresponsive", None
+            kind, g_siemens = "unresponsive", None
         elif g <= low:
-            kind, g_s = "stuck_off", g
+            kind, g_siemens = "stuck_off", g
         elif g > target:
-            kind, g_s = "stuck_on", g
+            kind, g_siemens = "stuck_on", g
         else:
-            kind, g_s = "unresponsive", g
-        existing[(a, r, c)] = StuckDevice(a, r, c, kind, None if g_s is None else max(g_s, 0.0))
+            kind, g_siemens = "unresponsive", g
+        existing[(a, r, c)] = StuckDevice(a, r, c, kind, None if g_siemens is None else max(g_siemens, 0.0))
         found += 1
     merged = DefectMap(arrays, rows, cols, tuple(existing[k] for k in sorted(existing)))
     merged.save(path)

@@ -16,25 +16,25 @@ _TOLERANCE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(%|[a-zµ]+)\
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Within how far of its target a device counts as programmed: `abs_s` (S) or `rel` (a
-    fraction of the target); a relative tolerance is never tighter than `floor_s`."""
+    """Within how far of its target a device counts as programmed: `abs_siemens` (S) or `rel` (a
+    fraction of the target); a relative tolerance is never tighter than `floor_siemens`."""
 
-    abs_s: float = 2e-6
+    abs_siemens: float = 2e-6
     rel: float = 0.0
-    floor_s: float = 0.0
+    floor_siemens: float = 0.0
 
-    def of(self, targets_s: np.ndarray) -> np.ndarray:
-        """The tolerance of every device, S (same shape as `targets_s`)."""
-        targets = np.asarray(targets_s, dtype=float)
+    def of(self, targets_siemens: np.ndarray) -> np.ndarray:
+        """The tolerance of every device, S (same shape as `targets_siemens`)."""
+        targets = np.asarray(targets_siemens, dtype=float)
         if self.rel:
-            return np.maximum(self.rel * targets, self.floor_s)
-        return np.full(targets.shape, self.abs_s)
+            return np.maximum(self.rel * targets, self.floor_siemens)
+        return np.full(targets.shape, self.abs_siemens)
 
-    def with_floor(self, floor_s: float) -> Tolerance:
-        return Tolerance(self.abs_s, self.rel, max(self.floor_s, floor_s))
+    def with_floor(self, floor_siemens: float) -> Tolerance:
+        return Tolerance(self.abs_siemens, self.rel, max(self.floor_siemens, floor_siemens))
 
     def __str__(self) -> str:
-        return f"{self.rel * 100:g}%" if self.rel else f"{self.abs_s * 1e6:g}uS"
+        return f"{self.rel * 100:g}%" if self.rel else f"{self.abs_siemens * 1e6:g}uS"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +50,7 @@ def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
         value = float(text)
         if not math.isfinite(value) or not 0 < value < 1e-3:
             raise BadInput(f"tolerance must be a conductance in S between 0 and 1 mS, got {text!r}")
-        return Tolerance(abs_s=value)
+        return Tolerance(abs_siemens=value)
     match = _TOLERANCE.match(str(text))
     if not match:
         raise BadInput(f"--tolerance must be a conductance such as 2uS or a percentage such as "
@@ -60,14 +60,14 @@ def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
         if not 0 < value < 100:
             raise BadInput(f"--tolerance {text!r}: a relative tolerance must be between 0 and "
                            f"100 %")
-        return Tolerance(abs_s=0.0, rel=value / 100)
+        return Tolerance(abs_siemens=0.0, rel=value / 100)
     if unit not in _UNITS:
         raise BadInput(f"--tolerance {text!r}: unknown unit {match.group(2)!r} (use uS, mS, nS, S "
                        f"or %)")
     siemens = value * _UNITS[unit]
     if not 0 < siemens < 1e-3:
         raise BadInput(f"--tolerance {text!r}: must be above 0 and below 1 mS")
-    return Tolerance(abs_s=siemens)
+    return Tolerance(abs_siemens=siemens)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class Settings:
     reset_noise_rel: float = 0.2
     """Cycle-to-cycle noise of a RESET step, relative to the step (weights what a response
     teaches)."""
-    reset_noise_floor_s: float = 0.1e-6
+    reset_noise_floor_siemens: float = 0.1e-6
     """Cycle-to-cycle noise floor of a RESET step, S."""
     max_iterations: int = 2000
     min_iteration_s: float = 0.05
@@ -155,7 +155,7 @@ class Settings:
             "reset_shift_sigma_v": self.reset_shift_sigma_v > 0,
             "reset_slope_sigma": self.reset_slope_sigma > 0,
             "reset_noise_rel": self.reset_noise_rel >= 0, "reset_step_v": self.reset_step_v >= 0,
-            "reset_noise_floor_s": self.reset_noise_floor_s >= 0,
+            "reset_noise_floor_siemens": self.reset_noise_floor_siemens >= 0,
             "reset_margin": 0 <= self.reset_margin < self.inner_fraction,
             "max_iterations": self.max_iterations >= 1,
             "min_iteration_s": self.min_iteration_s >= 0, "max_time_s": self.max_time_s > 0}

@@ -4,7 +4,7 @@ A strategy keeps one record per device (its status, pulses, reads since its last
 learned about the device) and is driven by two events only, so that its whole state is a
 function of the journal (a resumed run replays the journal through the same two methods):
 
-    strategy.on_read(array, g_s, t)    # a batch read (corrected to true S); learns, moves statuses
+    strategy.on_read(array, g_siemens, t)    # a batch read (corrected to true S); learns, moves statuses
     plan = strategy.plan(array, t)     # pure: the next batch SET and batch RESET (masks, voltages)
     strategy.on_pulse(array, op, idx, v, gate, aux, t)   # a batch pulse was (about to be) sent
 
@@ -66,27 +66,27 @@ class Strategy:
     name = "base"
     closed_loop = True
 
-    def __init__(self, targets_s: np.ndarray, used: np.ndarray, arrays: list[int], *,
+    def __init__(self, targets_siemens: np.ndarray, used: np.ndarray, arrays: list[int], *,
                  tolerance: Tolerance, settings: Settings, limits: Limits,
                  set_curve: SetCurve | None = None, reset_curve: ResetCurve | None = None,
-                 off_s: float | None = None, read_lsb_s: float = 0.0,
+                 off_siemens: float | None = None, read_lsb_siemens: float = 0.0,
                  read_bias_rel: float = 0.0) -> None:
-        self.targets = np.asarray(targets_s, dtype=float)
+        self.targets = np.asarray(targets_siemens, dtype=float)
         shape = self.targets.shape
         self.shape = shape
         self.settings = settings
         self.limits = limits
         self.set_curve = set_curve or population_set_curve()
         self.reset_curve = reset_curve or population_reset_curve()
-        self.read_lsb_s = float(read_lsb_s)
+        self.read_lsb_siemens = float(read_lsb_siemens)
         self.read_bias_rel = float(read_bias_rel)
         programmed = np.zeros(shape[0], bool)
         programmed[list(arrays)] = True
         self.arrays = sorted(arrays)
         self.kind = np.where(programmed[:, None, None], np.where(used, PRECISE, OFF),
                              NONE).astype(np.int8)
-        self.off_target = (np.zeros(shape, bool) if off_s is None
-                           else self.targets <= off_s * (1 + 1e-9))
+        self.off_target = (np.zeros(shape, bool) if off_siemens is None
+                           else self.targets <= off_siemens * (1 + 1e-9))
         self.tol = self.decision_tolerance(tolerance)
         # a device at an off target cannot be taken lower than where RESET leaves it: no
         # hysteresis band below the tolerance there
@@ -139,27 +139,27 @@ class Strategy:
 
     # -- events -------------------------------------------------------------------------------
 
-    def on_read(self, a: int, g_s: np.ndarray, t: float) -> None:
+    def on_read(self, a: int, g_siemens: np.ndarray, t: float) -> None:
         """A batch read of array `a` at time t, corrected to true conductances (NaN: not read)."""
         self.reads += 1
-        live = self.live(a) & np.isfinite(g_s)
+        live = self.live(a) & np.isfinite(g_siemens)
         first = live & self.pending[a]
         if first.any():
             # small changes relax less (facts: NeuRRAM; docs/emulator.md): shorter waits
             s = self.settings
-            small = first & (np.abs(g_s - self.g_before[a]) <= s.small_change * self.tol[a])
+            small = first & (np.abs(g_siemens - self.g_before[a]) <= s.small_change * self.tol[a])
             self.settle_need[a][small] = s.settle_small_s
             self.verify_need[a][small] = s.verify_delay_small_s
-            self._learn(a, first, g_s, t)
+            self._learn(a, first, g_siemens, t)
             self.pending[a][first] = False
         age = t - self.t_pulse[a]
         settled = live & (age >= self.settle_need[a])
         self.n_after[a][settled] += 1
         weight = 1.0 / np.clip(self.n_after[a], 1, self.settings.average_reads)
         mean = self.mean_after[a]
-        mean[settled] += (g_s[settled] - mean[settled]) * weight[settled]
-        self.last_read[a][live] = g_s[live]
-        est = np.where(self.n_after[a] > 0, mean, g_s)
+        mean[settled] += (g_siemens[settled] - mean[settled]) * weight[settled]
+        self.last_read[a][live] = g_siemens[live]
+        est = np.where(self.n_after[a] > 0, mean, g_siemens)
         self.est[a][live] = est[live]
         self._transition(a, t)
         over = self.live(a) & (self.status[a] == ACTIVE) & (
@@ -204,7 +204,7 @@ class Strategy:
     def sigma_read(self, g: np.ndarray) -> np.ndarray:
         """Uncertainty of one read of a device at conductance g, S."""
         g = np.abs(np.nan_to_num(np.asarray(g, float)))
-        return np.sqrt((self.settings.read_noise_rel * g) ** 2 + self.read_lsb_s ** 2 / 12)
+        return np.sqrt((self.settings.read_noise_rel * g) ** 2 + self.read_lsb_siemens ** 2 / 12)
 
     def sigma_est(self, a: int) -> np.ndarray:
         """Uncertainty of the estimate: the mean of n settled reads, or an exponential average
@@ -217,10 +217,10 @@ class Strategy:
     def error(self, a: int | slice = slice(None)) -> np.ndarray:
         return self.est[a] - self.targets[a]
 
-    def within(self, tol_s: np.ndarray | None = None) -> np.ndarray:
-        """Devices whose estimate is within `tol_s` (default: the decision tolerance) of the
+    def within(self, tol_siemens: np.ndarray | None = None) -> np.ndarray:
+        """Devices whose estimate is within `tol_siemens` (default: the decision tolerance) of the
         target; a cell whose target is the off level counts when it is at or below it + tol."""
-        tol = self.tol if tol_s is None else tol_s
+        tol = self.tol if tol_siemens is None else tol_siemens
         e = self.est - self.targets
         return np.isfinite(e) & (e <= tol) & (self.off_target | (e >= -tol))
 
@@ -264,7 +264,7 @@ class Strategy:
         todo = (self.kind[a] == OFF) & (self.status[a] == ACTIVE) & np.isfinite(self.est[a])
         if not todo.any():
             return
-        off = np.full(self.shape[1:], self.reset_curve.g_off_s)
+        off = np.full(self.shape[1:], self.reset_curve.g_off_siemens)
         v = self.reset_curve.voltage_for(self.est[a], off)
         plan.reset_mask |= todo
         plan.v_reset[todo] = np.minimum(v[todo], self.limits.v_reset_max)

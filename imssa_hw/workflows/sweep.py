@@ -35,7 +35,7 @@ class SweepPoint:
 
     checkpoint: str
     bits: int
-    sigma_s: float
+    sigma_siemens: float
     seed: int  # the noise draw (noise) or the emulated board (write-verify)
     method: str
     limit: int | None = None
@@ -47,10 +47,10 @@ class SweepPoint:
 NOISE_CELLS = ("tiles", "used")
 
 
-def noisy_maps(targets: np.ndarray, cells: np.ndarray, sigma_s: float,
+def noisy_maps(targets: np.ndarray, cells: np.ndarray, sigma_siemens: float,
                rng: np.random.Generator) -> np.ndarray:
-    """Targets with Gaussian noise of `sigma_s` on `cells`, clipped at 0 S."""
-    noise = rng.normal(0.0, sigma_s, targets.shape) * cells
+    """Targets with Gaussian noise of `sigma_siemens` on `cells`, clipped at 0 S."""
+    noise = rng.normal(0.0, sigma_siemens, targets.shape) * cells
     return np.maximum(targets + noise, 0.0)
 
 
@@ -73,8 +73,8 @@ def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
     # SET noise sigma; the read chain as after calibration (no column errors) and no stuck
     # devices (the compile here has no defect map), so that the points measure programming
     # noise alone; calibration and defect-aware placement are measured by the demo
-    c2c = {"device.set_c2c_sigma_s": point.sigma_s, "device.set_c2c_slope": 0.0,
-           "device.set_c2c_min_s": 0.0, "read_chain.tia_gain_sigma": 0.0,
+    c2c = {"device.set_c2c_sigma_siemens": point.sigma_siemens, "device.set_c2c_slope": 0.0,
+           "device.set_c2c_min_siemens": 0.0, "read_chain.tia_gain_sigma": 0.0,
            "read_chain.tia_offset_sigma_fs": 0.0, "defects.stuck_on_fraction": 0.0,
            "defects.stuck_off_fraction": 0.0}
     emu = start_emulator(Path(point.workdir), seed=point.seed, arrays=geo.arrays, rows=geo.rows,
@@ -82,7 +82,7 @@ def _programmed_maps(point: SweepPoint, dep) -> np.ndarray:
     try:
         with Board.open(emu.port) as board:
             program_deployment(board, dep)
-        return emu.truth_s()
+        return emu.truth_siemens()
     finally:
         emu.stop()
 
@@ -99,16 +99,16 @@ def evaluate_point(point: SweepPoint) -> dict:
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
     if point.method == "noise":
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
-        maps = noisy_maps(dep.targets, cells, point.sigma_s, np.random.default_rng(point.seed))
+        maps = noisy_maps(dep.targets, cells, point.sigma_siemens, np.random.default_rng(point.seed))
     else:
         cells = dep.used
         maps = _programmed_maps(point, dep)
     logits = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
     software = reference.forward(ckpt, features)
-    error_s = np.abs(maps - dep.targets)[cells]
+    error_siemens = np.abs(maps - dep.targets)[cells]
     return {**asdict(point), "accuracy": float((logits.argmax(-1) == labels).mean()),
             "software_accuracy": float((software.argmax(-1) == labels).mean()),
-            "median_abs_error_s": float(np.median(error_s)), "n_samples": int(len(labels))}
+            "median_abs_error_siemens": float(np.median(error_siemens)), "n_samples": int(len(labels))}
 
 
 def dask_client(scheduler: str):
@@ -141,7 +141,7 @@ def run_points(points: list[SweepPoint], workers: int = 2, client=None,
             for result in pool.map(evaluate_point, points):
                 results.append(result)
                 progress(result)
-    return sorted(results, key=lambda r: (r["method"], r["bits"], r["sigma_s"], r["model_seed"],
+    return sorted(results, key=lambda r: (r["method"], r["bits"], r["sigma_siemens"], r["model_seed"],
                                           r["seed"]))
 
 
@@ -156,13 +156,13 @@ def table(results: Iterable[dict]) -> list[dict]:
     accuracy, the same models' noiseless accuracy, and the points lost against it."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["method"], r["bits"], r["sigma_s"]), []).append(r)
+        groups.setdefault((r["method"], r["bits"], r["sigma_siemens"]), []).append(r)
     rows = []
-    for (method, bits, sigma_s), points in sorted(groups.items()):
+    for (method, bits, sigma_siemens), points in sorted(groups.items()):
         accuracy = [p["accuracy"] for p in points]
         software = float(np.mean([p["software_accuracy"] for p in points]))
         rows.append({"method": method, "bits": bits, "paper_bits": paper_bits(bits),
-                     "sigma_us": round(sigma_s * 1e6, 3), "accuracy_mean": float(np.mean(accuracy)),
+                     "sigma_us": round(sigma_siemens * 1e6, 3), "accuracy_mean": float(np.mean(accuracy)),
                      "accuracy_std": float(np.std(accuracy)), "software_accuracy": software,
                      "points_lost": round(100 * (software - float(np.mean(accuracy))), 2),
                      "models": len({p["model_seed"] for p in points}),
