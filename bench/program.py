@@ -45,7 +45,7 @@ def random_targets(shape: tuple[int, int, int], seed: int, profile) -> np.ndarra
     """4-bit levels 0..15 over the profile window (G_min + L * dG)."""
     window = profile.conductance
     levels = np.random.default_rng(seed).integers(0, 16, shape)
-    return window.g_min + levels * window.dg(4)
+    return window.g_min_siemens + levels * window.dg(4)
 
 
 def measured_calibration(workdir: Path, seed: int, rows: int, cols: int) -> tuple[Path, float]:
@@ -90,7 +90,7 @@ def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir:
             started = time.monotonic()
             result = program_targets(board, targets, used, calibration=cal, strategy=name,
                                      tolerance=tol, profile_limits=profile.limits,
-                                     off_siemens=profile.conductance.g_min,
+                                     off_siemens=profile.conductance.g_min_siemens,
                                      journal=workdir / f"journal-{name}-{baud:g}.jsonl")
             elapsed = time.monotonic() - started
         devices = emu.state().devices

@@ -11,11 +11,14 @@ import json
 import struct
 import types
 from dataclasses import asdict, dataclass, fields, is_dataclass
+from functools import cached_property
 from enum import IntEnum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
+from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
+                            ReadChainSpec)
 from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.files import upgrade_legacy_keys
@@ -61,12 +64,10 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class BoardLimits:
-    """Safe operating limits; the board refuses anything outside them."""
+class BoardLimits(PulseLimits):
+    """Safe operating limits; the board refuses anything outside them: the pulse limits, plus
+    the read voltage and the pulse widths."""
 
-    v_set_max: float
-    v_reset_max: float
-    v_gate_max: float
     v_read_max: float
     """Largest read voltage and largest |row voltage| of a VMM or loop step."""
     pulse_width_min_s: float
@@ -111,13 +112,26 @@ class BoardInfo:
     """RUN_SEQUENCE: the longest one program takes for one step of one sequence, s (the
     driver's reply timeout grows by this per program step)."""
 
+    def __post_init__(self) -> None:
+        self.spec  # validates the announced board (ValueError; `typed` makes it a PayloadError)
+
     def adc_lsb_a(self, range_a: float) -> float:
         """Current of one ADC code at full scale `range_a`."""
-        return range_a / 2 ** (self.adc_bits - 1)
+        return self.spec.read_chain.adc_lsb_a(range_a)
 
     @property
     def dac_lsb_v(self) -> float:
-        return self.limits.v_read_max / (2 ** (self.dac_bits - 1) - 1)
+        return self.spec.read_chain.dac_lsb_v
+
+    @cached_property
+    def spec(self) -> BoardSpec:
+        """This board in the shared parameter tree."""
+        return BoardSpec(Geometry(self.arrays, self.rows, self.cols),
+                         ConductanceWindow(*self.g_window_siemens),
+                         ReadChainSpec(self.limits.v_read_max, self.dac_bits, self.adc_bits,
+                                       self.adc_ranges_a),
+                         PulseLimits(self.limits.v_set_max, self.limits.v_reset_max,
+                                     self.limits.v_gate_max))
 
 
 @dataclass(frozen=True)
@@ -145,7 +159,10 @@ def typed(kind: Any, value: Any) -> Any:
         if not isinstance(value, dict) or set(value) != names:
             raise PayloadError(f"{kind.__name__}: expected the fields {sorted(names)}")
         hints = get_type_hints(kind)
-        return kind(**{name: typed(hints[name], item) for name, item in value.items()})
+        try:
+            return kind(**{name: typed(hints[name], item) for name, item in value.items()})
+        except ValueError as exc:
+            raise PayloadError(f"{kind.__name__}: {exc}") from None
     origin = get_origin(kind)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(kind):

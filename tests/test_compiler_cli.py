@@ -62,7 +62,7 @@ def test_impossible_profile(model, tmp_path):
     data["conductance"]["g_max_us"] = 1.0
     (tmp_path / "p.toml").write_text("\n".join(_toml(data)))
     _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--profile",
-                 str(tmp_path / "p.toml")], "must be below g_max_us")
+                 str(tmp_path / "p.toml")], "g_min < g_max, got 2 .. 1 uS")
 
 
 def _toml(data, prefix=""):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
-from imssa_hw.compiler.profile import ConductanceWindow
+from imssa_hw.board import ConductanceWindow
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
 
-WINDOW = ConductanceWindow(g_min=2e-6, g_max=150e-6, tolerance=4e-6)
+WINDOW = ConductanceWindow(g_min_siemens=2e-6, g_max_siemens=150e-6, tolerance_siemens=4e-6)
 
 
 def _kernels(h=3, modes=2, bits=3, seed=0) -> QuantizedKernels:

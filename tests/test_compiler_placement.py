@@ -7,7 +7,7 @@ import pytest
 
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.placement import place
-from imssa_hw.compiler.profile import Geometry
+from imssa_hw.board import Geometry
 from imssa_hw.errors import BadInput
 
 G_OFF, TOL = 2e-6, 4e-6

@@ -170,7 +170,7 @@ def test_drawn_device_errors_follow_the_profile():
     torch.manual_seed(0)
     plus, _ = loud.conductances(levels, noisy=True)
     ideal = quiet.conductances(levels, noisy=False)[0]
-    stuck = (plus == BOARD.conductance.g_max) | (plus == 0)
+    stuck = (plus == BOARD.conductance.g_max_siemens) | (plus == 0)
     assert 0.1 < stuck.float().mean() < 0.3
     assert 1e-6 < (plus - ideal)[~stuck].std() < 3e-6
 

@@ -45,7 +45,7 @@ PROFILE = load_profile("board-default")
 
 def four_bit_targets(shape, seed: int = 1, lowest: int = 0) -> np.ndarray:
     levels = np.random.default_rng(seed).integers(lowest, 16, shape)
-    return PROFILE.conductance.g_min + levels * PROFILE.conductance.dg(4)
+    return PROFILE.conductance.g_min_siemens + levels * PROFILE.conductance.dg(4)
 
 
 def healthy(emu) -> np.ndarray:
@@ -121,7 +121,7 @@ def test_small_array_converges(emulated_board, tmp_path):
     targets = four_bit_targets((1, 16, 16))
     with Board.open(emu.port) as board:
         result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
-                                 off_siemens=PROFILE.conductance.g_min, journal=tmp_path / "j.jsonl")
+                                 off_siemens=PROFILE.conductance.g_min_siemens, journal=tmp_path / "j.jsonl")
     r = result.report
     assert r["unfinished"] == 0 and r["yield_working"] == 1.0
     assert r["mean_pulses_per_device"] < 8 and r["iterations"] > 1 and r["frames"] > r["iterations"]
@@ -149,7 +149,7 @@ def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, 
     assert defects.sum() >= 8
     with Board.open(emu.port) as board:
         result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
-                                 off_siemens=PROFILE.conductance.g_min)
+                                 off_siemens=PROFILE.conductance.g_min_siemens)
     stuck = result.status == STUCK
     # every stuck device is found, and no healthy device is given up (a stuck-on device whose
     # target is within the tolerance of where it sits counts as programmed)
@@ -160,13 +160,13 @@ def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, 
     assert result.report["yield_working"] == 1.0 and result.report["yield_all"] < 1.0
     path = tmp_path / "defects.json"
     geometry = replace(PROFILE.geometry, arrays=1, rows=16, cols=16)
-    assert merge_defects(path, result, PROFILE.conductance.g_min) == int(stuck.sum())
+    assert merge_defects(path, result, PROFILE.conductance.g_min_siemens) == int(stuck.sum())
     loaded = load_defects(path, geometry)
     kinds = {(d.array, d.row, d.col): d.kind for d in loaded.stuck}
     truth = emu.state().devices.defect
     for cell, kind in kinds.items():
         assert kind == {1: "stuck_on", 2: "stuck_off"}[int(truth[cell])]
-    merge_defects(path, result, PROFILE.conductance.g_min)  # merging again changes nothing
+    merge_defects(path, result, PROFILE.conductance.g_min_siemens)  # merging again changes nothing
     assert len(load_defects(path, geometry).stuck) == len(kinds)
 
 

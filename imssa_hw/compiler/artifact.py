@@ -68,13 +68,12 @@ class Deployment:
         return self.placement.used
 
     def check_board(self, info) -> None:
-        """BadInput unless the board (its `BoardInfo`) has the shape this deployment was
-        compiled for: the one check programming, inference and the budget make."""
-        geometry = self.profile.geometry
-        if geometry.shape != (info.arrays, info.rows, info.cols):
-            raise BadInput(f"the deployment is for a board of {geometry.arrays} arrays of "
-                           f"{geometry.rows}x{geometry.cols} ({self.profile.name}); the board "
-                           f"{info.board_id} has {info.arrays} arrays of {info.rows}x{info.cols}")
+        """BadInput unless the board (its `BoardInfo`) fits this deployment (`BoardSpec.misfits`):
+        the one check programming, inference and the budget make."""
+        misfits = self.profile.spec.misfits(info.spec)
+        if misfits:
+            raise BadInput(f"{misfits[0]} (deployment for {self.profile.name}, board "
+                           f"{info.board_id})")
 
 
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
@@ -146,7 +145,7 @@ def load_deployment(path: str | Path) -> Deployment:
     dg = data["mapping"].get("dg_siemens")
     if not isinstance(digest, str) or not digest:
         raise BadInput(f"{where}: model digest missing")
-    if not isinstance(dg, float) or not 0 < dg < profile.conductance.g_max:
+    if not isinstance(dg, float) or not 0 < dg < profile.conductance.g_max_siemens:
         raise BadInput(f"{where}: mapping.dg_siemens must be a conductance step in S, got {dg!r}")
     shape = profile.geometry.shape
     schedule = Schedule.from_dict(data["schedule"], shape, config.h, config.n_layers,

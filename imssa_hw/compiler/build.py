@@ -70,8 +70,8 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
                            f"{expected[0]} arrays of {expected[1]} columns")
     pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
     pairs = pairs[pairs[:, 1] >= 0] if profile.differential == "columns" else None
-    placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance,
-                      window.g_min, pairs, column_offsets_codes, parallel)
+    placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
+                      window.g_min_siemens, pairs, column_offsets_codes, parallel)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
     scales = stored_scales(ckpt, profile, headroom)
     scales_from = "training" if scales is not None else "probes"
@@ -175,7 +175,7 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "model_digest": ckpt.digest, "profile": profile.name, "layers": cfg.n_layers,
         "kernels": cfg.n_layers * cfg.h, "state_size": cfg.n, "bits": cfg.bits,
         "levels_per_device": 2**cfg.bits, "signed_levels": 2 * (2**cfg.bits - 1) + 1,
-        "dg_siemens": dg, "g_min_siemens": profile.conductance.g_min, "g_max_siemens": profile.conductance.g_max,
+        "dg_siemens": dg, "g_min_siemens": profile.conductance.g_min_siemens, "g_max_siemens": profile.conductance.g_max_siemens,
         "differential": profile.differential, "tile_rows": tile_rows, "tile_cols": tile_cols,
         "kernels_per_array": placement.kernels_per_array, "arrays": geo.arrays,
         "arrays_used": placement.arrays_used, "cells_used": cells_used,

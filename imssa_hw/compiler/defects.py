@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler.profile import Geometry
+from imssa_hw.board import Geometry
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_json, write_json
 

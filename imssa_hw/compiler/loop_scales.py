@@ -80,9 +80,9 @@ def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> floa
 def board_key(profile: BoardProfile, bits: int) -> dict:
     """What of a board the scales depend on; stored with them and compared at compile time."""
     window, read = profile.conductance, profile.read
-    return {"g_min_siemens": window.g_min, "dg_siemens": window.dg(bits), "differential": profile.differential,
+    return {"g_min_siemens": window.g_min_siemens, "dg_siemens": window.dg(bits), "differential": profile.differential,
             "v_read_max": read.v_read_max, "dac_bits": read.dac_bits, "adc_bits": read.adc_bits,
-            "tia_ranges_a": list(read.tia_ranges)}
+            "tia_ranges_a": list(read.adc_ranges_a)}
 
 
 def kernel_tiles(matrices: KernelMatrices, profile: BoardProfile, bits: int) -> np.ndarray:
@@ -130,7 +130,7 @@ def layer_scales(matrices: KernelMatrices, signals: LayerSignals, profile: Board
     scale = state_scales(matrices, signals.u_max, signals.x_max,
                          headroom * profile.read.v_read_max)
     peak = float((scale * signals.column_peak_siemens).max(initial=0.0))
-    return LayerScales(scale, tia_range(peak, profile.read.tia_ranges, headroom), peak)
+    return LayerScales(scale, tia_range(peak, profile.read.adc_ranges_a, headroom), peak)
 
 
 def loop_scales(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,

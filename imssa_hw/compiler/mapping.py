@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imssa_hw.compiler.profile import ConductanceWindow
+from imssa_hw.board import ConductanceWindow
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
 
@@ -126,4 +126,4 @@ def tile_conductances(levels: np.ndarray, layout: TileLayout, window: Conductanc
     col_sign[layout.out_minus[minus]] = -1
     # cell (r, k) holds level M[output of k, input of r], signed by the row's and column's side
     signed = levels.T[layout.row_input][:, col_output] * layout.row_sign[:, None] * col_sign
-    return window.g_min + np.clip(signed, 0, None) * window.dg(bits)
+    return window.g_min_siemens + np.clip(signed, 0, None) * window.dg(bits)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imssa_hw.compiler.defects import DefectMap
-from imssa_hw.compiler.profile import Geometry
+from imssa_hw.board import Geometry
 from imssa_hw.errors import BadInput
 
 

@@ -21,7 +21,7 @@ def plot_targets(deployment: Deployment, path: str | Path) -> Path:
     lines = -(-len(arrays) // columns)
     fig = Figure(figsize=(3.6 * columns + 0.8, 3.4 * lines))
     FigureCanvasAgg(fig)
-    g_max_us = deployment.profile.conductance.g_max * 1e6
+    g_max_us = deployment.profile.conductance.g_max_siemens * 1e6
     cmap = colormaps["viridis"].with_extremes(bad="#d9d9d9")
     image = None
     for i, array in enumerate(arrays):

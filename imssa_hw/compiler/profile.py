@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
+                            ReadChainSpec)
 from imssa_hw.errors import BadInput
 from imssa_hw.files import upgrade_legacy_keys
 
@@ -29,50 +31,11 @@ DIFFERENTIAL = ("columns", "rows")
 
 
 @dataclass(frozen=True)
-class Geometry:
-    """Arrays of rows x cols cells (rows take the input voltages, columns give the currents)."""
+class ProgrammingLimits(PulseLimits):
+    """The deployment's pulse limits (programming uses the tighter of these and the board's),
+    and the programming pulse width it was written for."""
 
-    arrays: int
-    rows: int
-    cols: int
-    cell: str
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.arrays, self.rows, self.cols
-
-
-@dataclass(frozen=True)
-class ConductanceWindow:
-    """Programmable window (S) and the tolerance (S) within which a device counts as on target."""
-
-    g_min: float
-    g_max: float
-    tolerance: float
-
-    def dg(self, bits: int) -> float:
-        """Conductance per level for `bits` bits per device: (G_max - G_min) / (2**bits - 1)."""
-        return (self.g_max - self.g_min) / (2**bits - 1)
-
-
-@dataclass(frozen=True)
-class ReadChain:
-    """Read/VMM side: largest row voltage (V), converter bits, selectable TIA full scales (A)."""
-
-    v_read_max: float
-    dac_bits: int
-    adc_bits: int
-    tia_ranges: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class SafeLimits:
-    """Largest pulse and gate voltages (V) the board may apply, and the pulse width (s)."""
-
-    set_v_max: float
-    reset_v_max: float
-    gate_v_max: float
-    pulse_width: float
+    pulse_width_s: float = 20e-9
 
 
 @dataclass(frozen=True)
@@ -97,10 +60,15 @@ class BoardProfile:
     description: str
     geometry: Geometry
     conductance: ConductanceWindow
-    read: ReadChain
+    read: ReadChainSpec
     differential: str
-    limits: SafeLimits
+    limits: ProgrammingLimits
     errors: DeviceErrors = DeviceErrors()
+
+    @property
+    def spec(self) -> BoardSpec:
+        """The board this profile describes, in the shared parameter tree."""
+        return BoardSpec(self.geometry, self.conductance, self.read, self.limits)
 
     def to_dict(self) -> dict[str, Any]:
         """The profile in its file form (TOML tables, file units)."""
@@ -166,19 +134,19 @@ _TABLES = {
         _Field("cols", "cols", int, 1, 65536),
         _Field("cell", "cell", str, 0, 0))),
     "conductance": _Table("conductance", ConductanceWindow, (
-        _Field("g_min_us", "g_min", float, 0, 1e5, 1e6),
-        _Field("g_max_us", "g_max", float, 0, 1e5, 1e6),
-        _Field("tolerance_us", "tolerance", float, 0, 1e5, 1e6))),
-    "read": _Table("read", ReadChain, (
+        _Field("g_min_us", "g_min_siemens", float, 0, 1e5, 1e6),
+        _Field("g_max_us", "g_max_siemens", float, 0, 1e5, 1e6),
+        _Field("tolerance_us", "tolerance_siemens", float, 0, 1e5, 1e6))),
+    "read": _Table("read", ReadChainSpec, (
         _Field("v_read_max", "v_read_max", float, 1e-3, 1.0),
         _Field("dac_bits", "dac_bits", int, 1, 24),
         _Field("adc_bits", "adc_bits", int, 1, 24),
-        _Field("tia_ranges_ua", "tia_ranges", tuple, 1e-3, 1e6, 1e6))),
-    "limits": _Table("limits", SafeLimits, (
-        _Field("set_v_max", "set_v_max", float, 0.1, 10.0),
-        _Field("reset_v_max", "reset_v_max", float, 0.1, 10.0),
-        _Field("gate_v_max", "gate_v_max", float, 0.1, 10.0),
-        _Field("pulse_width_ns", "pulse_width", float, 0.1, 1e9, 1e9))),
+        _Field("tia_ranges_ua", "adc_ranges_a", tuple, 1e-3, 1e6, 1e6))),
+    "limits": _Table("limits", ProgrammingLimits, (
+        _Field("set_v_max", "v_set_max", float, 0.1, 10.0),
+        _Field("reset_v_max", "v_reset_max", float, 0.1, 10.0),
+        _Field("gate_v_max", "v_gate_max", float, 0.1, 10.0),
+        _Field("pulse_width_ns", "pulse_width_s", float, 0.1, 1e9, 1e9))),
     "errors": _Table("errors", DeviceErrors, (
         _Field("g_sigma_us", "g_sigma", float, 0, 1e3, 1e6),
         _Field("read_noise_rel", "read_noise_rel", float, 0, 1.0),
@@ -209,7 +177,10 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> BoardProf
             if f.key not in section:
                 raise BadInput(f"{where}: [{table}] lacks {f.key}")
             values[f.attribute] = f.parse(section[f.key], f"{where} [{table}]")
-        parts[spec.attribute] = spec.cls(**values)
+        try:
+            parts[spec.attribute] = spec.cls(**values)
+        except ValueError as exc:
+            raise BadInput(f"{where} [{table}]: {exc}") from None
     mapping = _section(data, "mapping", where)
     _no_unknown(mapping, {"differential"}, f"{where} [mapping]")
     differential = mapping.get("differential", "columns")
@@ -221,7 +192,10 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> BoardProf
         raise BadInput(f"{where}: name and description must be strings")
     profile = BoardProfile(name=name, description=description, differential=differential,
                            **parts)
-    _check_consistency(profile, where)
+    try:
+        profile.spec  # the checks between tables
+    except ValueError as exc:
+        raise BadInput(f"{where}: {exc}") from None
     return profile
 
 
@@ -236,22 +210,6 @@ def _no_unknown(table: dict, known: set[str], where: str) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
         raise BadInput(f"{where}: unknown key(s) {', '.join(unknown)}")
-
-
-def _check_consistency(p: BoardProfile, where: str) -> None:
-    c, r, lim = p.conductance, p.read, p.limits
-    if c.g_min >= c.g_max:
-        raise BadInput(f"{where}: g_min_us ({c.g_min * 1e6:g}) must be below g_max_us "
-                       f"({c.g_max * 1e6:g})")
-    if c.tolerance >= c.g_max - c.g_min:
-        raise BadInput(f"{where}: tolerance_us ({c.tolerance * 1e6:g}) must be smaller than the "
-                       f"window ({(c.g_max - c.g_min) * 1e6:g} uS)")
-    if r.v_read_max >= min(lim.set_v_max, lim.reset_v_max):
-        raise BadInput(f"{where}: v_read_max ({r.v_read_max:g} V) must stay below the SET and "
-                       f"RESET limits ({lim.set_v_max:g} V, {lim.reset_v_max:g} V) or reads "
-                       f"would disturb the devices")
-    if list(r.tia_ranges) != sorted(set(r.tia_ranges)):
-        raise BadInput(f"{where}: tia_ranges_ua must be distinct and increasing")
 
 
 def load_profile(name_or_path: str | Path) -> BoardProfile:

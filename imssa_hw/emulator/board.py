@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw import __version__
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, REPLY_BIT, BoardConfig, BoardInfo,
+from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, REPLY_BIT, BoardConfig,
                                        BoardStatus, ErrorCode, Opcode, PulseBatch, pack_codes,
                                        pack_count, pack_error, pack_program_reply, pack_sequences,
                                        ProgramRangeError, sequence_header,
@@ -29,7 +28,7 @@ from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, REPLY_BIT, Boar
                                        unpack_programs, unpack_route, unpack_sequences, unpack_vmm)
 from imssa_hw.emulator.crossbar import Crossbar
 from imssa_hw.emulator.devices import DeviceModel
-from imssa_hw.emulator.profile import Profile
+from imssa_hw.emulator.profile import Profile, board_info
 from imssa_hw.emulator.state import EmulatorState, save_state
 
 REPLAY_DEPTH = 32
@@ -57,10 +56,7 @@ class EmulatedBoard:
         self.model = DeviceModel(profile)
         self.crossbar = Crossbar(state.devices, state.chain, profile.read_chain, profile.limits, read_rng)
         self.rng = program_rng
-        b, chain = profile.board, profile.read_chain
-        self.info = BoardInfo(b.board_id, f"imssa-emu {__version__}", PROTOCOL_VERSION, b.arrays,
-                              b.rows, b.cols, profile.limits, chain.adc_bits, chain.dac_bits,
-                              chain.adc_ranges_a, b.g_window_siemens, b.max_loop_steps, b.step_time_s)
+        self.info = board_info(profile)
         self.started = time.monotonic()
         self.epoch = 0
         self.frames_received = self.bad_frames = self.replays = self.pulses_applied = 0

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from imssa_hw.drivers.errors import PayloadError
-from imssa_hw.drivers.messages import BoardConfig, BoardLimits, typed
+from imssa_hw import __version__
+from imssa_hw.drivers.framing import PROTOCOL_VERSION
+from imssa_hw.drivers.messages import BoardConfig, BoardInfo, BoardLimits, typed
 from imssa_hw.errors import BadInput
 from imssa_hw.files import upgrade_legacy_keys
 
@@ -139,6 +141,14 @@ class Profile:
     smu: SmuParams
 
 
+def board_info(profile: Profile) -> BoardInfo:
+    """What a board emulated with `profile` announces on identify."""
+    b, chain = profile.board, profile.read_chain
+    return BoardInfo(b.board_id, f"imssa-emu {__version__}", PROTOCOL_VERSION, b.arrays, b.rows,
+                     b.cols, profile.limits, chain.adc_bits, chain.dac_bits, chain.adc_ranges_a,
+                     b.g_window_siemens, b.max_loop_steps, b.step_time_s)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """"section.key=value" -> ("section.key", value), the value read as a TOML value."""
     key, sep, value = text.partition("=")
@@ -214,6 +224,10 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
 
 def _check(profile: Profile) -> None:
     board, chain = profile.board, profile.read_chain
+    try:
+        board_info(profile).spec  # the board in the shared parameter tree: validated
+    except ValueError as exc:
+        raise BadInput(f"bad profile: {exc}") from None
     if min(board.arrays, board.rows, board.cols) < 1 or board.arrays > 255 or max(board.rows, board.cols) > 4096:
         raise BadInput("the board needs 1..255 arrays of 1..4096 rows and columns")
     if board.max_loop_steps < 1 or not board.step_time_s > 0:

@@ -10,9 +10,9 @@ and --resume, the report.
 
 from imssa_hw.programming.runner import (ProgramResult, merge_defects, program_deployment,
                                          program_targets)
-from imssa_hw.programming.settings import Limits, Settings, Tolerance, parse_tolerance
+from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import STRATEGIES
 from imssa_hw.programming.strategy import STATUS_NAMES
 
-__all__ = ["Limits", "ProgramResult", "STATUS_NAMES", "STRATEGIES", "Settings", "Tolerance",
+__all__ = ["ProgramResult", "STATUS_NAMES", "STRATEGIES", "Settings", "Tolerance",
            "merge_defects", "parse_tolerance", "program_deployment", "program_targets"]

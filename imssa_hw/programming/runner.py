@@ -22,7 +22,7 @@ from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
-from imssa_hw.programming.settings import Limits, Settings, Tolerance, parse_tolerance
+from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import (DONE, FINAL, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                            VERIFIED, Plan, Strategy)
@@ -281,7 +281,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
         board.configure(v_read=calibration.v_read_v, read_range_a=calibration.read_range_a)
     lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read
     tol = tol.with_floor(lsb_siemens) if tol.rel else tol
-    limits = Limits.of(info.limits, profile_limits)
+    limits = info.limits.tightest(profile_limits)
     arrays = [a for a in range(info.arrays) if used[a].any()]
     if not arrays:
         raise BadInput("nothing to program: no cell is marked used")
@@ -439,7 +439,7 @@ def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str |
     dep.check_board(board.info)
     return program_targets(board, dep.targets, dep.used, calibration=calibration,
                            strategy=strategy, tolerance=tolerance, settings=settings,
-                           profile_limits=dep.profile.limits, off_siemens=dep.profile.conductance.g_min,
+                           profile_limits=dep.profile.limits, off_siemens=dep.profile.conductance.g_min_siemens,
                            journal=journal, resume=resume, progress=progress,
                            source={"model_digest": dep.model_digest, "profile": dep.profile.name},
                            **kwargs)

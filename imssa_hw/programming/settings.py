@@ -171,27 +171,3 @@ class Settings:
     def from_dict(cls, data: dict) -> Settings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The pulse and gate voltages programming may use: the tighter of the board's (identify)
-    and the deployment profile's limits."""
-
-    v_set_max: float
-    v_reset_max: float
-    v_gate_max: float
-
-    @classmethod
-    def of(cls, board_limits, profile_limits=None) -> Limits:
-        """From a drivers BoardLimits and optionally a compiler SafeLimits."""
-        v_set, v_reset, v_gate = (board_limits.v_set_max, board_limits.v_reset_max,
-                                  board_limits.v_gate_max)
-        if profile_limits is not None:
-            v_set = min(v_set, profile_limits.set_v_max)
-            v_reset = min(v_reset, profile_limits.reset_v_max)
-            v_gate = min(v_gate, profile_limits.gate_v_max)
-        return cls(v_set, v_reset, v_gate)
-
-    def to_dict(self) -> dict:
-        return asdict(self)

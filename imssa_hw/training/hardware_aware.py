@@ -45,7 +45,7 @@ class AnalogLoop:
         read, window = profile.read, profile.conductance
         self.errors = profile.errors
         self.columns = profile.differential == "columns"
-        self.g_min, self.g_max, self.dg = window.g_min, window.g_max, window.dg(bits)
+        self.g_min, self.g_max, self.dg = window.g_min_siemens, window.g_max_siemens, window.dg(bits)
         self.v_max = read.v_read_max
         self.dac_lsb = read.v_read_max / (2 ** (read.dac_bits - 1) - 1)
         self.adc_top = 2 ** (read.adc_bits - 1)

@@ -112,7 +112,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
                      f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
             with _stage("program", timings, echo):
                 programmed = program_deployment(board, dep, calibration=calibration.calibration,
-                                                tolerance=dep.profile.conductance.tolerance,
+                                                tolerance=dep.profile.conductance.tolerance_siemens,
                                                 journal=out / "program" / "journal.jsonl")
                 write_program_outputs(programmed, out / "program", out / "program.json",
                                       defects=out / "calib" / "defects.json")
