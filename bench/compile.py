@@ -40,7 +40,7 @@ def _model(path: Path, h: int, n: int, bits: int) -> None:
 
 
 def _defects(path: Path, geometry, rate: float, seed: int = 0):
-    from imssa_hw.compiler.defects import DefectMap, StuckDevice
+    from imssa_hw.compiler.defects import DefectKind, DefectMap, StuckDevice
 
     rng = np.random.default_rng(seed)
     cells = int(rate * np.prod(geometry.shape))
@@ -48,7 +48,7 @@ def _defects(path: Path, geometry, rate: float, seed: int = 0):
     stuck = []
     for index, on in zip(flat, rng.random(cells) < 0.5):
         a, r, c = np.unravel_index(index, geometry.shape)
-        stuck.append(StuckDevice(int(a), int(r), int(c), "stuck_on" if on else "stuck_off",
+        stuck.append(StuckDevice(int(a), int(r), int(c), DefectKind.STUCK_ON if on else DefectKind.STUCK_OFF,
                                  150e-6 if on else 1e-6))
     defects = DefectMap(*geometry.shape, tuple(stuck))
     defects.save(path)

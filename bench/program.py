@@ -62,7 +62,7 @@ def measured_calibration(workdir: Path, seed: int, rows: int, cols: int) -> tupl
 
 
 def oracle_calibration(emu, board: Board):
-    from imssa_hw.calibration.data import Calibration
+    from imssa_hw.calibration.data import Calibration, Reference
 
     chain = emu.state().chain
     lsb = board.info.adc_lsb_a(board.config.read_range_a)
@@ -70,7 +70,7 @@ def oracle_calibration(emu, board: Board):
     return Calibration(info.board_id, info.arrays, info.rows, info.cols, chain.gain,
                        chain.offset_codes * lsb / board.config.v_read, None, None, {},
                        v_read_v=board.config.v_read, read_range_a=board.config.read_range_a,
-                       reference="oracle")
+                       reference=Reference.SMU)  # the emulator's own chain: as true as an SMU
 
 
 def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir: Path | None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,30 @@ from imssa_hw.files import read_json, write_json
 FORMAT = "imssa-hw-calibration"
 VERSION = 1
 FILENAME = "calib.json"
-REFERENCES = ("smu", "on-array")
+
+
+class Reference(StrEnum):
+    """What the read chain was calibrated against."""
+
+    SMU = "smu"
+    """True conductances measured by an external SMU."""
+    ON_ARRAY = "on-array"
+    """The board's own devices: offsets true, gains relative to the board mean."""
+
+
+def corrected_reads(g_read_siemens: np.ndarray, gain: np.ndarray, offset_siemens: np.ndarray,
+                    measured_at: tuple[float, float],
+                    read_at: tuple[float | None, float | None] = (None, None)) -> np.ndarray:
+    """True conductances (S) from board reads (..., cols): (g - offset) / gain per column. The
+    offset was measured at `measured_at` = (read voltage V, ADC range A); reads taken at other
+    settings `read_at` (None: the same) rescale it, as the module docstring explains."""
+    (v_cal, range_cal), (v_read, range_a) = measured_at, read_at
+    scale = 1.0
+    if v_read is not None:
+        scale *= v_cal / float(v_read)
+    if range_a is not None:
+        scale *= float(range_a) / range_cal
+    return (np.asarray(g_read_siemens, dtype=float) - offset_siemens * scale) / gain
 
 
 @dataclass
@@ -60,13 +84,13 @@ class Calibration:
     """(arrays, cols) gain of VMM column currents, None when not measured."""
     vmm_offset_a: np.ndarray | None = None
     """(arrays, cols) offset of VMM column currents at vmm_range_a, A; None when not measured."""
-    reference: str = "on-array"
-    """What the read chain was calibrated against: "smu" (true conductances measured by an
-    external SMU) or "on-array" (off-state devices only: offsets true, gains relative)."""
+    reference: Reference = Reference.ON_ARRAY
+    """What the read chain was calibrated against."""
     extra: dict = field(default_factory=dict)
     """Anything else worth keeping (ranges, sample sizes, fit residuals); JSON values only."""
 
     def __post_init__(self) -> None:
+        self.reference = Reference(self.reference)
         shape = (self.arrays, self.cols)
         self.read_gain = np.asarray(self.read_gain, dtype=float)
         self.read_offset_siemens = np.asarray(self.read_offset_siemens, dtype=float)
@@ -88,8 +112,8 @@ class Calibration:
         g = np.asarray(g_read_siemens, dtype=float)
         if g.shape[-1:] != (self.cols,):
             raise ValueError(f"the last axis must be the {self.cols} columns, not {g.shape}")
-        offset = self.read_offset_siemens[array] * self._offset_scale(v_read, read_range_a)
-        return (g - offset) / self.read_gain[array]
+        return corrected_reads(g, self.read_gain[array], self.read_offset_siemens[array],
+                               (self.v_read_v, self.read_range_a), (v_read, read_range_a))
 
     def correct_currents(self, array: int, i_cols_a: np.ndarray, v_read: float | None = None,
                          range_a: float | None = None) -> np.ndarray:
@@ -135,14 +159,6 @@ class Calibration:
             return np.full((self.rows, self.cols), np.nan)
         return np.array([[np.nan if v is None else v for v in row] for row in table[array]], float)
 
-    def _offset_scale(self, v_read: float | None, read_range_a: float | None) -> float:
-        scale = 1.0
-        if v_read is not None:
-            scale *= self.v_read_v / float(v_read)
-        if read_range_a is not None:
-            scale *= float(read_range_a) / self.read_range_a
-        return scale
-
     # -- JSON -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -151,7 +167,7 @@ class Calibration:
 
         return {"format": FORMAT, "version": VERSION, "board_id": self.board_id,
                 "arrays": self.arrays, "rows": self.rows, "cols": self.cols,
-                "reference": self.reference, "v_read_v": self.v_read_v,
+                "reference": self.reference.value, "v_read_v": self.v_read_v,
                 "read_range_a": self.read_range_a, "vmm_range_a": self.vmm_range_a,
                 "read_gain": table(self.read_gain), "read_offset_siemens": table(self.read_offset_siemens),
                 "vmm_gain": table(self.vmm_gain), "vmm_offset_a": table(self.vmm_offset_a),
@@ -177,9 +193,9 @@ class Calibration:
         for key in ("read_gain", "vmm_gain"):
             if tables[key] is not None and np.any(tables[key] <= 0):
                 raise BadInput(f"{where}: {key} must be positive")
-        reference = data.get("reference", "on-array")
-        if reference not in REFERENCES:
-            raise BadInput(f"{where}: reference must be one of {', '.join(REFERENCES)}, "
+        reference = data.get("reference", Reference.ON_ARRAY.value)
+        if reference not in set(Reference):
+            raise BadInput(f"{where}: reference must be one of {', '.join(Reference)}, "
                            f"got {reference!r}")
         v_read = _positive(data, "v_read_v", where)
         read_range = _positive(data, "read_range_a", where)
@@ -195,7 +211,7 @@ class Calibration:
                    None if reset_curve is None
                    else ResetCurve.from_dict(reset_curve, f"{where}: reset_curve"),
                    relaxation, v_read, read_range, vmm_range, tables["vmm_gain"],
-                   tables["vmm_offset_a"], reference, extra)
+                   tables["vmm_offset_a"], Reference(reference), extra)
 
     def check_board(self, info) -> None:
         """BadInput unless `info` (a BoardInfo) is the board this calibration was made on."""

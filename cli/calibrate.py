@@ -56,7 +56,8 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
     prints a JSON summary.
     """
     from imssa_hw.calibration.outputs import check_destination, write_outputs
-    from imssa_hw.calibration.procedure import Calibrator, Settings
+    from imssa_hw.calibration.procedure import calibrate
+    from imssa_hw.calibration.settings import Settings
     from imssa_hw.drivers.board import Board
 
     settings = Settings(reads=reads, sample=sample, smu_per_column=smu_per_column,
@@ -72,7 +73,7 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
                     bar.label = f"calibrating: {what:<28.28}"
                     bar.update(int(fraction * 1000) - bar.pos)
 
-                run = Calibrator(board, smu, settings).run(progress)
+                run = calibrate(board, smu, settings, progress)
         finally:
             if smu is not None:
                 smu.close()

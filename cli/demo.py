@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.options import bits_option, board_training_options
+from imssa_hw.hil.mode import InferenceMode
 
 TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0}
 """--tiny: a few clips per class, no synthetic speech mixed in (still augmented)."""
@@ -20,7 +21,7 @@ TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0}
 @click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
               show_default=True)
 @bits_option
-@click.option("--mode", type=click.Choice(["host", "onboard"]), default="onboard",
+@click.option("--mode", type=click.Choice([m.value for m in InferenceMode]), default=InferenceMode.ONBOARD.value,
               show_default=True, help="Inference loop: on the board, or driven by the host.")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -54,10 +55,11 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
              "board_seed": board_seed,
              "emulator": {"profile": emulator_profile, "settings": changes}}
-    settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=mode, **board)
+    settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=InferenceMode(mode),
+                            **board)
     if tiny:
         settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3),
-                                model={"h": 4, "n": 4, "n_layers": 1}, mode=mode, data=TINY_DATA,
+                                model={"h": 4, "n": 4, "n_layers": 1}, mode=InferenceMode(mode), data=TINY_DATA,
                                 **board)
     summary = run_demo(out, settings, echo=click.echo)
     click.echo("")

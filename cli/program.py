@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.programming.names import StrategyName
 
-STRATEGY_NAMES = ("adaptive", "ramp", "open_loop")
+STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH]
+"""What --strategy offers (refresh is `--refresh`)."""
 
 
 @click.command("program")
@@ -25,7 +27,7 @@ STRATEGY_NAMES = ("adaptive", "ramp", "open_loop")
                    "(2uS, 0.002mS) or a percentage of each target (5%). Default: the "
                    "deployment's (its board profile's tolerance_us); an override is recorded "
                    "in the report.")
-@click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default="adaptive",
+@click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default=StrategyName.ADAPTIVE.value,
               show_default=True, help="adaptive write-verify, the HPE incremental ramp "
                                       "(baseline), or open loop (one shot, no verify).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -84,13 +86,13 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     defects = defects or folder / "defects.json"
     known_stuck = None
     if refresh:
-        if strategy != "adaptive":
+        if strategy != StrategyName.ADAPTIVE:
             raise BadInput("--refresh uses its own strategy (adaptive, sparing devices still "
                            "within the tolerance): leave out --strategy")
         if not (out / "program.json").is_file():
             raise BadInput(f"{folder} has not been programmed ({out / 'program.json'} is "
                            f"missing): run `imssa-hw program` first")
-        strategy = "refresh"
+        strategy = StrategyName.REFRESH
         out = out / "refresh"
         journal = journal or out / "journal.jsonl"
         if not resume:

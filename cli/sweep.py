@@ -9,7 +9,7 @@ import click
 from imssa_hw.cli.options import a_range_option, ranges_option
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import MAX_BITS
-from imssa_hw.workflows.sweep import METHODS, NOISE_CELLS, OLD_METHOD_NAMES
+from imssa_hw.workflows.sweep import NOISE_CELLS, OLD_METHOD_NAMES, SweepMethod
 
 
 def _numbers(text: str, name: str, cast=float) -> list:
@@ -37,8 +37,8 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "default data (real speech where shipped) with its own augmentation and "
               "initialization. How much noise costs differs a lot between models of one bit "
               "width; average over several (e.g. 0,1,2).")
-@click.option("--method", "methods", type=click.Choice(METHODS + tuple(OLD_METHOD_NAMES)),
-              multiple=True, default=("noise",), show_default=True,
+@click.option("--method", "methods", type=click.Choice([m.value for m in SweepMethod] + list(OLD_METHOD_NAMES)),
+              multiple=True, default=(SweepMethod.NOISE.value,), show_default=True,
               help="noise: Gaussian noise on the targets (the paper); write_verify: program "
               "an emulated board whose SET noise is sigma. Repeat for both. (open_loop is the "
               "old name of noise, accepted for one version.)")
@@ -93,7 +93,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     for old in sorted(set(methods) & set(OLD_METHOD_NAMES)):
         click.echo(f"--method {old} is now --method {OLD_METHOD_NAMES[old]} (the old name goes "
                    f"in the next version)", err=True)
-    methods = tuple(dict.fromkeys(OLD_METHOD_NAMES.get(m, m) for m in methods))
+    methods = tuple(dict.fromkeys(SweepMethod(OLD_METHOD_NAMES.get(m, m)) for m in methods))
     client = dask_client(scheduler) if scheduler else None
     checkpoints = {}
     for model_seed in model_seeds:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
 from imssa_hw.board import ConductanceWindow
+from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from imssa_hw.board import Geometry
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.placement import place
-from imssa_hw.board import Geometry
 from imssa_hw.errors import BadInput
 
 G_OFF, TOL = 2e-6, 4e-6
@@ -108,8 +108,8 @@ def test_unavoidable_defects_are_reported():
     p = place(maps, np.zeros(1, int), Geometry(1, 5, 10, "1T1R"), defects, TOL, G_OFF)
     assert len(p.conflicts) == 2
     c = {(x.row, x.col): x for x in p.conflicts}
-    assert c[(2, 3)].g == 30e-6 and c[(2, 3)].target == 100e-6 and c[(2, 3)].tile == 0
-    assert c[(4, 9)].g is None
+    assert c[(2, 3)].g_siemens == 30e-6 and c[(2, 3)].target_siemens == 100e-6 and c[(2, 3)].tile == 0
+    assert c[(4, 9)].g_siemens is None
 
 
 def test_the_least_defective_arrays_are_used():

@@ -165,7 +165,7 @@ def test_drawn_device_errors_follow_the_profile():
     quiet = hardware_aware.AnalogLoop(BOARD, 2, _any_scales())
     plus, minus = quiet.conductances(levels, noisy=True)
     assert torch.equal(plus, quiet.conductances(levels, noisy=False)[0])  # no errors drawn
-    errors = DeviceErrors(g_sigma=2e-6, read_noise_rel=0.0, stuck_fraction=0.2)
+    errors = DeviceErrors(g_sigma_siemens=2e-6, read_noise_rel=0.0, stuck_fraction=0.2)
     loud = hardware_aware.AnalogLoop(replace(BOARD, errors=errors), 2, _any_scales())
     torch.manual_seed(0)
     plus, _ = loud.conductances(levels, noisy=True)

@@ -20,7 +20,7 @@ from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, kernel
                                            layer_matrices, layer_scales, measure, stored_scales)
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, place
-from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput
 from imssa_hw.model import reference
@@ -69,7 +69,7 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
             raise BadInput(f"column offsets for {column_offsets_codes.shape}, the board has "
                            f"{expected[0]} arrays of {expected[1]} columns")
     pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
-    pairs = pairs[pairs[:, 1] >= 0] if profile.differential == "columns" else None
+    pairs = pairs[pairs[:, 1] >= 0] if profile.differential is Differential.COLUMNS else None
     placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
                       window.g_min_siemens, pairs, column_offsets_codes, parallel)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +24,35 @@ from imssa_hw.files import read_json, write_json
 
 FORMAT = "imssa-hw-defects"
 VERSION = 1
-KINDS = ("stuck_on", "stuck_off", "unresponsive")
+
+
+class DefectKind(StrEnum):
+    """How a device fails to respond to pulses."""
+
+    STUCK_ON = "stuck_on"
+    """Stays high (above half the window) whatever the pulses."""
+    STUCK_OFF = "stuck_off"
+    """Stays at or below the off level."""
+    UNRESPONSIVE = "unresponsive"
+    """Stays somewhere in between, or its SET response never moved."""
 
 
 @dataclass(frozen=True)
 class StuckDevice:
-    """One device that stays where it is; `g` in S, None when unknown."""
+    """One device that stays where it is, at `g_siemens` (None when unknown)."""
 
     array: int
     row: int
     col: int
-    kind: str
-    g: float | None
+    kind: DefectKind
+    g_siemens: float | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", DefectKind(self.kind))  # a name of a kind is accepted
 
     def to_dict(self) -> dict:
-        return {"array": self.array, "row": self.row, "col": self.col, "kind": self.kind,
-                "g_siemens": self.g}
+        return {"array": self.array, "row": self.row, "col": self.col,
+                "kind": self.kind.value, "g_siemens": self.g_siemens}
 
 
 @dataclass(frozen=True)
@@ -55,7 +69,8 @@ class DefectMap:
         devices = [d for d in self.stuck if d.array == array]
         return (np.array([d.row for d in devices], dtype=np.int64),
                 np.array([d.col for d in devices], dtype=np.int64),
-                np.array([np.nan if d.g is None else d.g for d in devices], dtype=np.float64))
+                np.array([np.nan if d.g_siemens is None else d.g_siemens for d in devices],
+                         dtype=np.float64))
 
     def mask(self) -> np.ndarray:
         """(arrays, rows, cols) bool, True at the stuck devices."""
@@ -113,14 +128,15 @@ def _device(e: object, shape: list[int], where: str) -> StuckDevice:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
             raise BadInput(f"{where}: {key} must be an integer in 0..{size - 1}, got {value!r}")
         index.append(value)
-    if e.get("kind") not in KINDS:
-        raise BadInput(f"{where}: kind must be one of {', '.join(KINDS)}, got {e.get('kind')!r}")
+    if e.get("kind") not in set(DefectKind):
+        raise BadInput(f"{where}: kind must be one of {', '.join(DefectKind)}, "
+                       f"got {e.get('kind')!r}")
     g = e.get("g_siemens")
     if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float))
                           or not math.isfinite(g) or not 0 <= g < 1):
         raise BadInput(f"{where}: g_siemens must be a conductance in S (0 <= g_siemens < 1) or null, "
                        f"got {g!r}")
-    return StuckDevice(*index, e["kind"], None if g is None else float(g))
+    return StuckDevice(*index, DefectKind(e["kind"]), None if g is None else float(g))
 
 
 def load_defects(path: str | Path, geometry: Geometry) -> DefectMap:

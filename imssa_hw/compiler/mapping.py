@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imssa_hw.board import ConductanceWindow
+from imssa_hw.compiler.profile import Differential
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
 
@@ -99,12 +100,12 @@ class TileLayout:
         return len(self.row_input), len(self.out_plus) + int((self.out_minus >= 0).sum())
 
 
-def tile_layout(state_size: int, differential: str) -> TileLayout:
+def tile_layout(state_size: int, differential: Differential | str) -> TileLayout:
     """Columns mode: one row per input, columns (2j, 2j+1) = (+, -) of output j.
     Rows mode: rows (2i, 2i+1) = input i at +V and -V, one column per output."""
     n = state_size + 1
     idx = np.arange(n)
-    if differential == "columns":
+    if Differential(differential) is Differential.COLUMNS:
         return TileLayout(idx, np.ones(n, dtype=np.int64), 2 * idx, 2 * idx + 1)
     return TileLayout(np.repeat(idx, 2), np.tile([1, -1], n), idx, np.full(n, -1))
 

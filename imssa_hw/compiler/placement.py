@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.board import Geometry
+from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.errors import BadInput
 
 
@@ -40,18 +40,20 @@ class TilePlace:
 
 @dataclass(frozen=True)
 class Conflict:
-    """A stuck device on a cell that matters and whose target it misses (g None: unknown)."""
+    """A stuck device on a cell that matters and whose target it misses (`g_siemens` None:
+    unknown)."""
 
     array: int
     row: int
     col: int
-    g: float | None
-    target: float
+    g_siemens: float | None
+    target_siemens: float
     tile: int  # the tile the cell belongs to, -1 between tiles
 
     def to_dict(self) -> dict:
-        return {"array": self.array, "row": self.row, "col": self.col, "g_siemens": self.g,
-                "target_siemens": self.target, "tile": self.tile}
+        return {"array": self.array, "row": self.row, "col": self.col,
+                "g_siemens": self.g_siemens, "target_siemens": self.target_siemens,
+                "tile": self.tile}
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ naming the file and the key.
 from __future__ import annotations
 
 import math
-import sys
+import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,18 @@ from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
 from imssa_hw.errors import BadInput
 from imssa_hw.files import upgrade_legacy_keys
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 FORMAT = "imssa-hw-board-profile"
 VERSION = 1
-DIFFERENTIAL = ("columns", "rows")
+
+
+class Differential(StrEnum):
+    """Where the negative conductance of a weight sits."""
+
+    COLUMNS = "columns"
+    """G+ and G- on paired columns, read as I+ - I-."""
+    ROWS = "rows"
+    """G+ and G- on two rows of one input, driven at +V and -V."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class DeviceErrors:
     (besides the converters and column offsets, always modelled). Defaults: none, as measured
     best (board-default.toml says why)."""
 
-    g_sigma: float = 0.0
+    g_sigma_siemens: float = 0.0
     """Conductance error per device (S, sigma): write-verify tolerance plus relaxation."""
     read_noise_rel: float = 0.0
     """Read noise relative to each device's current."""
@@ -61,9 +66,12 @@ class BoardProfile:
     geometry: Geometry
     conductance: ConductanceWindow
     read: ReadChainSpec
-    differential: str
+    differential: Differential
     limits: ProgrammingLimits
     errors: DeviceErrors = DeviceErrors()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "differential", Differential(self.differential))
 
     @property
     def spec(self) -> BoardSpec:
@@ -74,7 +82,7 @@ class BoardProfile:
         """The profile in its file form (TOML tables, file units)."""
         out: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": self.name,
                                "description": self.description,
-                               "mapping": {"differential": self.differential}}
+                               "mapping": {"differential": self.differential.value}}
         for table, spec in _TABLES.items():
             obj = getattr(self, spec.attribute)
             out[table] = {f.key: f.to_file(getattr(obj, f.attribute)) for f in spec.fields}
@@ -148,7 +156,7 @@ _TABLES = {
         _Field("gate_v_max", "v_gate_max", float, 0.1, 10.0),
         _Field("pulse_width_ns", "pulse_width_s", float, 0.1, 1e9, 1e9))),
     "errors": _Table("errors", DeviceErrors, (
-        _Field("g_sigma_us", "g_sigma", float, 0, 1e3, 1e6),
+        _Field("g_sigma_us", "g_sigma_siemens", float, 0, 1e3, 1e6),
         _Field("read_noise_rel", "read_noise_rel", float, 0, 1.0),
         _Field("stuck_fraction", "stuck_fraction", float, 0, 0.5)), optional=True),
 }
@@ -183,14 +191,15 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> BoardProf
             raise BadInput(f"{where} [{table}]: {exc}") from None
     mapping = _section(data, "mapping", where)
     _no_unknown(mapping, {"differential"}, f"{where} [mapping]")
-    differential = mapping.get("differential", "columns")
-    if differential not in DIFFERENTIAL:
-        raise BadInput(f"{where}: [mapping] differential must be one of {DIFFERENTIAL}, "
-                       f"got {differential!r}")
+    differential = mapping.get("differential", Differential.COLUMNS.value)
+    if differential not in set(Differential):
+        raise BadInput(f"{where}: [mapping] differential must be one of "
+                       f"{', '.join(Differential)}, got {differential!r}")
     name, description = data.get("name", "unnamed"), data.get("description", "")
     if not isinstance(name, str) or not isinstance(description, str):
         raise BadInput(f"{where}: name and description must be strings")
-    profile = BoardProfile(name=name, description=description, differential=differential,
+    profile = BoardProfile(name=name, description=description,
+                           differential=Differential(differential),
                            **parts)
     try:
         profile.spec  # the checks between tables

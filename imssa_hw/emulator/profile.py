@@ -7,23 +7,19 @@ can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`).
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from imssa_hw.drivers.errors import PayloadError
 from imssa_hw import __version__
+from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.drivers.messages import BoardConfig, BoardInfo, BoardLimits, typed
 from imssa_hw.errors import BadInput
 from imssa_hw.files import upgrade_legacy_keys
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 DEFAULT_PROFILE = "emulator-default.toml"
 

@@ -37,6 +37,7 @@ from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_npz
+from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint
 
@@ -156,7 +157,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         tick(1)
     clipping = simulated.tally  # the full chain's
     correct = current_correction(calibration, board) if calibration is not None else None
-    measured = run_inference(board, dep, ckpt, features, labels, "onboard", correct)
+    measured = run_inference(board, dep, ckpt, features, labels, InferenceMode.ONBOARD, correct)
     tick(1)
     hardware = _scores(measured.hardware_logits, software, labels)
     causes = {}

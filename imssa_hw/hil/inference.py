@@ -23,10 +23,10 @@ from imssa_hw.compiler.artifact import CHECKPOINT_FILE, Deployment
 from imssa_hw.compiler.schedule import FLUSH_STEPS
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
+from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint
 
-MODES = ("host", "onboard")
 ONBOARD_CHUNK = 25  # sequences per RUN_SEQUENCE frame: progress stays live, frames stay small
 HOST_CHUNK = 4      # sequences per progress update in host mode
 
@@ -35,7 +35,7 @@ HOST_CHUNK = 4      # sequences per progress update in host mode
 class InferenceResult:
     """Hardware and software logits of every sample, with what it took."""
 
-    mode: str
+    mode: InferenceMode
     labels: np.ndarray
     hardware_logits: np.ndarray
     software_logits: np.ndarray
@@ -90,12 +90,12 @@ class BoardRecurrence:
     when None.
     """
 
-    def __init__(self, board, dep: Deployment, mode: str,
+    def __init__(self, board, dep: Deployment, mode: InferenceMode | str,
                  correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
                  progress: Callable[[int], None] | None = None):
-        if mode not in MODES:
-            raise BadInput(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.board, self.dep, self.mode = board, dep, mode
+        if mode not in set(InferenceMode):
+            raise BadInput(f"mode must be one of {', '.join(InferenceMode)}, got {mode!r}")
+        self.board, self.dep, self.mode = board, dep, InferenceMode(mode)
         self.correct = correct
         self.progress = progress or (lambda n: None)
         self.steps = 0
@@ -108,7 +108,7 @@ class BoardRecurrence:
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule.layers[layer]
         self.board.configure(vmm_range_a=float(np.max(schedule.tia_range_a)))
-        if self.mode == "host":
+        if self.mode is InferenceMode.HOST:
             executor = Executor(self.dep.schedule, per_vector(self._vmm))
             y = self._batched(u, HOST_CHUNK, lambda part: executor(layer, part))
         else:
@@ -147,7 +147,7 @@ class BoardRecurrence:
 
 
 def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
-                  labels: np.ndarray, mode: str = "onboard",
+                  labels: np.ndarray, mode: InferenceMode | str = InferenceMode.ONBOARD,
                   correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
                   progress: Callable[[int], None] | None = None) -> InferenceResult:
     """Classify `features` (B, L, F) on the board and with the ideal quantized model."""
@@ -164,7 +164,7 @@ def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features:
     traces = {"hardware_y": recurrence.last_y[0][:4],
               "software_y": reference.ideal_recurrence(ckpt.kernels(0),
                                                        reference.encode(ckpt, features[:4]))}
-    return InferenceResult(mode, np.asarray(labels), hardware, software, wall, recurrence.steps,
+    return InferenceResult(recurrence.mode, np.asarray(labels), hardware, software, wall, recurrence.steps,
                            board.frames_sent - frames_before, traces)
 
 

@@ -5,14 +5,21 @@
                                 journal="deploy/program/journal.jsonl")
 
 See docs/programming.md: the strategies (adaptive, the HPE ramp baseline, open loop), the journal
-and --resume, the report.
+and --resume, the report. The names below load their module on first use, so that the command
+line can import the strategy names (`programming.names`) without numpy.
 """
 
-from imssa_hw.programming.runner import (ProgramResult, merge_defects, program_deployment,
-                                         program_targets)
-from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
-from imssa_hw.programming.strategies import STRATEGIES
-from imssa_hw.programming.strategy import STATUS_NAMES
+from importlib import import_module
 
-__all__ = ["ProgramResult", "STATUS_NAMES", "STRATEGIES", "Settings", "Tolerance",
-           "merge_defects", "parse_tolerance", "program_deployment", "program_targets"]
+_EXPORTS = {"ProgramResult": "runner", "merge_defects": "runner",
+            "program_deployment": "runner", "program_targets": "runner",
+            "Settings": "settings", "Tolerance": "settings", "parse_tolerance": "settings",
+            "STRATEGIES": "strategies", "STATUS_NAMES": "strategy", "StrategyName": "names"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.strategy import ACTIVE, PRECISE, STUCK, Plan, Strategy
 
 class AdaptiveStrategy(Strategy):
@@ -23,7 +24,7 @@ class AdaptiveStrategy(Strategy):
     fine ones once the device has settled and its averaged reads are precise enough (noisy
     high-conductance reads wait for more reads)."""
 
-    name = "adaptive"
+    name = StrategyName.ADAPTIVE
 
     def _init_state(self) -> None:
         shape = self.shape

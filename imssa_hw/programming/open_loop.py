@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.strategy import DONE, PRECISE, RESET, Plan, Strategy
 
 class OpenLoopStrategy(Strategy):
@@ -11,7 +12,7 @@ class OpenLoopStrategy(Strategy):
     SET at the SET curve's gate for the target (cells whose target is off get the RESET only).
     The cells are then read once after the relaxation delay to measure the result."""
 
-    name = "open_loop"
+    name = StrategyName.OPEN_LOOP
     closed_loop = False
 
     def _init_state(self) -> None:

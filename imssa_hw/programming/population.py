@@ -7,7 +7,7 @@ removed by one pulse vs V_reset).
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from functools import lru_cache
 from importlib import resources
 
@@ -15,10 +15,6 @@ import numpy as np
 
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 @lru_cache(maxsize=1)

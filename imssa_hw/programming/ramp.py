@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.settings import Tolerance
 from imssa_hw.programming.strategy import ACTIVE, PRECISE, SET, STUCK, Plan, Strategy
 
@@ -20,7 +21,7 @@ class RampStrategy(Strategy):
     per step, at most 200 steps (iterations), stuck after 5 overflows. The same re-verify after
     the relaxation delay as the other strategies (no read averaging)."""
 
-    name = "ramp"
+    name = StrategyName.RAMP
     TOLERANCE_SIEMENS = 4e-6
     V_SET = (1.0, 3.5, 1.0)
     GATE = (0.5, 1.4, 0.05)

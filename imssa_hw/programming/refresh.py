@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from imssa_hw.programming.adaptive import AdaptiveStrategy
+from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.strategy import Plan
 
 class RefreshStrategy(AdaptiveStrategy):
@@ -16,7 +17,7 @@ class RefreshStrategy(AdaptiveStrategy):
     good enough: it is verified without a pulse) and is judged on `verify_reads` averaged reads
     unless its error is coarse; once pulsed it is tuned like `adaptive` does."""
 
-    name = "refresh"
+    name = StrategyName.REFRESH
 
     def _init_state(self) -> None:
         super()._init_state()

@@ -22,6 +22,7 @@ from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
+from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import (DONE, FINAL, NONE, OFF, PRECISE, RESET, SET, STUCK,
@@ -245,7 +246,7 @@ class _Session:
 
 
 def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndarray, *, calibration=None,
-                    strategy: str = "adaptive", tolerance: str | float | Tolerance = "2uS",
+                    strategy: StrategyName | str = StrategyName.ADAPTIVE, tolerance: str | float | Tolerance = "2uS",
                     settings: Settings | None = None, profile_limits=None,
                     off_siemens: float | None = None, journal: str | Path | None = None,
                     resume: bool = False, progress: Progress | None = None,
@@ -430,7 +431,7 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
 
 def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
                        journal: str | Path | None = None, resume: bool = False,
-                       progress: Progress | None = None, strategy: str = "adaptive",
+                       progress: Progress | None = None, strategy: StrategyName | str = StrategyName.ADAPTIVE,
                        settings: Settings | None = None, **kwargs) -> ProgramResult:
     """Program a compiled deployment (`imssa_hw.compiler.load_deployment`) onto `board`:
     `dep.targets` on the cells `dep.used`, the other cells of the arrays it uses to the off
@@ -449,7 +450,8 @@ def merge_defects(path: str | Path, result: ProgramResult, off_siemens: float | 
     """Merge the stuck devices of `result` (cells that matter and the others) into the defect
     map at `path` (created when missing; the entries of a device found again are replaced).
     Returns the number of stuck devices written from this run."""
-    from imssa_hw.compiler.defects import DefectMap, StuckDevice, defects_from_dict
+    from imssa_hw.compiler.defects import (DefectKind, DefectMap, StuckDevice,
+                                          defects_from_dict)
     from imssa_hw.files import read_json
 
     path = Path(path)
@@ -467,13 +469,13 @@ def merge_defects(path: str | Path, result: ProgramResult, off_siemens: float | 
         g = float(result.achieved_siemens[a, r, c])
         target = float(result.targets_siemens[a, r, c])
         if not np.isfinite(g):
-            kind, g_siemens = "unresponsive", None
+            kind, g_siemens = DefectKind.UNRESPONSIVE, None
         elif g <= low:
-            kind, g_siemens = "stuck_off", g
+            kind, g_siemens = DefectKind.STUCK_OFF, g
         elif g > target:
-            kind, g_siemens = "stuck_on", g
+            kind, g_siemens = DefectKind.STUCK_ON, g
         else:
-            kind, g_siemens = "unresponsive", g
+            kind, g_siemens = DefectKind.UNRESPONSIVE, g
         existing[(a, r, c)] = StuckDevice(a, r, c, kind, None if g_siemens is None else max(g_siemens, 0.0))
         found += 1
     merged = DefectMap(arrays, rows, cols, tuple(existing[k] for k in sorted(existing)))

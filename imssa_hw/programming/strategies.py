@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from imssa_hw.errors import BadInput
 from imssa_hw.programming.adaptive import AdaptiveStrategy
+from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.open_loop import OpenLoopStrategy
 from imssa_hw.programming.ramp import RampStrategy
 from imssa_hw.programming.refresh import RefreshStrategy
@@ -23,7 +24,8 @@ STRATEGIES = {cls.name: cls for cls in (AdaptiveStrategy, RampStrategy, OpenLoop
                                         RefreshStrategy)}
 
 
-def make_strategy(name: str, *args, **kwargs) -> Strategy:
-    if name not in STRATEGIES:
-        raise BadInput(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](*args, **kwargs)
+def make_strategy(name: StrategyName | str, *args, **kwargs) -> Strategy:
+    """The strategy called `name`, made with the given arguments."""
+    if name not in set(StrategyName):
+        raise BadInput(f"unknown strategy {name!r}: choose one of {', '.join(StrategyName)}")
+    return STRATEGIES[StrategyName(name)](*args, **kwargs)

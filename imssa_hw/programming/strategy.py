@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imssa_hw.calibration.curves import ResetCurve, SetCurve
-from imssa_hw.programming.population import population_reset_curve, population_set_curve
 from imssa_hw.board import PulseLimits
+from imssa_hw.calibration.curves import ResetCurve, SetCurve
+from imssa_hw.programming.names import StrategyName
+from imssa_hw.programming.population import population_reset_curve, population_set_curve
 from imssa_hw.programming.settings import Settings, Tolerance
 
 ACTIVE, HOLD, VERIFIED, STUCK, DONE, IDLE = 0, 1, 2, 3, 4, 5
@@ -64,7 +65,7 @@ class Plan:
 class Strategy:
     """The device book shared by every strategy; subclasses decide pulses and statuses."""
 
-    name = "base"
+    name: StrategyName
     closed_loop = True
 
     def __init__(self, targets_siemens: np.ndarray, used: np.ndarray, arrays: list[int], *,

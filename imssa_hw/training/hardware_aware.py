@@ -11,7 +11,7 @@ Per step t = 0..L, for every kernel (as `compiler.schedule` describes the loop p
 
 DAC and ADC round to their steps and clip at +-v_read_max and the layer's TIA range, with
 straight-through gradients. While training, every batch also draws the board's errors: a
-conductance error per device (`DeviceErrors.g_sigma`, write-verify tolerance plus relaxation),
+conductance error per device (`DeviceErrors.g_sigma_siemens`, write-verify tolerance plus relaxation),
 read noise, a fraction of stuck devices, a constant offset of up to half an ADC step per column
 pair (what remains of a TIA offset after calibration: the calibration subtracts it, but the
 rounding happened around it; the compiler gives both columns of a pair the same fractional
@@ -29,7 +29,7 @@ import torch
 
 from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, LayerScales, loop_scales
 from imssa_hw.compiler.mapping import assemble_levels
-from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.training.quant import ste_round
 from imssa_hw.training.s4d import DiscreteKernels
 
@@ -44,7 +44,7 @@ class AnalogLoop:
     def __init__(self, profile: BoardProfile, bits: int, scales: LayerScales):
         read, window = profile.read, profile.conductance
         self.errors = profile.errors
-        self.columns = profile.differential == "columns"
+        self.columns = profile.differential is Differential.COLUMNS
         self.g_min, self.g_max, self.dg = window.g_min_siemens, window.g_max_siemens, window.dg(bits)
         self.v_max = read.v_read_max
         self.dac_lsb = read.v_read_max / (2 ** (read.dac_bits - 1) - 1)
@@ -65,11 +65,11 @@ class AnalogLoop:
         """G+ and G- (H, outputs, inputs) in S of the level matrices, with drawn errors."""
         pair = [self.g_min + torch.relu(sign * levels) * self.dg for sign in (1, -1)]
         err = self.errors
-        if not (noisy and (err.g_sigma or err.stuck_fraction)):
+        if not (noisy and (err.g_sigma_siemens or err.stuck_fraction)):
             return pair[0], pair[1]
         out = []
         for g in pair:
-            g = g + err.g_sigma * torch.randn_like(g)
+            g = g + err.g_sigma_siemens * torch.randn_like(g)
             draw = torch.rand_like(g)
             g = torch.where(draw < err.stuck_fraction / 2, torch.full_like(g, self.g_max), g)
             g = torch.where(draw > 1 - err.stuck_fraction / 2, torch.zeros_like(g), g)

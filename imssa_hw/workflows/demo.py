@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from imssa_hw.files import write_json
+from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model.config import task_model
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class DemoSettings:
     epochs: int = 40
     model: dict = field(default_factory=dict)
     """Changes to the task's default model (`config.task_model`), e.g. a tiny one."""
-    mode: str = "onboard"
+    mode: InferenceMode = InferenceMode.ONBOARD
     data: dict = field(default_factory=dict)
     """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
     hardware_aware: bool = True
@@ -59,7 +60,7 @@ def _stage(name: str, timings: dict, echo: Callable[[str], None]) -> Iterator[No
 def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
     """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
     from imssa_hw.calibration.outputs import write_outputs as write_calibration
-    from imssa_hw.calibration.procedure import Calibrator
+    from imssa_hw.calibration.procedure import calibrate
     from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
@@ -96,7 +97,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     try:
         with Board.open(emu.port) as board:
             with _stage("calibrate", timings, echo), Keithley2400(emu.smu_resource) as smu:
-                calibration = Calibrator(board, smu).run()
+                calibration = calibrate(board, smu)
                 write_calibration(calibration, out / "calib", out / "calibrate.json")
                 echo(f"  read error {100 * calibration.report['read_error_before']:.2f} % -> "
                      f"{100 * calibration.report['read_error_after']:.2f} %, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -23,7 +24,17 @@ import numpy as np
 
 from imssa_hw.errors import BadInput
 
-METHODS = ("noise", "write_verify")
+
+
+class SweepMethod(StrEnum):
+    """How the sweep makes a programmed board."""
+
+    NOISE = "noise"
+    """Gaussian noise of sigma on the targets (the paper's experiment)."""
+    WRITE_VERIFY = "write_verify"
+    """Write-verify onto an emulated board whose SET noise is sigma."""
+
+
 OLD_METHOD_NAMES = {"open_loop": "noise"}
 """Accepted for one version: `open_loop` also named a programming strategy (`program
 --strategy open_loop`), so the sweep's Gaussian-noise method is now `noise`."""
@@ -37,7 +48,7 @@ class SweepPoint:
     bits: int
     sigma_siemens: float
     seed: int  # the noise draw (noise) or the emulated board (write-verify)
-    method: str
+    method: SweepMethod
     limit: int | None = None
     workdir: str | None = None  # write_verify: where its emulator keeps its files
     noise_cells: str = "tiles"  # noise: "tiles" (each kernel's own cells) or "used"
@@ -97,7 +108,7 @@ def evaluate_point(point: SweepPoint) -> dict:
     ckpt = load_checkpoint(point.checkpoint)
     dep = compile_checkpoint(ckpt, load_profile("board-default"), seed=point.seed)
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
-    if point.method == "noise":
+    if point.method == SweepMethod.NOISE:
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
         maps = noisy_maps(dep.targets, cells, point.sigma_siemens, np.random.default_rng(point.seed))
     else:
