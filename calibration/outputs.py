@@ -119,8 +119,9 @@ def _pulse_response(run: CalibrationRun, path: Path) -> None:
         left.plot(cal.set_curve.v_gate_v, cal.set_curve.g_siemens * 1e6, "o-", color="C0", ms=3,
                   label="median (SetCurve)")
         if cal.set_curve.spread_siemens is not None:
-            left.fill_between(cal.set_curve.v_gate_v, (cal.set_curve.g_siemens - cal.set_curve.spread_siemens) * 1e6,
-                              (cal.set_curve.g_siemens + cal.set_curve.spread_siemens) * 1e6, alpha=0.2,
+            curve = cal.set_curve
+            left.fill_between(curve.v_gate_v, (curve.g_siemens - curve.spread_siemens) * 1e6,
+                              (curve.g_siemens + curve.spread_siemens) * 1e6, alpha=0.2,
                               color="C0", label="16-84 %")
         left.set_title(f"SET at {cal.set_curve.v_set_v:.2f} V from the off state", fontsize=9)
     left.set_xlabel("gate voltage (V)")

@@ -66,4 +66,5 @@ def read(port: str, timeout_s: float, array: int, out: Path) -> None:
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc}") from None
     click.echo(json.dumps({"out": str(out), "array": array, "rows": g.shape[0], "cols": g.shape[1],
-                           "min_siemens": float(g.min()), "mean_siemens": float(g.mean()), "max_siemens": float(g.max())}))
+                           "min_siemens": float(g.min()), "mean_siemens": float(g.mean()),
+                           "max_siemens": float(g.max())}))

@@ -21,7 +21,8 @@ TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0}
 @click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
               show_default=True)
 @bits_option
-@click.option("--mode", type=click.Choice([m.value for m in InferenceMode]), default=InferenceMode.ONBOARD.value,
+@click.option("--mode", type=click.Choice([m.value for m in InferenceMode]),
+              default=InferenceMode.ONBOARD.value,
               show_default=True, help="Inference loop: on the board, or driven by the host.")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -59,7 +60,8 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
                             **board)
     if tiny:
         settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=min(epochs, 3),
-                                model={"h": 4, "n": 4, "n_layers": 1}, mode=InferenceMode(mode), data=TINY_DATA,
+                                model={"h": 4, "n": 4, "n_layers": 1}, mode=InferenceMode(mode),
+                                data=TINY_DATA,
                                 **board)
     summary = run_demo(out, settings, echo=click.echo)
     click.echo("")

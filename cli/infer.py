@@ -14,7 +14,8 @@ from imssa_hw.hil.mode import InferenceMode
 @click.argument("deploy_dir", type=click.Path(path_type=Path))
 @port_option
 @timeout_option
-@click.option("--mode", type=click.Choice([m.value for m in InferenceMode]), default=InferenceMode.ONBOARD.value,
+@click.option("--mode", type=click.Choice([m.value for m in InferenceMode]),
+              default=InferenceMode.ONBOARD.value,
               show_default=True, help="host: the host feeds every step back (one VMM per array "
               "per step); onboard: the board runs the feedback loop itself.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,

@@ -80,7 +80,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     from imssa_hw.programming.outputs import write_program_outputs
 
     dep = load_deployment(deploy)
-    tol = parse_tolerance(tolerance if tolerance is not None else dep.profile.conductance.tolerance_siemens)
+    tol = parse_tolerance(tolerance if tolerance is not None
+                          else dep.profile.conductance.tolerance_siemens)
     folder = deploy.parent if deploy.name == "deploy.json" else deploy
     out = out or folder / "program"
     defects = defects or folder / "defects.json"

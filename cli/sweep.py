@@ -37,7 +37,8 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "default data (real speech where shipped) with its own augmentation and "
               "initialization. How much noise costs differs a lot between models of one bit "
               "width; average over several (e.g. 0,1,2).")
-@click.option("--method", "methods", type=click.Choice([m.value for m in SweepMethod] + list(OLD_METHOD_NAMES)),
+@click.option("--method", "methods",
+              type=click.Choice([m.value for m in SweepMethod] + list(OLD_METHOD_NAMES)),
               multiple=True, default=(SweepMethod.NOISE.value,), show_default=True,
               help="noise: Gaussian noise on the targets (the paper); write_verify: program "
               "an emulated board whose SET noise is sigma. Repeat for both. (open_loop is the "

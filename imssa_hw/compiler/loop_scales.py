@@ -80,7 +80,8 @@ def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> floa
 def board_key(profile: BoardProfile, bits: int) -> dict:
     """What of a board the scales depend on; stored with them and compared at compile time."""
     window, read = profile.conductance, profile.read
-    return {"g_min_siemens": window.g_min_siemens, "dg_siemens": window.dg(bits), "differential": profile.differential,
+    return {"g_min_siemens": window.g_min_siemens, "dg_siemens": window.dg(bits),
+            "differential": profile.differential,
             "v_read_max": read.v_read_max, "dac_bits": read.dac_bits, "adc_bits": read.adc_bits,
             "tia_ranges_a": list(read.adc_ranges_a)}
 
