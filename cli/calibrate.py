@@ -57,13 +57,16 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
     """
     from imssa_hw.calibration.outputs import check_destination, write_outputs
     from imssa_hw.calibration.procedure import Calibrator, Settings
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
 
     settings = Settings(reads=reads, sample=sample, smu_per_column=smu_per_column,
                         settle_s=settle_s, relax_delay_s=relax_delay_s, seed=seed)
     settings.check()
     check_destination(out, report)
-    with Board.open(port, timeout_s=timeout_s) as board:
+    with open_board(port, timeout_s) as board:
+        if smu_resource and not board.capabilities.smu_route:
+            raise BadInput(f"board {board.info.board_id} has no SMU route (capability smu_route "
+                           f"is false): calibrate without --smu (on-array references)")
         smu = open_smu(smu_resource, smu_backend, smu_timeout_s) if smu_resource else None
         try:
             with click.progressbar(length=1000, label="calibrating", file=sys.stderr,

@@ -71,7 +71,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
 
     from imssa_hw.compiler import load_deployment
     from imssa_hw.compiler.defects import load_defects
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
     from imssa_hw.errors import BadInput
     from imssa_hw.programming.journal import archive_finished_journal
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
@@ -112,7 +112,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
                        * default.verify_delay_small_s / default.verify_delay_s)
     settings = replace(default, **changes)
     total = int(dep.used.sum())
-    with Board.open(port, timeout_s=timeout_s) as board:
+    with open_board(port, timeout_s) as board:
         dep.check_board(board.info)
         with click.progressbar(length=total, label=f"{'refreshing' if refresh else 'programming'} {total} "
                                                    f"devices ({strategy})",
