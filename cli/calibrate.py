@@ -42,10 +42,13 @@ SMU_COMPLIANCE_A = 1e-4
               show_default=True, help="Delay of the relaxation check, seconds.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the choice of sampled and SMU-measured devices.")
+@click.option("--hdf5", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every read and pulse in ArC TWO's HDF5 layout (docs/boards.md; "
+                   "on a board of several arrays one file per array, HDF5-arrayN.h5).")
 def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend: str,
               smu_timeout_s: float, out: Path,
               report: Path | None, reads: int, sample: int, smu_per_column: int, settle_s: float,
-              relax_delay_s: float, seed: int) -> None:
+              relax_delay_s: float, seed: int, hdf5: Path | None) -> None:
     """Calibrate a board: per-column read-chain gain and offset (reads and VMM), SET and RESET
     response curves, defect map, relaxation.
 
@@ -57,6 +60,7 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
     """
     from imssa_hw.calibration.outputs import check_destination, write_outputs
     from imssa_hw.calibration.procedure import Calibrator, Settings
+    from imssa_hw.drivers.crosspoint_log import RecordingBoard
     from imssa_hw.drivers.open import open_board
 
     settings = Settings(reads=reads, sample=sample, smu_per_column=smu_per_column,
@@ -75,11 +79,14 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
                     bar.label = f"calibrating: {what:<28.28}"
                     bar.update(int(fraction * 1000) - bar.pos)
 
-                run = Calibrator(board, smu, settings).run(progress)
+                recorder = RecordingBoard(board) if hdf5 is not None else None
+                run = Calibrator(recorder or board, smu, settings).run(progress)
         finally:
             if smu is not None:
                 smu.close()
     files = write_outputs(run, out, report)
+    if recorder is not None:
+        files += recorder.write(hdf5)
     r = run.report
     click.echo(json.dumps({
         "board_id": r["board_id"], "reference": r["reference"],

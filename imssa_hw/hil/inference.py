@@ -146,6 +146,13 @@ class BoardRecurrence:
         return schedule.ssm_output(self._batched(padded, ONBOARD_CHUNK, self.board.run_sequence))
 
 
+def check_mode(board: BoardLike, mode: str) -> None:
+    """BadInput unless `board` can run `mode` (on-board mode needs an on-board loop)."""
+    if mode == "onboard" and not board.capabilities.on_board_loop:
+        raise BadInput(f"board {board.info.board_id} has no on-board loop (capability "
+                       f"on_board_loop is false): use host mode (infer --mode host)")
+
+
 def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                   labels: np.ndarray, mode: str = "onboard",
                   correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
@@ -155,9 +162,7 @@ def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features:
         raise BadInput("the checkpoint is not the one this deployment was compiled from "
                        f"(digest {ckpt.digest[:12]} vs {dep.model_digest[:12]})")
     dep.check_board(board.info)
-    if mode == "onboard" and not board.capabilities.on_board_loop:
-        raise BadInput(f"board {board.info.board_id} has no on-board loop (capability "
-                       f"on_board_loop is false): use host mode (infer --mode host)")
+    check_mode(board, mode)
     recurrence = BoardRecurrence(board, dep, mode, correct, progress)
     frames_before = board.frames_sent
     start = time.perf_counter()
