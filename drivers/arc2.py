@@ -122,8 +122,8 @@ class Arc2Board:
         """`instrument`: a `pyarc2.Instrument` (or an object with the methods used here)."""
         if array_kind not in ARRAY_KINDS:
             raise BadInput(f"array kind must be one of {', '.join(ARRAY_KINDS)}, got {array_kind!r}")
-        self._arc = instrument
         self._pyarc2 = _pyarc2()
+        self._arc = _Instrument(instrument, self._pyarc2.ArC2Error)
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
                                          pulse_gate="grouped" if array_kind == "1t1r" else "none")
@@ -329,6 +329,23 @@ class Arc2Board:
             self._arc.config_aux_channels(voltages=[(aux.SELL, 0.0), (aux.SELH, v_gate)])
         self._arc.config_selectors(selectors=list(rows))
         self._gates = (v_gate, rows)
+
+
+class _Instrument:
+    """The instrument's methods, its errors raised as `LinkError` (one line, exit code 3)."""
+
+    def __init__(self, instrument: Any, error: type[Exception]) -> None:
+        self._instrument, self._error = instrument, error
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._instrument, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except self._error as exc:
+                raise LinkError(f"ArC TWO {name}: {exc}") from None
+        return call
 
 
 _NO_LOOP = ("the ArC TWO backend has no on-board loop (capability on_board_loop is false): "

@@ -20,7 +20,7 @@ from arc2_standin import StandInArC2
 from imssa_hw.cli.main import cli
 from imssa_hw.drivers.arc2 import Arc2Board, parse_port
 from imssa_hw.drivers.board_like import BoardLike
-from imssa_hw.drivers.errors import BoardError, Unsupported, VoltageLimitError
+from imssa_hw.drivers.errors import BoardError, LinkError, Unsupported, VoltageLimitError
 from imssa_hw.errors import BadInput
 
 EXACT = {"read_chain.read_noise_rel": 0, "read_chain.tia_gain_sigma": 0}
@@ -145,6 +145,16 @@ def test_what_arc2_cannot_do_is_refused_in_one_line():
     assert isinstance(Unsupported("x"), BadInput)
 
 
+def test_instrument_errors_are_hardware_errors(monkeypatch):
+    board, arc = board_on(time_scale=50)
+
+    def broken(*args, **kwargs):
+        raise pyarc2.ArC2Error("FPGA Error: device disconnected")
+    monkeypatch.setattr(arc, "read_all", broken)
+    with pytest.raises(LinkError, match="ArC TWO read_all: FPGA Error: device disconnected"):
+        board.read_array(0)
+
+
 @pytest.mark.parametrize("port,message", [
     ("arc2://x", "must be a number"),
     ("arc2://0?speed=fast", "unknown option(s) speed"),
@@ -183,14 +193,18 @@ def run(*args: str):
     return result
 
 
-def test_board_info_shows_the_capabilities(arc2_port):
-    port, _, _ = arc2_port
+def test_board_commands_on_the_standin(arc2_port):
+    port, _, folder = arc2_port
     result = run("board", "info", "--port", port)
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert (info["arrays"], info["rows"], info["cols"], info["adc_bits"]) == (1, 32, 32, 18)
     assert info["capabilities"] == {"on_board_loop": False, "smu_route": False,
                                     "pulse_gate": "grouped"}
+    status = run("board", "status", "--port", port)
+    assert status.exit_code == 0 and json.loads(status.output)["config"]["pulse_width_s"] == 40e-9
+    read = run("board", "read", "--port", port, "--out", folder / "g.npy")
+    assert read.exit_code == 0 and np.load(folder / "g.npy").shape == (32, 32)
     missing = run("board", "info", "--port", "arc2://0")
     assert missing.exit_code == 2
     assert missing.output.strip().splitlines() == [
