@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -42,7 +43,7 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     with board_session(port, timeout_s, calibration) as (board, correct):
         check_mode(board, mode)
         with click.progressbar(length=len(labels) * ckpt.config.n_layers,
-                               label=f"infer ({mode})", file=click.get_text_stream("stderr")) as bar:
+                               label=f"infer ({mode})", file=sys.stderr) as bar:
             result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
     summary = result.report(len(class_names))
     out_dir = (report.parent if report else deploy_dir)
