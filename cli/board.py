@@ -13,7 +13,9 @@ from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
 
 port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
-                           help="Serial device, pty path or pyserial URL (env: IMSSA_HW_PORT).")
+                           help="Serial device, pty path or pyserial URL, or an ArC TWO as "
+                                "arc2://ID?firmware=PATH[&array=1t1r|passive] "
+                                "(docs/boards.md) (env: IMSSA_HW_PORT).")
 timeout_option = click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001),
                               default=0.5, show_default=True, help="Reply timeout, seconds.")
 
@@ -27,11 +29,12 @@ def board() -> None:
 @port_option
 @timeout_option
 def info(port: str, timeout_s: float) -> None:
-    """Print the board's identity and limits as JSON."""
-    from imssa_hw.drivers.board import Board
+    """Print the board's identity, limits and capabilities as JSON."""
+    from imssa_hw.drivers.open import open_board
 
-    with Board.open(port, timeout_s=timeout_s) as b:
-        click.echo(json.dumps(asdict(b.info), indent=2))
+    with open_board(port, timeout_s) as b:
+        click.echo(json.dumps({**asdict(b.info), "capabilities": asdict(b.capabilities)},
+                              indent=2))
 
 
 @board.command()
@@ -39,9 +42,9 @@ def info(port: str, timeout_s: float) -> None:
 @timeout_option
 def status(port: str, timeout_s: float) -> None:
     """Print the board's status (settings, counters) as JSON."""
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
 
-    with Board.open(port, timeout_s=timeout_s) as b:
+    with open_board(port, timeout_s) as b:
         click.echo(json.dumps(asdict(b.status()), indent=2))
 
 
@@ -53,9 +56,9 @@ def status(port: str, timeout_s: float) -> None:
               help="Where to write the (rows, cols) conductance map in S (.npy).")
 def read(port: str, timeout_s: float, array: int, out: Path) -> None:
     """Read one array's conductances into a .npy file; print a JSON summary."""
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
 
-    with Board.open(port, timeout_s=timeout_s) as b:
+    with open_board(port, timeout_s) as b:
         if not 0 <= array < b.info.arrays:
             raise BadInput(f"array {array} out of range 0..{b.info.arrays - 1} (board "
                            f"{b.info.board_id})")

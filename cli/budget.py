@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -58,7 +59,7 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     report = report or deploy_dir / "budget" / "budget.json"
     with board_session(port, timeout_s) as (board, _), \
             click.progressbar(length=len(CAUSES) + 2, label="budget",
-                              file=click.get_text_stream("stderr")) as bar:
+                              file=sys.stderr) as bar:
         result = error_budget(board, dep, ckpt, features, labels, cal, maps, stuck,
                               reads=reads, progress=bar.update)
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -42,10 +42,13 @@ SMU_COMPLIANCE_A = 1e-4
               show_default=True, help="Delay of the relaxation check, seconds.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the choice of sampled and SMU-measured devices.")
+@click.option("--hdf5", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every read and pulse in ArC TWO's HDF5 layout (docs/boards.md; "
+                   "on a board of several arrays one file per array, HDF5-arrayN.h5).")
 def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend: str,
               smu_timeout_s: float, out: Path,
               report: Path | None, reads: int, sample: int, smu_per_column: int, settle_s: float,
-              relax_delay_s: float, seed: int) -> None:
+              relax_delay_s: float, seed: int, hdf5: Path | None) -> None:
     """Calibrate a board: per-column read-chain gain and offset (reads and VMM), SET and RESET
     response curves, defect map, relaxation.
 
@@ -58,13 +61,17 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
     from imssa_hw.calibration.outputs import check_destination, write_outputs
     from imssa_hw.calibration.procedure import calibrate
     from imssa_hw.calibration.settings import Settings
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.crosspoint_log import RecordingBoard
+    from imssa_hw.drivers.open import open_board
 
     settings = Settings(reads=reads, sample=sample, smu_per_column=smu_per_column,
                         settle_s=settle_s, relax_delay_s=relax_delay_s, seed=seed)
     settings.check()
     check_destination(out, report)
-    with Board.open(port, timeout_s=timeout_s) as board:
+    with open_board(port, timeout_s) as board:
+        if smu_resource and not board.capabilities.smu_route:
+            raise BadInput(f"board {board.info.board_id} has no SMU route (capability smu_route "
+                           f"is false): calibrate without --smu (on-array references)")
         smu = open_smu(smu_resource, smu_backend, smu_timeout_s) if smu_resource else None
         try:
             with click.progressbar(length=1000, label="calibrating", file=sys.stderr,
@@ -73,11 +80,14 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
                     bar.label = f"calibrating: {what:<28.28}"
                     bar.update(int(fraction * 1000) - bar.pos)
 
-                run = calibrate(board, smu, settings, progress)
+                recorder = RecordingBoard(board) if hdf5 is not None else None
+                run = calibrate(recorder or board, smu, settings, progress)
         finally:
             if smu is not None:
                 smu.close()
     files = write_outputs(run, out, report)
+    if recorder is not None:
+        files += recorder.write(hdf5)
     r = run.report
     click.echo(json.dumps({
         "board_id": r["board_id"], "reference": r["reference"],

@@ -24,7 +24,7 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     layer's response on them, and retrain the digital parts (encoder, D, mix, norms, decoder)
     around it. The kernels stay as programmed; `imssa-hw infer --checkpoint OUT` uses it."""
     from imssa_hw.calibration.data import load_calibration
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
     from imssa_hw.files import write_json
     from imssa_hw.hil.finetune import finetune_on_board
     from imssa_hw.hil.inference import open_deployment
@@ -32,7 +32,7 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     dep, ckpt = open_deployment(deploy_dir)
     cal = load_calibration(calibration) if calibration else None
     out = out or Path(deploy_dir) / "model-finetuned.pt"
-    with Board.open(port, timeout_s=timeout_s) as board:
+    with open_board(port, timeout_s) as board:
         summary = finetune_on_board(board, dep, ckpt, out, cal, epochs)
     if report:
         write_json(report, summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -35,15 +36,17 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     sample with the software quantized model.
 
     The board must already hold the deployment (`imssa-hw program`)."""
-    from imssa_hw.hil.inference import board_session, load_test_set, open_deployment, run_inference
+    from imssa_hw.hil.inference import (board_session, check_mode, load_test_set,
+                                        open_deployment, run_inference)
     from imssa_hw.hil.inference_plots import write_inference_outputs
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
     features, labels, class_names = load_test_set(ckpt, data_root, limit)
-    with board_session(port, timeout_s, calibration) as (board, correct), \
-            click.progressbar(length=len(labels) * ckpt.config.n_layers, label=f"infer ({mode})",
-                              file=click.get_text_stream("stderr")) as bar:
-        result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
+    with board_session(port, timeout_s, calibration) as (board, correct):
+        check_mode(board, mode)
+        with click.progressbar(length=len(labels) * ckpt.config.n_layers,
+                               label=f"infer ({mode})", file=sys.stderr) as bar:
+            result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
     summary = result.report(len(class_names))
     out_dir = (report.parent if report else deploy_dir)
     written = write_inference_outputs(result, summary, class_names, out_dir, report)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate:calibrate",
     "finetune": "finetune:finetune",
     "infer": "infer:infer",
+    "journal": "journal:journal",
     "demo": "demo:demo",
     "sweep": "sweep:sweep",
 }

@@ -57,11 +57,14 @@ STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH
               help="Touch up a deployment programmed earlier: re-read its devices and write "
                    "again only those that drifted out of the tolerance (known stuck devices are "
                    "left alone). Journal and report in OUT/refresh/; --resume continues it.")
+@click.option("--hdf5", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the journal's reads and pulses in ArC TWO's HDF5 layout (as "
+                   "`imssa-hw journal export`).")
 def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance: str | None,
             strategy: str, out: Path | None, journal: Path | None, resume: bool,
             report: Path | None, defects: Path | None, settle_s: float | None,
             verify_delay_s: float | None, max_pulses: int | None, plots: bool,
-            refresh: bool) -> None:
+            refresh: bool, hdf5: Path | None) -> None:
     """Program the conductance targets of DEPLOY (from `imssa-hw compile`) onto the board with
     closed-loop write-verify; print the JSON report.
 
@@ -73,7 +76,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
 
     from imssa_hw.compiler import load_deployment
     from imssa_hw.compiler.defects import load_defects
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
     from imssa_hw.errors import BadInput
     from imssa_hw.programming.journal import archive_finished_journal
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
@@ -115,7 +118,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
                        * default.verify_delay_small_s / default.verify_delay_s)
     settings = replace(default, **changes)
     total = int(dep.used.sum())
-    with Board.open(port, timeout_s=timeout_s) as board:
+    with open_board(port, timeout_s) as board:
         dep.check_board(board.info)
         with click.progressbar(length=total, label=f"{'refreshing' if refresh else 'programming'} {total} "
                                                    f"devices ({strategy})",
@@ -142,6 +145,11 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     data = write_program_outputs(result, out, report, defects=defects, plots=plots, extra=extra,
                                  name="refresh" if refresh else "program")
     click.echo(json.dumps(data, indent=2))
+    if hdf5 is not None:
+        from imssa_hw.programming.export import export_journal
+
+        written = export_journal(journal, hdf5)
+        click.echo("wrote " + ", ".join(str(p) for p in written), err=True)
     if not result.finished:
         click.echo(f"{result.report['unfinished']} devices unfinished: run again with --resume to "
                    f"continue", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -59,10 +60,13 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.option("--scheduler", default=None,
               help="Dask distributed scheduler address (e.g. tcp://127.0.0.1:8786): run the "
               "points on that cluster instead of local processes.")
+@click.option("--scheduler-timeout", "scheduler_timeout_s", type=click.FloatRange(min=0.1),
+              default=10.0, show_default=True,
+              help="Seconds to wait for the Dask scheduler to answer.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sweep"), show_default=True,
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
 def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_cells, epochs,
-          a_range, ranges, h, n, limit, workers, scheduler, out):
+          a_range, ranges, h, n, limit, workers, scheduler, scheduler_timeout_s, out):
     """Accuracy against programming noise sigma for several bit widths, Gaussian noise on the
     targets and/or with
     write-verify on the emulator; prints a table and writes sweep.json and sweep.png.
@@ -95,7 +99,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
         click.echo(f"--method {old} is now --method {OLD_METHOD_NAMES[old]} (the old name goes "
                    f"in the next version)", err=True)
     methods = tuple(dict.fromkeys(SweepMethod(OLD_METHOD_NAMES.get(m, m)) for m in methods))
-    client = dask_client(scheduler) if scheduler else None
+    client = dask_client(scheduler, scheduler_timeout_s) if scheduler else None
     checkpoints = {}
     for model_seed in model_seeds:
         data_spec = DataSpec.default(task, seed=model_seed)
@@ -114,7 +118,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
               for seed in range(seeds)]
     try:
         with click.progressbar(length=len(points), label="sweep",
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             results = run_points(points, workers, client, progress=lambda r: bar.update(1))
     finally:
         if client is not None:

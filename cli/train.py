@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 
 import click
@@ -92,7 +93,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
         changes["augment"] = AugmentSpec(copies=augment_copies)
     data_spec = DataSpec.default(task, dataset, **changes)
     board = load_profile(board_profile)
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     with click.progressbar(length=1, label="data ", file=err) as data_bar, \
             click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and
                               f"{r['phase']} loss {r['loss']:.3f} val {r['val_accuracy']:.3f}"

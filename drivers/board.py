@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from imssa_hw.drivers.board_like import FULL_CAPABILITIES, Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, BoardWasReset, ProtocolError, VersionMismatch,
                                      VoltageLimitError)
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
@@ -32,6 +33,8 @@ from imssa_hw.errors import BadInput
 
 class Board:
     """A connected crossbar board (real or emulated); open it with `Board.open`."""
+
+    capabilities: Capabilities = FULL_CAPABILITIES
 
     def __init__(self, link: Link) -> None:
         self.link = link
@@ -234,13 +237,7 @@ class Board:
 
     def _adc_range(self, range_a: float | None) -> float | None:
         """The smallest supported ADC range >= range_a."""
-        if range_a is None:
-            return None
-        fitting = [r for r in self.info.adc_ranges_a if r >= range_a * (1 - 1e-9)]
-        if not fitting:
-            raise ValueError(f"no ADC range covers {range_a:g} A; the largest is "
-                             f"{max(self.info.adc_ranges_a):g} A")
-        return min(fitting)
+        return smallest_range(self.info.adc_ranges_a, range_a)
 
     def _as_batch(self, inputs: np.ndarray) -> np.ndarray:
         if not self.programs:

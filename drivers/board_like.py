@@ -7,12 +7,43 @@ works unchanged. Everything is in SI units: voltages in V, conductances in S, cu
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import BoardConfig, BoardInfo
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the operations every board offers (`board info` shows
+    them; commands adapt to them or refuse with one line)."""
+
+    on_board_loop: bool
+    """`load_program` and `run_sequence` run the loop on the board (else: host mode only)."""
+    smu_route: bool
+    """`route_smu` connects a device to an external SMU (else: on-array calibration only)."""
+    pulse_gate: Literal["per_device", "grouped", "none"]
+    """How a pulse batch's gate voltages reach the devices: each its own in one request
+    (per_device), one gate per group of devices pulsed together (grouped), not at all (none:
+    a passive array, whose SET has no gate compliance)."""
+
+
+FULL_CAPABILITIES = Capabilities(on_board_loop=True, smu_route=True, pulse_gate="per_device")
+"""What our board protocol offers (`drivers.board.Board`)."""
+
+
+def smallest_range(ranges_a: tuple[float, ...], range_a: float | None) -> float | None:
+    """The smallest of `ranges_a` >= range_a (None stays None); ValueError when none is."""
+    if range_a is None:
+        return None
+    fitting = [r for r in ranges_a if r >= range_a * (1 - 1e-9)]
+    if not fitting:
+        raise ValueError(f"no ADC range covers {range_a:g} A; the largest is "
+                         f"{max(ranges_a):g} A")
+    return min(fitting)
 
 
 @runtime_checkable
@@ -23,6 +54,8 @@ class BoardLike(Protocol):
     """Identity, shape, safe limits, converters and ranges (from identify)."""
     config: BoardConfig
     """The present volatile settings: read voltage, ADC ranges, pulse width."""
+    capabilities: Capabilities
+    """What it can do beyond the common operations."""
 
     @property
     def frames_sent(self) -> int:

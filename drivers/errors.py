@@ -1,8 +1,8 @@
 """Typed errors of the board link and protocol.
 
 Every error here is a `HardwareError` (the command line shows it as one line, exit code 3),
-except `PortMissing`, which is also a `BadInput` (exit code 2): the user named a port that
-is not there.
+except `PortMissing` and `Unsupported`, which are also `BadInput` (exit code 2): the user named
+a port that is not there, or asked a board for something it cannot do.
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ class DriverError(HardwareError):
 
 class PortMissing(DriverError, BadInput):
     """The port does not exist (no such device, or nothing listens at the socket URL)."""
+
+
+class Unsupported(DriverError, BadInput):
+    """The board cannot do what was asked (a capability it lacks, see `Capabilities`); nothing
+    was sent to it."""
 
 
 class PortBusy(DriverError):

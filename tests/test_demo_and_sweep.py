@@ -117,7 +117,8 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     ("sweep", ["--sigma-us", "0,-5"], "--sigma-us must not be negative"),
     ("sweep", ["--sigma-us", "five"], "--sigma-us must be comma-separated numbers"),
     ("sweep", ["--model-seeds", "0,0"], "--model-seeds must be distinct non-negative integers"),
-    ("sweep", ["--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler at tcp://127.0.0.1:9"),
+    ("sweep", ["--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "0.5"],
+     "no Dask scheduler at tcp://127.0.0.1:9"),
     ("demo", ["--emulator-profile", "nosuch"], "emulator profile not found: nosuch"),
     ("demo", ["--set", "device.nosuch=1"], "unknown profile key 'device.nosuch'"),
     ("demo", ["--set", "nodot=1"], "is not of the form section.key=value"),
@@ -136,7 +137,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, command, args, me
 def test_the_old_sweep_method_name_is_accepted_with_a_warning(tmp_path, cache_env):
     """`--method open_loop` (a programming strategy's name too) is now `noise`, for one version."""
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "sweep", "--method",
-                           "open_loop", "--scheduler", "tcp://127.0.0.1:9", "--out",
+                           "open_loop", "--scheduler", "tcp://127.0.0.1:9",
+                           "--scheduler-timeout", "0.5", "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                           env=cache_env)
     lines = done.stderr.strip().splitlines()

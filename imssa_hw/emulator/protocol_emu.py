@@ -14,12 +14,12 @@ handler packages. The pty path (`emulator.process`) stays for the integration te
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 from imssa_hw.drivers.errors import FrameError
 from imssa_hw.drivers.framing import FrameDecoder
+from imssa_hw.drivers.port_url import split_port_url
 from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.errors import BadInput
 
@@ -31,14 +31,10 @@ def board_from_url(url: str) -> EmulatedBoard:
     from imssa_hw.emulator.profile import load_profile, parse_override
     from imssa_hw.emulator.server import build_board
 
-    parts = urlsplit(url)
-    if parts.scheme != "emu":
-        raise SerialException(f"expected an emu:// URL, got {url!r}")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - set(OPTIONS))
-    if unknown:
-        raise SerialException(f"unknown emu:// option(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(OPTIONS)}")
+    try:
+        _, query = split_port_url(url, "emu", OPTIONS)
+    except BadInput as exc:
+        raise SerialException(str(exc)) from None
 
     def one(name: str, kind: type, default=None):
         values = query.get(name)

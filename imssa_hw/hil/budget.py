@@ -17,7 +17,8 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
     column_errors       each column's TIA gain and offset (the calibration's) before the ADC,
                         corrected after it as the firmware does
     read_noise          the read noise measured on the read-back
-    = simulated hardware, compared with a measured run on the board (onboard loop).
+    = simulated hardware, compared with a measured run on the board (its on-board loop; host
+      mode on a board without one).
 
 The loop follows the compiled schedule (`compiler.executor.run_layer`), so each step is the
 board's arithmetic with the other non-idealities off. Parts add up to software - simulated;
@@ -157,7 +158,8 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         tick(1)
     clipping = simulated.tally  # the full chain's
     correct = current_correction(calibration, board) if calibration is not None else None
-    measured = run_inference(board, dep, ckpt, features, labels, InferenceMode.ONBOARD, correct)
+    mode = InferenceMode.ONBOARD if board.capabilities.on_board_loop else InferenceMode.HOST
+    measured = run_inference(board, dep, ckpt, features, labels, mode, correct)
     tick(1)
     hardware = _scores(measured.hardware_logits, software, labels)
     causes = {}
@@ -172,7 +174,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
                                           causes[c]["logit_error_increase"]))
     drift_us = (now_siemens - was)[dep.used & ~stuck_mask] * 1e6
     return {
-        "n_samples": int(len(labels)), "board_id": info.board_id,
+        "n_samples": int(len(labels)), "board_id": info.board_id, "measured_mode": mode,
         "software_accuracy": rows[0]["accuracy"], "simulated_accuracy": rows[-1]["accuracy"],
         "hardware_accuracy": hardware["accuracy"], "hardware_agreement": hardware["agreement"],
         "measured_loss_points": round(measured_loss, 3), "explained_loss_points": round(explained, 3),

@@ -146,6 +146,13 @@ class BoardRecurrence:
         return schedule.ssm_output(self._batched(padded, ONBOARD_CHUNK, self.board.run_sequence))
 
 
+def check_mode(board: BoardLike, mode: InferenceMode | str) -> None:
+    """BadInput unless `board` can run `mode` (on-board mode needs an on-board loop)."""
+    if mode == InferenceMode.ONBOARD and not board.capabilities.on_board_loop:
+        raise BadInput(f"board {board.info.board_id} has no on-board loop (capability "
+                       f"on_board_loop is false): use host mode (infer --mode host)")
+
+
 def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: np.ndarray,
                   labels: np.ndarray, mode: InferenceMode | str = InferenceMode.ONBOARD,
                   correct: Callable[[int, np.ndarray], np.ndarray] | None = None,
@@ -155,6 +162,7 @@ def run_inference(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features:
         raise BadInput("the checkpoint is not the one this deployment was compiled from "
                        f"(digest {ckpt.digest[:12]} vs {dep.model_digest[:12]})")
     dep.check_board(board.info)
+    check_mode(board, mode)
     recurrence = BoardRecurrence(board, dep, mode, correct, progress)
     frames_before = board.frames_sent
     start = time.perf_counter()
@@ -232,8 +240,8 @@ def board_session(port: str, timeout_s: float, calibration: str | Path | None = 
     """Open the board at `port`; yields (board, correct) where `correct` applies the
     calibration (or is None without one)."""
     from imssa_hw.calibration.data import load_calibration
-    from imssa_hw.drivers.board import Board
+    from imssa_hw.drivers.open import open_board
 
     cal = load_calibration(calibration) if calibration is not None else None
-    with Board.open(port, timeout_s=timeout_s) as board:
+    with open_board(port, timeout_s) as board:
         yield board, (current_correction(cal, board) if cal is not None else None)

@@ -304,6 +304,8 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
               "limits": limits.to_dict(), "off_siemens": off_siemens, "arrays": arrays, "shape": list(shape),
               "board": {"board_id": info.board_id, "arrays": info.arrays, "rows": info.rows,
                         "cols": info.cols},
+              "config": {"v_read": board.config.v_read,
+                         "pulse_width_s": board.config.pulse_width_s},
               "targets_sha256": digest_arrays(targets, used),
               "calibration_sha256": None if calibration is None
               else digest_arrays(calibration.read_gain, calibration.read_offset_siemens),

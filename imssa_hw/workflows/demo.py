@@ -1,7 +1,8 @@
 """The whole flow on an emulated board: train -> emulate -> calibrate -> compile -> program -> infer.
 
 `run_demo` is what `imssa-hw demo` runs. Every stage writes what the stand-alone command would,
-into one folder, so a user can re-run any stage by hand on the same files.
+into one folder, so a user can re-run any stage by hand on the same files. `run_on_board` runs
+the stages from calibrate on on any connected board (bench/arc2.py: the ArC TWO stand-in).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from imssa_hw.files import write_json
 from imssa_hw.hil.mode import InferenceMode
@@ -59,21 +60,12 @@ def _stage(name: str, timings: dict, echo: Callable[[str], None]) -> Iterator[No
 
 def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
     """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
-    from imssa_hw.calibration.outputs import write_outputs as write_calibration
-    from imssa_hw.calibration.procedure import calibrate
-    from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
-    from imssa_hw.compiler.artifact import copy_checkpoint
-    from imssa_hw.compiler.plots import plot_targets
+    from imssa_hw.compiler import load_profile
     from imssa_hw.drivers.board import Board
     from imssa_hw.drivers.keithley2400 import Keithley2400
     from imssa_hw.emulator.process import start_emulator
-    from imssa_hw.hil.finetune import finetune_on_board
-    from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
-    from imssa_hw.hil.inference_plots import write_inference_outputs
+    from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.workflows.model_cache import trained_model
-    from imssa_hw.programming import program_deployment
-    from imssa_hw.programming.outputs import write_program_outputs
 
     profile = load_profile(settings.board_profile)  # a bad name: one line, nothing written
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +77,6 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
             board=profile, hardware_aware=settings.hardware_aware)
         model_path = out / "model.pt"
         shutil.copyfile(cached_path, model_path)
-        ckpt = load_checkpoint(model_path)
         echo(f"  {settings.task}, {settings.bits}-bit: software accuracy "
              f"{100 * trained['software_accuracy']:.2f} %" + (" (cached model)" if cached else ""))
     geo = profile.geometry
@@ -95,57 +86,18 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
                              rows=geo.rows, cols=geo.cols, **settings.emulator)
         echo(f"  emulated board on {emu.port}, SMU at {emu.smu_resource}")
     try:
-        with Board.open(emu.port) as board:
-            with _stage("calibrate", timings, echo), Keithley2400(emu.smu_resource) as smu:
-                calibration = calibrate(board, smu)
-                write_calibration(calibration, out / "calib", out / "calibrate.json")
-                echo(f"  read error {100 * calibration.report['read_error_before']:.2f} % -> "
-                     f"{100 * calibration.report['read_error_after']:.2f} %, "
-                     f"{len(calibration.defects.stuck)} stuck devices")
-            with _stage("compile", timings, echo):
-                dep = compile_checkpoint(
-                    ckpt, profile, calibration.defects, seed=settings.seed,
-                    column_offsets_codes=calibration.calibration.offset_codes(profile.read.adc_bits))
-                save_deployment(dep, out / "deploy")
-                copy_checkpoint(model_path, out / "deploy")
-                plot_targets(dep, out / "deploy" / "targets.png")
-                echo(f"  {dep.summary['arrays_used']} arrays, {dep.summary['cells_used']} cells, "
-                     f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
-            with _stage("program", timings, echo):
-                programmed = program_deployment(board, dep, calibration=calibration.calibration,
-                                                tolerance=dep.profile.conductance.tolerance_siemens,
-                                                journal=out / "program" / "journal.jsonl")
-                write_program_outputs(programmed, out / "program", out / "program.json",
-                                      defects=out / "calib" / "defects.json")
-                p = programmed.report
-                echo(f"  yield {100 * p['yield_working']:.2f} % of working devices, "
-                     f"{p['mean_pulses_per_device']:.2f} pulses per device")
-            features, labels, names = load_test_set(ckpt)
-            correct = current_correction(calibration.calibration, board)
-            with _stage("infer", timings, echo):
-                before = run_inference(board, dep, ckpt, features, labels, settings.mode,
-                                       correct).report(len(names))
-                echo(f"  hardware {100 * before['hardware_accuracy']:.2f} % with the "
-                     f"digital parts as trained")
-            with _stage("finetune", timings, echo):
-                tuned_path = out / "deploy" / "model-finetuned.pt"
-                tuned = finetune_on_board(board, dep, ckpt, tuned_path, calibration.calibration)
-                echo(f"  hardware model on the training split: "
-                     f"{100 * tuned['accuracy_before']:.2f} % -> "
-                     f"{100 * tuned['accuracy_after']:.2f} %")
-            with _stage("infer-finetuned", timings, echo):
-                result = run_inference(board, dep, load_checkpoint(tuned_path), features, labels,
-                                       settings.mode, correct)
-                inferred = result.report(len(names))
-                write_inference_outputs(result, inferred, names, out, out / "infer.json")
+        with Board.open(emu.port) as board, Keithley2400(emu.smu_resource) as smu:
+            run = run_on_board(board, smu, load_checkpoint(model_path), model_path, profile,
+                               out, settings, timings, echo)
     finally:
         emu.stop()
+    before, inferred, p = run.before, run.inferred, run.programmed.report
     software = before["software_accuracy"]  # the quantized model as trained, ideal kernels
     summary = {
         "task": settings.task, "dataset": settings.data_spec().dataset,
         "speakers_test": trained.get("speakers_test"), "bits": settings.bits,
         "mode": settings.mode, "hardware_aware": settings.hardware_aware,
-        "board_profile": profile.name, "scales_from": dep.summary["scales_from"],
+        "board_profile": profile.name, "scales_from": run.deployment.summary["scales_from"],
         "software_accuracy": software,
         "loop_accuracy": trained.get("loop_accuracy"),
         "hardware_accuracy": inferred["hardware_accuracy"],
@@ -156,14 +108,98 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         "agreement": inferred["agreement"],
         "n_test": inferred["n_samples"], "yield_working": p["yield_working"],
         "mean_pulses_per_device": p["mean_pulses_per_device"],
-        "read_error_before": calibration.report["read_error_before"],
-        "read_error_after": calibration.report["read_error_after"],
-        "arrays_used": dep.summary["arrays_used"], "steps_per_s": inferred["steps_per_s"],
+        "read_error_before": run.calibration.report["read_error_before"],
+        "read_error_after": run.calibration.report["read_error_after"],
+        "arrays_used": run.deployment.summary["arrays_used"], "steps_per_s": inferred["steps_per_s"],
         "timings_s": timings, "total_time_s": round(sum(timings.values()), 2),
         "model_cached": cached, "settings": asdict(settings),
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+@dataclass
+class BoardRun:
+    """What the stages on a board produced (`run_on_board`)."""
+
+    calibration: Any
+    """The `CalibrationRun`."""
+    deployment: Any
+    programmed: Any
+    """The `ProgramResult`."""
+    before: dict
+    """The inference report with the digital parts as trained."""
+    inferred: dict | None
+    """The inference report after chip-in-the-loop fine-tuning (None: not fine-tuned)."""
+
+
+def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, settings: DemoSettings,
+                 timings: dict, echo: Callable[[str], None] = print,
+                 finetune: bool = True) -> BoardRun:
+    """The demo's stages on a connected board (any `BoardLike`; `smu` None: on-array
+    calibration): calibrate -> compile for `profile` -> program -> infer, then fine-tune and
+    infer again unless `finetune` is False. Writes what each command would into `out`."""
+    from imssa_hw.calibration.outputs import write_outputs as write_calibration
+    from imssa_hw.calibration.procedure import calibrate
+    from imssa_hw.compiler import compile_checkpoint, save_deployment
+    from imssa_hw.compiler.artifact import copy_checkpoint
+    from imssa_hw.compiler.plots import plot_targets
+    from imssa_hw.hil.finetune import finetune_on_board
+    from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
+    from imssa_hw.hil.inference_plots import write_inference_outputs
+    from imssa_hw.model.checkpoint import load_checkpoint
+    from imssa_hw.programming import program_deployment
+    from imssa_hw.programming.outputs import write_program_outputs
+
+    with _stage("calibrate", timings, echo):
+        calibration = calibrate(board, smu)
+        write_calibration(calibration, out / "calib", out / "calibrate.json")
+        r = calibration.report
+        error = "read error" if smu is not None else "column spread (on-array references)"
+        before, after = ((r["read_error_before"], r["read_error_after"]) if smu is not None
+                         else (r["column_spread_before"], r["column_spread_after"]))
+        echo(f"  {error} {100 * before:.2f} % -> {100 * after:.2f} %, "
+             f"{len(calibration.defects.stuck)} stuck devices")
+    with _stage("compile", timings, echo):
+        dep = compile_checkpoint(
+            ckpt, profile, calibration.defects, seed=settings.seed,
+            column_offsets_codes=calibration.calibration.offset_codes(profile.read.adc_bits))
+        save_deployment(dep, out / "deploy")
+        copy_checkpoint(model_path, out / "deploy")
+        plot_targets(dep, out / "deploy" / "targets.png")
+        echo(f"  {dep.summary['arrays_used']} arrays, {dep.summary['cells_used']} cells, "
+             f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
+    with _stage("program", timings, echo):
+        programmed = program_deployment(board, dep, calibration=calibration.calibration,
+                                        tolerance=dep.profile.conductance.tolerance_siemens,
+                                        journal=out / "program" / "journal.jsonl")
+        write_program_outputs(programmed, out / "program", out / "program.json",
+                              defects=out / "calib" / "defects.json")
+        p = programmed.report
+        echo(f"  yield {100 * p['yield_working']:.2f} % of working devices, "
+             f"{p['mean_pulses_per_device']:.2f} pulses per device")
+    features, labels, names = load_test_set(ckpt)
+    correct = current_correction(calibration.calibration, board)
+    with _stage("infer", timings, echo):
+        result = run_inference(board, dep, ckpt, features, labels, settings.mode, correct)
+        before = result.report(len(names))
+        echo(f"  hardware {100 * before['hardware_accuracy']:.2f} % with the "
+             f"digital parts as trained")
+    if not finetune:
+        write_inference_outputs(result, before, names, out, out / "infer.json")
+        return BoardRun(calibration, dep, programmed, before, None)
+    with _stage("finetune", timings, echo):
+        tuned_path = out / "deploy" / "model-finetuned.pt"
+        tuned = finetune_on_board(board, dep, ckpt, tuned_path, calibration.calibration)
+        echo(f"  hardware model on the training split: "
+             f"{100 * tuned['accuracy_before']:.2f} % -> "
+             f"{100 * tuned['accuracy_after']:.2f} %")
+    with _stage("infer-finetuned", timings, echo):
+        result = run_inference(board, dep, load_checkpoint(tuned_path), features, labels,
+                               settings.mode, correct)
+        inferred = result.report(len(names))
+        write_inference_outputs(result, inferred, names, out, out / "infer.json")
+    return BoardRun(calibration, dep, programmed, before, inferred)
 
 
 def summary_table(summary: dict) -> str:

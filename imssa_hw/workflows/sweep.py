@@ -122,15 +122,16 @@ def evaluate_point(point: SweepPoint) -> dict:
             "median_abs_error_siemens": float(np.median(error_siemens)), "n_samples": int(len(labels))}
 
 
-def dask_client(scheduler: str):
-    """A client of the Dask distributed scheduler at `scheduler` (BadInput if there is none)."""
+def dask_client(scheduler: str, timeout_s: float = 10.0):
+    """A client of the Dask distributed scheduler at `scheduler` (BadInput if none answers
+    within `timeout_s`)."""
     try:
         from distributed import Client
     except ImportError:
         raise BadInput("a Dask scheduler needs the distributed package: "
                        "pip install -e '.[dask]'") from None
     try:
-        return Client(scheduler, timeout="10s")
+        return Client(scheduler, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise BadInput(f"no Dask scheduler at {scheduler}: {exc}") from None
 

@@ -1,0 +1,39 @@
+"""`imssa-hw journal`: programming journals in other forms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from imssa_hw.cli.options import parse_ids
+
+
+@click.group()
+def journal() -> None:
+    """Work with programming journals (JSON Lines, `imssa-hw program`)."""
+
+
+@journal.command("export")
+@click.argument("journal_path", metavar="JOURNAL", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HDF5 file (arc2control's layout); on a board of several arrays one "
+                   "file per array, OUT-arrayN.h5.")
+@click.option("--arrays", default=None, metavar="0,1",
+              help="Arrays to export (default: every array the run programmed).")
+@click.option("--v-read", "v_read", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Read voltage, V (default: the journal's; journals before it was recorded "
+                   "need it).")
+@click.option("--pulse-width", "pulse_width_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Pulse width, s (default: the journal's).")
+def export(journal_path: Path, out: Path, arrays: str | None, v_read: float | None,
+           pulse_width_s: float | None) -> None:
+    """Write the reads and pulses JOURNAL records to HDF5 in the layout of ArC TWO's
+    arc2control: /crossbar (the latest read of every device), /crosspoints/WxxByy/timeseries
+    (current, voltage, pulse_width, read_voltage, op_type per read or pulse), root attributes
+    words and bits (docs/boards.md). The JSONL journal stays the crash-safe record."""
+    from imssa_hw.programming.export import export_journal
+
+    written = export_journal(journal_path, out, parse_ids(arrays, "--arrays"), v_read,
+                             pulse_width_s)
+    click.echo("wrote " + ", ".join(str(p) for p in written))
