@@ -157,7 +157,7 @@ def test_instrument_errors_are_hardware_errors(monkeypatch):
 
 @pytest.mark.parametrize("port,message", [
     ("arc2://x", "must be a number"),
-    ("arc2://0?speed=fast", "unknown option(s) speed"),
+    ("arc2://0?speed=fast", "unknown arc2:// option(s) speed"),
     ("arc2://0?array=3t2r", "array must be one of 1t1r, passive"),
 ])
 def test_bad_arc2_ports(port, message):
