@@ -14,9 +14,9 @@ from conftest import STILL
 from test_emulator import script
 
 
-def emu_url(state, seed: int, **settings) -> str:
+def emu_url(state, seed: int, arrays: int = 2, rows: int = 8, cols: int = 8, **settings) -> str:
     sets = "".join(f"&set={key}={value}" for key, value in settings.items())
-    return f"emu://?seed={seed}&arrays=2&rows=8&cols=8&state={state}{sets}"
+    return f"emu://?seed={seed}&arrays={arrays}&rows={rows}&cols={cols}&state={state}{sets}"
 
 
 def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, tmp_path):

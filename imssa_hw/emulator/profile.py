@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imssa_hw.drivers.errors import PayloadError
+from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.drivers.messages import BoardConfig, BoardLimits, typed
 from imssa_hw.errors import BadInput
 from imssa_hw.files import upgrade_legacy_keys
@@ -37,6 +38,8 @@ class BoardParams:
     """Sequences x steps one RUN_SEQUENCE may ask for."""
     step_time_s: float
     """The longest one program step of one sequence takes, announced for timeouts."""
+    protocol_version: int = PROTOCOL_VERSION
+    """The highest protocol version the firmware speaks (it accepts every one from 1 up)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,8 @@ def _check(profile: Profile) -> None:
         raise BadInput("the board needs 1..255 arrays of 1..4096 rows and columns")
     if board.max_loop_steps < 1 or not board.step_time_s > 0:
         raise BadInput("board.max_loop_steps must be >= 1 and board.step_time_s > 0")
+    if not 1 <= board.protocol_version <= PROTOCOL_VERSION:
+        raise BadInput(f"board.protocol_version must be within 1..{PROTOCOL_VERSION}")
     if not 2 <= chain.adc_bits <= 16 or not 2 <= chain.dac_bits <= 16:
         raise BadInput("adc_bits and dac_bits must be within 2..16")
     defaults, limits = profile.defaults, profile.limits
