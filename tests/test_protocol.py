@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -199,6 +200,13 @@ def test_info_json_round_trip():
     assert m.from_json(m.BoardInfo, m.to_json(board.info)) == board.info
     with pytest.raises(PayloadError):
         m.from_json(m.BoardInfo, b'{"board_id": 3}')
+    # a board from before the work bounds leaves them out: the documented defaults
+    older = json.loads(m.to_json(board.info))
+    del older["max_loop_steps"], older["step_time_s"]
+    info = m.from_json(m.BoardInfo, json.dumps(older).encode())
+    assert (info.max_loop_steps, info.step_time_s) == (1 << 20, 50e-6)
+    with pytest.raises(PayloadError):
+        m.from_json(m.BoardInfo, json.dumps({**older, "unknown_field": 1}).encode())
 
 
 UNPACKERS = [

@@ -10,7 +10,7 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import LinkError
 from imssa_hw.emulator.state import load_state
 
-from conftest import STILL
+from conftest import NOISELESS, STILL
 from test_emulator import script
 
 
@@ -112,11 +112,36 @@ def test_board_is_board_like(tmp_path):
     parameter (a second backend is checked the same way)."""
     import inspect
 
-    from imssa_hw.drivers.board_like import BoardLike
+    from imssa_hw.drivers.board_like import BoardLike, ReadsDevices
 
     with Board.open(emu_url(tmp_path / "b.npz", 0)) as board:
-        assert isinstance(board, BoardLike)
-    for name, member in vars(BoardLike).items():
-        if callable(member) and not name.startswith("_"):
-            wanted = list(inspect.signature(member).parameters)
-            assert list(inspect.signature(getattr(Board, name)).parameters) == wanted, name
+        assert isinstance(board, BoardLike) and isinstance(board, ReadsDevices)
+    for protocol in (BoardLike, ReadsDevices):
+        for name, member in vars(protocol).items():
+            if callable(member) and not name.startswith("_"):
+                wanted = list(inspect.signature(member).parameters)
+                assert list(inspect.signature(getattr(Board, name)).parameters) == wanted, name
+
+
+class WholeArrayReads:
+    """A backend that reads whole arrays only (no `read_devices`)."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+
+    def read_array(self, array: int) -> np.ndarray:
+        return self.board.read_array(array)
+
+
+def test_read_masked_serves_backends_with_and_without_read_devices(tmp_path):
+    from imssa_hw.drivers.board_like import read_masked
+
+    mask = np.random.default_rng(0).random((8, 8)) < 0.3
+    with Board.open(emu_url(tmp_path / "b.npz", 0, **NOISELESS, **STILL)) as board:
+        board.set_pulses(0, 3.0, 1.0)
+        sent = board.stats.bytes_sent
+        some = read_masked(board, 0, mask)
+        assert board.stats.bytes_sent - sent < 40  # READ_DEVICES with a bitmap of 8 bytes
+        whole = read_masked(WholeArrayReads(board), 0, mask)
+    assert np.isnan(some[~mask]).all() and (some[mask] > 0).all()
+    assert np.array_equal(some, whole, equal_nan=True)
