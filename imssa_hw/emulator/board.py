@@ -26,11 +26,10 @@ from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import Frame
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, LIMIT_SLACK_V, REPLY_BIT,
-                                       SINCE_VERSION,
-                                       BoardConfig, BoardInfo, BoardStatus, ErrorCode, Opcode,
-                                       OutOfRange, PulseBatch, SparsePulses, pack_codes,
-                                       pack_count, pack_error, pack_program_reply, pack_sequences,
-                                       sequence_header, to_json, unpack_array,
+                                       SINCE_VERSION, BoardConfig, BoardInfo, BoardStatus,
+                                       ErrorCode, Opcode, OutOfRange, PulseBatch, SparsePulses,
+                                       pack_codes, pack_count, pack_error, pack_program_reply,
+                                       pack_sequences, sequence_header, to_json, unpack_array,
                                        unpack_config_changes, unpack_device, unpack_programs,
                                        unpack_read_devices, unpack_route, unpack_sequences,
                                        unpack_vmm)
@@ -156,6 +155,7 @@ class EmulatedBoard:
     # -- handlers ---------------------------------------------------------------------------
 
     def _error(self, seq: int, code: ErrorCode, message: str, version: int = 1) -> Frame:
+        """An error reply in `version` (1 for BAD_FRAME: a damaged frame's version is unknown)."""
         return Frame(ERROR_OPCODE, seq, self.epoch, pack_error(code, message), version)
 
     def _identify(self, payload: bytes) -> bytes:
