@@ -7,6 +7,10 @@
 
 The board resets (power glitch, watchdog) are detected through the epoch in every frame: the
 driver then re-sends its configuration, loop programs and SMU route and repeats the command.
+
+The protocol version is negotiated at open (the highest both sides speak, `Board.protocol`);
+with version 2 pulses name only the pulsed devices and `read_devices` reads only the devices
+asked for, whenever that moves fewer bytes than the version-1 whole-array frames.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ import numpy as np
 from imssa_hw.drivers.board_like import FULL_CAPABILITIES, Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, BoardWasReset, ProtocolError, VersionMismatch,
                                      VoltageLimitError)
-from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
+from imssa_hw.drivers.framing import PROTOCOL_VERSION, PROTOCOL_VERSIONS, Frame
 from imssa_hw.drivers.link import Link, LinkStats
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, REPLY_BIT, BoardConfig,
-                                       BoardInfo, BoardStatus, ErrorCode, Opcode, PulseBatch,
-                                       from_json, pack_array, pack_device, pack_programs,
-                                       pack_route, pack_sequences, pack_vmm, to_json,
-                                       unpack_codes, unpack_count, unpack_error,
-                                       unpack_program_reply, unpack_sequences)
+from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, REPLY_BIT, SINCE_VERSION,
+                                       BoardConfig, BoardInfo, BoardStatus, ErrorCode, Opcode,
+                                       PulseBatch, SparsePulses, from_json, pack_array,
+                                       pack_device, pack_programs, pack_read_devices, pack_route,
+                                       pack_sequences, pack_vmm, read_array_size,
+                                       read_devices_size, to_json, unpack_codes, unpack_count,
+                                       unpack_error, unpack_program_reply, unpack_sequences)
 from imssa_hw.errors import BadInput
-
 
 
 class Board:
@@ -40,7 +44,9 @@ class Board:
         self.link = link
         self._epoch = ANY_EPOCH
         self._restoring = False
-        reply = self._call(Opcode.IDENTIFY)
+        self.protocol = PROTOCOL_VERSION
+        """The protocol version of this session: the highest the board and the driver speak."""
+        reply = self._negotiate()
         self._epoch = reply.epoch
         self.info: BoardInfo = from_json(BoardInfo, reply.payload)
         self.config: BoardConfig = self.status().config
@@ -99,18 +105,33 @@ class Board:
                    mask: np.ndarray | None = None) -> int:
         """One SET pulse on every masked device of `array`: (rows, cols) pulse and gate voltages,
         or scalars. Returns the number of devices pulsed."""
-        return self._pulse(Opcode.SET_PULSES, array, v_set, v_gate, mask)
+        return self._pulse(Opcode.SET_PULSES, Opcode.SET_SPARSE, array, v_set, v_gate, mask)
 
     def reset_pulses(self, array: int, v_reset: np.ndarray | float, v_gate: np.ndarray | float,
                      mask: np.ndarray | None = None) -> int:
         """One RESET pulse on every masked device of `array`; as `set_pulses`."""
-        return self._pulse(Opcode.RESET_PULSES, array, v_reset, v_gate, mask)
+        return self._pulse(Opcode.RESET_PULSES, Opcode.RESET_SPARSE, array, v_reset, v_gate, mask)
 
     def read_array(self, array: int) -> np.ndarray:
         """Conductances of a whole array as the board's read chain sees them, (rows, cols) S."""
         payload = self._call(Opcode.READ_ARRAY, pack_array(array)).payload
         codes = unpack_codes(payload, self.info.rows * self.info.cols)
         return codes.reshape(self.info.rows, self.info.cols) * self._siemens_per_code()
+
+    def read_devices(self, array: int, mask: np.ndarray) -> np.ndarray:
+        """Conductances of the masked devices of `array`, (rows, cols) S, NaN elsewhere: one
+        READ_DEVICES (protocol 2) or one READ_ARRAY, whichever moves fewer bytes."""
+        shape = (self.info.rows, self.info.cols)
+        index = np.flatnonzero(np.broadcast_to(np.asarray(mask, bool), shape))
+        n = shape[0] * shape[1]
+        g = np.full(n, np.nan)
+        if (self.protocol >= SINCE_VERSION[Opcode.READ_DEVICES]
+                and read_devices_size(len(index), n) < read_array_size(n)):
+            payload = self._call(Opcode.READ_DEVICES, pack_read_devices(array, index, n)).payload
+            g[index] = unpack_codes(payload, len(index)) * self._siemens_per_code()
+        else:
+            g[index] = self.read_array(array).ravel()[index]
+        return g.reshape(shape)
 
     def read_device(self, array: int, row: int, col: int) -> float:
         """Conductance of one device, S."""
@@ -189,9 +210,9 @@ class Board:
     def _call(self, opcode: Opcode, payload: bytes = b"", timeout_s: float | None = None) -> Frame:
         """One command; re-sends the volatile state and repeats it after a board reset."""
         for _ in range(self.link.retries + 1):
-            reply = self.link.transact(opcode, payload, self._epoch, timeout_s)
-            if reply.version != PROTOCOL_VERSION:
-                raise VersionMismatch(reply.version, PROTOCOL_VERSION)
+            reply = self.link.transact(opcode, payload, self._epoch, self.protocol, timeout_s)
+            if reply.version != self.protocol:
+                raise VersionMismatch(reply.version, self.protocol)
             if reply.opcode == opcode | REPLY_BIT:
                 return reply
             if reply.opcode != ERROR_OPCODE:
@@ -205,6 +226,18 @@ class Board:
                 raise BoardWasReset(code, message, reply.epoch)
             self._restore()
         raise BoardWasReset(ErrorCode.STALE_EPOCH, "the board keeps resetting", self._epoch)
+
+    def _negotiate(self) -> Frame:
+        """IDENTIFY in the highest version both sides speak: a board that does not speak the
+        version offered answers BAD_VERSION in its own highest, which is taken when this driver
+        speaks it (docs/protocol.md: Versions)."""
+        try:
+            return self._call(Opcode.IDENTIFY)
+        except VersionMismatch as exc:
+            if exc.board_version not in PROTOCOL_VERSIONS or exc.board_version >= self.protocol:
+                raise
+            self.protocol = exc.board_version
+            return self._call(Opcode.IDENTIFY)
 
     def _restore(self) -> None:
         """Bring a board that reset back to the settings this driver had given it."""
@@ -224,12 +257,26 @@ class Board:
         finally:
             self._restoring = False
 
-    def _pulse(self, opcode: Opcode, array: int, v: np.ndarray | float, v_gate: np.ndarray | float,
-               mask: np.ndarray | None) -> int:
+    def _pulse(self, opcode: Opcode, sparse: Opcode, array: int, v: np.ndarray | float,
+               v_gate: np.ndarray | float, mask: np.ndarray | None) -> int:
+        """One batch pulse, refused here when outside the board's limits; sent as `sparse`
+        (protocol 2: the pulsed devices only) when that is fewer bytes than `opcode`'s
+        whole-array frame."""
         shape = (self.info.rows, self.info.cols)
         mask = np.ones(shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), shape)
         batch = PulseBatch(array, np.broadcast_to(np.asarray(v, float), shape),
                            np.broadcast_to(np.asarray(v_gate, float), shape), mask)
+        limits = self.info.limits
+        reset = opcode == Opcode.RESET_PULSES
+        outside = batch.outside(limits.v_reset_max if reset else limits.v_set_max,
+                                limits.v_gate_max, "RESET" if reset else "SET")
+        if outside:
+            raise VoltageLimitError(ErrorCode.LIMIT, f"{outside}: not sent, no device was pulsed")
+        n = shape[0] * shape[1]
+        if self.protocol >= SINCE_VERSION[sparse]:
+            payload = SparsePulses.of(batch).pack(n)
+            if len(payload) < PulseBatch.size(n):
+                return unpack_count(self._call(sparse, payload).payload)
         return unpack_count(self._call(opcode, batch.pack()).payload)
 
     def _siemens_per_code(self) -> float:

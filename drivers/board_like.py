@@ -92,3 +92,20 @@ class BoardLike(Protocol):
     def route_smu(self, array: int | None, row: int | None = None,
                   col: int | None = None) -> None:
         """Connect one device to the external SMU port; None disconnects it."""
+
+
+@runtime_checkable
+class ReadsDevices(Protocol):
+    """A backend that can read some devices of an array for less than a whole-array read
+    (`drivers.board.Board`: protocol 2's READ_DEVICES); optional, see `read_masked`."""
+
+    def read_devices(self, array: int, mask: np.ndarray) -> np.ndarray:
+        """Conductances (rows, cols) S of the masked devices, NaN elsewhere."""
+
+
+def read_masked(board: BoardLike, array: int, mask: np.ndarray) -> np.ndarray:
+    """Conductances (rows, cols) S of the masked devices of `array`, NaN elsewhere: through
+    the backend's `read_devices` when it has one, else from a whole-array read."""
+    if isinstance(board, ReadsDevices):
+        return board.read_devices(array, mask)
+    return np.where(mask, board.read_array(array), np.nan)

@@ -1,7 +1,7 @@
 """Frames on the wire: a 5-byte header, the payload and a CRC-16, byte-stuffed between delimiters.
 
     frame   = header | payload | crc16                  (crc16 big-endian, CRC-16/CCITT-FALSE)
-    header  = version:u8 | opcode:u8 | seq:u16 LE | epoch:u8
+    header  = version:u8 | opcode:u8 | seq:u16 LE | epoch:u8    (version: the protocol's)
     wire    = END | stuff(frame) | END                   (END = 0xC0)
 
 Byte stuffing is SLIP's (RFC 1055): 0xDB -> 0xDB 0xDD, then 0xC0 -> 0xDB 0xDC. Both directions are
@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 from imssa_hw.drivers.errors import FrameError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSIONS = (1, 2)
+"""The protocol versions this code speaks, oldest first (docs/protocol.md: Versions)."""
+PROTOCOL_VERSION = PROTOCOL_VERSIONS[-1]
+"""The highest: what the driver offers first, what the emulated board speaks by default."""
 END = b"\xc0"
 ESC = b"\xdb"
 ESC_END = b"\xdb\xdc"
@@ -57,7 +60,8 @@ class Frame:
     seq: int
     epoch: int
     payload: bytes = b""
-    version: int = PROTOCOL_VERSION
+    version: int = PROTOCOL_VERSIONS[0]
+    """The protocol version of the frame; version 1 unless told (every board reads it)."""
 
     def encode(self) -> bytes:
         """The frame as sent on the wire, delimiters included."""

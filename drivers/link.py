@@ -95,11 +95,12 @@ class Link:
     def close(self) -> None:
         self.transport.close()
 
-    def transact(self, opcode: int, payload: bytes, epoch: int,
+    def transact(self, opcode: int, payload: bytes, epoch: int, version: int,
                  timeout_s: float | None = None) -> Frame:
-        """Send one request and return its reply (error replies included, BAD_FRAME excepted)."""
+        """Send one request in protocol `version` and return its reply (error replies
+        included, BAD_FRAME excepted)."""
         self._seq = (self._seq + 1) & 0xFFFF
-        wire = Frame(opcode, self._seq, epoch, payload).encode()
+        wire = Frame(opcode, self._seq, epoch, payload, version).encode()
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         for attempt in range(self.retries + 1):
             if attempt:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import struct
 import types
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from functools import cached_property
 from enum import IntEnum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -31,9 +31,12 @@ class Opcode(IntEnum):
     RESET = 0x04
     SET_PULSES = 0x10
     RESET_PULSES = 0x11
+    SET_SPARSE = 0x12
+    RESET_SPARSE = 0x13
     READ_ARRAY = 0x20
     READ_DEVICE = 0x21
     VMM = 0x22
+    READ_DEVICES = 0x23
     LOAD_PROGRAM = 0x30
     RUN_SEQUENCE = 0x31
     ROUTE_SMU = 0x40
@@ -45,7 +48,12 @@ ERROR_OPCODE = 0xFF
 """The opcode of every error reply; its payload is `code:u8 | message:utf-8`."""
 ANY_EPOCH = 0
 """Requests with this epoch are accepted by the EPOCH_FREE opcodes whatever the board's epoch."""
+LIMIT_SLACK_V = 1e-6
+"""Slack on limit checks, for voltages that went through float32 or millivolts."""
 EPOCH_FREE = frozenset({Opcode.IDENTIFY, Opcode.STATUS, Opcode.RESET})
+SINCE_VERSION = {Opcode.SET_SPARSE: 2, Opcode.RESET_SPARSE: 2, Opcode.READ_DEVICES: 2}
+"""The protocol version that brought an opcode (the others are version 1's): in a frame of an
+older version it is an UNKNOWN_OPCODE, as on a board of that version."""
 
 
 class ErrorCode(IntEnum):
@@ -156,8 +164,11 @@ def typed(kind: Any, value: Any) -> Any:
     every field and type; raises PayloadError."""
     if is_dataclass(kind):
         names = {f.name for f in fields(kind)}
-        if not isinstance(value, dict) or set(value) != names:
-            raise PayloadError(f"{kind.__name__}: expected the fields {sorted(names)}")
+        required = {f.name for f in fields(kind)
+                    if f.default is MISSING and f.default_factory is MISSING}
+        if not isinstance(value, dict) or not required <= set(value) <= names:
+            raise PayloadError(f"{kind.__name__}: expected the fields {sorted(names)} (those "
+                               f"with a default may be left out)")
         hints = get_type_hints(kind)
         try:
             return kind(**{name: typed(hints[name], item) for name, item in value.items()})
@@ -245,12 +256,12 @@ def unpack_error(payload: bytes) -> tuple[int, str]:
     return payload[0], payload[1:].decode(errors="replace")
 
 
-def _millivolts(volts: np.ndarray, name: str) -> bytes:
+def _millivolts(volts: np.ndarray, name: str) -> np.ndarray:
     """Volts as int16 millivolts; values that do not fit are refused before anything is sent."""
     mv = np.rint(np.asarray(volts, dtype=float) * 1e3)
     if not np.isfinite(mv).all() or np.abs(mv).max(initial=0) > 32767:
         raise VoltageLimitError(ErrorCode.LIMIT, f"{name} must be finite and within +-32.767 V")
-    return mv.astype("<i2").tobytes()
+    return mv.astype("<i2")
 
 
 @dataclass(eq=False)
@@ -267,8 +278,25 @@ class PulseBatch:
 
     def pack(self) -> bytes:
         bits = np.packbits(np.asarray(self.mask, dtype=bool).ravel(), bitorder="little")
-        return (struct.pack("<B", self.array) + _millivolts(self.v, "pulse voltage")
-                + _millivolts(self.v_gate, "gate voltage") + bits.tobytes())
+        return (struct.pack("<B", self.array) + _millivolts(self.v, "pulse voltage").tobytes()
+                + _millivolts(self.v_gate, "gate voltage").tobytes() + bits.tobytes())
+
+    def outside(self, v_max: float, v_gate_max: float, name: str) -> str | None:
+        """The first masked device whose pulse voltage is outside 0..v_max or gate voltage
+        outside 0..v_gate_max, said in words, or None: the rule the driver and the board both
+        apply before a pulse. Values under a false mask bit are not checked."""
+        for values, top, what in ((self.v, v_max, f"{name} voltage"),
+                                  (self.v_gate, v_gate_max, "gate voltage")):
+            bad = self.mask & ~((values >= 0) & (values <= top + LIMIT_SLACK_V))
+            if bad.any():
+                row, col = np.argwhere(bad)[0]
+                return f"{what} {values[row, col]:.3f} V at ({row}, {col}) outside 0..{top} V"
+        return None
+
+    @staticmethod
+    def size(n_devices: int) -> int:
+        """Bytes of the payload for an array of `n_devices`."""
+        return 1 + 4 * n_devices + (n_devices + 7) // 8
 
     @classmethod
     def unpack(cls, payload: bytes, rows: int, cols: int) -> PulseBatch:
@@ -281,6 +309,128 @@ class PulseBatch:
         reader.done()
         mask = np.unpackbits(bits, count=n, bitorder="little").astype(bool).reshape(rows, cols)
         return cls(array, v, gate, mask)
+
+
+class OutOfRange(PayloadError):
+    """A payload that decodes but holds an index or value out of range: the board answers
+    BAD_ARGUMENT (BAD_PAYLOAD is for payloads that do not decode)."""
+
+
+DEVICE_LIST, DEVICE_BITMAP = 0, 1
+"""The two forms of a device set (version 2): a list of flat indices, or a bitmap of the array."""
+
+
+def _as_list(count: int, n_devices: int) -> bool:
+    """Whether a set of `count` devices goes as a list: when no longer than the bitmap (a
+    list addresses at most 65,536 devices)."""
+    return n_devices <= 1 << 16 and 2 + 2 * count <= (n_devices + 7) // 8
+
+
+def device_set_size(count: int, n_devices: int) -> int:
+    """Bytes of a set of `count` devices of an array of `n_devices`, in its shorter form."""
+    return 1 + (2 + 2 * count if _as_list(count, n_devices) else (n_devices + 7) // 8)
+
+
+def pack_devices(index: np.ndarray, n_devices: int) -> bytes:
+    """A device set, `form:u8` then the shorter of `count:u16 | index:u16[count]` (form 0: flat
+    row-major indices, increasing) and `mask:bits[n_devices]` (form 1: 8 devices a byte, least
+    significant bit first)."""
+    index = np.asarray(index, dtype=np.int64)
+    if _as_list(len(index), n_devices):
+        return struct.pack("<BH", DEVICE_LIST, len(index)) + index.astype("<u2").tobytes()
+    mask = np.zeros(n_devices, bool)
+    mask[index] = True
+    return struct.pack("<B", DEVICE_BITMAP) + np.packbits(mask, bitorder="little").tobytes()
+
+
+def _take_devices(reader: _Reader, n_devices: int) -> np.ndarray:
+    """The flat indices of a device set (increasing, each below `n_devices`)."""
+    (form,) = reader.take("<B")
+    if form == DEVICE_LIST:
+        (count,) = reader.take("<H")
+        index = reader.array("<u2", count).astype(np.int64)
+        if count and (index[-1] >= n_devices or (np.diff(index) <= 0).any()):
+            raise OutOfRange(f"device indices must increase and stay below {n_devices}")
+        return index
+    if form == DEVICE_BITMAP:
+        bits = reader.array("u1", (n_devices + 7) // 8)
+        return np.flatnonzero(np.unpackbits(bits, count=n_devices, bitorder="little"))
+    raise PayloadError(f"device set form {form} is neither {DEVICE_LIST} (list) nor "
+                       f"{DEVICE_BITMAP} (bitmap)")
+
+
+@dataclass(eq=False)
+class SparsePulses:
+    """SET_SPARSE / RESET_SPARSE (version 2): `array:u8 | devices | shared:u8 |
+    v:i16[1 or n] mV | v_gate:i16[1 or n] mV`, n the devices of the set. Bit 0 of `shared`:
+    one pulse voltage for every device, bit 1: one gate voltage; the other bits are 0."""
+
+    array: int
+    index: np.ndarray
+    """Flat row-major indices of the pulsed devices, increasing."""
+    v: np.ndarray
+    v_gate: np.ndarray
+
+    @classmethod
+    def of(cls, batch: PulseBatch) -> SparsePulses:
+        """The masked devices of a whole-array batch."""
+        index = np.flatnonzero(batch.mask)
+        return cls(batch.array, index, np.ravel(batch.v)[index], np.ravel(batch.v_gate)[index])
+
+    def pack(self, n_devices: int) -> bytes:
+        shared, values = 0, []
+        for bit, (volts, name) in enumerate(((self.v, "pulse voltage"),
+                                             (self.v_gate, "gate voltage"))):
+            mv = _millivolts(volts, name)
+            if mv.size and (mv == mv[0]).all():
+                shared |= 1 << bit
+                mv = mv[:1]
+            values.append(mv.tobytes())
+        return b"".join([struct.pack("<B", self.array), pack_devices(self.index, n_devices),
+                         struct.pack("<B", shared), *values])
+
+    @classmethod
+    def unpack(cls, payload: bytes, rows: int, cols: int) -> SparsePulses:
+        reader = _Reader(payload)
+        (array,) = reader.take("<B")
+        index = _take_devices(reader, rows * cols)
+        (shared,) = reader.take("<B")
+        if shared > 3:
+            raise PayloadError(f"shared flags 0x{shared:02x}: only bits 0 and 1 are defined")
+        v, gate = (np.broadcast_to(reader.array("<i2", 1 if shared >> bit & 1 else len(index))
+                                   * 1e-3, index.shape) for bit in (0, 1))
+        reader.done()
+        return cls(array, index, v, gate)
+
+    def batch(self, rows: int, cols: int) -> PulseBatch:
+        """The same pulses as a whole-array batch (zeros under a false mask bit)."""
+        mask, v, gate = np.zeros(rows * cols, bool), np.zeros(rows * cols), np.zeros(rows * cols)
+        mask[self.index], v[self.index], gate[self.index] = True, self.v, self.v_gate
+        shape = (rows, cols)
+        return PulseBatch(self.array, v.reshape(shape), gate.reshape(shape), mask.reshape(shape))
+
+
+def pack_read_devices(array: int, index: np.ndarray, n_devices: int) -> bytes:
+    """READ_DEVICES (version 2): `array:u8 | devices`; the reply is `codes:i16[n]` in index order."""
+    return struct.pack("<B", array) + pack_devices(index, n_devices)
+
+
+def read_devices_size(count: int, n_devices: int) -> int:
+    """Payload bytes of a READ_DEVICES request and its reply, for `count` devices."""
+    return 1 + device_set_size(count, n_devices) + 2 * count
+
+
+def read_array_size(n_devices: int) -> int:
+    """Payload bytes of a READ_ARRAY request and its reply."""
+    return 1 + 2 * n_devices
+
+
+def unpack_read_devices(payload: bytes, n_devices: int) -> tuple[int, np.ndarray]:
+    reader = _Reader(payload)
+    (array,) = reader.take("<B")
+    index = _take_devices(reader, n_devices)
+    reader.done()
+    return array, index
 
 
 def pack_device(array: int, row: int, col: int) -> bytes:
@@ -394,14 +544,9 @@ def unpack_programs(payload: bytes) -> list[LoopProgram]:
         try:
             programs.append(LoopProgram(array, *fields_))
         except ValueError as exc:  # decoded, but its values are out of range
-            raise ProgramRangeError(f"program {len(programs)}: {exc}") from None
+            raise OutOfRange(f"program {len(programs)}: {exc}") from None
     reader.done()
     return programs
-
-
-class ProgramRangeError(PayloadError):
-    """A LOAD_PROGRAM payload that decodes but holds an index or value out of range: the board
-    answers BAD_ARGUMENT (BAD_PAYLOAD is for payloads that do not decode)."""
 
 
 def pack_program_reply(n_inputs: int, n_outputs: int) -> bytes:

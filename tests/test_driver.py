@@ -19,12 +19,14 @@ from imssa_hw.drivers.messages import ErrorCode, pack_error
 from imssa_hw.errors import BadInput
 
 from conftest import NOISELESS, STILL
+from test_transports import emu_url
 
 
 def test_identify_and_status(module_board):
     with Board.open(module_board.port) as board:
         info = board.identify()
-        assert (info.arrays, info.rows, info.cols, info.protocol_version) == (2, 8, 8, 1)
+        assert (info.arrays, info.rows, info.cols, info.protocol_version) == (2, 8, 8, 2)
+        assert board.protocol == 2
         assert info.limits.v_set_max == 3.5 and info.adc_bits == 9
         assert board.info == info
         status = board.status()
@@ -188,7 +190,7 @@ def test_silent_board_times_out():
 
 
 def test_version_mismatch():
-    """A board speaking protocol 2 answers in its own version: the driver names both."""
+    """A board speaking only protocol 3 answers in its own version: the driver names both."""
     master, slave = os.openpty()
     tty.setraw(slave)
 
@@ -197,18 +199,50 @@ def test_version_mismatch():
         decoder = FrameDecoder()
         while request is None:
             request = next(iter(decoder.feed(os.read(master, 4096))), None)
-        reply = Frame(0xFF, request.seq, 1, pack_error(ErrorCode.BAD_VERSION, "speaks 2"), version=2)
+        reply = Frame(0xFF, request.seq, 1, pack_error(ErrorCode.BAD_VERSION, "speaks 3"), version=3)
         os.write(master, reply.encode())
 
     responder = threading.Thread(target=board_v2, daemon=True)
     responder.start()
     try:
-        with pytest.raises(VersionMismatch, match="board speaks protocol version 2"):
+        with pytest.raises(VersionMismatch, match="board speaks protocol version 3"):
             Board.open(os.ttyname(slave), timeout_s=1, retries=0)
     finally:
         responder.join(2)
         os.close(master)
         os.close(slave)
+
+
+def pulses_and_reads(board: Board) -> tuple[list, int]:
+    """A few pulses and reads of every size; returns what they gave and the bytes they moved."""
+    rng = np.random.default_rng(3)
+    sent = board.stats.bytes_sent + board.stats.bytes_received
+    results = []
+    for fraction in (0.05, 0.5, 1.0):
+        mask = rng.random((8, 8)) < fraction
+        results.append(board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)), mask))
+        results.append(board.reset_pulses(0, rng.uniform(0.5, 1.2, (8, 8)), 5.0, mask))
+        results.append(board.read_devices(0, mask))
+    return results, board.stats.bytes_sent + board.stats.bytes_received - sent
+
+
+def test_a_version_1_board_gets_version_1_frames_and_the_same_answers(tmp_path):
+    """A board that speaks only protocol 1 answers the driver's version-2 IDENTIFY with
+    BAD_VERSION; the driver goes on in version 1 (whole-array pulses and reads), with the same
+    results as version 2 gives, for more bytes."""
+    runs = {}
+    for version in (1, 2):
+        url = emu_url(tmp_path / f"v{version}.npz", 4, **NOISELESS, **STILL,
+                      **{"board.protocol_version": version})
+        with Board.open(url) as board:
+            assert board.protocol == board.info.protocol_version == version
+            runs[version] = pulses_and_reads(board)
+    (v1, bytes_v1), (v2, bytes_v2) = runs[1], runs[2]
+    for a, b in zip(v1, v2):
+        assert np.array_equal(a, b, equal_nan=True)
+    reads = v2[2::3]
+    assert all(np.isfinite(g).sum() == n for g, n in zip(reads, v2[0::3]))
+    assert bytes_v2 < 0.6 * bytes_v1
 
 
 def test_lost_board_is_a_link_error(emulated_board):

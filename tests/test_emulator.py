@@ -13,10 +13,13 @@ import pyvisa
 
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import VoltageLimitError
+from imssa_hw.drivers.framing import Frame
+from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode, Opcode, PulseBatch, SparsePulses
 from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON, WORN_OUT, DeviceModel
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.server import build_board
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 
@@ -156,19 +159,40 @@ def test_ir_drop_lowers_far_devices(emulated_board):
     ("set_pulses", 3.6, 1.0), ("set_pulses", 2.0, 5.6), ("set_pulses", -0.5, 1.0),
     ("reset_pulses", 2.1, 5.0), ("reset_pulses", 1.0, 40.0)])
 def test_limits_are_refused_and_no_device_is_touched(module_board, command, voltage, gate):
+    """The driver refuses before sending (the board's own check: the test below)."""
     before = module_board.state().devices
     mask = np.zeros((8, 8), bool)
     mask[3, 3] = True
     v = np.full((8, 8), 0.5)
     v[3, 3] = voltage
     with Board.open(module_board.port) as board:
-        pulses = board.status().pulses_applied
-        with pytest.raises(VoltageLimitError, match="no device was pulsed|within"):
+        pulses, frames = board.status().pulses_applied, board.frames_sent
+        with pytest.raises(VoltageLimitError, match="not sent, no device was pulsed"):
             getattr(board, command)(1, v, gate, mask)
-        assert board.status().pulses_applied == pulses
+        assert board.frames_sent == frames and board.status().pulses_applied == pulses
     after = module_board.state().devices
     for name in ("g_final_siemens", "relax_siemens", "t_pulse_s", "pulses"):
         assert np.array_equal(getattr(after, name), getattr(before, name)), name
+
+
+@pytest.mark.parametrize("opcode", [Opcode.SET_PULSES, Opcode.SET_SPARSE, Opcode.RESET_PULSES,
+                                    Opcode.RESET_SPARSE])
+def test_the_board_refuses_limits_in_either_encoding(opcode):
+    """The board's own check, behind the driver's: a masked device beyond a limit refuses the
+    whole batch (whichever encoding carries it) and no device is pulsed."""
+    board, _ = build_board(load_profile(overrides={"board.arrays": 1, "board.rows": 4,
+                                                   "board.cols": 4}), 0, None)
+    mask = np.zeros((4, 4), bool)
+    mask[0, 0] = mask[1, 2] = True
+    v = np.full((4, 4), 0.5)
+    v[1, 2] = 3.6  # beyond both v_set_max and v_reset_max
+    batch = PulseBatch(0, v, np.full((4, 4), 1.0), mask)
+    sparse = opcode in (Opcode.SET_SPARSE, Opcode.RESET_SPARSE)
+    payload = SparsePulses.of(batch).pack(16) if sparse else batch.pack()
+    reply = board.handle(Frame(opcode, 1, board.epoch, payload, 2))
+    assert reply.opcode == ERROR_OPCODE and reply.payload[0] == ErrorCode.LIMIT
+    assert b"at (1, 2)" in reply.payload and b"no device was pulsed" in reply.payload
+    assert board.pulses_applied == 0 and board.state.devices.pulses.sum() == 0
 
 
 def test_out_of_limit_values_on_masked_out_devices_are_ignored(module_board):
@@ -187,6 +211,7 @@ def script(board: Board) -> None:
     for _ in range(6):
         board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)), rng.random((8, 8)) < 0.5)
         board.read_array(0)
+        board.read_devices(0, rng.random((8, 8)) < 0.2)
         board.reset_pulses(0, rng.uniform(0.5, 1.2, (8, 8)), 5.0, rng.random((8, 8)) < 0.5)
         board.vmm(0, np.full(8, 0.1))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
@@ -119,3 +119,60 @@ def test_hostile_files_and_addresses_are_one_line_exit_2(tmp_path):
     from imssa_hw.errors import BadInput
     with pytest.raises(BadInput, match="is not a numpy .npz archive"):
         load_programmed(garbage)
+
+
+
+SPARSE = [Opcode.SET_SPARSE, Opcode.RESET_SPARSE, Opcode.READ_DEVICES]
+EDGES_MV = [0, 0, 800, 1200, 2000, 2001, 3500, 3501, 5500, 5501, -1]
+"""Millivolts at and beyond the limits (RESET 2 V, SET 3.5 V, gate 5.5 V)."""
+indices = st.one_of(st.lists(st.integers(0, 0xFFFF), max_size=20),
+                    st.lists(st.integers(0, 17), max_size=8, unique=True).map(sorted))
+
+
+@settings(max_examples=600, deadline=None)
+@given(opcode=st.sampled_from(SPARSE), array=st.sampled_from([0, 1, 2, 255]),
+       form=st.sampled_from([0, 0, 1, 1, 2]), index=indices,
+       count=st.sampled_from([None, None, None, 0, 1, 3, 20, 0xFFFF]),
+       shared=st.sampled_from([0, 1, 2, 3, 4, 0x81]), fit=st.sampled_from([True, True, False]),
+       data=st.data())
+def test_device_sets_are_checked_before_any_device_is_touched(opcode, array, form, index, count,
+                                                              shared, fit, data):
+    """Version 2's device sets with adversarial forms, counts, indices, flags and values: a
+    pulse or read happens only for a well-formed set of increasing in-range indices within the
+    limits; every other request is refused with the documented code and touches nothing."""
+    board = fresh_board()
+    n = board.info.rows * board.info.cols
+    count = len(index) if count is None else count
+    if form == 0:
+        devices = struct.pack("<BH", 0, count) + np.asarray(index, "<u2").tobytes()
+        listed = len(index)
+    else:
+        bits = data.draw(st.binary(min_size=2, max_size=2))
+        devices = bytes([form]) + bits
+        listed = int(np.unpackbits(np.frombuffer(bits, np.uint8)).sum())
+    payload = bytes([array]) + devices
+    if opcode != Opcode.READ_DEVICES:
+        values = (1 if shared & 1 else listed) + (1 if shared & 2 else listed)
+        millivolts = data.draw(st.lists(st.sampled_from(EDGES_MV) if fit else st.integers(-32768, 32767),
+                                        min_size=values if fit else 0,
+                                        max_size=values if fit else 2 * values + 2))
+        payload += bytes([shared]) + np.asarray(millivolts, "<i2").tobytes()
+    payload += data.draw(st.sampled_from([b"", b"", b"", b"\x00", b"\x00\x01"]))
+    before = board.pulses_applied
+    reply = send(board, opcode, payload)
+    code = error_code(reply)
+    event(f"{opcode.name}: {'accepted' if code is None else ErrorCode(code).name}")
+    assert code != ErrorCode.INTERNAL
+    if code is None:
+        assert array < board.info.arrays and form in (0, 1)
+        if form == 0:
+            assert count == len(index) and (np.diff(index) > 0).all() and max(index, default=0) < n
+    if opcode == Opcode.READ_DEVICES or code is not None:
+        assert board.pulses_applied == before  # a read, or refused: no device was pulsed
+    else:
+        assert board.pulses_applied - before == struct.unpack("<I", reply.payload)[0] == listed
+    if form == 2:
+        assert code == ErrorCode.BAD_PAYLOAD
+    elif form == 0 and count == len(index) and len(payload) == 4 + 2 * count:  # a whole read
+        in_order = (np.diff(index) > 0).all() and max(index, default=0) < n
+        assert code == (None if in_order and array < 2 else ErrorCode.BAD_ARGUMENT)

@@ -24,6 +24,7 @@ from imssa_hw.compiler.defects import load_defects
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import start_emulator
+from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig
@@ -31,7 +32,8 @@ from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tole
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
 from imssa_hw.programming.strategy import STUCK, VERIFIED
-from conftest import STILL
+from conftest import NOISELESS, STILL
+from test_transports import emu_url
 
 FAST_DEVICES = {"relaxation.tau_s": 0.1}
 """Devices that relax 5x faster than the default, so that the delays below suffice."""
@@ -244,6 +246,36 @@ def test_link_faults_change_nothing(emulated_board):
     assert faulty_status.pulses_applied == clean_status.pulses_applied == int(clean.pulses.sum())
     assert np.array_equal(faulty_devices.pulses, clean_devices.pulses)
     assert np.array_equal(faulty_devices.g_final_siemens, clean_devices.g_final_siemens)
+
+
+def test_protocol_versions_1_and_2_program_alike(tmp_path):
+    """A board that speaks only protocol 1 (whole-array pulses and reads) and one that speaks 2
+    (frames name the pulsed devices only, reads ask for the live devices only) see the same
+    run: the same pulses, the same devices, the same report, for a fraction of the bytes.
+    (Exact reads, no relaxation, no delays: the run does not depend on timing.)"""
+    settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
+                        min_iteration_s=0, verify_reads=4)
+    targets = four_bit_targets((1, 16, 16), seed=5)
+    runs = {}
+    for version in (1, 2):
+        state = tmp_path / f"v{version}.npz"
+        url = emu_url(state, 8, arrays=1, rows=16, cols=16, **NOISELESS, **STILL,
+                      **{"board.protocol_version": version})
+        with Board.open(url) as board:
+            result = program_targets(board, targets, np.ones_like(targets, bool),
+                                     settings=settings, off_siemens=2e-6)
+            moved = board.stats.bytes_sent + board.stats.bytes_received
+            applied = board.status().pulses_applied
+        runs[version] = (result, moved, applied, load_state(state).devices)
+    (v1, bytes_v1, applied_v1, devices_v1), (v2, bytes_v2, applied_v2, devices_v2) = runs[1], runs[2]
+    assert v1.report["iterations"] > 5 and v1.report["yield_working"] == 1.0
+    for key in ("within_tolerance", "mean_abs_error_siemens", "p95_abs_error_siemens",
+                "pulses_total", "iterations", "stuck_devices"):
+        assert v1.report[key] == v2.report[key], key
+    assert v1.report["frames"] == v2.report["frames"] + 1  # the refused version-2 IDENTIFY
+    assert np.array_equal(v1.pulses, v2.pulses) and applied_v1 == applied_v2 == v1.pulses.sum()
+    assert np.array_equal(devices_v1.g_final_siemens, devices_v2.g_final_siemens)
+    assert bytes_v2 < bytes_v1 / 4
 
 
 def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):

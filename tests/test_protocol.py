@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.server import build_board
 
-from conftest import NOISELESS
+from conftest import NOISELESS, STILL
 
 FUZZ = settings(derandomize=True, deadline=None, max_examples=300,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -107,16 +108,47 @@ EXCHANGES = [
     # a frame with a wrong CRC: BAD_FRAME (1), sequence number unknown (0)
     (h("c0 01 22 0a 00 01 01") + bytes(32) + h("31 bf c0"),
      h("c0 01 ff 00 00 01 01") + b"CRC mismatch" + h("b1 2d c0")),
-    # protocol version 2: BAD_VERSION (2), in a version-1 header
-    (h("c0 02 01 05 00 00 c8 cb c0"),
-     h("c0 01 ff 05 00 01 02") + b"protocol version 2 not supported, this board speaks 1" + h("a1 ba c0")),
+    # protocol version 3: BAD_VERSION (2), in a header of the board's highest version, 2
+    (h("c0 03 01 05 00 00 62 9a c0"),
+     h("c0 02 ff 05 00 01 02") + b"protocol version 3 not supported, this board speaks 1 and 2"
+     + h("a9 4f c0")),
+]
+
+EXCHANGES_V2 = [
+    # SET_SPARSE in a version-1 frame: UNKNOWN_OPCODE (3), as on a version-1 board
+    (h("c0 01 12 1f 00 01 01 00 02 00 01 00 13 00 01 b8 0b e8 03 b0 04 22 61 c0"),
+     h("c0 01 ff 1f 00 01 03") + b"opcode 0x12 in protocol version 1" + h("32 a8 c0")),
+    # SET_SPARSE seq 0x20, version 2: array 1, a list of 2 devices (flat 1 = (0, 1) and
+    # 19 = (2, 3)), shared 0x01: one pulse voltage 3000 mV, gates 1000 and 1200 mV; 2 pulsed
+    (h("c0 02 12 20 00 01 01 00 02 00 01 00 13 00 01 b8 0b e8 03 b0 04 7a 2e c0"),
+     h("c0 02 92 20 00 01 02 00 00 00 b8 49 c0")),
+    # the same frame again: the cached reply, no second pulse
+    (h("c0 02 12 20 00 01 01 00 02 00 01 00 13 00 01 b8 0b e8 03 b0 04 7a 2e c0"),
+     h("c0 02 92 20 00 01 02 00 00 00 b8 49 c0")),
+    # READ_DEVICES of those two (list form): codes 74 and 132, in index order
+    (h("c0 02 23 21 00 01 01 00 02 00 01 00 13 00 bc e2 c0"),
+     h("c0 02 a3 21 00 01 4a 00 84 00 3d 24 c0")),
+    # READ_DEVICES on array 0, bitmap form: devices 0 and 9 (bit 0 of byte 0, bit 1 of byte 1)
+    (h("c0 02 23 22 00 01 00 01 01 02 00 00 00 00 00 00 a0 82 c0"),
+     h("c0 02 a3 22 00 01 02 00 02 00 bf c7 c0")),
+    # RESET_SPARSE, shared 0x03 (one voltage, one gate): gate 6000 mV is beyond 5.5 V: LIMIT (6)
+    (h("c0 02 13 23 00 01 01 00 01 00 01 00 03 e8 03 70 17 c3 fa c0"),
+     h("c0 02 ff 23 00 01 06") + b"gate voltage 6.000 V at (0, 1) outside 0..5.5 V; no device "
+     b"was pulsed" + h("ba 85 c0")),
+    # READ_DEVICES with indices that do not increase: BAD_ARGUMENT (5)
+    (h("c0 02 23 24 00 01 01 00 02 00 13 00 01 00 a6 32 c0"),
+     h("c0 02 ff 24 00 01 05") + b"device indices must increase and stay below 64" + h("d3 67 c0")),
+    # SET_SPARSE with an undefined shared bit: BAD_PAYLOAD (4)
+    (h("c0 02 12 25 00 01 01 00 01 00 01 00 04 b8 0b e8 03 1e d8 c0"),
+     h("c0 02 ff 25 00 01 04") + b"shared flags 0x04: only bits 0 and 1 are defined"
+     + h("fc 89 c0")),
 ]
 
 
 def test_exact_byte_exchanges(emulated_board):
-    emu = emulated_board(settings=NOISELESS)
+    emu = emulated_board(settings={**NOISELESS, **STILL})  # STILL: reads repeat to the code
     with serial.serial_for_url(emu.port, timeout=2) as port:
-        for sent, expected in EXCHANGES:
+        for sent, expected in EXCHANGES + EXCHANGES_V2:
             port.write(sent)
             assert port.read(len(expected)) == expected
         time.sleep(0.05)
@@ -134,6 +166,27 @@ def test_pulse_batch_round_trip():
     assert np.allclose(back.v, batch.v, atol=1e-12) and np.allclose(back.v_gate, batch.v_gate, atol=1e-12)
 
 
+def test_sparse_pulses_round_trip_in_the_shorter_device_set():
+    """Few devices go as a list of indices, many as a bitmap; a voltage every device shares is
+    sent once."""
+    rng = np.random.default_rng(2)
+    for count, form, shared in ((3, m.DEVICE_LIST, 0b01), (40, m.DEVICE_BITMAP, 0b10)):
+        index = np.sort(rng.choice(64, count, replace=False))
+        v = np.full(count, 3.0) if shared == 0b01 else np.round(rng.uniform(0, 2, count), 3)
+        gate = np.full(count, 5.0) if shared == 0b10 else np.round(rng.uniform(0, 5, count), 3)
+        payload = m.SparsePulses(1, index, v, gate).pack(64)
+        devices = 3 + 2 * count if form == m.DEVICE_LIST else 1 + 8
+        assert payload[1] == form and payload[1 + devices] == shared
+        assert len(payload) == m.device_set_size(count, 64) + 2 + 2 + 2 * count
+        back = m.SparsePulses.unpack(payload, 8, 8)
+        assert back.array == 1 and np.array_equal(back.index, index)
+        assert np.allclose(back.v, v, atol=1e-12) and np.allclose(back.v_gate, gate, atol=1e-12)
+        batch = back.batch(8, 8)
+        assert np.array_equal(np.flatnonzero(batch.mask), index)
+        assert np.allclose(batch.v.ravel()[index], v) and (batch.v[~batch.mask] == 0).all()
+    assert m.unpack_read_devices(m.pack_read_devices(2, [5, 9], 64), 64)[1].tolist() == [5, 9]
+
+
 def test_program_round_trip():
     program = LoopProgram(1, [0, -1, 1], [0.1, 0, 0.2], [-1, 0, 1], [0, 1e4, 2e4], [0, 2], [1, -1])
     (back,) = m.unpack_programs(m.pack_programs([program]))
@@ -147,10 +200,18 @@ def test_info_json_round_trip():
     assert m.from_json(m.BoardInfo, m.to_json(board.info)) == board.info
     with pytest.raises(PayloadError):
         m.from_json(m.BoardInfo, b'{"board_id": 3}')
+    # a board from before the work bounds leaves them out: the documented defaults
+    older = json.loads(m.to_json(board.info))
+    del older["max_loop_steps"], older["step_time_s"]
+    info = m.from_json(m.BoardInfo, json.dumps(older).encode())
+    assert (info.max_loop_steps, info.step_time_s) == (1 << 20, 50e-6)
+    with pytest.raises(PayloadError):
+        m.from_json(m.BoardInfo, json.dumps({**older, "unknown_field": 1}).encode())
 
 
 UNPACKERS = [
-    lambda p: m.PulseBatch.unpack(p, 2, 3), m.unpack_device, m.unpack_route,
+    lambda p: m.PulseBatch.unpack(p, 2, 3), lambda p: m.SparsePulses.unpack(p, 2, 3),
+    lambda p: m.unpack_read_devices(p, 6), m.unpack_device, m.unpack_route,
     lambda p: m.unpack_vmm(p, 4), m.unpack_array, lambda p: m.unpack_codes(p, 3), m.unpack_count,
     m.unpack_programs, m.unpack_program_reply, lambda p: m.unpack_sequences(p, "<f4"),
     m.unpack_config_changes, lambda p: m.from_json(m.BoardStatus, p), m.unpack_error,
@@ -178,11 +239,13 @@ def firmware() -> EmulatedBoard:
 OPCODES = st.sampled_from([int(op) for op in m.Opcode] + [0x00, 0x7F, 0x81, 0xFF])
 
 
-@given(OPCODES, st.integers(0, 0xFFFF), st.integers(0, 3), st.binary(max_size=200))
+@given(OPCODES, st.integers(0, 0xFFFF), st.integers(0, 3), st.binary(max_size=200),
+       st.sampled_from([1, 2, 3]))
 @FUZZ
-def test_firmware_answers_every_frame_with_a_typed_reply(firmware, opcode, seq, epoch, payload):
-    reply = firmware.handle(Frame(opcode, seq, epoch, payload))
-    assert reply.seq == seq
+def test_firmware_answers_every_frame_with_a_typed_reply(firmware, opcode, seq, epoch, payload,
+                                                         version):
+    reply = firmware.handle(Frame(opcode, seq, epoch, payload, version))
+    assert reply.seq == seq and reply.version == min(version, 2)
     if reply.opcode == m.ERROR_OPCODE:
         code, _ = m.unpack_error(reply.payload)
         assert code in set(m.ErrorCode) - {m.ErrorCode.INTERNAL}

@@ -10,13 +10,13 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import LinkError
 from imssa_hw.emulator.state import load_state
 
-from conftest import STILL
+from conftest import NOISELESS, STILL
 from test_emulator import script
 
 
-def emu_url(state, seed: int, **settings) -> str:
+def emu_url(state, seed: int, arrays: int = 2, rows: int = 8, cols: int = 8, **settings) -> str:
     sets = "".join(f"&set={key}={value}" for key, value in settings.items())
-    return f"emu://?seed={seed}&arrays=2&rows=8&cols=8&state={state}{sets}"
+    return f"emu://?seed={seed}&arrays={arrays}&rows={rows}&cols={cols}&state={state}{sets}"
 
 
 def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, tmp_path):
@@ -112,11 +112,36 @@ def test_board_is_board_like(tmp_path):
     parameter (a second backend is checked the same way)."""
     import inspect
 
-    from imssa_hw.drivers.board_like import BoardLike
+    from imssa_hw.drivers.board_like import BoardLike, ReadsDevices
 
     with Board.open(emu_url(tmp_path / "b.npz", 0)) as board:
-        assert isinstance(board, BoardLike)
-    for name, member in vars(BoardLike).items():
-        if callable(member) and not name.startswith("_"):
-            wanted = list(inspect.signature(member).parameters)
-            assert list(inspect.signature(getattr(Board, name)).parameters) == wanted, name
+        assert isinstance(board, BoardLike) and isinstance(board, ReadsDevices)
+    for protocol in (BoardLike, ReadsDevices):
+        for name, member in vars(protocol).items():
+            if callable(member) and not name.startswith("_"):
+                wanted = list(inspect.signature(member).parameters)
+                assert list(inspect.signature(getattr(Board, name)).parameters) == wanted, name
+
+
+class WholeArrayReads:
+    """A backend that reads whole arrays only (no `read_devices`)."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+
+    def read_array(self, array: int) -> np.ndarray:
+        return self.board.read_array(array)
+
+
+def test_read_masked_serves_backends_with_and_without_read_devices(tmp_path):
+    from imssa_hw.drivers.board_like import read_masked
+
+    mask = np.random.default_rng(0).random((8, 8)) < 0.3
+    with Board.open(emu_url(tmp_path / "b.npz", 0, **NOISELESS, **STILL)) as board:
+        board.set_pulses(0, 3.0, 1.0)
+        sent = board.stats.bytes_sent
+        some = read_masked(board, 0, mask)
+        assert board.stats.bytes_sent - sent < 40  # READ_DEVICES with a bitmap of 8 bytes
+        whole = read_masked(WholeArrayReads(board), 0, mask)
+    assert np.isnan(some[~mask]).all() and (some[mask] > 0).all()
+    assert np.array_equal(some, whole, equal_nan=True)

@@ -3,6 +3,10 @@
 Safety rules: every voltage and pulse width is checked against the limits before any device is
 touched; a request whose sequence number (and content) was already executed gets the cached
 reply; requests for an old epoch (sent before a reset) are refused with STALE_EPOCH.
+
+Versions: the board speaks protocol versions 1 up to its profile's `board.protocol_version` and
+answers every frame in the frame's version; a frame of another version gets BAD_VERSION in the
+board's highest, and an opcode newer than its frame's version is unknown there.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from imssa_hw.drivers.errors import PayloadError
-from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
+from imssa_hw.drivers.framing import Frame
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, REPLY_BIT, BoardConfig,
-                                       BoardStatus, ErrorCode, Opcode, PulseBatch, pack_codes,
-                                       pack_count, pack_error, pack_program_reply, pack_sequences,
-                                       ProgramRangeError, sequence_header,
-                                       to_json, unpack_array, unpack_config_changes, unpack_device,
-                                       unpack_programs, unpack_route, unpack_sequences, unpack_vmm)
+from imssa_hw.drivers.messages import (EPOCH_FREE, ERROR_OPCODE, LIMIT_SLACK_V, REPLY_BIT,
+                                       SINCE_VERSION, BoardConfig, BoardStatus,
+                                       ErrorCode, Opcode, OutOfRange, PulseBatch, SparsePulses,
+                                       pack_codes, pack_count, pack_error, pack_program_reply,
+                                       pack_sequences, sequence_header, to_json, unpack_array,
+                                       unpack_config_changes, unpack_device, unpack_programs,
+                                       unpack_read_devices, unpack_route, unpack_sequences,
+                                       unpack_vmm)
 from imssa_hw.emulator.crossbar import Crossbar
 from imssa_hw.emulator.devices import DeviceModel
 from imssa_hw.emulator.profile import Profile, board_info
@@ -33,8 +39,6 @@ from imssa_hw.emulator.state import EmulatorState, save_state
 
 REPLAY_DEPTH = 32
 """Replies kept for replay, most recent sequence numbers."""
-V_TOLERANCE = 1e-6
-"""Slack on limit checks, for voltages that went through float32."""
 
 
 class Refusal(Exception):
@@ -56,6 +60,7 @@ class EmulatedBoard:
         self.model = DeviceModel(profile)
         self.crossbar = Crossbar(state.devices, state.chain, profile.read_chain, profile.limits, read_rng)
         self.rng = program_rng
+        self.versions = tuple(range(1, profile.board.protocol_version + 1))
         self.info = board_info(profile)
         self.started = time.monotonic()
         self.epoch = 0
@@ -65,11 +70,14 @@ class EmulatedBoard:
             Opcode.STATUS: self._status,
             Opcode.CONFIGURE: self._configure,
             Opcode.RESET: self._reset,
-            Opcode.SET_PULSES: lambda p: self._pulses(p, Opcode.SET_PULSES),
-            Opcode.RESET_PULSES: lambda p: self._pulses(p, Opcode.RESET_PULSES),
+            Opcode.SET_PULSES: lambda p: self._pulses(self._batch(p), Opcode.SET_PULSES),
+            Opcode.RESET_PULSES: lambda p: self._pulses(self._batch(p), Opcode.RESET_PULSES),
+            Opcode.SET_SPARSE: lambda p: self._pulses(self._sparse(p), Opcode.SET_PULSES),
+            Opcode.RESET_SPARSE: lambda p: self._pulses(self._sparse(p), Opcode.RESET_PULSES),
             Opcode.READ_ARRAY: self._read_array,
             Opcode.READ_DEVICE: self._read_device,
             Opcode.VMM: self._vmm,
+            Opcode.READ_DEVICES: self._read_devices,
             Opcode.LOAD_PROGRAM: self._load_program,
             Opcode.RUN_SEQUENCE: self._run_sequence,
             Opcode.ROUTE_SMU: self._route_smu,
@@ -87,31 +95,38 @@ class EmulatedBoard:
     def handle(self, request: Frame) -> Frame:
         """The reply to one valid frame (an error reply when it cannot be executed)."""
         self.frames_received += 1
-        if request.version != PROTOCOL_VERSION:
+        version = request.version
+        if version not in self.versions:
             return self._error(request.seq, ErrorCode.BAD_VERSION,
-                               f"protocol version {request.version} not supported, this board speaks "
-                               f"{PROTOCOL_VERSION}")
-        key = (request.opcode, request.epoch, len(request.payload), zlib.crc32(request.payload))
+                               f"protocol version {version} not supported, this board speaks "
+                               f"{' and '.join(map(str, self.versions))}", self.versions[-1])
+        key = (version, request.opcode, request.epoch, len(request.payload),
+               zlib.crc32(request.payload))
         cached = self._replay.get(request.seq)
         if cached is not None and cached[0] == key:
             self.replays += 1
             return cached[1]
         handler = self._handlers.get(request.opcode)
-        if handler is None:
-            return self._error(request.seq, ErrorCode.UNKNOWN_OPCODE, f"opcode 0x{request.opcode:02x}")
+        if handler is None or SINCE_VERSION.get(request.opcode, 1) > version:
+            return self._error(request.seq, ErrorCode.UNKNOWN_OPCODE,
+                               f"opcode 0x{request.opcode:02x} in protocol version {version}", version)
         if request.epoch != self.epoch and request.opcode not in EPOCH_FREE:
             return self._error(request.seq, ErrorCode.STALE_EPOCH,
-                               f"the board was reset: epoch {request.epoch} is now {self.epoch}")
+                               f"the board was reset: epoch {request.epoch} is now {self.epoch}",
+                               version)
         try:
             payload = handler(request.payload)  # before the header: RESET changes the epoch
-            reply = Frame(request.opcode | REPLY_BIT, request.seq, self.epoch, payload)
+            reply = Frame(request.opcode | REPLY_BIT, request.seq, self.epoch, payload, version)
         except Refusal as exc:
-            reply = self._error(request.seq, exc.code, str(exc))
+            reply = self._error(request.seq, exc.code, str(exc), version)
+        except OutOfRange as exc:  # decodes, but asks for something out of range
+            reply = self._error(request.seq, ErrorCode.BAD_ARGUMENT, str(exc), version)
         except PayloadError as exc:
-            reply = self._error(request.seq, ErrorCode.BAD_PAYLOAD, str(exc))
+            reply = self._error(request.seq, ErrorCode.BAD_PAYLOAD, str(exc), version)
         except Exception as exc:  # the firmware never dies on a request: report it as INTERNAL
             logging.getLogger("imssa_hw.emulator").exception("request 0x%02x failed", request.opcode)
-            reply = self._error(request.seq, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            reply = self._error(request.seq, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}",
+                                version)
         self._replay[request.seq] = (key, reply)
         while len(self._replay) > REPLAY_DEPTH:
             self._replay.popitem(last=False)
@@ -135,8 +150,9 @@ class EmulatedBoard:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def _error(self, seq: int, code: ErrorCode, message: str) -> Frame:
-        return Frame(ERROR_OPCODE, seq, self.epoch, pack_error(code, message))
+    def _error(self, seq: int, code: ErrorCode, message: str, version: int = 1) -> Frame:
+        """An error reply in `version` (1 for BAD_FRAME: a damaged frame's version is unknown)."""
+        return Frame(ERROR_OPCODE, seq, self.epoch, pack_error(code, message), version)
 
     def _identify(self, payload: bytes) -> bytes:
         self._expect_empty(payload)
@@ -152,7 +168,7 @@ class EmulatedBoard:
     def _configure(self, payload: bytes) -> bytes:
         changes = unpack_config_changes(payload)
         limits = self.profile.limits
-        if not 0 < changes.get("v_read", self.config.v_read) <= limits.v_read_max + V_TOLERANCE:
+        if not 0 < changes.get("v_read", self.config.v_read) <= limits.v_read_max + LIMIT_SLACK_V:
             raise Refusal(ErrorCode.LIMIT, f"v_read must be within (0, {limits.v_read_max}] V")
         width = changes.get("pulse_width_s", self.config.pulse_width_s)
         if not limits.pulse_width_min_s <= width <= limits.pulse_width_max_s:
@@ -172,19 +188,22 @@ class EmulatedBoard:
         self.power_cycle()
         return b""
 
-    def _pulses(self, payload: bytes, opcode: Opcode) -> bytes:
-        batch = PulseBatch.unpack(payload, self.info.rows, self.info.cols)
+    def _batch(self, payload: bytes) -> PulseBatch:
+        return PulseBatch.unpack(payload, self.info.rows, self.info.cols)
+
+    def _sparse(self, payload: bytes) -> PulseBatch:
+        return SparsePulses.unpack(payload, self.info.rows, self.info.cols).batch(self.info.rows,
+                                                                                  self.info.cols)
+
+    def _pulses(self, batch: PulseBatch, opcode: Opcode) -> bytes:
+        """Check every masked device's voltages against the limits, then pulse them."""
         self._check_array(batch.array)
         limits = self.profile.limits
         v_max = limits.v_set_max if opcode == Opcode.SET_PULSES else limits.v_reset_max
         name = "SET" if opcode == Opcode.SET_PULSES else "RESET"
-        for values, top, what in ((batch.v, v_max, f"{name} voltage"),
-                                  (batch.v_gate, limits.v_gate_max, "gate voltage")):
-            bad = batch.mask & ((values < 0) | (values > top + V_TOLERANCE))
-            if bad.any():
-                row, col = np.argwhere(bad)[0]
-                raise Refusal(ErrorCode.LIMIT, f"{what} {values[row, col]:.3f} V at ({row}, {col}) "
-                                               f"outside 0..{top} V; no device was pulsed")
+        outside = batch.outside(v_max, limits.v_gate_max, name)
+        if outside:
+            raise Refusal(ErrorCode.LIMIT, f"{outside}; no device was pulsed")
         now = self.state.now()
         devices = self.state.devices
         if opcode == Opcode.SET_PULSES:
@@ -204,6 +223,13 @@ class EmulatedBoard:
         return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
                                              self.state.now()))
 
+    def _read_devices(self, payload: bytes) -> bytes:
+        array, index = unpack_read_devices(payload, self.info.rows * self.info.cols)
+        self._check_array(array)
+        rows, cols = np.divmod(index, self.info.cols)
+        return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
+                                             self.state.now(), rows, cols))
+
     def _read_device(self, payload: bytes) -> bytes:
         array, row, col = unpack_device(payload)
         self._check_device(array, row, col)
@@ -214,15 +240,12 @@ class EmulatedBoard:
         array, v = unpack_vmm(payload, self.info.rows)
         self._check_array(array)
         v_max = self.profile.limits.v_read_max
-        if not (np.isfinite(v).all() and np.abs(v).max() <= v_max + V_TOLERANCE):
+        if not (np.isfinite(v).all() and np.abs(v).max() <= v_max + LIMIT_SLACK_V):
             raise Refusal(ErrorCode.LIMIT, f"row voltages must be within +-{v_max} V")
         return pack_codes(self.crossbar.vmm(array, v, self.config.vmm_range_a, self.state.now()))
 
     def _load_program(self, payload: bytes) -> bytes:
-        try:
-            programs = unpack_programs(payload)
-        except ProgramRangeError as exc:
-            raise Refusal(ErrorCode.BAD_ARGUMENT, str(exc)) from None
+        programs = unpack_programs(payload)
         if not programs:
             raise Refusal(ErrorCode.BAD_ARGUMENT, "a loop needs at least one program")
         for k, program in enumerate(programs):

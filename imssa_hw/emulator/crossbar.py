@@ -44,7 +44,7 @@ class ReadChain:
         return range_a / 2 ** (self.adc_bits - 1)
 
     def digitize(self, currents_a: np.ndarray, array: int, range_a: float,
-                 cols: int | slice = slice(None)) -> np.ndarray:
+                 cols: int | slice | np.ndarray = slice(None)) -> np.ndarray:
         """Column currents (..., cols) A -> int16 ADC codes."""
         top = 2 ** (self.adc_bits - 1)
         codes = np.rint(currents_a * (self.gain[array, cols] / self.lsb_a(range_a))
@@ -93,8 +93,10 @@ class Crossbar:
         return np.minimum(np.maximum(np.rint(v_rows / lsb), -self.dac_steps), self.dac_steps) * lsb
 
     def read(self, array: int, v_read: float, range_a: float, now: float,
-             rows: int | slice = slice(None), cols: int | slice = slice(None)) -> np.ndarray:
-        """ADC codes of devices read one row at a time at v_read."""
+             rows: int | slice | np.ndarray = slice(None),
+             cols: int | slice | np.ndarray = slice(None)) -> np.ndarray:
+        """ADC codes of devices read one row at a time at v_read (rows and cols: an index, a
+        slice, or index arrays of the devices to read)."""
         g = self.conductance(array, now)[0][rows, cols]
         currents = g * v_read * (1 + self.noise_rel * self.rng.standard_normal(np.shape(g)))
         return self.chain.digitize(currents, array, range_a, cols)

@@ -35,6 +35,8 @@ class BoardParams:
     """Sequences x steps one RUN_SEQUENCE may ask for."""
     step_time_s: float
     """The longest one program step of one sequence takes, announced for timeouts."""
+    protocol_version: int = PROTOCOL_VERSION
+    """The highest protocol version the firmware speaks (it accepts every one from 1 up)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class Profile:
 def board_info(profile: Profile) -> BoardInfo:
     """What a board emulated with `profile` announces on identify."""
     b, chain = profile.board, profile.read_chain
-    return BoardInfo(b.board_id, f"imssa-emu {__version__}", PROTOCOL_VERSION, b.arrays, b.rows,
+    return BoardInfo(b.board_id, f"imssa-emu {__version__}", b.protocol_version, b.arrays, b.rows,
                      b.cols, profile.limits, chain.adc_bits, chain.dac_bits, chain.adc_ranges_a,
                      b.g_window_siemens, b.max_loop_steps, b.step_time_s)
 
@@ -228,6 +230,8 @@ def _check(profile: Profile) -> None:
         raise BadInput("the board needs 1..255 arrays of 1..4096 rows and columns")
     if board.max_loop_steps < 1 or not board.step_time_s > 0:
         raise BadInput("board.max_loop_steps must be >= 1 and board.step_time_s > 0")
+    if not 1 <= board.protocol_version <= PROTOCOL_VERSION:
+        raise BadInput(f"board.protocol_version must be within 1..{PROTOCOL_VERSION}")
     if not 2 <= chain.adc_bits <= 16 or not 2 <= chain.dac_bits <= 16:
         raise BadInput("adc_bits and dac_bits must be within 2..16")
     defaults, limits = profile.defaults, profile.limits

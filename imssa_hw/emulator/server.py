@@ -192,7 +192,8 @@ class EmulatorServer:
             wire = bytearray(reply.encode())
             if self._chance(f.corrupt_rate):
                 wire[int(self.rng.integers(1, len(wire) - 1))] ^= int(self.rng.integers(1, 256))
-            wire_s = (len(item.encode()) + len(wire)) * 10 / f.baud if f.baud else 0.0
+            sent = len(wire) + (0 if isinstance(item, FrameError) else len(item.encode()))
+            wire_s = sent * 10 / f.baud if f.baud else 0.0
             if f.latency_s or wire_s:
                 time.sleep(f.latency_s + wire_s)
             peer.outbox += wire

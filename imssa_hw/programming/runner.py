@@ -5,8 +5,9 @@
                                 journal="deploy/program/journal.jsonl")
     result.report["yield_working"], result.achieved_siemens, result.stuck
 
-Each iteration, for each array that still has work: one batch read, then (journaled first) one
-batch SET and one batch RESET, each with a mask of the devices it pulses and per-device voltages.
+Each iteration, for each array that still has work: one batch read of the devices still being
+programmed, then (journaled first) one batch SET and one batch RESET, each with a mask of the
+devices it pulses and per-device voltages.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from imssa_hw.drivers.board_like import BoardLike
+from imssa_hw.drivers.board_like import BoardLike, read_masked
 from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
                                           pulse_batches, read_journal, volt_list)
@@ -164,7 +165,7 @@ class _Session:
             if s.array_done(a):
                 continue
             live_before = s.live(a)
-            raw = self.board.read_array(a)
+            raw = read_masked(self.board, a, live_before)  # NaN where not live
             t = self.clock()
             g_us = np.round(raw * 1e6, 4)
             g_raw = g_us / 1e6
