@@ -19,7 +19,12 @@ from imssa_hw.emulator.profile import ReadChainParams
 NOISE_CHUNK = 1 << 18
 """Normal deviates drawn at once by the loop engine."""
 CACHE_AGE_FRACTION = 0.01
-"""Cached conductances are reused until the time since the last pulse grew by this fraction."""
+"""Cached conductances are reused until the time since the last pulse grew by this fraction
+(retention drift moves in log time: by well under 1 % of itself meanwhile)..."""
+CACHE_RELAX_FRACTION = 0.002
+"""... or, while devices still relax, for this fraction of the relaxation time constant (1 ms of
+the default 0.5 s: the relaxation moves by at most 0.2 % of what is left of it, a few nS, far
+below the read noise)."""
 
 
 @dataclass(eq=False)
@@ -73,18 +78,19 @@ class Crossbar:
         self._cache.pop(array, None)
 
     def conductance(self, array: int, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """(G, G^2) of `array` as the columns see it (IR drop included). Cached once relaxed,
-        for as long as retention drift (log time) moves by under 1 % of the age reached."""
+        """(G, G^2) of `array` as the columns see it (IR drop included). Cached for as long as
+        the conductances move by much less than the read noise (CACHE_AGE_FRACTION,
+        CACHE_RELAX_FRACTION)."""
         cached = self._cache.get(array)
-        if cached is not None and now - cached[0] <= CACHE_AGE_FRACTION * cached[1]:
+        if cached is not None and 0 <= now - cached[0] <= cached[1]:
             return cached[2]
         g = self.devices.conductance_siemens(now, array)
         if self._r_path.any():
             g = g / (1 + g * self._r_path)
         pair = (g, g * g)
-        if self.devices.settled(array, now):
-            age = now - float(self.devices.t_pulse_s[array].max())
-            self._cache[array] = (now, age, pair)
+        age = now - float(self.devices.t_pulse_s[array].max())
+        valid_s = max(CACHE_AGE_FRACTION * age, CACHE_RELAX_FRACTION * self.devices.relax_tau_s)
+        self._cache[array] = (now, valid_s, pair)
         return pair
 
     def dac(self, v_rows: np.ndarray) -> np.ndarray:

@@ -67,10 +67,6 @@ class Devices:
         return np.log1p(np.asarray(age_s) / self.drift_onset_s) / np.log1p(
             self.drift_reference_age_s / self.drift_onset_s)
 
-    def settled(self, array: int, now: float) -> bool:
-        """True once every device of `array` has relaxed (20 time constants after its last change)."""
-        return now - float(self.t_pulse_s[array].max()) > 20 * self.relax_tau_s
-
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
 
