@@ -22,6 +22,10 @@ from imssa_hw.drivers.framing import Frame, FrameDecoder
 from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode
 
 READ_CHUNK = 1 << 16
+POLL_S = 300e-6
+"""Before sleeping until a reply comes, a read of a plain port polls it for this long: a reply
+within it is taken without a scheduler wake-up (about 100 us on a loaded 2-core machine, the
+largest part of a host-loop step; bench/link.py)."""
 URL_HANDLERS = "imssa_hw.emulator"
 """Where pyserial also looks for URL schemes: `emu://` (an emulated board in this process)."""
 if URL_HANDLERS not in serial.protocol_handler_packages:
@@ -155,6 +159,19 @@ class Link:
             self.stats.bytes_received += len(data)
             self._pending = self._decoder.feed(data)
 
+    def _poll(self, seconds: float) -> bytes:
+        """Whatever arrives within `seconds`, read without sleeping (b"" if nothing does)."""
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            try:
+                data = os.read(self._fd, READ_CHUNK)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise LinkError(f"{self.url} was closed by the other side")
+            return data
+        return b""
+
     def _read(self, timeout_s: float) -> bytes:
         """Whatever is waiting (at most READ_CHUNK bytes), after at most `timeout_s` of waiting.
 
@@ -164,6 +181,10 @@ class Link:
         try:
             if self._fd is None:  # transports without a file descriptor: pyserial's own reads
                 return self.transport.read(max(1, self.transport.in_waiting))
+            if self._direct:
+                data = self._poll(min(POLL_S, timeout_s))
+                if data:
+                    return data
             if not select.select([self._fd], [], [], timeout_s)[0]:
                 return b""
             if self._direct:
