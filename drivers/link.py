@@ -160,16 +160,17 @@ class Link:
             self._pending = self._decoder.feed(data)
 
     def _poll(self, seconds: float) -> bytes:
-        """Whatever arrives within `seconds`, read without sleeping (b"" if nothing does)."""
+        """Whatever arrives within `seconds`, read without sleeping (b"" if nothing does; the
+        port reads b"" or raises BlockingIOError while empty, and a closed one is left to the
+        select that follows)."""
         until = time.perf_counter() + seconds
         while time.perf_counter() < until:
             try:
                 data = os.read(self._fd, READ_CHUNK)
             except BlockingIOError:
                 continue
-            if not data:
-                raise LinkError(f"{self.url} was closed by the other side")
-            return data
+            if data:
+                return data
         return b""
 
     def _read(self, timeout_s: float) -> bytes:
