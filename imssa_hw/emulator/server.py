@@ -27,6 +27,7 @@ import numpy as np
 
 from imssa_hw.drivers.errors import FrameError
 from imssa_hw.drivers.framing import FrameDecoder
+from imssa_hw.drivers.link import POLL_S
 from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
@@ -113,6 +114,8 @@ class EmulatorServer:
                         self._accept(*self._listeners[key.fd])
                     else:
                         self._service(key.data, events)
+                        if key.data.kind == "board":
+                            self._await_next_request(key.data)
         finally:
             signal.set_wakeup_fd(-1)
             self.board.save()
@@ -168,6 +171,21 @@ class EmulatorServer:
         wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.outbox else 0)
         if self.selector.get_key(peer.fd).events != wanted:
             self.selector.modify(peer.fd, wanted, peer)
+
+    def _await_next_request(self, peer: _Peer) -> None:
+        """Poll the board's port for the next request, up to POLL_S after the last one, as a
+        firmware polls its UART: a host loop's next step is then served without a scheduler
+        wake-up (the driver polls for the reply the same way, drivers/link.py)."""
+        until = time.perf_counter() + POLL_S
+        while time.perf_counter() < until and not peer.outbox and not self._stopping:
+            try:
+                data = os.read(peer.fd, READ_CHUNK)
+            except OSError:  # EAGAIN: nothing yet (or EIO while no client has the port open)
+                continue
+            if data:
+                self._board_bytes(peer, data)
+                self._service(peer, 0)  # send the reply
+                until = time.perf_counter() + POLL_S
 
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
