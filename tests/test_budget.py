@@ -42,7 +42,7 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
 
 @pytest.mark.parametrize("dominant, settings, day", [
     ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
-    ("drift", {"retention.sigma_min_siemens": 15e-6, "retention.sigma_max_siemens": 20e-6}, True),
+    ("drift", {"retention.sigma_min_siemens": 25e-6, "retention.sigma_max_siemens": 30e-6}, True),
 ])
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)
