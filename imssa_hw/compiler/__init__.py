@@ -10,6 +10,9 @@ Public entry points (numpy only, no torch):
     logits = reference.forward(ckpt, features, recurrence=executor)
 
 See docs/compiler.md.
+
+May import: `imssa_hw.model`, `imssa_hw.board`, `imssa_hw.drivers` (the `LoopProgram` it
+schedules), `errors`, `files` (numpy only, no torch).
 """
 
 from imssa_hw.compiler.artifact import Deployment, Probe, load_deployment, save_deployment

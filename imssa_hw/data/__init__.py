@@ -9,6 +9,8 @@ Modules: features (FeatureConfig, compute_features), synth (eSpeak NG via ctypes
 (noise, reverb, band-limit), perturb (AugmentSpec: perturbed copies of training clips),
 synthetic (voices, clips), heidelberg (HD files), cache (.npz), tasks (DataSpec, task
 definitions, load_data). fsdd/ holds the shipped recordings (CC BY-SA 4.0, fsdd/README.md). See docs/data.md.
+
+May import: `errors`, `files`.
 """
 
 from imssa_hw.data.features import (FeatureConfig, apply_normalization, compute_features,

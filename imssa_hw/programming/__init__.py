@@ -7,6 +7,9 @@
 See docs/programming.md: the strategies (adaptive, the HPE ramp baseline, open loop), the journal
 and --resume, the report. The names below load their module on first use, so that the command
 line can import the strategy names (`programming.names`) without numpy.
+
+May import: `imssa_hw.drivers`, `imssa_hw.calibration`, `imssa_hw.compiler`,
+`imssa_hw.board`, `errors`, `files`.
 """
 
 from importlib import import_module
