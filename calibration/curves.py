@@ -74,12 +74,8 @@ class SetCurve:
     """Device-to-device spread at each gate (half the 16-84 % range), S; None when unknown."""
 
     def __post_init__(self) -> None:
-        v = np.asarray(self.v_gate_v, dtype=float)
         g = monotone(self.g_siemens)
-        if v.ndim != 1 or v.shape != g.shape or v.size < 1:
-            raise ValueError("v_gate_v and g_siemens must be 1-D of the same non-zero length")
-        if np.any(np.diff(v) <= 0):
-            raise ValueError("v_gate_v must be increasing")
+        v = _increasing_axis(self.v_gate_v, g, "v_gate_v", "g_siemens")
         object.__setattr__(self, "v_gate_v", v)
         object.__setattr__(self, "g_siemens", g)
         if self.spread_siemens is not None:
@@ -134,12 +130,8 @@ class ResetCurve:
     """Median off-state conductance, S."""
 
     def __post_init__(self) -> None:
-        v = np.asarray(self.v_reset_v, dtype=float)
         f = np.clip(monotone(self.fraction_removed), 0.0, 1.0)
-        if v.ndim != 1 or v.shape != f.shape or v.size < 1:
-            raise ValueError("v_reset_v and fraction_removed must be 1-D of the same non-zero length")
-        if np.any(np.diff(v) <= 0):
-            raise ValueError("v_reset_v must be increasing")
+        v = _increasing_axis(self.v_reset_v, f, "v_reset_v", "fraction_removed")
         object.__setattr__(self, "v_reset_v", v)
         object.__setattr__(self, "fraction_removed", f)
 
@@ -176,3 +168,13 @@ class ResetCurve:
         if np.any(np.diff(f) < 0) or np.any(f < 0) or np.any(f > 1):
             raise BadInput(f"{where}: fraction_removed must be non-decreasing within [0, 1]")
         return cls(v, f, _number(data, "v_gate_v", where), _number(data, "g_off_siemens", where))
+
+
+def _increasing_axis(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> np.ndarray:
+    """`x` as floats, checked to be an increasing 1-D axis of the same non-zero length as `y`."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape or x.size < 1:
+        raise ValueError(f"{x_name} and {y_name} must be 1-D of the same non-zero length")
+    if np.any(np.diff(x) <= 0):
+        raise ValueError(f"{x_name} must be increasing")
+    return x
