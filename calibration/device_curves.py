@@ -65,7 +65,7 @@ def set_ramp(session: Session, off_raw: np.ndarray) -> SetRamp:
             if not pending.any():
                 break
             session.board.set_pulses(a, v, gate, pending)
-            g, _ = session.read(a)
+            g, _ = session.read(a, mask=pending)
             newly = pending & (g > off_raw[a] + jump)
             v_switch[a][newly] = v
             switched |= newly
@@ -109,7 +109,7 @@ def measure_set_curve(session: Session, chain: ReadChainFit, sample: Sample,
             gate = np.zeros(session.shape[1:])
             gate[cells] = gates[index]
             session.board.set_pulses(a, v_set_v, gate, mask)
-            g, _ = session.read(a, 1, chain)
+            g, _ = session.read(a, 1, chain, mask)
             per_device[a][index, np.arange(len(cells[0]))] = g[cells]
             session.step("SET curve", 2.0)
     values = np.concatenate(per_device, axis=1)          # (n_gates, devices)
@@ -163,12 +163,12 @@ def measure_reset_curve(session: Session, chain: ReadChainFit, sample: Sample,
         for a, cells in enumerate(sample):
             mask = session.sample_mask(cells)
             session.board.set_pulses(a, v_set_v, set_gate, mask)
-            before, _ = session.read(a, 1, chain)
+            before, _ = session.read(a, 1, chain, mask)
             index = (k + np.arange(len(cells[0]))) % n
             v = np.zeros(session.shape[1:])
             v[cells] = voltages[index]
             session.board.reset_pulses(a, v, session.reset_gate_v, mask)
-            after, _ = session.read(a, 1, chain)
+            after, _ = session.read(a, 1, chain, mask)
             span = before[cells] - off_siemens[a][cells]
             frac = np.where(span > 0.1 * top, (before[cells] - after[cells])
                             / np.where(span > 0, span, 1.0), np.nan)

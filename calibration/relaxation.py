@@ -57,8 +57,9 @@ def validate_with_smu(session: Session, chain: ReadChainFit, sample: Sample) -> 
     relative errors; None when no sample device is mid-range."""
     truth, raw_mean, raw_single, where = [], [], [], []
     for a, cells in enumerate(sample):
-        single, _ = session.read(a, 1)
-        mean, _ = session.read(a, session.settings.reads)
+        mask = session.sample_mask(cells)
+        single, _ = session.read(a, 1, mask=mask)
+        mean, _ = session.read(a, session.settings.reads, mask=mask)
         corrected = chain.correct(a, mean, chain.v_read_v, chain.read_range_a)
         devices = []
         for c in range(session.shape[2]):

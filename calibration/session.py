@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from imssa_hw.calibration.settings import Settings
-from imssa_hw.drivers.board_like import BoardLike
+from imssa_hw.drivers.board_like import BoardLike, read_masked
 
 Progress = Callable[[float, str], None]
 """progress(fraction of the work done so far in [0, 1], what is being done)."""
@@ -61,9 +61,10 @@ class Session:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def read(self, array: int, n: int = 1, chain: ReadCorrection | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean of `n` whole-array reads (S), corrected by `chain` if given, and the mask of
+    def read(self, array: int, n: int = 1, chain: ReadCorrection | None = None,
+             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean of `n` reads (S) of the whole array, or of the `mask`ed devices only (NaN
+        elsewhere: fewer bytes on a slow link), corrected by `chain` if given, and the mask of
         devices saturated in any of them."""
         info, config = self.board.info, self.board.config
         top = 2 ** (info.adc_bits - 1)
@@ -71,7 +72,8 @@ class Session:
         total = np.zeros(self.shape[1:])
         saturated = np.zeros(self.shape[1:], bool)
         for _ in range(n):
-            g = self.board.read_array(array)
+            g = self.board.read_array(array) if mask is None else read_masked(self.board, array,
+                                                                                mask)
             codes = np.rint(g * v / lsb)
             saturated |= (codes >= top - 1) | (codes <= -top)
             total += g
@@ -82,7 +84,8 @@ class Session:
 
     def sample_values(self, sample: Sample, n: int, chain: ReadCorrection) -> np.ndarray:
         """Corrected means of `n` reads of every sample device, arrays concatenated."""
-        return np.concatenate([self.read(a, n, chain)[0][cells] for a, cells in enumerate(sample)])
+        return np.concatenate([self.read(a, n, chain, self.sample_mask(cells))[0][cells]
+                               for a, cells in enumerate(sample)])
 
     # -- pulses ---------------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class Session:
             self.board.reset_pulses(array, self.strong_reset_v, self.reset_gate_v, pending)
             if k + 1 < min_pulses:
                 continue
-            g, _ = self.read(array, 1, chain)
+            g, _ = self.read(array, 1, chain, pending)
             pending &= g > threshold
         return pending
 
