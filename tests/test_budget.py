@@ -70,14 +70,17 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     finally:
         emu.stop()
     assert budget["dominant"] == dominant, budget["causes"]
-    assert budget["causes"][dominant]["loss_points"] >= 5
+    summary = {k: budget.get(k) for k in ("causes", "unexplained_points", "measured_loss_points",
+                                          "adc_clipped_fraction", "drift_rms_us")}
+    assert budget["causes"][dominant]["loss_points"] >= 5, summary
     parts = sum(budget["causes"][c]["loss_points"] for c in CAUSES)
     assert parts == pytest.approx(budget["explained_loss_points"], abs=1e-6)
-    assert abs(budget["unexplained_points"]) < 0.5 * budget["measured_loss_points"]
+    assert abs(budget["unexplained_points"]) < 0.5 * budget["measured_loss_points"], summary
     assert budget["programmed_maps"] and budget["software_accuracy"] == 1.0
-    assert 0 <= budget["adc_clipped_fraction"] < 0.01  # the compiler's TIA range holds the signals
+    # the compiler's TIA range holds the signals
+    assert 0 <= budget["adc_clipped_fraction"] < 0.01, summary
     if day:
-        assert budget["drift_rms_us"] > 4
+        assert budget["drift_rms_us"] > 4, summary
     png = plot_waterfall(budget, tmp_path / "budget.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
