@@ -62,7 +62,7 @@ def main() -> None:
                          "agreement": run.before["agreement"],
                          "yield_working": run.programmed.report["yield_working"],
                          "mean_pulses_per_device": run.programmed.report["mean_pulses_per_device"],
-                         "column_spread_after": run.calibration.report["column_spread_after"],
+                         "column_spread_after": run.calibration_run.report["column_spread_after"],
                          "vmms": vmms, "instrument_calls": sum(standin.counts.values()),
                          "timings_s": timings,
                          "wall_time_s": round(time.perf_counter() - started, 2)},
