@@ -142,19 +142,12 @@ def _device_shifts(session: Session, curve: SetCurve, per_device: list[np.ndarra
     return shifts, worn
 
 
-def reset_voltages(session: Session) -> np.ndarray:
-    """The RESET curve's voltages: the settings', or 0.3 V to the board's limit in 0.1 V steps."""
-    if session.settings.reset_voltages_v is not None:
-        return np.asarray(session.settings.reset_voltages_v, float)
-    return np.round(np.arange(0.3, session.limits.v_reset_max + 1e-9, 0.1), 3)
-
-
 def measure_reset_curve(session: Session, chain: ReadChainFit, sample: Sample,
                         set_curve: SetCurve, v_set_v: float,
                         off_siemens: np.ndarray) -> ResetCurveFit:
     """Each cycle: SET the sample to mid-range, one RESET with the voltage rotating over the
     sample devices; the fraction of (G - off level) removed."""
-    voltages = reset_voltages(session)
+    voltages = session.settings.reset_curve_voltages_v(session.limits.v_reset_max)
     n = len(voltages)
     top = session.g_top_siemens
     set_gate = float(set_curve.gate_for(np.array([0.6 * top]))[0])

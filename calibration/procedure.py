@@ -31,13 +31,14 @@ import numpy as np
 from imssa_hw.calibration.data import Calibration
 from imssa_hw.calibration.defect_scan import classify_defects, with_unresponsive
 from imssa_hw.calibration.device_curves import (choose_sample, measure_reset_curve,
-                                                measure_set_curve, reset_voltages, set_ramp)
+                                                measure_set_curve, set_ramp)
 from imssa_hw.calibration.read_chain import ReadChainFit, fit_read_chain, fit_vmm
 from imssa_hw.calibration.relaxation import check_relaxation, validate_with_smu
 from imssa_hw.calibration.report import build_report
 from imssa_hw.calibration.session import Progress, ReadCorrection, Session
 from imssa_hw.calibration.settings import Settings
 from imssa_hw.compiler.defects import DefectMap
+from imssa_hw.compiler.loop_scales import tia_range
 from imssa_hw.drivers.board_like import BoardLike
 
 
@@ -65,11 +66,11 @@ def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
     settings.check()
     started = time.monotonic()
     frames0 = board.frames_sent
-    arrays = board.info.arrays
-    session = Session(board, smu, settings, total_work=1.0,
+    n_set = len(settings.set_gates_v)
+    n_reset = len(settings.reset_curve_voltages_v(board.info.limits.v_reset_max))
+    total_work = board.info.arrays * (4 + settings.sweep_points + 2 * n_set + 2 * n_reset) + 10
+    session = Session(board, smu, settings, total_work,
                       progress=progress or (lambda fraction, what: None))
-    n_set, n_reset = len(settings.set_gates_v), len(reset_voltages(session))
-    session.total_work = arrays * (4 + settings.sweep_points + 2 * n_set + 2 * n_reset) + 10
     config0 = board.config
     board.configure(read_range_a=_read_range(session))
     try:
@@ -95,10 +96,8 @@ def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
 def _read_range(session: Session) -> float:
     """The smallest ADC range that holds the window top at v_read with 15 % headroom (TIA gain
     errors of a few %)."""
-    need = session.g_top_siemens * session.board.config.v_read * 1.15
-    ranges = session.board.info.adc_ranges_a
-    fitting = [r for r in ranges if r >= need]
-    return min(fitting) if fitting else max(ranges)
+    peak_a = session.g_top_siemens * session.board.config.v_read
+    return tia_range(peak_a, session.board.info.adc_ranges_a, 1 / 1.15)
 
 
 def reset_all(session: Session) -> np.ndarray:

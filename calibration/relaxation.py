@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from imssa_hw.calibration.data import corrected_reads
 from imssa_hw.calibration.read_chain import ReadChainFit
 from imssa_hw.calibration.session import Sample, Session
 
@@ -82,7 +83,8 @@ def validate_with_smu(session: Session, chain: ReadChainFit, sample: Sample) -> 
         return float(np.median(np.abs(g - g_true) / g_true))
 
     def corrected(g: np.ndarray) -> np.ndarray:
-        return (g - chain.offset_siemens[arrays, cols]) / chain.gain[arrays, cols]
+        return corrected_reads(g, chain.gain[arrays, cols], chain.offset_siemens[arrays, cols],
+                               (chain.v_read_v, chain.read_range_a))
 
     mean, single = np.concatenate(raw_mean), np.concatenate(raw_single)
     return {"read_error_before": error(mean), "read_error_after": error(corrected(mean)),

@@ -39,6 +39,13 @@ class Settings:
     seed: int = 0
     """Seeds the choice of sample and SMU devices."""
 
+    def reset_curve_voltages_v(self, v_reset_max: float) -> np.ndarray:
+        """The RESET curve's voltages: `reset_voltages_v`, or 0.3 V to `v_reset_max` in 0.1 V
+        steps."""
+        if self.reset_voltages_v is not None:
+            return np.asarray(self.reset_voltages_v, float)
+        return np.round(np.arange(0.3, v_reset_max + 1e-9, 0.1), 3)
+
     def check(self) -> None:
         if self.reads < 1 or self.sample < 1 or self.smu_per_column < 1 or self.sweep_points < 4:
             raise BadInput("reads, sample and smu-per-column must be >= 1, sweep_points >= 4")
