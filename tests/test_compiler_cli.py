@@ -31,7 +31,7 @@ def test_compile_end_to_end(model, tmp_path):
                                       str(tmp_path / "defects.json"), "--report", str(report)])
     assert result.exit_code == 0, result.output
     for text in ("arrays used    2 of 3", "cells used     400", "7 signed (4 per device)",
-                 "dG = 49.333 uS", "steps/sample   33", "2 stuck, 0 unavoidable"):
+                 "dG = 49.667 uS", "steps/sample   33", "2 stuck, 0 unavoidable"):
         assert text in result.output
     data = json.loads(report.read_text())
     assert data["arrays_used"] == 2 and data["cells_used"] == 8 * 5 * 10
@@ -59,10 +59,10 @@ def test_not_quantized(tmp_path):
 
 def test_impossible_profile(model, tmp_path):
     data = load_profile("board-default").to_dict()
-    data["conductance"]["g_max_us"] = 1.0
+    data["conductance"]["g_max_us"] = 0.5
     (tmp_path / "p.toml").write_text("\n".join(_toml(data)))
     _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--profile",
-                 str(tmp_path / "p.toml")], "g_min < g_max, got 2 .. 1 uS")
+                 str(tmp_path / "p.toml")], "g_min < g_max, got 1 .. 0.5 uS")
 
 
 def _toml(data, prefix=""):

@@ -165,14 +165,15 @@ def test_drawn_device_errors_follow_the_profile():
     quiet = hardware_aware.AnalogLoop(BOARD, 2, _any_scales())
     plus, minus = quiet.conductances(levels, noisy=True)
     assert torch.equal(plus, quiet.conductances(levels, noisy=False)[0])  # no errors drawn
-    errors = DeviceErrors(g_sigma_siemens=2e-6, read_noise_rel=0.0, stuck_fraction=0.2)
+    # sigma well under G_min: a drawn zero is a stuck-off device, not a clamped error
+    errors = DeviceErrors(g_sigma_siemens=0.3e-6, read_noise_rel=0.0, stuck_fraction=0.2)
     loud = hardware_aware.AnalogLoop(replace(BOARD, errors=errors), 2, _any_scales())
     torch.manual_seed(0)
     plus, _ = loud.conductances(levels, noisy=True)
     ideal = quiet.conductances(levels, noisy=False)[0]
     stuck = (plus == BOARD.conductance.g_max_siemens) | (plus == 0)
     assert 0.1 < stuck.float().mean() < 0.3
-    assert 1e-6 < (plus - ideal)[~stuck].std() < 3e-6
+    assert 0.2e-6 < (plus - ideal)[~stuck].std() < 0.45e-6
 
 
 def _any_scales():

@@ -46,6 +46,7 @@ class AdaptiveStrategy(Strategy):
         # gates known to land too low / too high (bisection when the model leaves the bracket)
         self.gate_lo = np.zeros(shape)
         self.gate_hi = np.full(shape, np.inf)
+        self.floor_needed[self.off_target] = s.off_floor_resets
 
     def _after_pulse(self, a, op, idx, v, gate, aux) -> None:
         rows, cols = np.unravel_index(idx, self.shape[1:])
@@ -221,5 +222,19 @@ class AdaptiveStrategy(Strategy):
                 gate = min(self.reset_curve.v_gate_v, lim.v_gate_max)
                 plan.gate_reset = np.where(high, gate, 0.0)
                 plan.aux_reset = {"aim_us": aim * 1e6}
+            self._floor_resets(a, plan, active & ~high & (e <= tol))
         self._off_only_resets(a, plan)
         return plan
+
+    def _floor_resets(self, a: int, plan: Plan, in_band: np.ndarray) -> None:
+        """Off-target devices inside their band but not yet at their floor: one RESET at the
+        strongest voltage each (aimed nowhere: it teaches no response and counts no stuck)."""
+        todo = in_band & self.off_target[a] & ~self.at_floor(a)
+        if not todo.any():
+            return
+        lim = self.limits
+        plan.reset_mask |= todo
+        plan.v_reset[todo] = lim.v_reset_max
+        plan.gate_reset[todo] = min(self.reset_curve.v_gate_v, lim.v_gate_max)
+        here_us = self.est[a] * 1e6
+        plan.aux_reset = {"aim_us": np.where(todo, here_us, plan.aux_reset.get("aim_us", here_us))}

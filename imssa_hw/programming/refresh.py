@@ -13,21 +13,24 @@ from imssa_hw.programming.strategy import Plan
 class RefreshStrategy(AdaptiveStrategy):
     """Adaptive write-verify over devices that were programmed before and may have drifted.
 
-    A device not yet pulsed in this run has no inner band (anywhere within the tolerance is
-    good enough: it is verified without a pulse) and is judged on `verify_reads` averaged reads
-    unless its error is coarse; once pulsed it is tuned like `adaptive` does."""
+    A device not yet pulsed in this run has no inner band and needs no floor RESETs (anywhere
+    within the tolerance is good enough: it is verified without a pulse) and is judged on
+    `verify_reads` averaged reads unless its error is coarse; once pulsed it is tuned like
+    `adaptive` does."""
 
     name = StrategyName.REFRESH
 
     def _init_state(self) -> None:
         super()._init_state()
-        self.inner_tuned = self.inner.copy()
+        self.inner_tuned, self.floor_tuned = self.inner.copy(), self.floor_needed.copy()
         self.inner = self.tol.copy()
+        self.floor_needed[:] = 0
 
     def _after_pulse(self, a, op, idx, v, gate, aux) -> None:
         super()._after_pulse(a, op, idx, v, gate, aux)
         rows, cols = np.unravel_index(idx, self.shape[1:])
         self.inner[a, rows, cols] = self.inner_tuned[a, rows, cols]
+        self.floor_needed[a, rows, cols] = self.floor_tuned[a, rows, cols]
 
     def plan(self, a: int, t: float) -> Plan:
         plan = super().plan(a, t)

@@ -121,6 +121,11 @@ class Settings:
     bracket) instead, V."""
     reset_margin: float = 0.15
     """A RESET aims this many tolerances above the target (undershooting costs a SET)."""
+    off_floor_resets: int = 2
+    """A device whose target is the off level is finished with this many RESETs at the
+    strongest RESET voltage, so that it rests where RESET leaves it (its floor, a spread of a
+    few 0.1 uS) rather than anywhere within the tolerance above the off level: most cells of a
+    tile are off, and their errors add up in every column. 0: anywhere within the tolerance."""
     reset_min_step: float = 1.0
     """A RESET trim removes at least this many inner tolerances (smaller steps drown in noise)."""
     reset_shift_sigma_v: float = 0.06
@@ -151,7 +156,8 @@ class Settings:
             "read_noise_rel": 0 <= self.read_noise_rel < 1,
             "read_bias_rel": 0 <= self.read_bias_rel < 1, "max_pulses": self.max_pulses >= 1,
             "max_no_response": self.max_no_response >= 1, "set_margin": self.set_margin >= 0,
-            "reset_min_step": self.reset_min_step >= 0, "gate_step_v": self.gate_step_v > 0,
+            "reset_min_step": self.reset_min_step >= 0,
+            "off_floor_resets": self.off_floor_resets >= 0, "gate_step_v": self.gate_step_v > 0,
             "reset_shift_sigma_v": self.reset_shift_sigma_v > 0,
             "reset_slope_sigma": self.reset_slope_sigma > 0,
             "reset_noise_rel": self.reset_noise_rel >= 0, "reset_step_v": self.reset_step_v >= 0,

@@ -93,6 +93,11 @@ class Strategy:
         # a device at an off target cannot be taken lower than where RESET leaves it: no
         # hysteresis band below the tolerance there
         self.inner = np.where(self.off_target, self.tol, self.tol * self.inner_fraction())
+        # strongest RESETs from within the band since the last SET, and how many an off-target
+        # device needs before it counts as inside its band (`adaptive` finishes off devices at
+        # their floor; 0: none)
+        self.floor_resets = np.zeros(shape, np.int16)
+        self.floor_needed = np.zeros(shape, np.int16)
         self.status = np.where(self.kind == NONE, IDLE, ACTIVE).astype(np.int8)
         self.pulses = np.zeros(shape, np.int32)
         self.set_pulses = np.zeros(shape, np.int32)
@@ -184,6 +189,11 @@ class Strategy:
         self.pending[sel] = True
         self.g_before[sel] = self.est[sel]
         self.last_op[sel] = 1 if op == SET else 2
+        if op == SET:
+            self.floor_resets[sel] = 0
+        else:  # a strongest RESET from within the band (from far above, it only gets there)
+            near = self.est[sel] - self.targets[sel] <= self.tol[sel]
+            self.floor_resets[sel] += (np.asarray(v) >= self.limits.v_reset_max - 1e-9) & near
         self.last_v[sel] = v
         self.last_gate[sel] = gate
         self.n_after[sel] = 0
@@ -228,10 +238,14 @@ class Strategy:
 
     # -- shared pieces ------------------------------------------------------------------------
 
+    def at_floor(self, a: int) -> np.ndarray:
+        """Devices that had the strongest RESETs they need to rest where RESET leaves them."""
+        return self.floor_resets[a] >= self.floor_needed[a]
+
     def _bands(self, a: int, outer: np.ndarray, inner: np.ndarray):
         e = self.error(a)
         off = self.off_target[a]
-        in_inner = (e <= inner) & (off | (e >= -inner))
+        in_inner = (e <= inner) & np.where(off, self.at_floor(a), e >= -inner)
         in_outer = (e <= outer) & (off | (e >= -outer))
         return e, in_inner, in_outer
 
