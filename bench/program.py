@@ -5,7 +5,7 @@
                             [--baud 921600,12e6 [--protocols 1,2]]
 
 One 64x64 array of the default emulated devices, random 4-bit targets (16 levels over the
-board-default window 2-150 uS, level 0 = the off level), every cell used. Each strategy runs on
+board-default window 1-150 uS, level 0 = the off level), every cell used. Each strategy runs on
 a fresh emulator started from the same seed (the same devices and read chain each time), through
 the real driver and pty, journaling to a temp folder like `imssa-hw program` does.
 
