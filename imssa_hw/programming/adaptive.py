@@ -228,7 +228,8 @@ class AdaptiveStrategy(Strategy):
 
     def _floor_resets(self, a: int, plan: Plan, in_band: np.ndarray) -> None:
         """Off-target devices inside their band but not yet at their floor: one RESET at the
-        strongest voltage each (aimed nowhere: it teaches no response and counts no stuck)."""
+        strongest voltage each, aimed at where the device is (a floor that does not move never
+        counts towards stuck; a clear drop still teaches the device's RESET response)."""
         todo = in_band & self.off_target[a] & ~self.at_floor(a)
         if not todo.any():
             return
