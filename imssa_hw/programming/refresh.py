@@ -22,15 +22,17 @@ class RefreshStrategy(AdaptiveStrategy):
 
     def _init_state(self) -> None:
         super()._init_state()
-        self.inner_tuned, self.floor_tuned = self.inner.copy(), self.floor_needed.copy()
+        self.inner_tuned = self.inner.copy()
         self.inner = self.tol.copy()
-        self.floor_needed[:] = 0
 
     def _after_pulse(self, a, op, idx, v, gate, aux) -> None:
         super()._after_pulse(a, op, idx, v, gate, aux)
         rows, cols = np.unravel_index(idx, self.shape[1:])
         self.inner[a, rows, cols] = self.inner_tuned[a, rows, cols]
-        self.floor_needed[a, rows, cols] = self.floor_tuned[a, rows, cols]
+
+    def at_floor(self, a: int) -> np.ndarray:
+        """As `adaptive` for the devices pulsed in this run; the others need no floor RESETs."""
+        return super().at_floor(a) | (self.pulses[a] == 0)
 
     def plan(self, a: int, t: float) -> Plan:
         plan = super().plan(a, t)

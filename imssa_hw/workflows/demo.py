@@ -152,25 +152,25 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
     from imssa_hw.programming.outputs import write_program_outputs
 
     with _stage("calibrate", timings, echo):
-        measured = calibrate(board, smu)
-        write_calibration(measured, out / "calib", out / "calibrate.json")
-        r = measured.report
+        calibration_run = calibrate(board, smu)
+        write_calibration(calibration_run, out / "calib", out / "calibrate.json")
+        r = calibration_run.report
         error = "read error" if smu is not None else "column spread (on-array references)"
         before, after = ((r["read_error_before"], r["read_error_after"]) if smu is not None
                          else (r["column_spread_before"], r["column_spread_after"]))
         echo(f"  {error} {100 * before:.2f} % -> {100 * after:.2f} %, "
-             f"{len(measured.defects.stuck)} stuck devices")
+             f"{len(calibration_run.defects.stuck)} stuck devices")
     with _stage("compile", timings, echo):
         dep = compile_checkpoint(
-            ckpt, profile, measured.defects, seed=settings.seed,
-            column_offsets_codes=measured.calibration.offset_codes(profile.read.adc_bits))
+            ckpt, profile, calibration_run.defects, seed=settings.seed,
+            column_offsets_codes=calibration_run.calibration.offset_codes(profile.read.adc_bits))
         save_deployment(dep, out / "deploy")
         copy_checkpoint(model_path, out / "deploy")
         plot_targets(dep, out / "deploy" / "targets.png")
         echo(f"  {dep.summary['arrays_used']} arrays, {dep.summary['cells_used']} cells, "
              f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
     with _stage("program", timings, echo):
-        programmed = program_deployment(board, dep, calibration=measured.calibration,
+        programmed = program_deployment(board, dep, calibration=calibration_run.calibration,
                                         tolerance=dep.profile.conductance.tolerance_siemens,
                                         journal=out / "program" / "journal.jsonl")
         write_program_outputs(programmed, out / "program", out / "program.json",
@@ -179,7 +179,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
         echo(f"  yield {100 * p['yield_working']:.2f} % of working devices, "
              f"{p['mean_pulses_per_device']:.2f} pulses per device")
     features, labels, names = load_test_set(ckpt)
-    correct = current_correction(measured.calibration, board)
+    correct = current_correction(calibration_run.calibration, board)
     with _stage("infer", timings, echo):
         result = run_inference(board, dep, ckpt, features, labels, settings.mode, correct)
         before = result.report(len(names))
@@ -187,10 +187,10 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
              f"digital parts as trained")
     if not finetune:
         write_inference_outputs(result, before, names, out, out / "infer.json")
-        return BoardRun(measured, dep, programmed, before, None)
+        return BoardRun(calibration_run, dep, programmed, before, None)
     with _stage("finetune", timings, echo):
         tuned_path = out / "deploy" / "model-finetuned.pt"
-        tuned = finetune_on_board(board, dep, ckpt, tuned_path, measured.calibration)
+        tuned = finetune_on_board(board, dep, ckpt, tuned_path, calibration_run.calibration)
         echo(f"  hardware model on the training split: "
              f"{100 * tuned['accuracy_before']:.2f} % -> "
              f"{100 * tuned['accuracy_after']:.2f} %")
@@ -199,7 +199,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
                                settings.mode, correct)
         inferred = result.report(len(names))
         write_inference_outputs(result, inferred, names, out, out / "infer.json")
-    return BoardRun(measured, dep, programmed, before, inferred)
+    return BoardRun(calibration_run, dep, programmed, before, inferred)
 
 
 def summary_table(summary: dict) -> str:
