@@ -149,13 +149,38 @@ def test_measured_signals_are_the_reference_ones(tmp_path):
     # measuring runs the model itself: every layer's |u| and |x| as reference.signal_ranges
     from imssa_hw.compiler.loop_scales import layer_matrices, measure
 
+    # and the largest column currents kept chunk by chunk are those of one pass over all
     ckpt = make_checkpoint(tmp_path / "m.pt", layers=2)
-    features = sequences(20, 12)
+    features = sequences(200, 12)
     measured = measure(ckpt, layer_matrices(ckpt), features, BOARD, chunk=7)
-    for signals, expected in zip(measured, reference.signal_ranges(ckpt, features)):
+    whole = measure(ckpt, layer_matrices(ckpt), features, BOARD, chunk=1000)
+    for signals, one_pass, expected in zip(measured, whole,
+                                           reference.signal_ranges(ckpt, features)):
         np.testing.assert_allclose(signals.u_max, expected["u_max"], rtol=1e-12)
         np.testing.assert_allclose(signals.x_max, expected["x_max"], rtol=1e-12)
-        assert (signals.column_peak_siemens > 0).all()
+        top = signals.column_top_siemens
+        assert top.shape[1] > 1 and (top > 0).all() and (np.diff(top, axis=1) <= 0).all()
+        np.testing.assert_array_equal(top, one_pass.column_top_siemens)
+
+
+def test_the_tia_range_leaves_only_the_rarest_currents_to_clip(tmp_path):
+    # one kernel's K loudest samples (K = the clip allowance) would need 4x the range: they
+    # clip, and the range holds everything else; one more such sample and it grows
+    from imssa_hw.compiler.loop_scales import LayerSignals, layer_matrices, layer_scales, measure
+
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    matrices = layer_matrices(ckpt)[0]
+    signals = measure(ckpt, [matrices], sequences(200, 12), BOARD)[0]
+    quiet = layer_scales(matrices, signals, BOARD)
+    top = signals.column_top_siemens.copy()
+    allowed = top.shape[1] - 1
+    top[0, :allowed] = 4 * top.max()
+    loud = layer_scales(matrices, LayerSignals(signals.u_max, signals.x_max, top), BOARD)
+    assert loud.tia_range_a == quiet.tia_range_a
+    assert loud.peak_current_a > 3 * quiet.peak_current_a
+    top[0, allowed] = top[0, 0]
+    louder = layer_scales(matrices, LayerSignals(signals.u_max, signals.x_max, top), BOARD)
+    assert louder.tia_range_a > quiet.tia_range_a
 
 
 def test_drawn_device_errors_follow_the_profile():
