@@ -13,6 +13,15 @@ from imssa_hw.calibration.session import Session
 from imssa_hw.errors import BadInput
 
 
+VMM_SPAN = 0.08
+"""The VMM calibration's random row voltages give the largest column currents of this sigma
+over the VMM range: 20 ADC codes on a 9-bit ADC, enough to spread the fractional positions,
+small enough that the read noise (relative to the current) stays below the ADC step. Samples at
+the ADC's ends (none expected) are left out of the fit."""
+VMM_DRAWS_PER_READ = 160
+"""Random voltage vectors per array for each of `Settings.reads`."""
+
+
 @dataclass(frozen=True)
 class ReadChainFit:
     """What step 3 measured: board read = gain * G + offset, per (array, column)."""
@@ -137,32 +146,36 @@ def _smu_gain(session: Session, fits_a: np.ndarray, healthy: np.ndarray
 
 
 def fit_vmm(session: Session, chain: ReadChainFit) -> VmmFit | None:
-    """All rows at the same voltage, swept over DAC steps: i_c = gain_c * v * sum_r G + off_c.
-    None when the VMM range is too small for the SET-high state (the read chain then serves)."""
+    """Random row voltages v (DAC steps within +-v_amp), every device SET high: a line fit per
+    column of i_c = gain_c * sum_r v_r G_rc + off_c, with G the corrected SET-high reads. None
+    when the VMM range is too small for the SET-high state (the read chain then serves).
+
+    Random voltages spread the currents over the ADC's fractional positions. A sweep with all
+    rows at one voltage steps each column by nearly the same current, and a column whose step
+    is within a few hundredths of whole codes never shows the fraction of its offset (0.2-code
+    errors measured on emulated boards; docs/calibration.md)."""
     board = session.board
     arrays, rows, cols = session.shape
     range_a = board.config.vmm_range_a
-    sums = np.maximum(chain.high_siemens, 0).sum(axis=1)    # (arrays, cols) S
-    v_amp = min(session.limits.v_read_max, 0.7 * range_a / max(float(sums.max()), 1e-12))
+    g = np.maximum(chain.high_siemens, 0)                      # (arrays, rows, cols) S
+    spread = np.sqrt((g * g).sum(axis=1).max() / 3)           # current sigma per volt of v_amp
+    v_amp = min(session.limits.v_read_max, VMM_SPAN * range_a / max(float(spread), 1e-12))
     lsb = board.info.dac_lsb_v
     steps = int(v_amp / lsb)
     if steps < 2:
         session.step("VMM gain and offset")
         return None
-    levels = np.unique(np.round(np.linspace(-steps, steps, min(2 * steps + 1, 41)))) * lsb
+    draws = VMM_DRAWS_PER_READ * max(1, session.settings.reads)
     gains = np.empty((arrays, cols))
     offsets = np.empty((arrays, cols))
     for a in range(arrays):
-        xs, ys = [], []
-        for v in levels:
-            for _ in range(max(1, session.settings.reads // 2)):
-                ys.append(board.vmm(a, np.full(rows, v)))
-                xs.append(v)
-        x = np.array(xs)[:, None] * np.ones(cols)
-        intercept, slope, _ = line_fit(x, np.array(ys), np.ones_like(x))
-        gains[a] = slope / np.where(sums[a] > 0, sums[a], np.nan)
-        offsets[a] = intercept
-    bad = ~np.isfinite(gains) | (gains <= 0)
+        v = session.rng.integers(-steps, steps + 1, size=(draws, rows)) * lsb
+        y = np.array([board.vmm(a, row_v) for row_v in v])   # (draws, cols) A
+        x = v @ g[a]                                          # predicted true currents
+        inside = np.abs(y) < range_a * (1 - 2 / 2 ** (board.info.adc_bits - 1))
+        offsets[a], gains[a], _ = line_fit(x, y, inside.astype(float))
+    bad = ~np.isfinite(gains) | (gains <= 0) | ~np.isfinite(offsets)
     gains[bad] = chain.gain[bad]
+    offsets[bad] = 0.0
     session.step("VMM gain and offset")
     return VmmFit(gains, offsets, range_a)
