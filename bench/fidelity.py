@@ -8,8 +8,12 @@ emulator restarted with `--time-scale`, a day in DAY_WALL_S seconds), `imssa-hw 
 measures the model as trained and attributes the loss; then `imssa-hw program --refresh`
 touches up the drifted devices and `budget` measures again. Prints JSON
 {"runs": [{"seed", "profile", "hardware_aware", "software", "hardware_as_trained",
-"agreement", "hardware_finetuned", "hardware_after_day", "hardware_after_refresh", ...}],
-"summary": ...}. Accuracies in 0..1.
+"agreement", "rms_logit_error", "disagreement_margins", "hardware_finetuned",
+"hardware_after_day", "hardware_after_refresh", ...}], "summary": ...}. Accuracies in 0..1;
+rms_logit_error is the hardware's logit error against software as trained, and
+disagreement_margins the software's margins (top logit minus the next) on the recordings the
+hardware decides otherwise: one recording is one point, so these show how near the boundary the
+flips lie.
 
     python bench/fidelity.py [--seeds 1,2,3,4,5] [--profiles default,harsh] [--hardware-aware both|on|off]
 """
@@ -85,6 +89,8 @@ def run(seed: int, profile: str, hardware_aware: bool, workdir: Path) -> dict:
             "software": s["software_accuracy"], "loop_prediction": s["loop_accuracy"],
             "hardware_as_trained": s["hardware_accuracy_before_finetune"],
             "agreement": s["agreement_before_finetune"],
+            "rms_logit_error": s["rms_logit_error_before_finetune"],
+            "disagreement_margins": s["disagreement_margins_before_finetune"],
             "hardware_finetuned": s["hardware_accuracy"], "agreement_finetuned": s["agreement"],
             "loss_as_trained_points": round(100 * (s["software_accuracy"]
                                                    - s["hardware_accuracy_before_finetune"]), 2),
@@ -118,7 +124,8 @@ def main() -> None:
                     print(f"{profile} board {seed}, hardware-aware {hardware_aware}: software "
                           f"{100 * r['software']:.1f} %, as trained "
                           f"{100 * r['hardware_as_trained']:.1f} %, agreement "
-                          f"{100 * r['agreement']:.1f} %", file=sys.stderr, flush=True)
+                          f"{100 * r['agreement']:.1f} %, logit error {r['rms_logit_error']:.3f} rms",
+                          file=sys.stderr, flush=True)
     summary = []
     for profile in profiles:
         for hardware_aware in modes:
@@ -135,6 +142,8 @@ def main() -> None:
                             "max_budget_unexplained_points": max(
                                 abs(r["budget_unexplained_after_day"]) for r in group),
                             "min_agreement": min(r["agreement"] for r in group),
+                            "mean_rms_logit_error": round(sum(r["rms_logit_error"] for r in group)
+                                                          / len(group), 4),
                             "within_1_point": sum(loss <= 1 for loss in losses)})
     print(json.dumps({"runs": runs, "summary": summary,
                       "target": "as trained within 1 point of software on every board, "

@@ -138,3 +138,16 @@ def test_measured_responses_reproduce_the_executor(deployment):
     ideal = reference.forward(ckpt, features)
     assert np.abs(expected - ideal).max() > 1e-3  # the noise matters ...
     assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # ... and is captured
+
+
+def test_the_report_gives_the_margins_of_the_recordings_that_flip():
+    from imssa_hw.hil.inference import InferenceResult
+
+    software = np.array([[2.0, 0.0], [0.1, 0.0], [0.0, 0.5], [0.0, 3.0]])
+    hardware = np.array([[1.9, 0.0], [0.0, 0.2], [0.4, 0.0], [0.0, 3.0]])
+    result = InferenceResult("onboard", np.array([0, 0, 1, 1]), hardware, software, 1.0, 4, 1)
+    report = result.report(2)
+    assert report["agreement"] == 0.5
+    np.testing.assert_allclose(report["disagreement_margins"], [0.1, 0.5])
+    np.testing.assert_allclose(report["rms_logit_error"],
+                               np.sqrt(np.mean((hardware - software) ** 2)))

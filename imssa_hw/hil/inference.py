@@ -52,6 +52,13 @@ class InferenceResult:
     def software_pred(self) -> np.ndarray:
         return self.software_logits.argmax(-1)
 
+    def disagreement_margins(self) -> np.ndarray:
+        """The software's margin (its top logit minus the next) on every sample where the
+        hardware decides otherwise, ascending: how near the decision boundary the flips lie."""
+        top2 = np.sort(self.software_logits, axis=-1)[:, -2:]
+        flipped = self.hardware_pred != self.software_pred
+        return np.sort(top2[flipped, 1] - top2[flipped, 0])
+
     def report(self, n_classes: int) -> dict:
         """The JSON report fields (accuracies 0..1, confusion[true][predicted])."""
         return {
@@ -63,6 +70,9 @@ class InferenceResult:
             "confusion": confusion(self.labels, self.hardware_pred, n_classes).tolist(),
             "software_confusion": confusion(self.labels, self.software_pred, n_classes).tolist(),
             "max_abs_logit_error": float(np.abs(self.hardware_logits - self.software_logits).max()),
+            "rms_logit_error": float(np.sqrt(np.mean((self.hardware_logits
+                                                      - self.software_logits) ** 2))),
+            "disagreement_margins": self.disagreement_margins().tolist(),
             "steps_per_s": self.crossbar_steps / self.wall_time_s if self.wall_time_s else 0.0,
             "crossbar_steps": self.crossbar_steps,
             "frames": self.frames,

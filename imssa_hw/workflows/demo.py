@@ -103,6 +103,8 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         "hardware_accuracy": inferred["hardware_accuracy"],
         "hardware_accuracy_before_finetune": before["hardware_accuracy"],
         "agreement_before_finetune": before["agreement"],
+        "rms_logit_error_before_finetune": before["rms_logit_error"],
+        "disagreement_margins_before_finetune": before["disagreement_margins"],
         "accuracy_loss_points": round(100 * (software - inferred["hardware_accuracy"]), 3),
         "finetuned_software_accuracy": inferred["software_accuracy"],
         "agreement": inferred["agreement"],
