@@ -6,6 +6,7 @@
    state file, outside the board protocol) on a held-out state programmed after calibration
    (one SET per device at a random gate, 0.6-1.5 V, then 2.5 s of relaxation), over healthy
    devices at >= 5 uS; single reads and the mean of 4 reads; calibrated with and without the SMU;
+   and the VMM calibration's column offsets (ADC codes) and gains against the emulator's;
 2. write-verify (imssa_hw.programming, adaptive strategy, 2 uS) of random 4-bit targets
    (16 levels over 2-150 uS) with and without the SMU calibration: mean pulses per device, and
    the yield against the true conductances; on two boards:
@@ -59,6 +60,18 @@ def strong_reset(board: Board) -> None:
     for a in range(board.info.arrays):
         for _ in range(5):
             board.reset_pulses(a, 1.8, 5.0)
+
+
+def vmm_error(cal, chain) -> dict:
+    """The VMM calibration against the emulator's read chain: offsets in ADC codes (what the
+    on-board loop feeds back of them each step) and relative gains."""
+    if cal.vmm_offset_a is None:
+        return {"vmm": None}
+    offset = cal.vmm_offset_a / (cal.vmm_range_a / 2 ** (chain.adc_bits - 1)) - chain.offset_codes
+    gain = cal.vmm_gain / chain.gain - 1
+    return {"vmm_offset_error_codes_rms": float(np.sqrt(np.mean(offset ** 2))),
+            "vmm_offset_error_codes_max": float(np.abs(offset).max()),
+            "vmm_gain_error_rms": float(np.sqrt(np.mean(gain ** 2)))}
 
 
 def read_error(emu, cal, seed: int) -> dict:
@@ -131,7 +144,8 @@ def scenario(tmp: Path, board: dict, seed: int, settings: dict, skip_program: bo
                 "stuck_true": int((truth.devices.defect != HEALTHY).sum()),
                 "gain_error_median": float(np.median(np.abs(
                     cals[mode].read_gain - truth.chain.gain))),
-                "gain_error_before_median": float(np.median(np.abs(truth.chain.gain - 1)))}
+                "gain_error_before_median": float(np.median(np.abs(truth.chain.gain - 1))),
+                **vmm_error(cals[mode], truth.chain)}
             out["read_error"][mode] = read_error(emu, cals[mode], seed)
             if mode == "smu" and not skip_program:
                 out["program_with_calibration"] = program(emu, cals[mode], seed)

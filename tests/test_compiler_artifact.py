@@ -111,14 +111,14 @@ def test_shipped_profiles_load_and_round_trip():
     assert {"board-default", "board-large"} <= set(shipped_profiles())
     p = load_profile("board-default")
     assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 9
-    assert p.conductance.g_min_siemens == 1e-6 and p.conductance.g_max_siemens == 150e-6
+    assert p.conductance.g_min_siemens == 1e-6 and p.conductance.g_max_siemens == 155e-6
     assert p.limits.v_set_max == 3.5 and p.limits.v_reset_max == 1.5 and p.limits.v_gate_max == 5.5
     assert profile_from_dict(p.to_dict()) == p
 
 
 @pytest.mark.parametrize("section,key,value,message", [
-    ("conductance", "g_min_us", 200.0, r"\[conductance\].*g_min < g_max, got 200 \.\. 150 uS"),
-    ("conductance", "tolerance_us", 149.0, "tolerance .* must be smaller than the window"),
+    ("conductance", "g_min_us", 200.0, r"\[conductance\].*g_min < g_max, got 200 \.\. 155 uS"),
+    ("conductance", "tolerance_us", 154.0, "tolerance .* must be smaller than the window"),
     ("board", "rows", 0, "rows = 0 is impossible"),
     ("read", "v_read_max", 2.0, "v_read_max = 2.0 is impossible"),
     ("read", "tia_ranges_ua", [100.0, 20.0], "distinct and increasing"),

@@ -31,7 +31,7 @@ def test_compile_end_to_end(model, tmp_path):
                                       str(tmp_path / "defects.json"), "--report", str(report)])
     assert result.exit_code == 0, result.output
     for text in ("arrays used    2 of 3", "cells used     400", "7 signed (4 per device)",
-                 "dG = 49.667 uS", "steps/sample   33", "2 stuck, 0 unavoidable"):
+                 "dG = 51.333 uS", "steps/sample   33", "2 stuck, 0 unavoidable"):
         assert text in result.output
     data = json.loads(report.read_text())
     assert data["arrays_used"] == 2 and data["cells_used"] == 8 * 5 * 10

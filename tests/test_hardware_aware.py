@@ -171,15 +171,15 @@ def test_the_tia_range_leaves_only_the_rarest_currents_to_clip(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt")
     matrices = layer_matrices(ckpt)[0]
     signals = measure(ckpt, [matrices], sequences(200, 12), BOARD)[0]
-    quiet = layer_scales(matrices, signals, BOARD)
+    quiet = layer_scales(matrices, signals, BOARD, 2)
     top = signals.column_top_siemens.copy()
     allowed = top.shape[1] - 1
     top[0, :allowed] = 4 * top.max()
-    loud = layer_scales(matrices, LayerSignals(signals.u_max, signals.x_max, top), BOARD)
+    loud = layer_scales(matrices, LayerSignals(signals.u_max, signals.x_max, top), BOARD, 2)
     assert loud.tia_range_a == quiet.tia_range_a
     assert loud.peak_current_a > 3 * quiet.peak_current_a
     top[0, allowed] = top[0, 0]
-    louder = layer_scales(matrices, LayerSignals(signals.u_max, signals.x_max, top), BOARD)
+    louder = layer_scales(matrices, LayerSignals(signals.u_max, signals.x_max, top), BOARD, 2)
     assert louder.tia_range_a > quiet.tia_range_a
 
 
@@ -205,3 +205,28 @@ def _any_scales():
     from imssa_hw.compiler.loop_scales import LayerScales
 
     return LayerScales(np.ones(64), 80e-6, 40e-6)
+
+
+def test_the_tia_range_steers_clear_of_the_dac_rounding_ties(tmp_path):
+    # with a 1-150 uS window a 2-bit model's state code is worth 0.4994 DAC steps at 40 uA: half
+    # a step, where a 0.1 % column gain error decides whether a one-code state rounds to 0 or
+    # sticks; 80 uA (0.9989 steps) is clear of every tie, so it is chosen although 40 uA holds
+    # the currents. board-default's 1-155 uS window puts 40 uA at 0.483 steps, clear as well.
+    from imssa_hw.compiler.loop_scales import (LayerSignals, dac_steps_per_code, layer_matrices,
+                                               layer_scales, measure, near_rounding_tie)
+
+    board_150 = replace(BOARD, conductance=replace(BOARD.conductance, g_max_siemens=150e-6))
+    steps = dac_steps_per_code(np.array([40e-6, 80e-6, 20e-6]), 0.25, board_150, 2)
+    np.testing.assert_allclose(steps, [0.49942, 0.99885, 0.24971], rtol=1e-4)
+    assert [near_rounding_tie(s) for s in steps] == [True, False, True]
+    assert not near_rounding_tie(dac_steps_per_code(40e-6, 0.25, BOARD, 2))
+    assert not near_rounding_tie(0.47) and near_rounding_tie(0.833)  # 3 codes: 2.5 steps
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    matrices = layer_matrices(ckpt)[0]
+    np.testing.assert_allclose(matrices.a_step, 0.25)
+    signals = measure(ckpt, [matrices], sequences(50, 12), board_150)[0]
+    scale = layer_scales(matrices, signals, board_150, 2).state_scale_v
+    top = np.full_like(signals.column_top_siemens, 30e-6 / scale.max())
+    held_30ua = LayerSignals(signals.u_max, signals.x_max, top)
+    assert layer_scales(matrices, held_30ua, board_150, 2).tia_range_a == 80e-6
+    assert layer_scales(matrices, held_30ua, BOARD, 2).tia_range_a == 40e-6

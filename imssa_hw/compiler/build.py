@@ -132,7 +132,7 @@ def _measured_scales(ckpt: Checkpoint, matrices: list[KernelMatrices], features:
         measured = [replace(m, u_max=np.maximum(np.asarray(s["u_max"], float), m.u_max),
                             x_max=np.maximum(np.asarray(s["x_max"], float), m.x_max))
                     for s, m in zip(stored, measured)]
-    return [layer_scales(m, signals, profile, headroom)
+    return [layer_scales(m, signals, profile, ckpt.config.bits, headroom)
             for m, signals in zip(matrices, measured)]
 
 

@@ -8,7 +8,8 @@ range. Both are picked from signals measured on data:
   (`state_scales`);
 - the layer's TIA range is the smallest the board offers that holds the column currents over
   `headroom`, all but the rarest `CLIP_FRACTION` of them (one range per layer: the board is
-  configured before each layer runs).
+  configured before each layer runs), and that keeps the fed-back state off the row DAC's
+  rounding ties (`near_rounding_tie`).
 
 Hardware-aware training calls `measure` and `layer_scales` on the training set at every epoch of
 its hardware phase and stores the last result in the checkpoint (`stored_scales` reads it back);
@@ -34,6 +35,12 @@ CLIP_FRACTION = 1e-4
 headroom (at most 1 in 10^4 land in its top tenth, and fewer still clip). The largest currents
 come from a few training sequences (the loudest perturbed copies); holding them too would
 double the range, and so the ADC step, for every other sample (docs/compiler.md, loop scales)."""
+TIE_MARGIN = 0.02
+"""A TIA range is passed over when 1-4 ADC codes of a fed-back state come within this fraction
+of a row-DAC rounding tie (docs/compiler.md, loop scales)."""
+TIE_CODES = 4
+"""The smallest codes checked against the ties: the states near zero, where the loop's two
+roundings decide whether a state decays or sticks."""
 MEASURE_CHUNK = 256
 """Sequences run at once while measuring."""
 
@@ -83,6 +90,29 @@ def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> floa
     """The smallest range holding peak_a / headroom (the largest one if none does)."""
     fitting = [r for r in ranges if r * headroom >= peak_a]
     return min(fitting) if fitting else max(ranges)
+
+
+def dac_steps_per_code(range_a: float, a_step: np.ndarray, profile: BoardProfile,
+                       bits: int) -> np.ndarray:
+    """Row-DAC steps that one ADC code of a state column becomes when it is fed back, per kernel:
+    the ADC step times the feedback gain a_step / dG, over the DAC step."""
+    read = profile.read
+    adc_lsb = range_a / 2 ** (read.adc_bits - 1)
+    dac_lsb = read.v_read_max / (2 ** (read.dac_bits - 1) - 1)
+    return adc_lsb * np.asarray(a_step, float) / (profile.conductance.dg(bits) * dac_lsb)
+
+
+def near_rounding_tie(steps_per_code: np.ndarray, margin: float = TIE_MARGIN,
+                      codes: int = TIE_CODES) -> bool:
+    """Whether 1..`codes` ADC codes land within `margin` (relative) of a half DAC step.
+
+    The loop rounds twice, at the ADC and at the row DAC. When a code is worth almost exactly
+    half a DAC step (40 uA on board-default: 0.4994), a small state rounds to zero or sticks at
+    one step depending on a 0.1 % column gain error, so whether the states near zero decay or
+    hold differs from column to column and from what training saw."""
+    steps = np.outer(np.atleast_1d(steps_per_code), np.arange(1, codes + 1))
+    tie = np.floor(steps) + 0.5
+    return bool((np.abs(steps - tie) < margin * steps).any())
 
 
 def board_key(profile: BoardProfile, bits: int) -> dict:
@@ -139,22 +169,25 @@ def measure(ckpt: Checkpoint, matrices: list[KernelMatrices], features: np.ndarr
 
 
 def layer_scales(matrices: KernelMatrices, signals: LayerSignals, profile: BoardProfile,
-                 headroom: float = DEFAULT_HEADROOM) -> LayerScales:
-    """State scales and TIA range of one layer from its measured signals."""
+                 bits: int, headroom: float = DEFAULT_HEADROOM) -> LayerScales:
+    """State scales and TIA range of one layer from its measured signals (`bits` per device)."""
     scale = state_scales(matrices, signals.u_max, signals.x_max,
                          headroom * profile.read.v_read_max)
     top = signals.column_top_siemens
     currents = -np.sort(-(scale[:, None] * top).ravel())
     held = float(currents[top.shape[1] - 1])  # all but the layer's K largest are at most this
-    return LayerScales(scale, tia_range(held, profile.read.adc_ranges_a, headroom),
-                       float(currents[0]))
+    fitting = sorted(r for r in profile.read.adc_ranges_a if r * headroom >= held)
+    untied = [r for r in fitting if not near_rounding_tie(
+        dac_steps_per_code(r, matrices.a_step, profile, bits))]
+    chosen = (untied or fitting or [tia_range(held, profile.read.adc_ranges_a, headroom)])[0]
+    return LayerScales(scale, chosen, float(currents[0]))
 
 
 def loop_scales(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
                 headroom: float = DEFAULT_HEADROOM) -> list[LayerScales]:
     """Every layer's scales for the board of `profile`, measured on `features`."""
     matrices = layer_matrices(ckpt)
-    return [layer_scales(m, s, profile, headroom)
+    return [layer_scales(m, s, profile, ckpt.config.bits, headroom)
             for m, s in zip(matrices, measure(ckpt, matrices, features, profile))]
 
 
