@@ -124,7 +124,8 @@ def main() -> None:
                     print(f"{profile} board {seed}, hardware-aware {hardware_aware}: software "
                           f"{100 * r['software']:.1f} %, as trained "
                           f"{100 * r['hardware_as_trained']:.1f} %, agreement "
-                          f"{100 * r['agreement']:.1f} %, logit error {r['rms_logit_error']:.3f} rms",
+                          f"{100 * r['agreement']:.1f} %, logit error "
+                          f"{r['rms_logit_error']:.3f} rms",
                           file=sys.stderr, flush=True)
     summary = []
     for profile in profiles:

@@ -92,8 +92,8 @@ def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> floa
     return min(fitting) if fitting else max(ranges)
 
 
-def dac_steps_per_code(range_a: float, a_step: np.ndarray, profile: BoardProfile,
-                       bits: int) -> np.ndarray:
+def dac_steps_per_code(range_a: float | np.ndarray, a_step: np.ndarray,
+                       profile: BoardProfile, bits: int) -> np.ndarray:
     """Row-DAC steps that one ADC code of a state column becomes when it is fed back, per kernel:
     the ADC step times the feedback gain a_step / dG, over the DAC step."""
     read = profile.read
