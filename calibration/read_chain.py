@@ -172,7 +172,7 @@ def fit_vmm(session: Session, chain: ReadChainFit) -> VmmFit | None:
         v = session.rng.integers(-steps, steps + 1, size=(draws, rows)) * lsb
         y = np.array([board.vmm(a, row_v) for row_v in v])   # (draws, cols) A
         x = v @ g[a]                                          # predicted true currents
-        inside = np.abs(y) < range_a * (1 - 2 / 2 ** (board.info.adc_bits - 1))
+        inside = np.abs(y) < range_a - 2 * board.info.adc_lsb_a(range_a)
         offsets[a], gains[a], _ = line_fit(x, y, inside.astype(float))
     bad = ~np.isfinite(gains) | (gains <= 0) | ~np.isfinite(offsets)
     gains[bad] = chain.gain[bad]

@@ -450,7 +450,7 @@ def test_vmm_offsets_are_found_to_a_fraction_of_a_code_when_steps_are_whole_code
 
     class WholeCodeBoard:
         config = SimpleNamespace(vmm_range_a=range_a)
-        info = SimpleNamespace(dac_lsb_v=dac_lsb, adc_bits=9)
+        info = SimpleNamespace(dac_lsb_v=dac_lsb, adc_lsb_a=lambda range_a: range_a / 256)
 
         def vmm(self, array: int, v_rows: np.ndarray) -> np.ndarray:
             return np.clip(np.rint(v_rows @ g[array] / lsb + offset_codes), -256, 255) * lsb

@@ -20,6 +20,7 @@ model was trained with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -86,10 +87,12 @@ def state_scales(matrices: KernelMatrices, u_max: np.ndarray, x_max: np.ndarray,
     return np.where(np.isfinite(scale), scale, v_max)
 
 
-def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float) -> float:
-    """The smallest range holding peak_a / headroom (the largest one if none does)."""
-    fitting = [r for r in ranges if r * headroom >= peak_a]
-    return min(fitting) if fitting else max(ranges)
+def tia_range(peak_a: float, ranges: tuple[float, ...], headroom: float,
+              usable: Callable[[float], bool] = lambda range_a: True) -> float:
+    """The smallest range holding peak_a / headroom that is `usable` (the smallest holding it
+    if none is; the largest range if none holds it)."""
+    fitting = sorted(r for r in ranges if r * headroom >= peak_a)
+    return next((r for r in fitting if usable(r)), fitting[0]) if fitting else max(ranges)
 
 
 def dac_steps_per_code(range_a: float | np.ndarray, a_step: np.ndarray,
@@ -97,9 +100,8 @@ def dac_steps_per_code(range_a: float | np.ndarray, a_step: np.ndarray,
     """Row-DAC steps that one ADC code of a state column becomes when it is fed back, per kernel:
     the ADC step times the feedback gain a_step / dG, over the DAC step."""
     read = profile.read
-    adc_lsb = range_a / 2 ** (read.adc_bits - 1)
-    dac_lsb = read.v_read_max / (2 ** (read.dac_bits - 1) - 1)
-    return adc_lsb * np.asarray(a_step, float) / (profile.conductance.dg(bits) * dac_lsb)
+    return (read.adc_lsb_a(range_a) * np.asarray(a_step, float)
+            / (profile.conductance.dg(bits) * read.dac_lsb_v))
 
 
 def near_rounding_tie(steps_per_code: np.ndarray, margin: float = TIE_MARGIN,
@@ -176,10 +178,8 @@ def layer_scales(matrices: KernelMatrices, signals: LayerSignals, profile: Board
     top = signals.column_top_siemens
     currents = -np.sort(-(scale[:, None] * top).ravel())
     held = float(currents[top.shape[1] - 1])  # all but the layer's K largest are at most this
-    fitting = sorted(r for r in profile.read.adc_ranges_a if r * headroom >= held)
-    untied = [r for r in fitting if not near_rounding_tie(
-        dac_steps_per_code(r, matrices.a_step, profile, bits))]
-    chosen = (untied or fitting or [tia_range(held, profile.read.adc_ranges_a, headroom)])[0]
+    chosen = tia_range(held, profile.read.adc_ranges_a, headroom, lambda range_a: not (
+        near_rounding_tie(dac_steps_per_code(range_a, matrices.a_step, profile, bits))))
     return LayerScales(scale, chosen, float(currents[0]))
 
 
