@@ -20,7 +20,8 @@ from dataclasses import asdict
 import numpy as np
 
 from imssa_hw.drivers.board_like import FULL_CAPABILITIES, Capabilities, smallest_range
-from imssa_hw.drivers.errors import (BoardError, BoardWasReset, ProtocolError, VersionMismatch,
+from imssa_hw.drivers.errors import (BoardError, BoardWasReset, ProtocolError, Unsupported,
+                                     VersionMismatch,
                                      VoltageLimitError)
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, PROTOCOL_VERSIONS, Frame
 from imssa_hw.drivers.link import Link, LinkStats
@@ -147,8 +148,15 @@ class Board:
         return unpack_codes(payload, self.info.cols) * self.info.adc_lsb_a(self.config.vmm_range_a)
 
     def load_program(self, programs: list[LoopProgram]) -> None:
-        """Load the on-board loop (one program per array used, run in this order each step)."""
-        payload = self._call(Opcode.LOAD_PROGRAM, pack_programs(programs)).payload
+        """Load the on-board loop (one program per array used, run in this order each step):
+        LOAD_LOOP in a protocol-3 session, else LOAD_PROGRAM, which has no feedback deadband."""
+        loop = self.protocol >= SINCE_VERSION[Opcode.LOAD_LOOP]
+        if not loop and any(p.feedback_deadband_v for p in programs):
+            raise Unsupported(f"this board speaks protocol {self.protocol}, whose on-board loop "
+                              f"has no feedback deadband (protocol 3); run the loop on the host "
+                              f"(infer --mode host)")
+        opcode = Opcode.LOAD_LOOP if loop else Opcode.LOAD_PROGRAM
+        payload = self._call(opcode, pack_programs(programs, deadband=loop)).payload
         self.n_inputs, self.n_outputs = unpack_program_reply(payload)
         self.programs = list(programs)
 

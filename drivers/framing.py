@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from imssa_hw.drivers.errors import FrameError
 
-PROTOCOL_VERSIONS = (1, 2)
+PROTOCOL_VERSIONS = (1, 2, 3)
 """The protocol versions this code speaks, oldest first (docs/protocol.md: Versions)."""
 PROTOCOL_VERSION = PROTOCOL_VERSIONS[-1]
 """The highest: what the driver offers first, what the emulated board speaks by default."""

@@ -2,11 +2,16 @@
 
 Each step t, for every program in order:
     v[row]  = row_input_gain_v[row] * u_t[row_input[row]]
-            + row_feedback_gain_v_per_a[row] * I_out[t-1][row_feedback[row]]   (I_out[-1] = 0)
+            + shrink(row_feedback_gain_v_per_a[row] * I_out[t-1][row_feedback[row]])   (I_out[-1] = 0)
     v       = DAC(clip(v, -v_read_max, v_read_max))
     I       = read chain(G^T v)                    (noise, TIA gain/offset, ADC; digitized)
     I_out[t] = I[out_plus] - I[out_minus]          (out_minus = -1: single-ended)
-An index of -1 in row_input or row_feedback leaves that term out. Feedback only uses the program's
+where shrink(f) = sign(f) * max(|f| - feedback_deadband_v, 0) moves the fed-back voltage
+toward zero by the program's deadband (0: none). With a deadband of a fraction of a DAC step, the
+DAC's rounding ties of the fed-back state move that far away from zero: a state worth just over
+half a step rounds to zero and decays instead of sticking at one step (docs/protocol.md; the
+compiler sets it, `compiler.loop_scales.FEEDBACK_DEADBAND_STEPS`). An index of -1 in row_input
+or row_feedback leaves that term out. Feedback only uses the program's
 own outputs. With a column correction (from calibration) the board first maps every column's
 digitized current to I = (I_adc - column_offset_a) / column_gain, in firmware, so that the fed-back
 state is in true units; the outputs it returns are the corrected differences, rounded to ADC steps. The board runs this loop in firmware (`Board.run_sequence`); the same arithmetic runs
@@ -21,7 +26,7 @@ import numpy as np
 
 
 PROGRAM_FIELDS = ("array", "row_input", "row_input_gain_v", "row_feedback",
-                  "row_feedback_gain_v_per_a", "out_plus", "out_minus")
+                  "row_feedback_gain_v_per_a", "out_plus", "out_minus", "feedback_deadband_v")
 """What the compiler stores of a program (deploy.json); the column correction is added at run
 time from a calibration."""
 
@@ -45,6 +50,8 @@ class LoopProgram:
     """int[n_out]: the column of each output's positive side."""
     out_minus: np.ndarray
     """int[n_out]: the column of each output's negative side, -1 for single-ended."""
+    feedback_deadband_v: float = 0.0
+    """V: every fed-back row voltage moves this much toward zero before the DAC (0: none)."""
     column_gain: np.ndarray | None = None
     """float[cols] or None: per-column gain of the read chain, divided out before the outputs."""
     column_offset_a: np.ndarray | None = None
@@ -60,6 +67,7 @@ class LoopProgram:
         self.row_input_gain_v = np.asarray(self.row_input_gain_v, np.float32).astype(float).ravel()
         self.row_feedback_gain_v_per_a = np.asarray(
             self.row_feedback_gain_v_per_a, np.float32).astype(float).ravel()
+        self.feedback_deadband_v = float(np.float32(self.feedback_deadband_v))
         rows = len(self.row_input)
         if {len(self.row_input_gain_v), len(self.row_feedback), len(self.row_feedback_gain_v_per_a)} != {rows}:
             raise ValueError("row_input, row_input_gain_v, row_feedback and "
@@ -68,6 +76,8 @@ class LoopProgram:
             raise ValueError("out_plus and out_minus must have the same, non-zero length")
         if not (np.isfinite(self.row_input_gain_v).all() and np.isfinite(self.row_feedback_gain_v_per_a).all()):
             raise ValueError("gains must be finite")
+        if not 0.0 <= self.feedback_deadband_v < 1.0:
+            raise ValueError(f"feedback_deadband_v must be in 0..1 V, got {self.feedback_deadband_v}")
         if (self.row_input < -1).any() or (self.row_feedback < -1).any() or (self.out_minus < -1).any():
             raise ValueError("indices must be >= -1")
         if (self.out_plus < 0).any():
@@ -122,8 +132,9 @@ class LoopProgram:
         return inputs @ self._routing(self.row_input, self.row_input_gain_v, inputs.shape[-1])
 
     def feedback_voltages(self, previous: np.ndarray) -> np.ndarray:
-        """Row voltages from the previous step's outputs: (..., n_out) A -> (..., rows) V."""
-        return previous @ self.feedback_matrix
+        """Row voltages from the previous step's outputs: (..., n_out) A -> (..., rows) V,
+        each moved toward zero by the deadband."""
+        return shrink(previous @ self.feedback_matrix, self.feedback_deadband_v)
 
     @property
     def feedback_matrix(self) -> np.ndarray:
@@ -158,3 +169,8 @@ class LoopProgram:
         used = (source >= 0) & (source < sources)
         matrix[source[used], np.flatnonzero(used)] = gain[used]
         return matrix
+
+
+def shrink(v: np.ndarray, deadband_v: float) -> np.ndarray:
+    """v moved toward zero by deadband_v, zero within it: sign(v) * max(|v| - deadband_v, 0)."""
+    return v if deadband_v == 0 else v - np.clip(v, -deadband_v, deadband_v)

@@ -39,6 +39,7 @@ class Opcode(IntEnum):
     READ_DEVICES = 0x23
     LOAD_PROGRAM = 0x30
     RUN_SEQUENCE = 0x31
+    LOAD_LOOP = 0x32
     ROUTE_SMU = 0x40
 
 
@@ -51,7 +52,8 @@ ANY_EPOCH = 0
 LIMIT_SLACK_V = 1e-6
 """Slack on limit checks, for voltages that went through float32 or millivolts."""
 EPOCH_FREE = frozenset({Opcode.IDENTIFY, Opcode.STATUS, Opcode.RESET})
-SINCE_VERSION = {Opcode.SET_SPARSE: 2, Opcode.RESET_SPARSE: 2, Opcode.READ_DEVICES: 2}
+SINCE_VERSION = {Opcode.SET_SPARSE: 2, Opcode.RESET_SPARSE: 2, Opcode.READ_DEVICES: 2,
+                 Opcode.LOAD_LOOP: 3}
 """The protocol version that brought an opcode (the others are version 1's): in a frame of an
 older version it is an UNKNOWN_OPCODE, as on a board of that version."""
 
@@ -511,11 +513,14 @@ def unpack_count(payload: bytes) -> int:
 _PROGRAM_HEAD = "<BHH"  # array, rows, n_out
 
 
-def pack_programs(programs: list[LoopProgram]) -> bytes:
+def pack_programs(programs: list[LoopProgram], deadband: bool = False) -> bytes:
     """LOAD_PROGRAM: `count:u8`, then per program `array:u8 | rows:u16 | n_out:u16 |
     row_input:i16[R] | row_input_gain_v:f32[R] | row_feedback:i16[R] |
     row_feedback_gain_v_per_a:f32[R] | out_plus:i16[n_out] | out_minus:i16[n_out] |
-    n_corr:u16 | column_gain:f32[n_corr] | column_offset_a:f32[n_corr]` (n_corr 0: none)."""
+    n_corr:u16 | column_gain:f32[n_corr] | column_offset_a:f32[n_corr]` (n_corr 0: none).
+    With `deadband`, LOAD_LOOP (version 3): the same, then `feedback_deadband_v:f32[count]`."""
+    if not deadband and any(p.feedback_deadband_v for p in programs):
+        raise ValueError("LOAD_PROGRAM cannot carry a feedback deadband (LOAD_LOOP does)")
     parts = [struct.pack("<B", len(programs))]
     for p in programs:
         corrected = p.column_gain is not None
@@ -527,13 +532,16 @@ def pack_programs(programs: list[LoopProgram]) -> bytes:
                   struct.pack("<H", len(p.column_gain) if corrected else 0)]
         if corrected:
             parts += [p.column_gain.astype("<f4").tobytes(), p.column_offset_a.astype("<f4").tobytes()]
+    if deadband:
+        parts.append(np.array([p.feedback_deadband_v for p in programs], "<f4").tobytes())
     return b"".join(parts)
 
 
-def unpack_programs(payload: bytes) -> list[LoopProgram]:
+def unpack_programs(payload: bytes, deadband: bool = False) -> list[LoopProgram]:
+    """The programs of a LOAD_PROGRAM payload, or with `deadband` of a LOAD_LOOP one."""
     reader = _Reader(payload)
     (count,) = reader.take("<B")
-    programs = []
+    decoded = []
     for _ in range(count):
         array, rows, n_out = reader.take(_PROGRAM_HEAD)
         fields_ = [reader.array(dtype, rows) for dtype in ("<i2", "<f4", "<i2", "<f4")]
@@ -541,11 +549,16 @@ def unpack_programs(payload: bytes) -> list[LoopProgram]:
         (n_corr,) = reader.take("<H")
         fields_ += ([reader.array("<f4", n_corr), reader.array("<f4", n_corr)] if n_corr
                     else [None, None])
+        decoded.append((array, fields_))
+    deadbands = reader.array("<f4", count) if deadband else np.zeros(count)
+    reader.done()
+    programs = []
+    for (array, fields_), deadband_v in zip(decoded, deadbands):
+        plus_minus, correction = fields_[:6], fields_[6:]
         try:
-            programs.append(LoopProgram(array, *fields_))
+            programs.append(LoopProgram(array, *plus_minus, float(deadband_v), *correction))
         except ValueError as exc:  # decoded, but its values are out of range
             raise OutOfRange(f"program {len(programs)}: {exc}") from None
-    reader.done()
     return programs
 
 

@@ -22,7 +22,7 @@ def test_board_info_json(module_board):
     result = run("board", "info", "--port", module_board.port)
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
-    assert (info["arrays"], info["rows"], info["cols"], info["protocol_version"]) == (2, 8, 8, 2)
+    assert (info["arrays"], info["rows"], info["cols"], info["protocol_version"]) == (2, 8, 8, 3)
     assert info["limits"]["v_set_max"] == 3.5
 
 

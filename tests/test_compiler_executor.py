@@ -109,13 +109,19 @@ def test_loop_program_semantics():
 
 def test_programs_mean_the_same_to_the_board_driver(tmp_path):
     """The stored programs, loaded as the driver's LoopProgram and stepped the way the board's
-    host loop steps them, give the executor's raw outputs."""
+    host loop steps them (through an 8-bit row DAC), give the executor's raw outputs, feedback
+    deadband included."""
     loop_program = pytest.importorskip("imssa_hw.drivers.loop_program")
     ckpt = make_checkpoint(tmp_path / "m.pt", h=8, n=4, bits=3, seed=4)
     dep = compile_checkpoint(ckpt, board(), probe_features=sequences(2, 10))
     layer = dep.schedule.layers[0]
     assert len(layer.programs) == 8  # one per kernel
     programs = [loop_program.LoopProgram(**p.to_dict()) for p in layer.programs]
+    assert all(p.feedback_deadband_v == np.float32(0.05 * 0.2 / 127) for p in programs)
+    lsb = 0.2 / 127
+
+    def dac(v):
+        return np.rint(v / lsb) * lsb
     u = np.concatenate([dep.probe.u[0], np.zeros((2, 1, 8))], axis=1)  # + the flush step
     expected = np.zeros((2, 11, sum(p.n_outputs for p in programs)))
     for s in range(2):
@@ -124,11 +130,13 @@ def test_programs_mean_the_same_to_the_board_driver(tmp_path):
             column = 0
             for k, p in enumerate(programs):
                 v = np.clip(p.input_voltages(u[s])[t] + p.feedback_voltages(previous[k]), -0.2, 0.2)
-                previous[k] = p.outputs(v @ dep.targets[p.array])
+                previous[k] = p.outputs(dac(v) @ dep.targets[p.array])
                 expected[s, t, column:column + p.n_outputs] = previous[k]
                 column += p.n_outputs
-    raw = Executor.on_maps(dep.schedule, dep.targets).raw(0, dep.probe.u[0])
+    raw = Executor(dep.schedule, lambda array, v: dac(v) @ dep.targets[array]).raw(0, dep.probe.u[0])
     assert np.allclose(raw, expected, rtol=1e-9, atol=1e-15)
+    ideal = Executor.on_maps(dep.schedule, dep.targets).raw(0, dep.probe.u[0])
+    assert not np.allclose(raw, ideal, rtol=1e-9, atol=1e-15)  # the DAC (and deadband) show
 
 
 def test_kernels_alone_in_their_vmm_ignore_the_devices_between_tiles(tmp_path):

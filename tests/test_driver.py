@@ -12,7 +12,7 @@ import pytest
 
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import (BoardError, BoardSilent, LinkError, PortBusy, PortMissing,
-                                     VersionMismatch, VoltageLimitError)
+                                     Unsupported, VersionMismatch, VoltageLimitError)
 from imssa_hw.drivers.framing import Frame, FrameDecoder
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import ErrorCode, pack_error
@@ -25,8 +25,8 @@ from test_transports import emu_url
 def test_identify_and_status(module_board):
     with Board.open(module_board.port) as board:
         info = board.identify()
-        assert (info.arrays, info.rows, info.cols, info.protocol_version) == (2, 8, 8, 2)
-        assert board.protocol == 2
+        assert (info.arrays, info.rows, info.cols, info.protocol_version) == (2, 8, 8, 3)
+        assert board.protocol == 3
         assert info.limits.v_set_max == 3.5 and info.adc_bits == 9
         assert board.info == info
         status = board.status()
@@ -190,7 +190,7 @@ def test_silent_board_times_out():
 
 
 def test_version_mismatch():
-    """A board speaking only protocol 3 answers in its own version: the driver names both."""
+    """A board speaking only protocol 4 answers in its own version: the driver names both."""
     master, slave = os.openpty()
     tty.setraw(slave)
 
@@ -199,13 +199,13 @@ def test_version_mismatch():
         decoder = FrameDecoder()
         while request is None:
             request = next(iter(decoder.feed(os.read(master, 4096))), None)
-        reply = Frame(0xFF, request.seq, 1, pack_error(ErrorCode.BAD_VERSION, "speaks 3"), version=3)
+        reply = Frame(0xFF, request.seq, 1, pack_error(ErrorCode.BAD_VERSION, "speaks 4"), version=4)
         os.write(master, reply.encode())
 
     responder = threading.Thread(target=board_v2, daemon=True)
     responder.start()
     try:
-        with pytest.raises(VersionMismatch, match="board speaks protocol version 3"):
+        with pytest.raises(VersionMismatch, match="board speaks protocol version 4"):
             Board.open(os.ttyname(slave), timeout_s=1, retries=0)
     finally:
         responder.join(2)
@@ -277,6 +277,52 @@ def test_command_count_in_frames(module_board):
         for _ in range(5):
             board.vmm(0, np.zeros(8))
         assert board.stats.frames_sent - sent == 5 and board.stats.retries == 0
+
+
+def test_the_feedback_deadband_lets_a_one_code_state_decay(emulated_board):
+    """A state fed back at 0.52 DAC steps per ADC code (what a column with a 4 % low TIA gain
+    makes of 0.5 steps): without a deadband one code rounds up to a whole step, which reads
+    back as one code again, so the state sticks there for ever; 0.05 steps of deadband move
+    the tie to 0.55 and the state decays to zero, on the board as on the host."""
+    emu = emulated_board(settings={**NOISELESS, **STILL})
+    with Board.open(emu.port) as board:
+        board.set_pulses(0, 3.0, 0.9)
+        g = emu.truth_siemens()[0][2, 0]  # the feedback row's device on the output column
+        dac = board.info.dac_lsb_v
+        range_a = min(board.info.adc_ranges_a,  # one DAC step on row 2: about one ADC code
+                      key=lambda r: abs(np.log(g * dac / board.info.adc_lsb_a(r))))
+        adc = board.info.adc_lsb_a(range_a)
+        assert 0.7 < g * dac / adc < 1.4
+        board.configure(vmm_range_a=range_a)
+        inputs = np.zeros((30, 1))
+        inputs[0] = 1.0
+        last = {}
+        for deadband_steps in (0.0, 0.05):
+            board.load_program([LoopProgram(
+                0, [0] + [-1] * 7, [8 * adc / g] + [0] * 7,  # the input starts ~8 codes
+                [-1, -1, 0] + [-1] * 5, [0, 0, 0.52 * dac / adc] + [0] * 5,
+                out_plus=[0], out_minus=[-1], feedback_deadband_v=deadband_steps * dac)])
+            on_board = np.rint(board.run_sequence(inputs)[:, 0] / adc)
+            host = np.rint(board.run_sequence_host(inputs)[:, 0] / adc)
+            assert np.array_equal(on_board, host) and on_board[0] >= 6
+            last[deadband_steps] = on_board[-10:]
+        assert (last[0.0] == 1).all()
+        assert (last[0.05] == 0).all()
+
+
+def test_a_board_without_load_loop_refuses_a_deadband_in_one_line(emulated_board):
+    emu = emulated_board(settings={**NOISELESS, "board.protocol_version": 2})
+    with Board.open(emu.port) as board:
+        assert board.protocol == 2
+        board.load_program(loop_programs())  # LOAD_PROGRAM: no deadband, no problem
+        assert (board.n_inputs, board.n_outputs) == (2, 3)
+        with_deadband = [LoopProgram(**{**vars_of(p), "feedback_deadband_v": 1e-4})
+                         for p in loop_programs()]
+        frames = board.frames_sent
+        with pytest.raises(Unsupported, match="protocol 2, whose on-board loop has no feedback "
+                                              "deadband"):
+            board.load_program(with_deadband)
+        assert board.frames_sent == frames  # refused before anything was sent
 
 
 def test_column_correction_undoes_the_read_chain_in_the_loop(emulated_board):

@@ -48,9 +48,8 @@ def test_the_torch_loop_runs_as_the_emulated_board(tmp_path, differential, rows,
     assert dep.summary["scales_from"] == "training"
     layer = dep.schedule.layers[0]
     crossbar = emulated_crossbar(dep.placement.targets)
-    programs = [LoopProgram(p.array, p.row_input, p.row_input_gain_v, p.row_feedback,
-                            p.row_feedback_gain_v_per_a, p.out_plus, p.out_minus)
-                for p in layer.programs]
+    programs = [LoopProgram(**p.to_dict()) for p in layer.programs]  # as the board decodes them
+    assert all(p.feedback_deadband_v > 0 for p in programs)
     u = reference.encode(ckpt, features)
     padded = np.concatenate([u, np.zeros((len(u), 1, u.shape[2]))], axis=1)
     range_a = float(layer.tia_range_a[0])
@@ -208,25 +207,28 @@ def _any_scales():
 
 
 def test_the_tia_range_steers_clear_of_the_dac_rounding_ties(tmp_path):
-    # with a 1-150 uS window a 2-bit model's state code is worth 0.4994 DAC steps at 40 uA: half
-    # a step, where a 0.1 % column gain error decides whether a one-code state rounds to 0 or
-    # sticks; 80 uA (0.9989 steps) is clear of every tie, so it is chosen although 40 uA holds
-    # the currents. board-default's 1-155 uS window puts 40 uA at 0.483 steps, clear as well.
+    # the loop moves fed-back states 0.05 DAC steps toward zero, so the DAC's ties sit at 0.55,
+    # 1.55, ... steps. With a 1-136.3 uS window a 2-bit model's state code is worth 0.5500 DAC
+    # steps at 40 uA: on a tie, where a 0.1 % column gain error decides whether a one-code
+    # state rounds to 0 or sticks; 80 uA (1.1 steps) is clear of every tie, so it is chosen
+    # although 40 uA holds the currents. board-default's 1-155 uS window puts 40 uA at 0.483
+    # steps, clear as well; so is 0.4994 (1-150 uS), the tie before there was a deadband.
     from imssa_hw.compiler.loop_scales import (LayerSignals, dac_steps_per_code, layer_matrices,
                                                layer_scales, measure, near_rounding_tie)
 
-    board_150 = replace(BOARD, conductance=replace(BOARD.conductance, g_max_siemens=150e-6))
-    steps = dac_steps_per_code(np.array([40e-6, 80e-6, 20e-6]), 0.25, board_150, 2)
-    np.testing.assert_allclose(steps, [0.49942, 0.99885, 0.24971], rtol=1e-4)
+    board_136 = replace(BOARD, conductance=replace(BOARD.conductance, g_max_siemens=136.3e-6))
+    steps = dac_steps_per_code(np.array([40e-6, 80e-6, 20e-6]), 0.25, board_136, 2)
+    np.testing.assert_allclose(steps, [0.54999, 1.09999, 0.27500], rtol=1e-4)
     assert [near_rounding_tie(s) for s in steps] == [True, False, True]
     assert not near_rounding_tie(dac_steps_per_code(40e-6, 0.25, BOARD, 2))
-    assert not near_rounding_tie(0.47) and near_rounding_tie(0.833)  # 3 codes: 2.5 steps
+    assert not near_rounding_tie(0.4994) and near_rounding_tie(0.4994, deadband=0.0)
+    assert not near_rounding_tie(0.47) and near_rounding_tie(0.85)  # 3 codes: 2.55 steps
     ckpt = make_checkpoint(tmp_path / "m.pt")
     matrices = layer_matrices(ckpt)[0]
     np.testing.assert_allclose(matrices.a_step, 0.25)
-    signals = measure(ckpt, [matrices], sequences(50, 12), board_150)[0]
-    scale = layer_scales(matrices, signals, board_150, 2).state_scale_v
+    signals = measure(ckpt, [matrices], sequences(50, 12), board_136)[0]
+    scale = layer_scales(matrices, signals, board_136, 2).state_scale_v
     top = np.full_like(signals.column_top_siemens, 30e-6 / scale.max())
     held_30ua = LayerSignals(signals.u_max, signals.x_max, top)
-    assert layer_scales(matrices, held_30ua, board_150, 2).tia_range_a == 80e-6
+    assert layer_scales(matrices, held_30ua, board_136, 2).tia_range_a == 80e-6
     assert layer_scales(matrices, held_30ua, BOARD, 2).tia_range_a == 40e-6

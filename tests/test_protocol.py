@@ -108,10 +108,10 @@ EXCHANGES = [
     # a frame with a wrong CRC: BAD_FRAME (1), sequence number unknown (0)
     (h("c0 01 22 0a 00 01 01") + bytes(32) + h("31 bf c0"),
      h("c0 01 ff 00 00 01 01") + b"CRC mismatch" + h("b1 2d c0")),
-    # protocol version 3: BAD_VERSION (2), in a header of the board's highest version, 2
-    (h("c0 03 01 05 00 00 62 9a c0"),
-     h("c0 02 ff 05 00 01 02") + b"protocol version 3 not supported, this board speaks 1 and 2"
-     + h("a9 4f c0")),
+    # protocol version 4: BAD_VERSION (2), in a header of the board's highest version, 3
+    (h("c0 04 01 05 00 00 05 4e c0"),
+     h("c0 03 ff 05 00 01 02") + b"protocol version 4 not supported, this board speaks 1 to 3"
+     + h("20 55 c0")),
 ]
 
 EXCHANGES_V2 = [
@@ -144,11 +144,29 @@ EXCHANGES_V2 = [
      + h("fc 89 c0")),
 ]
 
+# LOAD_LOOP's payload: one program on array 0 (8 rows, 1 output): row 0 driven by input 0 at
+# 0.1 V per unit, row 1 by output 0 at 1000 V/A; output 0 = column 0 - column 1; no column
+# correction; then the program's feedback deadband, 1e-4 V (f32 17 b7 d1 38)
+LOOP = h("01 00 08 00 01 00"                          # count 1 | array 0 | rows 8 | n_out 1
+         "00 00 ff ff ff ff ff ff ff ff ff ff ff ff ff ff"    # row_input: 0, -1 x 7
+         "cd cc cc 3d" + " 00" * 28 +                          # row_input_gain_v: 0.1, 0 x 7
+         "ff ff 00 00 ff ff ff ff ff ff ff ff ff ff ff ff"    # row_feedback: -1, 0, -1 x 6
+         "00 00 00 00 00 00 7a 44" + " 00" * 24 +              # row_feedback_gain_v_per_a
+         "00 00 01 00 00 00"                                    # out_plus 0 | out_minus 1 | n_corr 0
+         "17 b7 d1 38")                                         # feedback_deadband_v
+EXCHANGES_V3 = [
+    # LOAD_LOOP in a version-2 frame: UNKNOWN_OPCODE (3), as on a version-2 board
+    (h("c0 02 32 26 00 01") + LOOP + h("00 1d c0"),
+     h("c0 02 ff 26 00 01 03") + b"opcode 0x32 in protocol version 2" + h("ee 07 c0")),
+    # LOAD_LOOP seq 0x27, version 3: loaded; 1 input, 1 output
+    (h("c0 03 32 27 00 01") + LOOP + h("0d dc c0"), h("c0 03 b2 27 00 01 01 00 01 00 99 ab c0")),
+]
+
 
 def test_exact_byte_exchanges(emulated_board):
     emu = emulated_board(settings={**NOISELESS, **STILL})  # STILL: reads repeat to the code
     with serial.serial_for_url(emu.port, timeout=2) as port:
-        for sent, expected in EXCHANGES + EXCHANGES_V2:
+        for sent, expected in EXCHANGES + EXCHANGES_V2 + EXCHANGES_V3:
             port.write(sent)
             assert port.read(len(expected)) == expected
         time.sleep(0.05)
@@ -213,7 +231,7 @@ UNPACKERS = [
     lambda p: m.PulseBatch.unpack(p, 2, 3), lambda p: m.SparsePulses.unpack(p, 2, 3),
     lambda p: m.unpack_read_devices(p, 6), m.unpack_device, m.unpack_route,
     lambda p: m.unpack_vmm(p, 4), m.unpack_array, lambda p: m.unpack_codes(p, 3), m.unpack_count,
-    m.unpack_programs, m.unpack_program_reply, lambda p: m.unpack_sequences(p, "<f4"),
+    m.unpack_programs, lambda p: m.unpack_programs(p, deadband=True), m.unpack_program_reply, lambda p: m.unpack_sequences(p, "<f4"),
     m.unpack_config_changes, lambda p: m.from_json(m.BoardStatus, p), m.unpack_error,
 ]
 
@@ -240,12 +258,12 @@ OPCODES = st.sampled_from([int(op) for op in m.Opcode] + [0x00, 0x7F, 0x81, 0xFF
 
 
 @given(OPCODES, st.integers(0, 0xFFFF), st.integers(0, 3), st.binary(max_size=200),
-       st.sampled_from([1, 2, 3]))
+       st.sampled_from([1, 2, 3, 4]))
 @FUZZ
 def test_firmware_answers_every_frame_with_a_typed_reply(firmware, opcode, seq, epoch, payload,
                                                          version):
     reply = firmware.handle(Frame(opcode, seq, epoch, payload, version))
-    assert reply.seq == seq and reply.version == min(version, 2)
+    assert reply.seq == seq and reply.version == min(version, 3)
     if reply.opcode == m.ERROR_OPCODE:
         code, _ = m.unpack_error(reply.payload)
         assert code in set(m.ErrorCode) - {m.ErrorCode.INTERNAL}

@@ -16,7 +16,7 @@ import numpy as np
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
-from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, kernel_tiles,
+from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v, kernel_tiles,
                                            layer_matrices, layer_scales, measure, stored_scales)
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, place
@@ -81,7 +81,8 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     for layer, (m, scale) in enumerate(zip(matrices, scales)):
         tiles = list(placement.tiles[layer * cfg.h:(layer + 1) * cfg.h])
         layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg,
-                                     scale.state_scale_v, scale.tia_range_a, parallel))
+                                     scale.state_scale_v, scale.tia_range_a,
+                                     feedback_deadband_v(profile), parallel))
     schedule = Schedule(tuple(layers), profile.read.v_read_max)
     y_error, peaks = _check_on_ideal_targets(schedule, placement.targets, probe)
     executor = Executor.on_maps(schedule, placement.targets)

@@ -10,6 +10,11 @@ maps read back from a board); a board plugs in its own VMM instead:
 
 In on-board mode the board runs the same programs itself; `LayerSchedule.ssm_output` turns
 its raw outputs into y the same way as here.
+
+A program's feedback deadband belongs to the row DAC's conversion (it moves the DAC's rounding
+ties of the fed-back state; `LoopProgram`): it applies when the `vmm` rounds row voltages to DAC
+steps (`dac_rounds`: a board, or a simulated read chain with a DAC), not on ideal maps, where it
+would only bias the states, so the ideal loop reproduces the model exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from imssa_hw.compiler.schedule import FLUSH_STEPS, LayerSchedule, Schedule
+from imssa_hw.drivers.loop_program import shrink
 
 # (array, row voltages (B, rows) V) -> column currents (B, cols) A
 Vmm = Callable[[int, np.ndarray], np.ndarray]
@@ -40,10 +46,12 @@ def per_vector(vmm_one: Callable[[int, np.ndarray], np.ndarray]) -> Vmm:
     return vmm
 
 
-def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float) -> np.ndarray:
+def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float,
+              dac_rounds: bool = False) -> np.ndarray:
     """Raw differential outputs (B, L + flush, outputs) in A of one layer on input u (B, L, H).
 
-    Outputs are concatenated over the layer's programs in operation order.
+    Outputs are concatenated over the layer's programs in operation order. `dac_rounds`: the
+    vmm rounds row voltages to DAC steps, so the programs' feedback deadbands apply.
     """
     batch, length, channels = u.shape
     steps = length + FLUSH_STEPS
@@ -59,7 +67,8 @@ def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float) 
         for k, (p, (inp, fb)) in enumerate(zip(layer.programs, wired)):
             v = np.zeros((batch, len(p.row_input)))
             v[:, inp] = u_run[:, t, p.row_input[inp]] * p.row_input_gain_v[inp]
-            v[:, fb] += previous[k][:, p.row_feedback[fb]] * p.row_feedback_gain_v_per_a[fb]
+            fed_back = previous[k][:, p.row_feedback[fb]] * p.row_feedback_gain_v_per_a[fb]
+            v[:, fb] += shrink(fed_back, p.feedback_deadband_v) if dac_rounds else fed_back
             np.clip(v, -v_read_max, v_read_max, out=v)
             currents = np.asarray(vmm(p.array, v), dtype=np.float64)
             padded = np.concatenate([currents, np.zeros((batch, 1))], axis=1)  # [-1] reads 0
@@ -69,19 +78,21 @@ def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float) 
 
 
 class Executor:
-    """A schedule bound to a VMM; calling it is a `reference.Recurrence` (y without D*u)."""
+    """A schedule bound to a VMM; calling it is a `reference.Recurrence` (y without D*u).
+    `dac_rounds`: the VMM rounds row voltages to DAC steps, as a board's does (module docstring)."""
 
-    def __init__(self, schedule: Schedule, vmm: Vmm):
-        self.schedule, self.vmm = schedule, vmm
+    def __init__(self, schedule: Schedule, vmm: Vmm, dac_rounds: bool = True):
+        self.schedule, self.vmm, self.dac_rounds = schedule, vmm, dac_rounds
 
     @classmethod
     def on_maps(cls, schedule: Schedule, conductances: np.ndarray) -> "Executor":
-        """Run on conductance maps (arrays, rows, cols) in S with the ideal crossbar."""
-        return cls(schedule, ideal_vmm(conductances))
+        """Run on conductance maps (arrays, rows, cols) in S with the ideal crossbar (no DAC)."""
+        return cls(schedule, ideal_vmm(conductances), dac_rounds=False)
 
     def raw(self, layer: int, u: np.ndarray) -> np.ndarray:
         """Raw outputs (B, L + flush, outputs) in A of `layer` on u (B, L, H)."""
-        return run_layer(self.schedule.layers[layer], u, self.vmm, self.schedule.v_read_max)
+        return run_layer(self.schedule.layers[layer], u, self.vmm, self.schedule.v_read_max,
+                         self.dac_rounds)
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         """The layer's SSM output y (B, L, H) aligned with u, without D*u."""

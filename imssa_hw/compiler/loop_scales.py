@@ -9,7 +9,9 @@ range. Both are picked from signals measured on data:
 - the layer's TIA range is the smallest the board offers that holds the column currents over
   `headroom`, all but the rarest `CLIP_FRACTION` of them (one range per layer: the board is
   configured before each layer runs), and that keeps the fed-back state off the row DAC's
-  rounding ties (`near_rounding_tie`).
+  rounding ties (`near_rounding_tie`);
+- the fed-back state moves `FEEDBACK_DEADBAND_STEPS` of a DAC step toward zero before the DAC
+  rounds it (`feedback_deadband_v`), which moves the ties that far out.
 
 Hardware-aware training calls `measure` and `layer_scales` on the training set at every epoch of
 its hardware phase and stores the last result in the checkpoint (`stored_scales` reads it back);
@@ -42,6 +44,13 @@ of a row-DAC rounding tie (docs/compiler.md, loop scales)."""
 TIE_CODES = 4
 """The smallest codes checked against the ties: the states near zero, where the loop's two
 roundings decide whether a state decays or sticks."""
+FEEDBACK_DEADBAND_STEPS = 0.05
+"""Row-DAC steps by which the loop moves every fed-back state voltage toward zero before the DAC
+rounds it. A column's TIA gain (3-5 % spread, divided out by the calibration) scales what one ADC
+code of its state is worth in DAC steps, so on some columns a one-code state lands just over
+half a step and sticks at one step instead of decaying; no choice of TIA range avoids that on
+every column. Moving the ties 0.05 steps out (to 0.55, 1.55, ...) lets those states decay, for
+a bias of at most 0.05 steps on the rest (docs/compiler.md, loop scales)."""
 MEASURE_CHUNK = 256
 """Sequences run at once while measuring."""
 
@@ -104,16 +113,22 @@ def dac_steps_per_code(range_a: float | np.ndarray, a_step: np.ndarray,
             / (profile.conductance.dg(bits) * read.dac_lsb_v))
 
 
+def feedback_deadband_v(profile: BoardProfile) -> float:
+    """The loop programs' feedback deadband on the board of `profile` (V)."""
+    return FEEDBACK_DEADBAND_STEPS * profile.read.dac_lsb_v
+
+
 def near_rounding_tie(steps_per_code: np.ndarray, margin: float = TIE_MARGIN,
-                      codes: int = TIE_CODES) -> bool:
-    """Whether 1..`codes` ADC codes land within `margin` (relative) of a half DAC step.
+                      codes: int = TIE_CODES, deadband: float = FEEDBACK_DEADBAND_STEPS) -> bool:
+    """Whether 1..`codes` ADC codes land within `margin` (relative) of a rounding tie of the
+    fed-back state: half a DAC step plus the `deadband` (in steps), 1.5 plus it, and so on.
 
     The loop rounds twice, at the ADC and at the row DAC. When a code is worth almost exactly
-    half a DAC step (40 uA on board-default: 0.4994), a small state rounds to zero or sticks at
-    one step depending on a 0.1 % column gain error, so whether the states near zero decay or
-    hold differs from column to column and from what training saw."""
+    a tie (40 uA on board-default at 1-150 uS, before the deadband: 0.4994 steps), a small state
+    rounds to zero or sticks at one step depending on a 0.1 % column gain error, so whether the
+    states near zero decay or hold differs from column to column and from what training saw."""
     steps = np.outer(np.atleast_1d(steps_per_code), np.arange(1, codes + 1))
-    tie = np.floor(steps) + 0.5
+    tie = np.floor(steps - deadband) + 0.5 + deadband
     return bool((np.abs(steps - tie) < margin * steps).any())
 
 

@@ -8,13 +8,16 @@ program per array, all its tiles at once: fewer VMMs per step, but every off dev
 the tiles adds its error to the columns. At step t, in program order:
 
     V[row]   = row_input_gain_v[row] * u_t[row_input[row]]
-             + row_feedback_gain_v_per_a[row] * out_{t-1}[row_feedback[row]]   (0 at t = 0)
+             + shrink(row_feedback_gain_v_per_a[row] * out_{t-1}[row_feedback[row]])   (0 at t = 0)
     V        = clip(V, -v_read_max, v_read_max)
     I        = G^T V                      (column currents of the array)
     out_t[k] = I[out_plus[k]] - I[out_minus[k]]   (out_minus -1: single-ended)
 
 Per kernel the program's outputs are its state x_t (fed back to the state rows on the next
-step) and y_{t-1} (it leaves the array). Scales: the state rows carry V = s_x * x with the
+step) and y_{t-1} (it leaves the array). shrink moves a fed-back voltage toward zero by
+`feedback_deadband_v`, `loop_scales.FEEDBACK_DEADBAND_STEPS` of a row-DAC step: the DAC then
+rounds a state worth just over half a step to zero, so small states decay as in the model
+instead of sticking at one step when a column's gain error tips them over the tie. Scales: the state rows carry V = s_x * x with the
 state scale s_x (V per unit); the u row then needs s_x * b_step / a_step volts per unit of u,
 the state column currents are x_t * s_x * dG / a_step, so the feedback gain is a_step / dG (V/A,
 independent of s_x), and y = I * 2 c_step / (dG * s_x). s_x and the layer's TIA range come from
@@ -49,11 +52,15 @@ MODES = {
 }
 
 
+OPTIONAL = {"feedback_deadband_v": 0.0}
+"""Program fields a deployment may leave out (compiled before they existed), with their value then."""
+
+
 def program_from_dict(data: dict, shape: tuple[int, int, int], where: str) -> LoopProgram:
     """A stored loop program, checked against a board of `shape` (arrays, rows, cols)."""
     if not isinstance(data, dict):
         raise BadInput(f"{where}: a program must be an object")
-    missing = [name for name in PROGRAM_FIELDS if name not in data]
+    missing = [name for name in PROGRAM_FIELDS if name not in data and name not in OPTIONAL]
     if missing:
         raise BadInput(f"{where}: missing {', '.join(missing)}")
     arrays, rows, cols = shape
@@ -62,6 +69,10 @@ def program_from_dict(data: dict, shape: tuple[int, int, int], where: str) -> Lo
         values[name] = _vector(data[name], np.int64, f"{where}.{name}")
     for name in ("row_input_gain_v", "row_feedback_gain_v_per_a"):
         values[name] = _vector(data[name], np.float64, f"{where}.{name}")
+    deadband = data.get("feedback_deadband_v", OPTIONAL["feedback_deadband_v"])
+    if not isinstance(deadband, (int, float)) or isinstance(deadband, bool):
+        raise BadInput(f"{where}.feedback_deadband_v must be a number, got {deadband!r}")
+    values["feedback_deadband_v"] = float(deadband)
     n_out = len(values["out_plus"])
     checks = [
         (all(len(values[n]) == rows for n in ("row_input", "row_input_gain_v", "row_feedback",
@@ -177,9 +188,11 @@ class Schedule:
 
 def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
                    layout: TileLayout, rows: int, dg: float, state_scale_v: np.ndarray,
-                   tia_range_a: float, parallel: bool = False) -> LayerSchedule:
+                   tia_range_a: float, feedback_deadband_v: float,
+                   parallel: bool = False) -> LayerSchedule:
     """The loop programs of one layer whose kernel h sits at `tiles[h]`, all at the layer's TIA
-    range: one per kernel (its rows only), or with `parallel` one per array."""
+    range and with the given feedback deadband: one per kernel (its rows only), or with
+    `parallel` one per array."""
     s = matrices.state_size
     programs, y_output = [], np.empty(len(tiles), dtype=np.int64)
     offset = 0
@@ -205,7 +218,8 @@ def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
             minus.append(np.where(layout.out_minus >= 0, tile.cols[layout.out_minus], -1))
             y_output[h] = offset + base + s
         programs.append(LoopProgram(array, row_input, gain_in, row_feedback, gain_fb,
-                                    np.concatenate(plus), np.concatenate(minus)))
+                                    np.concatenate(plus), np.concatenate(minus),
+                                    feedback_deadband_v))
         offset += len(programs[-1].out_plus)
     y_scale = 2 * matrices.c_step / (dg * state_scale_v)
     return LayerSchedule(layer, tuple(programs), y_output, y_scale, matrices.d, state_scale_v,

@@ -79,6 +79,7 @@ class EmulatedBoard:
             Opcode.VMM: self._vmm,
             Opcode.READ_DEVICES: self._read_devices,
             Opcode.LOAD_PROGRAM: self._load_program,
+            Opcode.LOAD_LOOP: lambda p: self._load_program(p, deadband=True),
             Opcode.RUN_SEQUENCE: self._run_sequence,
             Opcode.ROUTE_SMU: self._route_smu,
         }
@@ -99,7 +100,7 @@ class EmulatedBoard:
         if version not in self.versions:
             return self._error(request.seq, ErrorCode.BAD_VERSION,
                                f"protocol version {version} not supported, this board speaks "
-                               f"{' and '.join(map(str, self.versions))}", self.versions[-1])
+                               f"{self.versions[0]} to {self.versions[-1]}", self.versions[-1])
         key = (version, request.opcode, request.epoch, len(request.payload),
                zlib.crc32(request.payload))
         cached = self._replay.get(request.seq)
@@ -244,8 +245,8 @@ class EmulatedBoard:
             raise Refusal(ErrorCode.LIMIT, f"row voltages must be within +-{v_max} V")
         return pack_codes(self.crossbar.vmm(array, v, self.config.vmm_range_a, self.state.now()))
 
-    def _load_program(self, payload: bytes) -> bytes:
-        programs = unpack_programs(payload)
+    def _load_program(self, payload: bytes, deadband: bool = False) -> bytes:
+        programs = unpack_programs(payload, deadband)
         if not programs:
             raise Refusal(ErrorCode.BAD_ARGUMENT, "a loop needs at least one program")
         for k, program in enumerate(programs):

@@ -129,7 +129,6 @@ class Crossbar:
         cols = self.devices.g_final_siemens.shape[2]
         drives = [p.input_voltages(inputs) for p in programs]
         cores = [self.conductance(p.array, now) for p in programs]
-        feedback = [p.feedback_matrix for p in programs]
         combine = [p.output_matrix(cols) for p in programs]
         previous = [np.zeros((n_seq, p.n_outputs)) for p in programs]
         starts = np.cumsum([0] + [p.n_outputs for p in programs])
@@ -140,7 +139,7 @@ class Crossbar:
             if t % chunk == 0:
                 noise = self.rng.standard_normal((min(chunk, n_steps - t), len(programs), n_seq, cols))
             for k, program in enumerate(programs):
-                v = self.dac(drives[k][:, t] + previous[k] @ feedback[k])
+                v = self.dac(drives[k][:, t] + program.feedback_voltages(previous[k]))
                 codes = self.chain.digitize(self._currents(v, *cores[k], noise[t % chunk, k]),
                                             program.array, range_a)
                 if program.column_gain is None:

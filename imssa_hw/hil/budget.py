@@ -214,7 +214,7 @@ class _Simulated:
         schedule = self.dep.schedule
         range_a = float(np.max(schedule.layers[layer].tia_range_a))
         vmm = self.chain.vmm(self.maps, schedule.v_read_max, range_a, self.rng, self.tally)
-        return Executor(schedule, vmm)(layer, u)
+        return Executor(schedule, vmm, dac_rounds=self.chain.dac_bits is not None)(layer, u)
 
 
 def _scores(logits: np.ndarray, software: np.ndarray, labels: np.ndarray) -> dict:

@@ -2,7 +2,7 @@
 
 Per step t = 0..L, for every kernel (as `compiler.schedule` describes the loop programs):
 
-    V_state = DAC(out_x(t-1) * a_step / dG)         the state rows, fed back from the columns
+    V_state = DAC(shrink(out_x(t-1) * a_step / dG)) the state rows, fed back from the columns
     V_u     = DAC(u_t * s_x * b_step / a_step)      the input row (0 on the flush step t = L)
     I+, I-  = G+ V, G- V  (+ read noise)            G = G_min + |level| * dG on one side
     out     = ADC(I+) - ADC(I-)                     per column ("columns" pairs); ADC(I+ - I-)
@@ -10,7 +10,8 @@ Per step t = 0..L, for every kernel (as `compiler.schedule` describes the loop p
     y_{t-1} = out_y * 2 c_step / (dG * s_x)         the output lags one step
 
 DAC and ADC round to their steps and clip at +-v_read_max and the layer's TIA range, with
-straight-through gradients. While training, every batch also draws the board's errors: a
+straight-through gradients; shrink moves a fed-back voltage toward zero by the compiler's
+feedback deadband (`loop_scales.feedback_deadband_v`). While training, every batch also draws the board's errors: a
 conductance error per device (`DeviceErrors.g_sigma_siemens`, write-verify tolerance plus relaxation),
 read noise, a fraction of stuck devices, a constant offset of up to half an ADC step per column
 pair (what remains of a TIA offset after calibration: the calibration subtracts it, but the
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, LayerScales, loop_scales
+from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
+                                           loop_scales)
 from imssa_hw.compiler.mapping import assemble_levels
 from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.training.quant import ste_round
@@ -47,7 +49,8 @@ class AnalogLoop:
         self.columns = profile.differential is Differential.COLUMNS
         self.g_min, self.g_max, self.dg = window.g_min_siemens, window.g_max_siemens, window.dg(bits)
         self.v_max = read.v_read_max
-        self.dac_lsb = read.v_read_max / (2 ** (read.dac_bits - 1) - 1)
+        self.dac_lsb = read.dac_lsb_v
+        self.deadband_v = feedback_deadband_v(profile)
         self.adc_top = 2 ** (read.adc_bits - 1)
         self.adc_lsb = scales.tia_range_a / self.adc_top
         self.state_scale = torch.as_tensor(scales.state_scale_v, dtype=torch.float32)
@@ -55,6 +58,10 @@ class AnalogLoop:
     def dac(self, v: torch.Tensor) -> torch.Tensor:
         """Row voltages clipped to the read range and rounded to the DAC's steps."""
         return ste_round(v.clamp(-self.v_max, self.v_max) / self.dac_lsb) * self.dac_lsb
+
+    def shrink(self, v: torch.Tensor) -> torch.Tensor:
+        """Fed-back voltages moved toward zero by the deadband (as `LoopProgram` does)."""
+        return v - v.clamp(-self.deadband_v, self.deadband_v)
 
     def adc(self, i: torch.Tensor) -> torch.Tensor:
         """Column currents rounded to ADC codes (saturating) and back to amperes."""
@@ -100,7 +107,7 @@ class AnalogLoop:
         ys = []
         for t in range(length + 1):
             v_u = self.dac(inputs[t] * drive) if t < length else u.new_zeros(h, batch)
-            v = torch.cat([self.dac(previous * feedback), v_u[..., None]], dim=-1)
+            v = torch.cat([self.dac(self.shrink(previous * feedback)), v_u[..., None]], dim=-1)
             currents = torch.bmm(v, g)
             if g_squared is not None:
                 spread = torch.bmm(v * v, g_squared).clamp_min(1e-30).sqrt()
