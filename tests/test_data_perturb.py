@@ -12,8 +12,9 @@ from imssa_hw.data import AugmentSpec, FeatureConfig, compute_features
 from imssa_hw.data.perturb import perturbed_features
 from imssa_hw.errors import BadInput
 
-NOTHING = AugmentSpec(speed=(1.0, 1.0), warp=(1.0, 1.0), tempo_warp=0.0, shift=0.0, tilt_prob=0.0,
-                      band_limit_prob=0.0, reverb_prob=0.0, noise_prob=0.0, gain_db=(0.0, 0.0))
+NOTHING = AugmentSpec(speed=(1.0, 1.0), tempo=(1.0, 1.0), warp=(1.0, 1.0), tempo_warp=0.0,
+                      shift=0.0, tilt_prob=0.0, band_limit_prob=0.0, reverb_prob=0.0,
+                      noise_prob=0.0, gain_db=(0.0, 0.0))
 """Every perturbation off: a copy is the clip's own features."""
 
 
@@ -48,6 +49,25 @@ def test_a_faster_copy_moves_every_band_up():
     assert fast.argmax(axis=1).sum() > plain.argmax(axis=1).sum()
 
 
+def test_tempo_changes_the_words_length_not_its_spectrum():
+    """tempo 1.33: the word covers a quarter fewer of the fixed frames, 0.75: a third more; each
+    band's loudest value over the word (the spectrum's envelope) stays where it was."""
+    cfg = FeatureConfig()
+    plain = compute_features(chirp(seconds=0.3), 8000, cfg)
+
+    def at(tempo: float) -> np.ndarray:
+        return perturbed_features(chirp(seconds=0.3), 8000, cfg, dataclasses.replace(
+            NOTHING, tempo=(tempo, tempo)), np.random.default_rng(0))
+
+    def frames_of_speech(x: np.ndarray) -> int:
+        return int((x.max(axis=1) > x.min() + 3).sum())
+    fast, slow = at(1.33), at(0.75)
+    assert frames_of_speech(fast) < 0.85 * frames_of_speech(plain)
+    assert frames_of_speech(slow) > 1.2 * frames_of_speech(plain)
+    for x in (fast, slow):
+        assert np.abs(x.max(axis=0) - plain.max(axis=0)).max() < 1.0
+
+
 def test_noise_fills_the_floor():
     cfg = FeatureConfig()
     noisy = perturbed_features(chirp(), 8000, cfg, dataclasses.replace(
@@ -57,7 +77,8 @@ def test_noise_fills_the_floor():
 
 
 @pytest.mark.parametrize("bad", [{"copies": -1}, {"copies": 1.5}, {"speed": (1.2, 0.8)},
-                                 {"noise_prob": 2.0}, {"warp": (0.0, 1.0)}, {"shift": 0.6},
+                                 {"noise_prob": 2.0}, {"warp": (0.0, 1.0)}, {"tempo": (0.0, 1.0)},
+                                 {"shift": 0.6},
                                  {"snr_db": "loud"}])
 def test_bad_knobs_are_refused(bad):
     with pytest.raises(BadInput):

@@ -1,6 +1,6 @@
 """Training-time perturbations of recorded clips, so that a model learns the words rather than
-its few training speakers: speed, frequency warp, tempo warp, channel tilt, band-limit, room
-response, noise at several SNRs, gain and time shift.
+its few training speakers: speed, tempo, frequency warp, tempo warp, channel tilt, band-limit,
+room response, noise at several SNRs, gain and time shift.
 
 `AugmentSpec` holds the knobs; `perturbed_features` turns one clip into one perturbed feature
 sequence. Each draw takes its randomness from the `np.random.Generator` it is given, so a copy
@@ -38,6 +38,10 @@ class AugmentSpec(Knobs):
     """Perturbed copies per training clip (the clean clip is kept as well); 0 turns it off."""
     speed: tuple[float, float] = (0.85, 1.15)
     """Resampling factor: tempo, pitch and formants move together."""
+    tempo: tuple[float, float] = (0.75, 1.33)
+    """Tempo alone, pitch and formants kept (drawn log-uniformly): the frames sample the word
+    this many times faster, about its centre. Speakers differ in rate by more than the speed
+    range covers (docs/data.md)."""
     warp: tuple[float, float] = (0.9, 1.1)
     """Mel filterbank warp (vocal tract length perturbation)."""
     tempo_warp: float = 0.1
@@ -65,8 +69,8 @@ class AugmentSpec(Knobs):
             value = getattr(self, f.name)
             if f.name.endswith("_prob") and not 0.0 <= float(value) <= 1.0:
                 raise BadInput(f"augmentation {f.name} must be in 0..1, got {value}")
-        if not (0 < self.speed[0] and 0 < self.warp[0] and 0 < self.rt60_s[0]):
-            raise BadInput("augmentation speed, warp and rt60_s must be positive")
+        if not (0 < self.speed[0] and 0 < self.tempo[0] and 0 < self.warp[0] and 0 < self.rt60_s[0]):
+            raise BadInput("augmentation speed, tempo, warp and rt60_s must be positive")
         if not (0 <= self.tempo_warp < 0.5 and 0 <= self.shift < 0.5):
             raise BadInput("augmentation tempo_warp and shift must be in 0..0.5")
 
@@ -78,7 +82,8 @@ def _positions(n_frames: int, spec: AugmentSpec, rng: np.random.Generator) -> np
     middle = 0.5 + rng.uniform(-spec.tempo_warp, spec.tempo_warp)
     warped = np.where(t < 0.5, t / 0.5 * middle, middle + (t - 0.5) / 0.5 * (1 - middle))
     first, last = rng.uniform(-spec.shift, spec.shift), 1 + rng.uniform(-spec.shift, spec.shift)
-    return first + warped * (last - first)
+    tempo = np.exp(rng.uniform(*np.log(spec.tempo)))
+    return 0.5 + (first + warped * (last - first) - 0.5) * tempo
 
 
 def perturbed_features(audio: np.ndarray, sample_rate_hz: int, cfg: FeatureConfig,
