@@ -21,8 +21,7 @@ import numpy as np
 
 from imssa_hw.drivers.board_like import FULL_CAPABILITIES, Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, BoardWasReset, ProtocolError, Unsupported,
-                                     VersionMismatch,
-                                     VoltageLimitError)
+                                     VersionMismatch, VoltageLimitError)
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, PROTOCOL_VERSIONS, Frame
 from imssa_hw.drivers.link import Link, LinkStats
 from imssa_hw.drivers.loop_program import LoopProgram

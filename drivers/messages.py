@@ -554,9 +554,9 @@ def unpack_programs(payload: bytes, deadband: bool = False) -> list[LoopProgram]
     reader.done()
     programs = []
     for (array, fields_), deadband_v in zip(decoded, deadbands):
-        plus_minus, correction = fields_[:6], fields_[6:]
+        routing, correction = fields_[:6], fields_[6:]  # rows and outputs; column correction
         try:
-            programs.append(LoopProgram(array, *plus_minus, float(deadband_v), *correction))
+            programs.append(LoopProgram(array, *routing, float(deadband_v), *correction))
         except ValueError as exc:  # decoded, but its values are out of range
             raise OutOfRange(f"program {len(programs)}: {exc}") from None
     return programs
