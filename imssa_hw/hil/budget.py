@@ -13,7 +13,8 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
     programming_error   the maps as programming verified them, stuck devices at their targets
     stuck_devices       the stuck devices at what they read
     drift               the maps as read now instead of as programmed
-    quantization        row DACs and column ADCs at the deployment's TIA ranges
+    quantization        row DACs and column ADCs at the deployment's TIA ranges (and the
+                        loop's feedback deadband, which works through the DAC's rounding)
     column_errors       each column's TIA gain and offset (the calibration's) before the ADC,
                         corrected after it as the firmware does
     read_noise          the read noise measured on the read-back
