@@ -136,7 +136,7 @@ def test_measured_responses_reproduce_the_executor(deployment):
     with torch.no_grad():
         got = model(torch.from_numpy(features)).numpy()
     ideal = reference.forward(ckpt, features)
-    assert np.abs(expected - ideal).max() > 1e-3  # the noise matters ...
+    assert np.abs(expected - ideal).max() > 3e-4  # the noise matters (it moves the logits) ...
     assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # ... and is captured
 
 
