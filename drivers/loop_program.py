@@ -2,7 +2,8 @@
 
 Each step t, for every program in order:
     v[row]  = row_input_gain_v[row] * u_t[row_input[row]]
-            + shrink(row_feedback_gain_v_per_a[row] * I_out[t-1][row_feedback[row]])   (I_out[-1] = 0)
+            + shrink(row_feedback_gain_v_per_a[row] * I_out[t-1][row_feedback[row]])
+                                                   (I_out[-1] = 0)
     v       = DAC(clip(v, -v_read_max, v_read_max))
     I       = read chain(G^T v)                    (noise, TIA gain/offset, ADC; digitized)
     I_out[t] = I[out_plus] - I[out_minus]          (out_minus = -1: single-ended)

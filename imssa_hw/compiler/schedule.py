@@ -17,11 +17,12 @@ Per kernel the program's outputs are its state x_t (fed back to the state rows o
 step) and y_{t-1} (it leaves the array). shrink moves a fed-back voltage toward zero by
 `feedback_deadband_v`, `loop_scales.FEEDBACK_DEADBAND_STEPS` of a row-DAC step: the DAC then
 rounds a state worth just over half a step to zero, so small states decay as in the model
-instead of sticking at one step when a column's gain error tips them over the tie. Scales: the state rows carry V = s_x * x with the
-state scale s_x (V per unit); the u row then needs s_x * b_step / a_step volts per unit of u,
-the state column currents are x_t * s_x * dG / a_step, so the feedback gain is a_step / dG (V/A,
-independent of s_x), and y = I * 2 c_step / (dG * s_x). s_x and the layer's TIA range come from
-`compiler.loop_scales`.
+instead of sticking at one step when a column's gain error tips them over the tie.
+
+Scales: the state rows carry V = s_x * x with the state scale s_x (V per unit); the u row then
+needs s_x * b_step / a_step volts per unit of u, the state column currents are
+x_t * s_x * dG / a_step, so the feedback gain is a_step / dG (V/A, independent of s_x), and
+y = I * 2 c_step / (dG * s_x). s_x and the layer's TIA range come from `compiler.loop_scales`.
 
 The output lags one step: y_t is read at step t + 1, so a sequence of L steps runs L + 1 steps
 (one flush step with u = 0). D*u stays digital and is added to y_t with u_t (same t). Layers run

@@ -69,7 +69,7 @@ class AugmentSpec(Knobs):
             value = getattr(self, f.name)
             if f.name.endswith("_prob") and not 0.0 <= float(value) <= 1.0:
                 raise BadInput(f"augmentation {f.name} must be in 0..1, got {value}")
-        if not (0 < self.speed[0] and 0 < self.tempo[0] and 0 < self.warp[0] and 0 < self.rt60_s[0]):
+        if not all(0 < low for low in (self.speed[0], self.tempo[0], self.warp[0], self.rt60_s[0])):
             raise BadInput("augmentation speed, tempo, warp and rt60_s must be positive")
         if not (0 <= self.tempo_warp < 0.5 and 0 <= self.shift < 0.5):
             raise BadInput("augmentation tempo_warp and shift must be in 0..0.5")

@@ -11,13 +11,15 @@ Per step t = 0..L, for every kernel (as `compiler.schedule` describes the loop p
 
 DAC and ADC round to their steps and clip at +-v_read_max and the layer's TIA range, with
 straight-through gradients; shrink moves a fed-back voltage toward zero by the compiler's
-feedback deadband (`loop_scales.feedback_deadband_v`). While training, every batch also draws the board's errors: a
-conductance error per device (`DeviceErrors.g_sigma_siemens`, write-verify tolerance plus relaxation),
-read noise, a fraction of stuck devices, a constant offset of up to half an ADC step per column
-pair (what remains of a TIA offset after calibration: the calibration subtracts it, but the
-rounding happened around it; the compiler gives both columns of a pair the same fractional
-offset, so a zero difference still reads zero). Each kernel runs alone in its VMM (the
-compiler's default schedule), so no other kernel's rows add current to its columns. The scales (s_x, TIA range) come from
+feedback deadband (`loop_scales.feedback_deadband_v`).
+
+While training, every batch also draws the board's errors: a conductance error per device
+(`DeviceErrors.g_sigma_siemens`, write-verify tolerance plus relaxation), read noise, a fraction
+of stuck devices, a constant offset of up to half an ADC step per column pair (what remains of a
+TIA offset after calibration: the calibration subtracts it, but the rounding happened around
+it; the compiler gives both columns of a pair the same fractional offset, so a zero difference
+still reads zero). Each kernel runs alone in its VMM (the compiler's default schedule), so no
+other kernel's rows add current to its columns. The scales (s_x, TIA range) come from
 `compiler.loop_scales`, the function the compiler uses, so what was trained is what runs.
 """
 
