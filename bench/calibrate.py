@@ -67,7 +67,7 @@ def vmm_error(cal, chain) -> dict:
     on-board loop feeds back of them each step) and relative gains."""
     if cal.vmm_offset_a is None:
         return {"vmm": None}
-    offset = cal.vmm_offset_a / (cal.vmm_range_a / 2 ** (chain.adc_bits - 1)) - chain.offset_codes
+    offset = cal.vmm_offset_a / chain.lsb_a(cal.vmm_range_a) - chain.offset_codes
     gain = cal.vmm_gain / chain.gain - 1
     return {"vmm_offset_error_codes_rms": float(np.sqrt(np.mean(offset ** 2))),
             "vmm_offset_error_codes_max": float(np.abs(offset).max()),

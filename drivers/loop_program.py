@@ -173,5 +173,6 @@ class LoopProgram:
 
 
 def shrink(v: np.ndarray, deadband_v: float) -> np.ndarray:
-    """v moved toward zero by deadband_v, zero within it: sign(v) * max(|v| - deadband_v, 0)."""
-    return v if deadband_v == 0 else v - np.clip(v, -deadband_v, deadband_v)
+    """v moved toward zero by deadband_v, zero within it: sign(v) * max(|v| - deadband_v, 0).
+    Works on numpy arrays and torch tensors alike (hardware-aware training uses it)."""
+    return v if deadband_v == 0 else v - v.clip(-deadband_v, deadband_v)

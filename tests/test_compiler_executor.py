@@ -96,7 +96,7 @@ def test_loop_program_semantics():
     layer = LayerSchedule(0, (program,), np.array([1]), np.ones(1), np.zeros(1), np.ones(1),
                           np.ones(1))
     u = np.array([[[0.0, 1.0], [0.0, 3.0]]])  # channel 1 drives row 0; 3 * 0.1 V clips to 0.2 V
-    out = run_layer(layer, u, lambda a, v: v @ g, v_read_max=0.2)
+    out = run_layer(layer, u, lambda a, v: v @ g, v_read_max=0.2, dac_rounds=False)
     v0 = np.array([0.1, 0.0])
     i0 = v0 @ g
     o0 = np.array([i0[0] - i0[1], i0[2]])

@@ -16,8 +16,9 @@ import numpy as np
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
-from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v, kernel_tiles,
-                                           layer_matrices, layer_scales, measure, stored_scales)
+from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
+                                           kernel_tiles, layer_matrices, layer_scales, measure,
+                                           stored_scales)
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, place
 from imssa_hw.compiler.profile import BoardProfile, Differential
@@ -151,7 +152,7 @@ def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Prob
             currents = ideal(array, v)
             peak = max(peak, float(np.abs(currents).max()))
             return currents
-        raw = run_layer(layer, u, recording, schedule.v_read_max)
+        raw = run_layer(layer, u, recording, schedule.v_read_max, dac_rounds=False)
         y_error = max(y_error, float(np.abs(layer.ssm_output(raw) - y).max()))
         peaks.append(peak)
     return y_error, peaks

@@ -46,8 +46,8 @@ def per_vector(vmm_one: Callable[[int, np.ndarray], np.ndarray]) -> Vmm:
     return vmm
 
 
-def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float,
-              dac_rounds: bool = False) -> np.ndarray:
+def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float, *,
+              dac_rounds: bool) -> np.ndarray:
     """Raw differential outputs (B, L + flush, outputs) in A of one layer on input u (B, L, H).
 
     Outputs are concatenated over the layer's programs in operation order. `dac_rounds`: the
@@ -92,7 +92,7 @@ class Executor:
     def raw(self, layer: int, u: np.ndarray) -> np.ndarray:
         """Raw outputs (B, L + flush, outputs) in A of `layer` on u (B, L, H)."""
         return run_layer(self.schedule.layers[layer], u, self.vmm, self.schedule.v_read_max,
-                         self.dac_rounds)
+                         dac_rounds=self.dac_rounds)
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         """The layer's SSM output y (B, L, H) aligned with u, without D*u."""

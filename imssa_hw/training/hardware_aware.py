@@ -34,6 +34,7 @@ from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedba
                                            loop_scales)
 from imssa_hw.compiler.mapping import assemble_levels
 from imssa_hw.compiler.profile import BoardProfile, Differential
+from imssa_hw.drivers.loop_program import shrink
 from imssa_hw.training.quant import ste_round
 from imssa_hw.training.s4d import DiscreteKernels
 
@@ -60,10 +61,6 @@ class AnalogLoop:
     def dac(self, v: torch.Tensor) -> torch.Tensor:
         """Row voltages clipped to the read range and rounded to the DAC's steps."""
         return ste_round(v.clamp(-self.v_max, self.v_max) / self.dac_lsb) * self.dac_lsb
-
-    def shrink(self, v: torch.Tensor) -> torch.Tensor:
-        """Fed-back voltages moved toward zero by the deadband (as `LoopProgram` does)."""
-        return v - v.clamp(-self.deadband_v, self.deadband_v)
 
     def adc(self, i: torch.Tensor) -> torch.Tensor:
         """Column currents rounded to ADC codes (saturating) and back to amperes."""
@@ -109,7 +106,8 @@ class AnalogLoop:
         ys = []
         for t in range(length + 1):
             v_u = self.dac(inputs[t] * drive) if t < length else u.new_zeros(h, batch)
-            v = torch.cat([self.dac(self.shrink(previous * feedback)), v_u[..., None]], dim=-1)
+            v = torch.cat([self.dac(shrink(previous * feedback, self.deadband_v)), v_u[..., None]],
+                          dim=-1)
             currents = torch.bmm(v, g)
             if g_squared is not None:
                 spread = torch.bmm(v * v, g_squared).clamp_min(1e-30).sqrt()
