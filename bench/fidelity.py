@@ -13,7 +13,10 @@ touches up the drifted devices and `budget` measures again. Prints JSON
 rms_logit_error is the hardware's logit error against software as trained, and
 disagreement_margins the software's margins (top logit minus the next) on the recordings the
 hardware decides otherwise: one recording is one point, so these show how near the boundary the
-flips lie.
+flips lie. converters_agreement and converters_rms_logit_error compare software with the
+board's loop simulated in software (the checkpoint's scales, ideal conductances, the row DACs
+and column ADCs of board-default), and converters_16bit_* the same with 16-bit converters: the
+part of the disagreement that the converters' resolution decides before any device error.
 
     python bench/fidelity.py [--seeds 1,2,3,4,5] [--profiles default,harsh] [--hardware-aware both|on|off]
 """
@@ -78,6 +81,44 @@ def day_and_refresh(out: Path, seed: int, profile: str) -> dict:
             "budget_unexplained_after_refresh": refreshed["unexplained_points"]}
 
 
+def converter_check(model_path: Path, profile_name: str = "board-default") -> dict:
+    """Software against the board's loop simulated in software: the checkpoint's scales, ideal
+    conductances, only the converters (row DACs, column ADCs) as the profile has them and at 16
+    bits. What no board can beat: flips here are the converters' arithmetic, not the devices'."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, stored_scales
+    from imssa_hw.hil.inference import load_test_set
+    from imssa_hw.model.checkpoint import load_checkpoint
+    from imssa_hw.training import hardware_aware
+    from imssa_hw.training.classifier import model_from_checkpoint
+
+    ckpt = load_checkpoint(model_path)
+    x = torch.from_numpy(load_test_set(ckpt)[0])
+    model = model_from_checkpoint(ckpt).eval()
+    board = load_profile(profile_name)
+    scales = stored_scales(ckpt, board, DEFAULT_HEADROOM)
+    if scales is None:
+        raise SystemExit(f"{model_path} keeps no loop scales for {profile_name}")
+    fine = dataclasses.replace(board, read=dataclasses.replace(board.read, dac_bits=16, adc_bits=16))
+    with torch.no_grad():
+        software = model(x).numpy()
+        looped = {}
+        for name, chain in (("converters", board), ("converters_16bit", fine)):
+            hardware_aware.install(model, chain, scales)
+            looped[name] = model(x).numpy()
+        hardware_aware.install(model, board, None)
+    out = {}
+    for name, logits in looped.items():
+        out[f"{name}_agreement"] = float((logits.argmax(-1) == software.argmax(-1)).mean())
+        out[f"{name}_rms_logit_error"] = round(float(np.sqrt(np.mean((logits - software) ** 2))), 4)
+    return out
+
+
 def run(seed: int, profile: str, hardware_aware: bool, workdir: Path) -> dict:
     out = workdir / f"demo-{profile}-{seed}-{int(hardware_aware)}"
     flag = "--hardware-aware" if hardware_aware else "--no-hardware-aware"
@@ -98,7 +139,7 @@ def run(seed: int, profile: str, hardware_aware: bool, workdir: Path) -> dict:
                                                   - later["hardware_after_day"]), 2),
             "loss_after_refresh_points": round(100 * (s["software_accuracy"]
                                                       - later["hardware_after_refresh"]), 2),
-            **later,
+            **later, **converter_check(out / "model.pt"),
             "yield_working": s["yield_working"], "n_test": s["n_test"],
             "total_time_s": s["total_time_s"]}
 

@@ -4,7 +4,8 @@ user runs it (default recipe, nothing tuned on the held-out speaker).
 For every speaker of an HD-layout folder (default: the four FSDD speakers shipped with
 imssa-hw), train on all the others and test on that one (`--test-speakers`), for each case and
 seed. Prints JSON: per case the held-out speaker's accuracy (quantized model; 0..1), averaged
-over seeds, the mean and the worst fold, and every run.
+over seeds, the mean and the worst fold, and every run (with its worst confusions: which
+words of the held-out speaker were heard as which).
 
     python bench/real_speech.py [--data-root DIR] [--seeds 0,1,2] [--cases zero_one_2bit,...]
 
@@ -58,7 +59,8 @@ def run(case: str, speaker: int, seed: int, data_root: Path | None, workdir: Pat
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = json.loads(report.read_text())
     return {"speaker": speaker, "seed": seed, "accuracy": result["software_accuracy"],
-            "float_accuracy": result["float_accuracy"], "n_train": result["n_train"],
+            "float_accuracy": result["float_accuracy"],
+            "worst_confusions": result["worst_confusions"], "n_train": result["n_train"],
             "n_test": result["n_test"], "train_s": result["wall_time_s"],
             "command_s": round(time.perf_counter() - start, 1)}
 

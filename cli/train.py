@@ -118,5 +118,9 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
                                   f"{board.name}'s simulated loop" if result["loop_accuracy"]
                                   is not None else "")
                + f"; {result['wall_time_s']:.0f} s; wrote {out}")
+    if result["worst_confusions"]:
+        click.echo("most confused: " + ", ".join(
+            f"{c['true']} as {c['predicted']} ({c['count']} of {c['of']})"
+            for c in result["worst_confusions"]))
     if report:
         click.echo(f"report: {report}")

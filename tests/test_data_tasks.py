@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from imssa_hw.data import TASKS, FeatureConfig, TaskData, load_task, synthetic
+from imssa_hw.data.labels import confusion, worst_confusions
 from imssa_hw.errors import BadInput
 
 SMALL = {"n_train_per_class": 6, "n_test_per_class": 3}
@@ -141,3 +142,14 @@ def test_bad_input_is_one_line(kwargs, match, tmp_path):
     with pytest.raises(BadInput, match=match) as info:
         load_task(**args)
     assert "\n" not in str(info.value)
+
+
+def test_confusion_counts_and_the_worst_confusions_by_name():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    pred = np.array([0, 2, 2, 1, 0, 2, 1, 1, 1])
+    counts = confusion(labels, pred, 3)
+    assert counts.tolist() == [[1, 0, 2], [1, 1, 0], [0, 3, 1]]
+    worst = worst_confusions(counts, ["zero", "one", "two"], most=2)
+    assert worst == [{"true": "two", "predicted": "one", "count": 3, "of": 4},
+                     {"true": "zero", "predicted": "two", "count": 2, "of": 3}]
+    assert worst_confusions(np.diag([3, 4]), ["zero", "one"]) == []  # nothing confused

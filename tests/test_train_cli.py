@@ -46,6 +46,12 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     assert result["task"] == "zero-one" and result["bits"] == 2 and result["classes"] == [0, 1]
     assert result["n_train"] == 24 and result["n_test"] == 12 and result["epochs"] == 3
     assert 0.0 <= result["software_accuracy"] <= 1.0
+    counts = np.array(result["test_confusion"])  # [true][predicted] of the model kept
+    assert counts.shape == (2, 2) and counts.sum() == 12 and counts.sum(axis=1).tolist() == [6, 6]
+    assert np.trace(counts) / 12 == pytest.approx(result["software_accuracy"])
+    assert [c["count"] for c in result["worst_confusions"]] == sorted(
+        (int(counts[t, p]) for t, p in ((0, 1), (1, 0)) if counts[t, p]), reverse=True)
+    assert ("most confused: " in done.stdout) == bool(result["worst_confusions"])
     ckpt = load_checkpoint(out)
     assert ckpt.config.bits == 2 and ckpt.config.h == 4
     assert ckpt.config.ranges == "shared" and ckpt.config.a_range == 0.9

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 EN_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DE_WORDS = ("null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun")
 N_LABELS = 20
@@ -27,3 +29,21 @@ def label_text(label: int) -> str:
 def label_name(label: int) -> str:
     """ASCII class name: "zero".."nine", "null".."neun" ("fuenf" for fünf)."""
     return label_text(label).replace("ü", "ue")
+
+
+def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """counts[true, predicted]."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (labels, pred), 1)
+    return counts
+
+
+def worst_confusions(counts: np.ndarray, names: list[str], most: int = 3) -> list[dict]:
+    """The `most` largest off-diagonal cells of `counts[true, predicted]`, largest first:
+    [{"true", "predicted", "count", "of"}] with class names; empty when nothing is confused."""
+    counts = np.asarray(counts)
+    off = counts * (1 - np.eye(len(counts), dtype=counts.dtype))
+    order = np.argsort(-off, axis=None, kind="stable")[:most]
+    return [{"true": names[t], "predicted": names[p], "count": int(off[t, p]),
+             "of": int(counts[t].sum())}
+            for t, p in zip(*np.unravel_index(order, off.shape)) if off[t, p] > 0]

@@ -21,6 +21,7 @@ import numpy as np
 from imssa_hw.compiler import Executor, per_vector
 from imssa_hw.compiler.artifact import CHECKPOINT_FILE, Deployment
 from imssa_hw.compiler.schedule import FLUSH_STEPS
+from imssa_hw.data.labels import confusion
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
 from imssa_hw.hil.mode import InferenceMode
@@ -78,13 +79,6 @@ class InferenceResult:
             "frames": self.frames,
             "wall_time_s": round(self.wall_time_s, 3),
         }
-
-
-def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """counts[true, predicted]."""
-    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(counts, (labels, pred), 1)
-    return counts
 
 
 def belongs(ckpt: Checkpoint, dep: Deployment) -> bool:

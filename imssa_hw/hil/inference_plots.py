@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.hil.inference import InferenceResult, confusion
+from imssa_hw.data.labels import confusion
+from imssa_hw.hil.inference import InferenceResult
 
 
 def plot_confusions(result: InferenceResult, class_names: list[str], path: str | Path) -> Path:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.data.labels import confusion, worst_confusions
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import ModelConfig
 from imssa_hw.training import hardware_aware
@@ -92,18 +93,21 @@ def set_quantized(model: S4DClassifier, on: bool) -> None:
 
 
 @torch.no_grad()
+def predictions(model: S4DClassifier, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The class index the model picks for each sample (eval mode)."""
+    was_training = model.training
+    model.eval()
+    pred = [model(torch.from_numpy(x[i:i + batch_size])).argmax(-1).numpy()
+            for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return np.concatenate(pred) if pred else np.zeros(0, np.int64)
+
+
 def accuracy(model: S4DClassifier, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
     """Fraction of samples classified correctly (eval mode)."""
     if len(y) == 0:
         return float("nan")
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        logits = model(torch.from_numpy(x[i:i + batch_size]))
-        correct += int((logits.argmax(-1).numpy() == y[i:i + batch_size]).sum())
-    model.train(was_training)
-    return correct / len(y)
+    return float(np.mean(predictions(model, x, batch_size) == y))
 
 
 def spec_masks(x: torch.Tensor, time_masks: int, freq_masks: int, fraction: float,
@@ -250,8 +254,9 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
 
     Validation (the epoch kept) uses held-out training speakers where there are enough of
     them (`TaskData.validation_split`). Returns the summary (task, classes, bits, accuracies,
-    sizes, epochs, wall time, digest); the checkpoint's metadata carries it too, with the data
-    spec (features included) that inference and fine-tuning load again.
+    the test split's confusion counts and worst confusions, sizes, epochs, wall time, digest);
+    the checkpoint's metadata carries it too, with the data spec (features included) that
+    inference and fine-tuning load again.
     """
     from imssa_hw.training.classifier import save_model
     from imssa_hw.data import load_data
@@ -265,10 +270,13 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
     split = data.validation_split(cfg.validation_fraction, cfg.seed)
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
                    progress=epoch_progress, split=split, board=board)
+    counts = confusion(data.y_test, predictions(result.model, data.x_test), len(data.classes))
     summary = {
         "task": data_spec.task, "dataset": data_spec.dataset,
         "classes": data.classes, "class_names": data.class_names, "bits": model_cfg.bits,
         "software_accuracy": result.software_accuracy, "float_accuracy": result.float_accuracy,
+        "test_confusion": counts.tolist(),
+        "worst_confusions": worst_confusions(counts, data.class_names),
         "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
         "n_validation": int(len(split[1])), "epochs": epochs,
         "speakers_test": data.info.get("speakers_test"),
