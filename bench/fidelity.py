@@ -186,7 +186,15 @@ def main() -> None:
                             "min_agreement": min(r["agreement"] for r in group),
                             "mean_rms_logit_error": round(sum(r["rms_logit_error"] for r in group)
                                                           / len(group), 4),
-                            "within_1_point": sum(loss <= 1 for loss in losses)})
+                            "within_1_point": sum(loss <= 1 for loss in losses),
+                            "after_day_within_1_5_points": sum(loss <= 1.5 for loss in day),
+                            "after_refresh_within_1_point": sum(loss <= 1 for loss in refreshed),
+                            "budget_within_1_point": sum(
+                                max(abs(r["budget_unexplained_after_day"]),
+                                    abs(r["budget_unexplained_after_refresh"])) <= 1
+                                for r in group),
+                            "agreement_at_least_99": sum(r["agreement"] >= 0.99 for r in group),
+                            "boards": len(group)})
     print(json.dumps({"runs": runs, "summary": summary,
                       "target": "as trained within 1 point of software on every board, "
                                 "agreement >= 99 % on the default profile; after a day within "
