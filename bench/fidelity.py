@@ -111,7 +111,6 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
         for name, chain in (("converters", board), ("converters_16bit", fine)):
             hardware_aware.install(model, chain, scales)
             looped[name] = model(x).numpy()
-        hardware_aware.install(model, board, None)
     out = {}
     for name, logits in looped.items():
         out[f"{name}_agreement"] = float((logits.argmax(-1) == software.argmax(-1)).mean())
@@ -119,13 +118,17 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
     return out
 
 
-def run(seed: int, profile: str, hardware_aware: bool, workdir: Path) -> dict:
+def run(seed: int, profile: str, hardware_aware: bool, workdir: Path, converters: dict) -> dict:
+    """One board: the demo, a day, refresh. `converters` keeps `converter_check` per model
+    (one model per hardware_aware setting), measured on its first board."""
     out = workdir / f"demo-{profile}-{seed}-{int(hardware_aware)}"
     flag = "--hardware-aware" if hardware_aware else "--no-hardware-aware"
     imssa("demo", "--seed", "0", "--board-seed", str(seed), "--emulator-profile",
           PROFILES[profile], flag, "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     later = day_and_refresh(out, seed, profile)
+    if hardware_aware not in converters:
+        converters[hardware_aware] = converter_check(out / "model.pt")
     return {"seed": seed, "profile": profile, "hardware_aware": hardware_aware,
             "software": s["software_accuracy"], "loop_prediction": s["loop_accuracy"],
             "hardware_as_trained": s["hardware_accuracy_before_finetune"],
@@ -139,7 +142,7 @@ def run(seed: int, profile: str, hardware_aware: bool, workdir: Path) -> dict:
                                                   - later["hardware_after_day"]), 2),
             "loss_after_refresh_points": round(100 * (s["software_accuracy"]
                                                       - later["hardware_after_refresh"]), 2),
-            **later, **converter_check(out / "model.pt"),
+            **later, **converters[hardware_aware],
             "yield_working": s["yield_working"], "n_test": s["n_test"],
             "total_time_s": s["total_time_s"]}
 
@@ -155,12 +158,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
     modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.hardware_aware]
-    start, runs = time.perf_counter(), []
+    start, runs, converters = time.perf_counter(), [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for profile in profiles:
             for hardware_aware in modes:
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    runs.append(run(seed, profile, hardware_aware, Path(tmp)))
+                    runs.append(run(seed, profile, hardware_aware, Path(tmp), converters))
                     r = runs[-1]
                     print(f"{profile} board {seed}, hardware-aware {hardware_aware}: software "
                           f"{100 * r['software']:.1f} %, as trained "

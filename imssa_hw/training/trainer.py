@@ -79,6 +79,8 @@ class TrainResult:
 
     model: S4DClassifier
     software_accuracy: float
+    test_predictions: np.ndarray
+    """The class index the model picks for each test sample."""
     float_accuracy: float | None  # None when there was no float phase (a 1-epoch QAT run)
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
@@ -103,11 +105,14 @@ def predictions(model: S4DClassifier, x: np.ndarray, batch_size: int = 256) -> n
     return np.concatenate(pred) if pred else np.zeros(0, np.int64)
 
 
+def score(pred: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of predictions equal to the labels (nan when there are none)."""
+    return float(np.mean(pred == y)) if len(y) else float("nan")
+
+
 def accuracy(model: S4DClassifier, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
     """Fraction of samples classified correctly (eval mode)."""
-    if len(y) == 0:
-        return float("nan")
-    return float(np.mean(predictions(model, x, batch_size) == y))
+    return score(predictions(model, x, batch_size), y)
 
 
 def spec_masks(x: torch.Tensor, time_masks: int, freq_masks: int, fraction: float,
@@ -232,8 +237,9 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         hardware_aware.install(model, board, best_scales)
         loop_accuracy = accuracy(model, x_test, y_test)
         hardware_aware.install(model, board, None)
-    return TrainResult(model, accuracy(model, x_test, y_test), float_accuracy, history,
-                       time.perf_counter() - start, loop_accuracy)
+    test_predictions = predictions(model, x_test)
+    return TrainResult(model, score(test_predictions, y_test), test_predictions, float_accuracy,
+                       history, time.perf_counter() - start, loop_accuracy)
 
 
 def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
@@ -270,7 +276,7 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
     split = data.validation_split(cfg.validation_fraction, cfg.seed)
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
                    progress=epoch_progress, split=split, board=board)
-    counts = confusion(data.y_test, predictions(result.model, data.x_test), len(data.classes))
+    counts = confusion(data.y_test, result.test_predictions, len(data.classes))
     summary = {
         "task": data_spec.task, "dataset": data_spec.dataset,
         "classes": data.classes, "class_names": data.class_names, "bits": model_cfg.bits,
