@@ -17,6 +17,9 @@ flips lie. converters_agreement and converters_rms_logit_error compare software 
 board's loop simulated in software (the checkpoint's scales, ideal conductances, the row DACs
 and column ADCs of board-default), and converters_16bit_* the same with 16-bit converters: the
 part of the disagreement that the converters' resolution decides before any device error.
+ideal_board_agreement is the budget's ideal board (the deployment's targets through the board's
+own converters) against software, and agreement_with_ideal_board_after_day / _after_refresh how
+often the board decides as that ideal board does: the devices' part alone.
 
     python bench/fidelity.py [--seeds 1,2,3,4,5] [--profiles default,harsh] [--hardware-aware both|on|off]
 """
@@ -73,6 +76,10 @@ def day_and_refresh(out: Path, seed: int, profile: str) -> dict:
             "agreement_after_day": day["hardware_agreement"],
             "hardware_after_refresh": refreshed["hardware_accuracy"],
             "agreement_after_refresh": refreshed["hardware_agreement"],
+            "ideal_board_agreement": day["ideal_board"]["agreement"],
+            "agreement_with_ideal_board_after_day": day["hardware_agreement_with_ideal_board"],
+            "agreement_with_ideal_board_after_refresh":
+                refreshed["hardware_agreement_with_ideal_board"],
             "drift_rms_us": day["drift_rms_us"], "refresh_rewritten": refresh["rewritten_devices"],
             "refresh_yield_working": refresh["yield_working"],
             "budget_after_day": {c: v["loss_points"] for c, v in day["causes"].items()},
@@ -197,6 +204,9 @@ def main() -> None:
                                     abs(r["budget_unexplained_after_refresh"])) <= 1
                                 for r in group),
                             "agreement_at_least_99": sum(r["agreement"] >= 0.99 for r in group),
+                            "ideal_board_agreement_after_refresh_at_least_99": sum(
+                                r["agreement_with_ideal_board_after_refresh"] >= 0.99
+                                for r in group),
                             "boards": len(group)})
     print(json.dumps({"runs": runs, "summary": summary,
                       "target": "as trained within 1 point of software on every board, "

@@ -40,7 +40,8 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     Reads back the conductances of DEPLOY_DIR's arrays, then runs the test set in software on
     the measured maps adding one non-ideality at a time (programming error, stuck devices,
     drift since programming, DAC/ADC quantization, column TIA errors, read noise), and
-    compares with a measured run on the board. Writes budget.json and budget.png (a waterfall
+    compares with a measured run on the board; also runs an ideal board (every device on its
+    target, only the converters) and how often the board decides as it does. Writes budget.json and budget.png (a waterfall
     from software to hardware); prints the table."""
     from imssa_hw.hil.budget import (CAUSES, error_budget, find_programmed, load_programmed,
                                  plot_waterfall)
@@ -58,7 +59,7 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     maps = load_programmed(programmed) if programmed is not None else None
     report = report or deploy_dir / "budget" / "budget.json"
     with board_session(port, timeout_s) as (board, _), \
-            click.progressbar(length=len(CAUSES) + 2, label="budget",
+            click.progressbar(length=len(CAUSES) + 3, label="budget",
                               file=sys.stderr) as bar:
         result = error_budget(board, dep, ckpt, features, labels, cal, maps, stuck,
                               reads=reads, progress=bar.update)
@@ -76,6 +77,10 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     click.echo(f"{'measured':<18} {100 * result['hardware_accuracy']:8.2f}% "
                f"(unexplained {result['unexplained_points']:+.2f} points); dominant: "
                f"{result['dominant']}")
+    ideal = result["ideal_board"]
+    click.echo(f"{'ideal board':<18} {100 * ideal['accuracy']:8.2f}% (every device on target, "
+               f"only the converters: agrees with software on {100 * ideal['agreement']:.2f} %, "
+               f"with this board on {100 * result['hardware_agreement_with_ideal_board']:.2f} %)")
     if not result["programmed_maps"]:
         click.echo("no achieved.npz from the programming run: drift since programming is "
                    "counted as programming error", err=True)

@@ -81,6 +81,14 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     assert 0 <= budget["adc_clipped_fraction"] < 0.01, summary
     if day:
         assert budget["drift_rms_us"] > 4, summary
+    # the ideal board (targets through the converters) carries the converters' part alone
+    ideal = budget["ideal_board"]
+    if dominant == "quantization":  # the board decides mostly as the ideal board does
+        assert ideal["agreement"] < 0.95, ideal
+        assert budget["hardware_agreement_with_ideal_board"] > budget["hardware_agreement"], summary
+    else:  # the converters alone cost little; the drifted devices are what disagrees
+        assert ideal["agreement"] >= 0.95, ideal
+        assert budget["hardware_agreement_with_ideal_board"] < 0.9, summary
     png = plot_waterfall(budget, tmp_path / "budget.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -24,6 +24,11 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
 The loop follows the compiled schedule (`compiler.executor.run_layer`), so each step is the
 board's arithmetic with the other non-idealities off. Parts add up to software - simulated;
 `unexplained_points` is what the measured run loses beyond that.
+
+Beside the chain, `ideal_board` runs the targets themselves through the row DACs and column
+ADCs: a board whose every device sits on its target, the best any board with these converters
+can do. `hardware_agreement_with_ideal_board` is how often the measured board decides as that
+one does: what the devices decide, apart from the converters' own flips.
 """
 
 from __future__ import annotations
@@ -158,6 +163,9 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         rows.append({"step": cause, **_scores(logits, software, labels)})
         tick(1)
     clipping = simulated.tally  # the full chain's
+    ideal_board = reference.forward(ckpt, features, _Simulated(
+        dep, dep.targets, ReadChainModel(info.dac_bits, info.adc_bits), seed))
+    tick(1)
     correct = current_correction(calibration, board) if calibration is not None else None
     mode = InferenceMode.ONBOARD if board.capabilities.on_board_loop else InferenceMode.HOST
     measured = run_inference(board, dep, ckpt, features, labels, mode, correct)
@@ -178,6 +186,9 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         "n_samples": int(len(labels)), "board_id": info.board_id, "measured_mode": mode,
         "software_accuracy": rows[0]["accuracy"], "simulated_accuracy": rows[-1]["accuracy"],
         "hardware_accuracy": hardware["accuracy"], "hardware_agreement": hardware["agreement"],
+        "ideal_board": _scores(ideal_board, software, labels),
+        "hardware_agreement_with_ideal_board": float(
+            (measured.hardware_pred == ideal_board.argmax(-1)).mean()),
         "measured_loss_points": round(measured_loss, 3), "explained_loss_points": round(explained, 3),
         "unexplained_points": round(measured_loss - explained, 3),
         "causes": causes, "dominant": dominant, "steps": rows + [{"step": "hardware", **hardware}],
