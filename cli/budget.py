@@ -41,8 +41,8 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     the measured maps adding one non-ideality at a time (programming error, stuck devices,
     drift since programming, DAC/ADC quantization, column TIA errors, read noise), and
     compares with a measured run on the board; also runs an ideal board (every device on its
-    target, only the converters) and how often the board decides as it does. Writes budget.json and budget.png (a waterfall
-    from software to hardware); prints the table."""
+    target, only the converters) and counts how often the board decides as it does. Writes
+    budget.json and budget.png (a waterfall from software to hardware); prints the table."""
     from imssa_hw.hil.budget import (CAUSES, error_budget, find_programmed, load_programmed,
                                  plot_waterfall)
     from imssa_hw.calibration.data import load_calibration
@@ -79,8 +79,9 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
                f"{result['dominant']}")
     ideal = result["ideal_board"]
     click.echo(f"{'ideal board':<18} {100 * ideal['accuracy']:8.2f}% (every device on target, "
-               f"only the converters: agrees with software on {100 * ideal['agreement']:.2f} %, "
-               f"with this board on {100 * result['hardware_agreement_with_ideal_board']:.2f} %)")
+               f"only the converters)")
+    click.echo(f"{'':<18} agrees with software on {100 * ideal['agreement']:.2f} %, with this "
+               f"board on {100 * result['hardware_agreement_with_ideal_board']:.2f} %")
     if not result["programmed_maps"]:
         click.echo("no achieved.npz from the programming run: drift since programming is "
                    "counted as programming error", err=True)
