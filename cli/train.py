@@ -34,6 +34,10 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               help=f"Real data: add {REAL_DEFAULTS['mix_synthetic']} synthetic clips per class "
               "(every eSpeak NG voice, with noise and rooms) to the training split. Default: on "
               "for real data.")
+@click.option("--mix-flite/--no-mix-flite", default=None,
+              help="Real data: add the shipped clips of four CMU Flite voices (English digits at "
+              "five speaking rates; imssa_hw/data/flite) to the training split as extra "
+              "speakers, perturbed like the real clips. Default: on for real data.")
 @click.option("--augment-copies", type=click.IntRange(0, 100), default=None,
               help="Perturbed copies of every training clip (speed, frequency and tempo warp, "
               "channel, room, noise, gain, shift; docs/data.md). Default: "
@@ -60,16 +64,16 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               help="Checkpoint to write (safetensors format).")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Write a JSON report here.")
-def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augment_copies, bits,
-          epochs, h, n, layers, noise_levels, a_range, ranges, n_train_per_class, n_test_per_class,
+def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_flite,
+          augment_copies, bits, epochs, h, n, layers, noise_levels, a_range, ranges, n_train_per_class, n_test_per_class,
           board_profile, hardware_aware, seed, out, report):
     """Train an S4D classifier with quantization-aware training and save a safe checkpoint.
 
     By default zero-one and digits train on real recordings shipped with imssa-hw (four FSDD
     speakers; the test split is speaker 03, whom the model never hears), each training clip
-    with perturbed copies and synthetic eSpeak speech mixed in; the epoch kept is the best on
-    a validation part of the training speakers (whole held-out speakers when there are four
-    or more). Prints the quantized model's test accuracy (software_accuracy) and the float
+    with perturbed copies, four flite voices as extra speakers and synthetic eSpeak speech
+    mixed in; the epoch kept is the best on a validation part of the training speakers (whole
+    held-out speakers when there are four or more). Prints the quantized model's test accuracy (software_accuracy) and the float
     model's. Task defaults (H, N, layers, a-range): zero-one 16, 4, 1, 0.75 (the paper's
     one-layer model); digits and hd20 64, 8, 2, 0.95 (with dt 0.01-0.5); 40 epochs.
     """
@@ -89,6 +93,8 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, augme
                "test_speakers": parse_ids(test_speakers, "--test-speakers")}
     if mix_synthetic is not None:
         changes["mix_synthetic"] = REAL_DEFAULTS["mix_synthetic"] if mix_synthetic else 0
+    if mix_flite is not None:
+        changes["mix_flite"] = mix_flite
     if augment_copies is not None:
         changes["augment"] = AugmentSpec(copies=augment_copies)
     data_spec = DataSpec.default(task, dataset, **changes)

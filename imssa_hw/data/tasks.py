@@ -9,6 +9,7 @@ ready `TaskData`; `load_task(...)` is the same with keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ REAL_DATASETS = ("fsdd", "hd")
 DATA_FORMAT = 2  # bump when the cached arrays change meaning
 FSDD_ROOT = Path(__file__).resolve().parent / "fsdd"
 """Four speakers of the Free Spoken Digit Dataset in the HD layout, shipped with the package."""
+FLITE_ROOT = Path(__file__).resolve().parent / "flite"
+"""Four CMU Flite voices saying the English digits (HD layout, a train list only), shipped."""
 SPEAKER_VALIDATION_MIN = 4
 """With this many training speakers or more, validation holds out whole speakers."""
 
@@ -59,9 +62,10 @@ TASK_DEFS: dict[str, Task] = {
 }
 DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic"}
 """Real speech where the shipped recordings have the classes; FSDD has no German."""
-REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 500}
+REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 500, "mix_flite": True}
 """The recipe for real recordings (measured in docs/data.md): perturbed copies of every
-training clip, and synthetic clips of the same words by many voices mixed in."""
+training clip, synthetic clips of the same words by many eSpeak voices mixed in, and the
+shipped flite voices as extra training speakers."""
 
 
 def _integer(name: str, value: Any, minimum: int) -> int:
@@ -108,6 +112,9 @@ class DataSpec:
     """Real data: these speakers form the test split, all others train (None: the list files)."""
     mix_synthetic: int = 0
     """Real data: synthetic clips per class (every eSpeak voice) added to the training split."""
+    mix_flite: bool = False
+    """Real data: the shipped flite voices (FLITE_ROOT) join the training split as speaker -1,
+    like eSpeak voices (never a validation speaker), but perturbed like the real clips."""
     augment: AugmentSpec = AugmentSpec(copies=0)
     features: FeatureConfig = FeatureConfig()
     synth: SynthSpec | None = None
@@ -125,12 +132,15 @@ class DataSpec:
             raise BadInput(f"synth must be a SynthSpec, got {type(self.synth).__name__}")
         _integer("seed", self.seed, 0)
         _integer("mix_synthetic", self.mix_synthetic, 0)
+        if not isinstance(self.mix_flite, bool):
+            raise BadInput(f"mix_flite must be true or false, got {self.mix_flite!r}")
         for name in ("n_train_per_class", "n_test_per_class"):
             if getattr(self, name) is not None:
                 _integer(name, getattr(self, name), 1)
         object.__setattr__(self, "classes", _ids("classes", self.classes))
         object.__setattr__(self, "test_speakers", _ids("test_speakers", self.test_speakers))
-        if self.dataset == "synthetic" and (self.test_speakers or self.mix_synthetic):
+        if self.dataset == "synthetic" and (self.test_speakers or self.mix_synthetic
+                                            or self.mix_flite):
             raise BadInput("test speakers and synthetic mixing apply to real recordings, "
                            "not to --dataset synthetic")
         if self.dataset == "hd" and self.data_root is None:
@@ -344,27 +354,41 @@ def _hd_files(root: Path, labels: list[int], explicit: bool, seed: int,
         if absent:
             raise BadInput(f"{where[split]}: no recordings of "
                            f"class{'es' if len(absent) > 1 else ''} {', '.join(map(str, absent))}")
-        if n is not None:
-            keep = []
-            for label in labels:
-                idx = [i for i, f in enumerate(files) if f.label == label]
-                rng = np.random.default_rng([seed, code, label])
-                keep += idx if len(idx) <= n else rng.choice(idx, n, replace=False).tolist()
-            files = [files[i] for i in sorted(keep)]
-        chosen[split] = files
+        chosen[split] = _at_most(files, labels, n, [seed, code])
     return labels, chosen
 
 
-def _recordings(files: list[heidelberg.HdFile]) -> Iterator[Clip]:
+def _at_most(files: list[heidelberg.HdFile], labels: list[int], n: int | None,
+             key: list[int]) -> list[heidelberg.HdFile]:
+    """`files`, keeping at most `n` per label (None: all) by a choice seeded with `key`."""
+    if n is None:
+        return files
+    keep = []
+    for label in labels:
+        idx = [i for i, f in enumerate(files) if f.label == label]
+        rng = np.random.default_rng([*key, label])
+        keep += idx if len(idx) <= n else rng.choice(idx, n, replace=False).tolist()
+    return [files[i] for i in sorted(keep)]
+
+
+def _recordings(files: list[heidelberg.HdFile], speaker: int | None = None) -> Iterator[Clip]:
+    """The files' clips, each with its own speaker id or `speaker` if given."""
     for f in files:
         audio, rate = heidelberg.load_audio(f.path)
-        yield Clip(audio, rate, f.label, f.speaker)
+        yield Clip(audio, rate, f.label, f.speaker if speaker is None else speaker)
+
+
+def _flite_files(labels: list[int], n_per_class: int | None, seed: int) -> list[heidelberg.HdFile]:
+    """The shipped flite clips of `labels` (none for labels they do not say, e.g. German), at
+    most `n_per_class` of each by a seeded choice."""
+    files = [f for f in heidelberg.read_list(FLITE_ROOT, "train") if f.label in labels]
+    return _at_most(files, labels, n_per_class, [seed, 4])
 
 
 def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.HdFile]] | None,
-           progress: Progress | None) -> tuple[dict, dict]:
-    """Featurize the test split, the training split with its perturbed copies, and the mixed-in
-    synthetic clips; returns (arrays, info)."""
+           voices: list[heidelberg.HdFile], progress: Progress | None) -> tuple[dict, dict]:
+    """Featurize the test split, the training split (the recordings, then the flite `voices` as
+    speaker -1) with its perturbed copies, and the mixed-in eSpeak clips; returns (arrays, info)."""
     task = TASK_DEFS[spec.task]
     synth = task.synth if spec.synth is None else spec.synth
     copies = spec.augment.copies
@@ -375,7 +399,9 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
                    for split, n in sizes.items()}
         mixed = 0
     else:
-        sources = {split: (_recordings(fs), len(fs)) for split, fs in files.items()}
+        sources = {"test": (_recordings(files["test"]), len(files["test"])),
+                   "train": (itertools.chain(_recordings(files["train"]), _recordings(voices, -1)),
+                             len(files["train"]) + len(voices))}
         mixed = spec.mix_synthetic * len(labels)
     total = sources["test"][1] + sources["train"][1] * (1 + copies) + mixed
     tick = _ticker(total, progress)
@@ -390,7 +416,8 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
     arrays = {"x_train": train["x"], "y_train": train["y"], "speaker_train": train["speaker"],
               "origin_train": train["origin"], "copy_train": train["copy"],
               "x_test": test["x"], "y_test": test["y"]}
-    info: dict[str, Any] = {"augment": spec.augment.to_dict(), "mix_synthetic": spec.mix_synthetic}
+    info: dict[str, Any] = {"augment": spec.augment.to_dict(), "mix_synthetic": spec.mix_synthetic,
+                            "flite_clips": len(voices)}
     if files is None or mixed:
         info.update(_synthetic_info(labels, synth, spec.seed))
     if files is not None:
@@ -410,6 +437,7 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
     `spec`. progress(done, total) is called per clip. Raises BadInput for anything unusable."""
     labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
     settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict(), "classes": labels}
+    voices: list[heidelberg.HdFile] = []
     if spec.dataset == "synthetic":
         files = None
         settings["generator_version"] = synthetic.GENERATOR_VERSION
@@ -421,6 +449,9 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
         settings.update(classes=labels, root=str(root.resolve()),
                         files={s: heidelberg.fingerprint(f) for s, f in files.items()},
                         generator_version=synthetic.GENERATOR_VERSION if spec.mix_synthetic else None)
+        if spec.mix_flite:
+            voices = _flite_files(labels, spec.n_train_per_class, spec.seed)
+            settings["flite_files"] = heidelberg.fingerprint(voices) if voices else None
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
     path = folder / f"{spec.task}-{spec.dataset}-{cache.cache_key(settings)}.npz"
@@ -437,7 +468,7 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
     else:
         status = "regenerated" if existed else "miss"
         start = time.perf_counter()
-        arrays, extra = _build(spec, labels, files, progress)
+        arrays, extra = _build(spec, labels, files, voices, progress)
         info = {"task": spec.task, "dataset": spec.dataset, "seed": spec.seed, "classes": labels,
                 "class_names": [label_name(lab) for lab in labels],
                 "features": spec.features.to_dict(),
