@@ -140,6 +140,19 @@ def test_measured_responses_reproduce_the_executor(deployment):
     assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # ... and is captured
 
 
+def test_off_cells_leak_the_next_input_into_the_outputs_only_when_programmed(deployment):
+    """The lead tap: input rows cross the output columns at off cells, read one step late."""
+    from imssa_hw.hil.finetune import impulse_responses
+
+    _, dep, _ = deployment
+    _, lead_ideal = impulse_responses(dep, dep.targets, 0, 8, 0.05)
+    rng = np.random.default_rng(1)  # every used cell off by up to 5 uS, off cells included
+    maps = dep.targets + rng.uniform(0, 5e-6, dep.targets.shape) * dep.used
+    kernel, lead = impulse_responses(dep, maps, 0, 8, 0.05)
+    assert np.abs(lead_ideal).max() < 1e-9 * np.abs(kernel).max()
+    assert np.abs(lead).max() > 1e-3 * np.abs(kernel).max()
+
+
 def test_the_report_gives_the_margins_of_the_recordings_that_flip():
     from imssa_hw.hil.inference import InferenceResult
 

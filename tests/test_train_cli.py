@@ -69,7 +69,7 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     done = imssa_hw("train", "--task", "zero-one", "--dataset", "fsdd", "--test-speakers", "2",
                     "--bits", "1", "--epochs", "2", "--h", "4", "--n-train-per-class", "4",
                     "--n-test-per-class", "3", "--augment-copies", "1", "--no-mix-synthetic",
-                    "--out", str(out), "--report", str(report), env_cache=env_cache)
+                    "--no-mix-flite", "--out", str(out), "--report", str(report), env_cache=env_cache)
     assert done.returncode == 0, done.stderr
     result = json.loads(report.read_text())
     assert result["dataset"] == "fsdd" and result["speakers_test"] == [2]
@@ -77,6 +77,7 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     ckpt = load_checkpoint(out)
     spec = DataSpec.of_checkpoint(ckpt.meta)
     assert spec.test_speakers == (2,) and spec.augment.copies == 1 and spec.mix_synthetic == 0
+    assert not spec.mix_flite
     features, labels, names = load_test_set(ckpt)
     assert names == ["zero", "one"] and len(labels) == 6
     files = [f for f in read_list(FSDD_ROOT, "train") if f.speaker == 2 and f.digit < 2]

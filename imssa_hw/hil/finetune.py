@@ -4,7 +4,9 @@ After programming, the conductances the board holds differ from the targets (wit
 write-verify tolerance, and off cells spread around the RESET floor). Every crossbar layer is
 still a linear time-invariant system, so its behaviour is captured by impulse responses
 measured on the read-back maps with the compiler's executor: K[l, out, in], cross-talk between
-kernels included. The S4D kernels stay as programmed; the encoder, D, the GLU mix, the norms
+kernels included, plus one lead tap: the output columns are read one step after the input
+rows drive the array, so the off cells where input rows cross output columns leak the next
+input into each output (zero on the ideal maps, not on programmed ones). The S4D kernels stay as programmed; the encoder, D, the GLU mix, the norms
 and the decoder are retrained with those measured responses in place of the ideal kernels.
 """
 
@@ -25,32 +27,37 @@ from imssa_hw.training.trainer import TrainConfig, accuracy, train_digital
 
 
 def impulse_responses(dep: Deployment, maps_siemens: np.ndarray, layer: int, length: int,
-                      amplitude: float) -> np.ndarray:
-    """K (length, H_out, H_in): the layer's response on `maps_siemens` to a unit impulse on each
-    input channel (measured with an impulse of `amplitude`, inside the voltage range)."""
+                      amplitude: float) -> tuple[np.ndarray, np.ndarray]:
+    """(K (length, H_out, H_in), lead (H_out, H_in)): the layer's response on `maps_siemens` to
+    a unit impulse on each input channel, y[t] = sum_s K[s] u[t - s] + lead u[t + 1] (measured
+    with an impulse of `amplitude`, inside the voltage range, one step into the sequence)."""
     h = dep.config.h
-    u = np.zeros((h, length, h))
-    u[np.arange(h), 0, np.arange(h)] = amplitude
-    y = Executor.on_maps(dep.schedule, maps_siemens)(layer, u)  # (H_in, L, H_out)
-    return np.transpose(y, (1, 2, 0)) / amplitude
+    u = np.zeros((h, length + 1, h))
+    u[np.arange(h), 1, np.arange(h)] = amplitude
+    y = Executor.on_maps(dep.schedule, maps_siemens)(layer, u)  # (H_in, L + 1, H_out)
+    response = np.transpose(y, (1, 2, 0)) / amplitude
+    return response[1:], response[0]
 
 
 class MeasuredSSM(nn.Module):
-    """An SSM whose response is the measured K (fixed) plus a trainable digital D."""
+    """An SSM whose response is the measured K and lead tap (fixed) plus a trainable digital D."""
 
-    def __init__(self, kernel: np.ndarray, d: torch.Tensor):
+    def __init__(self, kernel: np.ndarray, lead: np.ndarray, d: torch.Tensor):
         super().__init__()
         self.register_buffer("kernel", torch.as_tensor(kernel, dtype=torch.float32))
+        self.register_buffer("lead", torch.as_tensor(lead, dtype=torch.float32))
         self.d = nn.Parameter(d.detach().clone())
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """u (B, H, L) -> y (B, H, L), causal convolution with K, plus D*u."""
+        """u (B, H, L) -> y (B, H, L): causal convolution with K, the lead tap on the next
+        input, plus D*u."""
         length = u.shape[-1]
         k = self.kernel[:length].permute(1, 2, 0)  # (out, in, L)
         k_f = torch.fft.rfft(k, n=2 * length)
         u_f = torch.fft.rfft(u, n=2 * length)
         y = torch.fft.irfft(torch.einsum("bif,oif->bof", u_f, k_f), n=2 * length)[..., :length]
-        return y + self.d[:, None] * u
+        u_next = nn.functional.pad(u[..., 1:], (0, 1))
+        return y + torch.einsum("oi,bil->bol", self.lead, u_next) + self.d[:, None] * u
 
 
 @dataclass
@@ -67,8 +74,8 @@ def measured_model(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, 
     for layer, block in enumerate(model.blocks):
         u_max = ckpt.meta.get("signal_ranges", [{}] * (layer + 1))[layer].get("u_max")
         amplitude = 0.5 * float(np.min(u_max)) if u_max else 0.1
-        kernel = impulse_responses(dep, maps_siemens, layer, length, amplitude)
-        block.ssm = MeasuredSSM(kernel, block.ssm.d)
+        kernel, lead = impulse_responses(dep, maps_siemens, layer, length, amplitude)
+        block.ssm = MeasuredSSM(kernel, lead, block.ssm.d)
     return model
 
 
