@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from imssa_hw.data import AugmentSpec, FeatureConfig, TaskData, load_task
+from imssa_hw.data import AugmentSpec, DataSpec, FeatureConfig, TaskData, load_data, load_task
 from imssa_hw.data.heidelberg import parse_name
 from imssa_hw.errors import BadInput
 
@@ -121,6 +121,17 @@ def test_german_synthetic_speech_mixes_into_hd20(hd_root, tmp_path):
     synthetic = d.speaker_train == -1
     assert synthetic.sum() == 4 and np.bincount(d.y_train[synthetic]).tolist() == [2, 2]
     assert d.info["voices_train"]["german"] and d.info["voices_train"]["english"]
+
+
+def test_flite_voices_join_an_hd_folder_only_for_the_words_they_say(hd_root, tmp_path):
+    spec = DataSpec(task="hd20", dataset="hd", data_root=str(hd_root), classes=(1, 11),
+                    mix_flite=True)
+    d = load_data(spec, cache_dir=tmp_path)
+    flite = d.speaker_train == -1
+    assert flite.sum() == 20 and d.info["flite_clips"] == 20  # four voices x five rates of "one"
+    assert (d.y_train[flite] == d.classes.index(1)).all()  # no German words
+    real = d.speaker_train >= 0
+    assert set(d.speaker_train[real].tolist()) == {1, 2}  # the folder's own speakers as before
 
 
 def test_validation_holds_out_whole_speakers_when_there_are_enough():
