@@ -10,8 +10,10 @@ import click
 from imssa_hw.cli.options import bits_option, board_training_options
 from imssa_hw.hil.mode import InferenceMode
 
-TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0, "mix_flite": False}
-"""--tiny: a few clips per class, no synthetic speech mixed in (still augmented)."""
+TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0,
+             "mix_flite": False}
+"""--tiny: a few clips per class, no synthetic speech or flite voices mixed in (still
+augmented)."""
 
 
 @click.command()

@@ -65,17 +65,18 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Write a JSON report here.")
 def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_flite,
-          augment_copies, bits, epochs, h, n, layers, noise_levels, a_range, ranges, n_train_per_class, n_test_per_class,
-          board_profile, hardware_aware, seed, out, report):
+          augment_copies, bits, epochs, h, n, layers, noise_levels, a_range, ranges,
+          n_train_per_class, n_test_per_class, board_profile, hardware_aware, seed, out, report):
     """Train an S4D classifier with quantization-aware training and save a safe checkpoint.
 
     By default zero-one and digits train on real recordings shipped with imssa-hw (four FSDD
     speakers; the test split is speaker 03, whom the model never hears), each training clip
     with perturbed copies, four flite voices as extra speakers and synthetic eSpeak speech
     mixed in; the epoch kept is the best on a validation part of the training speakers (whole
-    held-out speakers when there are four or more). Prints the quantized model's test accuracy (software_accuracy) and the float
-    model's. Task defaults (H, N, layers, a-range): zero-one 16, 4, 1, 0.75 (the paper's
-    one-layer model); digits and hd20 64, 8, 2, 0.95 (with dt 0.01-0.5); 40 epochs.
+    held-out speakers when there are four or more). Prints the quantized model's test accuracy
+    (software_accuracy) and the float model's. Task defaults (H, N, layers, a-range): zero-one
+    16, 4, 1, 0.75 (the paper's one-layer model); digits and hd20 64, 8, 2, 0.95 (with dt
+    0.01-0.5); 40 epochs.
     """
     from imssa_hw.compiler import load_profile
     from imssa_hw.data import AugmentSpec, DataSpec

@@ -6,8 +6,9 @@ still a linear time-invariant system, so its behaviour is captured by impulse re
 measured on the read-back maps with the compiler's executor: K[l, out, in], cross-talk between
 kernels included, plus one lead tap: the output columns are read one step after the input
 rows drive the array, so the off cells where input rows cross output columns leak the next
-input into each output (zero on the ideal maps, not on programmed ones). The S4D kernels stay as programmed; the encoder, D, the GLU mix, the norms
-and the decoder are retrained with those measured responses in place of the ideal kernels.
+input into each output (zero on the ideal maps, not on programmed ones). The S4D kernels stay
+as programmed; the encoder, D, the GLU mix, the norms and the decoder are retrained with
+those measured responses in place of the ideal kernels.
 """
 
 from __future__ import annotations
