@@ -141,8 +141,8 @@ class DataSpec:
         object.__setattr__(self, "test_speakers", _ids("test_speakers", self.test_speakers))
         if self.dataset == "synthetic" and (self.test_speakers or self.mix_synthetic
                                             or self.mix_flite):
-            raise BadInput("test speakers and synthetic mixing apply to real recordings, "
-                           "not to --dataset synthetic")
+            raise BadInput("test speakers, synthetic mixing and flite voices apply to real "
+                           "recordings, not to --dataset synthetic")
         if self.dataset == "hd" and self.data_root is None:
             raise BadInput("dataset 'hd' needs a data root (the folder with audio/ and the list files)")
         if self.dataset != "hd" and self.data_root is not None:
