@@ -74,6 +74,10 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
         step = next(s for s in result["steps"] if s["step"] == cause)
         click.echo(f"{cause:<18} {100 * step['accuracy']:8.2f}% {part['loss_points']:+7.2f} "
                    f"{part['disagreement_points']:+9.2f}")
+    if result["read_noise_draws"] > 1:
+        low, high = result["simulated_accuracy_range"]
+        click.echo(f"{'':<18} read noise: mean of {result['read_noise_draws']} draws, "
+                   f"{100 * low:.2f}-{100 * high:.2f} %")
     click.echo(f"{'measured':<18} {100 * result['hardware_accuracy']:8.2f}% "
                f"(unexplained {result['unexplained_points']:+.2f} points); dominant: "
                f"{result['dominant']}")

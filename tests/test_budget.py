@@ -40,6 +40,32 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
     assert 0 < tally["clipped"] < tally["samples"]
 
 
+def test_read_noise_is_averaged_over_draws(tmp_path):
+    """The read-noise step is the mean of NOISE_DRAWS simulated draws, each its own noise."""
+    from imssa_hw.hil.budget import NOISE_DRAWS, _Simulated, simulated_scores
+
+    deploy = make_deployment(tmp_path, h=2, n=6)
+    dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")
+    features = np.random.default_rng(1).standard_normal((60, 24, 3))
+    software = reference.forward(ckpt, features)
+    labels = software.argmax(-1)
+    noisy = ReadChainModel(adc_bits=12, read_noise_rel=0.3)
+    tally = {"clipped": 0, "samples": 0}
+    mean = simulated_scores(dep, ckpt, features, software, labels, dep.targets, noisy, [0, 5],
+                            tally)
+    accuracies = [float((reference.forward(ckpt, features, _Simulated(
+        dep, dep.targets, noisy, [0, 5, d])).argmax(-1) == labels).mean())
+        for d in range(NOISE_DRAWS)]
+    assert mean["draws"] == NOISE_DRAWS
+    assert len(set(accuracies)) > 1  # the draws differ ...
+    assert mean["accuracy_range"] == [min(accuracies), max(accuracies)]  # ... and are averaged
+    assert mean["accuracy"] == pytest.approx(np.mean(accuracies))
+    assert tally["samples"] > 0 and tally["samples"] % NOISE_DRAWS == 0  # summed over draws
+    quiet = simulated_scores(dep, ckpt, features, software, labels, dep.targets,
+                             ReadChainModel(), [0, 5])
+    assert quiet["draws"] == 1 and quiet["accuracy"] == 1.0 == quiet["accuracy_range"][0]
+
+
 @pytest.mark.parametrize("dominant, settings, day", [
     ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
     ("drift", {"retention.sigma_min_siemens": 25e-6, "retention.sigma_max_siemens": 30e-6}, True),

@@ -17,9 +17,11 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
                         loop's feedback deadband, which works through the DAC's rounding)
     column_errors       each column's TIA gain and offset (the calibration's) before the ADC,
                         corrected after it as the firmware does
-    read_noise          the read noise measured on the read-back
+    read_noise          the read noise measured on the read-back, averaged over NOISE_DRAWS
+                        draws (one draw moves the logits by about as much as one board run
+                        differs from the next)
     = simulated hardware, compared with a measured run on the board (its on-board loop; host
-      mode on a board without one).
+      mode on a board without one), which is one draw of the board's noise.
 
 The loop follows the compiled schedule (`compiler.executor.run_layer`), so each step is the
 board's arithmetic with the other non-idealities off. Parts add up to software - simulated;
@@ -51,6 +53,8 @@ from imssa_hw.model.checkpoint import Checkpoint
 CAUSES = ("programming_error", "stuck_devices", "drift", "quantization", "column_errors",
           "read_noise")
 """The non-idealities in the order they are added."""
+NOISE_DRAWS = 8
+"""Simulated draws of read noise averaged in a step that has it."""
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,10 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     software = reference.forward(ckpt, features)
     rows = [{"step": "software", **_scores(software, software, labels)}]
     for k, (cause, (maps, chain)) in enumerate(chains.items()):
-        simulated = _Simulated(dep, maps, chain, seed + k)
-        logits = reference.forward(ckpt, features, simulated)
-        rows.append({"step": cause, **_scores(logits, software, labels)})
+        clipping = {"clipped": 0, "samples": 0}  # kept: the full chain's, over its draws
+        rows.append({"step": cause, **simulated_scores(dep, ckpt, features, software, labels,
+                                                       maps, chain, [seed, k], clipping)})
         tick(1)
-    clipping = simulated.tally  # the full chain's
     ideal_board = reference.forward(ckpt, features, _Simulated(
         dep, dep.targets, ReadChainModel(info.dac_bits, info.adc_bits), seed))
     tick(1)
@@ -192,7 +195,9 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         "measured_loss_points": round(measured_loss, 3), "explained_loss_points": round(explained, 3),
         "unexplained_points": round(measured_loss - explained, 3),
         "causes": causes, "dominant": dominant, "steps": rows + [{"step": "hardware", **hardware}],
-        "read_noise_rel": round(noise_rel, 5), "stuck_devices": int(stuck_mask.sum()),
+        "read_noise_rel": round(noise_rel, 5), "read_noise_draws": rows[-1]["draws"],
+        "simulated_accuracy_range": rows[-1]["accuracy_range"],
+        "stuck_devices": int(stuck_mask.sum()),
         "drift_rms_us": round(float(np.sqrt(np.mean(drift_us ** 2))), 4) if drift_us.size else 0.0,
         "programmed_maps": programmed is not None, "reads_per_device": reads,
         "adc_clipped_samples": clipping["clipped"],
@@ -214,10 +219,30 @@ def _column_errors(calibration, dep: Deployment, info) -> tuple[np.ndarray | Non
     return gains, offsets
 
 
+def simulated_scores(dep: Deployment, ckpt: Checkpoint, features: np.ndarray, software: np.ndarray,
+                     labels: np.ndarray, maps_siemens: np.ndarray, chain: ReadChainModel,
+                     key: list[int], tally: dict | None = None) -> dict:
+    """Scores of the model run on `maps_siemens` through `chain`: accuracy, agreement and logit
+    rms error averaged over NOISE_DRAWS draws of its read noise (one run without noise), with
+    the number of draws and the accuracy's range. `tally` sums the ADC's clipping over them."""
+    draws = NOISE_DRAWS if chain.read_noise_rel else 1
+    runs = []
+    for d in range(draws):
+        simulated = _Simulated(dep, maps_siemens, chain, [*key, d])
+        runs.append(_scores(reference.forward(ckpt, features, simulated), software, labels))
+        if tally is not None:
+            for name in ("clipped", "samples"):
+                tally[name] += simulated.tally[name]
+    accuracies = [r["accuracy"] for r in runs]
+    return {**{name: float(np.mean([r[name] for r in runs])) for name in runs[0]},
+            "draws": draws, "accuracy_range": [min(accuracies), max(accuracies)]}
+
+
 class _Simulated:
     """A `reference.Recurrence` running the schedule on maps through a `ReadChainModel`."""
 
-    def __init__(self, dep: Deployment, maps_siemens: np.ndarray, chain: ReadChainModel, seed: int):
+    def __init__(self, dep: Deployment, maps_siemens: np.ndarray, chain: ReadChainModel,
+                 seed: int | list[int]):
         self.dep, self.maps, self.chain = dep, maps_siemens, chain
         self.rng = np.random.default_rng(seed)
         self.tally = {"clipped": 0, "samples": 0}
