@@ -50,9 +50,8 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     software = reference.forward(ckpt, features)
     labels = software.argmax(-1)
     noisy = ReadChainModel(adc_bits=12, read_noise_rel=0.3)
-    tally = {"clipped": 0, "samples": 0}
-    mean = simulated_scores(dep, ckpt, features, software, labels, dep.targets, noisy, [0, 5],
-                            tally)
+    mean, tally = simulated_scores(dep, ckpt, features, software, labels, dep.targets, noisy,
+                                   [0, 5])
     accuracies = [float((reference.forward(ckpt, features, _Simulated(
         dep, dep.targets, noisy, [0, 5, d])).argmax(-1) == labels).mean())
         for d in range(NOISE_DRAWS)]
@@ -61,8 +60,8 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     assert mean["accuracy_range"] == [min(accuracies), max(accuracies)]  # ... and are averaged
     assert mean["accuracy"] == pytest.approx(np.mean(accuracies))
     assert tally["samples"] > 0 and tally["samples"] % NOISE_DRAWS == 0  # summed over draws
-    quiet = simulated_scores(dep, ckpt, features, software, labels, dep.targets,
-                             ReadChainModel(), [0, 5])
+    quiet, _ = simulated_scores(dep, ckpt, features, software, labels, dep.targets,
+                                ReadChainModel(), [0, 5])
     assert quiet["draws"] == 1 and quiet["accuracy"] == 1.0 == quiet["accuracy_range"][0]
 
 

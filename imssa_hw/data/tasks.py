@@ -33,6 +33,8 @@ FSDD_ROOT = Path(__file__).resolve().parent / "fsdd"
 """Four speakers of the Free Spoken Digit Dataset in the HD layout, shipped with the package."""
 FLITE_ROOT = Path(__file__).resolve().parent / "flite"
 """Four CMU Flite voices saying the English digits (HD layout, a train list only), shipped."""
+SYNTHETIC_SPEAKER = -1
+"""The speaker id of every synthetic voice (eSpeak and flite): never a validation speaker."""
 SPEAKER_VALIDATION_MIN = 4
 """With this many training speakers or more, validation holds out whole speakers."""
 
@@ -299,7 +301,7 @@ def _featurize(clips: Iterable[Clip], n: int, features: FeatureConfig, augment: 
 def _synthetic_clips(labels: list[int], spec: SynthSpec, seed: int, split: str,
                      n_per_class: int) -> Iterator[Clip]:
     for clip, label, _ in synthetic.iter_samples(labels, split, n_per_class, spec, seed):
-        yield Clip(clip, synthetic.SAMPLE_RATE_HZ, label, -1)
+        yield Clip(clip, synthetic.SAMPLE_RATE_HZ, label, SYNTHETIC_SPEAKER)
 
 
 def _synthetic_info(labels: list[int], spec: SynthSpec, seed: int) -> dict[str, Any]:
@@ -400,7 +402,8 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
         mixed = 0
     else:
         sources = {"test": (_recordings(files["test"]), len(files["test"])),
-                   "train": (itertools.chain(_recordings(files["train"]), _recordings(voices, -1)),
+                   "train": (itertools.chain(_recordings(files["train"]),
+                                             _recordings(voices, SYNTHETIC_SPEAKER)),
                              len(files["train"]) + len(voices))}
         mixed = spec.mix_synthetic * len(labels)
     total = sources["test"][1] + sources["train"][1] * (1 + copies) + mixed

@@ -162,10 +162,10 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     software = reference.forward(ckpt, features)
     rows = [{"step": "software", **_scores(software, software, labels)}]
     for k, (cause, (maps, chain)) in enumerate(chains.items()):
-        clipping = {"clipped": 0, "samples": 0}  # kept: the full chain's, over its draws
-        rows.append({"step": cause, **simulated_scores(dep, ckpt, features, software, labels,
-                                                       maps, chain, [seed, k], clipping)})
-        tick(1)
+        scores, clipping = simulated_scores(dep, ckpt, features, software, labels, maps, chain,
+                                            [seed, k])
+        rows.append({"step": cause, **scores})
+        tick(1)  # after the loop, `clipping` is the full chain's
     ideal_board = reference.forward(ckpt, features, _Simulated(
         dep, dep.targets, ReadChainModel(info.dac_bits, info.adc_bits), seed))
     tick(1)
@@ -221,21 +221,22 @@ def _column_errors(calibration, dep: Deployment, info) -> tuple[np.ndarray | Non
 
 def simulated_scores(dep: Deployment, ckpt: Checkpoint, features: np.ndarray, software: np.ndarray,
                      labels: np.ndarray, maps_siemens: np.ndarray, chain: ReadChainModel,
-                     key: list[int], tally: dict | None = None) -> dict:
-    """Scores of the model run on `maps_siemens` through `chain`: accuracy, agreement and logit
-    rms error averaged over NOISE_DRAWS draws of its read noise (one run without noise), with
-    the number of draws and the accuracy's range. `tally` sums the ADC's clipping over them."""
+                     key: list[int]) -> tuple[dict, dict]:
+    """(scores, ADC clipping) of the model run on `maps_siemens` through `chain`: accuracy,
+    agreement and logit rms error averaged over NOISE_DRAWS draws of its read noise (one run
+    without noise), with the number of draws and the accuracy's range; the clipped and total
+    column samples summed over the draws."""
     draws = NOISE_DRAWS if chain.read_noise_rel else 1
-    runs = []
+    runs, tally = [], {"clipped": 0, "samples": 0}
     for d in range(draws):
         simulated = _Simulated(dep, maps_siemens, chain, [*key, d])
         runs.append(_scores(reference.forward(ckpt, features, simulated), software, labels))
-        if tally is not None:
-            for name in ("clipped", "samples"):
-                tally[name] += simulated.tally[name]
+        for name in tally:
+            tally[name] += simulated.tally[name]
     accuracies = [r["accuracy"] for r in runs]
-    return {**{name: float(np.mean([r[name] for r in runs])) for name in runs[0]},
-            "draws": draws, "accuracy_range": [min(accuracies), max(accuracies)]}
+    scores = {**{name: float(np.mean([r[name] for r in runs])) for name in runs[0]},
+              "draws": draws, "accuracy_range": [min(accuracies), max(accuracies)]}
+    return scores, tally
 
 
 class _Simulated:
