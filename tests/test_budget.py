@@ -118,6 +118,34 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_read_maps_reads_low_devices_on_the_smallest_range(tmp_path):
+    """Fresh devices near 1 uS: on the read range one code is 0.78 uS and the read noise (1 % of
+    1 uS) does not dither it, so averaged reads stay up to half a code off; read_maps takes them
+    from the smallest ADC range and puts the read range back."""
+    from imssa_hw.emulator.state import load_state
+    from imssa_hw.hil.inference import read_maps
+
+    dep = load_deployment(make_deployment(tmp_path))
+    workdir = tmp_path / "emulator"
+    emu = start_emulator(workdir, arrays=2, rows=16, cols=16, seed=3,
+                         settings={**EXACT_CHAIN, **HEALTHY_STILL})
+    try:
+        with Board.open(emu.port) as board:
+            read_range_a = board.config.read_range_a
+            maps, _ = read_maps(board, dep, reads=8)
+            assert board.config.read_range_a == read_range_a
+            averaged = np.stack([np.mean([board.read_array(a) for _ in range(8)], axis=0)
+                                 for a in range(2)])
+    finally:
+        emu.stop()
+    truth = load_state(workdir / "board.npz").devices.g_final_siemens  # never pulsed, no drift
+    used = dep.used
+    assert truth[used].max() < 3e-6  # every device low: the case in question
+    error_us = lambda g: float(np.sqrt(np.mean((g - truth)[used] ** 2)) * 1e6)
+    assert error_us(averaged) > 0.15  # whole codes of 0.78 uS: about 0.22 rms
+    assert error_us(maps) < 0.05, error_us(maps)
+
+
 def test_budget_command_bad_input_is_one_line(tmp_path):
     runner = CliRunner()
     missing = runner.invoke(cli, ["budget", str(tmp_path / "nope"), "--port", "loop://",

@@ -149,7 +149,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     stuck_mask = stuck_mask & dep.used
     healthy_was = np.where(stuck_mask, dep.targets, was)
     info = board.info
-    gains, offsets = _column_errors(calibration, dep, info)
+    gains, offsets = column_errors(calibration, dep, info.arrays, info.cols)
     full = ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets, noise_rel)
     chains = {
         "programming_error": (healthy_was, ReadChainModel()),
@@ -205,12 +205,14 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     }
 
 
-def _column_errors(calibration, dep: Deployment, info) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Per-column TIA gain and offset (A at each array's range) from the calibration."""
+def column_errors(calibration, dep: Deployment, arrays: int, cols: int
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-column TIA gain and offset (A at each array's range), (arrays, cols) each, from the
+    calibration; (None, None) without one."""
     if calibration is None:
         return None, None
-    gains = np.ones((info.arrays, info.cols))
-    offsets = np.zeros((info.arrays, info.cols))
+    gains = np.ones((arrays, cols))
+    offsets = np.zeros((arrays, cols))
     for layer in dep.schedule.layers:
         range_a = float(np.max(layer.tia_range_a))
         for program in layer.programs:
