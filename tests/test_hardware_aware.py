@@ -131,6 +131,43 @@ def test_hardware_phase_ends_training_and_leaves_an_ideal_model():
     assert plain.loop_accuracy is None and "hardware" not in {r["phase"] for r in plain.history}
 
 
+def test_loop_consistency_adds_the_software_path_to_the_loss(tmp_path):
+    """In the hardware phase the batch loss is CE(loop) + CE(software) + weight * MSE(loop
+    logits, software logits); without the weight, CE(loop) alone. Coarse converters (4 bits)
+    so that the two paths differ. (On the default zero-one model the weight 4 took the
+    converters' logit error from 0.23 to 0.05 rms: docs/model.md.)"""
+    from imssa_hw.training.trainer import _run_epoch
+
+    coarse = replace(BOARD, read=replace(BOARD.read, dac_bits=4, adc_bits=4))
+    features = sequences(32, 8).astype(np.float32)
+    ckpt = make_checkpoint(tmp_path / "m.pt", range_features=features)
+    model = model_from_checkpoint(ckpt)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # the two paths' forward passes see the same network
+    hardware_aware.install(model, coarse, hardware_aware.model_scales(model, features, coarse))
+    x, y = torch.from_numpy(features), torch.from_numpy(np.arange(32) % 3)
+    model.train()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        looped = model(x)  # draws the columns' offsets as training does
+        with hardware_aware.bypassed(model):
+            software = model(x)
+    assert hardware_aware.installed(model)
+    cross_entropy = torch.nn.functional.cross_entropy
+    gap = float((looped - software).square().mean())
+    assert gap > 1e-4  # the paths differ: the term has something to do
+    for weight in (0.0, 4.0):
+        expected = float(cross_entropy(looped, y)) + (
+            float(cross_entropy(software, y)) + weight * gap if weight else 0.0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # measure, do not move
+        torch.manual_seed(5)
+        loss = _run_epoch(model, x, y, optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 1.0), TrainConfig(batch_size=32, loop_consistency=weight),
+            np.random.default_rng(0))
+        assert loss == pytest.approx(expected, rel=1e-4), weight
+
+
 def test_hardware_fraction_is_checked():
     with pytest.raises(ValueError, match="hardware_fraction"):
         TrainConfig(hardware_fraction=0.7)

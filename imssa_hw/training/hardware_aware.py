@@ -25,7 +25,8 @@ other kernel's rows add current to its columns. The scales (s_x, TIA range) come
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -131,6 +132,24 @@ def install(model: S4DClassifier, profile: BoardProfile,
     for layer, block in enumerate(model.blocks):
         block.ssm.loop = (AnalogLoop(profile, model.cfg.bits, scales[layer])
                           if scales is not None else None)
+
+
+def installed(model: S4DClassifier) -> bool:
+    """Whether any S4D layer of `model` runs through an AnalogLoop."""
+    return any(isinstance(block.ssm.loop, AnalogLoop) for block in model.blocks)
+
+
+@contextmanager
+def bypassed(model: S4DClassifier) -> Iterator[None]:
+    """Run `model` with its ideal recurrences inside the block, its loops back afterwards."""
+    loops = [block.ssm.loop for block in model.blocks]
+    for block in model.blocks:
+        block.ssm.loop = None
+    try:
+        yield
+    finally:
+        for block, loop in zip(model.blocks, loops):
+            block.ssm.loop = loop
 
 
 def model_scales(model: S4DClassifier, features: np.ndarray, profile: BoardProfile,

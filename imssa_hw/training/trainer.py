@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 HARDWARE_FRACTION = 0.25
 """Share of the epochs trained through the board's loop when training is hardware-aware."""
+LOOP_CONSISTENCY = 4.0
+"""`TrainConfig.loop_consistency` by default (docs/model.md, hardware-aware training)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class TrainConfig:
     hardware_fraction: float = 0.0
     """Share of the epochs, at the end, run through the board's loop (hardware-aware
     training, `imssa_hw.training.hardware_aware`); 0 turns it off. Needs a board profile."""
+    loop_consistency: float = LOOP_CONSISTENCY
+    """In the hardware phase, each batch also runs the ideal recurrence (the software model):
+    its cross-entropy is added, and this weight times the mean squared difference of the two
+    paths' logits, so that the board's loop and the software decide alike; 0 trains the loop
+    alone."""
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -145,7 +152,13 @@ def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer, 
         xb = xt[idx]
         if cfg.time_masks or cfg.freq_masks:
             xb = spec_masks(xb, cfg.time_masks, cfg.freq_masks, cfg.mask_fraction, rng)
-        loss = nn.functional.cross_entropy(model(xb), yt[idx])
+        logits = model(xb)
+        loss = nn.functional.cross_entropy(logits, yt[idx])
+        if cfg.loop_consistency and hardware_aware.installed(model):
+            with hardware_aware.bypassed(model):
+                ideal = model(xb)
+            loss = (loss + nn.functional.cross_entropy(ideal, yt[idx])
+                    + cfg.loop_consistency * (logits - ideal).square().mean())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
