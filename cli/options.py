@@ -70,7 +70,9 @@ def board_training_options(command):
         help="Train the last quarter of the epochs with every recurrence run as the board runs "
         "it: row DACs, column ADCs at the TIA range the compiler will choose, the one-step "
         "output delay, the columns' offsets, and the errors of the profile's [errors] table "
-        "(--board-profile). On by default: on 10 emulated boards it lost less than QAT alone, "
+        "(--board-profile); the software model trains beside it and is kept close to it, so "
+        "that board and software decide alike. On by default: on 10 emulated boards it lost "
+        "less than QAT alone, "
         "most after a simulated day (docs/model.md).")(command)
     return click.option(
         "--board-profile", default="board-default", show_default=True,

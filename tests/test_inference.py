@@ -140,6 +140,24 @@ def test_measured_responses_reproduce_the_executor(deployment):
     assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # ... and is captured
 
 
+def test_finetuning_trains_the_digital_parts_around_measured_kernels(deployment):
+    """`finetune` on read-back maps: it runs (its measured layers have no analog loop for the
+    trainer to look at), fits the training split at least as well as before, and leaves the
+    deployed kernels as they were."""
+    from imssa_hw.hil.finetune import finetune
+
+    _, dep, ckpt = deployment
+    features, labels, _ = load_test_set(ckpt)
+    maps = dep.targets + np.random.default_rng(2).uniform(0, 5e-6, dep.targets.shape) * dep.used
+    result = finetune(ckpt, dep, maps, features, labels, epochs=3)
+    assert 0 <= result.accuracy_before <= result.accuracy_after <= 1
+    kernels = [name for name in ckpt.tensors if name.startswith("kernels.")]
+    assert kernels and all(np.array_equal(result.checkpoint_tensors[name], ckpt.tensors[name])
+                           for name in kernels)
+    assert any(not np.array_equal(result.checkpoint_tensors[name], ckpt.tensors[name])
+               for name in ckpt.tensors if name.startswith("decoder."))
+
+
 def test_off_cells_leak_the_next_input_into_the_outputs_only_when_programmed(deployment):
     """The lead tap: input rows cross the output columns at off cells, read one step late."""
     from imssa_hw.hil.finetune import impulse_responses

@@ -5,7 +5,8 @@
                           stuck=defect_mask)
     budget["causes"], budget["dominant"], budget["unexplained_points"]
 
-The conductances the board holds are read back (averaged, corrected by the calibration). The
+The conductances the board holds are read back (averaged, corrected by the calibration, the
+low devices again on the smallest ADC range: `hil.inference.read_maps`). The
 model then runs in software on maps and through a read-chain model, adding one non-ideality at a
 time in a fixed order, and the accuracy each one costs is its part of the budget:
 

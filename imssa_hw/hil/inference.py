@@ -221,47 +221,38 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
     those reads show (median relative spread). Fine-tuning and the budget start from these.
 
     Devices that read below FINE_FRACTION of the smallest ADC range are read `reads` times more
-    on that range (`_fine_reads`): on the read range one code is worth about 0.8 uS on
-    board-default, and the read noise of a device near 1 uS is too small to dither it, so
-    averaging alone leaves low devices up to half a code off."""
+    on that range: on the read range one code is worth about 0.8 uS on board-default, and the
+    read noise of a device near 1 uS is too small to dither it, so averaging alone leaves low
+    devices up to half a code off."""
     maps = np.array(dep.targets, dtype=float)
     spreads = []
     arrays = sorted({p.array for layer in dep.schedule.layers for p in layer.programs})
     for array in arrays:
-        g = np.array([board.read_array(array) for _ in range(reads)])
-        if calibration is not None:
-            g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
-                                                read_range_a=board.config.read_range_a)
+        g = _corrected_reads(board, array, calibration, reads)
         maps[array] = g.mean(axis=0)
         bright = maps[array] > READ_NOISE_FLOOR_SIEMENS
         spreads.append((g.std(axis=0, ddof=1) / np.maximum(maps[array], 1e-12))[bright])
-    for array, fine in _fine_reads(board, arrays, calibration, reads).items():
-        low = maps[array] * board.config.v_read < FINE_FRACTION * min(board.info.adc_ranges_a)
-        maps[array][low] = fine[low]
+    coarse_range_a, fine_range_a = board.config.read_range_a, min(board.info.adc_ranges_a)
+    if fine_range_a < coarse_range_a:
+        board.configure(read_range_a=fine_range_a)
+        try:
+            for array in arrays:
+                low = maps[array] * board.config.v_read < FINE_FRACTION * fine_range_a
+                maps[array][low] = _corrected_reads(board, array, calibration, reads).mean(axis=0)[low]
+        finally:
+            board.configure(read_range_a=coarse_range_a)
     spread = np.concatenate(spreads) if spreads else np.zeros(0)
     return maps, float(np.median(spread)) if spread.size else 0.0
 
 
-def _fine_reads(board: BoardLike, arrays: list[int], calibration=None,
-               reads: int = 8) -> dict[int, np.ndarray]:
-    """Per array, the mean of `reads` corrected reads on the board's smallest ADC range (S;
-    devices above it read saturated), the read range restored afterwards; {} when the read
-    range is already the smallest."""
-    coarse = board.config.read_range_a
-    if min(board.info.adc_ranges_a) >= coarse:
-        return {}
-    board.configure(read_range_a=min(board.info.adc_ranges_a))
-    try:
-        means = {}
-        for array in arrays:
-            g = np.array([board.read_array(array) for _ in range(reads)])
-            if calibration is not None:
-                g = calibration.correct_conductance(array, g, v_read=board.config.v_read,
-                                                    read_range_a=board.config.read_range_a)
-            means[array] = g.mean(axis=0)
-        return means
-    finally:
-        board.configure(read_range_a=coarse)
+def _corrected_reads(board: BoardLike, array: int, calibration, reads: int) -> np.ndarray:
+    """(reads, rows, cols) reads of `array` at the board's present settings, S, corrected by
+    the calibration when there is one."""
+    g = np.array([board.read_array(array) for _ in range(reads)])
+    if calibration is None:
+        return g
+    return calibration.correct_conductance(array, g, v_read=board.config.v_read,
+                                           read_range_a=board.config.read_range_a)
 
 
 def current_correction(cal, board) -> Callable[[int, np.ndarray], np.ndarray]:

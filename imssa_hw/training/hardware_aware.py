@@ -135,8 +135,9 @@ def install(model: S4DClassifier, profile: BoardProfile,
 
 
 def installed(model: S4DClassifier) -> bool:
-    """Whether any S4D layer of `model` runs through an AnalogLoop."""
-    return any(isinstance(block.ssm.loop, AnalogLoop) for block in model.blocks)
+    """Whether any S4D layer of `model` runs through an AnalogLoop (fine-tuning's measured
+    layers have no loop)."""
+    return any(isinstance(getattr(block.ssm, "loop", None), AnalogLoop) for block in model.blocks)
 
 
 @contextmanager
