@@ -171,6 +171,8 @@ def test_loop_consistency_adds_the_software_path_to_the_loss(tmp_path):
 def test_hardware_fraction_is_checked():
     with pytest.raises(ValueError, match="hardware_fraction"):
         TrainConfig(hardware_fraction=0.7)
+    with pytest.raises(ValueError, match="loop_consistency"):
+        TrainConfig(loop_consistency=-1.0)
 
 
 def test_phases_share_the_epochs():

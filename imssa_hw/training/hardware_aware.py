@@ -142,7 +142,7 @@ def installed(model: S4DClassifier) -> bool:
 
 @contextmanager
 def bypassed(model: S4DClassifier) -> Iterator[None]:
-    """Run `model` with its ideal recurrences inside the block, its loops back afterwards."""
+    """Inside the `with` block `model` runs its ideal recurrences; its loops come back after."""
     loops = [block.ssm.loop for block in model.blocks]
     for block in model.blocks:
         block.ssm.loop = None

@@ -68,6 +68,8 @@ class TrainConfig:
         if not 0 <= self.hardware_fraction < 1 - self.float_fraction:
             raise ValueError(f"hardware_fraction must be in [0, {1 - self.float_fraction:g}), "
                              f"got {self.hardware_fraction}")
+        if self.loop_consistency < 0:
+            raise ValueError(f"loop_consistency must be >= 0, got {self.loop_consistency}")
 
     def phase_epochs(self, quantized: bool, hardware: bool) -> tuple[int, int]:
         """Epochs of the float phase and of the hardware phase (the QAT phase has the rest)."""
