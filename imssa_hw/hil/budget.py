@@ -181,7 +181,8 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
             "loss_points": round(100 * (before["accuracy"] - after["accuracy"]), 3),
             "disagreement_points": round(100 * (before["agreement"] - after["agreement"]), 3),
             "logit_error_increase": round(after["logit_rms_error"] - before["logit_rms_error"], 6)}
-    explained = 100 * (rows[0]["accuracy"] - rows[-1]["accuracy"])
+    # the sum of the reported (rounded) parts, so that the report's numbers add up exactly
+    explained = round(sum(c["loss_points"] for c in causes.values()), 3)
     measured_loss = 100 * (rows[0]["accuracy"] - hardware["accuracy"])
     dominant = max(causes, key=lambda c: (causes[c]["loss_points"], causes[c]["disagreement_points"],
                                           causes[c]["logit_error_increase"]))
