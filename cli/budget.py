@@ -27,7 +27,8 @@ from imssa_hw.cli.board import port_option, timeout_option
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only the first N test samples.")
 @click.option("--reads", type=click.IntRange(2, 64), default=8, show_default=True,
-              help="Reads averaged per device for the read-back maps.")
+              help="Reads averaged per device for the read-back maps (devices below 80 % "
+              "of the smallest ADC range are read as many times more on that range).")
 @click.option("--programmed", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="achieved.npz of the programming (or refresh) run, for the drift since "
                    "then (default: the latest under DEPLOY_DIR/program/).")
