@@ -44,7 +44,8 @@ def simulate(out: Path, profile: str) -> dict:
     from imssa_hw.emulator.crossbar import Crossbar
     from imssa_hw.emulator.profile import load_profile
     from imssa_hw.emulator.state import load_state
-    from imssa_hw.hil.budget import ReadChainModel, column_errors, simulated_scores
+    from imssa_hw.hil.budget import (ReadChainModel, array_ranges, column_errors,
+                                      simulated_scores)
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -60,21 +61,17 @@ def simulate(out: Path, profile: str) -> dict:
     arrays, _, cols = state.devices.g_final_siemens.shape
     truth = np.stack([crossbar.conductance(a, state.saved_wall_s)[0] for a in range(arrays)])
     gains, offsets_a = column_errors(cal, dep, arrays, cols)
-    range_a = float(np.max(dep.schedule.layers[0].tia_range_a))
-    lsb_a = state.chain.lsb_a(range_a)
+    lsb_a = np.ones((arrays, 1))  # each array's ADC step at its layer's TIA range
+    for array, range_a in array_ranges(dep).items():
+        lsb_a[array] = state.chain.lsb_a(range_a)
     true_offsets_a = state.chain.offset_codes * lsb_a
-    used = np.zeros((arrays, cols), bool)  # (arrays, cols) the deployment reads
-    for layer in dep.schedule.layers:
-        for program in layer.programs:
-            used[program.array, program.out_plus] = True
-            used[program.array, program.out_minus[program.out_minus >= 0]] = True
-    noise = emulator.read_chain.read_noise_rel
-    bits = (state.chain.adc_bits, emulator.read_chain.dac_bits)
+    used = dep.used.any(axis=1)  # (arrays, cols) the columns the deployment reads
     result = {}
     for name, g, o in (("calibrated_columns", gains, offsets_a),
                        ("true_columns", state.chain.gain, true_offsets_a)):
-        scores, _ = simulated_scores(dep, ckpt, features, software, labels, truth,
-                                     ReadChainModel(bits[1], bits[0], g, o, noise), [0])
+        chain = ReadChainModel(emulator.read_chain.dac_bits, state.chain.adc_bits, g, o,
+                               emulator.read_chain.read_noise_rel)
+        scores, _ = simulated_scores(dep, ckpt, features, software, labels, truth, chain, [0])
         result[f"simulated_{name}"] = scores["accuracy"]
         result[f"simulated_{name}_range"] = scores["accuracy_range"]
         result[f"agreement_{name}"] = scores["agreement"]

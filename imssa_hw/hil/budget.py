@@ -194,7 +194,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         "ideal_board": _scores(ideal_board, software, labels),
         "hardware_agreement_with_ideal_board": float(
             (measured.hardware_pred == ideal_board.argmax(-1)).mean()),
-        "measured_loss_points": round(measured_loss, 3), "explained_loss_points": round(explained, 3),
+        "measured_loss_points": round(measured_loss, 3), "explained_loss_points": explained,
         "unexplained_points": round(measured_loss - explained, 3),
         "causes": causes, "dominant": dominant, "steps": rows + [{"step": "hardware", **hardware}],
         "read_noise_rel": round(noise_rel, 5), "read_noise_draws": rows[-1]["draws"],
@@ -207,6 +207,12 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     }
 
 
+def array_ranges(dep: Deployment) -> dict[int, float]:
+    """The TIA range (A) each array the deployment uses runs at: its layer's."""
+    return {program.array: float(np.max(layer.tia_range_a))
+            for layer in dep.schedule.layers for program in layer.programs}
+
+
 def column_errors(calibration, dep: Deployment, arrays: int, cols: int
                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per-column TIA gain and offset (A at each array's range), (arrays, cols) each, from the
@@ -215,11 +221,8 @@ def column_errors(calibration, dep: Deployment, arrays: int, cols: int
         return None, None
     gains = np.ones((arrays, cols))
     offsets = np.zeros((arrays, cols))
-    for layer in dep.schedule.layers:
-        range_a = float(np.max(layer.tia_range_a))
-        for program in layer.programs:
-            gains[program.array], offsets[program.array] = calibration.vmm_correction(
-                program.array, range_a)
+    for array, range_a in array_ranges(dep).items():
+        gains[array], offsets[array] = calibration.vmm_correction(array, range_a)
     return gains, offsets
 
 
