@@ -3,10 +3,11 @@ calibrate, compile, program and infer (`imssa-hw demo`) on emulated boards of se
 and profiles, trained with and without hardware-aware training.
 
 One model per setting (model seed 0, the default zero-one 2-bit model on real speech, tested
-on FSDD speaker 03); the board seed varies. After the demo, a simulated day passes (the
+on FSDD speaker 03; `--model-seed` trains another of the same recipe); the board seed varies. After the demo, a simulated day passes (the
 emulator restarted with `--time-scale`, a day in DAY_WALL_S seconds), `imssa-hw budget`
 measures the model as trained and attributes the loss; then `imssa-hw program --refresh`
-touches up the drifted devices and `budget` measures again. Prints JSON
+touches up the drifted devices and `budget` measures again (the accuracies after a day and after
+refresh are the budget's: the mean of its measured runs, each listed in *_runs). Prints JSON
 {"runs": [{"seed", "profile", "hardware_aware", "software", "hardware_as_trained",
 "agreement", "rms_logit_error", "disagreement_margins", "hardware_finetuned",
 "hardware_after_day", "hardware_after_refresh", ...}], "summary": ...}. Accuracies in 0..1;
@@ -22,6 +23,7 @@ own converters) against software, and agreement_with_ideal_board_after_day / _af
 often the board decides as that ideal board does: the devices' part alone.
 
     python bench/fidelity.py [--seeds 1,2,3,4,5] [--profiles default,harsh] [--hardware-aware both|on|off]
+                             [--model-seed 0]
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def day_and_refresh(out: Path, seed: int, profile: str) -> dict:
     return {"hardware_after_day": day["hardware_accuracy"],
             "agreement_after_day": day["hardware_agreement"],
             "hardware_after_refresh": refreshed["hardware_accuracy"],
+            "hardware_after_day_runs": day["hardware_accuracy_runs"],
+            "hardware_after_refresh_runs": refreshed["hardware_accuracy_runs"],
             "agreement_after_refresh": refreshed["hardware_agreement"],
             "ideal_board_agreement": day["ideal_board"]["agreement"],
             "agreement_with_ideal_board_after_day": day["hardware_agreement_with_ideal_board"],
@@ -125,18 +129,20 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
     return out
 
 
-def run(seed: int, profile: str, hardware_aware: bool, workdir: Path, converters: dict) -> dict:
+def run(seed: int, profile: str, hardware_aware: bool, workdir: Path, converters: dict,
+        model_seed: int = 0) -> dict:
     """One board: the demo, a day, refresh. `converters` keeps `converter_check` per model
     (one model per hardware_aware setting), measured on its first board."""
     out = workdir / f"demo-{profile}-{seed}-{int(hardware_aware)}"
     flag = "--hardware-aware" if hardware_aware else "--no-hardware-aware"
-    imssa("demo", "--seed", "0", "--board-seed", str(seed), "--emulator-profile",
+    imssa("demo", "--seed", str(model_seed), "--board-seed", str(seed), "--emulator-profile",
           PROFILES[profile], flag, "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     later = day_and_refresh(out, seed, profile)
     if hardware_aware not in converters:
         converters[hardware_aware] = converter_check(out / "model.pt")
     return {"seed": seed, "profile": profile, "hardware_aware": hardware_aware,
+            "model_seed": model_seed,
             "software": s["software_accuracy"], "loop_prediction": s["loop_accuracy"],
             "hardware_as_trained": s["hardware_accuracy_before_finetune"],
             "agreement": s["agreement_before_finetune"],
@@ -159,6 +165,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--profiles", default="default,harsh")
     parser.add_argument("--hardware-aware", default="both", choices=["both", "on", "off"])
+    parser.add_argument("--model-seed", type=int, default=0,
+                        help="seed of the model's training (0: the default model)")
     args = parser.parse_args()
     profiles = args.profiles.split(",")
     unknown = sorted(set(profiles) - set(PROFILES))
@@ -170,7 +178,8 @@ def main() -> None:
         for profile in profiles:
             for hardware_aware in modes:
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    runs.append(run(seed, profile, hardware_aware, Path(tmp), converters))
+                    runs.append(run(seed, profile, hardware_aware, Path(tmp), converters,
+                                    args.model_seed))
                     r = runs[-1]
                     print(f"{profile} board {seed}, hardware-aware {hardware_aware}: software "
                           f"{100 * r['software']:.1f} %, as trained "

@@ -12,7 +12,8 @@ from imssa_hw.cli.main import cli
 from imssa_hw.compiler import load_deployment
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.process import start_emulator
-from imssa_hw.hil.budget import CAUSES, ReadChainModel, error_budget, plot_waterfall
+from imssa_hw.hil.budget import (CAUSES, MEASURED_RUNS, ReadChainModel, error_budget,
+                                 plot_waterfall)
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
@@ -102,6 +103,12 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     assert parts == pytest.approx(budget["explained_loss_points"], abs=1e-6)
     assert abs(budget["unexplained_points"]) < 0.5 * budget["measured_loss_points"], summary
     assert budget["programmed_maps"] and budget["software_accuracy"] == 1.0
+    # the measured side is the mean of MEASURED_RUNS runs on the board, as the read-noise step
+    # is the mean of its draws
+    runs = budget["hardware_accuracy_runs"]
+    assert budget["measured_runs"] == len(runs) == MEASURED_RUNS
+    assert budget["hardware_accuracy"] == pytest.approx(np.mean(runs))
+    assert budget["steps"][-1]["accuracy_range"] == [min(runs), max(runs)]
     # the compiler's TIA range holds the signals
     assert 0 <= budget["adc_clipped_fraction"] < 0.01, summary
     if day:
@@ -153,3 +160,10 @@ def test_budget_command_bad_input_is_one_line(tmp_path):
     assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
     no_cal = runner.invoke(cli, ["budget", str(tmp_path), "--port", "loop://"])
     assert no_cal.exit_code == 2 and "--calibration" in no_cal.output
+    no_runs = runner.invoke(cli, ["budget", str(tmp_path), "--port", "loop://",
+                                  "--calibration", str(tmp_path), "--runs", "0"])
+    assert no_runs.exit_code == 2 and "--runs" in no_runs.output
+    from imssa_hw.cli.budget import budget
+
+    option = next(p for p in budget.params if p.name == "runs")
+    assert option.default == MEASURED_RUNS  # the command's default is the library's
