@@ -20,7 +20,7 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               show_default=True, help="zero-one: 'zero' vs 'one' (the paper's task); digits: "
               "English 0-9; hd20: English and German 0-9.")
 @click.option("--dataset", type=click.Choice(["fsdd", "hd", "synthetic"]), default=None,
-              help="fsdd: real recordings of four speakers shipped with imssa-hw (English "
+              help="fsdd: real recordings of six speakers shipped with imssa-hw (English "
               "digits; the test split is a speaker the model never hears); hd: any folder in the "
               "Heidelberg Digits layout (--data-root), HD itself included; synthetic: offline "
               "eSpeak NG speech. Default: fsdd, or synthetic for hd20 (FSDD has no German).")
@@ -69,7 +69,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
           n_train_per_class, n_test_per_class, board_profile, hardware_aware, seed, out, report):
     """Train an S4D classifier with quantization-aware training and save a safe checkpoint.
 
-    By default zero-one and digits train on real recordings shipped with imssa-hw (four FSDD
+    By default zero-one and digits train on real recordings shipped with imssa-hw (six FSDD
     speakers; the test split is speaker 03, whom the model never hears), each training clip
     with perturbed copies, four flite voices as extra speakers and synthetic eSpeak speech
     mixed in; the epoch kept is the best on a validation part of the training speakers (whole

@@ -1,4 +1,4 @@
-"""The shipped real recordings (FSDD, four speakers): present with their license, loaded by
+"""The shipped real recordings (FSDD, six speakers): present with their license, loaded by
 speaker, mixed with synthetic speech; the recipe's defaults."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from imssa_hw.errors import BadInput
 
 
 def test_the_recordings_ship_with_their_license():
-    assert len(list((FSDD_ROOT / "audio").glob("*.flac"))) == 2000
+    assert len(list((FSDD_ROOT / "audio").glob("*.flac"))) == 3000
     license_text = " ".join((FSDD_ROOT / "LICENSE").read_text().split())
     assert "CC BY-SA 4.0" in license_text and "Free Spoken Digit Dataset" in license_text
     train, test = read_list(FSDD_ROOT, "train"), read_list(FSDD_ROOT, "test")
-    assert {f.speaker for f in train} == {0, 1, 2} and {f.speaker for f in test} == {3}
-    assert len(train) == 1500 and len(test) == 500
+    assert {f.speaker for f in train} == {0, 1, 2, 4, 5} and {f.speaker for f in test} == {3}
+    assert len(train) == 2500 and len(test) == 500
+    assert all(f.path.is_file() for f in train + test)
 
 
 def test_the_flite_voices_ship_with_their_license():
@@ -38,7 +39,7 @@ def test_default_data_is_real_speech_of_an_unseen_speaker(tmp_path):
     small = DataSpec.default("zero-one", n_train_per_class=3, n_test_per_class=2,
                              augment=AugmentSpec(copies=1), mix_synthetic=0)
     d = load_data(small, cache_dir=tmp_path)
-    assert d.info["speakers_test"] == [3] and set(d.info["speakers_train"]) <= {0, 1, 2}
+    assert d.info["speakers_test"] == [3] and set(d.info["speakers_train"]) <= {0, 1, 2, 4, 5}
     # 3 real and (capped like them) 3 flite clips per class, each with one perturbed copy
     assert len(d.y_test) == 4 and len(d.y_train) == 12 * 2 and d.info["flite_clips"] == 6
     flite = d.speaker_train == -1
@@ -50,7 +51,7 @@ def test_default_data_is_real_speech_of_an_unseen_speaker(tmp_path):
 def test_a_held_out_speaker_and_mixed_synthetic_speech(tmp_path):
     d = load_task("zero-one", dataset="fsdd", test_speakers=[1], n_train_per_class=2,
                   n_test_per_class=2, mix_synthetic=3, seed=2, cache_dir=tmp_path)
-    assert d.info["speakers_test"] == [1] and set(d.info["speakers_train"]) <= {0, 2, 3}
+    assert d.info["speakers_test"] == [1] and set(d.info["speakers_train"]) <= {0, 2, 3, 4, 5}
     real, synthetic = d.speaker_train >= 0, d.speaker_train == -1
     assert real.sum() == 4 and synthetic.sum() == 6  # 2 + 3 clips per class
     assert np.bincount(d.y_train[synthetic]).tolist() == [3, 3]

@@ -79,7 +79,7 @@ def test_regular_install_has_every_module(tmp_path):
     fsdd = target / "imssa_hw" / "data" / "fsdd"
     assert (fsdd / "LICENSE").is_file() and (fsdd / "README.md").is_file()
     assert (fsdd / "train_filenames.txt").is_file() and (fsdd / "test_filenames.txt").is_file()
-    assert len(list((fsdd / "audio").glob("*.flac"))) == 2000
+    assert len(list((fsdd / "audio").glob("*.flac"))) == 3000
     flite = target / "imssa_hw" / "data" / "flite"  # CMU Flite's notice travels with the clips
     assert (flite / "LICENSE").is_file() and (flite / "train_filenames.txt").is_file()
     assert len(list((flite / "audio").glob("*.flac"))) == 200
