@@ -136,8 +136,9 @@ def test_measured_responses_reproduce_the_executor(deployment):
     with torch.no_grad():
         got = model(torch.from_numpy(features)).numpy()
     ideal = reference.forward(ckpt, features)
-    assert np.abs(expected - ideal).max() > 3e-4  # the noise matters (it moves the logits) ...
-    assert np.abs(got - expected).max() < 1e-3 * np.abs(expected).max()  # ... and is captured
+    moved, missed = np.abs(expected - ideal).max(), np.abs(got - expected).max()
+    assert moved > 1e-4 * np.abs(expected).max()  # the noise moves the logits, far beyond float
+    assert missed < 1e-3 * moved  # rounding, and the measured model captures that to 0.1 %
 
 
 def test_finetuning_trains_the_digital_parts_around_measured_kernels(deployment):
