@@ -3,9 +3,10 @@ calibrate, compile, program and infer (`imssa-hw demo`) on emulated boards of se
 and profiles, trained with and without hardware-aware training.
 
 One model per setting (model seed 0, the default zero-one 2-bit model on real speech, tested
-on FSDD speaker 03; `--model-seed` trains another of the same recipe); the board seed varies. After the demo, a simulated day passes (the
-emulator restarted with `--time-scale`, a day in DAY_WALL_S seconds), `imssa-hw budget`
-measures the model as trained and attributes the loss; then `imssa-hw program --refresh`
+on FSDD speaker 03; `--model-seed` trains another of the same recipe); the board seed varies.
+After the demo, a simulated day passes (the emulator restarted with `--time-scale`, a day in
+DAY_WALL_S seconds), `imssa-hw budget` measures the model as trained and attributes the loss;
+then `imssa-hw program --refresh`
 touches up the drifted devices and `budget` measures again (the accuracies after a day and after
 refresh are the budget's: the mean of its measured runs, each listed in *_runs). Prints JSON
 {"runs": [{"seed", "profile", "hardware_aware", "software", "hardware_as_trained",

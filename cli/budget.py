@@ -44,9 +44,10 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     Reads back the conductances of DEPLOY_DIR's arrays, then runs the test set in software on
     the measured maps adding one non-ideality at a time (programming error, stuck devices,
     drift since programming, DAC/ADC quantization, column TIA errors, read noise), and
-    compares with the mean of --runs measured runs on the board; also runs an ideal board (every device on its
-    target, only the converters) and counts how often the board decides as it does. Writes
-    budget.json and budget.png (a waterfall from software to hardware); prints the table."""
+    compares with the mean of --runs measured runs on the board; also runs an ideal board
+    (every device on its target, only the converters) and counts how often the board decides
+    as it does. Writes budget.json and budget.png (a waterfall from software to hardware);
+    prints the table."""
     from imssa_hw.hil.budget import (CAUSES, error_budget, find_programmed, load_programmed,
                                  plot_waterfall)
     from imssa_hw.calibration.data import load_calibration

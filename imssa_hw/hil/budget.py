@@ -135,7 +135,8 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
                  stuck: np.ndarray | None = None, reads: int = 8, seed: int = 0,
                  runs: int = MEASURED_RUNS, progress: Callable[[int], None] | None = None) -> dict:
     """The budget as a JSON-ready dict (accuracies 0..1, losses in percentage points); the
-    hardware's scores are the mean of `runs` measured runs (progress ticks len(CAUSES) + 2 + runs)."""
+    hardware's scores are the mean of `runs` measured runs. `progress` ticks
+    len(CAUSES) + 2 + runs times."""
     if runs < 1:
         raise BadInput(f"runs must be >= 1, got {runs}")
     from imssa_hw.hil.inference import current_correction, read_maps, run_inference
