@@ -45,7 +45,8 @@ def main(checkout: Path, out: Path) -> None:
                 convert(checkout / "recordings" / f"{digit}_{speaker}_{trial}.wav",
                         out / "audio" / name)
                 names.append(name)
-    kept = [n for n in listed if n not in set(names)]
+    added = set(names)
+    kept = [n for n in listed if n not in added]
     (out / "train_filenames.txt").write_text("\n".join(kept + names) + "\n")
     print(f"{len(names)} recordings of {len(SPEAKERS)} speakers added to {out}")
 
