@@ -88,6 +88,9 @@ class Calibration:
     """What the read chain was calibrated against."""
     extra: dict = field(default_factory=dict)
     """Anything else worth keeping (ranges, sample sizes, fit residuals); JSON values only."""
+    read_noise_rel: float | None = None
+    """Noise of one corrected read relative to the conductance, measured on mid-range devices;
+    programming takes it as the noise of its reads. None: not measured (older files)."""
 
     def __post_init__(self) -> None:
         self.reference = Reference(self.reference)
@@ -174,7 +177,8 @@ class Calibration:
                 "vmm_gain": table(self.vmm_gain), "vmm_offset_a": table(self.vmm_offset_a),
                 "set_curve": None if self.set_curve is None else self.set_curve.to_dict(),
                 "reset_curve": None if self.reset_curve is None else self.reset_curve.to_dict(),
-                "relaxation": self.relaxation, "extra": self.extra}
+                "relaxation": self.relaxation, "read_noise_rel": self.read_noise_rel,
+                "extra": self.extra}
 
     @classmethod
     def from_dict(cls, data: object, where: str = "calibration") -> Calibration:
@@ -207,12 +211,18 @@ class Calibration:
         extra = data.get("extra", {})
         if not isinstance(relaxation, dict) or not isinstance(extra, dict):
             raise BadInput(f"{where}: relaxation and extra must be objects")
+        noise = data.get("read_noise_rel")
+        if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
+                                  or not 0 <= noise < 1):
+            raise BadInput(f"{where}: read_noise_rel must be a number in [0, 1) or null, got "
+                           f"{noise!r}")
         return cls(board_id, *shape, tables["read_gain"], tables["read_offset_siemens"],
                    None if set_curve is None else SetCurve.from_dict(set_curve, f"{where}: set_curve"),
                    None if reset_curve is None
                    else ResetCurve.from_dict(reset_curve, f"{where}: reset_curve"),
                    relaxation, v_read, read_range, vmm_range, tables["vmm_gain"],
-                   tables["vmm_offset_a"], Reference(reference), extra)
+                   tables["vmm_offset_a"], Reference(reference), extra,
+                   None if noise is None else float(noise))
 
     def check_board(self, info) -> None:
         """BadInput unless `info` (a BoardInfo) is the board this calibration was made on."""

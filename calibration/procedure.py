@@ -33,7 +33,8 @@ from imssa_hw.calibration.defect_scan import classify_defects, with_unresponsive
 from imssa_hw.calibration.device_curves import (choose_sample, measure_reset_curve,
                                                 measure_set_curve, set_ramp)
 from imssa_hw.calibration.read_chain import ReadChainFit, fit_read_chain, fit_vmm
-from imssa_hw.calibration.relaxation import check_relaxation, validate_with_smu
+from imssa_hw.calibration.relaxation import (check_relaxation, measure_read_noise,
+                                             validate_with_smu)
 from imssa_hw.calibration.report import build_report
 from imssa_hw.calibration.session import Progress, ReadCorrection, Session
 from imssa_hw.calibration.settings import Settings
@@ -68,7 +69,7 @@ def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
     frames0 = board.frames_sent
     n_set = len(settings.set_gates_v)
     n_reset = len(settings.reset_curve_voltages_v(board.info.limits.v_reset_max))
-    total_work = board.info.arrays * (4 + settings.sweep_points + 2 * n_set + 2 * n_reset) + 10
+    total_work = board.info.arrays * (4 + settings.sweep_points + 2 * n_set + 2 * n_reset) + 11
     session = Session(board, smu, settings, total_work,
                       progress=progress or (lambda fraction, what: None))
     config0 = board.config
@@ -134,13 +135,14 @@ def _steps(session: Session) -> CalibrationRun:
     set_fit = measure_set_curve(session, chain, sample, ramp.v_set_v)
     defects = with_unresponsive(defects, set_fit.worn)
     relaxation = check_relaxation(session, chain, sample)
+    read_noise_rel = measure_read_noise(session, chain, sample)
     validation = validate_with_smu(session, chain, sample) if session.smu is not None else None
     reset_fit = measure_reset_curve(session, chain, sample, set_fit.curve, ramp.v_set_v,
                                     off_siemens)
     end_siemens = leave_reset(session, chain)
     session.step("final RESET")
     cal = _assemble(session, chain, vmm, set_fit.curve, reset_fit.curve, relaxation,
-                    set_fit.device_shift_v)
+                    set_fit.device_shift_v, read_noise_rel)
     report = build_report(session, cal, chain, validation, defects, end_siemens,
                           ramp.v_switch_v, sample)
     cal.extra.update({"v_set_switch_quantiles_v": report["set_threshold_quantiles_v"],
@@ -152,7 +154,8 @@ def _steps(session: Session) -> CalibrationRun:
 
 
 def _assemble(session: Session, chain: ReadChainFit, vmm, set_curve, reset_curve,
-              relaxation: dict, device_shift_v: np.ndarray) -> Calibration:
+              relaxation: dict, device_shift_v: np.ndarray,
+              read_noise_rel: float | None) -> Calibration:
     """The one `Calibration` of this run, from the steps' results."""
     arrays, rows, cols = session.shape
     return Calibration(
@@ -160,7 +163,8 @@ def _assemble(session: Session, chain: ReadChainFit, vmm, set_curve, reset_curve
         set_curve, reset_curve, relaxation, v_read_v=chain.v_read_v,
         read_range_a=chain.read_range_a, vmm_range_a=vmm.range_a if vmm else None,
         vmm_gain=vmm.gain if vmm else None, vmm_offset_a=vmm.offset_a if vmm else None,
-        reference=chain.reference, extra={"device_set_shift_v": _nan_to_none(device_shift_v)})
+        reference=chain.reference, extra={"device_set_shift_v": _nan_to_none(device_shift_v)},
+        read_noise_rel=read_noise_rel)
 
 
 def _nan_to_none(a: np.ndarray) -> list:

@@ -1,5 +1,5 @@
-"""Step 7: how much corrected reads move while devices relax after a pulse, and (with an SMU)
-a held-out check of the corrected reads against true conductances."""
+"""Step 7: how much corrected reads move while devices relax after a pulse, the read noise of
+one read, and (with an SMU) a held-out check of the corrected reads against true conductances."""
 
 from __future__ import annotations
 
@@ -50,6 +50,33 @@ def check_relaxation(session: Session, chain: ReadChainFit, sample: Sample) -> d
                     "right after a SET pulse and delay_s later, over the characterization "
                     "sample; noise_floor_siemens is the same statistic for two back-to-back "
                     "reads"}
+
+
+NOISE_READS = 8
+"""Single reads of the sample that `measure_read_noise` takes."""
+NOISE_MIN_FRACTION = 0.3
+"""`measure_read_noise` uses the sample devices above this fraction of the window's top: there
+one ADC step is small against the read noise."""
+
+
+def measure_read_noise(session: Session, chain: ReadChainFit, sample: Sample) -> float | None:
+    """The relative read noise of one corrected read: NOISE_READS single reads of the settled
+    sample devices above NOISE_MIN_FRACTION of the window, each device's variance less the ADC
+    step's (lsb^2 / 12) over its mean squared, pooled (root mean). None when no device is that
+    high. Programming takes it as the noise of its reads (`Settings.read_noise_rel`)."""
+    info, config = session.board.info, session.board.config
+    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read
+    ratios = []
+    for a, cells in enumerate(sample):
+        mask = session.sample_mask(cells)
+        reads = np.array([session.read(a, 1, chain, mask)[0][cells] for _ in range(NOISE_READS)])
+        mean = reads.mean(axis=0)
+        bright = mean > NOISE_MIN_FRACTION * session.g_top_siemens
+        variance = np.maximum(reads.var(axis=0, ddof=1) - lsb_siemens ** 2 / 12, 0.0)
+        ratios.append((variance / mean ** 2)[bright])
+    session.step("read noise")
+    ratio = np.concatenate(ratios)
+    return float(np.sqrt(ratio.mean())) if ratio.size else None
 
 
 def validate_with_smu(session: Session, chain: ReadChainFit, sample: Sample) -> dict | None:

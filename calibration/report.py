@@ -58,6 +58,7 @@ def build_report(session: Session, cal: Calibration, chain: ReadChainFit,
         "set_curve_reaches_window_top": bool(cal.set_curve.g_siemens[-1] >= session.g_top_siemens),
         "reset_curve": cal.reset_curve.to_dict(),
         "relaxation": cal.relaxation,
+        "read_noise_rel": cal.read_noise_rel,
         "sample_devices": int(sum(len(s[0]) for s in sample)),
         "smu_measurements": session.smu_measurements,
         "end_state": {"state": "every device RESET (strong RESET at %.2f V, gate %.2f V)"

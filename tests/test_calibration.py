@@ -103,6 +103,8 @@ def test_calibration_round_trip_and_corrections(tmp_path):
     (lambda d: d["set_curve"].update(g_siemens=[2e-6, 1e-6]), "g_siemens must be non-decreasing"),
     (lambda d: d["reset_curve"].update(v_reset_v=[1.5, 0.5]), "v_reset_v must be increasing"),
     (lambda d: d.update(reference="guess"), "reference must be"),
+    (lambda d: d.update(read_noise_rel=-0.01), "read_noise_rel must be"),
+    (lambda d: d.update(read_noise_rel="1%"), "read_noise_rel must be"),
 ])
 def test_bad_calibration_files_name_the_problem(tmp_path, change, message):
     data = make_calibration().to_dict()
@@ -151,6 +153,9 @@ def test_calibrate_writes_everything(smu_run):
         assert key in report
     assert len(report["columns"]) == 2 * 8
     assert report["relaxation"]["delay_s"] == 0.5
+    # the read noise of one read, measured on mid-range devices (the emulator's: 1 %)
+    assert 0.008 < report["read_noise_rel"] < 0.012
+    assert load_calibration(work / "calib").read_noise_rel == report["read_noise_rel"]
     assert not [p for p in work.iterdir() if p.name.startswith(".")]  # no temp folder left
 
 

@@ -189,8 +189,7 @@ class AdaptiveStrategy(Strategy):
         if active.any():
             e = self.error(a)
             tol, inner, target = self.tol[a], self.inner[a], self.targets[a]
-            coarse = np.abs(e) > s.coarse_factor * tol
-            ready = active & (coarse | self._settled(a, t, self.sigma_est(a)))
+            ready = active & (self.coarse(a) | self._settled(a, t, self.sigma_est(a)))
             low = ready & ~self.off_target[a] & (e < -inner)
             high = ready & (e > inner)
             if low.any():

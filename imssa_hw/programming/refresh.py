@@ -37,8 +37,7 @@ class RefreshStrategy(AdaptiveStrategy):
     def plan(self, a: int, t: float) -> Plan:
         plan = super().plan(a, t)
         s = self.settings
-        unsure = ((self.pulses[a] == 0) & (self.n_after[a] < s.verify_reads)
-                  & (np.abs(np.nan_to_num(self.error(a))) <= s.coarse_factor * self.tol[a]))
+        unsure = (self.pulses[a] == 0) & (self.n_after[a] < s.verify_reads) & ~self.coarse(a)
         plan.set_mask &= ~unsure
         plan.reset_mask &= ~unsure
         return plan

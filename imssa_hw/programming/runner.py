@@ -276,7 +276,8 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
                        f"{info.arrays} arrays of {info.rows}x{info.cols}")
     if not np.all(np.isfinite(targets)) or (targets < 0).any():
         raise BadInput("targets must be finite conductances >= 0")
-    settings = settings or Settings()
+    settings = (settings or Settings()).with_read_noise(
+        None if calibration is None else calibration.read_noise_rel)
     tol = parse_tolerance(tolerance)
     if calibration is not None:
         calibration.check_board(info)

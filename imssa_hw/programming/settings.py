@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from imssa_hw.errors import BadInput
 
+DEFAULT_READ_NOISE_REL = 0.01
+"""Read noise of one read when the calibration did not measure it: 1 % of G (the HPE boards,
+the default emulated board)."""
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _TOLERANCE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(%|[a-zµ]+)\s*$", re.IGNORECASE)
 
@@ -100,10 +103,15 @@ class Settings:
     """Settled reads are averaged: a plain mean up to this many, then an exponential average
     with weight 1/average_reads (it follows the end of relaxation)."""
     coarse_factor: float = 3.0
-    """Errors beyond coarse_factor x the tolerance are corrected without waiting to settle."""
-    read_noise_rel: float = 0.01
-    """Relative read noise of one read (1 % of G on the HPE boards and the emulator); with the
-    ADC step it gives the uncertainty of averaged reads."""
+    """Errors beyond coarse_factor x the tolerance (plus coarse_sigmas x the uncertainty of the
+    estimate) are corrected without waiting to settle."""
+    coarse_sigmas: float = 2.0
+    """How far beyond coarse_factor x the tolerance an error must be, in uncertainties of the
+    estimate, to count as coarse: a single noisy read of a high-conductance device (2 % read
+    noise is 3 uS at 150 uS) must not pass for a coarse error and trigger a pulse."""
+    read_noise_rel: float | None = None
+    """Relative read noise of one read; with the ADC step it gives the uncertainty of averaged
+    reads. None: the calibration's measurement, else DEFAULT_READ_NOISE_REL (`with_read_noise`)."""
     read_bias_rel: float = 0.003
     """Residual per-column error of calibrated reads, relative (calibration with an SMU:
     ~0.1-0.5 %); it does not average away, so it widens the verify margin. Not applied
@@ -153,7 +161,8 @@ class Settings:
             "verify_delay_small_s": 0 <= self.verify_delay_small_s <= self.verify_delay_s,
             "verify_reads": self.verify_reads >= 1, "verify_sigmas": self.verify_sigmas >= 0,
             "average_reads": self.average_reads >= 1, "coarse_factor": self.coarse_factor >= 1,
-            "read_noise_rel": 0 <= self.read_noise_rel < 1,
+            "coarse_sigmas": self.coarse_sigmas >= 0,
+            "read_noise_rel": self.read_noise_rel is None or 0 <= self.read_noise_rel < 1,
             "read_bias_rel": 0 <= self.read_bias_rel < 1, "max_pulses": self.max_pulses >= 1,
             "max_no_response": self.max_no_response >= 1, "set_margin": self.set_margin >= 0,
             "reset_min_step": self.reset_min_step >= 0,
@@ -169,6 +178,14 @@ class Settings:
         if bad:
             raise BadInput("bad programming setting(s): "
                            + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
+
+    def with_read_noise(self, measured_rel: float | None) -> Settings:
+        """These settings with `read_noise_rel` a number: as set, else `measured_rel` (what the
+        calibration measured), else DEFAULT_READ_NOISE_REL."""
+        if self.read_noise_rel is not None:
+            return self
+        return replace(self, read_noise_rel=DEFAULT_READ_NOISE_REL if measured_rel is None
+                       else float(measured_rel))
 
     def to_dict(self) -> dict:
         return asdict(self)

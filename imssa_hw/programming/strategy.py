@@ -76,7 +76,7 @@ class Strategy:
         self.targets = np.asarray(targets_siemens, dtype=float)
         shape = self.targets.shape
         self.shape = shape
-        self.settings = settings
+        self.settings = settings.with_read_noise(None)
         self.limits = limits
         self.set_curve = set_curve or population_set_curve()
         self.reset_curve = reset_curve or population_reset_curve()
@@ -226,6 +226,13 @@ class Strategy:
         factor = np.where(n < w, 1 / np.sqrt(n), np.sqrt(1 / (2 * w - 1)))
         return self.sigma_read(self.est[a]) * factor
 
+    def coarse(self, a: int) -> np.ndarray:
+        """Devices of array `a` surely off by more than coarse_factor x the tolerance: beyond it
+        by coarse_sigmas x the uncertainty of their estimate."""
+        s = self.settings
+        margin = s.coarse_factor * self.tol[a] + s.coarse_sigmas * self.sigma_est(a)
+        return np.abs(np.nan_to_num(self.error(a))) > margin
+
     def error(self, a: int | slice = slice(None)) -> np.ndarray:
         return self.est[a] - self.targets[a]
 
@@ -267,9 +274,12 @@ class Strategy:
         hold = status == HOLD
         # averaging saturates (and cannot beat the ADC step at low conductance): after
         # 2 x average_reads settled reads inside the inner band, accept, keeping the margin
-        # for the read chain's residual bias
-        margin = np.where(self.off_target[a], e, np.abs(e)) + k * bias
-        patient = in_inner & (self.n_after[a] >= 2 * s.average_reads) & (margin <= self.tol[a])
+        # for the read chain's residual bias; an off-target device inside its band is at its
+        # floor, which no pulse lowers: accept it without the margin (a quiet read of a few
+        # codes never moves, and it would wait for ever)
+        margin = np.abs(e) + k * bias
+        patient = in_inner & (self.n_after[a] >= 2 * s.average_reads) & (
+            self.off_target[a] | (margin <= self.tol[a]))
         status[precise & hold & ready & (certain | patient)] = VERIFIED
         status[precise & hold & ready & ~certain & ~in_inner] = ACTIVE
         off_only = (kind == OFF) & (status == ACTIVE)
