@@ -2,12 +2,16 @@
 
     python bench/program.py [--rows 64 --cols 64 --seed 0 --targets-seed 1]
                             [--strategies adaptive,ramp,open_loop] [--calibration measured|oracle|none]
+                            [--profile emulator-default|emulator-harsh|FILE]
                             [--baud 921600,12e6 [--protocols 1,2]]
 
-One 64x64 array of the default emulated devices, random 4-bit targets (16 levels over the
-board-default window 1-150 uS, level 0 = the off level), every cell used. Each strategy runs on
-a fresh emulator started from the same seed (the same devices and read chain each time), through
-the real driver and pty, journaling to a temp folder like `imssa-hw program` does.
+One 64x64 array of the default emulated devices (`--profile`: another emulator profile),
+random 4-bit targets (16 levels over the board-default window 1-150 uS, level 0 = the off
+level), every cell used. Each strategy runs on a fresh emulator started from the same seed (the
+same devices and read chain each time), through the real driver and pty, journaling to a temp
+folder like `imssa-hw program` does. `adaptive-0.8.2` in `--strategies` is the baseline for the
+0.9.0 noise rules: `adaptive` as it was until 0.8.2, which took any error beyond 3 tolerances for
+coarse (`coarse_sigmas` 0) and assumed 1 % read noise whatever the calibration measured.
 
 Calibration (`--calibration`): `measured` (default) runs `imssa-hw calibrate --smu` once on an
 emulator of the same seed and uses its calib.json for every strategy (read-chain correction and
@@ -44,7 +48,7 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import running_emulator
-from imssa_hw.programming import parse_tolerance, program_targets
+from imssa_hw.programming import Settings, parse_tolerance, program_targets
 from imssa_hw.programming.strategy import STUCK
 
 
@@ -55,11 +59,12 @@ def random_targets(shape: tuple[int, int, int], seed: int, profile) -> np.ndarra
     return window.g_min_siemens + levels * window.dg(4)
 
 
-def measured_calibration(workdir: Path, seed: int, rows: int, cols: int) -> tuple[Path, float]:
+def measured_calibration(workdir: Path, seed: int, rows: int, cols: int,
+                         emulator_profile: str | None) -> tuple[Path, float]:
     out = workdir / "calib"
     started = time.monotonic()
     with running_emulator(workdir / "emulator-calibrate", arrays=1, rows=rows, cols=cols,
-                          seed=seed, smu=True) as emu:
+                          seed=seed, smu=True, profile=emulator_profile) as emu:
         done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "calibrate", "--port",
                                emu.port, "--smu", emu.smu_resource, "--out", str(out)],
                               capture_output=True, text=True)
@@ -80,15 +85,20 @@ def oracle_calibration(emu, board: Board):
                        reference=Reference.SMU)  # the emulator's own chain: as true as an SMU
 
 
+BASELINES = {"adaptive-0.8.2": ("adaptive", Settings(coarse_sigmas=0.0, read_noise_rel=0.01))}
+"""Strategies as they were, by the name `--strategies` takes: (strategy, settings)."""
+
+
 def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir: Path | None,
                  profile, baud: float = 0.0, protocol: int = PROTOCOL_VERSION) -> dict:
     from imssa_hw.calibration.data import load_calibration
 
     used = np.ones(targets.shape, bool)
     tol = parse_tolerance(args.tolerance)
+    strategy, settings = BASELINES.get(name, (name, None))
     run = f"{name}-{baud:g}-v{protocol}"
     with running_emulator(workdir / f"emulator-{run}", arrays=1, rows=args.rows, cols=args.cols,
-                          seed=args.seed, baud=baud,
+                          seed=args.seed, baud=baud, profile=args.profile,
                           settings={"board.protocol_version": protocol}) as emu:
         with Board.open(emu.port) as board:
             cal = None
@@ -98,8 +108,9 @@ def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, calib_dir:
                 cal = oracle_calibration(emu, board)
             moved = board.stats.bytes_sent + board.stats.bytes_received
             started = time.monotonic()
-            result = program_targets(board, targets, used, calibration=cal, strategy=name,
-                                     tolerance=tol, profile_limits=profile.limits,
+            result = program_targets(board, targets, used, calibration=cal, strategy=strategy,
+                                     settings=settings, tolerance=tol,
+                                     profile_limits=profile.limits,
                                      off_siemens=profile.conductance.g_min_siemens,
                                      journal=workdir / f"journal-{run}.jsonl")
             elapsed = time.monotonic() - started
@@ -150,13 +161,16 @@ def main() -> None:
     parser.add_argument("--targets-seed", type=int, default=1)
     parser.add_argument("--tolerance", default="2uS")
     parser.add_argument("--strategies", default="adaptive,ramp,open_loop",
-                        help="strategies to run over the pty, comma-separated ('' for none)")
+                        help="strategies to run over the pty, comma-separated ('' for none); "
+                             "adaptive-0.8.2: adaptive with the rules of 0.8.2 (the baseline)")
     parser.add_argument("--calibration", choices=("measured", "oracle", "none"), default="measured")
     parser.add_argument("--baud", default="0",
                         help="link rates to program at, bit/s, comma-separated, e.g. "
                              "921600,12e6: the adaptive strategy at each and over the pty")
     parser.add_argument("--protocols", default=str(PROTOCOL_VERSION),
                         help="protocol versions the link-rate runs use, comma-separated, e.g. 1,2")
+    parser.add_argument("--profile", default=None,
+                        help="emulator profile (name or TOML file; default: emulator-default)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the work folder (journals, calibration) here")
     args = parser.parse_args()
@@ -164,13 +178,15 @@ def main() -> None:
     targets = random_targets((1, args.rows, args.cols), args.targets_seed, profile)
     result: dict = {"rows": args.rows, "cols": args.cols, "seed": args.seed,
                     "targets_seed": args.targets_seed, "tolerance": args.tolerance,
-                    "calibration": args.calibration}
+                    "calibration": args.calibration,
+                    "profile": args.profile or "emulator-default"}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp) if args.keep is None else args.keep
         workdir.mkdir(parents=True, exist_ok=True)
         calib_dir = None
         if args.calibration == "measured":
-            calib_dir, seconds = measured_calibration(workdir, args.seed, args.rows, args.cols)
+            calib_dir, seconds = measured_calibration(workdir, args.seed, args.rows, args.cols,
+                                                      args.profile)
             result["calibration_time_s"] = round(seconds, 2)
         for name in filter(None, args.strategies.split(",")):
             result[name] = run_strategy(name, workdir, args, targets, calib_dir, profile)
