@@ -143,6 +143,7 @@ def test_calibrate_writes_everything(smu_run):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["reference"] == "smu"
+    assert summary["read_noise_rel"] == json.loads((work / "calibrate.json").read_text())["read_noise_rel"]
     names = {p.name for p in (work / "calib").iterdir()}
     assert names == {"calib.json", "defects.json", "conductance_map.png", "pulse_response.png",
                      "column_gain.png"}
