@@ -96,7 +96,8 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
         "column_spread_after": r["column_spread_after"],
         "stuck_count": r["stuck_count"], "v_set_v": r["v_set_v"],
         "relaxation_median_abs_change_siemens": r["relaxation"]["median_abs_change_siemens"],
-        "read_noise_rel": r["read_noise_rel"], "frames": r["frames"], "wall_time_s": r["wall_time_s"],
+        "read_noise_rel": r["read_noise_rel"], "frames": r["frames"],
+        "wall_time_s": r["wall_time_s"],
         "files": [str(f) for f in files]}, indent=2))
 
 

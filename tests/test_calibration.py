@@ -143,13 +143,13 @@ def test_calibrate_writes_everything(smu_run):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["reference"] == "smu"
-    assert summary["read_noise_rel"] == json.loads((work / "calibrate.json").read_text())["read_noise_rel"]
+    report = json.loads((work / "calibrate.json").read_text())
+    assert summary["read_noise_rel"] == report["read_noise_rel"]
     names = {p.name for p in (work / "calib").iterdir()}
     assert names == {"calib.json", "defects.json", "conductance_map.png", "pulse_response.png",
                      "column_gain.png"}
     for name in ("conductance_map.png", "pulse_response.png", "column_gain.png"):
         assert (work / "calib" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = json.loads((work / "calibrate.json").read_text())
     for key in ("read_error_before", "read_error_after", "stuck_devices", "columns", "relaxation"):
         assert key in report
     assert len(report["columns"]) == 2 * 8
