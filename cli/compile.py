@@ -7,13 +7,16 @@ from pathlib import Path
 
 import click
 
+from imssa_hw.compiler.placement import PlacementMode
+
 
 @click.command("compile")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Deploy directory to write: deploy.json, targets.npz, targets.png.")
 @click.option("--profile", default="board-default", show_default=True,
-              help="Board profile: a shipped name (board-default, board-large) or a TOML file.")
+              help="Board profile: a shipped name (board-default, board-multi, board-large) or "
+                   "a TOML file.")
 @click.option("--defects", type=click.Path(path_type=Path), default=None,
               help="defects.json from `imssa-hw calibrate`: stuck devices to place around.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
@@ -29,10 +32,20 @@ import click
 @click.option("--parallel-tiles", is_flag=True,
               help="Run all tiles of a layer on an array in one VMM per step (fewer VMMs, but the "
                    "off devices between tiles add their errors to every column). Default: each "
-                   "kernel's tile alone, the other rows at 0 V.")
+                   "kernel's tile alone, the other rows at 0 V. Needs diagonal placement.")
+@click.option("--placement", type=click.Choice([m.value for m in PlacementMode]),
+              default=PlacementMode.AUTO.value, show_default=True,
+              help="How kernel tiles share an array. diagonal: no two tiles share a row or a "
+                   "column, min(rows // tile rows, cols // tile cols) tiles per array. dense: a "
+                   "grid of (rows // tile rows) x (cols // tile cols) tiles per array that share "
+                   "rows and columns but no cells; correct because each kernel runs alone in its "
+                   "VMM (the other rows at 0 V, only its columns read), so not with "
+                   "--parallel-tiles; the same VMMs per step, fewer spare lines to place around "
+                   "stuck devices. auto: diagonal when the model fits the board that way, else "
+                   "dense. A model that does not fit names the arrays each mode needs.")
 def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
                     calibration: Path | None, report: Path | None, headroom: float,
-                    seed: int, parallel_tiles: bool) -> None:
+                    seed: int, parallel_tiles: bool, placement: str) -> None:
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -51,7 +64,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
         offsets = cal.offset_codes(board.read.adc_bits)
     ckpt = load_checkpoint(checkpoint)
     deployment = compile_checkpoint(ckpt, board, defect_map, seed=seed, headroom=headroom,
-                                    column_offsets_codes=offsets, parallel=parallel_tiles)
+                                    column_offsets_codes=offsets, parallel=parallel_tiles,
+                                    placement=placement)
     save_deployment(deployment, out)
     copy_checkpoint(checkpoint, out)
     png = plot_targets(deployment, out / "targets.png")
@@ -63,11 +77,14 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     geo = board.geometry
     click.echo(f"compiled {checkpoint}: {s['layers']} layer(s) x {ckpt.config.h} kernels, "
                f"N={s['state_size']}, {s['bits']}-bit, for {board.name}")
-    click.echo(f"  arrays used    {s['arrays_used']} of {geo.arrays} ({s['kernels_per_array']} "
-               f"kernels per {geo.rows}x{geo.cols} array, tiles {s['tile_rows']}x{s['tile_cols']}, "
-               f"differential {s['differential']})")
-    click.echo(f"  cells used     {s['cells_used']} ({100 * s['utilization']:.1f} % utilization "
-               f"of the arrays used)")
+    click.echo(f"  arrays used    {s['arrays_used']} of {geo.arrays} ({s['placement']} placement, "
+               f"at most {s['kernels_per_array']} kernels per {geo.rows}x{geo.cols} array, tiles "
+               f"{s['tile_rows']}x{s['tile_cols']}, differential {s['differential']})")
+    click.echo(f"  tiles/array    {', '.join(map(str, s['tiles_per_array']))} (spare rows "
+               f"{_span(s['array_use'], 'spare_rows')}, spare columns "
+               f"{_span(s['array_use'], 'spare_cols')})")
+    click.echo(f"  cells used     {s['cells_used']} in tiles, {s['cells_that_matter']} that matter "
+               f"({100 * s['utilization']:.1f} % of the arrays used)")
     click.echo(f"  levels         {s['signed_levels']} signed ({s['levels_per_device']} per "
                f"device), dG = {s['dg_siemens'] * 1e6:.3f} uS, G {s['g_min_siemens'] * 1e6:g}-"
                f"{s['g_max_siemens'] * 1e6:g} uS")
@@ -87,3 +104,9 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
         click.echo(f"  warning: {warning}")
     click.echo(f"wrote {out / 'deploy.json'}, {out / 'targets.npz'}, {png}"
                + (f", {report}" if report else ""))
+
+
+def _span(array_use: list[dict], key: str) -> str:
+    """The range of `key` over the arrays used: "10" or "1-10"."""
+    values = [use[key] for use in array_use]
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"

@@ -11,8 +11,9 @@ PATH = click.Path(dir_okay=False, path_type=Path)
 
 @click.command()
 @click.option("--profile", default=None,
-              help="Device/board profile: a TOML file or a shipped one (emulator-default, "
-              "emulator-harsh); default: emulator-default.")
+              help="Device/board profile: a TOML file or a shipped one (emulator-default: 3 x "
+              "64x64; emulator-multi: 8 x 64x64, for the ten-digit model; emulator-harsh: worse "
+              "devices on 3 x 64x64); default: emulator-default.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one profile value, e.g. read_chain.read_noise_rel=0 (repeatable).")
 @click.option("--arrays", type=int, help="Number of arrays (overrides board.arrays).")

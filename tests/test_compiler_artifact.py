@@ -85,12 +85,35 @@ def test_missing_files(deployed, tmp_path):
     (lambda d: d["schedule"]["layers"][0]["y_scale"].pop(), "y_scale must have 8 entries"),
     (lambda d: d["profile"]["conductance"].update(g_min_us=-1), "g_min_us = -1 is impossible"),
     (lambda d: d["targets"].update(sha256="0" * 64), "does not match"),
+    (lambda d: d["placement"].update(mode="auto"), "placement.mode must be diagonal or dense, "
+                                                   "got 'auto'"),
+    (lambda d: d["placement"]["tiles"][1].update(rows=d["placement"]["tiles"][0]["rows"]),
+     r"placement.tiles overlap \(diagonal placement: two tiles share a row or column\)"),
 ])
 def test_validation_names_what_is_wrong(deployed, tmp_path, change, message):
     folder = _copy(deployed[2], tmp_path)
     _edit_json(folder, change)
     with pytest.raises(BadInput, match=message):
         load_deployment(folder)
+
+
+def test_placement_mode_round_trip(deployed, tmp_path):
+    """Dense deployments say so and load back; a deploy.json from before the mode is diagonal;
+    dense tiles (sharing rows) are refused as diagonal ones."""
+    ckpt, diagonal, out = deployed
+    dense = compile_checkpoint(ckpt, board(), placement="dense")
+    save_deployment(dense, tmp_path / "dense")
+    back = load_deployment(tmp_path / "dense")
+    assert back.placement.mode == "dense" and back.summary == dense.summary
+    assert back.placement.kernels_per_array == dense.placement.kernels_per_array == 72
+    assert [(t.array, t.rows.tolist(), t.cols.tolist()) for t in back.placement.tiles] == \
+        [(t.array, t.rows.tolist(), t.cols.tolist()) for t in dense.placement.tiles]
+    older = _copy(out, tmp_path)
+    _edit_json(older, lambda d: d["placement"].pop("mode"))
+    assert load_deployment(older).placement.mode == "diagonal"
+    _edit_json(tmp_path / "dense", lambda d: d["placement"].update(mode="diagonal"))
+    with pytest.raises(BadInput, match="two tiles share a row or column"):
+        load_deployment(tmp_path / "dense")
 
 
 def test_bad_array_shapes(deployed, tmp_path):

@@ -30,7 +30,10 @@ def test_compile_end_to_end(model, tmp_path):
     result = CliRunner().invoke(cli, ["compile", str(model), "--out", str(out), "--defects",
                                       str(tmp_path / "defects.json"), "--report", str(report)])
     assert result.exit_code == 0, result.output
-    for text in ("arrays used    2 of 3", "cells used     400", "7 signed (4 per device)",
+    for text in ("arrays used    2 of 3 (diagonal placement, at most 6 kernels per 64x64",
+                 "tiles/array    4, 4 (spare rows 44, spare columns 24)",
+                 "cells used     400 in tiles, 400 that matter (4.9 % of the arrays used)",
+                 "7 signed (4 per device)",
                  "dG = 51.333 uS", "steps/sample   33", "2 stuck, 0 unavoidable"):
         assert text in result.output
     data = json.loads(report.read_text())
@@ -40,6 +43,25 @@ def test_compile_end_to_end(model, tmp_path):
     assert (out / "targets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dep = load_deployment(out)
     assert not dep.used[0, 0, 0] or abs(dep.targets[0, 0, 0] - 150e-6) <= 4e-6
+
+
+def test_dense_placement_option(model, tmp_path):
+    out, report = tmp_path / "deploy", tmp_path / "compile.json"
+    result = CliRunner().invoke(cli, ["compile", str(model), "--out", str(out), "--placement",
+                                      "dense", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    for text in ("arrays used    1 of 3 (dense placement, at most 72 kernels per 64x64 array",
+                 "tiles/array    8 (spare rows 44, spare columns 44)"):
+        assert text in result.output
+    data = json.loads(report.read_text())
+    assert data["placement"] == "dense" and data["tiles_per_array"] == [8]
+    assert data["ideal_max_abs_error"] < 1e-6
+    assert load_deployment(out).placement.mode == "dense"
+    _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--placement", "dense",
+                 "--parallel-tiles"],
+                "dense placement cannot run the tiles of an array in parallel")
+    help_text = CliRunner().invoke(cli, ["compile", "--help"]).output
+    assert "--placement [auto|diagonal|dense]" in help_text and "else dense" in help_text
 
 
 def _fails_with(args, message):
@@ -85,7 +107,12 @@ def test_defect_map_of_another_board(model, tmp_path):
 def test_model_too_large_and_missing_checkpoint(tmp_path):
     big = tmp_path / "big.pt"
     make_checkpoint(big, h=64, n=16, bits=2)
-    _fails_with(["compile", str(big), "--out", str(tmp_path / "d")], "short by 61 arrays")
+    _fails_with(["compile", str(big), "--out", str(tmp_path / "d")],
+                "(dense placement): 64 kernel tiles of 17x34 cells, 3 per 64x64 array, need 22 "
+                "arrays; the board has 3 (short by 19 arrays, 55 tiles); arrays needed: "
+                "diagonal 64, dense 22")
+    _fails_with(["compile", str(big), "--out", str(tmp_path / "d"), "--placement", "diagonal"],
+                "short by 61 arrays, 61 tiles); arrays needed: diagonal 64, dense 22")
     _fails_with(["compile", str(tmp_path / "none.pt"), "--out", str(tmp_path / "d")],
                 "checkpoint not found")
 

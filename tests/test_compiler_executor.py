@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import NOISELESS, STILL
 from test_compiler_support import board, make_checkpoint, sequences
 
 from imssa_hw.compiler import Executor, LoopProgram, compile_checkpoint, per_vector, run_layer
@@ -161,3 +162,72 @@ def test_kernels_alone_in_their_vmm_ignore_the_devices_between_tiles(tmp_path):
                        rtol=1e-6, atol=1e-6)
     assert not np.allclose(reference.forward(ckpt, x, Executor.on_maps(together.schedule, noisy)),
                            ideal, rtol=1e-3, atol=1e-3)
+
+
+def test_dense_tiles_compute_what_diagonal_tiles_compute(tmp_path):
+    """Two layers of 6 kernels (5x10 tiles): diagonally on 2 arrays, densely on 1 with tiles
+    sharing rows and columns; on the ideal targets both give the same raw outputs, and the
+    quantized model."""
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, layers=2, bits=3, seed=6)
+    x = sequences(3, 16, seed=4)
+    diagonal = compile_checkpoint(ckpt, board(), probe_features=x, placement="diagonal")
+    dense = compile_checkpoint(ckpt, board(), probe_features=x, placement="dense")
+    assert (diagonal.summary["placement"], dense.summary["placement"]) == ("diagonal", "dense")
+    assert (diagonal.summary["arrays_used"], dense.summary["arrays_used"]) == (2, 1)
+    assert dense.summary["tiles_per_array"] == [12]
+    tiles = dense.placement.tiles
+    assert any(set(a.rows) & set(b.rows) for a in tiles for b in tiles if a is not b)
+    assert any(set(a.cols) & set(b.cols) for a in tiles for b in tiles if a is not b)
+    assert dense.summary["vmms_per_step"] == diagonal.summary["vmms_per_step"] == [6, 6]
+    assert dense.summary["utilization"] == pytest.approx(12 * 5 * 10 / (64 * 64))
+    runs = [Executor.on_maps(dep.schedule, dep.targets) for dep in (diagonal, dense)]
+    for layer, u in enumerate(diagonal.probe.u):
+        assert np.allclose(runs[0].raw(layer, u), runs[1].raw(layer, u), rtol=1e-12, atol=1e-18)
+    for executor in runs:
+        assert np.allclose(reference.forward(ckpt, x, executor), reference.forward(ckpt, x),
+                           rtol=1e-6, atol=1e-6)
+
+
+def test_auto_placement_is_diagonal_when_the_board_holds_it(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=8, n=4, bits=2, seed=1)
+    roomy = compile_checkpoint(ckpt, board(), probe_features=sequences(1, 8))
+    tight = compile_checkpoint(ckpt, board(arrays=1), probe_features=sequences(1, 8))
+    assert roomy.summary["placement"] == "diagonal" and roomy.summary["tiles_per_array"] == [4, 4]
+    assert roomy.summary["array_use"][1] == {"array": 1, "tiles": 4, "spare_rows": 64 - 4 * 5,
+                                             "spare_cols": 64 - 4 * 10}
+    # dense: 4 x 2 bands of 5x10 (40 lines; 8 x 1 or 2 x 4 would take 50)
+    assert tight.summary["placement"] == "dense" and tight.summary["tiles_per_array"] == [8]
+    assert tight.summary["array_use"] == [{"array": 0, "tiles": 8, "spare_rows": 64 - 4 * 5,
+                                           "spare_cols": 64 - 2 * 10}]
+
+
+def test_dense_tiles_on_the_emulated_board(emulated_board, tmp_path):
+    """Compiled densely for one 16x20 array (6 tiles of 5x10 on 3 x 2 bands), the board's own
+    loop over every device at some random conductance gives the ADC codes of the reference
+    executor run through the same DAC and ADC on the tiles' cells alone of the board's true
+    conductances: the other tiles on a kernel's rows and columns add nothing."""
+    from imssa_hw.drivers.board import Board
+
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=3, seed=2)
+    dep = compile_checkpoint(ckpt, board(arrays=1, rows=16, cols=20),
+                             probe_features=sequences(3, 16), placement="dense")
+    assert dep.summary["tiles_per_array"] == [6]
+    layer = dep.schedule.layers[0]
+    u = dep.probe.u[0].astype(np.float32).astype(np.float64)  # as the wire carries it
+    emu = emulated_board(arrays=1, rows=16, cols=20, settings={**NOISELESS, **STILL})
+    with Board.open(emu.port) as b:
+        b.set_pulses(0, 3.0, np.random.default_rng(0).uniform(0.5, 1.3, (16, 20)))
+        b.configure(vmm_range_a=float(layer.tia_range_a.max()))
+        b.load_program(list(layer.programs))
+        on_board = b.run_sequence(np.concatenate([u, np.zeros((3, 1, 6))], axis=1))
+        adc_lsb, dac_lsb = b.info.adc_lsb_a(b.config.vmm_range_a), b.info.dac_lsb_v
+        codes = 2 ** (b.info.adc_bits - 1)
+    tiles_only = emu.truth_siemens() * dep.used
+
+    def vmm(array: int, v: np.ndarray) -> np.ndarray:
+        currents = (np.rint(v / dac_lsb) * dac_lsb) @ tiles_only[array]
+        return np.clip(np.rint(currents / adc_lsb), -codes, codes - 1) * adc_lsb
+    expected = np.rint(Executor(dep.schedule, vmm).raw(0, u) / adc_lsb)
+    on_board = np.rint(on_board / adc_lsb)
+    assert (on_board != 0).mean() > 0.5 and np.abs(on_board).max() > 20  # the loop does something
+    assert np.abs(on_board - expected).max() <= 1  # the same codes up to a rounding tie

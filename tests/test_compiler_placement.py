@@ -1,12 +1,16 @@
-"""Placement: block-diagonal packing, several arrays, shortfall errors, defect-aware permutation."""
+"""Placement: block-diagonal and dense packing, several arrays, shortfall errors, defect-aware
+permutation."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from imssa_hw.board import Geometry
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
+from imssa_hw.compiler import load_profile
 from imssa_hw.compiler.placement import place
 from imssa_hw.errors import BadInput
 
@@ -140,7 +144,8 @@ def test_report_is_exactly_the_harmful_devices():
     assert len(p.conflicts) < p.stuck_in_use
 
 
-def test_differential_pairs_get_columns_of_the_same_fractional_offset():
+@pytest.mark.parametrize("mode", ["diagonal", "dense"])
+def test_differential_pairs_get_columns_of_the_same_fractional_offset(mode):
     """With the columns' TIA offsets known, each pair's minus column moves to a column whose
     offset has the plus column's fractional part, without any stuck device doing more harm."""
     maps = _tiles(6)
@@ -150,18 +155,131 @@ def test_differential_pairs_get_columns_of_the_same_fractional_offset():
     stuck = DefectMap(3, 64, 64, tuple(StuckDevice(0, int(r), int(c), "stuck_on", 150e-6)
                                        for r, c in rng.integers(0, 30, (12, 2))))
     geometry = Geometry(3, 64, 64, "1T1R")
-    plain = place(maps, np.zeros(6, int), geometry, stuck, TOL, G_OFF)
-    matched = place(maps, np.zeros(6, int), geometry, stuck, TOL, G_OFF, pairs, offsets)
-    _check_disjoint(matched, maps)
+    plain = place(maps, np.zeros(6, int), geometry, stuck, TOL, G_OFF, mode=mode)
+    matched = place(maps, np.zeros(6, int), geometry, stuck, TOL, G_OFF, pairs, offsets,
+                    mode=mode)
+    (_check_disjoint if mode == "diagonal" else _check_cells_apart)(matched, maps)
     assert plain.pair_mismatch_codes is None
     assert len(matched.conflicts) <= len(plain.conflicts)
 
     def frac_gap(p):
-        gaps = []
-        for tile in p.tiles:
-            plus, minus = tile.cols[pairs[:, 0]], tile.cols[pairs[:, 1]]
-            d = np.mod(offsets[tile.array, plus] - offsets[tile.array, minus], 1.0)
-            gaps.append(np.minimum(d, 1 - d))
-        return np.concatenate(gaps)
-    assert np.allclose(frac_gap(matched), matched.pair_mismatch_codes)
+        """Per physical pair (tiles of a column band share theirs), in array and column order."""
+        physical = sorted({(tile.array, int(tile.cols[plus]), int(tile.cols[minus]))
+                           for tile in p.tiles for plus, minus in pairs})
+        a, plus, minus = np.array(physical).T
+        d = np.mod(offsets[a, plus] - offsets[a, minus], 1.0)
+        return np.minimum(d, 1 - d)
+    assert np.allclose(np.sort(frac_gap(matched)), np.sort(matched.pair_mismatch_codes))
     assert frac_gap(matched).max() < 0.1 and frac_gap(plain).mean() > 0.15
+
+
+def _check_cells_apart(p, tile_maps):
+    """No two tiles share a cell, every tile holds its own map, and exactly the tiles' cells
+    matter."""
+    count = np.zeros(p.targets.shape, int)
+    for t, tile in enumerate(p.tiles):
+        assert len(set(tile.rows)) == len(tile.rows) and len(set(tile.cols)) == len(tile.cols)
+        np.add.at(count[tile.array], np.ix_(tile.rows, tile.cols), 1)
+        assert np.array_equal(p.targets[tile.array][np.ix_(tile.rows, tile.cols)], tile_maps[t])
+    assert count.max() == 1 and np.array_equal(p.used, count == 1)
+    assert (p.targets[~p.used] == G_OFF).all()
+
+
+def test_dense_packs_21_tiles_of_9x18_on_a_64x64_array():
+    """7 row bands x 3 column bands: each tile shares its rows with 2 tiles and its columns
+    with 6, never a cell; diagonally the same tiles need 7 arrays."""
+    maps = _tiles(21, (9, 18), seed=5)
+    geometry = Geometry(1, 64, 64, "1T1R")
+    p = place(maps, np.zeros(21, int), geometry, None, TOL, G_OFF, mode="dense")
+    assert p.mode == "dense" and p.kernels_per_array == 21 and p.arrays_used == 1
+    _check_cells_apart(p, maps)
+    assert p.used.sum() == 21 * 9 * 18
+    rows = Counter(frozenset(t.rows.tolist()) for t in p.tiles)
+    cols = Counter(frozenset(t.cols.tolist()) for t in p.tiles)
+    assert sorted(rows.values()) == [3] * 7 and sorted(cols.values()) == [7] * 3
+    with pytest.raises(BadInput, match=r"\(diagonal placement\): 21 kernel tiles of 9x18 cells, "
+                                       r"3 per 64x64 array, need 7 arrays; the board has 1 .*"
+                                       r"arrays needed: diagonal 7, dense 1$"):
+        place(maps, np.zeros(21, int), geometry, None, TOL, G_OFF, mode="diagonal")
+
+
+def test_dense_digits_model_on_board_multi():
+    """2 layers x 64 kernels of 9x18 on board-multi (8 arrays of 64x64): spread evenly over the
+    7 least defective arrays (19, 19, then 18 each), 18 tiles on 6 x 3 bands leave 10 spare rows
+    and 10 spare columns, 19 need 7 x 3 (1 spare row)."""
+    geometry = load_profile("board-multi").geometry
+    assert geometry.shape == (8, 64, 64)
+    maps = _tiles(128, (9, 18), seed=6)
+    defects = _defects([(2, r, r, "stuck_on", 150e-6) for r in range(3)], geometry.shape)
+    p = place(maps, np.repeat([0, 1], 64), geometry, defects, TOL, G_OFF, mode="dense")
+    _check_cells_apart(p, maps)
+    arrays = [t.array for t in p.tiles]
+    assert arrays == sorted(arrays) and 2 not in arrays
+    counts = Counter(arrays)
+    assert [counts[a] for a in sorted(counts)] == [19, 19, 18, 18, 18, 18, 18]
+    for array in counts:
+        on = [t for t in p.tiles if t.array == array]
+        spare_rows = 64 - len(set(np.concatenate([t.rows for t in on])))
+        spare_cols = 64 - len(set(np.concatenate([t.cols for t in on])))
+        assert (spare_rows, spare_cols) == ((1, 10) if counts[array] == 19 else (10, 10))
+
+
+def test_dense_tiles_cannot_run_in_parallel():
+    with pytest.raises(BadInput) as refused:
+        place(_tiles(6), np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF,
+              parallel=True, mode="dense")
+    assert "cannot run the tiles of an array in parallel" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    # auto then stays diagonal, and says what dense would have needed
+    with pytest.raises(BadInput, match=r"\(diagonal placement\).*arrays needed: diagonal 7, "
+                                       r"dense 1 \(one kernel per VMM only\)"):
+        place(_tiles(21, (9, 18)), np.zeros(21, int), Geometry(1, 64, 64, "1T1R"), None, TOL,
+              G_OFF, parallel=True, mode="auto")
+
+
+def test_auto_is_diagonal_when_it_fits_else_dense():
+    geometry = Geometry(3, 64, 64, "1T1R")
+    maps = _tiles(18)  # 5x10: 6 per array diagonally, all 3 arrays
+    auto = place(maps, np.zeros(18, int), geometry, None, TOL, G_OFF, mode="auto")
+    diagonal = place(maps, np.zeros(18, int), geometry, None, TOL, G_OFF)
+    assert auto.mode == diagonal.mode == "diagonal" and auto.arrays_used == 3
+    _check_disjoint(auto, maps)
+    assert all(a.array == b.array and np.array_equal(a.rows, b.rows)
+               and np.array_equal(a.cols, b.cols) for a, b in zip(auto.tiles, diagonal.tiles))
+    more = place(_tiles(19), np.zeros(19, int), geometry, None, TOL, G_OFF, mode="auto")
+    assert more.mode == "dense" and more.arrays_used == 1
+    with pytest.raises(BadInput, match="placement must be one of auto, diagonal, dense, got "
+                                       "'tight'"):
+        place(maps, np.zeros(18, int), geometry, None, TOL, G_OFF, mode="tight")
+
+
+def test_dense_placement_moves_stuck_devices_off_the_tiles():
+    """18 tiles of 9x18 fill rows and columns 0..53 in the identity placement; the stuck
+    devices there move to spare lines or onto cells whose target they hold."""
+    maps = _tiles(18, (9, 18), seed=7)
+    rng = np.random.default_rng(7)
+    cells = rng.choice(54 * 54, 16, replace=False)
+    devices = [(0, int(c // 54), int(c % 54), kind, g) for c, (kind, g) in
+               zip(cells, [("unresponsive", None), ("stuck_on", 150e-6)] * 8)]
+    p = place(maps, np.zeros(18, int), Geometry(1, 64, 64, "1T1R"), _defects(devices, (1, 64, 64)),
+              TOL, G_OFF, mode="dense")
+    assert p.mode == "dense" and p.stuck_in_use >= 8 and p.conflicts == ()
+    _check_cells_apart(p, maps)
+    for array, row, col, _, g in devices:
+        assert (not p.used[array, row, col]
+                or (g is not None and abs(p.targets[array, row, col] - g) <= TOL))
+
+
+def test_dense_conflicts_name_the_tile_of_the_cell():
+    """4 tiles of 5x10 fill a 10x20 array (2 x 2 bands, no spare line): what cannot move is
+    reported with the tile whose rows and columns hold it."""
+    maps = np.full((4, 5, 10), 100e-6)
+    defects = _defects([(0, 7, 13, "stuck_on", 30e-6), (0, 2, 15, "unresponsive", None)],
+                       (1, 10, 20))
+    p = place(maps, np.zeros(4, int), Geometry(1, 10, 20, "1T1R"), defects, TOL, G_OFF,
+              mode="dense")
+    assert p.mode == "dense" and len(p.conflicts) == 2
+    for c in p.conflicts:
+        owner = [t for t, tile in enumerate(p.tiles) if c.row in tile.rows and c.col in tile.cols]
+        assert [c.tile] == owner
+    assert len({c.tile for c in p.conflicts}) == 2

@@ -19,10 +19,11 @@ from imssa_hw.compiler.artifact import Deployment, Probe, load_deployment, save_
 from imssa_hw.compiler.build import compile_checkpoint
 from imssa_hw.compiler.defects import DefectMap, StuckDevice, load_defects
 from imssa_hw.compiler.executor import Executor, Vmm, ideal_vmm, per_vector, run_layer
+from imssa_hw.compiler.placement import PlacementMode
 from imssa_hw.compiler.profile import BoardProfile, load_profile, shipped_profiles
 from imssa_hw.compiler.schedule import LayerSchedule, LoopProgram, Schedule
 
 __all__ = ["BoardProfile", "DefectMap", "Deployment", "Executor", "LayerSchedule", "LoopProgram",
-           "Probe", "Schedule", "StuckDevice", "Vmm", "compile_checkpoint", "ideal_vmm",
-           "load_defects", "load_deployment", "load_profile", "per_vector", "run_layer",
+           "PlacementMode", "Probe", "Schedule", "StuckDevice", "Vmm", "compile_checkpoint",
+           "ideal_vmm", "load_defects", "load_deployment", "load_profile", "per_vector", "run_layer",
            "save_deployment", "shipped_profiles"]

@@ -1,9 +1,9 @@
 """The deploy directory: `deploy.json` (everything small, readable) + `targets.npz` (the maps).
 
 deploy.json: format and version, the model (checkpoint digest and config), the board profile,
-the mapping (bits, dG, window), the placement (tiles, unavoidable defects), the schedule (loop
-programs per layer as plain arrays, scales, delay, execution modes), the compile summary, and
-the SHA-256 of targets.npz. targets.npz (numpy, no pickle): `targets_siemens` and `used` (arrays, rows,
+the mapping (bits, dG, window), the placement (mode, tiles, unavoidable defects), the schedule
+(loop programs per layer as plain arrays, scales, delay, execution modes), the compile summary,
+and the SHA-256 of targets.npz. targets.npz (numpy, no pickle): `targets_siemens` and `used` (arrays, rows,
 cols), the probe sequences `probe_features` and their expected `probe_logits`, and per layer
 `probe_u_{l}` (the layer's crossbar input) and `probe_y_{l}` (its SSM output without D*u).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from imssa_hw.compiler.mapping import tile_layout
-from imssa_hw.compiler.placement import Conflict, Placement, TilePlace
+from imssa_hw.compiler.placement import Conflict, Placement, PlacementMode, TilePlace
 from imssa_hw.compiler.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.schedule import Schedule
 from imssa_hw.errors import BadInput
@@ -96,7 +96,8 @@ def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
         "profile": deployment.profile.to_dict(),
         "mapping": {"dg_siemens": deployment.dg, "differential": deployment.profile.differential},
         "placement": {
-            "kernels_per_array": p.kernels_per_array, "stuck_in_use": p.stuck_in_use,
+            "mode": p.mode, "kernels_per_array": p.kernels_per_array,
+            "stuck_in_use": p.stuck_in_use,
             "tiles": [{"tile": t, "layer": t // h, "channel": t % h, "array": tile.array,
                        "rows": tile.rows.tolist(), "cols": tile.cols.tolist()}
                       for t, tile in enumerate(p.tiles)],
@@ -221,6 +222,11 @@ def _placement(data: dict, config: ModelConfig, tile_shape: tuple[int, int], tar
                 and ((cols >= 0) & (cols < shape[2])).all()):
             raise BadInput(f"{where}: placement.tiles[{i}] lies outside the board {shape}")
         tiles.append(TilePlace(array, rows, cols))
+    mode = data.get("mode", PlacementMode.DIAGONAL)  # deployments from before dense placement
+    if mode not in (PlacementMode.DIAGONAL, PlacementMode.DENSE):
+        raise BadInput(f"{where}: placement.mode must be diagonal or dense, got {mode!r}")
+    mode = PlacementMode(mode)
+    _check_apart(tiles, mode, shape, where)
     try:
         conflicts = tuple(Conflict(int(c["array"]), int(c["row"]), int(c["col"]), c["g_siemens"],
                                    float(c["target_siemens"]), int(c["tile"]))
@@ -229,4 +235,21 @@ def _placement(data: dict, config: ModelConfig, tile_shape: tuple[int, int], tar
     except (KeyError, TypeError, ValueError):
         raise BadInput(f"{where}: malformed placement (kernels_per_array, stuck_in_use, "
                        f"conflicts)") from None
-    return Placement(tuple(tiles), per_array, targets, used, conflicts, stuck)
+    return Placement(tuple(tiles), mode, per_array, targets, used, conflicts, stuck)
+
+
+def _check_apart(tiles: list[TilePlace], mode: PlacementMode, shape: tuple[int, int, int],
+                 where: str) -> None:
+    """BadInput unless no two tiles share a cell (dense) or a row or column (diagonal)."""
+    rows, cols, cells = (np.zeros(shape[:2], int), np.zeros(shape[::2], int),
+                         np.zeros(shape, int))
+    for tile in tiles:
+        np.add.at(rows[tile.array], tile.rows, 1)
+        np.add.at(cols[tile.array], tile.cols, 1)
+        np.add.at(cells[tile.array], np.ix_(tile.rows, tile.cols), 1)
+    dense = mode is PlacementMode.DENSE
+    clash = (cells > 1).any() if dense else ((rows > 1).any() or (cols > 1).any())
+    if clash:
+        what = "a cell" if dense else "a row or column"
+        raise BadInput(f"{where}: placement.tiles overlap ({mode} placement: two tiles share "
+                       f"{what})")

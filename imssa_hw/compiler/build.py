@@ -20,7 +20,7 @@ from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedba
                                            kernel_tiles, layer_matrices, layer_scales, measure,
                                            stored_scales)
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
-from imssa_hw.compiler.placement import Placement, place
+from imssa_hw.compiler.placement import Placement, PlacementMode, place
 from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput
@@ -35,8 +35,13 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
                        probe_features: np.ndarray | None = None, seed: int = 0,
                        headroom: float = DEFAULT_HEADROOM,
                        column_offsets_codes: np.ndarray | None = None,
-                       parallel: bool = False) -> Deployment:
+                       parallel: bool = False,
+                       placement: PlacementMode | str = PlacementMode.AUTO) -> Deployment:
     """Compile every S4D kernel of `ckpt` for the board of `profile`.
+
+    `placement`: how tiles share an array (compiler/placement.py): `diagonal` (no shared rows
+    or columns), `dense` (a grid of tiles, one kernel per VMM only) or `auto` (diagonal when it
+    fits the board, else dense).
 
     `column_offsets_codes` (arrays, cols), the columns' TIA offsets in ADC codes from a
     calibration (`Calibration.offset_codes`): the two columns of every differential pair are
@@ -71,8 +76,8 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
                            f"{expected[0]} arrays of {expected[1]} columns")
     pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
     pairs = pairs[pairs[:, 1] >= 0] if profile.differential is Differential.COLUMNS else None
-    placement = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
-                      window.g_min_siemens, pairs, column_offsets_codes, parallel)
+    placed = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
+                   window.g_min_siemens, pairs, column_offsets_codes, parallel, placement)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
     scales = stored_scales(ckpt, profile, headroom)
     scales_from = "training" if scales is not None else "probes"
@@ -80,18 +85,18 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
         scales = _measured_scales(ckpt, matrices, probe.features, profile, headroom)
     layers = []
     for layer, (m, scale) in enumerate(zip(matrices, scales)):
-        tiles = list(placement.tiles[layer * cfg.h:(layer + 1) * cfg.h])
+        tiles = list(placed.tiles[layer * cfg.h:(layer + 1) * cfg.h])
         layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg,
                                      scale.state_scale_v, scale.tia_range_a,
                                      feedback_deadband_v(profile), parallel))
     schedule = Schedule(tuple(layers), profile.read.v_read_max)
-    y_error, peaks = _check_on_ideal_targets(schedule, placement.targets, probe)
-    executor = Executor.on_maps(schedule, placement.targets)
+    y_error, peaks = _check_on_ideal_targets(schedule, placed.targets, probe)
+    executor = Executor.on_maps(schedule, placed.targets)
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
-    summary = _summary(ckpt, profile, dg, placement, schedule, probe, headroom,
+    summary = _summary(ckpt, profile, dg, placed, schedule, probe, headroom,
                        logits_error, y_error, peaks, scales_from, parallel)
-    return Deployment(profile, cfg, ckpt.digest, dg, placement, schedule, probe, summary)
+    return Deployment(profile, cfg, ckpt.digest, dg, placed, schedule, probe, summary)
 
 
 def _probe_features(ckpt: Checkpoint, given: np.ndarray | None, seed: int) -> np.ndarray:
@@ -164,6 +169,13 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
     cfg, geo = ckpt.config, profile.geometry
     tile_rows, tile_cols = placement.tiles[0].rows.size, placement.tiles[0].cols.size
     cells_used = len(placement.tiles) * tile_rows * tile_cols
+    cells_that_matter = int(placement.used.sum())
+    arrays = sorted({t.array for t in placement.tiles})
+    on = {a: [t for t in placement.tiles if t.array == a] for a in arrays}
+    array_use = [{"array": a, "tiles": len(on[a]),
+                  "spare_rows": geo.rows - len(np.unique(np.concatenate([t.rows for t in on[a]]))),
+                  "spare_cols": geo.cols - len(np.unique(np.concatenate([t.cols for t in on[a]])))}
+                 for a in arrays]
     length = probe.features.shape[1]
     warnings = []
     for layer, peak in zip(schedule.layers, peaks):
@@ -180,10 +192,11 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "dg_siemens": dg, "g_min_siemens": profile.conductance.g_min_siemens,
         "g_max_siemens": profile.conductance.g_max_siemens,
         "differential": profile.differential, "tile_rows": tile_rows, "tile_cols": tile_cols,
-        "kernels_per_array": placement.kernels_per_array, "arrays": geo.arrays,
-        "arrays_used": placement.arrays_used, "cells_used": cells_used,
-        "cells_that_matter": int(placement.used.sum()),
-        "utilization": cells_used / (placement.arrays_used * geo.rows * geo.cols),
+        "placement": placement.mode, "kernels_per_array": placement.kernels_per_array,
+        "arrays": geo.arrays, "arrays_used": placement.arrays_used,
+        "tiles_per_array": [use["tiles"] for use in array_use], "array_use": array_use,
+        "cells_used": cells_used, "cells_that_matter": cells_that_matter,
+        "utilization": cells_that_matter / (placement.arrays_used * geo.rows * geo.cols),
         "headroom": headroom, "sequence_length": length,
         "steps_per_sample": schedule.steps_per_sample(length),
         "probe_sequences": probe.features.shape[0],

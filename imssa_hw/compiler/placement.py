@@ -1,9 +1,21 @@
-"""Placement: kernel tiles onto the board's arrays, block-diagonally, around stuck devices.
+"""Placement: kernel tiles onto the board's arrays, around stuck devices.
 
-Each kernel is a tile of tr x tc cells. Tiles on one array use disjoint rows and disjoint
-columns (block-diagonal), so an array holds min(rows // tr, cols // tc) of them; more arrays are
-used when one is not enough (the least defective first), with the tiles spread evenly over them
-in order. Within an array, rows and columns are
+Each kernel is a tile of tr x tc cells. An array is cut into a grid of row bands (tr rows
+each) and column bands (tc columns each), and each tile takes one band crossing:
+
+- **diagonal**: tiles on one array use disjoint rows and disjoint columns (tile s on row band s
+  and column band s), so an array holds min(rows // tr, cols // tc) of them. The tiles of a
+  layer may then run in parallel (one VMM per array).
+- **dense**: any band crossing, up to (rows // tr) x (cols // tc) tiles per array. Tiles share
+  rows with the tiles of their row band and columns with those of their column band, which is
+  harmless when each kernel runs alone in its VMM (its rows driven, the others at 0 V, only its
+  columns read): the other tiles on its rows feed columns nobody reads, those on its columns
+  sit on rows at 0 V. Running tiles in parallel is impossible (they would get each other's
+  inputs), so `parallel` is refused.
+
+More arrays are used when one is not enough (the least defective first), with the tiles spread
+evenly over them in order; a dense array takes the grid of the fewest lines that holds its
+tiles, which leaves the most spare lines. Within an array, rows and columns are
 then permuted (any physical row can carry any logical row) so that stuck devices land where
 they do no harm. When the columns' TIA offsets are known (a calibration), the two columns of
 every differential pair are then chosen with the same fractional offset (in ADC codes), as far
@@ -21,12 +33,24 @@ within the profile tolerance of the cell's target; the rest are reported as unav
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from imssa_hw.board import Geometry
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.errors import BadInput
+
+
+class PlacementMode(StrEnum):
+    """How kernel tiles share an array (module docstring)."""
+
+    AUTO = "auto"
+    """Diagonal when the tiles fit the board that way (or run in parallel), else dense."""
+    DIAGONAL = "diagonal"
+    """Tiles on one array share no rows and no columns."""
+    DENSE = "dense"
+    """Tiles on one array share rows and columns, never cells (one kernel per VMM only)."""
 
 
 @dataclass(frozen=True)
@@ -61,18 +85,103 @@ class Placement:
     """Tiles on the board, the resulting target maps (S) and which cells matter."""
 
     tiles: tuple[TilePlace, ...]
-    kernels_per_array: int
+    mode: PlacementMode  # diagonal or dense, never auto
+    kernels_per_array: int  # the most tiles an array holds in this mode
     targets: np.ndarray  # (arrays, rows, cols) S
     used: np.ndarray  # (arrays, rows, cols) bool: the cell matters
     conflicts: tuple[Conflict, ...]
     stuck_in_use: int  # stuck devices on cells that matter before permuting
     pair_mismatch_codes: np.ndarray | None = None
-    """Per differential pair, the difference of its columns' fractional offsets (ADC codes,
-    0..0.5) after matching; None when no offsets were given."""
+    """Per differential pair (of column bands), the difference of its columns' fractional
+    offsets (ADC codes, 0..0.5) after matching; None when no offsets were given."""
 
     @property
     def arrays_used(self) -> int:
         return len({t.array for t in self.tiles})
+
+
+def array_capacity(mode: PlacementMode, geometry: Geometry, tile_shape: tuple[int, int]) -> int:
+    """The most tiles of `tile_shape` (rows, cols) one array holds in `mode` (diagonal, dense)."""
+    row_bands, col_bands = geometry.rows // tile_shape[0], geometry.cols // tile_shape[1]
+    return min(row_bands, col_bands) if mode is PlacementMode.DIAGONAL else row_bands * col_bands
+
+
+def _arrays_needed(n_tiles: int, geometry: Geometry, tile_shape: tuple[int, int]
+                  ) -> dict[PlacementMode, int]:
+    """Arrays each mode (diagonal, dense) needs for `n_tiles` tiles; BadInput when a tile is
+    larger than an array."""
+    tr, tc = tile_shape
+    if tr > geometry.rows or tc > geometry.cols:
+        raise BadInput(f"a kernel tile needs {tr}x{tc} cells, more than the {geometry.rows}x"
+                       f"{geometry.cols} arrays of the board have")
+    return {mode: -(-n_tiles // array_capacity(mode, geometry, tile_shape))
+            for mode in (PlacementMode.DIAGONAL, PlacementMode.DENSE)}
+
+
+def _resolve_mode(mode: PlacementMode | str, n_tiles: int, geometry: Geometry,
+                 tile_shape: tuple[int, int], parallel: bool) -> PlacementMode:
+    """The mode `place` uses: auto is diagonal when the tiles fit that way or run in parallel,
+    else dense. BadInput for dense tiles in parallel or a mode that does not fit the board
+    (naming the arrays each mode needs)."""
+    try:
+        mode = PlacementMode(mode)
+    except ValueError:
+        choices = ", ".join(PlacementMode)
+        raise BadInput(f"placement must be one of {choices}, got {mode!r}") from None
+    needed = _arrays_needed(n_tiles, geometry, tile_shape)
+    if mode is PlacementMode.AUTO:
+        fits = needed[PlacementMode.DIAGONAL] <= geometry.arrays
+        mode = PlacementMode.DIAGONAL if fits or parallel else PlacementMode.DENSE
+    if mode is PlacementMode.DENSE and parallel:
+        raise BadInput("dense placement cannot run the tiles of an array in parallel (tiles "
+                       "sharing rows would get each other's inputs): place them diagonally or "
+                       "run one kernel per VMM")
+    if needed[mode] > geometry.arrays:
+        per_array, (tr, tc) = array_capacity(mode, geometry, tile_shape), tile_shape
+        dense_note = " (one kernel per VMM only)" if parallel else ""
+        raise BadInput(
+            f"the model does not fit ({mode} placement): {n_tiles} kernel tiles of {tr}x{tc} "
+            f"cells, {per_array} per {geometry.rows}x{geometry.cols} array, need "
+            f"{needed[mode]} arrays; the board has {geometry.arrays} (short by "
+            f"{needed[mode] - geometry.arrays} arrays, {n_tiles - per_array * geometry.arrays} "
+            f"tiles); arrays needed: diagonal {needed[PlacementMode.DIAGONAL]}, dense "
+            f"{needed[PlacementMode.DENSE]}{dense_note}")
+    return mode
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The band crossings of one array's tiles: slot s on row band `band_row[s]` and column
+    band `band_col[s]` of a `row_bands` x `col_bands` grid."""
+
+    row_bands: int
+    col_bands: int
+    band_row: np.ndarray
+    band_col: np.ndarray
+
+    @classmethod
+    def of(cls, mode: PlacementMode, slots: int, geometry: Geometry,
+           tile_shape: tuple[int, int]) -> "_Grid":
+        """Diagonal: slot s on band s of each. Dense: filled row by row, on the grid with the
+        fewest lines (rows + columns) that holds the slots, then the fewest empty crossings."""
+        if mode is PlacementMode.DIAGONAL:
+            return cls(slots, slots, np.arange(slots), np.arange(slots))
+        tr, tc = tile_shape
+        shapes = [(-(-slots // c), c) for c in range(1, min(slots, geometry.cols // tc) + 1)]
+        rows, cols = min(((r, c) for r, c in shapes if r * tr <= geometry.rows),
+                         key=lambda rc: (rc[0] * tr + rc[1] * tc, rc[0] * rc[1]))
+        return cls(rows, cols, np.arange(slots) // cols, np.arange(slots) % cols)
+
+    def span(self, slot: int, tile_shape: tuple[int, int]) -> tuple[slice, slice]:
+        """The logical rows and columns of `slot`."""
+        (tr, tc), i, j = tile_shape, self.band_row[slot], self.band_col[slot]
+        return slice(i * tr, (i + 1) * tr), slice(j * tc, (j + 1) * tc)
+
+    def owners(self, tile_shape: tuple[int, int]) -> np.ndarray:
+        """(row_bands * tr, col_bands * tc): the slot of each logical cell, -1 outside tiles."""
+        owner = np.full((self.row_bands, self.col_bands), -1)
+        owner[self.band_row, self.band_col] = np.arange(len(self.band_row))
+        return np.repeat(np.repeat(owner, tile_shape[0], axis=0), tile_shape[1], axis=1)
 
 
 _NO_DEFECTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
@@ -81,29 +190,24 @@ _NO_DEFECTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zero
 def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
           defects: DefectMap | None, tolerance: float, g_off: float,
           pairs: np.ndarray | None = None, offsets_codes: np.ndarray | None = None,
-          parallel: bool = False) -> Placement:
+          parallel: bool = False,
+          mode: PlacementMode | str = PlacementMode.DIAGONAL) -> Placement:
     """Place tiles (T, tr, tc) of target conductances; `groups[t]` is the layer of tile t.
 
-    `parallel`: the tiles of a layer on one array run in one VMM, so the cells between them
-    matter; otherwise each tile runs alone and only its own cells matter.
+    `mode`: diagonal, dense or auto (diagonal when the tiles fit that way or run in parallel,
+    else dense). `parallel`: the tiles of a layer on one
+    array run in one VMM, so the cells between them matter (diagonal only); otherwise each tile
+    runs alone and only its own cells matter.
 
     `pairs` (P, 2): the (plus, minus) columns of each differential output within a tile;
     `offsets_codes` (arrays, cols): each column's TIA offset in ADC codes. With both, the pairs'
-    columns are matched by fractional offset. Raises `BadInput` naming the shortfall when the
-    tiles do not fit the board.
+    columns are matched by fractional offset. Raises `BadInput` naming the shortfall (and the
+    arrays each mode needs) when the tiles do not fit the board, and for dense tiles in parallel.
     """
     n_tiles, tr, tc = tile_maps.shape
-    per_array = min(geometry.rows // tr, geometry.cols // tc)
-    if per_array == 0:
-        raise BadInput(f"a kernel tile needs {tr}x{tc} cells, more than the {geometry.rows}x"
-                       f"{geometry.cols} arrays of the board have")
+    mode = _resolve_mode(mode, n_tiles, geometry, (tr, tc), parallel)
+    per_array = array_capacity(mode, geometry, (tr, tc))
     needed = -(-n_tiles // per_array)
-    if needed > geometry.arrays:
-        raise BadInput(f"the model does not fit: {n_tiles} kernel tiles of {tr}x{tc} cells, "
-                       f"{per_array} per {geometry.rows}x{geometry.cols} array, need {needed} "
-                       f"arrays; the board has {geometry.arrays} (short by "
-                       f"{needed - geometry.arrays} arrays, {n_tiles - per_array * geometry.arrays}"
-                       f" tiles)")
     stuck_count = [len(defects.on_array(a)[0]) if defects else 0 for a in range(geometry.arrays)]
     arrays = sorted(range(geometry.arrays), key=lambda a: stuck_count[a])[:needed]
     targets = np.full(geometry.shape, g_off)
@@ -116,37 +220,40 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
     bounds = np.cumsum([0] + [n_tiles // needed + (k < n_tiles % needed) for k in range(needed)])
     for k, array in enumerate(sorted(arrays)):
         members = np.arange(bounds[k], bounds[k + 1])
-        slots = len(members)
-        logical = np.full((slots * tr, slots * tc), g_off)
+        grid = _Grid.of(mode, len(members), geometry, (tr, tc))
+        logical = np.full((grid.row_bands * tr, grid.col_bands * tc), g_off)
         for s, t in enumerate(members):
-            logical[s * tr:(s + 1) * tr, s * tc:(s + 1) * tc] = tile_maps[t]
-        row_slot, col_slot = np.arange(slots * tr) // tr, np.arange(slots * tc) // tc
-        if parallel:
-            matters = groups[members][row_slot][:, None] == groups[members][col_slot][None, :]
+            logical[grid.span(s, (tr, tc))] = tile_maps[t]
+        owner = grid.owners((tr, tc))
+        if parallel:  # diagonal: row band s and column band s belong to slot s
+            layer = groups[members]
+            matters = (layer[np.arange(logical.shape[0]) // tr][:, None]
+                       == layer[np.arange(logical.shape[1]) // tc][None, :])
         else:
-            matters = row_slot[:, None] == col_slot[None, :]
+            matters = owner >= 0
         stuck = defects.on_array(array) if defects else _NO_DEFECTS
         search = _Search(logical, matters, geometry, *stuck, tolerance)
         stuck_in_use += search.cost()
         search.run()
         if pairs is not None and offsets_codes is not None:
-            logical_pairs = np.concatenate([pairs + s * tc for s in range(slots)])
+            logical_pairs = np.concatenate([pairs + j * tc for j in range(grid.col_bands)])
             mismatches.append(search.match_pairs(logical_pairs, offsets_codes[array]))
         phys_row, phys_col = search.physical()
         for s, t in enumerate(members):
-            tiles[t] = TilePlace(array, phys_row[s * tr:(s + 1) * tr],
-                                 phys_col[s * tc:(s + 1) * tc])
+            rows, cols = grid.span(s, (tr, tc))
+            tiles[t] = TilePlace(array, phys_row[rows], phys_col[cols])
         targets[array][np.ix_(phys_row, phys_col)] = logical
         used[array][np.ix_(phys_row, phys_col)] = matters
-        for i in search.bad():
-            lr, lc = search.lrow[search.sr[i]], search.lcol[search.sc[i]]
-            tile = int(members[row_slot[lr]]) if row_slot[lr] == col_slot[lc] else -1
-            g = float(search.g[i])
-            conflicts.append(Conflict(array, int(search.sr[i]), int(search.sc[i]),
-                                      None if np.isnan(g) else g, float(logical[lr, lc]), tile))
+        for d in search.bad():
+            lr, lc = search.lrow[search.sr[d]], search.lcol[search.sc[d]]
+            slot = owner[lr, lc]
+            g = float(search.g[d])
+            conflicts.append(Conflict(array, int(search.sr[d]), int(search.sc[d]),
+                                      None if np.isnan(g) else g, float(logical[lr, lc]),
+                                      int(members[slot]) if slot >= 0 else -1))
     mismatch = np.concatenate(mismatches) if mismatches else None
-    return Placement(tuple(tiles), per_array, targets, used, tuple(conflicts), stuck_in_use,
-                     mismatch)
+    return Placement(tuple(tiles), mode, per_array, targets, used, tuple(conflicts),
+                     stuck_in_use, mismatch)
 
 
 def fraction_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,11 +1,13 @@
 """The feedback-delay schedule: per time step, what drives each row and what the columns mean.
 
 Per layer, each kernel's tile runs its own `LoopProgram` (the same fields as the board's
-on-board loop program), driving only the tile's rows: the other rows of its array stay at 0 V,
-so the cells between tiles carry no current and the kernels cannot disturb each other (one
-kernel per VMM, as the paper runs one kernel per crossbar). `parallel` instead runs one
-program per array, all its tiles at once: fewer VMMs per step, but every off device between
-the tiles adds its error to the columns. At step t, in program order:
+on-board loop program), driving only the tile's rows and reading only its columns: the other
+rows of its array stay at 0 V, so no other cell adds current to the columns it reads (with
+dense placement the other tiles of its row band do carry current, into columns it does not
+read) and the kernels cannot disturb each other (one kernel per VMM, as the paper runs one
+kernel per crossbar). `parallel` instead runs one program per array, all its tiles at once
+(diagonal placement only): fewer VMMs per step, but every off device between the tiles adds
+its error to the columns. At step t, in program order:
 
     V[row]   = row_input_gain_v[row] * u_t[row_input[row]]
              + shrink(row_feedback_gain_v_per_a[row] * out_{t-1}[row_feedback[row]])   (0 at t = 0)
