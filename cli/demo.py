@@ -9,6 +9,7 @@ import click
 
 from imssa_hw.cli.options import bits_option, board_training_options
 from imssa_hw.hil.mode import InferenceMode
+from imssa_hw.workflows.demo import TASK_DEMOS
 
 TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0,
              "mix_flite": False}
@@ -16,13 +17,19 @@ TINY_DATA = {"n_train_per_class": 12, "n_test_per_class": 6, "mix_synthetic": 0,
 augmented)."""
 
 
+def _per_task(attribute: str) -> str:
+    """The tasks' demo defaults of `attribute` for the help, e.g. 'zero-one 2, digits 4'."""
+    return "the task's (" + ", ".join(f"{task} {getattr(d, attribute)}"
+                                      for task, d in TASK_DEMOS.items()) + ")"
+
+
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for everything the demo writes (default: a new imssa-demo-* folder "
               "in the working directory).")
-@click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
+@click.option("--task", type=click.Choice(list(TASK_DEMOS)), default="zero-one",
               show_default=True)
-@bits_option
+@bits_option(None, _per_task("bits"))
 @click.option("--mode", type=click.Choice([m.value for m in InferenceMode]),
               default=InferenceMode.ONBOARD.value,
               show_default=True, help="Inference loop: on the board, or driven by the host.")
@@ -40,23 +47,29 @@ augmented)."""
               "(repeatable).")
 @click.option("--tiny", is_flag=True,
               help="A small model and data set: a smoke test, not a measurement.")
-@board_training_options
+@click.option("--retrain", is_flag=True,
+              help="Train the model anew (and cache it) even when a shipped or cached model was "
+              "made with exactly these settings.")
+@board_training_options(None, _per_task("board_profile"))
 def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, overrides, tiny,
-         board_profile, hardware_aware):
+         retrain, board_profile, hardware_aware):
     """Train (or reuse) a model, start an emulated board, calibrate, compile with the defect
     map, program with write-verify, run the test set through the board, stop the board, and
-    print software against hardware accuracy. Writes summary.json and every stage's files."""
+    print software against hardware accuracy. Writes summary.json and every stage's files.
+
+    The model: one shipped with imssa-hw when it was made with exactly these settings (a
+    task's defaults: --seed 0, 40 epochs, hardware-aware; imssa_hw/models/README.md lists
+    them), else the one cached for these settings ($IMSSA_HW_CACHE), else trained now and
+    cached; --retrain always trains. summary.json's model_source says which (shipped, cached,
+    trained)."""
     from imssa_hw.workflows.demo import DemoSettings, run_demo, summary_table
     from imssa_hw.emulator.profile import load_profile, parse_override
-    from imssa_hw.errors import BadInput
 
-    if bits is None:
-        raise BadInput("the demo deploys a quantized model: --bits must be 1..8")
     out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
     changes = dict(parse_override(text) for text in overrides)
     load_profile(emulator_profile, changes)  # a bad profile or override: one line, now
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
-             "board_seed": board_seed,
+             "board_seed": board_seed, "retrain": retrain,
              "emulator": {"profile": emulator_profile, "settings": changes}}
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=InferenceMode(mode),
                             **board)

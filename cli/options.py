@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import click
 
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import MAX_BITS, RANGES, ModelConfig
 
 
-def _parse_bits(ctx, param, value: str) -> int | None:
-    if value.lower() == "float":
+def _parse_bits(ctx, param, value: str | None, float_ok: bool = True) -> int | None:
+    if value is None:  # not given and no default: the command's choice
         return None
+    if value.lower() == "float":
+        if float_ok:
+            return None
+        raise BadInput(f"--bits must be 1..{MAX_BITS} here (a quantized model is deployed), "
+                       f"got {value!r}")
     try:
         bits = int(value)
     except ValueError:
@@ -20,9 +28,16 @@ def _parse_bits(ctx, param, value: str) -> int | None:
     return bits
 
 
-bits_option = click.option(
-    "--bits", default="2", show_default=True, callback=_parse_bits,
-    help=f"Bits per device for the S4D kernels, 1..{MAX_BITS}, or 'float' (no quantization).")
+def bits_option(default: str | None = "2",
+                default_help: str = "") -> Callable[[Callable], Callable]:
+    """--bits: 1..MAX_BITS, or 'float' (None). With `default` None the bits must be given as a
+    number, and None means not given: the command's default, which `default_help` names."""
+    quantized = default is None
+    return click.option(
+        "--bits", default=default, show_default=not quantized,
+        callback=partial(_parse_bits, float_ok=not quantized),
+        help=f"Bits per device for the S4D kernels, 1..{MAX_BITS}" + (
+            f". Default: {default_help}." if quantized else ", or 'float' (no quantization)."))
 
 
 A_RANGE_HELP = (
@@ -63,19 +78,25 @@ def parse_ids(text: str | None, option: str) -> list[int] | None:
 
 
 
-def board_training_options(command):
-    """--board-profile and --hardware-aware, for commands that train."""
-    command = click.option(
-        "--hardware-aware/--no-hardware-aware", default=True, show_default=True,
-        help="Train the last quarter of the epochs with every recurrence run as the board runs "
-        "it: row DACs, column ADCs at the TIA range the compiler will choose, the one-step "
-        "output delay, the columns' offsets, and the errors of the profile's [errors] table "
-        "(--board-profile); the software model trains beside it and is kept close to it, so "
-        "that board and software decide alike. On by default: on 10 emulated boards it lost "
-        "less than QAT alone, "
-        "most after a simulated day (docs/model.md).")(command)
-    return click.option(
-        "--board-profile", default="board-default", show_default=True,
-        help="The board the model is for (a shipped profile name or a TOML file): the "
-        "checkpoint keeps the state scales and TIA ranges chosen for it on the training set, "
-        "which the compiler then uses.")(command)
+def board_training_options(default_profile: str | None = "board-default",
+                           default_help: str = "") -> Callable[[Callable], Callable]:
+    """--board-profile and --hardware-aware, for commands that train. With `default_profile`
+    None, --board-profile is None when not given: the command's default, which `default_help`
+    names."""
+    def decorate(command: Callable) -> Callable:
+        command = click.option(
+            "--hardware-aware/--no-hardware-aware", default=True, show_default=True,
+            help="Train the last quarter of the epochs with every recurrence run as the board "
+            "runs it: row DACs, column ADCs at the TIA range the compiler will choose, the "
+            "one-step output delay, the columns' offsets, and the errors of the profile's "
+            "[errors] table (--board-profile); the software model trains beside it and is kept "
+            "close to it, so that board and software decide alike. On by default: on 10 "
+            "emulated boards it lost less than QAT alone, most after a simulated day "
+            "(docs/model.md).")(command)
+        return click.option(
+            "--board-profile", default=default_profile, show_default=default_profile is not None,
+            help="The board the model is for (a shipped profile name or a TOML file): the "
+            "checkpoint keeps the state scales and TIA ranges chosen for it on the training "
+            "set, which the compiler then uses."
+            + ("" if default_profile is not None else f" Default: {default_help}."))(command)
+    return decorate

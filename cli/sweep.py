@@ -82,7 +82,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     """
     from imssa_hw.data import DataSpec
     from imssa_hw.files import write_json
-    from imssa_hw.workflows.model_cache import trained_model
+    from imssa_hw.workflows.model_cache import ModelRecipe, trained_model
     from imssa_hw.workflows.sweep import SweepPoint, dask_client, plot, run_points, table
 
     bits_list = _numbers(bits_text, "--bits", int)
@@ -106,11 +106,10 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
         for bits in bits_list:
             model = {"h": h, "n": n, "n_layers": 1, "bits": bits, "a_range": a_range,
                      "ranges": ranges}
-            path, summary, cached = trained_model(data_spec, model=model, epochs=epochs)
-            checkpoints[bits, model_seed] = str(path)
+            trained = trained_model(ModelRecipe(data_spec, model, epochs))
+            checkpoints[bits, model_seed] = str(trained.path)
             click.echo(f"{bits}-bit model, seed {model_seed}: software "
-                       f"{100 * summary['software_accuracy']:.2f} % "
-                       f"({'cached' if cached else 'trained'})")
+                       f"{100 * trained.summary['software_accuracy']:.2f} % ({trained.source})")
     points = [SweepPoint(checkpoints[b, ms], b, s, seed, m, limit,
                          str(out / "boards" / f"{m}-{b}bit-{ms}-{s * 1e6:g}uS-{seed}"),
                          noise_cells, ms)

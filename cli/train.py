@@ -42,7 +42,7 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               help="Perturbed copies of every training clip (speed, frequency and tempo warp, "
               "channel, room, noise, gain, shift; docs/data.md). Default: "
               f"{REAL_DEFAULTS['augment'].copies} for real data, 0 for synthetic.")
-@bits_option
+@bits_option()
 @click.option("--epochs", type=click.IntRange(1, 10000), default=None,
               help="Training epochs (default: the task's, see below).")
 @click.option("--h", "h", type=click.IntRange(1, 4096), default=None,
@@ -58,7 +58,7 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
 @click.option("--n-train-per-class", type=click.IntRange(1, 100000), default=None,
               help="Override the task's training-set size (small runs).")
 @click.option("--n-test-per-class", type=click.IntRange(1, 100000), default=None)
-@board_training_options
+@board_training_options()
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Checkpoint to write (safetensors format).")

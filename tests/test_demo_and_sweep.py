@@ -34,6 +34,8 @@ def test_demo_tiny_end_to_end(tmp_path, cache_env):
                 "mean_pulses_per_device", "timings_s"):
         assert key in summary, key
     assert summary["yield_working"] > 0.99
+    # a new cache and no shipped model for --tiny: trained in this run
+    assert (summary["model_source"], summary["model_cached"]) == ("trained", False)
     assert summary["agreement"] >= 0.9
     for path in ("model.pt", "calib/calib.json", "calib/defects.json", "deploy/deploy.json",
                  "deploy/model.pt", "program.json", "infer.json", "confusion-onboard.png"):
@@ -123,6 +125,7 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     ("demo", ["--set", "device.nosuch=1"], "unknown profile key 'device.nosuch'"),
     ("demo", ["--set", "nodot=1"], "is not of the form section.key=value"),
     ("demo", ["--board-profile", "nosuch"], "board profile not found: nosuch"),
+    ("demo", ["--bits", "float"], "--bits must be 1..8 here (a quantized model is deployed)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, command, args, message):
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", command, *args, "--out",

@@ -1,5 +1,5 @@
 """drivers/, calibration/ and cli/ install as imssa_hw.* and never as generic top-level names;
-the shipped recordings install with their license."""
+the shipped recordings and models install with their license."""
 
 from __future__ import annotations
 
@@ -83,3 +83,11 @@ def test_regular_install_has_every_module(tmp_path):
     flite = target / "imssa_hw" / "data" / "flite"  # CMU Flite's notice travels with the clips
     assert (flite / "LICENSE").is_file() and (flite / "train_filenames.txt").is_file()
     assert len(list((flite / "audio").glob("*.flac"))) == 200
+    # the shipped models, byte for byte, with their index, reports and license (CC BY-SA 4.0)
+    shipped, installed = ROOT / "imssa_hw" / "models", target / "imssa_hw" / "models"
+    index = json.loads((shipped / "index.json").read_text())
+    files = ["index.json", "README.md"] + [entry[kind] for entry in index["models"].values()
+                                           for kind in ("checkpoint", "report")]
+    assert "zero-one.pt" in files
+    for name in files:
+        assert (installed / name).read_bytes() == (shipped / name).read_bytes(), name

@@ -16,10 +16,30 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from imssa_hw.files import write_json
 from imssa_hw.hil.mode import InferenceMode
-from imssa_hw.model.config import task_model
+from imssa_hw.model.config import TASK_EPOCHS, task_model
 
 if TYPE_CHECKING:
+    from imssa_hw.compiler.profile import BoardProfile
     from imssa_hw.data import DataSpec
+    from imssa_hw.workflows.model_cache import ModelRecipe
+
+
+@dataclass(frozen=True)
+class TaskDemo:
+    """A task's demo defaults: the shipped model's bit width and the board it is for."""
+
+    bits: int
+    board_profile: str
+
+
+TASK_DEMOS: dict[str, TaskDemo] = {
+    "zero-one": TaskDemo(bits=2, board_profile="board-default"),
+    "digits": TaskDemo(bits=4, board_profile="board-multi"),
+    "hd20": TaskDemo(bits=4, board_profile="board-multi"),
+}
+"""Per-task demo defaults. zero-one: the paper's one-layer model, 2 bits per device, on the
+3 arrays of board-default; ten or twenty classes: 4 bits per device (the README's target) and
+128 kernels, 20,736 cells, which only board-multi's 8 arrays hold."""
 
 
 @dataclass(frozen=True)
@@ -27,9 +47,10 @@ class DemoSettings:
     """What the demo trains and how it deploys it."""
 
     task: str = "zero-one"
-    bits: int = 2
+    bits: int | None = None
+    """Bits per device (default: the task's, `TASK_DEMOS`)."""
     seed: int = 0
-    epochs: int = 40
+    epochs: int = TASK_EPOCHS
     model: dict = field(default_factory=dict)
     """Changes to the task's default model (`config.task_model`), e.g. a tiny one."""
     mode: InferenceMode = InferenceMode.ONBOARD
@@ -37,16 +58,32 @@ class DemoSettings:
     """Changes to the task's default data (`DataSpec.default`): real speech, augmented."""
     hardware_aware: bool = True
     """Train the last epochs through the board's loop (`imssa_hw.training.hardware_aware`)."""
-    board_profile: str = "board-default"
-    """The board profile the model is trained for and compiled to."""
+    board_profile: str | None = None
+    """The board profile the model is trained for and compiled to (default: the task's)."""
     board_seed: int | None = None
     """Seed of the emulated board (default: `seed`)."""
     emulator: dict = field(default_factory=dict)  # emulator options (arrays, rows, settings...)
+    retrain: bool = False
+    """Train anew (and cache) even when a shipped or cached model matches."""
+
+    def __post_init__(self) -> None:
+        defaults = TASK_DEMOS[self.task]
+        if self.bits is None:
+            object.__setattr__(self, "bits", defaults.bits)
+        if self.board_profile is None:
+            object.__setattr__(self, "board_profile", defaults.board_profile)
 
     def data_spec(self) -> "DataSpec":
         from imssa_hw.data import DataSpec
 
         return DataSpec.default(self.task, seed=self.seed, **self.data)
+
+    def recipe(self, profile: "BoardProfile") -> "ModelRecipe":
+        """The model the demo deploys, trained for `profile` (this demo's board profile)."""
+        from imssa_hw.workflows.model_cache import ModelRecipe
+
+        return ModelRecipe(self.data_spec(), task_model(self.task, bits=self.bits, **self.model),
+                           self.epochs, profile, self.hardware_aware)
 
 
 @contextmanager
@@ -65,20 +102,18 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     from imssa_hw.drivers.keithley2400 import Keithley2400
     from imssa_hw.emulator.process import start_emulator
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.workflows.model_cache import trained_model
+    from imssa_hw.workflows.model_cache import ModelSource, trained_model
 
     profile = load_profile(settings.board_profile)  # a bad name: one line, nothing written
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     with _stage("train", timings, echo):
-        cached_path, trained, cached = trained_model(
-            settings.data_spec(), epochs=settings.epochs,
-            model=task_model(settings.task, bits=settings.bits, **settings.model),
-            board=profile, hardware_aware=settings.hardware_aware)
+        model = trained_model(settings.recipe(profile), retrain=settings.retrain)
+        trained = model.summary
         model_path = out / "model.pt"
-        shutil.copyfile(cached_path, model_path)
+        shutil.copyfile(model.path, model_path)
         echo(f"  {settings.task}, {settings.bits}-bit: software accuracy "
-             f"{100 * trained['software_accuracy']:.2f} %" + (" (cached model)" if cached else ""))
+             f"{100 * trained['software_accuracy']:.2f} % ({model.source} model)")
     geo = profile.geometry
     with _stage("emulate", timings, echo):
         board_seed = settings.seed if settings.board_seed is None else settings.board_seed
@@ -114,7 +149,8 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         "read_error_after": run.calibration_run.report["read_error_after"],
         "arrays_used": run.deployment.summary["arrays_used"], "steps_per_s": inferred["steps_per_s"],
         "timings_s": timings, "total_time_s": round(sum(timings.values()), 2),
-        "model_cached": cached, "settings": asdict(settings),
+        "model_source": model.source, "model_cached": model.source != ModelSource.TRAINED,
+        "settings": asdict(settings),
     }
     write_json(out / "summary.json", summary)
     return summary

@@ -1,0 +1,68 @@
+"""(Re)make a model shipped in imssa_hw/models/ (a maintainer's tool, not run by the product).
+
+Trains the task's model with the demo's defaults (`workflows.demo.DemoSettings(task=...)`: the
+task's data with seed 0, model, bits, epochs and board profile, hardware-aware), writes the
+checkpoint `<task>.pt` and its training report `<task>.json` (as `imssa-hw train --report`
+writes it) atomically, and records the checkpoint's digest and the `ModelRecipe.key` it was
+made with in index.json, which is how `imssa-hw demo` knows the model fits its settings.
+Re-run it whenever tests/test_shipped_models.py says a key no longer matches. From the
+repository root (a fresh cache keeps it from other runs' data):
+
+    IMSSA_HW_CACHE=/tmp/imssa-ship python tools/train_shipped_models.py --task zero-one
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+from imssa_hw import __version__
+from imssa_hw.compiler import load_profile
+from imssa_hw.files import atomic_path, write_json
+from imssa_hw.workflows.demo import DemoSettings
+from imssa_hw.workflows.model_cache import INDEX, SHIPPED, shipped_models
+
+SHIPPED_TASKS = ("zero-one", "digits")
+
+
+def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
+    """Train `settings`' model into `folder` as `<task>.pt` with its report `<task>.json`,
+    and list it in the folder's index; returns the report."""
+    name = settings.task
+    recipe = settings.recipe(load_profile(settings.board_profile))
+
+    def epoch(record: dict) -> None:
+        print(f"  epoch {record['epoch']}: {record['phase']} loss {record['loss']:.3f} "
+              f"val {record['val_accuracy']:.3f}", file=sys.stderr, flush=True)
+
+    checkpoint = folder / f"{name}.pt"
+    with atomic_path(checkpoint) as tmp:
+        result = recipe.train(tmp, epoch_progress=epoch)
+    report = {**result, "checkpoint": checkpoint.name, "machine": platform.machine(),
+              "version": __version__, "command": command}
+    write_json(folder / f"{name}.json", report)
+    models = {**shipped_models(folder),
+              name: {"checkpoint": checkpoint.name, "report": f"{name}.json", "digest": result["digest"],
+                     "command": command, "version": __version__, "key": recipe.key()}}
+    write_json(folder / INDEX, {"format": "imssa-hw-shipped-models",
+                                "models": dict(sorted(models.items()))})
+    for path in (checkpoint, folder / f"{name}.json", folder / INDEX):
+        path.chmod(0o644)  # package data, read by every user (atomic writes make them 0600)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=SHIPPED_TASKS, required=True)
+    args = parser.parse_args()
+    command = f"python tools/train_shipped_models.py --task {args.task}"
+    report = ship(DemoSettings(task=args.task), SHIPPED, command)
+    print(f"{args.task}: {report['bits']}-bit software accuracy "
+          f"{100 * report['software_accuracy']:.2f} % on {report['n_test']} test samples, "
+          f"{report['wall_time_s']:.0f} s of training; wrote {SHIPPED / report['checkpoint']}")
+
+
+if __name__ == "__main__":
+    main()
