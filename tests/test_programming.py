@@ -7,6 +7,7 @@ the file fast; every emulator runs in its own process behind a real pty.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -265,7 +266,7 @@ class DiesAfterSending:
     (before the journal records that the pulse was sent)."""
 
     def __init__(self, board: Board, die_on: int) -> None:
-        self.board, self.calls, self.die_on = board, 0, die_on
+        self.board, self.calls, self.die_on, self.applied = board, 0, die_on, 0
 
     def __getattr__(self, name):
         return getattr(self.board, name)
@@ -273,6 +274,7 @@ class DiesAfterSending:
     def _pulse(self, method, *args):
         self.calls += 1
         count = method(*args)
+        self.applied += count
         if self.calls == self.die_on:
             raise KeyboardInterrupt("killed after sending")
         return count
@@ -311,6 +313,108 @@ def test_death_between_sending_and_journaling_never_pulses_twice(emulated_board,
     assert journaled == int(result.pulses.sum())
     assert journaled - uncertain + first_sent <= applied <= journaled
     assert result.report["uncertain_pulses"] == uncertain
+    assert result.report["sessions"] == 2 and result.report["unfinished"] == 0
+    assert result.report["replay_mismatches"] == 0
+
+
+class ChecksTheJournal:
+    """A Board that, before each batch pulse, finds it in the journal on disk: the pulse record of
+    this array in the iteration being sent, with exactly the devices of the mask, and no `sent`
+    record for it yet."""
+
+    def __init__(self, board: Board, journal: Path) -> None:
+        self.board, self.journal, self.checked = board, journal, 0
+
+    def __getattr__(self, name):
+        return getattr(self.board, name)
+
+    def _pulse(self, op, method, array, v, gate, mask):
+        records = read_journal(self.journal)
+        it = max(r["it"] for r in records if r["type"] == "pulse")
+        mine = [r for r in records if r.get("it") == it and r.get("array") == array]
+        pulse = [r for r in mine if r["type"] == "pulse"]
+        assert len(pulse) == 1 and pulse[0][op]["idx"] == np.flatnonzero(mask).tolist()
+        assert not any(r["type"] == "sent" for r in mine)
+        self.checked += 1
+        return method(array, v, gate, mask)
+
+    def set_pulses(self, *args):
+        return self._pulse("set", self.board.set_pulses, *args)
+
+    def reset_pulses(self, *args):
+        return self._pulse("reset", self.board.reset_pulses, *args)
+
+
+def test_every_array_is_journaled_with_one_fsync_before_its_pulses(emulated_board, tmp_path,
+                                                                    monkeypatch):
+    """An iteration reads and plans every array, journals all their pulse records with one fsync,
+    then sends the pulses: two fsyncs an iteration however many arrays pulse (before: one per
+    array and iteration, and one more at its end). A resumed replay of the journal (every array's
+    reads before its pulses) rebuilds the run exactly."""
+    emu = emulated_board(arrays=3, rows=8, cols=8, seed=11,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN})
+    targets = four_bit_targets((3, 8, 8), seed=4)
+    used = np.ones_like(targets, bool)
+    journal = tmp_path / "j.jsonl"
+    syncs = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), fsync(fd))[1])
+    with Board.open(emu.port) as board:
+        checked = ChecksTheJournal(board, journal)
+        result = program_targets(checked, targets, used, settings=FAST, off_siemens=2e-6,
+                                 journal=journal)
+        monkeypatch.setattr(os, "fsync", fsync)
+        replayed = program_targets(board, targets, used, settings=FAST, off_siemens=2e-6,
+                                   journal=journal, resume=True)
+    records = read_journal(journal)
+    iterations = result.report["iterations"]
+    busy = [it for it in range(1, iterations + 1)
+            if sum(r["type"] == "sent" and r["it"] == it for r in records) >= 2]
+    assert result.report["unfinished"] == 0 and len(busy) >= 5
+    assert checked.checked == sum(1 for r in records for _ in pulse_batches(r))
+    # header, session, end and close, and at most two an iteration
+    assert len(syncs) <= 2 * iterations + 4
+    for it in busy:  # every pulse record of the iteration precedes its first `sent`
+        kinds = [r["type"] for r in records
+                 if r.get("it") == it and r["type"] in ("pulse", "sent")]
+        assert "pulse" not in kinds[kinds.index("sent"):]
+    assert replayed.report["replay_mismatches"] == 0 and replayed.report["sessions"] == 2
+    assert np.array_equal(replayed.status, result.status)
+    assert np.array_equal(replayed.pulses, result.pulses)
+    assert np.array_equal(replayed.achieved_siemens, result.achieved_siemens, equal_nan=True)
+
+
+def test_death_while_sending_to_several_arrays_never_pulses_twice(emulated_board, tmp_path):
+    """The programmer dies after the first batch of an iteration was sent: every array's pulse
+    record of that iteration is already journaled, none acknowledged, so all count once as
+    applied and none is sent again (the board applied only the first), and the resumed run
+    finishes."""
+    emu = emulated_board(arrays=3, rows=8, cols=8, seed=13,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN})
+    targets = four_bit_targets((3, 8, 8), seed=6)
+    used = np.ones_like(targets, bool)
+    journal = tmp_path / "j.jsonl"
+    with Board.open(emu.port) as board:
+        dying = DiesAfterSending(board, 1)
+        with pytest.raises(KeyboardInterrupt):
+            program_targets(dying, targets, used, settings=FAST, off_siemens=2e-6, journal=journal)
+        records = read_journal(journal)
+        it = records[-1]["it"]
+        reads = {r["array"] for r in records if r["type"] == "read" and r["it"] == it}
+        pulses = [r for r in records if r["type"] == "pulse" and r["it"] == it]
+        sent = {r["array"] for r in records if r["type"] == "sent" and r["it"] == it}
+        assert {r["array"] for r in pulses} == reads and len(reads) == 3
+        unsent = [r for r in pulses if r["array"] not in sent and any(pulse_batches(r))]
+        assert len(unsent) == 3 and dying.applied == len(next(pulse_batches(unsent[0]))[1]["idx"])
+        cut = len(records)
+        result = program_targets(board, targets, used, settings=FAST, off_siemens=2e-6,
+                                 journal=journal, resume=True)
+        applied = board.status().pulses_applied
+    after = read_journal(journal)[cut:]
+    resumed = sum(len(b["idx"]) for r in after for _, b in pulse_batches(r))
+    assert applied == dying.applied + resumed
+    assert result.report["uncertain_pulses"] == sum(len(b["idx"]) for r in unsent
+                                                    for _, b in pulse_batches(r))
     assert result.report["sessions"] == 2 and result.report["unfinished"] == 0
     assert result.report["replay_mismatches"] == 0
 

@@ -66,12 +66,16 @@ class JournalWriter:
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
         if sync:
-            os.fsync(self._file.fileno())
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush and fsync everything written so far."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self.sync()
             self._file.close()
 
     def __enter__(self) -> JournalWriter:

@@ -6,8 +6,9 @@
     result.report["yield_working"], result.achieved_siemens, result.stuck
 
 Each iteration, for each array that still has work: one batch read of the devices still being
-programmed, then (journaled first) one batch SET and one batch RESET, each with a mask of the
-devices it pulses and per-device voltages.
+programmed and the strategy's plan; then the pulse records of every array (one fsync), then per
+array one batch SET and one batch RESET, each with a mask of the devices it pulses and
+per-device voltages.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest
 from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import make_strategy
-from imssa_hw.programming.strategy import (DONE, FINAL, NONE, OFF, PRECISE, RESET, SET, STUCK,
+from imssa_hw.programming.strategy import (DONE, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                            VERIFIED, Plan, Strategy)
 
 Progress = Callable[[dict], None]
@@ -122,11 +123,7 @@ class _Session:
                 s.on_read(r["array"], self.correct(r["array"], g.reshape(rows, cols)), r["t"])
             elif kind == "pulse":
                 self._check_statuses(r)
-                for op, batch in pulse_batches(r):
-                    s.on_pulse(r["array"], op, np.asarray(batch["idx"], int),
-                               np.asarray(batch["v"], float), np.asarray(batch["gate"], float),
-                               {k: np.asarray(v, float) for k, v in batch.get("aux", {}).items()},
-                               r["t"])
+                self._apply_pulses(r)
                 pulse_records.append(r)
                 self.iteration = max(self.iteration, r["it"])
             elif kind == "sent":
@@ -141,8 +138,16 @@ class _Session:
         self.frames_before = sum(session_frames.values())
         self.wall_before = sum(max(ts) - min(ts) for ts in session_times.values() if ts)
         # whatever the replay concluded, a device the journal says is final stays final
-        forced = (self.final_journaled > 0) & ~np.isin(s.status, FINAL)
+        forced = (self.final_journaled > 0) & s.live()
         s.status[forced] = self.final_journaled[forced]
+
+    def _apply_pulses(self, record: dict) -> None:
+        """Tell the strategy about the batch pulses of a pulse record."""
+        for op, batch in pulse_batches(record):
+            aux = {k: np.asarray(v, float) for k, v in batch.get("aux", {}).items()}
+            self.strategy.on_pulse(record["array"], op, np.asarray(batch["idx"], int),
+                                   np.asarray(batch["v"], float), np.asarray(batch["gate"], float),
+                                   aux, record["t"])
 
     def _check_statuses(self, r: dict) -> None:
         s = self.strategy
@@ -157,55 +162,67 @@ class _Session:
     # -- one iteration ---------------------------------------------------------------------------
 
     def step(self, arrays: list[int]) -> int:
-        """One iteration over `arrays`; returns the number of devices pulsed."""
+        """One iteration over `arrays`: a batch read and plan of each array that still has work,
+        then their pulse records (one fsync for them all), then their batch pulses; returns the
+        number of devices pulsed."""
         s = self.strategy
         self.iteration += 1
-        pulsed = 0
-        for a in arrays:
-            if s.array_done(a):
-                continue
-            live_before = s.live(a)
-            raw = read_masked(self.board, a, live_before)  # NaN where not live
-            t = self.clock()
-            g_us = np.round(raw * 1e6, 4)
-            g_raw = g_us / 1e6
-            if live_before.all():
-                idx, values = None, g_us.ravel().tolist()
-            else:
-                flat = np.flatnonzero(live_before)
-                idx, values = flat.tolist(), g_us.ravel()[flat].tolist()
-            self.write({"type": "read", "session": self.session, "it": self.iteration, "array": a,
-                        "t": t, "idx": idx, "g_us": values})
-            g = np.full(raw.shape, np.nan)
-            g[live_before] = self.correct(a, g_raw)[live_before]
-            s.on_read(a, g, t)
-            plan = s.plan(a, t)
-            record = self._pulse_record(a, t, plan, live_before)
-            self.write(record, sync=True)
-            for op, batch in pulse_batches(record):
-                s.on_pulse(a, op, np.asarray(batch["idx"], int), np.asarray(batch["v"], float),
-                           np.asarray(batch["gate"], float),
-                           {k: np.asarray(v, float) for k, v in batch.get("aux", {}).items()}, t)
-            counts = {"set": 0, "reset": 0}
-            for op, batch in pulse_batches(record):
-                mask = np.zeros(s.shape[1] * s.shape[2], bool)
-                mask[batch["idx"]] = True
-                mask = mask.reshape(s.shape[1:])
-                v = np.zeros(mask.shape)
-                gate = np.zeros(mask.shape)
-                v[mask] = batch["v"]
-                gate[mask] = batch["gate"]
-                send = self.board.set_pulses if op == SET else self.board.reset_pulses
-                counts[op] = send(a, v, gate, mask)
-            pulsed += counts["set"] + counts["reset"]
-            if counts["set"] or counts["reset"]:
-                self.write({"type": "sent", "session": self.session, "it": self.iteration,
-                            "array": a, "t": self.clock(), **counts,
-                            "frames": self.board.frames_sent})
+        records = [self._read_and_plan(a) for a in arrays if not s.array_done(a)]
+        t = self.clock()
+        pulsing = []
+        for record in records:
+            if any(pulse_batches(record)):
+                record["t"] = t  # the pulses leave now: that is their time
+                pulsing.append(record)
+            self.write(record)
+            self._apply_pulses(record)
+        if pulsing:
+            self.sync()  # write-ahead: every pulse is on disk before any is sent
+        pulsed = sum(self._send(record) for record in pulsing)
         summary = self.summary()
         self.history.append(summary)
         self.write({"type": "iter", **summary}, sync=True)
         return pulsed
+
+    def _read_and_plan(self, a: int) -> dict:
+        """Read the live devices of array `a` (journaled), update the strategy, and return the
+        pulse record of its plan (not yet journaled)."""
+        s = self.strategy
+        live_before = s.live(a)
+        raw = read_masked(self.board, a, live_before)  # NaN where not live
+        t = self.clock()
+        g_us = np.round(raw * 1e6, 4)
+        g_raw = g_us / 1e6
+        if live_before.all():
+            idx, values = None, g_us.ravel().tolist()
+        else:
+            flat = np.flatnonzero(live_before)
+            idx, values = flat.tolist(), g_us.ravel()[flat].tolist()
+        self.write({"type": "read", "session": self.session, "it": self.iteration, "array": a,
+                    "t": t, "idx": idx, "g_us": values})
+        g = np.full(raw.shape, np.nan)
+        g[live_before] = self.correct(a, g_raw)[live_before]
+        s.on_read(a, g, t)
+        return self._pulse_record(a, t, s.plan(a, t), live_before)
+
+    def _send(self, record: dict) -> int:
+        """Send the batch pulses of a journaled pulse record; returns the devices pulsed."""
+        s = self.strategy
+        a = record["array"]
+        counts = {SET: 0, RESET: 0}
+        for op, batch in pulse_batches(record):
+            mask = np.zeros(s.shape[1] * s.shape[2], bool)
+            mask[batch["idx"]] = True
+            mask = mask.reshape(s.shape[1:])
+            v = np.zeros(mask.shape)
+            gate = np.zeros(mask.shape)
+            v[mask] = batch["v"]
+            gate[mask] = batch["gate"]
+            send = self.board.set_pulses if op == SET else self.board.reset_pulses
+            counts[op] = send(a, v, gate, mask)
+        self.write({"type": "sent", "session": self.session, "it": self.iteration, "array": a,
+                    "t": self.clock(), **counts, "frames": self.board.frames_sent})
+        return counts[SET] + counts[RESET]
 
     def _pulse_record(self, a: int, t: float, plan: Plan, live_before: np.ndarray) -> dict:
         s = self.strategy
@@ -237,13 +254,18 @@ class _Session:
                 "working": int(working.sum()), "within": int(within.sum()),
                 "verified": int((precise & (s.status == VERIFIED)).sum()),
                 "stuck": int((precise & (s.status == STUCK)).sum()),
-                "finished": int((precise & np.isin(s.status, FINAL)).sum()),
+                "finished": int((precise & ~s.live()).sum()),
                 "pulses": int(s.pulses.sum()),
                 "frames": self.frames_before + self.board.frames_sent}
 
     def write(self, record: dict, sync: bool = False) -> None:
         if self.writer is not None:
             self.writer.write(record, sync)
+
+    def sync(self) -> None:
+        """Everything journaled so far is on disk."""
+        if self.writer is not None:
+            self.writer.sync()
 
 
 def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndarray, *, calibration=None,
@@ -399,7 +421,7 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
     stuck = [tuple(int(x) for x in i) for i in np.argwhere(stuck_mask)]
     stuck_unused = [tuple(int(x) for x in i)
                     for i in np.argwhere((s.kind == OFF) & (s.status == STUCK))]
-    unfinished = int((precise & ~np.isin(s.status, FINAL)).sum())
+    unfinished = int((precise & s.live()).sum())
     last = session.history[-1] if session.history else {}
     report = {
         "strategy": s.name, "tolerance": str(tol),
