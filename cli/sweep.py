@@ -9,8 +9,12 @@ import click
 
 from imssa_hw.cli.options import a_range_option, ranges_option
 from imssa_hw.errors import BadInput
-from imssa_hw.model.config import MAX_BITS
+from imssa_hw.model.config import MAX_BITS, ModelConfig
 from imssa_hw.workflows.sweep import NOISE_CELLS, OLD_METHOD_NAMES, SweepMethod
+
+
+SWEEP_BITS = {"zero-one": "1,2,3,4,5,6,7,8", "digits": "2,3,4,5", "hd20": "2,3,4,5"}
+"""The bit widths a task's sweep trains by default (the ten-class models need 2 bits or more)."""
 
 
 def _numbers(text: str, name: str, cast=float) -> list:
@@ -26,9 +30,10 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.command()
 @click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
               show_default=True)
-@click.option("--bits", "bits_text", default="1,2,3,4,5,6,7,8", show_default=True,
+@click.option("--bits", "bits_text", default=None,
               help="Bits per device, one model each (trained once, then cached); the paper's "
-              "signed b-bit kernels are b-1 here.")
+              "signed b-bit kernels are b-1 here. Default: the task's (zero-one 1..8; digits "
+              "and hd20 2,3,4,5).")
 @click.option("--sigma-us", "sigma_text", default="0,2.5,5,10,15,20", show_default=True,
               help="Programming noise sigmas in uS.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
@@ -49,10 +54,13 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "(the paper: one kernel per crossbar), or on every cell that matters (also the off "
               "cells between kernels packed on one array: noise becomes cross-talk).")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
-@a_range_option()
+@a_range_option(default=None)
 @ranges_option
-@click.option("--h", "h", type=click.IntRange(1, 4096), default=16, show_default=True)
-@click.option("--n", "n", type=click.IntRange(2, 256), default=4, show_default=True)
+@click.option("--h", "h", type=click.IntRange(1, 4096), default=None,
+              help="Channels H (default: the task's: zero-one 16, digits and hd20 64).")
+@click.option("--n", "n", type=click.IntRange(2, 256), default=None,
+              help="Real state size N per kernel (default: the task's: zero-one 4, digits and "
+              "hd20 8).")
 @click.option("--limit", type=click.IntRange(1), default=None,
               help="Only the first N test samples per point.")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
@@ -82,10 +90,12 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     """
     from imssa_hw.data import DataSpec
     from imssa_hw.files import write_json
+    from imssa_hw.model.config import task_model
+    from imssa_hw.workflows.demo import TASK_DEMOS
     from imssa_hw.workflows.model_cache import ModelRecipe, trained_model
     from imssa_hw.workflows.sweep import SweepPoint, dask_client, plot, run_points, table
 
-    bits_list = _numbers(bits_text, "--bits", int)
+    bits_list = _numbers(bits_text or SWEEP_BITS[task], "--bits", int)
     if not all(1 <= b <= MAX_BITS for b in bits_list):
         raise BadInput(f"--bits must be within 1..{MAX_BITS}, got {bits_text!r}")
     sigmas_siemens = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
@@ -101,18 +111,21 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     methods = tuple(dict.fromkeys(SweepMethod(OLD_METHOD_NAMES.get(m, m)) for m in methods))
     client = dask_client(scheduler, scheduler_timeout_s) if scheduler else None
     checkpoints = {}
+    model_shape = task_model(task, h=h, n=n, a_range=a_range, ranges=ranges)
+    h, n = model_shape["h"], model_shape["n"]
+    a_range = model_shape.setdefault("a_range", ModelConfig.a_range)
+    board_profile = TASK_DEMOS[task].board_profile
     for model_seed in model_seeds:
         data_spec = DataSpec.default(task, seed=model_seed)
         for bits in bits_list:
-            model = {"h": h, "n": n, "n_layers": 1, "bits": bits, "a_range": a_range,
-                     "ranges": ranges}
+            model = {**model_shape, "bits": bits}
             trained = trained_model(ModelRecipe(data_spec, model, epochs))
             checkpoints[bits, model_seed] = str(trained.path)
             click.echo(f"{bits}-bit model, seed {model_seed}: software "
                        f"{100 * trained.summary['software_accuracy']:.2f} % ({trained.source})")
     points = [SweepPoint(checkpoints[b, ms], b, s, seed, m, limit,
                          str(out / "boards" / f"{m}-{b}bit-{ms}-{s * 1e6:g}uS-{seed}"),
-                         noise_cells, ms)
+                         noise_cells, ms, board_profile)
               for m in methods for b in bits_list for ms in model_seeds for s in sigmas_siemens
               for seed in range(seeds)]
     try:
@@ -124,8 +137,10 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
             client.close()
     rows = table(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "sweep.json", {"task": task, "noise_cells": noise_cells, "a_range": a_range,
+    write_json(out / "sweep.json", {"task": task, "board_profile": board_profile,
+                                    "noise_cells": noise_cells, "a_range": a_range,
                                     "ranges": ranges, "epochs": epochs, "h": h, "n": n,
+                                    "n_layers": model_shape["n_layers"],
                                     "model_seeds": model_seeds, "rows": rows, "points": results})
     png = plot(rows, out / "sweep.png", f"{task}, {ranges.replace('_', '-')} ranges, "
                f"a_range {a_range:g}\nopen-loop noise on {noise_cells} cells, "

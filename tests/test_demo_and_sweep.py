@@ -66,6 +66,19 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     assert np.isfinite([r["accuracy_std"] for r in rows]).all()
 
 
+def test_a_two_layer_sweep_point_compiles_for_its_board(tmp_path, monkeypatch):
+    """The ten-digit sweep's points: a two-layer model compiled for the task's board
+    (board-multi); noiseless maps reproduce the model."""
+    monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "model.pt"
+    train_task(TINY, path, model={"bits": 3, "h": 2, "n": 4, "n_layers": 2}, epochs=1)
+    point = SweepPoint(str(path), 3, 0.0, 0, "noise", board_profile="board-multi")
+    (result,) = run_points([point], workers=1)
+    assert result["board_profile"] == "board-multi"
+    assert result["accuracy"] == result["software_accuracy"]
+    assert result["median_abs_error_siemens"] == 0.0
+
+
 def test_sweep_table_averages_over_models_and_draws():
     def point(model_seed, seed, accuracy, software):
         return {"method": "noise", "bits": 4, "sigma_siemens": 5e-6, "model_seed": model_seed,

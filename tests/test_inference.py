@@ -172,6 +172,30 @@ def test_off_cells_leak_the_next_input_into_the_outputs_only_when_programmed(dep
     assert np.abs(lead).max() > 1e-3 * np.abs(kernel).max()
 
 
+def test_a_response_without_cross_talk_runs_per_channel_as_the_full_convolution_does():
+    """Kernels that run alone (no channel responds to another) take the per-channel path,
+    which gives what the H x H convolution gives; cross-talk keeps the full one."""
+    import torch
+
+    from imssa_hw.hil.finetune import MeasuredSSM
+
+    rng = np.random.default_rng(3)
+    h, length = 5, 12
+    kernel = np.zeros((length, h, h))
+    kernel[:, np.arange(h), np.arange(h)] = rng.standard_normal((length, h))
+    lead = np.diag(rng.standard_normal(h))
+    d = torch.as_tensor(rng.standard_normal(h), dtype=torch.float32)
+    u = torch.as_tensor(rng.standard_normal((3, h, length)), dtype=torch.float32)
+    alone = MeasuredSSM(kernel, lead, d)
+    crossed = kernel.copy()
+    crossed[:, 0, 1] = 1e-3
+    full = MeasuredSSM(crossed, lead, d)
+    assert alone.per_channel and not full.per_channel
+    with torch.no_grad():
+        full.kernel[:, 0, 1] = 0.0  # the same response, through the H x H path
+        np.testing.assert_allclose(alone(u).numpy(), full(u).numpy(), atol=1e-5)
+
+
 def test_the_report_gives_the_margins_of_the_recordings_that_flip():
     from imssa_hw.hil.inference import InferenceResult
 

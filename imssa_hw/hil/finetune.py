@@ -41,23 +41,37 @@ def impulse_responses(dep: Deployment, maps_siemens: np.ndarray, layer: int, len
 
 
 class MeasuredSSM(nn.Module):
-    """An SSM whose response is the measured K and lead tap (fixed) plus a trainable digital D."""
+    """An SSM whose response is the measured K and lead tap (fixed) plus a trainable digital D.
+
+    When no channel responds to another (each kernel runs alone on its rows and columns, the
+    compiler's default), the response is kept per channel and applied as H convolutions; with
+    cross-talk (kernels sharing a VMM) as the full H x H convolution."""
 
     def __init__(self, kernel: np.ndarray, lead: np.ndarray, d: torch.Tensor):
         super().__init__()
-        self.register_buffer("kernel", torch.as_tensor(kernel, dtype=torch.float32))
-        self.register_buffer("lead", torch.as_tensor(lead, dtype=torch.float32))
+        off_diagonal = ~np.eye(kernel.shape[1], dtype=bool)
+        self.per_channel = not (kernel[:, off_diagonal].any() or lead[off_diagonal].any())
+        if self.per_channel:
+            kernel, lead = np.diagonal(kernel, axis1=1, axis2=2), np.diagonal(lead)
+        self.register_buffer("kernel", torch.as_tensor(np.ascontiguousarray(kernel),
+                                                       dtype=torch.float32))
+        self.register_buffer("lead", torch.as_tensor(np.ascontiguousarray(lead),
+                                                     dtype=torch.float32))
         self.d = nn.Parameter(d.detach().clone())
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u (B, H, L) -> y (B, H, L): causal convolution with K, the lead tap on the next
         input, plus D*u."""
         length = u.shape[-1]
+        u_f = torch.fft.rfft(u, n=2 * length)
+        u_next = nn.functional.pad(u[..., 1:], (0, 1))
+        if self.per_channel:
+            k_f = torch.fft.rfft(self.kernel[:length].T, n=2 * length)  # (H, F)
+            y = torch.fft.irfft(u_f * k_f, n=2 * length)[..., :length]
+            return y + self.lead[:, None] * u_next + self.d[:, None] * u
         k = self.kernel[:length].permute(1, 2, 0)  # (out, in, L)
         k_f = torch.fft.rfft(k, n=2 * length)
-        u_f = torch.fft.rfft(u, n=2 * length)
         y = torch.fft.irfft(torch.einsum("bif,oif->bof", u_f, k_f), n=2 * length)[..., :length]
-        u_next = nn.functional.pad(u[..., 1:], (0, 1))
         return y + torch.einsum("oi,bil->bol", self.lead, u_next) + self.d[:, None] * u
 
 

@@ -53,6 +53,7 @@ class SweepPoint:
     workdir: str | None = None  # write_verify: where its emulator keeps its files
     noise_cells: str = "tiles"  # noise: "tiles" (each kernel's own cells) or "used"
     model_seed: int = 0  # the data and training seed of the checkpoint
+    board_profile: str = "board-default"  # the board the model is compiled for
 
 
 NOISE_CELLS = ("tiles", "used")
@@ -106,7 +107,7 @@ def evaluate_point(point: SweepPoint) -> dict:
     from imssa_hw.hil.inference import load_test_set
 
     ckpt = load_checkpoint(point.checkpoint)
-    dep = compile_checkpoint(ckpt, load_profile("board-default"), seed=point.seed)
+    dep = compile_checkpoint(ckpt, load_profile(point.board_profile), seed=point.seed)
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
     if point.method == SweepMethod.NOISE:
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
