@@ -50,11 +50,12 @@ def test_dense_placement_option(model, tmp_path):
     result = CliRunner().invoke(cli, ["compile", str(model), "--out", str(out), "--placement",
                                       "dense", "--report", str(report)])
     assert result.exit_code == 0, result.output
-    for text in ("arrays used    1 of 3 (dense placement, at most 72 kernels per 64x64 array",
-                 "tiles/array    8 (spare rows 44, spare columns 44)"):
+    # dense spreads the tiles over every array; 3 tiles of 5x10 take 3 row bands x 1 column band
+    for text in ("arrays used    3 of 3 (dense placement, at most 72 kernels per 64x64 array",
+                 "tiles/array    3, 3, 2 (spare rows 49-54, spare columns 54)"):
         assert text in result.output
     data = json.loads(report.read_text())
-    assert data["placement"] == "dense" and data["tiles_per_array"] == [8]
+    assert data["placement"] == "dense" and data["tiles_per_array"] == [3, 3, 2]
     assert data["ideal_max_abs_error"] < 1e-6
     assert load_deployment(out).placement.mode == "dense"
     _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--placement", "dense",

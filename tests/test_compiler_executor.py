@@ -165,13 +165,13 @@ def test_kernels_alone_in_their_vmm_ignore_the_devices_between_tiles(tmp_path):
 
 
 def test_dense_tiles_compute_what_diagonal_tiles_compute(tmp_path):
-    """Two layers of 6 kernels (5x10 tiles): diagonally on 2 arrays, densely on 1 with tiles
-    sharing rows and columns; on the ideal targets both give the same raw outputs, and the
+    """Two layers of 6 kernels (5x10 tiles): diagonally on 2 arrays, densely on a one-array
+    board with tiles sharing rows and columns; on the ideal targets both give the same raw outputs, and the
     quantized model."""
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, layers=2, bits=3, seed=6)
     x = sequences(3, 16, seed=4)
     diagonal = compile_checkpoint(ckpt, board(), probe_features=x, placement="diagonal")
-    dense = compile_checkpoint(ckpt, board(), probe_features=x, placement="dense")
+    dense = compile_checkpoint(ckpt, board(arrays=1), probe_features=x, placement="dense")
     assert (diagonal.summary["placement"], dense.summary["placement"]) == ("diagonal", "dense")
     assert (diagonal.summary["arrays_used"], dense.summary["arrays_used"]) == (2, 1)
     assert dense.summary["tiles_per_array"] == [12]

@@ -204,9 +204,9 @@ def test_dense_packs_21_tiles_of_9x18_on_a_64x64_array():
 
 
 def test_dense_digits_model_on_board_multi():
-    """2 layers x 64 kernels of 9x18 on board-multi (8 arrays of 64x64): spread evenly over the
-    7 least defective arrays (19, 19, then 18 each), 18 tiles on 6 x 3 bands leave 10 spare rows
-    and 10 spare columns, 19 need 7 x 3 (1 spare row)."""
+    """2 layers x 64 kernels of 9x18 on board-multi (8 arrays of 64x64): spread evenly over
+    every array, the defective one too (16 tiles each), on 6 x 3 bands: 10 spare rows and 10
+    spare columns on every array for the defect search."""
     geometry = load_profile("board-multi").geometry
     assert geometry.shape == (8, 64, 64)
     maps = _tiles(128, (9, 18), seed=6)
@@ -214,14 +214,21 @@ def test_dense_digits_model_on_board_multi():
     p = place(maps, np.repeat([0, 1], 64), geometry, defects, TOL, G_OFF, mode="dense")
     _check_cells_apart(p, maps)
     arrays = [t.array for t in p.tiles]
-    assert arrays == sorted(arrays) and 2 not in arrays
+    assert arrays == sorted(arrays)
     counts = Counter(arrays)
-    assert [counts[a] for a in sorted(counts)] == [19, 19, 18, 18, 18, 18, 18]
+    assert [counts[a] for a in sorted(counts)] == [16] * 8
     for array in counts:
         on = [t for t in p.tiles if t.array == array]
         spare_rows = 64 - len(set(np.concatenate([t.rows for t in on])))
         spare_cols = 64 - len(set(np.concatenate([t.cols for t in on])))
-        assert (spare_rows, spare_cols) == ((1, 10) if counts[array] == 19 else (10, 10))
+        assert (spare_rows, spare_cols) == (10, 10)
+    assert p.conflicts == ()  # the stuck devices on array 2 moved to spare lines
+
+
+def test_dense_uses_no_more_arrays_than_tiles():
+    p = place(_tiles(2), np.zeros(2, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF,
+              mode="dense")
+    assert p.arrays_used == 2 and p.mode == "dense"
 
 
 def test_dense_tiles_cannot_run_in_parallel():
@@ -247,7 +254,7 @@ def test_auto_is_diagonal_when_it_fits_else_dense():
     assert all(a.array == b.array and np.array_equal(a.rows, b.rows)
                and np.array_equal(a.cols, b.cols) for a, b in zip(auto.tiles, diagonal.tiles))
     more = place(_tiles(19), np.zeros(19, int), geometry, None, TOL, G_OFF, mode="auto")
-    assert more.mode == "dense" and more.arrays_used == 1
+    assert more.mode == "dense" and more.arrays_used == 3
     with pytest.raises(BadInput, match="placement must be one of auto, diagonal, dense, got "
                                        "'tight'"):
         place(maps, np.zeros(18, int), geometry, None, TOL, G_OFF, mode="tight")

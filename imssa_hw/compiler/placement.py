@@ -13,9 +13,10 @@ each) and column bands (tc columns each), and each tile takes one band crossing:
   sit on rows at 0 V. Running tiles in parallel is impossible (they would get each other's
   inputs), so `parallel` is refused.
 
-More arrays are used when one is not enough (the least defective first), with the tiles spread
-evenly over them in order; a dense array takes the grid of the fewest lines that holds its
-tiles, which leaves the most spare lines. Within an array, rows and columns are
+Diagonally, more arrays are used when one is not enough (the least defective first); densely,
+every array of the board (up to one per tile) is used, since the spare lines are what the defect search moves stuck
+devices onto. The tiles are spread evenly over the arrays in order, and a dense array takes the
+grid of the fewest lines that holds its tiles, which leaves the most spare lines. Within an array, rows and columns are
 then permuted (any physical row can carry any logical row) so that stuck devices land where
 they do no harm. When the columns' TIA offsets are known (a calibration), the two columns of
 every differential pair are then chosen with the same fractional offset (in ADC codes), as far
@@ -207,7 +208,8 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
     n_tiles, tr, tc = tile_maps.shape
     mode = _resolve_mode(mode, n_tiles, geometry, (tr, tc), parallel)
     per_array = array_capacity(mode, geometry, (tr, tc))
-    needed = -(-n_tiles // per_array)
+    needed = (min(geometry.arrays, n_tiles) if mode is PlacementMode.DENSE
+              else -(-n_tiles // per_array))
     stuck_count = [len(defects.on_array(a)[0]) if defects else 0 for a in range(geometry.arrays)]
     arrays = sorted(range(geometry.arrays), key=lambda a: stuck_count[a])[:needed]
     targets = np.full(geometry.shape, g_off)
