@@ -26,7 +26,7 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.drivers.open import open_board
     from imssa_hw.files import write_json
-    from imssa_hw.hil.finetune import finetune_on_board
+    from imssa_hw.hil.finetune import finetune_on_board, kept_epoch
     from imssa_hw.hil.inference import open_deployment
 
     dep, ckpt = open_deployment(deploy_dir)
@@ -37,4 +37,5 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     if report:
         write_json(report, summary)
     click.echo(f"hardware model on the training split: {100 * summary['accuracy_before']:.2f} % "
-               f"before, {100 * summary['accuracy_after']:.2f} % after fine-tuning; wrote {out}")
+               f"before, {100 * summary['accuracy_after']:.2f} % after fine-tuning "
+               f"({kept_epoch(summary)}); wrote {out}")

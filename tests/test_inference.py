@@ -159,6 +159,27 @@ def test_finetuning_trains_the_digital_parts_around_measured_kernels(deployment)
                for name in ckpt.tensors if name.startswith("decoder."))
 
 
+def test_finetuning_keeps_the_state_best_on_the_validation_part(deployment):
+    """With a validation part, the state kept is the epoch (the untuned model included) that
+    classifies it best, the earliest of ties; the returned tensors are that state."""
+    from imssa_hw.hil.finetune import finetune, measured_model
+    from imssa_hw.model.checkpoint import Checkpoint
+    from imssa_hw.training.trainer import accuracy
+
+    _, dep, ckpt = deployment
+    features, labels, _ = load_test_set(ckpt)
+    maps = dep.targets + np.random.default_rng(2).uniform(0, 5e-6, dep.targets.shape) * dep.used
+    order = np.random.default_rng(0).permutation(len(labels))
+    split = (order[len(order) // 3:], order[:len(order) // 3])
+    result = finetune(ckpt, dep, maps, features, labels, epochs=4, split=split)
+    scores = result.validation_accuracy
+    assert len(scores) == 5 and result.epoch_kept == int(np.argmax(scores))
+    kept = replace(ckpt, tensors=result.checkpoint_tensors)
+    assert isinstance(kept, Checkpoint)
+    model = measured_model(kept, dep, maps, features.shape[1])
+    assert accuracy(model, features[split[1]], labels[split[1]]) == scores[result.epoch_kept]
+
+
 def test_off_cells_leak_the_next_input_into_the_outputs_only_when_programmed(deployment):
     """The lead tap: input rows cross the output columns at off cells, read one step late."""
     from imssa_hw.hil.finetune import impulse_responses

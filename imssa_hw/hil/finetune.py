@@ -13,6 +13,7 @@ those measured responses in place of the ideal kernels.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,10 @@ class FinetuneResult:
     checkpoint_tensors: dict[str, np.ndarray]
     accuracy_before: float
     accuracy_after: float
+    validation_accuracy: list[float] | None = None
+    """With a validation part: its accuracy untuned, then after each epoch."""
+    epoch_kept: int | None = None
+    """With a validation part: the epoch whose state was kept (0: untuned)."""
 
 
 def measured_model(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, length: int
@@ -95,18 +100,38 @@ def measured_model(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, 
 
 
 def finetune(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, x_train: np.ndarray,
-             y_train: np.ndarray, epochs: int = 15, seed: int = 0) -> FinetuneResult:
+             y_train: np.ndarray, epochs: int = 15, seed: int = 0,
+             split: tuple[np.ndarray, np.ndarray] | None = None) -> FinetuneResult:
     """Retrain the digital parts on the measured hardware; returns the new tensors (kernels
-    unchanged) and the training-split accuracy of the hardware model before and after."""
+    unchanged) and the training-split accuracy of the hardware model before and after.
+
+    With `split` (fit, validation indices: held-out speakers, `TaskData.validation_split`) the
+    parts train on the fit part and the state kept is the one that classifies the validation
+    part best, the untuned one included (on ties the earlier): tuning that only fits the
+    training speakers is not kept. Without it, the state after the last epoch."""
     model = measured_model(ckpt, dep, maps_siemens, x_train.shape[1])
     before = accuracy(model, x_train, y_train)
-    train_digital(model, x_train, y_train, TrainConfig(epochs=epochs, seed=seed, lr=2e-3))
+    fit = np.arange(len(y_train)) if split is None else split[0]
+    scores: list[float] = []
+    best: dict = {}
+
+    def keep_best(epoch: int) -> None:
+        scores.append(accuracy(model, x_train[split[1]], y_train[split[1]]))
+        if epoch == 0 or scores[-1] > max(scores[:-1]):
+            best.update(epoch=epoch, state=copy.deepcopy(model.state_dict()))
+
+    if split is not None:
+        keep_best(0)
+    train_digital(model, x_train[fit], y_train[fit], TrainConfig(epochs=epochs, seed=seed, lr=2e-3),
+                  after_epoch=keep_best if split is not None else None)
+    if split is not None:
+        model.load_state_dict(best["state"])
     after = accuracy(model, x_train, y_train)
     tensors = dict(ckpt.tensors)
     for name, value in model.state_dict().items():
         if name in tensors and not name.endswith("kernel"):
             tensors[name] = value.detach().cpu().numpy().astype(tensors[name].dtype)
-    return FinetuneResult(tensors, before, after)
+    return FinetuneResult(tensors, before, after, scores or None, best.get("epoch"))
 
 
 def save_finetuned(path, ckpt: Checkpoint, result: FinetuneResult, info: dict) -> str:
@@ -117,15 +142,30 @@ def save_finetuned(path, ckpt: Checkpoint, result: FinetuneResult, info: dict) -
 
 def finetune_on_board(board: BoardLike, dep: Deployment, ckpt: Checkpoint, out, calibration=None,
                       epochs: int = 15) -> dict:
-    """Read the board's maps, fine-tune on the model's training split, write `out`."""
+    """Read the board's maps, fine-tune on the model's training split (the state kept
+    chosen on its held-out speakers), write `out`."""
     from imssa_hw.data import DataSpec, load_data
     from imssa_hw.hil.inference import read_maps
 
     maps, _ = read_maps(board, dep, calibration)
     data = load_data(DataSpec.of_checkpoint(ckpt.meta))
-    result = finetune(ckpt, dep, maps, data.x_train, data.y_train, epochs=epochs,
-                      seed=int(ckpt.meta.get("seed", 0)))
+    seed = int(ckpt.meta.get("seed", 0))
+    split = data.validation_split(TrainConfig().validation_fraction, seed)
+    result = finetune(ckpt, dep, maps, data.x_train, data.y_train, epochs=epochs, seed=seed,
+                      split=split)
     summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
-               "epochs": epochs, "split": "train", "checkpoint": str(out)}
+               "validation_accuracy": result.validation_accuracy,
+               "epoch_kept": result.epoch_kept, "epochs": epochs, "split": "train",
+               "checkpoint": str(out)}
     save_finetuned(out, ckpt, result, summary)
     return summary
+
+
+def kept_epoch(summary: dict) -> str:
+    """One phrase on the state `finetune_on_board` kept, for the command line."""
+    scores, epoch = summary.get("validation_accuracy"), summary.get("epoch_kept")
+    if not scores:
+        return f"the last of {summary['epochs']} epochs"
+    kept = "untuned" if epoch == 0 else f"epoch {epoch} of {summary['epochs']}"
+    return (f"kept {kept}: held-out speakers {100 * scores[0]:.2f} % untuned, "
+            f"{100 * scores[epoch]:.2f} % kept")

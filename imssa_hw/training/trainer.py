@@ -169,9 +169,11 @@ def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer, 
     return total / len(yt)
 
 
-def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> None:
-    """Train every trainable parameter of an already built model (no phases, no selection):
-    used to fine-tune the digital parts around fixed, measured SSMs."""
+def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
+                  after_epoch: Callable[[int], None] | None = None) -> None:
+    """Train every trainable parameter of an already built model (no phases; `after_epoch`
+    is called with each epoch's number, from 1, e.g. to keep the best state): used to
+    fine-tune the digital parts around fixed, measured SSMs."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -180,8 +182,10 @@ def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConf
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps,
                                                     pct_start=0.1)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(cfg.epochs):
+    for epoch in range(1, cfg.epochs + 1):
         _run_epoch(model, xt, yt, optimizer, scheduler, cfg, rng)
+        if after_epoch is not None:
+            after_epoch(epoch)
     model.eval()
 
 

@@ -182,7 +182,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
     from imssa_hw.compiler import compile_checkpoint, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
     from imssa_hw.compiler.plots import plot_targets
-    from imssa_hw.hil.finetune import finetune_on_board
+    from imssa_hw.hil.finetune import finetune_on_board, kept_epoch
     from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
     from imssa_hw.hil.inference_plots import write_inference_outputs
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -231,7 +231,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
         tuned = finetune_on_board(board, dep, ckpt, tuned_path, calibration_run.calibration)
         echo(f"  hardware model on the training split: "
              f"{100 * tuned['accuracy_before']:.2f} % -> "
-             f"{100 * tuned['accuracy_after']:.2f} %")
+             f"{100 * tuned['accuracy_after']:.2f} % ({kept_epoch(tuned)})")
     with _stage("infer-finetuned", timings, echo):
         result = run_inference(board, dep, load_checkpoint(tuned_path), features, labels,
                                settings.mode, correct)
