@@ -50,12 +50,18 @@ def _per_task(attribute: str) -> str:
 @click.option("--retrain", is_flag=True,
               help="Train the model anew (and cache it) even when a shipped or cached model was "
               "made with exactly these settings.")
+@click.option("--finetune/--no-finetune", default=None,
+              help="After inference as trained, fine-tune the digital parts against the "
+              "programmed conductances (chip-in-the-loop) and infer again. Default: "
+              + _per_task("finetune").replace("True", "on").replace("False", "off")
+              + "; the ten-digit model holds on the board as trained, and tuning it lost "
+              "points on the test speaker.")
 @board_training_options(None, _per_task("board_profile"))
 def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, overrides, tiny,
-         retrain, board_profile, hardware_aware):
+         retrain, finetune, board_profile, hardware_aware):
     """Train (or reuse) a model, start an emulated board, calibrate, compile with the defect
-    map, program with write-verify, run the test set through the board, stop the board, and
-    print software against hardware accuracy. Writes summary.json and every stage's files.
+    map, program with write-verify, run the test set through the board (and, for zero-one,
+    fine-tune and run it again), stop the board, and print software against hardware accuracy. Writes summary.json and every stage's files.
 
     The model: one shipped with imssa-hw when it was made with exactly these settings (a
     task's defaults: --seed 0, 40 epochs, hardware-aware; imssa_hw/models/README.md lists
@@ -69,7 +75,7 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     changes = dict(parse_override(text) for text in overrides)
     load_profile(emulator_profile, changes)  # a bad profile or override: one line, now
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
-             "board_seed": board_seed, "retrain": retrain,
+             "board_seed": board_seed, "retrain": retrain, "finetune": finetune,
              "emulator": {"profile": emulator_profile, "settings": changes}}
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=InferenceMode(mode),
                             **board)

@@ -161,3 +161,22 @@ def test_the_old_sweep_method_name_is_accepted_with_a_warning(tmp_path, cache_en
     assert lines[0] == ("--method open_loop is now --method noise (the old name goes in the next "
                         "version)")
     assert done.returncode == 2 and "no Dask scheduler" in lines[-1]
+
+
+def test_the_summary_table_names_what_was_measured():
+    """Without fine-tuning the table has no tuned row and its loss is the loss as trained."""
+    from imssa_hw.workflows.demo import summary_table
+
+    summary = {"software_accuracy": 0.912, "hardware_accuracy_before_finetune": 0.908,
+               "agreement_before_finetune": 0.986, "hardware_accuracy": 0.908,
+               "accuracy_loss_points": 0.4, "yield_working": 1.0, "mean_pulses_per_device": 2.35,
+               "read_error_before": 0.02, "read_error_after": 0.004, "mode": "onboard",
+               "steps_per_s": 2e5, "timings_s": {"program": 37.0}, "total_time_s": 37.0,
+               "finetuned": False}
+    table = summary_table(summary)
+    assert "chip-in-the-loop tuned" not in table
+    assert any(line.startswith("loss on hardware (as trained)") and line.endswith(" 0.40 points")
+               for line in table.splitlines())
+    assert "agreement with software, as trained" in table and "98.60 %" in table
+    tuned = summary_table({**summary, "finetuned": True, "hardware_accuracy": 0.9})
+    assert "chip-in-the-loop tuned" in tuned and "loss on hardware (tuned)" in tuned

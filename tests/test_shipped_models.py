@@ -145,15 +145,16 @@ def test_another_checkpoint_in_place_of_a_shipped_one_is_refused(shipped_copy, c
         trained_model(demo_recipe("zero-one"))
 
 
-@pytest.mark.parametrize("args,bits,board_profile,retrain", [
-    ([], 2, "board-default", False),
-    (["--task", "digits"], 4, "board-multi", False),
-    (["--task", "hd20", "--retrain"], 4, "board-multi", True),
-    (["--task", "digits", "--bits", "3", "--board-profile", "board-default"], 3, "board-default",
-     False),
+@pytest.mark.parametrize("args,bits,board_profile,retrain,finetune", [
+    ([], 2, "board-default", False, True),
+    (["--task", "digits"], 4, "board-multi", False, False),
+    (["--task", "hd20", "--retrain"], 4, "board-multi", True, False),
+    (["--task", "digits", "--bits", "3", "--board-profile", "board-default", "--finetune"], 3,
+     "board-default", False, True),
+    (["--no-finetune"], 2, "board-default", False, False),
 ])
 def test_demo_options_default_to_the_tasks(monkeypatch, tmp_path, args, bits, board_profile,
-                                           retrain):
+                                           retrain, finetune):
     seen = []
 
     def run_demo(out, settings, echo):
@@ -163,8 +164,8 @@ def test_demo_options_default_to_the_tasks(monkeypatch, tmp_path, args, bits, bo
     done = CliRunner().invoke(cli, ["demo", *args, "--out", str(tmp_path / "out")])
     assert done.exit_code == 2 and "stop here" in done.stderr, done.output
     [settings] = seen
-    assert (settings.bits, settings.board_profile, settings.retrain) == (bits, board_profile,
-                                                                         retrain)
+    assert (settings.bits, settings.board_profile, settings.retrain,
+            settings.finetune) == (bits, board_profile, retrain, finetune)
 
 
 def test_other_commands_keep_their_defaults():
