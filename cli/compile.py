@@ -43,9 +43,14 @@ from imssa_hw.compiler.placement import PlacementMode
                    "--parallel-tiles; the same VMMs per step, fewer spare lines to place around "
                    "stuck devices. auto: diagonal when the model fits the board that way, else "
                    "dense. A model that does not fit names the arrays each mode needs.")
+@click.option("--repair/--no-repair", default=True, show_default=True,
+              help="With --defects: re-fit each kernel whose tile holds stuck devices that "
+                   "placement could not avoid (the pair partner compensates, the readout is "
+                   "re-fitted, or a spoiled mode is switched off, whichever keeps the kernel's "
+                   "impulse response nearest). --no-repair leaves them, to measure the gain.")
 def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
                     calibration: Path | None, report: Path | None, headroom: float,
-                    seed: int, parallel_tiles: bool, placement: str) -> None:
+                    seed: int, parallel_tiles: bool, placement: str, repair: bool) -> None:
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -65,7 +70,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     ckpt = load_checkpoint(checkpoint)
     deployment = compile_checkpoint(ckpt, board, defect_map, seed=seed, headroom=headroom,
                                     column_offsets_codes=offsets, parallel=parallel_tiles,
-                                    placement=placement)
+                                    placement=placement, repair_defects=repair)
     save_deployment(deployment, out)
     copy_checkpoint(checkpoint, out)
     png = plot_targets(deployment, out / "targets.png")
@@ -95,7 +100,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                f"{s['probe_sequences']} probe sequences)")
     if defect_map:
         click.echo(f"  defects        {len(defect_map.stuck)} stuck, "
-                   f"{len(s['unavoidable_defects'])} unavoidable")
+                   f"{len(s['unavoidable_defects'])} unavoidable, "
+                   f"{len(s['repaired_kernels'])} kernels re-fitted around them")
     if s["column_pairs_matched"]:
         click.echo(f"  column pairs   fractional offsets matched to "
                    f"{s['pair_offset_mismatch_codes']['max']:.3f} codes (mean "

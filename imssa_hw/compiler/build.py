@@ -1,7 +1,8 @@
 """`compile_checkpoint`: a quantized checkpoint + a board profile -> a `Deployment`.
 
 Steps: kernel matrices in levels (mapping) -> tile conductances -> placement on the board
-(defect-aware) -> state scales and TIA ranges (`loop_scales`: the ones the model was trained
+(defect-aware) -> kernels re-fitted around the stuck devices placement could not avoid
+(`repair`) -> state scales and TIA ranges (`loop_scales`: the ones the model was trained
 with when its checkpoint holds them for this board, else measured on the probe sequences and
 the stored signal ranges) -> loop programs (schedule) -> probe sequences run through the
 reference executor on the ideal targets and checked against the quantized model.
@@ -22,6 +23,7 @@ from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedba
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, PlacementMode, place
 from imssa_hw.compiler.profile import BoardProfile, Differential
+from imssa_hw.compiler.repair import KernelRepair, repair
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput
 from imssa_hw.model import reference
@@ -36,7 +38,8 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
                        headroom: float = DEFAULT_HEADROOM,
                        column_offsets_codes: np.ndarray | None = None,
                        parallel: bool = False,
-                       placement: PlacementMode | str = PlacementMode.AUTO) -> Deployment:
+                       placement: PlacementMode | str = PlacementMode.AUTO,
+                       repair_defects: bool = True) -> Deployment:
     """Compile every S4D kernel of `ckpt` for the board of `profile`.
 
     `placement`: how tiles share an array (compiler/placement.py): `diagonal` (no shared rows
@@ -48,6 +51,8 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     then placed on columns with the same fractional offset (compiler/placement.py).
     `parallel`: one VMM per array runs all its tiles of a layer (fewer VMMs per step, but the
     off cells between tiles add their errors); by default each kernel's tile runs alone.
+    `repair_defects`: re-fit the kernels whose tiles hold stuck devices that placement could not
+    avoid (compiler/repair.py); False leaves them as placed (to measure what repair gains).
 
     `probe_features` (B, L, F) are stored with their expected outputs; by default a few seeded
     random sequences of the checkpoint's feature length. The scales are the trained ones
@@ -78,6 +83,11 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     pairs = pairs[pairs[:, 1] >= 0] if profile.differential is Differential.COLUMNS else None
     placed = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
                    window.g_min_siemens, pairs, column_offsets_codes, parallel, placement)
+    repairs: tuple[KernelRepair, ...] = ()
+    if repair_defects and defects is not None and placed.conflicts:
+        targets, repairs = repair(placed, defects, matrices, layout, window, cfg.bits,
+                                  _sequence_length(ckpt))
+        placed = replace(placed, targets=targets)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
     scales = stored_scales(ckpt, profile, headroom)
     scales_from = "training" if scales is not None else "probes"
@@ -95,7 +105,7 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
     summary = _summary(ckpt, profile, dg, placed, schedule, probe, headroom,
-                       logits_error, y_error, peaks, scales_from, parallel)
+                       logits_error, y_error, peaks, scales_from, parallel, repairs)
     return Deployment(profile, cfg, ckpt.digest, dg, placed, schedule, probe, summary)
 
 
@@ -106,9 +116,13 @@ def _probe_features(ckpt: Checkpoint, given: np.ndarray | None, seed: int) -> np
         if given.ndim != 3 or given.shape[2] != cfg.d_input or 0 in given.shape:
             raise BadInput(f"probe features must be (B, L, {cfg.d_input}), got {given.shape}")
         return given
-    length = ckpt.meta.get("features", {}).get("n_frames", DEFAULT_PROBE_LENGTH)
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((PROBE_SEQUENCES, int(length), cfg.d_input))
+    return rng.standard_normal((PROBE_SEQUENCES, _sequence_length(ckpt), cfg.d_input))
+
+
+def _sequence_length(ckpt: Checkpoint) -> int:
+    """The model's sequence length (frames), DEFAULT_PROBE_LENGTH when the checkpoint has none."""
+    return int(ckpt.meta.get("features", {}).get("n_frames", DEFAULT_PROBE_LENGTH))
 
 
 def _probe(ckpt: Checkpoint, features: np.ndarray) -> Probe:
@@ -165,7 +179,8 @@ def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Prob
 
 def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Placement,
              schedule: Schedule, probe: Probe, headroom: float, logits_error: float,
-             y_error: float, peaks: list[float], scales_from: str, parallel: bool) -> dict:
+             y_error: float, peaks: list[float], scales_from: str, parallel: bool,
+             repairs: tuple[KernelRepair, ...]) -> dict:
     cfg, geo = ckpt.config, profile.geometry
     tile_rows, tile_cols = placement.tiles[0].rows.size, placement.tiles[0].cols.size
     cells_used = len(placement.tiles) * tile_rows * tile_cols
@@ -183,8 +198,11 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
             warnings.append(f"layer {layer.layer}: probe column currents reach {peak:.3g} A, "
                             f"above its TIA range {layer.tia_range_a[0]:.3g} A (they clip)")
     if placement.conflicts:
+        repaired = (f"; {len(repairs)} kernels re-fitted around them (impulse-response error "
+                    f"at most {max(r.error_after for r in repairs):.3g}, "
+                    f"{max(r.error_before for r in repairs):.3g} unrepaired)" if repairs else "")
         warnings.append(f"{len(placement.conflicts)} stuck devices sit on cells that matter "
-                        f"and miss their targets")
+                        f"and miss their targets{repaired}")
     return {
         "model_digest": ckpt.digest, "profile": profile.name, "layers": cfg.n_layers,
         "kernels": cfg.n_layers * cfg.h, "state_size": cfg.n, "bits": cfg.bits,
@@ -206,6 +224,7 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "tia_range_a": [layer.tia_range_a.tolist() for layer in schedule.layers],
         "stuck_in_use_before_permutation": placement.stuck_in_use,
         "unavoidable_defects": [c.to_dict() for c in placement.conflicts],
+        "repaired_kernels": [r.to_dict() for r in repairs],
         "tiles_in_parallel": parallel,
         "vmms_per_step": [len(layer.programs) for layer in schedule.layers],
         "column_pairs_matched": placement.pair_mismatch_codes is not None,

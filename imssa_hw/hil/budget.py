@@ -11,6 +11,8 @@ model then runs in software on maps and through a read-chain model, adding one n
 time in a fixed order, and the accuracy each one costs is its part of the budget:
 
     software (quantized model, ideal devices)
+    repair              the compiled targets themselves: kernels re-fitted around stuck devices
+                        (compiler/repair.py) differ from the trained ones; 0 without repairs
     programming_error   the maps as programming verified them, stuck devices at their targets
     stuck_devices       the stuck devices at what they read
     drift               the maps as read now instead of as programmed
@@ -52,7 +54,7 @@ from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint
 
-CAUSES = ("programming_error", "stuck_devices", "drift", "quantization", "column_errors",
+CAUSES = ("repair", "programming_error", "stuck_devices", "drift", "quantization", "column_errors",
           "read_noise")
 """The non-idealities in the order they are added."""
 NOISE_DRAWS = 8
@@ -160,6 +162,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     gains, offsets = column_errors(calibration, dep, info.arrays, info.cols)
     full = ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets, noise_rel)
     chains = {
+        "repair": (dep.targets, ReadChainModel()),
         "programming_error": (healthy_was, ReadChainModel()),
         "stuck_devices": (was, ReadChainModel()),
         "drift": (now_siemens, ReadChainModel()),
