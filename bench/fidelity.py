@@ -29,18 +29,33 @@ often the board decides as that ideal board does: the devices' part alone.
 
     python bench/fidelity.py [--task zero-one|digits] [--seeds 1,2,3,4,5]
                              [--profiles default,harsh] [--hardware-aware both|on|off]
-                             [--model-seed 0]
+                             [--model-seed 0] [--out runs.jsonl] [--jobs 1] [--keep DIR]
+
+A board takes about 5 minutes. `--out FILE.jsonl` appends each finished board's run (one JSON
+line, flushed and fsynced) as soon as it finishes, and resumes: boards whose (task, seed,
+profile, hardware_aware, model_seed) are already in the file are not run again, and the printed
+runs and summary cover every requested board in the file (wall_time_s is this invocation's). A
+torn last line (a crash mid-write) is noted on stderr and trimmed; one writer per file.
+`--jobs N` runs up to N boards at once (each has its own emulators and work dir; runs are
+printed in the order profile, mode, seed whatever the finishing order). After a board fails, no
+new board starts; those running finish (and are saved), then the bench exits non-zero.
+`--keep DIR` keeps the work dirs under DIR (a board's dir is cleared when it is run again)
+instead of a temporary directory. Each finished board prints one line on stderr, with its time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 PROFILES = {"default": "emulator-default", "harsh": "emulator-harsh"}
@@ -48,6 +63,10 @@ DAY_S = 86400.0
 DAY_WALL_S = 20.0
 AGREEMENT_TARGET = {"zero-one": 99, "digits": 98}
 """Agreement with software the default profile's boards must reach, %, per task."""
+KEY = ("task", "seed", "profile", "hardware_aware", "model_seed")
+"""The fields that name a board's run (in --out files)."""
+CONVERTERS_LOCK = threading.Lock()
+"""Guards the `converters` dict that concurrent `run`s share."""
 
 
 def imssa(*args: str) -> None:
@@ -144,14 +163,16 @@ def run(seed: int, profile: str, hardware_aware: bool, workdir: Path, converters
     from imssa_hw.workflows.demo import TASK_DEMOS
 
     board_profile = TASK_DEMOS[task].board_profile
-    out = workdir / f"demo-{task}-{profile}-{seed}-{int(hardware_aware)}"
+    out = workdir / f"demo-{task}-{profile}-{seed}-{int(hardware_aware)}-m{model_seed}"
+    shutil.rmtree(out, ignore_errors=True)  # a kept dir from an earlier try: start afresh
     flag = "--hardware-aware" if hardware_aware else "--no-hardware-aware"
     imssa("demo", "--task", task, "--seed", str(model_seed), "--board-seed", str(seed),
           "--emulator-profile", PROFILES[profile], flag, "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     later = day_and_refresh(out, seed, profile, board_profile)
-    if hardware_aware not in converters:
-        converters[hardware_aware] = converter_check(out / "model.pt", board_profile)
+    with CONVERTERS_LOCK:
+        if hardware_aware not in converters:
+            converters[hardware_aware] = converter_check(out / "model.pt", board_profile)
     return {"task": task, "seed": seed, "profile": profile, "hardware_aware": hardware_aware,
             "model_seed": model_seed,
             "software": s["software_accuracy"], "loop_prediction": s["loop_accuracy"],
@@ -171,6 +192,42 @@ def run(seed: int, profile: str, hardware_aware: bool, workdir: Path, converters
             "total_time_s": s["total_time_s"]}
 
 
+def board_key(r: dict) -> tuple:
+    """What names a board's run: (task, seed, profile, hardware_aware, model_seed)."""
+    return tuple(r[k] for k in KEY)
+
+
+def load_runs(path: Path) -> dict[tuple, dict]:
+    """The runs in the JSONL file `path` (none if it is missing), by `board_key`. A torn last
+    line (no newline: a crash mid-write) is noted on stderr and trimmed from the file, so that
+    the next append starts on a fresh line."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    complete = data.rfind(b"\n") + 1
+    if complete < len(data):
+        print(f"{path}: ignoring a torn last line ({len(data) - complete} bytes, trimmed)",
+              file=sys.stderr, flush=True)
+        os.truncate(path, complete)
+    runs = {}
+    for n, line in enumerate(data[:complete].decode().splitlines(), 1):
+        if line.strip():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"{path}:{n}: not a run ({exc}); mend or remove the line")
+            runs[board_key(r)] = r
+    return runs
+
+
+def append_run(path: Path, r: dict) -> None:
+    """Append one run as a JSON line, flushed and fsynced."""
+    with open(path, "a") as f:
+        f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="zero-one", choices=["zero-one", "digits"])
@@ -179,26 +236,78 @@ def main() -> None:
     parser.add_argument("--hardware-aware", default="both", choices=["both", "on", "off"])
     parser.add_argument("--model-seed", type=int, default=0,
                         help="seed of the model's training (0: the default model)")
+    parser.add_argument("--out", type=Path,
+                        help="JSONL file: append each finished board's run; skip those in it")
+    parser.add_argument("--jobs", type=int, default=1, help="boards run at the same time")
+    parser.add_argument("--keep", type=Path, help="keep the work dirs under this dir")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     profiles = args.profiles.split(",")
     unknown = sorted(set(profiles) - set(PROFILES))
     if unknown:
         parser.error(f"unknown profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
     modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.hardware_aware]
-    start, runs, converters = time.perf_counter(), [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for profile in profiles:
-            for hardware_aware in modes:
-                for seed in (int(s) for s in args.seeds.split(",")):
-                    runs.append(run(seed, profile, hardware_aware, Path(tmp), converters,
-                                    args.model_seed, args.task))
-                    r = runs[-1]
-                    print(f"{profile} board {seed}, hardware-aware {hardware_aware}: software "
-                          f"{100 * r['software']:.1f} %, as trained "
-                          f"{100 * r['hardware_as_trained']:.1f} %, agreement "
-                          f"{100 * r['agreement']:.1f} %, logit error "
-                          f"{r['rms_logit_error']:.3f} rms",
-                          file=sys.stderr, flush=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    boards = [(profile, mode, seed) for profile in profiles for mode in modes for seed in seeds]
+    key = {b: (args.task, b[2], b[0], b[1], args.model_seed) for b in boards}  # as KEY orders
+    start, converters, failed = time.perf_counter(), {}, 0
+    done = load_runs(args.out) if args.out else {}
+    todo = [b for b in boards if key[b] not in done]
+    if args.out and len(todo) < len(boards):
+        print(f"{args.out}: {len(boards) - len(todo)} of {len(boards)} boards done already",
+              file=sys.stderr, flush=True)
+
+    stop = threading.Event()  # set by a failure (or Ctrl-C): no new board starts
+
+    def timed_run(profile: str, mode: bool, seed: int, workdir: Path) -> tuple[dict, float] | None:
+        """`run` one board: its run and the seconds it took (None: not run, after `stop`)."""
+        if stop.is_set():
+            return None
+        began = time.perf_counter()
+        try:
+            r = run(seed, profile, mode, workdir, converters, args.model_seed, args.task)
+        except BaseException:
+            stop.set()
+            raise
+        return r, time.perf_counter() - began
+
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    workdirs = (contextlib.nullcontext(str(args.keep)) if args.keep
+                else tempfile.TemporaryDirectory())
+    with workdirs as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(timed_run, *b, Path(tmp)): b for b in todo}
+        try:
+            for future in as_completed(futures):
+                profile, hardware_aware, seed = board = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    failed += 1
+                    print(f"{profile} board {seed}, hardware-aware {hardware_aware}: failed: "
+                          f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                    continue
+                if result is None:
+                    continue
+                r, elapsed = result
+                done[key[board]] = r
+                if args.out:
+                    append_run(args.out, r)
+                print(f"{profile} board {seed}, hardware-aware {hardware_aware}: software "
+                      f"{100 * r['software']:.1f} %, as trained "
+                      f"{100 * r['hardware_as_trained']:.1f} %, agreement "
+                      f"{100 * r['agreement']:.1f} %, logit error "
+                      f"{r['rms_logit_error']:.3f} rms, {elapsed:.0f} s",
+                      file=sys.stderr, flush=True)
+        finally:
+            stop.set()
+    missing = sum(key[b] not in done for b in boards)
+    if missing:
+        raise SystemExit(f"{failed} board(s) failed, {missing} of {len(boards)} not done"
+                         + (f"; finished boards are in {args.out}: run again to resume"
+                            if args.out else ""))
+    runs = [done[key[b]] for b in boards]
     summary = []
     for profile in profiles:
         for hardware_aware in modes:
