@@ -14,7 +14,7 @@ from imssa_hw.files import atomic_path
 
 port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
                            help="Serial device, pty path or pyserial URL, or an ArC TWO as "
-                                "arc2://ID?firmware=PATH[&array=1t1r|passive] "
+                                "arc2://ID?firmware=PATH[&array=1t1r|passive][&mapping=NAME|FILE] "
                                 "(docs/boards.md) (env: IMSSA_HW_PORT).")
 timeout_option = click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001),
                               default=0.5, show_default=True, help="Reply timeout, seconds.")

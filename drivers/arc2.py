@@ -1,25 +1,40 @@
 """The ArC TWO backend: `BoardLike` on an ArC TWO (ArC Instruments) through its API, pyarc2.
 
-    with open_board("arc2://0?firmware=/path/to/fw.bin") as board:   # drivers.open
+    with open_board("arc2://0?firmware=/path/to/fw.bin&mapping=standard32") as board:
         g = board.read_array(0)                                      # (32, 32) S
 
-Wiring. The 64 channels form one 32x32 crossbar in libarc2's standard order: rows are the word
-lines (channels 16-31, 48-63), columns the bit lines (0-15, 32-47), so a whole-array read comes
-as (rows, cols). A device sees its bit line minus its word line ("high" minus "low" in pyarc2):
-reads bias the word at -v_read and measure the bit lines at 0 V; a VMM drives word r at -v_r
-(`config_channels`, every other channel at 0 V) and measures the bit lines (`read_slice_open`),
-so its currents carry the reads' sign; SET pulses are positive and RESET pulses negative
-(`pulse_slice_masked`, the word low, the masked bits high).
+Mapping. `?mapping=NAME|FILE` is one of arc2control's channel mappings (`drivers/arc2_mapping.py`;
+default resarray32, arc2control's default): the board's rows are the mapping's word lines in
+order and its columns its bit lines, so device (r, c) is arc2control's crosspoint W{r:02d}B{c:02d}
+and `info` has the mapping's size. Word lines must be on libarc2's word channels (16-31, 48-63)
+and bit lines on its bit channels (0-15, 32-47), as in every crossbar mapping arc2control ships.
 
-Gates. On a 1T1R array (`?array=1t1r`, the default) selector k drives the gates of row k. A
-pulse batch is split into masked slices, one per row and (voltage, gate) pair: each raises the
-selectors' high level (`config_aux_channels`, SELH) to its gate voltage and only its row's
-selector (`config_selectors`). Reads and VMMs raise every selector at `READ_GATE_V`. On a passive
-array (`?array=passive`) the selectors are left alone and gate voltages only checked.
+Polarity, as arc2control's: the word line is the high terminal, the bit line the low one, and a
+device sees V(word) - V(bit). Reads: `read_one(low=bit, high=word)` (libarc2 puts the low channel
+at -v_read and measures the high one at 0 V); whole arrays `read_all(v_read, BiasOrder.Cols)`,
+which biases each bit channel in turn (0-15, 32-47) and returns the word channels' currents in
+ascending channel order, reordered here through the mapping; conductance = |I| / v_read, as
+arc2control computes it. Pulses: `pulse_slice_masked(chan=bit, mask=[words])` (libarc2: `chan`
+is the low channel, the mask the high ones, a positive voltage puts the highs above the low):
+SET positive (word above bit), RESET negative, one slice per bit line and (voltage, gate), as
+arc2control's pulse_one(low=bit, high=word) and its slice pulses. VMM: word line r at +v_r
+(`config_channels`, every other channel at 0 V), the bit lines' currents read at 0 V
+(`read_slice_open`). Which sign the instrument reports for current into a bit line is its own
+convention, so the first VMM measures it (every row at +v_read; the sign most columns show),
+keeps it as `vmm_current_sign` and multiplies every VMM's currents by it: a VMM returns
+v_rows @ G.
+
+Gates. On a 1T1R array (`?array=1t1r`, the default) selector k drives the gates of word line k
+of the mapping (row k). A pulse slice raises the selectors' high level (`config_aux_channels`,
+SELH) to its gate voltage and only its rows' selectors (`config_selectors`). Reads and VMMs
+raise every row's selector at `READ_GATE_V`. On a passive array (`?array=passive`) the selectors
+are left alone and gate voltages only checked.
 
 Limits are checked before any instrument call; what ArC TWO cannot do (an on-board loop, an SMU
 route) is in `capabilities` and refused with one line (`Unsupported`). The instrument auto-ranges
-its 18-bit current ADC, so the configured ranges only round up to one of its three.
+its 18-bit current ADC, so the configured ranges only round up to one of its three. Every
+instrument call is wrapped: an `ArC2Error`, or a panic in pyarc2 (pyo3's PanicException, a
+BaseException), is a one-line `LinkError` naming the call (exit code 3).
 
 Tests drive the backend without hardware by handing the constructor an object with the pyarc2
 `Instrument` methods used here (tests/arc2_standin.py); the `arc2://` opener always calls pyarc2.
@@ -34,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.drivers.board_like import Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, LinkError, PortMissing, ProtocolError,
                                      Unsupported, VoltageLimitError)
@@ -44,11 +60,10 @@ from imssa_hw.drivers.port_url import split_port_url
 from imssa_hw.errors import BadInput
 
 SCHEME = "arc2://"
-WORDS = np.array([*range(16, 32), *range(48, 64)])
-"""Channel of each row (word line)."""
-BITS = np.array([*range(0, 16), *range(32, 48)])
-"""Channel of each column (bit line), in ascending order."""
-_WORD_LIST, _BIT_LIST = WORDS.tolist(), BITS.tolist()
+ALL_WORDS = (*range(16, 32), *range(48, 64))
+"""libarc2's word channels (its ALL_WORDS), in the order `read_all` returns them."""
+ALL_BITS = (*range(0, 16), *range(32, 48))
+"""libarc2's bit channels (its ALL_BITS), in the order `read_all(.., Columns)` biases them."""
 CHANNELS = 64
 ADC_BITS = 18
 ADC_RANGES_A = (10.24 / 15e6, 10.24 / 110e3, 10.24 / 830)
@@ -73,16 +88,17 @@ re-prepared, and one USB round trip)."""
 V_TOLERANCE = 1e-6
 """Slack on limit checks, as the emulated board's."""
 ARRAY_KINDS = ("1t1r", "passive")
-OPTIONS = ("firmware", "array")
+OPTIONS = ("firmware", "array", "mapping")
 
 
 @dataclass(frozen=True)
 class Arc2Port:
-    """What an `arc2://ID?firmware=PATH&array=1t1r|passive` port names."""
+    """What an `arc2://ID?firmware=PATH&array=1t1r|passive&mapping=NAME|FILE` port names."""
 
     instrument_id: int
     firmware: Path | None
     array_kind: str
+    mapping: ChannelMapping
 
 
 def parse_port(port: str) -> Arc2Port:
@@ -94,7 +110,8 @@ def parse_port(port: str) -> Arc2Port:
     if kind not in ARRAY_KINDS:
         raise BadInput(f"{port}: array must be one of {', '.join(ARRAY_KINDS)}, got {kind!r}")
     firmware = query.get("firmware", [""])[-1]
-    return Arc2Port(int(parts.netloc), Path(firmware) if firmware else None, kind)
+    mapping = load_mapping(query.get("mapping", [DEFAULT_MAPPING])[-1] or DEFAULT_MAPPING)
+    return Arc2Port(int(parts.netloc), Path(firmware) if firmware else None, kind, mapping)
 
 
 def _pyarc2() -> Any:
@@ -106,23 +123,47 @@ def _pyarc2() -> Any:
     return pyarc2
 
 
+def check_wiring(mapping: ChannelMapping) -> None:
+    """BadInput unless the word lines are on libarc2's word channels and the bit lines on its
+    bit channels (its whole-array reads and slices assume them)."""
+    for what, lines, allowed, names in (("word", mapping.words, ALL_WORDS, "16-31, 48-63"),
+                                        ("bit", mapping.bits, ALL_BITS, "0-15, 32-47")):
+        stray = [(i, c) for i, c in enumerate(lines) if c not in allowed]
+        if stray:
+            i, c = stray[0]
+            raise BadInput(f"ArC TWO mapping {mapping.name}: {what} line {i} is on channel {c}; "
+                           f"libarc2 needs {what} lines on channels {names}")
+
+
 class Arc2Board:
-    """An ArC TWO as a `BoardLike` crossbar of one 32x32 array; open it with `Arc2Board.open`
-    (or `drivers.open.open_board`)."""
+    """An ArC TWO as a `BoardLike` crossbar of one array wired by a channel mapping; open it
+    with `Arc2Board.open` (or `drivers.open.open_board`)."""
 
     def __init__(self, instrument: Any, array_kind: str = "1t1r", board_id: str = "ArC2-0",
-                 firmware: str = "unknown") -> None:
-        """`instrument`: a `pyarc2.Instrument` (or an object with the methods used here)."""
+                 firmware: str = "unknown", mapping: ChannelMapping | None = None) -> None:
+        """`instrument`: a `pyarc2.Instrument` (or an object with the methods used here);
+        `mapping`: the crossbar's wiring (default arc2control's default, resarray32)."""
         if array_kind not in ARRAY_KINDS:
             raise BadInput(f"array kind must be one of {', '.join(ARRAY_KINDS)}, got {array_kind!r}")
+        self.mapping = mapping or load_mapping(DEFAULT_MAPPING)
+        check_wiring(self.mapping)
+        self._words = np.array(self.mapping.words)
+        self._bits = np.array(self.mapping.bits)
+        # device (r, c) in read_all(.., Cols) is at [bit index[c], word index[r]]
+        self._read_at = (np.array([ALL_BITS.index(c) for c in self.mapping.bits]),
+                         np.array([ALL_WORDS.index(c) for c in self.mapping.words]))
         self._pyarc2 = _pyarc2()
         self._arc = _Instrument(instrument, self._pyarc2.ArC2Error)
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
                                          pulse_gate="grouped" if array_kind == "1t1r" else "none")
-        self.info = BoardInfo(board_id, firmware, 0, 1, len(WORDS), len(BITS), LIMITS, ADC_BITS,
-                              DAC_BITS, ADC_RANGES_A, G_WINDOW_SIEMENS, 0, VMM_SETTLE_S)
+        self.info = BoardInfo(board_id, f"{firmware}; mapping {self.mapping.name}", 0, 1,
+                              self.mapping.rows, self.mapping.cols, LIMITS, ADC_BITS, DAC_BITS,
+                              ADC_RANGES_A, G_WINDOW_SIEMENS, 0, VMM_SETTLE_S)
         self.config = DEFAULTS
+        self.vmm_current_sign: float | None = None
+        """+1 or -1: the sign of the bit-line currents for positive row voltages, measured on
+        the first VMM (None before)."""
         self._calls = 0
         self._pulses = 0
         self._gates: tuple[float, tuple[int, ...]] | None = None  # (SELH, raised selectors)
@@ -132,11 +173,17 @@ class Arc2Board:
     def open(cls, port: str) -> Arc2Board:
         """Connect to the ArC TWO an arc2:// port names, loading its firmware."""
         target = parse_port(port)
+        check_wiring(target.mapping)
         pyarc2 = _pyarc2()
         try:
             ids = list(pyarc2.find_ids())
         except pyarc2.ArC2Error as exc:
-            raise PortMissing(f"{port}: cannot list ArC TWO instruments ({exc})") from None
+            raise PortMissing(f"{port}: cannot list ArC TWO instruments "
+                              f"({_one_line(exc)})") from None
+        except _NOT_FAULTS:
+            raise
+        except BaseException as exc:  # a panic in pyarc2
+            raise LinkError(f"ArC TWO find_ids: {_describe(exc, ())}") from None
         if target.instrument_id not in ids:
             raise PortMissing(f"no ArC TWO with id {target.instrument_id} is attached "
                               f"(pyarc2.find_ids() lists {ids or 'none'})")
@@ -145,11 +192,14 @@ class Arc2Board:
                            + (f" ({target.firmware} does not exist)" if target.firmware else ""))
         try:
             instrument = pyarc2.Instrument(target.instrument_id, str(target.firmware))
-        except pyarc2.ArC2Error as exc:
-            raise LinkError(f"ArC TWO {target.instrument_id}: {exc}") from None
+        except _NOT_FAULTS:
+            raise
+        except BaseException as exc:
+            raise LinkError(f"ArC TWO {target.instrument_id}: "
+                            f"{_describe(exc, pyarc2.ArC2Error)}") from None
         return cls(instrument, target.array_kind, f"ArC2-{target.instrument_id}",
                    f"pyarc2 {getattr(pyarc2, 'LIBARC2_VERSION', None) or '?'}, "
-                   f"{target.firmware.name}")
+                   f"{target.firmware.name}", target.mapping)
 
     def close(self) -> None:
         """Leave every channel at 0 V."""
@@ -203,45 +253,44 @@ class Arc2Board:
         return self._pulse(array, v_reset, v_gate, mask, "RESET", LIMITS.v_reset_max, -1.0)
 
     def read_array(self, array: int) -> np.ndarray:
-        """Every device's conductance (rows, cols) S, one word line biased at a time."""
+        """Every device's conductance (rows, cols) S, one bit line biased at a time."""
         self._check_array(array)
         self._gates_for_reading()
-        currents = self._arc.read_all(vread=self.config.v_read,
-                                      order=self._pyarc2.BiasOrder.Rows)
+        raw = np.asarray(self._arc.read_all(vread=self.config.v_read,
+                                            order=self._pyarc2.BiasOrder.Cols), dtype=float)
         self._calls += 1
-        return np.asarray(currents, dtype=float).reshape(len(WORDS), len(BITS)) / self.config.v_read
+        if raw.size != len(ALL_BITS) * len(ALL_WORDS):
+            raise ProtocolError(f"read_all returned {raw.size} values, not 32 x 32")
+        bit_at, word_at = self._read_at
+        raw = raw.reshape(len(ALL_BITS), len(ALL_WORDS))   # [bit channel, word channel]
+        return np.abs(raw[np.ix_(bit_at, word_at)]).T / self.config.v_read
 
     def read_device(self, array: int, row: int, col: int) -> float:
         """One device's conductance, S."""
         self._check_array(array)
-        if not (0 <= row < len(WORDS) and 0 <= col < len(BITS)):
+        if not (0 <= row < self.mapping.rows and 0 <= col < self.mapping.cols):
             raise BoardError(ErrorCode.BAD_ARGUMENT, f"device ({row}, {col}) outside "
-                                                     f"{len(WORDS)}x{len(BITS)}")
+                                                     f"{self.mapping.rows}x{self.mapping.cols}")
         self._gates_for_reading()
-        current = self._arc.read_one(low=int(WORDS[row]), high=int(BITS[col]),
-                                     vread=self.config.v_read)
+        word, bit = self.mapping.channels(row, col)
+        current = self._arc.read_one(low=bit, high=word, vread=self.config.v_read)
         self._calls += 1
-        return float(current) / self.config.v_read
+        return abs(float(current)) / self.config.v_read
 
     def vmm(self, array: int, v_rows: np.ndarray) -> np.ndarray:
-        """Column currents (cols,) A for row voltages (rows,) V."""
+        """Column currents (cols,) A for row voltages (rows,) V: v_rows @ G."""
         self._check_array(array)
         v_rows = np.asarray(v_rows, dtype=float)
-        if v_rows.shape != (len(WORDS),):
-            raise ValueError(f"v_rows must have shape ({len(WORDS)},), not {v_rows.shape}")
+        if v_rows.shape != (self.mapping.rows,):
+            raise ValueError(f"v_rows must have shape ({self.mapping.rows},), not {v_rows.shape}")
         if not (np.isfinite(v_rows).all()
                 and np.abs(v_rows).max() <= LIMITS.v_read_max + V_TOLERANCE):
             raise VoltageLimitError(ErrorCode.LIMIT, f"row voltages must be within "
                                                      f"+-{LIMITS.v_read_max} V")
         self._gates_for_reading()
-        self._arc.config_channels(input=list(zip(_WORD_LIST, (-v_rows).tolist())), base=0.0)
-        currents = np.asarray(self._arc.read_slice_open(highs=_BIT_LIST, ground_after=True),
-                              dtype=float)
-        self._calls += 1
-        if currents.shape != (CHANNELS,):
-            raise ProtocolError(f"read_slice_open returned {currents.shape} values, not one per "
-                                f"channel ({CHANNELS})")
-        return currents[BITS]
+        if self.vmm_current_sign is None:
+            self.vmm_current_sign = self._measure_vmm_sign()
+        return self.vmm_current_sign * self._bit_currents(v_rows)
 
     def load_program(self, programs: list[LoopProgram]) -> None:
         """Refused: ArC TWO has no on-board loop."""
@@ -269,13 +318,36 @@ class Arc2Board:
     def _check_array(self, array: int) -> None:
         if array != 0:
             raise BoardError(ErrorCode.BAD_ARGUMENT, f"array {array} out of range 0..0 "
-                                                     f"(ArC TWO has one 32x32 crossbar)")
+                                                     f"(ArC TWO has one crossbar)")
+
+    def _bit_currents(self, v_rows: np.ndarray) -> np.ndarray:
+        """The bit lines' currents (cols,) A as the instrument reports them, with word line r
+        at +v_rows[r] and every other channel at 0 V."""
+        self._arc.config_channels(input=list(zip(self.mapping.words, v_rows.tolist())), base=0.0)
+        currents = np.asarray(self._arc.read_slice_open(highs=list(self.mapping.bits),
+                                                        ground_after=True), dtype=float)
+        self._calls += 1
+        if currents.shape != (CHANNELS,):
+            raise ProtocolError(f"read_slice_open returned {currents.shape} values, not one per "
+                                f"channel ({CHANNELS})")
+        return currents[self._bits]
+
+    def _measure_vmm_sign(self) -> float:
+        """The sign most bit lines report with every word line at +v_read."""
+        currents = self._bit_currents(np.full(self.mapping.rows, self.config.v_read))
+        positive, negative = int((currents > 0).sum()), int((currents < 0).sum())
+        if positive == negative:
+            raise ProtocolError(f"ArC TWO: with every word line at +{self.config.v_read:g} V, "
+                                f"{positive} bit lines report positive and {negative} negative "
+                                f"currents; cannot tell the instrument's current sign")
+        return 1.0 if positive > negative else -1.0
 
     def _pulse(self, array: int, v: np.ndarray | float, v_gate: np.ndarray | float,
                mask: np.ndarray | None, name: str, v_max: float, polarity: float) -> int:
-        """Check every masked voltage, then one masked slice per row and (voltage, gate)."""
+        """Check every masked voltage, then one masked slice per bit line and (voltage, gate):
+        the bit line low, the slice's word lines high (`polarity` * voltage above it)."""
         self._check_array(array)
-        shape = (len(WORDS), len(BITS))
+        shape = (self.mapping.rows, self.mapping.cols)
         mask = np.ones(shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), shape)
         volts = np.round(np.broadcast_to(np.asarray(v, float), shape), 3)   # 1 mV steps,
         gates = np.round(np.broadcast_to(np.asarray(v_gate, float), shape), 3)  # as serial
@@ -291,19 +363,19 @@ class Arc2Board:
             return 0
         gated = self.array_kind == "1t1r"
         rows, cols = np.nonzero(mask)
-        keys = np.stack([gates[rows, cols] if gated else np.zeros(rows.size), rows,
+        keys = np.stack([gates[rows, cols] if gated else np.zeros(rows.size), cols,
                          volts[rows, cols]], axis=1)
         nanos = int(round(self.config.pulse_width_s * 1e9))
-        for gate, row, volt in np.unique(keys, axis=0):
-            row = int(row)
-            if gated:
-                self._set_gates(float(gate), (row,))
-            same = (rows == row) & (volts[rows, cols] == volt)
+        for gate, col, volt in np.unique(keys, axis=0):
+            same = (cols == col) & (volts[rows, cols] == volt)
             if gated:
                 same &= gates[rows, cols] == gate
-            chosen = cols[same]
-            self._arc.pulse_slice_masked(chan=int(WORDS[row]), voltage=float(polarity * volt),
-                                         nanos=nanos, mask=BITS[chosen].tolist())
+            chosen = rows[same]
+            if gated:
+                self._set_gates(float(gate), tuple(chosen.tolist()))
+            self._arc.pulse_slice_masked(chan=int(self._bits[int(col)]),
+                                         voltage=float(polarity * volt), nanos=nanos,
+                                         mask=self._words[chosen].tolist())
         self._run()
         self._pulses += int(mask.sum())
         return int(mask.sum())
@@ -311,10 +383,11 @@ class Arc2Board:
     def _gates_for_reading(self) -> None:
         """Every row's transistors on (1T1R); nothing on a passive array."""
         if self.array_kind == "1t1r":
-            self._set_gates(READ_GATE_V, tuple(range(len(WORDS))))
+            self._set_gates(READ_GATE_V, tuple(range(self.mapping.rows)))
 
     def _set_gates(self, v_gate: float, rows: tuple[int, ...]) -> None:
-        """Selectors of `rows` high at `v_gate`, the others low at 0 V (queued, not sent)."""
+        """Selectors of `rows` (selector k: word line k) high at `v_gate`, the others low at
+        0 V (queued, not sent)."""
         if self._gates == (v_gate, rows):
             return
         aux = self._pyarc2.AuxDACFn
@@ -324,8 +397,14 @@ class Arc2Board:
         self._gates = (v_gate, rows)
 
 
+_NOT_FAULTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+"""What an instrument call lets through; anything else it raises is an instrument fault."""
+
+
 class _Instrument:
-    """The instrument's methods, its errors raised as `LinkError` (one line, exit code 3)."""
+    """The instrument's methods; an `ArC2Error`, an `OSError` (USB) or a panic in pyarc2 (pyo3's
+    PanicException, a BaseException but not an Exception) becomes a `LinkError`, one line naming
+    the call (exit code 3); `_NOT_FAULTS` and other exceptions (bugs) pass through."""
 
     def __init__(self, instrument: Any, error: type[Exception]) -> None:
         self._instrument, self._error = instrument, error
@@ -336,9 +415,23 @@ class _Instrument:
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
                 return method(*args, **kwargs)
-            except self._error as exc:
-                raise LinkError(f"ArC TWO {name}: {exc}") from None
+            except _NOT_FAULTS:
+                raise
+            except BaseException as exc:
+                if isinstance(exc, Exception) and not isinstance(exc, (self._error, OSError)):
+                    raise  # a bug in how it was called, not the instrument's fault
+                raise LinkError(f"ArC TWO {name}: {_describe(exc, self._error)}") from None
         return call
+
+
+def _describe(exc: BaseException, plain: type[BaseException] | tuple) -> str:
+    """`exc` in one line; prefixed with its type unless it is a `plain` one."""
+    text = _one_line(exc)
+    return text if isinstance(exc, plain) else f"{type(exc).__name__}: {text}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 _NO_LOOP = ("the ArC TWO backend has no on-board loop (capability on_board_loop is false): "

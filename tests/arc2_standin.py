@@ -1,25 +1,36 @@
 """A stand-in for `pyarc2.Instrument`, for tests and benches without an ArC TWO: exactly the
 methods the ArC TWO backend (drivers/arc2.py) calls, on the emulator's device physics.
 
-    arc = StandInArC2("1t1r", seed=0)
-    board = Arc2Board(arc, "1t1r")            # the backend's constructor takes the instrument
+    arc = StandInArC2("1t1r", seed=0)         # wired by resarray32, arc2control's default
+    board = Arc2Board(arc, "1t1r", mapping=arc.mapping)   # the constructor takes the instrument
 
 Like the instrument it works in retained mode: channel voltages, selectors and pulses queue
 until `execute()`; reads flush the queue first and then measure. `counts` counts the calls of
 each method and `calls` keeps one example of every way each was called; test_arc2.py binds them
 against the installed pyarc2's signatures, so the stand-in cannot drift from the real API.
 
-The instrument as modelled here (libarc2's standard 32x32 wiring): device (r, c) sits between
-word channel WORDS[r] and bit channel BITS[c] and sees V(bit) - V(word). A channel measures the
-current it sources into the devices on it, with 1 % read noise per device (the emulator
-profile's), its amplifier's gain error and input offset, and an 18-bit ADC on the smallest of
-three ranges that holds the current (auto-ranging). Channel voltages go through 16-bit DACs over
-+-10 V. 1T1R: a row conducts in reads only while its selector is high at READ_ON_V or more; a
-pulse's gate is the selectors' high level (SELH) on rows whose selector is high, their low level
-(SELL) elsewhere. Passive: there is no gate; SET runs up to the device's own compliance (the gate
-pinned at PASSIVE_GATE_V). Not modelled: sneak paths and half-select disturb (reads and VMMs hold
-every other line at 0 V, where sneak currents vanish; the real pulses float the unselected lines,
-which a passive array would feel) and line resistance.
+The instrument as modelled here: a crossbar wired by a channel mapping (`mapping`, arc2control's
+format; default resarray32): device (w, b) of the emulated array sits between channels
+mapping.words[w] and mapping.bits[b] and sees V(word) - V(bit), so a positive voltage on the word
+line sets it. Reads and pulses work by channel, as libarc2 documents them: `read_one` puts `low` at
+-vread and measures `high` at 0 V; `read_all` biases libarc2's word channels (Rows) or bit channels
+(Cols) in turn, in its ALL_WORDS / ALL_BITS order, and returns the other group's 32 channels in
+ascending order for each; `read_slice_open` measures the channels it is given; `pulse_slice_masked`
+pulses between the low channel `chan` and each high channel of `mask`, a positive voltage putting
+the highs above the low. A channel measures the current it sources into the devices on it (so a bit
+line at 0 V under word lines at positive voltages reports a negative current), with 1 % read noise
+per device (the emulator profile's), its amplifier's gain error and input offset, and an 18-bit ADC
+on the smallest of three ranges that holds the current (auto-ranging). Channel voltages go through
+16-bit DACs over +-10 V. 1T1R: selector k gates word line k; a word line's devices conduct in reads
+only while its selector is high at READ_ON_V or more; a pulse's gate is the selectors' high level
+(SELH) on word lines whose selector is high, their low level (SELL) elsewhere. Passive: there is no
+gate; SET runs up to the device's own compliance (the gate pinned at PASSIVE_GATE_V). Not modelled:
+sneak paths and half-select disturb (reads and VMMs hold every other line at 0 V, where sneak
+currents vanish; the real pulses float the unselected lines, which a passive array would feel) and
+line resistance.
+
+Faults: a method named in `panics` raises `PanicException` (a BaseException, as pyo3's) instead
+of running, as pyarc2 does when libarc2 fails inside an `.unwrap()`.
 """
 
 from __future__ import annotations
@@ -31,13 +42,14 @@ from typing import Any, Callable
 import numpy as np
 import pyarc2
 
+from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.server import build_board
 
-WORDS = [*range(16, 32), *range(48, 64)]
-BITS = [*range(0, 16), *range(32, 48)]
-ROW_OF = {channel: row for row, channel in enumerate(WORDS)}
-COL_OF = {channel: col for col, channel in enumerate(BITS)}
+ALL_WORDS = [*range(16, 32), *range(48, 64)]
+ALL_BITS = [*range(0, 16), *range(32, 48)]
+"""libarc2's word and bit channels, in its order."""
+CHANNELS = 64
 RANGES_A = (10.24 / 15e6, 10.24 / 110e3, 10.24 / 830)
 ADC_HALF_CODES = 2 ** 17
 DAC_STEP_V = 20.0 / 2 ** 16
@@ -49,27 +61,38 @@ OFFSET_SIGMA_A = 1e-9
 """Spread of the channels' amplifier input offsets."""
 
 
+class PanicException(BaseException):
+    """As pyo3's `pyo3_runtime.PanicException`: a Rust panic surfacing in Python."""
+
+
 def recorded(method: Callable) -> Callable:
     """Count the calls of `method` and keep one example of each way it was called (how many
-    positional arguments, which keywords) in `self.calls`."""
+    positional arguments, which keywords) in `self.calls`; panic if it is in `self.panics`."""
     @functools.wraps(method)
     def wrapper(self: StandInArC2, *args: Any, **kwargs: Any) -> Any:
         self.counts[method.__name__] += 1
         self.calls.setdefault((method.__name__, len(args), tuple(sorted(kwargs))), (args, kwargs))
+        if method.__name__ in self.panics:
+            raise PanicException("called `Result::unwrap()` on an `Err` value: "
+                                 f"stand-in fault in {method.__name__}")
         return method(self, *args, **kwargs)
     return wrapper
 
 
 class StandInArC2:
-    """An emulated ArC TWO with a 32x32 crossbar, `kind` "1t1r" or "passive"."""
+    """An emulated ArC TWO with a crossbar of the mapping's size, `kind` "1t1r" or "passive"."""
 
     def __init__(self, kind: str = "1t1r", seed: int = 0, time_scale: float = 1.0,
-                 settings: dict | None = None) -> None:
+                 settings: dict | None = None, mapping: ChannelMapping | None = None) -> None:
         if kind not in ("1t1r", "passive"):
             raise ValueError(f"kind must be 1t1r or passive, not {kind!r}")
-        profile = load_profile(None, {"board.arrays": 1, "board.rows": 32, "board.cols": 32,
-                                      **(settings or {})})
+        self.mapping = mapping or load_mapping(DEFAULT_MAPPING)
+        self.rows, self.cols = self.mapping.rows, self.mapping.cols
+        self.words, self.bits = list(self.mapping.words), list(self.mapping.bits)
+        profile = load_profile(None, {"board.arrays": 1, "board.rows": self.rows,
+                                      "board.cols": self.cols, **(settings or {})})
         self.kind = kind
+        self.panics: set[str] = set()
         self.emulated, _ = build_board(profile, seed, None, time_scale)
         chain = np.random.default_rng([seed, 2])
         self.gain = 1 + profile.read_chain.tia_gain_sigma * chain.standard_normal(64)
@@ -84,8 +107,15 @@ class StandInArC2:
         self.pulses = 0
 
     def truth_siemens(self) -> np.ndarray:
-        """The devices' true conductances (32, 32) now."""
+        """The devices' true conductances (word lines, bit lines) now."""
         return self.emulated.state.devices.conductance_siemens(self.emulated.state.now(), 0)
+
+    def truth_by_channels(self) -> np.ndarray:
+        """(64, 64): [word channel, bit channel] the true conductance of the device between
+        them now, 0 where no device is."""
+        g = np.zeros((CHANNELS, CHANNELS))
+        g[np.ix_(self.words, self.bits)] = self.truth_siemens()
+        return g
 
     # -- the pyarc2.Instrument methods ----------------------------------------------------------
 
@@ -129,20 +159,23 @@ class StandInArC2:
 
     @recorded
     def read_all(self, vread: float, order: Any) -> np.ndarray:
-        if order != pyarc2.BiasOrder.Rows:
-            raise NotImplementedError("the stand-in reads with BiasOrder.Rows only")
+        if order == pyarc2.BiasOrder.Rows:
+            lows, highs = ALL_WORDS, ALL_BITS
+        elif order == pyarc2.BiasOrder.Cols:
+            lows, highs = ALL_BITS, ALL_WORDS
+        else:
+            raise pyarc2.ArC2Error(f"unknown bias order {order!r}")
         self._flush()
-        g = self.truth_siemens() * self._conducting()[:, None]
-        currents = self._measure(g * self._dac(vread), BITS)
+        g = self._conductances()[np.ix_(lows, highs)]   # [biased low, measured high]
+        currents = self._measure(g * self._dac(vread), highs)  # each high sources into its low
         self.volts[:] = 0.0
         return currents.astype(np.float32)
 
     @recorded
     def read_one(self, low: int, high: int, vread: float) -> float:
         self._flush()
-        row, col, sign = self._device(low, high)
-        g = self.truth_siemens()[row, col] * self._conducting()[row]
-        current = self._measure(np.array([sign * g * self._dac(vread)]), [high])[0]
+        g = self._conductances()[high, low]
+        current = self._measure(np.array([g * self._dac(vread)]), [high])[0]
         self.volts[:] = 0.0
         return float(current)
 
@@ -150,13 +183,10 @@ class StandInArC2:
     def read_slice_open(self, highs: list[int], ground_after: bool) -> np.ndarray:
         self._flush()
         highs = [int(h) for h in highs]
-        g = self.truth_siemens() * self._conducting()[:, None]
-        flow = (self.volts[BITS][None, :] - self.volts[WORDS][:, None]) * g  # bit <- word, A
-        currents, spread = np.empty(64), np.empty(64)
-        currents[BITS], currents[WORDS] = flow.sum(axis=0), -flow.sum(axis=1)
-        spread[BITS] = np.sqrt((flow * flow).sum(axis=0))
-        spread[WORDS] = np.sqrt((flow * flow).sum(axis=1))
-        out = np.full(64, np.nan, dtype=np.float32)
+        flow = self._conductances() * (self.volts[:, None] - self.volts[None, :])  # [from, to]
+        currents = flow.sum(axis=1)                         # what each channel sources, A
+        spread = np.sqrt((flow * flow).sum(axis=1))
+        out = np.full(CHANNELS, np.nan, dtype=np.float32)
         out[highs] = self._measure(currents[highs], highs, spread[highs])
         if ground_after:
             self.volts[highs] = 0.0
@@ -190,45 +220,44 @@ class StandInArC2:
         self.queue.clear()
 
     def _pulse(self, low: int, voltage: float, nanos: int, highs: list[int]) -> None:
-        """One pulse of `voltage` (high minus low) between `low` and every channel of `highs`."""
-        mask = np.zeros((32, 32), bool)
-        v_device = 0.0
+        """One pulse of `voltage` (high minus low) between `low` and every channel of `highs`:
+        each device between them sees V(word) - V(bit)."""
+        v_device = np.zeros((self.rows, self.cols))
+        v = float(self._dac(voltage))
         for high in highs:
-            row, col, sign = self._device(low, high)
-            mask[row, col] = True
-            v_device = sign * float(self._dac(voltage))
-        if not mask.any():
-            return
+            if high in self.words and low in self.bits:
+                v_device[self.words.index(high), self.bits.index(low)] = v
+            elif low in self.words and high in self.bits:
+                v_device[self.words.index(low), self.bits.index(high)] = -v
         board = self.emulated
+        shape = (self.rows, self.cols)
         if self.kind == "1t1r":
-            gate = np.array([self.sel_high_v if r in self.selected else self.sel_low_v
-                             for r in range(32)])[:, None] * np.ones((1, 32))
+            gate = np.array([self.sel_high_v if w in self.selected else self.sel_low_v
+                             for w in range(self.rows)])[:, None] * np.ones((1, self.cols))
         else:
-            gate = np.full((32, 32), PASSIVE_GATE_V)
+            gate = np.full(shape, PASSIVE_GATE_V)
         now = board.state.now()
-        if v_device > 0:
-            board.model.set(board.state.devices, 0, np.full((32, 32), v_device), gate, mask, now,
-                            board.rng)
-        elif v_device < 0:
-            board.model.reset(board.state.devices, 0, np.full((32, 32), -v_device), gate, mask,
-                              nanos * 1e-9, now, board.rng)
-        self.pulses += int(mask.sum())
+        if (v_device > 0).any():
+            board.model.set(board.state.devices, 0, np.maximum(v_device, 0.0), gate,
+                            v_device > 0, now, board.rng)
+        if (v_device < 0).any():
+            board.model.reset(board.state.devices, 0, np.maximum(-v_device, 0.0), gate,
+                              v_device < 0, nanos * 1e-9, now, board.rng)
+        self.pulses += int((v_device != 0).sum())
 
-    @staticmethod
-    def _device(low: int, high: int) -> tuple[int, int, float]:
-        """(row, col, sign of V(bit) - V(word) for a positive high - low) of a channel pair."""
-        if low in ROW_OF and high in COL_OF:
-            return ROW_OF[low], COL_OF[high], 1.0
-        if low in COL_OF and high in ROW_OF:
-            return ROW_OF[high], COL_OF[low], -1.0
-        raise pyarc2.ArC2Error(f"channels {low} and {high} do not meet at a crosspoint")
+    def _conductances(self) -> np.ndarray:
+        """(64, 64) symmetric: the conductance between two channels as reads see it now (on a
+        1T1R array only word lines whose selector is on conduct)."""
+        g = np.zeros((CHANNELS, CHANNELS))
+        g[np.ix_(self.words, self.bits)] = self.truth_siemens() * self._conducting()[:, None]
+        return g + g.T
 
     def _conducting(self) -> np.ndarray:
-        """(32,) 1 where a row's devices conduct for reads, else 0."""
+        """(word lines,) 1 where a word line's devices conduct for reads, else 0."""
         if self.kind == "passive":
-            return np.ones(32)
+            return np.ones(self.rows)
         on = self.sel_high_v >= READ_ON_V
-        return np.array([1.0 if on and r in self.selected else 0.0 for r in range(32)])
+        return np.array([1.0 if on and w in self.selected else 0.0 for w in range(self.rows)])
 
     @staticmethod
     def _dac(v: Any) -> Any:

@@ -1,24 +1,31 @@
 """The ArC TWO backend (drivers/arc2.py) on the pyarc2 stand-in (tests/arc2_standin.py): the
-stand-in against the installed pyarc2, the channel mapping, pulses grouped into masked slices,
-limits before any instrument call, refusals, `arc2://` with no instrument attached, and
-calibrate -> compile -> program -> infer --mode host -> journal export from the command line."""
+stand-in against the installed pyarc2, arc2control's channel mappings (checked with arc2control's
+own mapper, tests/fixtures/arc2control/), the devices and polarity arc2control would use, pulses
+grouped into masked slices, limits before any instrument call, refusals, instrument faults and
+panics as one-line errors, `arc2://` with no instrument attached, and calibrate -> compile ->
+program -> infer --mode host -> journal export from the command line."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import subprocess
 import sys
 import time
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pyarc2
 import pytest
 from click.testing import CliRunner
 
-from arc2_standin import StandInArC2
+from arc2_standin import PanicException, StandInArC2
 from imssa_hw.cli.main import cli
 from imssa_hw.drivers.arc2 import Arc2Board, parse_port
+from imssa_hw.drivers.arc2_mapping import (MAPPINGS_DIR, SHIPPED, ChannelMapping,
+                                           load_mapping)
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.drivers.errors import BoardError, LinkError, Unsupported, VoltageLimitError
 from imssa_hw.errors import BadInput
@@ -29,9 +36,33 @@ STILL = {"relaxation.sigma_min_siemens": 0, "relaxation.sigma_max_siemens": 0,
          "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
 
 
+CROSSBARS = ("standard32", "resarray32", "probecard32", "bnc6")
+"""The shipped mappings that are crossbars (the sa-* ones have a mask)."""
+
+
 def board_on(kind: str = "1t1r", **options) -> tuple[Arc2Board, StandInArC2]:
+    """A board on a stand-in, both wired by the same mapping (`mapping=`, default resarray32)."""
     arc = StandInArC2(kind, **options)
-    return Arc2Board(arc, kind), arc
+    return Arc2Board(arc, kind, mapping=arc.mapping), arc
+
+
+@pytest.fixture(scope="module")
+def channel_mapper():
+    """arc2control's `ChannelMapper` (tests/fixtures/arc2control/mapper.py, kept as test data),
+    with Python's tomllib for the tomli it imports."""
+    path = Path(__file__).parent / "fixtures" / "arc2control" / "mapper.py"
+    saved = sys.modules.get("tomli")
+    sys.modules["tomli"] = tomllib
+    try:
+        spec = importlib.util.spec_from_file_location("arc2control_mapper", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["tomli"]
+        else:
+            sys.modules["tomli"] = saved
+    return module.ChannelMapper
 
 
 def exercise(board: Arc2Board) -> None:
@@ -59,7 +90,7 @@ def test_the_standin_has_exactly_the_pyarc2_methods_the_backend_calls():
             real.bind(None, *args, **kwargs)  # TypeError if pyarc2 would refuse the call
             called.add(name)
     public = {n for n, m in vars(StandInArC2).items() if callable(m) and not n.startswith("_")}
-    public -= {"truth_siemens"}  # the tests' window on the devices, not an instrument method
+    public -= {"truth_siemens", "truth_by_channels"}  # the tests' window on the devices
     assert public == called
     for name in public:
         ours = list(inspect.signature(getattr(StandInArC2, name)).parameters)
@@ -93,6 +124,148 @@ def test_reads_and_vmm_follow_the_channel_map(kind):
     assert np.all(np.abs(board.vmm(0, v) - v @ truth) < 5e-9 + 2e-3 * (np.abs(v) @ truth))
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_mappings_read_as_arc2control_reads_them(name, channel_mapper):
+    """Device (row, col) is arc2control's wb2ch[row][col] = (high, low) = (word, bit) channels;
+    the masked (separate-device) mappings are refused in one line."""
+    theirs = channel_mapper.from_toml(str(MAPPINGS_DIR / f"{name}.toml"))
+    if theirs.is_masked:
+        with pytest.raises(BadInput) as refused:
+            load_mapping(name)
+        message = str(refused.value)
+        assert "\n" not in message and f"{name}.toml: [config] mask:" in message
+        assert "separate devices" in message and "not a crossbar" in message
+        return
+    ours = load_mapping(name)
+    assert (ours.name, ours.title) == (name, theirs.name)
+    assert (ours.rows, ours.cols) == (theirs.nwords, theirs.nbits)
+    assert [[ours.channels(r, c) for c in range(ours.cols)] for r in range(ours.rows)] == [
+        [tuple(pair) for pair in line] for line in theirs.wb2ch]
+    board, _ = board_on(time_scale=50, mapping=ours)
+    assert (board.info.rows, board.info.cols) == (theirs.nwords, theirs.nbits)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[config]\nwords = 2\nbits = 2\n", "no [mapping] table"),
+    ("[config]\nwords = 2\nbits = 2\n[mapping]\nwords = [16, 17]\nbits = [0, 64]\n",
+     "[mapping] bits: channel 64 outside 0..63"),
+    ("[config]\nwords = 2\nbits = 2\n[mapping]\nwords = [16, 16]\nbits = [0, 1]\n",
+     "[mapping] words: channel(s) 16 listed more than once"),
+    ("[config]\nwords = 3\nbits = 2\n[mapping]\nwords = [16, 17]\nbits = [0, 1]\n",
+     "[mapping] words lists 2 channels, [config] words says 3"),
+    ("[config]\nwords = 2\nbits = 2\n[mapping]\nwords = [16, 1]\nbits = [0, 1]\n",
+     "[mapping] words and bits share channel(s) 1"),
+    ("[config]\nwords = 2\nbits = 2\n[mapping]\nwords = [16, 17.0]\nbits = [0, 1]\n",
+     "[mapping] words must be a list of channel numbers"),
+    ("[config]\nbits = 2\n[mapping]\nwords = [16, 17]\nbits = [0, 1]\n",
+     "[config] words must be a positive integer"),
+    ("[config]\nwords = 1\nbits = 1\nmask = [[0, 0]]\n[mapping]\nwords = [16]\nbits = [0]\n",
+     "[config] mask: this mapping describes separate devices"),
+    ("words = [\n", "not a readable UTF-8 TOML file"),
+])
+def test_bad_mapping_files_are_refused_in_one_line_naming_file_and_key(tmp_path, text, message):
+    path = tmp_path / "lab.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(BadInput) as refused:
+        load_mapping(path)
+    assert str(refused.value).startswith(f"{path}: ") and "\n" not in str(refused.value)
+    assert message in str(refused.value)
+    with pytest.raises(BadInput, match="neither one arc2control ships"):
+        load_mapping(tmp_path / "missing.toml")
+
+
+def test_a_lab_mapping_file_and_the_channels_libarc2_needs(tmp_path):
+    path = tmp_path / "two-by-three.toml"
+    path.write_text("[config]\nwords = 2\nbits = 3\n[mapping]\nwords = [63, 16]\n"
+                    "bits = [47, 0, 15]\n", encoding="utf-8")
+    mapping = load_mapping(path)
+    assert mapping == ChannelMapping("two-by-three", (63, 16), (47, 0, 15), "two-by-three")
+    assert parse_port(f"arc2://0?mapping={path}").mapping == mapping
+    board, arc = board_on(time_scale=50, mapping=mapping)
+    assert board.read_array(0).shape == (2, 3) == arc.truth_siemens().shape
+    swapped = ChannelMapping("swapped", (0, 1), (16, 17))  # word lines on bit channels
+    with pytest.raises(BadInput, match="word line 0 is on channel 0; libarc2 needs word lines "
+                                       "on channels 16-31, 48-63"):
+        Arc2Board(StandInArC2(time_scale=50), mapping=swapped)
+
+
+@pytest.mark.parametrize("name", ["standard32", "resarray32"])
+def test_the_board_uses_the_devices_and_polarity_arc2control_would(name, channel_mapper):
+    """Device (r, c) of the board is the device arc2control calls W{r}B{c}: between the channels
+    (high, low) = wb2ch[r][c]; SET and RESET act on it with arc2control's polarity, and a whole-
+    array read agrees with arc2control's own indexing of read_all(.., BiasOrder.Cols)."""
+    theirs = channel_mapper.from_toml(str(MAPPINGS_DIR / f"{name}.toml"))
+    settings = {**EXACT, **STILL}
+    board, arc = board_on(seed=4, time_scale=1000, settings=settings, mapping=load_mapping(name))
+
+    def at_channels(g_by_channels: np.ndarray) -> np.ndarray:
+        """(words, bits) of a [high, low] channel matrix, as arc2control maps them."""
+        return np.array([[g_by_channels[theirs.wb2ch[w][b]] for b in range(32)]
+                         for w in range(32)])
+
+    before = arc.truth_by_channels()
+    mask = np.zeros((32, 32), bool)
+    mask[1, 0] = True  # W01B00: standard32 (63, 15), resarray32 (16, 1)
+    board.set_pulses(0, 3.0, 1.4, mask)
+    after = arc.truth_by_channels()
+    changed = np.argwhere(np.abs(after - before) > 1e-9)
+    assert [tuple(c) for c in changed] == [theirs.wb2ch[1][0]]
+    high, low = theirs.wb2ch[1][0]
+    assert after[high, low] > before[high, low] + 10e-6  # SET: the word line above the bit line
+    time.sleep(0.01)
+
+    g = board.read_array(0)
+    truth = at_channels(arc.truth_by_channels())
+    assert np.all(np.abs(g - truth) < 0.02e-6 + 2e-3 * truth)
+    # arc2control's readAllClicked (widgets/app.py at 52ba1f2) on the same instrument
+    v = board.config.v_read
+    raw = arc.read_all(v, pyarc2.BiasOrder.Cols)
+    data = np.empty((32, 32))
+    for channel in sorted(theirs.ch2b):
+        idx = (channel % 16) + (channel // 32) * 16
+        data[theirs.ch2b[channel]] = raw[idx][theirs.word_idxs][0:32]
+    assert np.allclose(np.abs(data).T / v, g, rtol=1e-6, atol=0)  # stored [bit, word]
+    assert board.read_device(0, 1, 0) == pytest.approx(truth[1, 0], rel=2e-3)
+    # read_one(low=bit, high=word) as arc2control's readSelectedCell (|I| is the same either
+    # way on the stand-in's linear devices, so the call itself is checked)
+    assert arc.calls["read_one", 0, ("high", "low", "vread")][1] == {"low": low, "high": high,
+                                                                     "vread": v}
+
+    rows = np.random.default_rng(1).uniform(-0.2, 0.2, 32)
+    expected = rows @ truth
+    assert np.all(np.abs(board.vmm(0, rows) - expected) < 5e-9 + 2e-3 * (np.abs(rows) @ truth))
+
+    # a pulse as arc2control gives it (pulse_slice_masked(low=bit, voltage, .., highs=[word]))
+    # SETs the device our board reads at the same (word, bit)
+    high, low = theirs.wb2ch[5][9]
+    arc.pulse_slice_masked(low, 3.0, 100, [high])
+    arc.execute()
+    assert board.read_device(0, 5, 9) > 10e-6 > truth[5, 9]
+    board.reset_pulses(0, 2.0, 5.5, mask)  # RESET: the bit line above the word line
+    high, low = theirs.wb2ch[1][0]
+    assert arc.truth_by_channels()[high, low] < 0.5 * after[high, low]
+
+
+def test_the_vmm_current_sign_is_measured_once(monkeypatch):
+    """The stand-in's bit lines report negative currents for positive rows (a channel measures
+    the current it sources); an instrument reporting the other sign gives the same VMM."""
+    results = {}
+    for flip in (1.0, -1.0):
+        board, arc = board_on(seed=5, time_scale=1000, settings={**EXACT, **STILL})
+        measure = arc.read_slice_open
+        monkeypatch.setattr(arc, "read_slice_open", lambda highs, ground_after, m=measure, f=flip:
+                            f * m(highs, ground_after))
+        rows = np.linspace(-0.2, 0.2, 32)
+        assert board.vmm_current_sign is None
+        results[flip] = board.vmm(0, rows), board.vmm_current_sign
+        assert board.vmm(0, rows) == pytest.approx(results[flip][0], abs=1e-9)
+        assert arc.counts["read_slice_open"] == 3  # the sign once, then one per VMM
+        truth = arc.truth_siemens()
+        error = np.abs(results[flip][0] - rows @ truth)
+        assert np.all(error < 5e-9 + 2e-3 * (np.abs(rows) @ truth))
+    assert (results[1.0][1], results[-1.0][1]) == (-1.0, 1.0)
+
+
 def test_pulses_go_as_masked_slices_by_row_voltage_and_gate():
     board, arc = board_on(seed=2, time_scale=1000, settings={**EXACT, **STILL})
     v = np.full((32, 32), 3.0)
@@ -103,14 +276,18 @@ def test_pulses_go_as_masked_slices_by_row_voltage_and_gate():
     before = arc.counts.copy()
     board.set_pulses(0, v, gate, mask)
     calls = arc.counts - before
-    assert calls["pulse_slice_masked"] == 3  # row 4 at two gates, row 9
-    assert calls["config_selectors"] == 3 and calls["execute"] == 1
+    # one slice per bit line (low) and (voltage, gate), its word lines high, as arc2control's
+    # slice pulses: 32 columns; column 2 pulses rows 4 and 9 together (same voltage and gate)
+    assert calls["pulse_slice_masked"] == 32
+    assert calls["execute"] == 1
+    # selectors: row 4 at 0.8 V, rows 4 and 9 (column 2), row 4 again, row 4 at 1.4 V
+    assert calls["config_selectors"] == 4 and calls["config_aux_channels"] == 2
     time.sleep(0.02)
     g = board.read_array(0)
     assert np.median(g[4, 16:]) > 2 * np.median(g[4, :16]) > 4e-6  # the gate sets compliance
     passive, arc = board_on("passive", seed=2, time_scale=1000)
     passive.set_pulses(0, v, gate, mask)
-    assert arc.counts["pulse_slice_masked"] == 2  # the gate plays no part: one slice per row
+    assert arc.counts["pulse_slice_masked"] == 32  # the gate plays no part: one per column
     assert arc.counts["config_selectors"] == arc.counts["config_aux_channels"] == 0
 
 
@@ -155,14 +332,43 @@ def test_instrument_errors_are_hardware_errors(monkeypatch):
         board.read_array(0)
 
 
+@pytest.mark.parametrize("name,call", [
+    ("read_one", lambda b: b.read_device(0, 2, 3)),
+    ("read_all", lambda b: b.read_array(0)),
+    ("read_slice_open", lambda b: b.vmm(0, np.zeros(32))),
+    ("pulse_slice_masked", lambda b: b.set_pulses(0, 2.0, 1.0)),
+    ("execute", lambda b: b.reset_pulses(0, 1.0, 5.0)),
+])
+def test_a_panic_in_pyarc2_is_one_line_naming_the_call(name, call):
+    """pyarc2 unwraps libarc2's results: a fault is pyo3's PanicException, a BaseException."""
+    board, arc = board_on(time_scale=50)
+    arc.panics.add(name)
+    with pytest.raises(LinkError) as fault:
+        call(board)
+    assert str(fault.value) == (f"ArC TWO {name}: PanicException: called `Result::unwrap()` on "
+                                f"an `Err` value: stand-in fault in {name}")
+    assert not issubclass(PanicException, Exception)
+    arc.panics.clear()
+    call(board)  # the instrument works again: nothing in the backend is left half-done
+
+
 @pytest.mark.parametrize("port,message", [
     ("arc2://x", "must be a number"),
     ("arc2://0?speed=fast", "unknown arc2:// option(s) speed"),
     ("arc2://0?array=3t2r", "array must be one of 1t1r, passive"),
+    ("arc2://0?mapping=standard64", "mapping 'standard64' is neither one arc2control ships"),
+    ("arc2://0?mapping=sa-standard32", "sa-standard32.toml: [config] mask: this mapping "
+                                       "describes separate devices"),
 ])
 def test_bad_arc2_ports(port, message):
-    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
         parse_port(port)
+
+
+def test_the_default_mapping_is_arc2controls_default():
+    assert parse_port("arc2://0").mapping == load_mapping("resarray32")
+    assert parse_port("arc2://0?mapping=bnc6").mapping.words == (16, 17, 18, 48, 49, 50)
 
 
 def test_board_info_with_no_instrument_attached_is_one_line_exit_2():
@@ -201,6 +407,14 @@ def test_board_commands_on_the_standin(arc2_port):
     assert (info["arrays"], info["rows"], info["cols"], info["adc_bits"]) == (1, 32, 32, 18)
     assert info["capabilities"] == {"on_board_loop": False, "smu_route": False,
                                     "pulse_gate": "grouped"}
+    assert info["firmware"].endswith("; mapping resarray32")
+    bnc6 = run("board", "info", "--port", f"{port}&mapping=bnc6")
+    assert bnc6.exit_code == 0, bnc6.output
+    info = json.loads(bnc6.output)
+    assert (info["rows"], info["cols"]) == (6, 6) and info["firmware"].endswith("; mapping bnc6")
+    masked = run("board", "info", "--port", f"{port}&mapping=sa-probecard32")
+    assert masked.exit_code == 2 and len(masked.output.strip().splitlines()) == 1
+    assert "separate devices" in masked.output
     status = run("board", "status", "--port", port)
     assert status.exit_code == 0 and json.loads(status.output)["config"]["pulse_width_s"] == 40e-9
     read = run("board", "read", "--port", port, "--out", folder / "g.npy")
@@ -209,6 +423,19 @@ def test_board_commands_on_the_standin(arc2_port):
     assert missing.exit_code == 2
     assert missing.output.strip().splitlines() == [
         "Error: arc2://0: name the ArC TWO firmware file with ?firmware=PATH"]
+
+
+def test_a_panic_on_the_command_line_is_one_line_exit_3(arc2_port):
+    port, arc, folder = arc2_port
+    arc.panics.add("read_all")
+    try:
+        result = run("board", "read", "--port", port, "--out", folder / "panic.npy")
+    finally:
+        arc.panics.clear()
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines() == [
+        "Error: ArC TWO read_all: PanicException: called `Result::unwrap()` on an `Err` value: "
+        "stand-in fault in read_all"]
 
 
 def test_calibrate_program_infer_on_the_standin(arc2_port):

@@ -91,3 +91,10 @@ def test_regular_install_has_every_module(tmp_path):
     assert "zero-one.pt" in files
     for name in files:
         assert (installed / name).read_bytes() == (shipped / name).read_bytes(), name
+    # arc2control's channel mappings, byte for byte, with its license and where they come from
+    source = ROOT / "drivers" / "arc2_mappings"
+    copied = target / "imssa_hw" / "drivers" / "arc2_mappings"
+    names = sorted(p.name for p in source.iterdir())
+    assert {"LICENSE", "README.md", "resarray32.toml", "standard32.toml"} <= set(names)
+    for name in names:
+        assert (copied / name).read_bytes() == (source / name).read_bytes(), name
