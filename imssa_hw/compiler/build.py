@@ -21,7 +21,7 @@ from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedba
                                            kernel_tiles, layer_matrices, layer_scales, measure,
                                            stored_scales)
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
-from imssa_hw.compiler.placement import Placement, PlacementMode, place
+from imssa_hw.compiler.placement import Placement, PlacementMode, array_capacity, place
 from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.compiler.repair import KernelRepair, repair
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
@@ -81,8 +81,11 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
                            f"{expected[0]} arrays of {expected[1]} columns")
     pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
     pairs = pairs[pairs[:, 1] >= 0] if profile.differential is Differential.COLUMNS else None
-    placed = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
-                   window.g_min_siemens, pairs, column_offsets_codes, parallel, placement)
+    try:
+        placed = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
+                       window.g_min_siemens, pairs, column_offsets_codes, parallel, placement)
+    except BadInput as exc:
+        raise BadInput(f"{exc}{_what_fits(cfg, profile, layout.shape, parallel)}") from None
     repairs: tuple[KernelRepair, ...] = ()
     if repair_defects and defects is not None and placed.conflicts:
         targets, repairs = repair(placed, defects, matrices, layout, window, cfg.bits,
@@ -107,6 +110,19 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     summary = _summary(ckpt, profile, dg, placed, schedule, probe, headroom,
                        logits_error, y_error, peaks, scales_from, parallel, repairs)
     return Deployment(profile, cfg, ckpt.digest, dg, placed, schedule, probe, summary)
+
+
+def _what_fits(cfg, profile: BoardProfile, tile_shape: tuple[int, int], parallel: bool) -> str:
+    """A hint for a model that does not fit: the most kernels per layer the board holds with
+    this state size and layer count (densely unless the tiles run in parallel)."""
+    mode = PlacementMode.DIAGONAL if parallel else PlacementMode.DENSE
+    tiles = array_capacity(mode, profile.geometry, tile_shape) * profile.geometry.arrays
+    h = tiles // cfg.n_layers
+    if h < 1:
+        return ""
+    return (f". {profile.name} holds {tiles} tiles of {tile_shape[0]}x{tile_shape[1]} "
+            f"({mode}): with N={cfg.n} and {cfg.n_layers} layer(s), at most {h} kernels per "
+            f"layer (this model has {cfg.h}; train with --h {h} or fewer)")
 
 
 def _probe_features(ckpt: Checkpoint, given: np.ndarray | None, seed: int) -> np.ndarray:
