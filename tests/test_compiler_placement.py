@@ -290,3 +290,19 @@ def test_dense_conflicts_name_the_tile_of_the_cell():
         owner = [t for t, tile in enumerate(p.tiles) if c.row in tile.rows and c.col in tile.cols]
         assert [c.tile] == owner
     assert len({c.tile for c in p.conflicts}) == 2
+
+
+def test_a_model_that_does_not_fit_is_told_what_would():
+    """The digits model (2 layers x 64 kernels of 9x18) on board-default's 3 arrays: 21 tiles per
+    array densely, 63 in all, so at most 31 kernels per layer."""
+    from importlib.resources import files
+
+    from imssa_hw.compiler import compile_checkpoint
+    from imssa_hw.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(files("imssa_hw") / "models" / "digits.pt")
+    with pytest.raises(BadInput, match=r"need 7 arrays; .* board-default holds 63 tiles of 9x18 "
+                                       r"\(dense\): with N=8 and 2 layer\(s\), at most 31 kernels "
+                                       r"per layer \(this model has 64; train with --h 31 or "
+                                       r"fewer\)$"):
+        compile_checkpoint(ckpt, load_profile("board-default"))

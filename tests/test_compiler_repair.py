@@ -131,15 +131,3 @@ def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devi
     assert errors[True] < 0.5 < errors[False]
     assert "kernels re-fitted around them" in dep.summary["warnings"][-1]
 
-
-def test_a_model_that_does_not_fit_is_told_what_would():
-    """The digits model (2 layers x 64 kernels of 9x18) on board-default's 3 arrays: 21 tiles per
-    array densely, 63 in all, so at most 31 kernels per layer."""
-    from imssa_hw.errors import BadInput
-
-    ckpt = load_checkpoint(files("imssa_hw") / "models" / "digits.pt")
-    with pytest.raises(BadInput, match=r"need 7 arrays; .* board-default holds 63 tiles of 9x18 "
-                                       r"\(dense\): with N=8 and 2 layer\(s\), at most 31 kernels "
-                                       r"per layer \(this model has 64; train with --h 31 or "
-                                       r"fewer\)$"):
-        compile_checkpoint(ckpt, load_profile("board-default"))
