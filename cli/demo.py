@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.options import bits_option, board_training_options
+from imssa_hw.errors import BadInput
 from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.workflows.demo import TASK_DEMOS
 
@@ -56,12 +57,21 @@ def _per_task(attribute: str) -> str:
               + _per_task("finetune").replace("True", "on").replace("False", "off")
               + "; the ten-digit model holds on the board as trained, and tuning it lost "
               "points on the test speaker.")
+@click.option("--port", default=None,
+              help="Run on this board instead of an emulated one: a serial port, pyserial URL "
+              "or arc2://ID?firmware=PATH[&mapping=NAME] (see `imssa-hw board --help`). An "
+              "ArC TWO compiles for board-arc2 by default, infers in host mode and gets its "
+              "programming history as arc2control HDF5 (program/log.h5).")
+@click.option("--smu", default=None,
+              help="With --port: the SMU's VISA resource for calibration (default: on-array "
+              "references).")
 @board_training_options(None, _per_task("board_profile"))
 def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, overrides, tiny,
-         retrain, finetune, board_profile, hardware_aware):
-    """Train (or reuse) a model, start an emulated board, calibrate, compile with the defect
-    map, program with write-verify, run the test set through the board (and, for zero-one,
-    fine-tune and run it again), stop the board, and print software against hardware accuracy. Writes summary.json and every stage's files.
+         retrain, finetune, port, smu, board_profile, hardware_aware):
+    """Train (or reuse) a model, start an emulated board (or connect to --port), calibrate,
+    compile with the defect map, program with write-verify, run the test set through the board
+    (and, for zero-one, fine-tune and run it again), stop the board, and print software against
+    hardware accuracy. Writes summary.json and every stage's files.
 
     The model: one shipped with imssa-hw when it was made with exactly these settings (a
     task's defaults: --seed 0, 40 epochs, hardware-aware; imssa_hw/models/README.md lists
@@ -71,12 +81,21 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     from imssa_hw.workflows.demo import DemoSettings, run_demo, summary_table
     from imssa_hw.emulator.profile import load_profile, parse_override
 
+    if port is None and smu is not None:
+        raise BadInput("--smu needs --port (an emulated board brings its own SMU)")
+    emulator_only = [name for name, value in (("--board-seed", board_seed),
+                                              ("--emulator-profile", emulator_profile),
+                                              ("--set", overrides)) if value]
+    if port is not None and emulator_only:
+        raise BadInput(f"{', '.join(emulator_only)} set(s) the emulated board, not "
+                               f"--port")
     out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
     changes = dict(parse_override(text) for text in overrides)
     load_profile(emulator_profile, changes)  # a bad profile or override: one line, now
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
              "board_seed": board_seed, "retrain": retrain, "finetune": finetune,
-             "emulator": {"profile": emulator_profile, "settings": changes}}
+             "emulator": {"profile": emulator_profile, "settings": changes},
+             "port": port, "smu": smu}
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=InferenceMode(mode),
                             **board)
     if tiny:

@@ -139,6 +139,10 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     ("demo", ["--set", "nodot=1"], "is not of the form section.key=value"),
     ("demo", ["--board-profile", "nosuch"], "board profile not found: nosuch"),
     ("demo", ["--bits", "float"], "--bits must be 1..8 here (a quantized model is deployed)"),
+    ("demo", ["--smu", "GPIB::24"], "--smu needs --port"),
+    ("demo", ["--port", "arc2://0", "--board-seed", "3"],
+     "--board-seed set(s) the emulated board, not --port"),
+    ("demo", ["--port", "arc2://x"], "the ArC TWO id after arc2:// must be a number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cache_env, command, args, message):
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", command, *args, "--out",

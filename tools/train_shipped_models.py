@@ -9,6 +9,9 @@ Re-run it whenever tests/test_shipped_models.py says a key no longer matches. Fr
 repository root (a fresh cache keeps it from other runs' data):
 
     IMSSA_HW_CACHE=/tmp/imssa-ship python tools/train_shipped_models.py --task zero-one
+
+`--board PROFILE` trains the task's model for another board profile (shipped as
+`<task>-<profile>`, e.g. zero-one-board-arc2, the model `demo --port arc2://...` starts from).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from imssa_hw import __version__
 from imssa_hw.compiler import load_profile
 from imssa_hw.files import atomic_path, write_json
-from imssa_hw.workflows.demo import DemoSettings
+from imssa_hw.workflows.demo import TASK_DEMOS, DemoSettings
 from imssa_hw.workflows.model_cache import INDEX, SHIPPED, shipped_models
 
 SHIPPED_TASKS = ("zero-one", "digits")
@@ -30,7 +33,8 @@ SHIPPED_TASKS = ("zero-one", "digits")
 def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
     """Train `settings`' model into `folder` as `<task>.pt` with its report `<task>.json`,
     and list it in the folder's index; returns the report."""
-    name = settings.task
+    name = settings.task if settings.board_profile == TASK_DEMOS[settings.task].board_profile \
+        else f"{settings.task}-{settings.board_profile}"
     recipe = settings.recipe(load_profile(settings.board_profile))
 
     def epoch(record: dict) -> None:
@@ -56,9 +60,12 @@ def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=SHIPPED_TASKS, required=True)
+    parser.add_argument("--board", default=None,
+                        help="board profile (default: the task's demo board)")
     args = parser.parse_args()
-    command = f"python tools/train_shipped_models.py --task {args.task}"
-    report = ship(DemoSettings(task=args.task), SHIPPED, command)
+    command = f"python tools/train_shipped_models.py --task {args.task}" + (
+        f" --board {args.board}" if args.board else "")
+    report = ship(DemoSettings(task=args.task, board_profile=args.board), SHIPPED, command)
     print(f"{args.task}: {report['bits']}-bit software accuracy "
           f"{100 * report['software_accuracy']:.2f} % on {report['n_test']} test samples, "
           f"{report['wall_time_s']:.0f} s of training; wrote {SHIPPED / report['checkpoint']}")

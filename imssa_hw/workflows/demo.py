@@ -1,6 +1,8 @@
 """The whole flow on an emulated board: train -> emulate -> calibrate -> compile -> program -> infer.
 
-`run_demo` is what `imssa-hw demo` runs. Every stage writes what the stand-alone command would,
+`run_demo` is what `imssa-hw demo` runs; with `DemoSettings.port` it runs on that board
+instead of an emulated one (an ArC TWO: host mode, on-array calibration unless an SMU is given,
+and the programming history exported as arc2control HDF5). Every stage writes what the stand-alone command would,
 into one folder, so a user can re-run any stage by hand on the same files. `run_on_board` runs
 the stages from calibrate on on any connected board (bench/arc2.py: the ArC TWO stand-in).
 """
@@ -9,11 +11,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from imssa_hw.drivers.arc2 import SCHEME as ARC2
 from imssa_hw.files import write_json
 from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model.config import TASK_EPOCHS, task_model
@@ -33,6 +36,9 @@ class TaskDemo:
     board_profile: str
     finetune: bool
 
+
+ARC2_PROFILE = "board-arc2"
+"""The board profile a demo on an ArC TWO (`--port arc2://...`) compiles for by default."""
 
 TASK_DEMOS: dict[str, TaskDemo] = {
     "zero-one": TaskDemo(bits=2, board_profile="board-default", finetune=True),
@@ -71,9 +77,15 @@ class DemoSettings:
     """Train anew (and cache) even when a shipped or cached model matches."""
     finetune: bool | None = None
     """Fine-tune the digital parts on the board and infer again (default: the task's)."""
+    port: str | None = None
+    """A board to run on instead of an emulated one (any --port: serial, emu://, arc2://)."""
+    smu: str | None = None
+    """With `port`: the SMU's VISA resource for calibration (None: on-array references)."""
 
     def __post_init__(self) -> None:
         defaults = TASK_DEMOS[self.task]
+        if self.board_profile is None and self.port is not None and self.port.startswith(ARC2):
+            object.__setattr__(self, "board_profile", ARC2_PROFILE)
         for name in ("bits", "board_profile", "finetune"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
@@ -110,6 +122,8 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     from imssa_hw.workflows.model_cache import ModelSource, trained_model
 
     profile = load_profile(settings.board_profile)  # a bad name: one line, nothing written
+    if settings.port is not None:
+        _check_port(settings.port)  # before training: a typo costs nothing
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     with _stage("train", timings, echo):
@@ -119,18 +133,22 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         shutil.copyfile(model.path, model_path)
         echo(f"  {settings.task}, {settings.bits}-bit: software accuracy "
              f"{100 * trained['software_accuracy']:.2f} % ({model.source} model)")
-    geo = profile.geometry
-    with _stage("emulate", timings, echo):
-        board_seed = settings.seed if settings.board_seed is None else settings.board_seed
-        emu = start_emulator(out / "emulator", seed=board_seed, smu=True, arrays=geo.arrays,
-                             rows=geo.rows, cols=geo.cols, **settings.emulator)
-        echo(f"  emulated board on {emu.port}, SMU at {emu.smu_resource}")
-    try:
-        with Board.open(emu.port) as board, Keithley2400(emu.smu_resource) as smu:
-            run = run_on_board(board, smu, load_checkpoint(model_path), model_path, profile,
-                               out, settings, timings, echo, finetune=settings.finetune)
-    finally:
-        emu.stop()
+    ckpt = load_checkpoint(model_path)
+    if settings.port is not None:
+        settings, run = _run_on_port(ckpt, model_path, profile, out, settings, timings, echo)
+    else:
+        geo = profile.geometry
+        with _stage("emulate", timings, echo):
+            board_seed = settings.seed if settings.board_seed is None else settings.board_seed
+            emu = start_emulator(out / "emulator", seed=board_seed, smu=True, arrays=geo.arrays,
+                                 rows=geo.rows, cols=geo.cols, **settings.emulator)
+            echo(f"  emulated board on {emu.port}, SMU at {emu.smu_resource}")
+        try:
+            with Board.open(emu.port) as board, Keithley2400(emu.smu_resource) as smu:
+                run = run_on_board(board, smu, ckpt, model_path, profile, out, settings,
+                                   timings, echo, finetune=settings.finetune)
+        finally:
+            emu.stop()
     before, p = run.before, run.programmed.report
     inferred = run.inferred or before  # the last inference: after tuning, else as trained
     software = before["software_accuracy"]  # the quantized model as trained, ideal kernels
@@ -152,8 +170,8 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         "agreement": inferred["agreement"],
         "n_test": inferred["n_samples"], "yield_working": p["yield_working"],
         "mean_pulses_per_device": p["mean_pulses_per_device"],
-        "read_error_before": run.calibration_run.report["read_error_before"],
-        "read_error_after": run.calibration_run.report["read_error_after"],
+        "read_error_before": run.calibration_run.report.get("read_error_before"),
+        "read_error_after": run.calibration_run.report.get("read_error_after"),
         "arrays_used": run.deployment.summary["arrays_used"], "steps_per_s": inferred["steps_per_s"],
         "timings_s": timings, "total_time_s": round(sum(timings.values()), 2),
         "model_source": model.source, "model_cached": model.source != ModelSource.TRAINED,
@@ -161,6 +179,43 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _check_port(port: str) -> None:
+    """What can be known of a port without opening it: an arc2:// port's parts, a device
+    path's existence; `BadInput` otherwise."""
+    from imssa_hw.drivers.arc2 import parse_port
+    from imssa_hw.errors import BadInput
+
+    if port.startswith(ARC2):
+        parse_port(port)
+    elif port.startswith("/") and not Path(port).exists():
+        raise BadInput(f"{port}: no such serial device")
+
+
+def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSettings,
+                 timings: dict, echo: Callable[[str], None]) -> tuple[DemoSettings, "BoardRun"]:
+    """The stages on the board `settings.port` names (host mode when it has no on-board
+    loop); an ArC TWO's programming history is exported as arc2control HDF5 too."""
+    from imssa_hw.drivers.keithley2400 import Keithley2400
+    from imssa_hw.drivers.open import open_board
+
+    with _stage("connect", timings, echo):
+        board = open_board(settings.port)
+        echo(f"  {board.info.board_id} ({board.info.firmware}) on {settings.port}")
+        if settings.mode is InferenceMode.ONBOARD and not board.capabilities.on_board_loop:
+            settings = replace(settings, mode=InferenceMode.HOST)
+            echo("  the board has no on-board loop: inference in host mode")
+    with board, (Keithley2400(settings.smu) if settings.smu else nullcontext()) as smu:
+        run = run_on_board(board, smu, ckpt, model_path, profile, out, settings, timings, echo,
+                           finetune=settings.finetune)
+    if settings.port.startswith(ARC2):
+        from imssa_hw.programming.export import export_journal
+
+        with _stage("export", timings, echo):
+            written = export_journal(out / "program" / "journal.jsonl", out / "program" / "log.h5")
+            echo(f"  arc2control HDF5: {', '.join(map(str, written))}")
+    return settings, run
 
 
 @dataclass
@@ -262,8 +317,10 @@ def summary_table(summary: dict) -> str:
               f"{summary['accuracy_loss_points']:.2f} points"),
              ("programming yield (working devices)", f"{100 * summary['yield_working']:.2f} %"),
             ("pulses per device", f"{summary['mean_pulses_per_device']:.2f}"),
-            ("read error before/after calibration",
-             f"{100 * summary['read_error_before']:.2f} % / {100 * summary['read_error_after']:.2f} %"),
+            *([("read error before/after calibration",
+                f"{100 * summary['read_error_before']:.2f} % / "
+                f"{100 * summary['read_error_after']:.2f} %")]
+              if summary.get("read_error_before") is not None else []),
             (f"inference ({summary['mode']} loop)", f"{summary['steps_per_s']:.0f} steps/s")]
     rows += [(f"time: {k}", f"{v:.1f} s") for k, v in summary["timings_s"].items()]
     rows.append(("time: total", f"{summary['total_time_s']:.1f} s"))
