@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -118,25 +119,28 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
                        * default.verify_delay_small_s / default.verify_delay_s)
     settings = replace(default, **changes)
     total = int(dep.used.sum())
-    with open_board(port, timeout_s) as board:
+    label = f"{'refreshing' if refresh else 'programming'} {total} devices ({strategy})"
+    with open_board(port, timeout_s) as board, ExitStack() as stack:
         dep.check_board(board.info)
-        with click.progressbar(length=total, label=f"{'refreshing' if refresh else 'programming'} {total} "
-                                                   f"devices ({strategy})",
-                               file=sys.stderr, show_pos=True,
-                               item_show_func=lambda text: text) as bar:
-            done = [0]
+        bars: list = []  # the bar starts with the first iteration: a refusal before it is one line
+        done = [0]
 
-            def progress(info: dict) -> None:
-                working = max(info["working"], 1)
-                bar.update(info["finished"] - done[0],
+        def progress(info: dict) -> None:
+            if not bars:
+                bars.append(stack.enter_context(click.progressbar(
+                    length=total, label=label, file=sys.stderr, show_pos=True,
+                    item_show_func=lambda text: text)))
+            working = max(info["working"], 1)
+            bars[0].update(info["finished"] - done[0],
                            f"yield {100 * info['within'] / working:.1f} %, "
                            f"{info['stuck']} stuck, iteration {info['it']}")
-                done[0] = info["finished"]
+            done[0] = info["finished"]
 
-            result = program_deployment(board, dep, calibration=cal, tolerance=tol,
-                                        journal=journal, resume=resume, progress=progress,
-                                        strategy=strategy, settings=settings,
-                                        known_stuck=known_stuck)
+        result = program_deployment(board, dep, calibration=cal, tolerance=tol,
+                                    journal=journal, resume=resume, progress=progress,
+                                    strategy=strategy, settings=settings,
+                                    known_stuck=known_stuck,
+                                    note=lambda line: click.echo(line, err=True))
     extra = {"deploy": str(folder), "port": port,
              "calibration_dir": str(calibration) if calibration else None,
              "tolerance_from": "deployment" if tolerance is None else "--tolerance"}

@@ -501,8 +501,11 @@ def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_pat
             done_cells |= {(r["array"], i) for i in r["status"].get("verified", [])}
     assert done_cells
     pulses_at_kill = emu.state().devices.pulses.copy()
+    with open(journal, "ab") as f:  # as if killed while writing a record
+        f.write(b'{"type":"read","session":1,"it":')
     resumed = run_cli("program", *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert f"{journal}: cut back a torn last record (" in resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["sessions"] == 2 and report["unfinished"] == 0
     assert report["yield_working"] >= 0.99
@@ -517,6 +520,9 @@ def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_pat
         assert pulses_now[a, i // cols, i % cols] == pulses_at_kill[a, i // cols, i % cols]
     assert (tmp_path / "out" / "program.json").exists()
     assert after[-1]["type"] == "end"
+    exported = CliRunner().invoke(cli, ["journal", "export", str(journal), "--out",
+                                        str(tmp_path / "log.h5")])
+    assert exported.exit_code == 0 and "torn" not in exported.output, exported.output
 
 
 def test_program_command_end_to_end(emulated_board, tmp_path):

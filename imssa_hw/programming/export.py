@@ -2,10 +2,11 @@
 (`imssa-hw journal export`, `program --hdf5`; the layout: drivers/crosspoint_log.py).
 
 Every read record becomes a read of the devices it holds (the raw board read: current =
-g x v_read), every pulse record one pulse per device at its voltage (SET positive, RESET
-negative) and the run's pulse width, in journal order. A pulse journaled without its `sent`
-record counts as applied, as when the journal is resumed. The JSONL journal stays the
-crash-safe record; the HDF5 file is written from it, atomically.
+g x v_read; a resumed run's `recheck`, the average of its reads, counts as one), every pulse
+record one pulse per device at its voltage (SET positive, RESET negative) and the run's pulse
+width, in journal order. A pulse journaled without its `sent` record counts as applied, as
+when the journal is resumed. The JSONL journal stays the crash-safe record; the HDF5 file is
+written from it, atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from imssa_hw.drivers.crosspoint_log import CrosspointLog, log_paths
 from imssa_hw.errors import BadInput
-from imssa_hw.programming.journal import US, pulse_batches, read_journal
+from imssa_hw.programming.journal import READ_TYPES, US, Note, pulse_batches, read_journal
 
 POLARITY = {"set": 1.0, "reset": -1.0}
 
@@ -29,10 +30,11 @@ def journal_log(records: list[dict], array: int, v_read: float, pulse_width_s: f
     for record in records:
         if record.get("array") != array:
             continue
-        if record["type"] == "read":
+        if record["type"] in READ_TYPES:
             mask = np.zeros(rows * cols, bool)
             g = np.zeros(rows * cols)
-            where = slice(None) if record["idx"] is None else np.asarray(record["idx"], int)
+            idx = record.get("idx")
+            where = slice(None) if idx is None else np.asarray(idx, int)
             mask[where] = True
             g[where] = np.asarray(record["g_us"], float) / US
             log.read(g.reshape(rows, cols), v_read, mask.reshape(rows, cols))
@@ -45,12 +47,13 @@ def journal_log(records: list[dict], array: int, v_read: float, pulse_width_s: f
 
 
 def export_journal(journal: str | Path, out: str | Path, arrays: list[int] | None = None,
-                   v_read: float | None = None, pulse_width_s: float | None = None
-                   ) -> list[Path]:
+                   v_read: float | None = None, pulse_width_s: float | None = None,
+                   note: Note | None = None) -> list[Path]:
     """Write the history of `arrays` (default: every array the run programmed) to `out`, one
     file per array when the board has several (`log_paths`). `v_read` and `pulse_width_s`
-    default to the journal's (header `config`). Returns the files written."""
-    records = read_journal(journal)
+    default to the journal's (header `config`); `note` gets the line about a torn last record
+    (ignored; default: stderr). Returns the files written."""
+    records = read_journal(journal, note)
     header = records[0]
     config = header.get("config", {})
     v_read = config.get("v_read") if v_read is None else v_read

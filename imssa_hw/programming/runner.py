@@ -22,15 +22,19 @@ import numpy as np
 
 from imssa_hw.drivers.board_like import BoardLike, read_masked
 from imssa_hw.errors import BadInput, HardwareError
-from imssa_hw.programming.journal import (FORMAT, VERSION, JournalWriter, digest_arrays,
-                                          pulse_batches, read_journal, volt_list)
+from imssa_hw.programming.journal import (FORMAT, US, VERSION, JournalWriter, Note,
+                                          digest_arrays, pulse_batches, read_journal, volt_list)
 from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import make_strategy
-from imssa_hw.programming.strategy import (DONE, NONE, OFF, PRECISE, RESET, SET, STUCK,
+from imssa_hw.programming.strategy import (ACTIVE, DONE, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                            VERIFIED, Plan, Strategy)
 
 Progress = Callable[[dict], None]
+RECHECK_SIGMAS = 3.0
+"""On resume, a device the journal calls verified (or done) is programmed again when its
+re-read is out of the tolerance by more than this many uncertainties of that read (read noise
+over the reads averaged, and the calibration's residual bias): a board that lost it, not noise."""
 
 
 @dataclass
@@ -86,6 +90,10 @@ class _Session:
         self.verified_journaled = np.zeros(strategy.shape, bool)
         self.final_journaled = np.zeros(strategy.shape, np.int8)
         self.replay_mismatches = 0
+        self.reverified = 0
+        """Devices (cells that matter) verified before a resume whose re-read confirmed them."""
+        self.reprogrammed = 0
+        """Devices (cells that matter) verified before a resume that the board had lost."""
 
     # -- reads, corrected ---------------------------------------------------------------------
 
@@ -113,6 +121,10 @@ class _Session:
             if kind == "session":
                 self.session = max(self.session, r["n"])
                 session_times.setdefault(r["n"], []).append(r["t"])
+                if r.get("resume"):
+                    self.force_final()  # as that session did after its replay
+            elif kind == "recheck":
+                self._apply_recheck(r)
             elif kind == "read":
                 g = np.full(rows * cols, np.nan)
                 values = np.asarray(r["g_us"], float) / 1e6
@@ -137,9 +149,72 @@ class _Session:
                 self.uncertain += sum(len(b["idx"]) for _, b in pulse_batches(r))
         self.frames_before = sum(session_frames.values())
         self.wall_before = sum(max(ts) - min(ts) for ts in session_times.values() if ts)
-        # whatever the replay concluded, a device the journal says is final stays final
+        self.force_final()
+
+    def force_final(self) -> None:
+        """Whatever the replay concluded, a device the journal says is final stays final."""
+        s = self.strategy
         forced = (self.final_journaled > 0) & s.live()
         s.status[forced] = self.final_journaled[forced]
+
+    # -- recheck on resume ----------------------------------------------------------------------
+
+    def recheck(self, arrays: list[int], reads: int) -> None:
+        """A resumed run trusts no read taken before it: read every device of `arrays` `reads`
+        times (one `recheck` record of the average per array), program again the devices the
+        journal calls verified or done that now read out of the tolerance (the board lost them:
+        a calibration in between, a board restored from an older state), and restart the
+        averaging of every device still live from this read."""
+        s = self.strategy
+        everything = np.ones(s.shape[1:], bool)
+        for a in arrays:
+            raw = np.mean([read_masked(self.board, a, everything) for _ in range(reads)], axis=0)
+            g_us = np.round(raw * US, 4)
+            lost = self._lost(a, self.correct(a, g_us / US), reads)
+            record = {"type": "recheck", "session": self.session, "it": self.iteration,
+                      "array": a, "t": self.clock(), "reads": reads,
+                      "g_us": g_us.ravel().tolist(), "reopened": np.flatnonzero(lost).tolist()}
+            self.write(record)
+            self._apply_recheck(record)
+        self.sync()
+
+    def _lost(self, a: int, g: np.ndarray, reads: int) -> np.ndarray:
+        """Final devices of array `a` (verified or done) whose averaged read g is out of the
+        tolerance by more than RECHECK_SIGMAS uncertainties."""
+        s = self.strategy
+        if not s.closed_loop:  # nothing was verified
+            return np.zeros(g.shape, bool)
+        sigma = np.sqrt(s.sigma_read(g) ** 2 / reads
+                        + (s.read_bias_rel * np.abs(np.nan_to_num(g))) ** 2)
+        margin = s.tol[a] + RECHECK_SIGMAS * sigma
+        e = g - s.targets[a]
+        out = (e > margin) | (~s.off_target[a] & (e < -margin))
+        return out & ((s.status[a] == VERIFIED) | (s.status[a] == DONE))
+
+    def _apply_recheck(self, r: dict) -> None:
+        """Reopen the devices a `recheck` record names, restart the averaging of every live
+        device of its array, and hand the strategy its read (live and replay alike)."""
+        s = self.strategy
+        a = r["array"]
+        shape = s.shape[1:]
+        reopen = np.zeros(shape[0] * shape[1], bool)
+        reopen[np.asarray(r["reopened"], int)] = True
+        reopen = reopen.reshape(shape)
+        verified = (s.status[a] == VERIFIED) & (s.kind[a] == PRECISE)
+        self.reverified += int((verified & ~reopen).sum())
+        self.reprogrammed += int((verified & reopen).sum())
+        s.status[a][reopen] = ACTIVE
+        s.t_final[a][reopen] = np.nan
+        s.pending[a][reopen] = False
+        learn_later = getattr(s, "learn_later", None)  # adaptive: a RESET to judge once settled
+        if learn_later is not None:
+            learn_later[a][reopen] = False
+        self.final_journaled[a][reopen] = 0
+        live = s.live(a)
+        s.n_after[a][live] = 0
+        s.mean_after[a][live] = 0.0
+        g = np.asarray(r["g_us"], float).reshape(shape) / US
+        s.on_read(a, self.correct(a, g), r["t"])
 
     def _apply_pulses(self, record: dict) -> None:
         """Tell the strategy about the batch pulses of a pulse record."""
@@ -275,7 +350,8 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
                     resume: bool = False, progress: Progress | None = None,
                     source: dict | None = None, known_stuck: np.ndarray | None = None,
                     clock: Callable[[], float] = time.time,
-                    sleep: Callable[[float], None] = time.sleep) -> ProgramResult:
+                    sleep: Callable[[float], None] = time.sleep,
+                    note: Note | None = None) -> ProgramResult:
     """Program `targets_siemens` (arrays, rows, cols) S on the cells `used` of `board` (a drivers
     Board, or anything with its info/config/read_array/set_pulses/reset_pulses/frames_sent).
 
@@ -285,9 +361,12 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
     at or below it counts as on target anywhere at or below target + tolerance (a RESET device
     cannot go lower). `calibration`: an imssa_hw.calibration Calibration (read correction and
     first-pulse curves) or None (population curves, reads taken as they are). `journal`: the
-    JSONL journal (None: none, and no resume). `resume`: continue the run the journal holds.
-    `known_stuck`: cells (arrays, rows, cols) bool found stuck before (the defect map): never
-    pulsed, reported as stuck. `progress(info)` is called after every iteration.
+    JSONL journal (None: none, and no resume), locked while the run writes it. `resume`:
+    continue the run the journal holds, after reading every device again (devices verified
+    before that the board lost are programmed again). `known_stuck`: cells (arrays, rows, cols)
+    bool found stuck before (the defect map): never pulsed, reported as stuck. `progress(info)`
+    is called after every iteration; `note(line)` gets the one-line notices (a torn last
+    journal record cut back; default: stderr).
     """
     info = board.info
     targets = np.asarray(targets_siemens, dtype=float)
@@ -335,24 +414,30 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
               else digest_arrays(calibration.read_gain, calibration.read_offset_siemens),
               **({"known_stuck": stuck_cells} if stuck_cells else {}), "source": source or {}}
     jpath = session.journal_path
-    if resume:
-        if jpath is None:
-            raise BadInput("--resume needs the journal of the run to continue")
-        records = read_journal(jpath)
-        _check_header(records[0], header, jpath)
-        session.replay(records)
-    elif jpath is not None and jpath.exists() and jpath.stat().st_size > 0:
+    if resume and jpath is None:
+        raise BadInput("--resume needs the journal of the run to continue")
+    if resume and not jpath.is_file():
+        raise BadInput(f"journal not found: {jpath}")
+    if not resume and jpath is not None and jpath.exists() and jpath.stat().st_size > 0:
         raise BadInput(f"journal {jpath} already exists: pass --resume to continue that run, or "
                        f"remove it (or choose another --journal) to start again")
-    if jpath is not None:
-        session.writer = JournalWriter(jpath)
-        if not resume:
-            session.write(header, sync=True)
-    session.session += 1
-    start = clock()
-    session.write({"type": "session", "n": session.session, "t": start, "resume": resume},
-                  sync=True)
+    started = False  # the hint to --resume only once this session is journaled
     try:
+        if jpath is not None:
+            session.writer = JournalWriter(jpath, note)  # locked, a torn last record cut back
+        if resume:
+            records = read_journal(jpath, note)
+            _check_header(records[0], header, jpath)
+            session.replay(records)
+        else:
+            session.write(header, sync=True)
+        session.session += 1
+        start = clock()
+        session.write({"type": "session", "n": session.session, "t": start, "resume": resume},
+                      sync=True)
+        started = True
+        if resume:
+            session.recheck(arrays, settings.verify_reads)
         while (not strat.finished() and session.iteration < settings.max_iterations
                and clock() - start < settings.max_time_s):
             t0 = clock()
@@ -365,16 +450,20 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
             delay = wake - clock()
             if delay > 0:
                 sleep(delay)
-    except (BadInput, HardwareError) as exc:
+        result = _result(session, targets, used, tol, calibration, clock() - start)
+        result.off_siemens = off_siemens
+        if session.writer is not None:
+            if strat.finished():
+                session.write({"type": "end", "t": clock(), "report": result.report}, sync=True)
+            session.writer.close()
+    except BaseException as exc:
+        if session.writer is not None:
+            session.writer.abandon()  # unlocked; what reached the disk stays
+        if not isinstance(exc, (BadInput, HardwareError)) or not started:
+            raise
         hint = f"; the journal {jpath} holds the progress: run again with --resume" if jpath else ""
         family = BadInput if isinstance(exc, BadInput) else HardwareError
         raise family(f"{exc}{hint}") from None
-    result = _result(session, targets, used, tol, calibration, clock() - start)
-    result.off_siemens = off_siemens
-    if session.writer is not None:
-        if strat.finished():
-            session.write({"type": "end", "t": clock(), "report": result.report}, sync=True)
-        session.writer.close()
     return result
 
 
@@ -447,6 +536,7 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
         "frames": int(last.get("frames", session.frames_before + session.board.frames_sent)),
         "wall_time_s": round(session.wall_before + wall_s, 3), "sessions": session.session,
         "replay_mismatches": session.replay_mismatches,
+        "resume_reverified": session.reverified, "resume_reprogrammed": session.reprogrammed,
         "calibration": calibration is not None,
         "journal": str(session.journal_path) if session.journal_path else None,
     }
