@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
 
@@ -16,7 +17,7 @@ port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
                            help="Serial device, pty path or pyserial URL, or an ArC TWO as "
                                 "arc2://ID?firmware=PATH[&array=1t1r|passive][&mapping=NAME|FILE] "
                                 "(docs/boards.md) (env: IMSSA_HW_PORT).")
-timeout_option = click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001),
+timeout_option = click.option("--timeout", "timeout_s", type=FiniteFloat(0.001, MAX_WAIT_S),
                               default=0.5, show_default=True, help="Reply timeout, seconds.")
 
 
@@ -51,8 +52,9 @@ def status(port: str, timeout_s: float) -> None:
 @board.command()
 @port_option
 @timeout_option
-@click.option("--array", type=int, default=0, show_default=True, help="Array to read.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--array", type=click.IntRange(0, 255), default=0, show_default=True,
+              help="Array to read.")
+@click.option("--out", type=OutputPath(), required=True,
               help="Where to write the (rows, cols) conductance map in S (.npy).")
 def read(port: str, timeout_s: float, array: int, out: Path) -> None:
     """Read one array's conductances into a .npy file; print a JSON summary."""

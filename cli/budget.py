@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.cli.options import OutputPath
 
 
 @click.command()
@@ -17,14 +18,14 @@ from imssa_hw.cli.board import port_option, timeout_option
 @timeout_option
 @click.option("--calibration", type=click.Path(path_type=Path), required=True,
               help="Folder from `imssa-hw calibrate`: read correction and the column errors.")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
+@click.option("--report", type=OutputPath(), default=None,
               help="Write the JSON here (default: DEPLOY_DIR/budget/budget.json); the waterfall "
                    "PNG goes beside it.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="The trained model (default: DEPLOY_DIR/model.pt).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Heidelberg Digits folder, for models trained on --dataset hd.")
-@click.option("--limit", type=click.IntRange(1), default=None,
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="Only the first N test samples.")
 @click.option("--reads", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Reads averaged per device for the read-back maps (devices below 80 % "
@@ -52,7 +53,7 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
                                  plot_waterfall)
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.compiler.defects import load_defects
-    from imssa_hw.files import write_json
+    from imssa_hw.files import check_writable, write_json
     from imssa_hw.hil.inference import board_session, load_test_set, open_deployment
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
@@ -63,6 +64,7 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     programmed = programmed or find_programmed(deploy_dir)
     maps = load_programmed(programmed) if programmed is not None else None
     report = report or deploy_dir / "budget" / "budget.json"
+    check_writable(report)
     with board_session(port, timeout_s) as (board, _), \
             click.progressbar(length=len(CAUSES) + 2 + runs, label="budget",
                               file=sys.stderr) as bar:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.cli.options import MAX_WAIT_S, SEED, FiniteFloat, OutputPath
 from imssa_hw.errors import BadInput
 
 SMU_COMPLIANCE_A = 1e-4
@@ -24,25 +25,26 @@ SMU_COMPLIANCE_A = 1e-4
                    "the read_error_* numbers; without it gains are relative (docs/calibration.md).")
 @click.option("--smu-backend", default="@py", show_default=True,
               help="pyvisa backend: @py (pyvisa-py), @ivi, or FILE.yaml@sim.")
-@click.option("--smu-timeout", "smu_timeout_s", type=click.FloatRange(min=0.01), default=2.0,
+@click.option("--smu-timeout", "smu_timeout_s", type=FiniteFloat(0.01, MAX_WAIT_S), default=2.0,
               show_default=True, help="SMU reply timeout, seconds.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", type=OutputPath(folder=True), required=True,
               help="Folder for calib.json, defects.json and the PNG plots.")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--report", type=OutputPath(), default=None,
               help="Also write the JSON report here.")
-@click.option("--reads", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--reads", type=click.IntRange(1, 1000), default=4, show_default=True,
               help="Whole-array reads averaged per reference read.")
-@click.option("--sample", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--sample", type=click.IntRange(1, 1 << 20), default=512, show_default=True,
               help="Devices per array characterized (SET and RESET curves).")
-@click.option("--smu-per-column", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--smu-per-column", type=click.IntRange(1, 1024), default=2, show_default=True,
               help="Devices per column measured with the SMU (gain fit; again for validation).")
-@click.option("--settle", "settle_s", type=click.FloatRange(min=0), default=2.5, show_default=True,
+@click.option("--settle", "settle_s", type=FiniteFloat(0, MAX_WAIT_S), default=2.5,
+              show_default=True,
               help="Seconds to wait for relaxation before the read-chain measurements.")
-@click.option("--relax-delay", "relax_delay_s", type=click.FloatRange(min=0), default=2.5,
+@click.option("--relax-delay", "relax_delay_s", type=FiniteFloat(0, MAX_WAIT_S), default=2.5,
               show_default=True, help="Delay of the relaxation check, seconds.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the choice of sampled and SMU-measured devices.")
-@click.option("--hdf5", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--hdf5", type=OutputPath(), default=None,
               help="Also write every read and pulse in ArC TWO's HDF5 layout (docs/boards.md; "
                    "on a board of several arrays one file per array, HDF5-arrayN.h5).")
 def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend: str,

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from imssa_hw.cli.options import SEED, FiniteFloat, OutputPath
 from imssa_hw.compiler.placement import PlacementMode
 
 
 @click.command("compile")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=OutputPath(folder=True), required=True,
               help="Deploy directory to write: deploy.json, targets.npz, targets.png.")
 @click.option("--profile", default="board-default", show_default=True,
               help="Board profile: a shipped name (board-default, board-multi, board-large) or "
@@ -23,11 +24,11 @@ from imssa_hw.compiler.placement import PlacementMode
               help="Calibration folder from `imssa-hw calibrate`: the columns' TIA offsets, so "
                    "that both columns of every differential pair get the same fractional offset "
                    "(recommended; without it the pairs take any columns).")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
+@click.option("--report", type=OutputPath(), default=None,
               help="Write the compile report (JSON) here.")
-@click.option("--headroom", type=float, default=0.9, show_default=True,
+@click.option("--headroom", type=FiniteFloat(0, 1, min_open=True), default=0.9, show_default=True,
               help="Fraction of the read voltage the largest known signal may use (0..1].")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the random probe sequences.")
 @click.option("--parallel-tiles", is_flag=True,
               help="Run all tiles of a layer on an array in one VMM per step (fewer VMMs, but the "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import bits_option, board_training_options
+from imssa_hw.cli.options import (SEED, OutputPath, bits_option, board_training_options,
+                                  profile_settings)
 from imssa_hw.errors import BadInput
 from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.workflows.demo import TASK_DEMOS
@@ -25,7 +26,7 @@ def _per_task(attribute: str) -> str:
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=OutputPath(folder=True), default=None,
               help="Folder for everything the demo writes (default: a new imssa-demo-* folder "
               "in the working directory).")
 @click.option("--task", type=click.Choice(list(TASK_DEMOS)), default="zero-one",
@@ -35,15 +36,16 @@ def _per_task(attribute: str) -> str:
               default=InferenceMode.ONBOARD.value,
               show_default=True, help="Inference loop: on the board, or driven by the host.")
 @click.option("--epochs", type=click.IntRange(1, 10000), default=40, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the data, the model and the emulated board.")
-@click.option("--board-seed", type=int, default=None,
+@click.option("--board-seed", type=SEED, default=None,
               help="Seed of the emulated board alone (default: --seed): the same model on "
               "another board.")
 @click.option("--emulator-profile", default=None,
               help="The emulated board's device profile: a TOML file or a shipped one "
               "(emulator-default, emulator-harsh); see `imssa-hw emulate --help`.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              callback=profile_settings,
               help="Override one emulator profile value, e.g. defects.stuck_on_fraction=0.02 "
               "(repeatable).")
 @click.option("--tiny", is_flag=True,
@@ -79,7 +81,8 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     cached; --retrain always trains. summary.json's model_source says which (shipped, cached,
     trained)."""
     from imssa_hw.workflows.demo import DemoSettings, run_demo, summary_table
-    from imssa_hw.emulator.profile import load_profile, parse_override
+    from imssa_hw.emulator.profile import load_profile
+    from imssa_hw.files import check_writable
 
     if port is None and smu is not None:
         raise BadInput("--smu needs --port (an emulated board brings its own SMU)")
@@ -90,11 +93,11 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
         raise BadInput(f"{', '.join(emulator_only)} set(s) the emulated board, not "
                                f"--port")
     out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    changes = dict(parse_override(text) for text in overrides)
-    load_profile(emulator_profile, changes)  # a bad profile or override: one line, now
+    check_writable(out, folder=True)
+    load_profile(emulator_profile, overrides)  # a bad profile or override: one line, now
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
              "board_seed": board_seed, "retrain": retrain, "finetune": finetune,
-             "emulator": {"profile": emulator_profile, "settings": changes},
+             "emulator": {"profile": emulator_profile, "settings": overrides},
              "port": port, "smu": smu}
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=InferenceMode(mode),
                             **board)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.cli.options import OutputPath
 
 
 @click.command()
@@ -16,22 +17,23 @@ from imssa_hw.cli.board import port_option, timeout_option
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Folder from `imssa-hw calibrate`: corrects the read-back conductances.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=15, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=OutputPath(), default=None,
               help="Fine-tuned checkpoint (default: DEPLOY_DIR/model-finetuned.pt).")
-@click.option("--report", type=click.Path(path_type=Path), default=None)
+@click.option("--report", type=OutputPath(), default=None)
 def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     """Chip-in-the-loop fine-tuning: read back the programmed conductances, measure every
     layer's response on them, and retrain the digital parts (encoder, D, mix, norms, decoder)
     around it. The kernels stay as programmed; `imssa-hw infer --checkpoint OUT` uses it."""
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.drivers.open import open_board
-    from imssa_hw.files import write_json
+    from imssa_hw.files import check_writable, write_json
     from imssa_hw.hil.finetune import finetune_on_board, kept_epoch
     from imssa_hw.hil.inference import open_deployment
 
     dep, ckpt = open_deployment(deploy_dir)
     cal = load_calibration(calibration) if calibration else None
     out = out or Path(deploy_dir) / "model-finetuned.pt"
+    check_writable(out)
     with open_board(port, timeout_s) as board:
         summary = finetune_on_board(board, dep, ckpt, out, cal, epochs)
     if report:

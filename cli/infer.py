@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.cli.options import OutputPath
 from imssa_hw.hil.mode import InferenceMode
 
 
@@ -26,9 +27,9 @@ from imssa_hw.hil.mode import InferenceMode
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Heidelberg Digits folder, for models trained on --dataset hd (default: the "
               "folder they were trained on).")
-@click.option("--limit", type=click.IntRange(1), default=None,
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="Only the first N test samples.")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
+@click.option("--report", type=OutputPath(), default=None,
               help="Write the JSON report here (PNGs go beside it).")
 def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root, limit, report):
     """Run the test set of the model's task through the board following the compiled schedule
@@ -38,9 +39,12 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     The board must already hold the deployment (`imssa-hw program`)."""
     from imssa_hw.hil.inference import (board_session, check_mode, load_test_set,
                                         open_deployment, run_inference)
+    from imssa_hw.files import check_writable
     from imssa_hw.hil.inference_plots import write_inference_outputs
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
+    if report is None:  # the outputs go into the deploy folder
+        check_writable(deploy_dir, folder=True)
     features, labels, class_names = load_test_set(ckpt, data_root, limit)
     with board_session(port, timeout_s, calibration) as (board, correct):
         check_mode(board, mode)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import parse_ids
+from imssa_hw.cli.options import FiniteFloat, OutputPath, parse_ids
 
 
 @click.group()
@@ -16,15 +16,15 @@ def journal() -> None:
 
 @journal.command("export")
 @click.argument("journal_path", metavar="JOURNAL", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", type=OutputPath(), required=True,
               help="The HDF5 file (arc2control's layout); on a board of several arrays one "
                    "file per array, OUT-arrayN.h5.")
 @click.option("--arrays", default=None, metavar="0,1",
               help="Arrays to export (default: every array the run programmed).")
-@click.option("--v-read", "v_read", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--v-read", "v_read", type=FiniteFloat(0, 10, min_open=True), default=None,
               help="Read voltage, V (default: the journal's; journals before it was recorded "
                    "need it).")
-@click.option("--pulse-width", "pulse_width_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--pulse-width", "pulse_width_s", type=FiniteFloat(0, 1, min_open=True),
               default=None, help="Pulse width, s (default: the journal's).")
 def export(journal_path: Path, out: Path, arrays: str | None, v_read: float | None,
            pulse_width_s: float | None) -> None:

@@ -60,6 +60,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.BadParameter as exc:  # a bad option value: one line, without the usage
+            raise BadInputError(exc.format_message()) from None
         except BadInput as exc:  # first: a missing port is both
             raise BadInputError(str(exc)) from None
         except HardwareError as exc:

@@ -2,13 +2,100 @@
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import click
 
 from imssa_hw.errors import BadInput
+from imssa_hw.files import check_writable
 from imssa_hw.model.config import MAX_BITS, RANGES, ModelConfig
+
+# One rule per kind of value, for every command: a value outside its bounds is refused when
+# the command line is parsed, before any work, in one line naming the option and the bounds
+# (exit 2; main.LazyGroup drops click's usage lines).
+
+MAX_WAIT_S = 3600.0
+"""The longest wait an option may ask for (timeouts, settling, delays, latency): an hour."""
+
+
+class FiniteFloat(click.FloatRange):
+    """A finite float within [min, max] (NaN and infinities refused: no option gives them a
+    meaning); with `zero_ok`, 0 too (an option's "off")."""
+
+    def __init__(self, min: float, max: float, min_open: bool = False, max_open: bool = False,
+                 zero_ok: bool = False) -> None:
+        super().__init__(min, max, min_open=min_open, max_open=max_open)
+        self.zero_ok = zero_ok
+
+    def convert(self, value, param, ctx) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if self.zero_ok and number == 0:
+            return 0.0
+        if math.isnan(number):
+            self.fail(f"nan is not in the range {self._describe_range()}.", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        low = f"{self.min:g}{'<' if self.min_open else '<='}"
+        high = f"{'<' if self.max_open else '<='}{self.max:g}"
+        return f"{'0 or ' if self.zero_ok else ''}{low}x{high}"
+
+
+SEED = click.IntRange(0, 2**32 - 1)
+"""A random seed (numpy's and torch's generators take 0..2**32-1 alike)."""
+
+
+class OutputPath(click.Path):
+    """A file (`folder=False`) or folder the command will write: checked when the command line
+    is parsed (files.check_writable), so that nothing is lost after minutes of work."""
+
+    def __init__(self, folder: bool = False) -> None:
+        super().__init__(file_okay=not folder, dir_okay=folder, path_type=Path)
+        self.folder = folder
+
+    def convert(self, value, param, ctx) -> Path:
+        try:
+            check_writable(value, self.folder)  # the text: "" would be Path(".")
+        except BadInput as exc:
+            self.fail(str(exc), param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def profile_settings(ctx, param, texts: tuple[str, ...]) -> dict:
+    """Callback of --set SECTION.KEY=VALUE (repeatable): the overrides as a dict; a number that is
+    not finite is refused here (the profile's own bounds are checked when it is loaded)."""
+    from imssa_hw.emulator.profile import parse_override
+
+    settings = dict(parse_override(text) for text in texts)
+    for key, value in settings.items():
+        if any(isinstance(v, float) and not math.isfinite(v)
+               for v in (value if isinstance(value, list) else [value])):
+            raise click.BadParameter(f"{key}={value}: not a finite number", ctx, param)
+    return settings
+
+
+class Port(click.IntRange):
+    """A TCP port to listen on, on 127.0.0.1: 0..65535 (0: the system picks a free one), and free
+    now (a bind test)."""
+
+    name = "port"
+
+    def __init__(self) -> None:
+        super().__init__(0, 65535)
+
+    def convert(self, value, param, ctx) -> int:
+        port = super().convert(value, param, ctx)
+        if port:
+            try:
+                socket.create_server(("127.0.0.1", port)).close()
+            except OSError as exc:
+                self.fail(f"127.0.0.1:{port} is not free ({os.strerror(exc.errno)})", param, ctx)
+        return port
 
 
 def _parse_bits(ctx, param, value: str | None, float_ok: bool = True) -> int | None:
@@ -49,7 +136,7 @@ A_RANGE_HELP = (
 
 def a_range_option(default: float | None = ModelConfig.a_range):
     """--a-range; with default None the task's (config.TASK_MODELS)."""
-    return click.option("--a-range", type=click.FloatRange(0.1, 1.0), default=default,
+    return click.option("--a-range", type=FiniteFloat(0.1, 1.0), default=default,
                         show_default=default is not None,
                         help=A_RANGE_HELP + ("" if default is not None else
                                              " Default: the task's (zero-one 0.75, digits and "

@@ -10,10 +10,18 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath
 from imssa_hw.programming.names import StrategyName
 
 STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH]
 """What --strategy offers (refresh is `--refresh`)."""
+
+
+def _tolerance(ctx, param, text: str | None):
+    """--tolerance, parsed with the command line (None: the deployment's, known later)."""
+    from imssa_hw.programming import parse_tolerance
+
+    return None if text is None else parse_tolerance(text)
 
 
 @click.command("program")
@@ -23,7 +31,7 @@ STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Calibration folder (or calib.json) from `imssa-hw calibrate`: read-chain "
                    "correction and the SET/RESET curves for the first pulses.")
-@click.option("--tolerance", default=None,
+@click.option("--tolerance", default=None, callback=_tolerance,
               help="Within how far of its target a device counts as programmed: a conductance "
                    "(2uS, 0.002mS) or a percentage of each target (5%). Default: the "
                    "deployment's (its board profile's tolerance_us); an override is recorded "
@@ -31,26 +39,26 @@ STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default=StrategyName.ADAPTIVE.value,
               show_default=True, help="adaptive write-verify, the HPE incremental ramp "
                                       "(baseline), or open loop (one shot, no verify).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=OutputPath(folder=True), default=None,
               help="Output folder: journal, report, plots. Default: DEPLOY/program/.")
-@click.option("--journal", type=click.Path(path_type=Path), default=None,
+@click.option("--journal", type=OutputPath(), default=None,
               help="The journal (JSON Lines). Default: OUT/journal.jsonl.")
 @click.option("--resume", is_flag=True,
               help="Continue the run the journal holds (after a crash, a lost link or a board "
                    "restart): devices already verified are never pulsed again.")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
+@click.option("--report", type=OutputPath(), default=None,
               help="Also write the JSON report here (it is always written to OUT/program.json).")
-@click.option("--defects", type=click.Path(path_type=Path), default=None,
+@click.option("--defects", type=OutputPath(), default=None,
               help="Defect map to merge the stuck devices into (created if missing). "
                    "Default: DEPLOY/defects.json.")
-@click.option("--settle", "settle_s", type=click.FloatRange(min=0), default=None,
+@click.option("--settle", "settle_s", type=FiniteFloat(0, MAX_WAIT_S), default=None,
               help="Seconds a device settles after a large change before a fine correction "
                    "(small corrections wait 30 % of it) [default: 1.0, for the emulator's 0.5 s "
                    "relaxation].")
-@click.option("--verify-delay", "verify_delay_s", type=click.FloatRange(min=0), default=None,
+@click.option("--verify-delay", "verify_delay_s", type=FiniteFloat(0, MAX_WAIT_S), default=None,
               help="Seconds after its last pulse before a device is re-verified (60 % of it "
                    "after a small correction) [default: 2.5].")
-@click.option("--max-pulses", type=click.IntRange(min=1), default=None,
+@click.option("--max-pulses", type=click.IntRange(1, 10000), default=None,
               help="Pulses per device before it is given up as stuck [default: 40].")
 @click.option("--plots/--no-plots", default=True, show_default=True,
               help="Write target_vs_achieved.png, error_histogram.png, yield.png into OUT.")
@@ -58,10 +66,10 @@ STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH
               help="Touch up a deployment programmed earlier: re-read its devices and write "
                    "again only those that drifted out of the tolerance (known stuck devices are "
                    "left alone). Journal and report in OUT/refresh/; --resume continues it.")
-@click.option("--hdf5", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--hdf5", type=OutputPath(), default=None,
               help="Also write the journal's reads and pulses in ArC TWO's HDF5 layout (as "
                    "`imssa-hw journal export`).")
-def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance: str | None,
+def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None, tolerance,
             strategy: str, out: Path | None, journal: Path | None, resume: bool,
             report: Path | None, defects: Path | None, settle_s: float | None,
             verify_delay_s: float | None, max_pulses: int | None, plots: bool,
@@ -79,6 +87,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     from imssa_hw.compiler.defects import load_defects
     from imssa_hw.drivers.open import open_board
     from imssa_hw.errors import BadInput
+    from imssa_hw.files import check_writable
     from imssa_hw.programming.journal import archive_finished_journal
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
@@ -89,6 +98,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     folder = deploy.parent if deploy.name == "deploy.json" else deploy
     out = out or folder / "program"
     defects = defects or folder / "defects.json"
+    # a defect map that cannot be merged into: one line now, not after the whole run
+    stuck_before = load_defects(defects, dep.profile.geometry) if defects.exists() else None
     known_stuck = None
     if refresh:
         if strategy != StrategyName.ADAPTIVE:
@@ -102,9 +113,11 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
         journal = journal or out / "journal.jsonl"
         if not resume:
             archive_finished_journal(journal)
-        if defects.exists():
-            known_stuck = load_defects(defects, dep.profile.geometry).mask()
+        if stuck_before is not None:
+            known_stuck = stuck_before.mask()
     journal = journal or out / "journal.jsonl"
+    for path, is_folder in ((out, True), (journal, False), (defects, False)):
+        check_writable(path, is_folder)  # the defaults too, before any pulse
     cal = None
     if calibration is not None:
         from imssa_hw.calibration.data import load_calibration

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import a_range_option, ranges_option
+from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath, a_range_option, ranges_option
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import MAX_BITS, ModelConfig
 from imssa_hw.workflows.sweep import NOISE_CELLS, OLD_METHOD_NAMES, SweepMethod
@@ -15,6 +16,8 @@ from imssa_hw.workflows.sweep import NOISE_CELLS, OLD_METHOD_NAMES, SweepMethod
 
 SWEEP_BITS = {"zero-one": "1,2,3,4,5,6,7,8", "digits": "2,3,4,5", "hd20": "2,3,4,5"}
 """The bit widths a task's sweep trains by default (the ten-class models need 2 bits or more)."""
+MAX_SIGMA_US = 1000.0
+"""Programming noise beyond this is many times any board's conductance window."""
 
 
 def _numbers(text: str, name: str, cast=float) -> list:
@@ -24,6 +27,8 @@ def _numbers(text: str, name: str, cast=float) -> list:
         raise BadInput(f"{name} must be comma-separated numbers, got {text!r}") from None
     if not values:
         raise BadInput(f"{name} is empty")
+    if not all(math.isfinite(v) for v in values):
+        raise BadInput(f"{name} must be finite numbers, got {text!r}")
     return values
 
 
@@ -61,17 +66,17 @@ def _numbers(text: str, name: str, cast=float) -> list:
 @click.option("--n", "n", type=click.IntRange(2, 256), default=None,
               help="Real state size N per kernel (default: the task's: zero-one 4, digits and "
               "hd20 8).")
-@click.option("--limit", type=click.IntRange(1), default=None,
+@click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="Only the first N test samples per point.")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Local worker processes.")
 @click.option("--scheduler", default=None,
               help="Dask distributed scheduler address (e.g. tcp://127.0.0.1:8786): run the "
               "points on that cluster instead of local processes.")
-@click.option("--scheduler-timeout", "scheduler_timeout_s", type=click.FloatRange(min=0.1),
+@click.option("--scheduler-timeout", "scheduler_timeout_s", type=FiniteFloat(0.1, MAX_WAIT_S),
               default=10.0, show_default=True,
               help="Seconds to wait for the Dask scheduler to answer.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("sweep"), show_default=True,
+@click.option("--out", type=OutputPath(folder=True), default=Path("sweep"), show_default=True,
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
 def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_cells, epochs,
           a_range, ranges, h, n, limit, workers, scheduler, scheduler_timeout_s, out):
@@ -101,6 +106,8 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
     sigmas_siemens = [s * 1e-6 for s in _numbers(sigma_text, "--sigma-us")]
     if any(s < 0 for s in sigmas_siemens):
         raise BadInput("--sigma-us must not be negative")
+    if max(sigmas_siemens) > MAX_SIGMA_US * 1e-6:
+        raise BadInput(f"--sigma-us must be at most {MAX_SIGMA_US:g} uS, got {sigma_text!r}")
     model_seeds = _numbers(model_seeds_text, "--model-seeds", int)
     if len(set(model_seeds)) != len(model_seeds) or min(model_seeds) < 0:
         raise BadInput("--model-seeds must be distinct non-negative integers, "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import (a_range_option, bits_option, board_training_options,
-                                  parse_ids, ranges_option)
+from imssa_hw.cli.options import (SEED, FiniteFloat, OutputPath, a_range_option, bits_option,
+                                  board_training_options, parse_ids, ranges_option)
 from imssa_hw.data.tasks import REAL_DEFAULTS
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
@@ -51,7 +51,7 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               help="Real state size N per kernel: N/2 complex modes, even (default: the task's).")
 @click.option("--layers", type=click.IntRange(1, 16), default=None,
               help="S4D layers (default: the task's).")
-@click.option("--noise-levels", type=click.FloatRange(0, 10), default=0.0, show_default=True,
+@click.option("--noise-levels", type=FiniteFloat(0, 10), default=0.0, show_default=True,
               help="Noise-aware training: Gaussian noise on the levels, sigma in level units.")
 @a_range_option(None)
 @ranges_option
@@ -59,10 +59,10 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               help="Override the task's training-set size (small runs).")
 @click.option("--n-test-per-class", type=click.IntRange(1, 100000), default=None)
 @board_training_options()
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--out", type=OutputPath(), required=True,
               help="Checkpoint to write (safetensors format).")
-@click.option("--report", type=click.Path(path_type=Path), default=None,
+@click.option("--report", type=OutputPath(), default=None,
               help="Write a JSON report here.")
 def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_flite,
           augment_copies, bits, epochs, h, n, layers, noise_levels, a_range, ranges,

@@ -60,6 +60,36 @@ def _new_key(key: str) -> str:
     return f"{head}.{last[:-2]}_siemens" if head else f"{last[:-2]}_siemens"
 
 
+def check_writable(path: str | Path, folder: bool = False) -> None:
+    """`BadInput` (one line) unless `path` can be written later as a file (or, with `folder`,
+    as a folder): it is not a folder where a file is wanted nor the reverse (nor a device), and
+    the nearest folder that exists above it takes new files (checked by creating one; missing
+    folders between are created when the output is written, as `atomic_path` does)."""
+    from imssa_hw.errors import BadInput
+
+    if not str(path):
+        raise BadInput(f"an empty path names no {'folder' if folder else 'file'}")
+    path = Path(path)
+    if os.path.exists(path):
+        if os.path.isdir(path) != folder:
+            raise BadInput(f"{path} is a {'file' if folder else 'folder'}, not a "
+                           f"{'folder' if folder else 'file'}")
+        if not folder and not os.path.isfile(path):
+            raise BadInput(f"{path} is not a regular file")
+    above = Path(os.path.abspath(path if folder else path.parent))
+    while not os.path.lexists(above):
+        above = above.parent
+    if not os.path.isdir(above):
+        raise BadInput(f"cannot write {path}: {above} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=above, prefix=".imssa-hw-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: cannot create files in {above} "
+                       f"({exc.strerror})") from None
+
+
 def write_json(path: str | Path, data: dict) -> None:
     """Write `data` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -88,8 +88,13 @@ class EmulatorServer:
         return os.ttyname(slave)
 
     def listen(self, port: int, kind: str) -> int:
-        """Listen on 127.0.0.1:port (0 picks a free port) for `kind` clients; return the port."""
-        sock = socket.create_server(("127.0.0.1", port))
+        """Listen on 127.0.0.1:port (0 picks a free port) for `kind` clients; return the port.
+        BadInput when the port is taken (the CLI checked it was free, but it may not be now)."""
+        try:
+            sock = socket.create_server(("127.0.0.1", port))
+        except OSError as exc:
+            raise BadInput(f"cannot listen on 127.0.0.1:{port} for the {kind}: "
+                           f"{os.strerror(exc.errno)}") from None
         sock.setblocking(False)
         self._listeners[sock.fileno()] = (sock, kind)
         self.selector.register(sock.fileno(), selectors.EVENT_READ, None)
