@@ -69,9 +69,6 @@ OUTPUTS = (["", "/proc/x/y", "{file}/x", "/dev/null"], [])
 INPUTS = ([], ["", "/proc/x/y", "{tmp}", "{file}", "{missing}"])
 
 
-KNOWN = {("journal export", "journal_path", "{file}"):
-         "the journal reader warns of the torn line before its error (programming/journal.py)"}
-"""Cases that still print more than one line, each a strict xfail: fixed, it fails until removed."""
 
 
 def hostile(param: click.Parameter) -> tuple[list[str], list[str]]:
@@ -157,15 +154,8 @@ def test_hostile_values_are_one_line(name, places):
         if command_name == name:
             refused, maybe = hostile(param)
             for value in refused + maybe:
-                if (name, param.name, value) not in KNOWN:
-                    check(name, param, value, places, refused=value in refused)
+                check(name, param, value, places, refused=value in refused)
 
-
-@pytest.mark.parametrize("name,param_name,value", [pytest.param(
-    *case, marks=pytest.mark.xfail(strict=True, reason=reason)) for case, reason in KNOWN.items()])
-def test_known_cases_of_more_than_one_line(name, param_name, value, places):
-    param = next(p for p in COMMANDS[name].params if p.name == param_name)
-    check(name, param, value, places, refused=value in hostile(param)[0])
 
 
 TEXT_NUMBERS = {
@@ -200,5 +190,4 @@ def test_any_value_is_fine_or_one_line(data, places):
     command then stops on its harmless arguments) or refused, always in one line."""
     name, param = data.draw(st.sampled_from(CASES))
     value = data.draw(_text(param))
-    if (name, param.name, value) not in KNOWN:
-        check(name, param, value, places, refused=False)
+    check(name, param, value, places, refused=False)

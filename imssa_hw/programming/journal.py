@@ -232,9 +232,6 @@ def read_journal(path: str | Path, note: Note | None = None) -> list[dict]:
             torn = (number, len(line) + 1, str(exc))
     if tail:
         torn = (len(lines) + 1, len(tail), "no newline")
-    if torn:
-        (note or stderr_note)(f"{path}:{torn[0]}: ignoring a torn last record ({torn[1]} bytes, "
-                              f"{torn[2]})")
     if not records and not data[:len(data) - len(tail)].strip():
         raise BadInput(f"journal {path} holds no complete record (the run died before its first "
                        f"one reached the disk): start the run again without --resume")
@@ -243,6 +240,9 @@ def read_journal(path: str | Path, note: Note | None = None) -> list[dict]:
     if records[0].get("version") not in READS:
         raise BadInput(f"{path}: journal version {records[0].get('version')!r} is not supported "
                        f"(this imssa-hw reads versions {', '.join(map(str, READS))})")
+    if torn:  # only a journal's torn line is worth a note: anything else is refused above
+        (note or stderr_note)(f"{path}:{torn[0]}: ignoring a torn last record ({torn[1]} bytes, "
+                              f"{torn[2]})")
     return records
 
 
