@@ -106,6 +106,8 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
                                 model={"h": 4, "n": 4, "n_layers": 1}, mode=InferenceMode(mode),
                                 data=TINY_DATA,
                                 **board)
+    on_interrupt(f"the stages finished so far are in {out}/ (the emulated board is stopped); "
+                 f"run the demo again to start over (a trained model is kept in the cache)")
     summary = run_demo(out, settings, echo=click.echo)
     click.echo("")
     click.echo(summary_table(summary))

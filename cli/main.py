@@ -8,11 +8,13 @@ one line to `COMMANDS`: its name, then "module:attribute" inside `imssa_hw.cli`.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
 
 from imssa_hw import __version__
+from imssa_hw.cli.interrupt import Interrupted, kept_on_interrupt
 from imssa_hw.errors import EXIT_BAD_INPUT, EXIT_HARDWARE, BadInput, HardwareError
 
 COMMANDS: dict[str, str] = {
@@ -43,6 +45,15 @@ class HardwareFailure(click.ClickException):
     exit_code = EXIT_HARDWARE
 
 
+class Interruption(click.ClickException):
+    """Shown as one line `Error: interrupted (SIGNAL): what was kept ...`, exit code 128 +
+    the signal's number, as a shell reports a command a signal ended."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted ({signal_name}): {kept_on_interrupt()}")
+        self.exit_code = 128 + signal.Signals[signal_name].value
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that subcommand is used."""
 
@@ -66,6 +77,9 @@ class LazyGroup(click.Group):
             raise BadInputError(str(exc)) from None
         except HardwareError as exc:
             raise HardwareFailure(str(exc)) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (`Interrupted`)
+            raise Interruption(exc.signal_name if isinstance(exc, Interrupted)
+                               else "SIGINT") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,7 +94,10 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM and SIGHUP end a command as Ctrl-C does (its
+    cleanup runs, one line says what was kept)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, Interrupted.raise_for)
     cli(prog_name="imssa-hw")
 
 

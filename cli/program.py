@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
+from imssa_hw.cli.interrupt import on_interrupt
 from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath
 from imssa_hw.programming.names import StrategyName
 
@@ -118,6 +119,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     journal = journal or out / "journal.jsonl"
     for path, is_folder in ((out, True), (journal, False), (defects, False)):
         check_writable(path, is_folder)  # the defaults too, before any pulse
+    on_interrupt(f"every pulse sent is in the journal {journal}; run the same command with "
+                 f"--resume to continue")
     cal = None
     if calibration is not None:
         from imssa_hw.calibration.data import load_calibration

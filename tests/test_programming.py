@@ -525,6 +525,34 @@ def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_pat
     assert exported.exit_code == 0 and "torn" not in exported.output, exported.output
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_ends_programming_cleanly_and_says_how_to_resume(emulated_board, tmp_path, sig):
+    """SIGTERM, SIGHUP or Ctrl-C mid-run: one line naming the signal, what was kept and how to
+    continue, exit 128 + the signal; the journal is whole and --resume finishes the run."""
+    deploy = make_deployment(tmp_path)
+    emu = emulated_board(arrays=2, rows=16, cols=16, seed=11, settings=FAST_DEVICES)
+    journal = tmp_path / "journal.jsonl"
+    args = [str(deploy), "--port", emu.port, "--journal", str(journal), *FAST_CLI,
+            "--out", str(tmp_path / "out"), "--no-plots"]
+    process = subprocess.Popen([sys.executable, "-m", "imssa_hw.cli.main", "program", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and (
+            not journal.exists() or journal.read_text().count('"type":"pulse"') < 3):
+        time.sleep(0.05)
+    process.send_signal(sig)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 128 + sig.value, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"Error: interrupted ({sig.name}): every pulse sent is in the journal {journal}; run the "
+        f"same command with --resume to continue")
+    assert journal.read_bytes().endswith(b"\n")  # no torn record
+    resumed = run_cli("program", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["unfinished"] == 0
+
+
 def test_program_command_end_to_end(emulated_board, tmp_path):
     deploy = make_deployment(tmp_path)
     emu = emulated_board(arrays=2, rows=16, cols=16, seed=10, settings=FAST_DEVICES)

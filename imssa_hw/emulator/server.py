@@ -272,7 +272,7 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
     board.save()  # the ground truth exists from the first moment
     smu = SmuEmulator(profile.smu, board.smu_conductance_siemens, smu_rng) if smu_port is not None else None
     server = EmulatorServer(board, smu, faults, fault_rng)
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, server.stop)
     written = []
     try:
