@@ -19,10 +19,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, readable_mode())  # mkstemp makes 0600: as any file the user writes
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def readable_mode() -> int:
+    """The mode a new file gets from the user's umask (0666 & ~umask)."""
+    try:  # Linux states it; reading it elsewhere means setting it, briefly, for every thread
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines()
+                         if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 # Conductances whose names ended in `_s` before version 0.4 end in `_siemens` now (`_s` is for

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from imssa_hw.files import cache_root
+from imssa_hw.files import cache_root, readable_mode
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test", "speaker_train", "origin_train", "copy_train")
 
@@ -63,6 +63,7 @@ def save(path: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> boo
             np.savez(tmp, info=np.array(json.dumps(info)), **{k: arrays[k] for k in ARRAYS})
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp_name, readable_mode())
         os.replace(tmp_name, path)
         return True
     except OSError as exc:
