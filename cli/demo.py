@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from imssa_hw.cli.interrupt import on_interrupt
 from imssa_hw.cli.options import (SEED, OutputPath, bits_option, board_training_options,
                                   profile_settings)
 from imssa_hw.errors import BadInput
