@@ -31,9 +31,16 @@ TINY = ModelRecipe(DataSpec.default("zero-one", seed=1, n_train_per_class=12, n_
 """A model trained in a few seconds."""
 
 
-def demo_recipe(task: str) -> ModelRecipe:
-    """What `imssa-hw demo --task TASK` asks for."""
-    settings = DemoSettings(task=task)
+def shipped_settings(name: str) -> DemoSettings:
+    """The demo settings the shipped model `name` is for: its task on its board (the task's
+    demo board, or another one, e.g. zero-one-board-arc2 for `demo --port arc2://...`)."""
+    entry = SHIPPED_MODELS[name]
+    return DemoSettings(task=entry["task"], board_profile=entry["board_profile"])
+
+
+def demo_recipe(name: str) -> ModelRecipe:
+    """What the demo asks for with the settings of the shipped model `name`."""
+    settings = shipped_settings(name)
     return settings.recipe(load_profile(settings.board_profile))
 
 
@@ -70,13 +77,16 @@ def test_every_shipped_model_loads_and_is_its_tasks_demo_model():
     for name, entry in SHIPPED_MODELS.items():
         ckpt = shipped_checkpoint(name)  # the digest checked against the content and the index
         report = json.loads((SHIPPED / entry["report"]).read_text())
-        settings = DemoSettings(task=name)
+        settings = shipped_settings(name)
+        task = settings.task
+        assert name == (task if settings.board_profile == TASK_DEMOS[task].board_profile
+                        else f"{task}-{settings.board_profile}")
         assert report["digest"] == ckpt.digest == entry["digest"]
         assert ckpt.config == ModelConfig(d_input=ckpt.config.d_input,
                                           n_classes=len(report["classes"]),
-                                          **task_model(name, bits=settings.bits)), name
-        assert ckpt.meta["task"] == name and ckpt.config.bits == TASK_DEMOS[name].bits
-        assert ckpt.meta["board_profile"] == TASK_DEMOS[name].board_profile
+                                          **task_model(task, bits=settings.bits)), name
+        assert ckpt.meta["task"] == task and ckpt.config.bits == TASK_DEMOS[task].bits
+        assert ckpt.meta["board_profile"] == settings.board_profile
         assert ckpt.meta["hardware_aware"] is True and ckpt.meta["epochs"] == settings.epochs
         assert ckpt.meta["data_spec"] == json.loads(json.dumps(settings.data_spec().to_dict()))
         assert ckpt.meta["loop_scales"], name  # trained for its board: the compiler needs them
@@ -88,6 +98,13 @@ def test_the_shipped_keys_are_what_the_demo_computes_now():
     shipped model rather than let the demo use a stale one."""
     for name, entry in SHIPPED_MODELS.items():
         assert entry["key"] == demo_recipe(name).key(), REMAKE + entry["command"]
+
+
+def test_a_demo_on_an_arc2_port_asks_for_the_model_shipped_for_board_arc2():
+    settings = DemoSettings(port="arc2://0?firmware=fw.bin")
+    assert settings.board_profile == "board-arc2"
+    key = settings.recipe(load_profile("board-arc2")).key()
+    assert SHIPPED_MODELS["zero-one-board-arc2"]["key"] == key
 
 
 def test_the_demo_defaults_get_the_shipped_model_without_training(cache, trainings):

@@ -49,7 +49,8 @@ def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
     write_json(folder / f"{name}.json", report)
     models = {**shipped_models(folder),
               name: {"checkpoint": checkpoint.name, "report": f"{name}.json", "digest": result["digest"],
-                     "command": command, "version": __version__, "key": recipe.key()}}
+                     "command": command, "version": __version__, "key": recipe.key(),
+                     "task": settings.task, "board_profile": settings.board_profile}}
     write_json(folder / INDEX, {"format": "imssa-hw-shipped-models",
                                 "models": dict(sorted(models.items()))})
     for path in (checkpoint, folder / f"{name}.json", folder / INDEX):
