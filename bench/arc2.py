@@ -1,15 +1,16 @@
-"""The ArC TWO target: the demo flow in host mode on the ArC TWO stand-in (one 32x32 1T1R
-crossbar, `arc2://` backend) against the native emulated board, for the same model as trained,
-side by side in one run. Prints JSON.
+"""The ArC TWO target: `imssa-hw demo --port arc2://...` on the ArC TWO stand-in (one 32x32 1T1R
+crossbar through the `arc2://` backend, pyarc2's opener handed the stand-in), over several
+stand-in seeds. Prints JSON.
 
-The native board runs `imssa-hw demo --mode host` (board-default, SMU calibration); the model it
-trained (cached) is then calibrated for, compiled for (board-arc2), programmed onto and run on
-the stand-in through `drivers.arc2.Arc2Board` with the same stages (`run_on_board`; on-array
-calibration: ArC TWO has no SMU route). The model must fit one 32x32 array: three kernels of
-N = 4 (5x10 cells each), hence H = 3. The target: the stand-in's hardware accuracy with the
-digital parts as trained within 1 point of the native board's.
+Each seed is a fresh stand-in (its devices, read chain and defects drawn from the seed); the
+demo connects to it, calibrates on-array, compiles the default model for board-arc2 (the
+zero-one model trained for that board, shipped as zero-one-board-arc2: 16 tiles of 5x10 packed
+densely on the 32x32 crossbar), programs, infers in host mode on 100 test recordings of FSDD
+speaker 03 (no fine-tuning: the demo's default on an ArC TWO) and exports the arc2control HDF5. The baseline in the same run is the software
+model itself (the quantized model on ideal devices); the targets: hardware as trained within
+1 point of it on every seed, and each demo within 3 minutes.
 
-    python bench/arc2.py [--seed 0] [--h 3] [--out DIR]
+    python bench/arc2.py [--seeds 1,2,3,4,5] [--mapping resarray32] [--out DIR]
 """
 
 from __future__ import annotations
@@ -23,53 +24,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import pyarc2  # noqa: E402
 from arc2_standin import StandInArC2  # noqa: E402  (tests/: the stand-in lives with the tests)
 
-from imssa_hw.compiler import load_profile  # noqa: E402
-from imssa_hw.drivers.arc2 import Arc2Board  # noqa: E402
-from imssa_hw.model.checkpoint import load_checkpoint  # noqa: E402
-from imssa_hw.workflows.demo import DemoSettings, run_demo, run_on_board  # noqa: E402
+from imssa_hw.drivers.arc2_mapping import load_mapping  # noqa: E402
+from imssa_hw.workflows.demo import DemoSettings, run_demo  # noqa: E402
+
+
+def one_seed(seed: int, mapping: str, out: Path, firmware: Path) -> dict:
+    """The demo on a fresh stand-in of `seed`."""
+    standin = StandInArC2("1t1r", seed=seed, mapping=load_mapping(mapping))
+    pyarc2.find_ids = lambda: [0]
+    pyarc2.Instrument = lambda instrument_id, fw: standin
+    settings = DemoSettings(port=f"arc2://0?firmware={firmware}&mapping={mapping}")
+    started = time.perf_counter()
+    s = run_demo(out / f"seed-{seed}", settings, echo=lambda text: print(text, file=sys.stderr))
+    return {"seed": seed, "software": s["software_accuracy"],
+            "hardware_as_trained": s["hardware_accuracy_before_finetune"],
+            "agreement": s["agreement_before_finetune"],
+            "loss_points": round(100 * (s["software_accuracy"]
+                                        - s["hardware_accuracy_before_finetune"]), 2),
+            "hardware_finetuned": s["hardware_accuracy"], "model_source": s["model_source"],
+            "board_profile": s["board_profile"], "mode": s["mode"], "n_test": s["n_test"],
+            "yield_working": s["yield_working"], "timings_s": s["timings_s"],
+            "demo_s": round(time.perf_counter() - started, 1),
+            "vmms": standin.counts["read_slice_open"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the model and both boards.")
-    parser.add_argument("--h", type=int, default=3, help="Kernels (H) of the one-layer model.")
+    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--mapping", default="resarray32")
     parser.add_argument("--out", type=Path, default=None, help="Keep every file here.")
     args = parser.parse_args()
-    settings = DemoSettings(seed=args.seed, model={"h": args.h}, mode="host")
-    log = lambda text: print(text, file=sys.stderr)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        native = run_demo(out / "native", settings, echo=log)
-        timings: dict[str, float] = {}
-        standin = StandInArC2("1t1r", seed=args.seed)
-        started = time.perf_counter()
-        with Arc2Board(standin, "1t1r", board_id="ArC2-standin", firmware="stand-in") as board:
-            run = run_on_board(board, None, load_checkpoint(out / "native" / "model.pt"),
-                               out / "native" / "model.pt", load_profile("board-arc2"),
-                               out / "arc2", settings, timings, log, finetune=False)
-            vmms = standin.counts["read_slice_open"]
-    arc2 = run.before["hardware_accuracy"]
-    reference = native["hardware_accuracy_before_finetune"]
+        firmware = out / "fw.bin"
+        firmware.parent.mkdir(parents=True, exist_ok=True)
+        firmware.write_bytes(b"\0")  # the opener checks that the file exists
+        runs = [one_seed(int(seed), args.mapping, out, firmware) for seed in args.seeds.split(",")]
     print(json.dumps({
-        "model": {"task": settings.task, "bits": settings.bits, "h": args.h, "seed": args.seed,
-                  "software_accuracy": native["software_accuracy"], "n_test": native["n_test"]},
-        "native": {"board_profile": native["board_profile"],
-                   "hardware_accuracy": reference, "yield_working": native["yield_working"],
-                   "timings_s": native["timings_s"]},
-        "arc2_standin": {"board_profile": "board-arc2", "hardware_accuracy": arc2,
-                         "agreement": run.before["agreement"],
-                         "yield_working": run.programmed.report["yield_working"],
-                         "mean_pulses_per_device": run.programmed.report["mean_pulses_per_device"],
-                         "column_spread_after": run.calibration_run.report["column_spread_after"],
-                         "vmms": vmms, "instrument_calls": sum(standin.counts.values()),
-                         "timings_s": timings,
-                         "wall_time_s": round(time.perf_counter() - started, 2)},
-        "difference_points": round(100 * (arc2 - reference), 3),
-        "target": "ArC TWO stand-in at most 1 point below the native board",
-        "met": bool(arc2 >= reference - 0.01),
-    }, indent=2))
+        "runs": runs, "mapping": args.mapping,
+        "summary": {"within_1_point": sum(r["loss_points"] <= 1 for r in runs),
+                    "worst_loss_points": max(r["loss_points"] for r in runs),
+                    "min_agreement": min(r["agreement"] for r in runs),
+                    "max_demo_s": max(r["demo_s"] for r in runs), "boards": len(runs)},
+        "target": "hardware as trained within 1 point of software on every seed; demo <= 180 s"},
+        indent=2))
 
 
 if __name__ == "__main__":

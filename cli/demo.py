@@ -63,7 +63,8 @@ def _per_task(attribute: str) -> str:
 @click.option("--port", default=None,
               help="Run on this board instead of an emulated one: a serial port, pyserial URL "
               "or arc2://ID?firmware=PATH[&mapping=NAME] (see `imssa-hw board --help`). An "
-              "ArC TWO compiles for board-arc2 by default, infers in host mode and gets its "
+              "ArC TWO compiles for board-arc2 by default (the shipped zero-one model for it), "
+              "infers in host mode, does not fine-tune unless --finetune, and gets its "
               "programming history as arc2control HDF5 (program/log.h5).")
 @click.option("--smu", default=None,
               help="With --port: the SMU's VISA resource for calibration (default: on-array "

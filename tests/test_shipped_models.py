@@ -102,7 +102,8 @@ def test_the_shipped_keys_are_what_the_demo_computes_now():
 
 def test_a_demo_on_an_arc2_port_asks_for_the_model_shipped_for_board_arc2():
     settings = DemoSettings(port="arc2://0?firmware=fw.bin")
-    assert settings.board_profile == "board-arc2"
+    assert (settings.board_profile, settings.finetune) == ("board-arc2", False)
+    assert DemoSettings(port="arc2://0?firmware=fw.bin", finetune=True).finetune
     key = settings.recipe(load_profile("board-arc2")).key()
     assert SHIPPED_MODELS["zero-one-board-arc2"]["key"] == key
 

@@ -84,8 +84,12 @@ class DemoSettings:
 
     def __post_init__(self) -> None:
         defaults = TASK_DEMOS[self.task]
-        if self.board_profile is None and self.port is not None and self.port.startswith(ARC2):
-            object.__setattr__(self, "board_profile", ARC2_PROFILE)
+        if self.port is not None and self.port.startswith(ARC2):
+            # an ArC TWO: its profile; no fine-tuning unless asked (host mode: every VMM of
+            # every training clip is a USB round trip, and the model holds as trained)
+            for name, value in (("board_profile", ARC2_PROFILE), ("finetune", False)):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         for name in ("bits", "board_profile", "finetune"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
