@@ -31,10 +31,6 @@ from imssa_hw.programming.strategy import (ACTIVE, DONE, NONE, OFF, PRECISE, RES
                                            VERIFIED, Plan, Strategy)
 
 Progress = Callable[[dict], None]
-RECHECK_SIGMAS = 3.0
-"""On resume, a device the journal calls verified (or done) is programmed again when its
-re-read is out of the tolerance by more than this many uncertainties of that read (read noise
-over the reads averaged, and the calibration's residual bias): a board that lost it, not noise."""
 
 
 @dataclass
@@ -170,7 +166,7 @@ class _Session:
         for a in arrays:
             raw = np.mean([read_masked(self.board, a, everything) for _ in range(reads)], axis=0)
             g_us = np.round(raw * US, 4)
-            lost = self._lost(a, self.correct(a, g_us / US), reads)
+            lost = self._lost(a, self.correct(a, g_us / US))
             record = {"type": "recheck", "session": self.session, "it": self.iteration,
                       "array": a, "t": self.clock(), "reads": reads,
                       "g_us": g_us.ravel().tolist(), "reopened": np.flatnonzero(lost).tolist()}
@@ -178,17 +174,16 @@ class _Session:
             self._apply_recheck(record)
         self.sync()
 
-    def _lost(self, a: int, g: np.ndarray, reads: int) -> np.ndarray:
+    def _lost(self, a: int, g: np.ndarray) -> np.ndarray:
         """Final devices of array `a` (verified or done) whose averaged read g is out of the
-        tolerance by more than RECHECK_SIGMAS uncertainties."""
+        tolerance: the re-read becomes their estimate, so the report may call a device within
+        the tolerance only if this read does (a device that only read noise pushed out is
+        programmed again: a few pulses, against a report that says what the board holds)."""
         s = self.strategy
         if not s.closed_loop:  # nothing was verified
             return np.zeros(g.shape, bool)
-        sigma = np.sqrt(s.sigma_read(g) ** 2 / reads
-                        + (s.read_bias_rel * np.abs(np.nan_to_num(g))) ** 2)
-        margin = s.tol[a] + RECHECK_SIGMAS * sigma
         e = g - s.targets[a]
-        out = (e > margin) | (~s.off_target[a] & (e < -margin))
+        out = (e > s.tol[a]) | (~s.off_target[a] & (e < -s.tol[a]))
         return out & ((s.status[a] == VERIFIED) | (s.status[a] == DONE))
 
     def _apply_recheck(self, r: dict) -> None:
@@ -213,8 +208,10 @@ class _Session:
         live = s.live(a)
         s.n_after[a][live] = 0
         s.mean_after[a][live] = 0.0
-        g = np.asarray(r["g_us"], float).reshape(shape) / US
-        s.on_read(a, self.correct(a, g), r["t"])
+        g = self.correct(a, np.asarray(r["g_us"], float).reshape(shape) / US)
+        kept = ~live & np.isfinite(g)  # final devices: what the board holds now
+        s.est[a][kept] = g[kept]
+        s.on_read(a, g, r["t"])
 
     def _apply_pulses(self, record: dict) -> None:
         """Tell the strategy about the batch pulses of a pulse record."""
