@@ -246,12 +246,10 @@ def test_resume_reprograms_what_the_board_lost(emulated_board, tmp_path):
     assert np.abs(result.achieved_siemens - truth)[ok].max() <= 2e-6
     error = truth - targets
     assert (error[ok] <= 2e-6).all() and (error[ok & (targets > OFF)] >= -2e-6).all()
-    # a second resume replays the recheck exactly and finds nothing more lost (the counts are
-    # over every session)
+    # a second resume of the finished run replays the recheck exactly and touches nothing
     assert again.report["replay_mismatches"] == 0
     assert again.report["resume_reprogrammed"] == r["resume_reprogrammed"]
-    assert again.report["resume_reverified"] == (r["resume_reverified"]
-                                                 + int((result.status == VERIFIED).sum()))
+    assert again.report["resume_reverified"] == r["resume_reverified"]
     assert np.array_equal(again.status, result.status)
     assert np.array_equal(again.pulses, result.pulses)
 

@@ -433,7 +433,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
         session.write({"type": "session", "n": session.session, "t": start, "resume": resume},
                       sync=True)
         started = True
-        if resume:
+        if resume and not strat.finished():  # a finished run's resume only replays it
             session.recheck(arrays, settings.verify_reads)
         while (not strat.finished() and session.iteration < settings.max_iterations
                and clock() - start < settings.max_time_s):
