@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
-from imssa_hw.cli.options import OutputPath
+from imssa_hw.cli.options import OutputPath, warn_uncalibrated
 
 
 @click.command()
@@ -36,6 +36,7 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     check_writable(out)
     with open_board(port, timeout_s) as board:
         summary = finetune_on_board(board, dep, ckpt, out, cal, epochs)
+    summary = warn_uncalibrated(summary) if cal is None else {**summary, "calibrated": True}
     if report:
         write_json(report, summary)
     click.echo(f"hardware model on the training split: {100 * summary['accuracy_before']:.2f} % "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
-from imssa_hw.cli.options import OutputPath
+from imssa_hw.cli.options import OutputPath, warn_uncalibrated
 from imssa_hw.hil.mode import InferenceMode
 
 
@@ -52,6 +52,7 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
                                label=f"infer ({mode})", file=sys.stderr) as bar:
             result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
     summary = result.report(len(class_names))
+    summary = warn_uncalibrated(summary) if calibration is None else {**summary, "calibrated": True}
     out_dir = (report.parent if report else deploy_dir)
     written = write_inference_outputs(result, summary, class_names, out_dir, report)
     click.echo(f"{mode} mode, {summary['n_samples']} samples: hardware "

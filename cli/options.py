@@ -47,6 +47,18 @@ class FiniteFloat(click.FloatRange):
 
 
 SEED = click.IntRange(0, 2**32 - 1)
+
+UNCALIBRATED = ("no --calibration: the column currents are not corrected for the TIA gains and "
+                "offsets, which can cost many points; run `imssa-hw calibrate` and pass its folder")
+"""The one-line warning of a command that reads the board without a calibration."""
+
+
+def warn_uncalibrated(report: dict) -> dict:
+    """Warn on stderr (one line) and in `report` (`calibrated` false, `warnings`) that the board
+    is read without a calibration; returns the report."""
+    click.echo(f"warning: {UNCALIBRATED}", err=True)
+    return {**report, "calibrated": False,
+            "warnings": [*report.get("warnings", []), UNCALIBRATED]}
 """A random seed (numpy's and torch's generators take 0..2**32-1 alike)."""
 
 

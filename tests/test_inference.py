@@ -11,6 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from imssa_hw.cli.options import UNCALIBRATED
+
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.data import AugmentSpec, DataSpec
@@ -91,6 +93,10 @@ def test_infer_command_end_to_end(deployment, programmed_board, tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(report.read_text())
     assert data["mode"] == "onboard" and data["n_samples"] == 12
+    # no --calibration: one line on stderr and in the report
+    warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: {UNCALIBRATED}"]
+    assert data["calibrated"] is False and data["warnings"] == [UNCALIBRATED]
     assert (tmp_path / "confusion-onboard.png").stat().st_size > 1000
     assert (tmp_path / "traces-onboard.png").stat().st_size > 1000
     assert "hardware" in done.stdout
