@@ -474,14 +474,21 @@ def test_protocol_versions_1_and_2_program_alike(tmp_path):
     assert bytes_v2 < bytes_v1 / 4
 
 
-def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):
+def _programming_in_background(emulated_board, tmp_path, seed: int, stderr=subprocess.DEVNULL):
+    """`imssa-hw program` of a small deployment started in its own process on a fresh emulated
+    board: (process, emulator, journal, the command's arguments)."""
     deploy = make_deployment(tmp_path)
-    emu = emulated_board(arrays=2, rows=16, cols=16, seed=9, settings=FAST_DEVICES)
+    emu = emulated_board(arrays=2, rows=16, cols=16, seed=seed, settings=FAST_DEVICES)
     journal = tmp_path / "journal.jsonl"
     args = [str(deploy), "--port", emu.port, "--journal", str(journal), *FAST_CLI,
             "--out", str(tmp_path / "out"), "--no-plots"]
     process = subprocess.Popen([sys.executable, "-m", "imssa_hw.cli.main", "program", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    return process, emu, journal, args
+
+
+def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):
+    process, emu, journal, args = _programming_in_background(emulated_board, tmp_path, 9)
     deadline = time.monotonic() + 60
     verified = 0
     while time.monotonic() < deadline and verified < 40 and process.poll() is None:
@@ -529,13 +536,8 @@ def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_pat
 def test_a_signal_ends_programming_cleanly_and_says_how_to_resume(emulated_board, tmp_path, sig):
     """SIGTERM, SIGHUP or Ctrl-C mid-run: one line naming the signal, what was kept and how to
     continue, exit 128 + the signal; the journal is whole and --resume finishes the run."""
-    deploy = make_deployment(tmp_path)
-    emu = emulated_board(arrays=2, rows=16, cols=16, seed=11, settings=FAST_DEVICES)
-    journal = tmp_path / "journal.jsonl"
-    args = [str(deploy), "--port", emu.port, "--journal", str(journal), *FAST_CLI,
-            "--out", str(tmp_path / "out"), "--no-plots"]
-    process = subprocess.Popen([sys.executable, "-m", "imssa_hw.cli.main", "program", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process, _, journal, args = _programming_in_background(emulated_board, tmp_path, 11,
+                                                           stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None and (
             not journal.exists() or journal.read_text().count('"type":"pulse"') < 3):
