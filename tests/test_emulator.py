@@ -419,3 +419,15 @@ def test_smu_errors_go_to_the_queue(smu):
     assert smu.query(":SYST:ERR?") == '-222,"Data out of range"'
     assert smu.query(":SYST:ERR?") == '0,"No error"'
     assert smu.query(":SOUR:VOLT?") == "+0.000000E+00"
+
+
+@pytest.mark.parametrize("section,key,value", [("read_chain", "read_noise_rel", "nan"),
+                                               ("device", "set_gain_siemens", "inf"),
+                                               ("relaxation", "sigma_max_siemens", "inf")])
+def test_a_profile_file_with_a_value_that_is_not_finite_is_refused(tmp_path, section, key, value):
+    """A profile file is input like an option: NaN or infinity is one line, not a board that
+    reads zeros."""
+    path = tmp_path / "bad.toml"
+    path.write_text(f'base = "emulator-default"\n[{section}]\n{key} = {value}\n')
+    with pytest.raises(BadInput, match=rf"must be finite numbers: {section}\.{key}$"):
+        load_profile(path)

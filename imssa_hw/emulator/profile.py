@@ -7,6 +7,7 @@ can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`).
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -241,6 +242,13 @@ def _check(profile: Profile) -> None:
         raise BadInput("defaults.v_read must be within (0, limits.v_read_max]")
     if not limits.pulse_width_min_s <= defaults.pulse_width_s <= limits.pulse_width_max_s:
         raise BadInput("defaults.pulse_width_s must be within the pulse width limits")
+    not_finite = [f"{name}.{f.name}" for name in ("board", "read_chain", "device", "relaxation",
+                                                   "retention", "defects", "endurance", "smu",
+                                                   "defaults", "limits")
+                  for f in fields(getattr(profile, name))
+                  if not all(map(math.isfinite, _numbers(getattr(getattr(profile, name), f.name))))]
+    if not_finite:
+        raise BadInput(f"profile values must be finite numbers: {', '.join(not_finite)}")
     negative = []
     for name in ("read_chain", "device", "relaxation", "retention", "defects", "endurance", "smu"):
         section = getattr(profile, name)
@@ -253,3 +261,9 @@ def _check(profile: Profile) -> None:
         raise BadInput("relaxation.tau_s must be > 0")
     if profile.retention.onset_s <= 0 or profile.retention.reference_age_s <= 0:
         raise BadInput("retention.onset_s and retention.reference_age_s must be > 0")
+
+
+def _numbers(value: Any) -> list[float]:
+    """The floats in a profile value (a float, or a list of them); [] for anything else."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [v for v in values if isinstance(v, float)]
