@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from imssa_hw.cli.interrupt import on_interrupt
 from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath, a_range_option, ranges_option
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import MAX_BITS, ModelConfig
@@ -117,6 +118,9 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
                    f"in the next version)", err=True)
     methods = tuple(dict.fromkeys(SweepMethod(OLD_METHOD_NAMES.get(m, m)) for m in methods))
     client = dask_client(scheduler, scheduler_timeout_s) if scheduler else None
+    on_interrupt(f"the models trained so far stay in the model cache, nothing else is kept "
+                 f"({out / 'sweep.json'} is written at the end); the same command again trains "
+                 f"only what is missing")
     checkpoints = {}
     model_shape = task_model(task, h=h, n=n, a_range=a_range, ranges=ranges)
     h, n = model_shape["h"], model_shape["n"]
