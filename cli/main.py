@@ -95,9 +95,10 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point: SIGTERM and SIGHUP end a command as Ctrl-C does (its
-    cleanup runs, one line says what was kept)."""
+    cleanup runs, one line says what was kept), unless they were ignored when it started."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, Interrupted.raise_for)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup` keeps ignoring SIGHUP
+            signal.signal(sig, Interrupted.raise_for)
     cli(prog_name="imssa-hw")
 
 

@@ -474,17 +474,28 @@ def test_protocol_versions_1_and_2_program_alike(tmp_path):
     assert bytes_v2 < bytes_v1 / 4
 
 
-def _programming_in_background(emulated_board, tmp_path, seed: int, stderr=subprocess.DEVNULL):
+def _programming_in_background(emulated_board, tmp_path, seed: int, stderr=subprocess.DEVNULL,
+                               ignoring=()):
     """`imssa-hw program` of a small deployment started in its own process on a fresh emulated
-    board: (process, emulator, journal, the command's arguments)."""
+    board, `ignoring` those signals (as `nohup` ignores SIGHUP): (process, emulator, journal,
+    the command's arguments)."""
     deploy = make_deployment(tmp_path)
     emu = emulated_board(arrays=2, rows=16, cols=16, seed=seed, settings=FAST_DEVICES)
     journal = tmp_path / "journal.jsonl"
     args = [str(deploy), "--port", emu.port, "--journal", str(journal), *FAST_CLI,
             "--out", str(tmp_path / "out"), "--no-plots"]
     process = subprocess.Popen([sys.executable, "-m", "imssa_hw.cli.main", "program", *args],
-                               stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+                               stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+                               preexec_fn=lambda: _as_from_a_terminal(ignoring))
     return process, emu, journal, args
+
+
+def _as_from_a_terminal(ignoring=()) -> None:
+    """SIGINT and SIGHUP at their defaults, as for a command typed at a terminal (a test run in
+    the background may have inherited them ignored, and a program keeps an ignored signal),
+    but the signals `ignoring` ignored."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN if sig in ignoring else signal.SIG_DFL)
 
 
 def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):
@@ -553,6 +564,19 @@ def test_a_signal_ends_programming_cleanly_and_says_how_to_resume(emulated_board
     resumed = run_cli("program", *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["unfinished"] == 0
+
+
+def test_a_signal_ignored_at_start_stays_ignored(emulated_board, tmp_path):
+    """Under `nohup` (SIGHUP ignored) a hangup does not end the run."""
+    process, _, journal, _ = _programming_in_background(emulated_board, tmp_path, 12,
+                                                        ignoring=(signal.SIGHUP,))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and (
+            not journal.exists() or journal.read_text().count('"type":"pulse"') < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=120) == 0
+    assert read_journal(journal)[-1]["type"] == "end"
 
 
 def test_program_command_end_to_end(emulated_board, tmp_path):
