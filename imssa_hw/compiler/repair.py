@@ -196,14 +196,25 @@ def _repair_tile(m: KernelMatrices, h: int, g: np.ndarray, layout: TileLayout,
         out[s, free] = np.clip(np.rint(solution / (2 * m.c_step[h])), -lmax, lmax)
         return held(out)
 
-    def error(candidate: np.ndarray) -> float:
+    def mismatch(candidate: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(relative impulse-response error, values, state response) of levels `candidate`;
+        the u_t -> y_{t-1} cell counts as a tap the kernel does not have."""
         values = _values(candidate, m, h)
         x = _states(values, length)
+        return (float(np.sum((x @ values[s, :s] - k_ref) ** 2) + values[s, s] ** 2) / norm,
+                values, x)
+
+    def error(candidate: np.ndarray) -> float:
+        err, values, x = mismatch(candidate)
         if (np.abs(np.linalg.eigvals(values[:s, :s])).max() >= 1
                 or np.abs(x).max() > STATE_GROWTH_LIMIT * state_peak):
             return np.inf
-        lookahead = values[s, s]  # u_t into y_{t-1}: a tap the kernel does not have
-        return float(np.sum((x @ values[s, :s] - k_ref) ** 2) + lookahead ** 2) / norm
+        return err
+
+    def conductances(candidate: np.ndarray) -> np.ndarray:
+        """The tile for levels `candidate`: G_min + |L| dG on the side that carries L."""
+        signed = np.einsum("ri,kj,ji->rk", rows, cols, candidate)
+        return window.g_min_siemens + np.clip(signed, 0, None) * dg
 
     compensated = held(levels.copy())
     candidates = {"compensate": compensated, "refit": refit(compensated)}
@@ -218,14 +229,11 @@ def _repair_tile(m: KernelMatrices, h: int, g: np.ndarray, layout: TileLayout,
     chosen = candidates[action]
 
     # unrepaired: the stuck devices add to the entries the ideal tile gives
-    ideal = window.g_min_siemens + np.clip(np.einsum("ri,kj,ji->rk", rows, cols, levels), 0, None) * dg
-    unrepaired = np.where(np.isnan(g), ideal, g)
-    before = _values(np.einsum("ri,kj,rk->ji", rows, cols, unrepaired - window.g_min_siemens) / dg,
-                     m, h)
-    x_before = _states(before, length)
-    error_before = float(np.sum((x_before @ before[s, :s] - k_ref) ** 2) + before[s, s] ** 2) / norm
+    unrepaired = np.where(np.isnan(g), conductances(levels), g)
+    error_before = mismatch(np.einsum("ri,kj,rk->ji", rows, cols,
+                                      unrepaired - window.g_min_siemens) / dg)[0]
 
-    fitted = window.g_min_siemens + np.clip(np.einsum("ri,kj,ji->rk", rows, cols, chosen), 0, None) * dg
+    fitted = conductances(chosen)
     for e in entries:
         if np.isnan(g[e.partner_row, e.partner_col]):
             fitted[e.partner_row, e.partner_col] = np.clip(
