@@ -53,6 +53,21 @@ class InferenceResult:
     def software_pred(self) -> np.ndarray:
         return self.software_logits.argmax(-1)
 
+    @property
+    def hardware_accuracy(self) -> float:
+        """Fraction of samples the board classifies right."""
+        return float((self.hardware_pred == self.labels).mean())
+
+    @property
+    def software_accuracy(self) -> float:
+        """Fraction the quantized model classifies right in software (ideal kernels)."""
+        return float((self.software_pred == self.labels).mean())
+
+    @property
+    def agreement(self) -> float:
+        """Fraction of samples where board and software decide alike."""
+        return float((self.hardware_pred == self.software_pred).mean())
+
     def disagreement_margins(self) -> np.ndarray:
         """The software's margin (its top logit minus the next) on every sample where the
         hardware decides otherwise, ascending: how near the decision boundary the flips lie."""
@@ -65,9 +80,9 @@ class InferenceResult:
         return {
             "mode": self.mode,
             "n_samples": int(len(self.labels)),
-            "hardware_accuracy": float((self.hardware_pred == self.labels).mean()),
-            "software_accuracy": float((self.software_pred == self.labels).mean()),
-            "agreement": float((self.hardware_pred == self.software_pred).mean()),
+            "hardware_accuracy": self.hardware_accuracy,
+            "software_accuracy": self.software_accuracy,
+            "agreement": self.agreement,
             "confusion": confusion(self.labels, self.hardware_pred, n_classes).tolist(),
             "software_confusion": confusion(self.labels, self.software_pred, n_classes).tolist(),
             "max_abs_logit_error": float(np.abs(self.hardware_logits - self.software_logits).max()),
