@@ -96,7 +96,11 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                f"{s['g_max_siemens'] * 1e6:g} uS")
     click.echo(f"  steps/sample   {s['steps_per_sample']} ({s['sequence_length']} + 1 flush per "
                f"layer), {max(s['vmms_per_step'])} VMMs per step"
-               + (" (tiles in parallel)" if s["tiles_in_parallel"] else " (one per kernel)"))
+               + (" (tiles in parallel)" if s["tiles_in_parallel"] else " (one per kernel)")
+               + ("" if s["sample_time_s"] is None else
+                  f"; {1e6 * max(s['step_time_s']):.3g} us per step, "
+                  f"{1e3 * s['sample_time_s']:.3g} ms per sample at "
+                  f"{1e9 * s['vmm_time_s']:g} ns per VMM"))
     click.echo(f"  ideal error    {s['ideal_max_abs_error']:.3g} (max |logit| difference, "
                f"{s['probe_sequences']} probe sequences)")
     if defect_map:

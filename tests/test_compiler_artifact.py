@@ -13,7 +13,7 @@ from test_compiler_support import board, make_checkpoint, sequences
 from imssa_hw.compiler import (Executor, compile_checkpoint, load_defects, load_deployment,
                                load_profile, save_deployment, shipped_profiles)
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
-from imssa_hw.compiler.profile import profile_from_dict
+from imssa_hw.compiler.profile import LoopTiming, profile_from_dict
 from imssa_hw.errors import BadInput
 
 
@@ -136,7 +136,23 @@ def test_shipped_profiles_load_and_round_trip():
     assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 9
     assert p.conductance.g_min_siemens == 1e-6 and p.conductance.g_max_siemens == 155e-6
     assert p.limits.v_set_max == 3.5 and p.limits.v_reset_max == 1.5 and p.limits.v_gate_max == 5.5
+    assert p.timing.vmm_time_s == 1e-6
     assert profile_from_dict(p.to_dict()) == p
+    untimed = p.to_dict()
+    del untimed["timing"]
+    assert profile_from_dict(untimed).timing.step_time_s(64) is None
+
+
+def test_time_per_step_and_sample(deployed):
+    """The compile report's times: VMMs per step times the VMM time; layers run in turn."""
+    ckpt = deployed[0]
+    timed = replace(board(), timing=LoopTiming(vmm_time_s=2e-6))
+    s = compile_checkpoint(ckpt, timed).summary
+    assert s["step_time_s"] == [pytest.approx(2e-6 * v) for v in s["vmms_per_step"]]
+    per_layer = s["steps_per_sample"] // len(s["vmms_per_step"])
+    assert s["sample_time_s"] == pytest.approx(per_layer * 2e-6 * sum(s["vmms_per_step"]))
+    untimed = compile_checkpoint(ckpt, replace(board(), timing=LoopTiming())).summary
+    assert untimed["sample_time_s"] is None and set(untimed["step_time_s"]) == {None}
 
 
 @pytest.mark.parametrize("section,key,value,message", [
@@ -148,6 +164,7 @@ def test_shipped_profiles_load_and_round_trip():
     ("limits", "reset_v_max", 0.15, "must stay below the SET and RESET limits"),
     ("board", "arrays", "three", "arrays must be an integer"),
     ("board", "colour", 1, "unknown key"),
+    ("timing", "vmm_time_ns", -1.0, "vmm_time_ns = -1.0 is impossible"),
 ])
 def test_impossible_profiles(section, key, value, message):
     data = load_profile("board-default").to_dict()

@@ -208,6 +208,8 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
                   "spare_cols": geo.cols - len(np.unique(np.concatenate([t.cols for t in on[a]])))}
                  for a in arrays]
     length = probe.features.shape[1]
+    vmms = [len(layer.programs) for layer in schedule.layers]
+    steps_per_layer = schedule.steps_per_sample(length) // len(vmms)
     warnings = []
     for layer, peak in zip(schedule.layers, peaks):
         if peak > layer.tia_range_a[0]:
@@ -242,7 +244,11 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "unavoidable_defects": [c.to_dict() for c in placement.conflicts],
         "repaired_kernels": [r.to_dict() for r in repairs],
         "tiles_in_parallel": parallel,
-        "vmms_per_step": [len(layer.programs) for layer in schedule.layers],
+        "vmms_per_step": vmms,
+        "vmm_time_s": profile.timing.vmm_time_s or None,
+        "step_time_s": [profile.timing.step_time_s(v) for v in vmms],
+        "sample_time_s": (None if not profile.timing.vmm_time_s else  # layers run in turn
+                          steps_per_layer * profile.timing.step_time_s(sum(vmms))),
         "column_pairs_matched": placement.pair_mismatch_codes is not None,
         "pair_offset_mismatch_codes": None if placement.pair_mismatch_codes is None else {
             "mean": round(float(placement.pair_mismatch_codes.mean()), 4),

@@ -58,6 +58,20 @@ class DeviceErrors:
 
 
 @dataclass(frozen=True)
+class LoopTiming:
+    """How long the board's loop takes; the compiler reports a deployment's time per step from
+    it and compiles the same without it."""
+
+    vmm_time_s: float = 0.0
+    """One VMM of the loop (s): the row DACs settle, the columns integrate, the ADCs convert;
+    0: not known."""
+
+    def step_time_s(self, vmms: int) -> float | None:
+        """Time of one step that takes `vmms` VMMs (None when the VMM time is not known)."""
+        return vmms * self.vmm_time_s if self.vmm_time_s else None
+
+
+@dataclass(frozen=True)
 class BoardProfile:
     """A board as the compiler sees it."""
 
@@ -69,6 +83,7 @@ class BoardProfile:
     differential: Differential
     limits: ProgrammingLimits
     errors: DeviceErrors = DeviceErrors()
+    timing: LoopTiming = LoopTiming()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "differential", Differential(self.differential))
@@ -159,6 +174,8 @@ _TABLES = {
         _Field("g_sigma_us", "g_sigma_siemens", float, 0, 1e3, 1e6),
         _Field("read_noise_rel", "read_noise_rel", float, 0, 1.0),
         _Field("stuck_fraction", "stuck_fraction", float, 0, 0.5)), optional=True),
+    "timing": _Table("timing", LoopTiming, (
+        _Field("vmm_time_ns", "vmm_time_s", float, 0, 1e9, 1e9),), optional=True),
 }
 
 

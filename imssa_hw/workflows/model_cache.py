@@ -62,9 +62,15 @@ class ModelRecipe:
         config = ModelConfig(d_input=1, n_classes=2, **self.model)
         key = {"data": self.data_spec.to_dict(), "epochs": self.epochs, "model": asdict(config),
                "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION,
-               "board": self.board.to_dict() if self.board else None,
+               "board": self._board_key(),
                "hardware_fraction": HARDWARE_FRACTION if self.hardware_aware else 0.0}
         return json.loads(json.dumps(key))
+
+    def _board_key(self) -> dict[str, Any] | None:
+        """The board profile in file form, without its timing (which trains nothing)."""
+        if self.board is None:
+            return None
+        return {table: value for table, value in self.board.to_dict().items() if table != "timing"}
 
     def train(self, out: Path, **progress: Callable) -> dict:
         """Train into checkpoint `out`; the training summary (`train_task`'s, which takes
