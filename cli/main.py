@@ -16,6 +16,7 @@ import click
 from imssa_hw import __version__
 from imssa_hw.cli.interrupt import Interrupted, kept_on_interrupt
 from imssa_hw.errors import EXIT_BAD_INPUT, EXIT_HARDWARE, BadInput, HardwareError
+from imssa_hw.extras import EXTRAS, missing
 
 COMMANDS: dict[str, str] = {
     "board": "board:board",
@@ -77,6 +78,10 @@ class LazyGroup(click.Group):
             raise BadInputError(str(exc)) from None
         except HardwareError as exc:
             raise HardwareFailure(str(exc)) from None
+        except ModuleNotFoundError as exc:  # an optional dependency (training without torch)
+            if exc.name not in EXTRAS:
+                raise
+            raise BadInputError(missing(exc.name)) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (`Interrupted`)
             raise Interruption(exc.signal_name if isinstance(exc, Interrupted)
                                else "SIGINT") from None

@@ -58,6 +58,7 @@ from imssa_hw.drivers.messages import (BoardConfig, BoardInfo, BoardLimits, Boar
                                        ErrorCode)
 from imssa_hw.drivers.port_url import split_port_url
 from imssa_hw.errors import BadInput
+from imssa_hw.extras import require
 
 SCHEME = "arc2://"
 ALL_WORDS = (*range(16, 32), *range(48, 64))
@@ -116,11 +117,7 @@ def parse_port(port: str) -> Arc2Port:
 
 def _pyarc2() -> Any:
     """The pyarc2 module; BadInput when it is not installed."""
-    try:
-        import pyarc2
-    except ImportError:
-        raise BadInput("arc2:// ports need pyarc2: pip install 'imssa-hw[arc2]'") from None
-    return pyarc2
+    return require("pyarc2")
 
 
 def check_wiring(mapping: ChannelMapping) -> None:

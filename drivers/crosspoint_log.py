@@ -82,7 +82,7 @@ class CrosspointLog:
 
     def write(self, path: str | Path, title: str | None = None) -> Path:
         """Write the log to `path` (HDF5) atomically; returns the path."""
-        h5py = _h5py()
+        import h5py
         path = Path(path)
         try:
             with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -121,13 +121,6 @@ def _mark(attrs: Any, title: str, words: int, bits: int) -> None:
     attrs.update({"CLASS": "GROUP", "PYTABLES_FORMAT_VERSION": "2.1", "H5DS_VERSION_MAJOR": 0,
                   "H5DS_VERSION_MINOR": 1, "TITLE": title, "words": words, "bits": bits})
 
-
-def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise BadInput("HDF5 logs need h5py: pip install 'imssa-hw[arc2]'") from None
-    return h5py
 
 
 def log_paths(path: str | Path, arrays: list[int], board_arrays: int) -> dict[int, Path]:

@@ -19,7 +19,8 @@ from imssa_hw.model import reference
 from imssa_hw.model.config import ModelConfig
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import model_from_checkpoint
-from imssa_hw.training.trainer import TrainConfig, train
+from imssa_hw.model.config import TrainConfig
+from imssa_hw.training.trainer import train
 from test_compiler_support import board, make_checkpoint, sequences
 
 BOARD = load_profile("board-default")

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from imssa_hw.model.config import ModelConfig
-from imssa_hw.training.trainer import TrainConfig, spec_masks, train
+from imssa_hw.model.config import TrainConfig
+from imssa_hw.training.trainer import spec_masks, train
 
 
 def test_spec_masks_zero_spans_of_frames_and_features_per_sample():

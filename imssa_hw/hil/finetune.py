@@ -25,7 +25,8 @@ from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.model.checkpoint import Checkpoint, write_checkpoint
 from imssa_hw.training.classifier import S4DClassifier, model_from_checkpoint
-from imssa_hw.training.trainer import TrainConfig, accuracy, train_digital
+from imssa_hw.model.config import TrainConfig
+from imssa_hw.training.trainer import accuracy, train_digital
 
 
 def impulse_responses(dep: Deployment, maps_siemens: np.ndarray, layer: int, length: int,

@@ -1,4 +1,5 @@
-"""Model configuration: plain data, no torch, so the numpy side (compiler) can read it."""
+"""Model and training configuration: plain data, no torch, so that the numpy side (compiler,
+inference, the shipped models' recipe keys) reads it without torch installed."""
 
 from __future__ import annotations
 
@@ -74,3 +75,56 @@ def task_model(task: str, **changes) -> dict:
     `changes` (None values ignored) applied."""
     return {**TASK_MODELS[task], **{k: v for k, v in changes.items() if v is not None}}
 
+
+HARDWARE_FRACTION = 0.25
+"""Share of the epochs trained through the board's loop when training is hardware-aware."""
+LOOP_CONSISTENCY = 4.0
+"""`TrainConfig.loop_consistency` by default (docs/model.md, hardware-aware training)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer and schedule settings."""
+
+    epochs: int = TASK_EPOCHS
+    float_fraction: float = 0.4
+    batch_size: int = 64
+    lr: float = 1e-2
+    ssm_lr: float = 1e-3
+    weight_decay: float = 0.01
+    validation_fraction: float = 0.1
+    seed: int = 0
+    time_masks: int = 0
+    """SpecAugment: masks of up to `mask_fraction` of the frames per training sample."""
+    freq_masks: int = 0
+    """SpecAugment: masks of up to `mask_fraction` of the features per training sample."""
+    mask_fraction: float = 0.15
+    hardware_fraction: float = 0.0
+    """Share of the epochs, at the end, run through the board's loop (hardware-aware
+    training, `imssa_hw.training.hardware_aware`); 0 turns it off. Needs a board profile."""
+    loop_consistency: float = LOOP_CONSISTENCY
+    """In the hardware phase, each batch also runs the ideal recurrence (the software model):
+    its cross-entropy is added, and this weight times the mean squared difference of the two
+    paths' logits, so that the board's loop and the software decide alike; 0 trains the loop
+    alone."""
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if not 0 < self.float_fraction < 1:
+            raise ValueError(f"float_fraction must be in (0, 1), got {self.float_fraction}")
+        if not 0 <= self.hardware_fraction < 1 - self.float_fraction:
+            raise ValueError(f"hardware_fraction must be in [0, {1 - self.float_fraction:g}), "
+                             f"got {self.hardware_fraction}")
+        if self.loop_consistency < 0:
+            raise ValueError(f"loop_consistency must be >= 0, got {self.loop_consistency}")
+
+    def phase_epochs(self, quantized: bool, hardware: bool) -> tuple[int, int]:
+        """Epochs of the float phase and of the hardware phase (the QAT phase has the rest)."""
+        if not quantized:
+            return self.epochs, 0
+        float_epochs = min(self.epochs - 1, max(1, round(self.epochs * self.float_fraction)))
+        hardware_epochs = (min(self.epochs - float_epochs,
+                               max(1, round(self.epochs * self.hardware_fraction)))
+                           if hardware and self.hardware_fraction else 0)
+        return float_epochs, hardware_epochs

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from imssa_hw.drivers.arc2 import SCHEME as ARC2
+from imssa_hw.extras import available, missing, require
 from imssa_hw.files import write_json
 from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model.config import TASK_EPOCHS, task_model
@@ -90,6 +91,8 @@ class DemoSettings:
             for name, value in (("board_profile", ARC2_PROFILE), ("finetune", False)):
                 if getattr(self, name) is None:
                     object.__setattr__(self, name, value)
+        if self.finetune is None and not available("torch"):
+            object.__setattr__(self, "finetune", False)  # the light install: said in run_demo
         for name in ("bits", "board_profile", "finetune"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
@@ -126,6 +129,10 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     from imssa_hw.workflows.model_cache import ModelSource, trained_model
 
     profile = load_profile(settings.board_profile)  # a bad name: one line, nothing written
+    if settings.finetune or settings.retrain:
+        require("torch")  # before any work: training and fine-tuning need it
+    elif TASK_DEMOS[settings.task].finetune and not available("torch"):
+        echo(f"fine-tuning off: {missing('torch')}")
     if settings.port is not None:
         _check_port(settings.port)  # before training: a typo costs nothing
     out.mkdir(parents=True, exist_ok=True)
@@ -248,7 +255,6 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
     from imssa_hw.compiler import compile_checkpoint, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
     from imssa_hw.compiler.plots import plot_targets
-    from imssa_hw.hil.finetune import finetune_on_board, kept_epoch
     from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
     from imssa_hw.hil.inference_plots import write_inference_outputs
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -292,6 +298,8 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
     if not finetune:
         write_inference_outputs(result, before, names, out, out / "infer.json")
         return BoardRun(calibration_run, dep, programmed, before, None)
+    from imssa_hw.hil.finetune import finetune_on_board, kept_epoch  # torch: only here
+
     with _stage("finetune", timings, echo):
         tuned_path = out / "deploy" / "model-finetuned.pt"
         tuned = finetune_on_board(board, dep, ckpt, tuned_path, calibration_run.calibration)

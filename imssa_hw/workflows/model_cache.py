@@ -57,7 +57,7 @@ class ModelRecipe:
         """The settings the model and its data are built with, in JSON form, without the
         package version: what a shipped model must match exactly."""
         from imssa_hw.data.synthetic import GENERATOR_VERSION
-        from imssa_hw.training.trainer import HARDWARE_FRACTION, TrainConfig
+        from imssa_hw.model.config import HARDWARE_FRACTION, TrainConfig
 
         config = ModelConfig(d_input=1, n_classes=2, **self.model)
         key = {"data": self.data_spec.to_dict(), "epochs": self.epochs, "model": asdict(config),

@@ -126,13 +126,10 @@ def evaluate_point(point: SweepPoint) -> dict:
 def dask_client(scheduler: str, timeout_s: float = 10.0):
     """A client of the Dask distributed scheduler at `scheduler` (BadInput if none answers
     within `timeout_s`)."""
+    from imssa_hw.extras import require
+
     try:
-        from distributed import Client
-    except ImportError:
-        raise BadInput("a Dask scheduler needs the distributed package: "
-                       "pip install -e '.[dask]'") from None
-    try:
-        return Client(scheduler, timeout=f"{timeout_s}s")
+        return require("distributed").Client(scheduler, timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise BadInput(f"no Dask scheduler at {scheduler}: {exc}") from None
 

@@ -1,0 +1,74 @@
+"""The light install: without torch, the board commands work (board info, calibrate, compile,
+program, journal export) and training says in one line which extra it needs. Each command runs
+in a Python whose import system refuses torch, as on a machine where it is not installed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+from imssa_hw.extras import EXTRAS, missing
+from imssa_hw.workflows.demo import DemoSettings
+from test_compiler_cli import _toml
+from test_compiler_support import board, make_checkpoint
+from test_programming import FAST_CLI
+
+BLOCKER = '''import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoTorch())
+'''
+
+
+def without_torch(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`imssa-hw ARGS` where torch cannot be imported."""
+    (tmp_path / "blocker").mkdir(exist_ok=True)
+    (tmp_path / "blocker" / "sitecustomize.py").write_text(BLOCKER)
+    code = ("import sys; from imssa_hw.cli.main import main; sys.argv = ['imssa-hw'] + "
+            f"{list(args)!r}; main()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(tmp_path / "blocker"),
+                                            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+def test_board_commands_need_no_torch(tmp_path):
+    port = (f"emu://?seed=4&arrays=1&rows=16&cols=16&state={tmp_path / 'board.npz'}"
+            "&set=relaxation.tau_s=0.1")
+    (tmp_path / "p.toml").write_text("\n".join(_toml(board(1, 16, 16).to_dict())))
+    make_checkpoint(tmp_path / "m.pt", h=2, n=4, d_input=3, classes=2)
+    steps = [["board", "info", "--port", port],
+             ["calibrate", "--port", port, "--out", str(tmp_path / "calib"), "--settle", "0.2",
+              "--relax-delay", "0.2"],
+             ["compile", str(tmp_path / "m.pt"), "--profile", str(tmp_path / "p.toml"),
+              "--defects", str(tmp_path / "calib" / "defects.json"), "--out",
+              str(tmp_path / "deploy")],
+             ["program", str(tmp_path / "deploy"), "--port", port, "--calibration",
+              str(tmp_path / "calib"), "--out", str(tmp_path / "prog"), *FAST_CLI],
+             ["journal", "export", str(tmp_path / "prog" / "journal.jsonl"), "--out",
+              str(tmp_path / "log.h5")]]
+    for args in steps:
+        done = without_torch(tmp_path, *args)
+        assert done.returncode == 0, f"{args[0]}: {done.stderr[-2000:]}"
+    assert (tmp_path / "log.h5").stat().st_size > 0
+    assert json.loads((tmp_path / "prog" / "program.json").read_text())["yield_working"] > 0.9
+
+
+def test_training_without_torch_is_one_line(tmp_path):
+    done = without_torch(tmp_path, "train", "--task", "zero-one", "--out", str(tmp_path / "m.pt"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"Error: {missing('torch')}"]
+    assert "pip install 'imssa-hw[train]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_demo_without_torch_does_not_fine_tune(monkeypatch):
+    import imssa_hw.workflows.demo as demo
+
+    assert DemoSettings().finetune  # zero-one fine-tunes where torch is installed
+    monkeypatch.setattr(demo, "available", lambda module: False)
+    assert not DemoSettings().finetune
+    assert DemoSettings(finetune=True).finetune  # asked for: run_demo refuses it in one line
+    assert set(EXTRAS) >= {"torch", "pyarc2", "distributed"}
