@@ -35,7 +35,7 @@ def sweep(out: Path, scheme: list[str], method: str, grid: dict, model_seeds: st
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "sweep", *scheme,
                     "--method", method, "--bits", grid["bits"], "--sigma-us", grid["sigma_us"],
-                    "--model-seeds", model_seeds, "--seeds", str(seeds), "--workers",
+                    "--seed", model_seeds, "--draws", str(seeds), "--workers",
                     str(workers), "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     table: dict = {}

@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath
+from imssa_hw.drivers.open import SERIAL_TIMEOUT_S
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
 
@@ -18,7 +19,9 @@ port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
                                 "arc2://ID?firmware=PATH[&array=1t1r|passive][&mapping=NAME|FILE] "
                                 "(docs/boards.md) (env: IMSSA_HW_PORT).")
 timeout_option = click.option("--timeout", "timeout_s", type=FiniteFloat(0.001, MAX_WAIT_S),
-                              default=0.5, show_default=True, help="Reply timeout, seconds.")
+                              default=None, help=f"Reply timeout, seconds (default "
+                              f"{SERIAL_TIMEOUT_S:g}); not for arc2:// ports, whose calls block "
+                              "until the ArC TWO is done.")
 
 
 @click.group()

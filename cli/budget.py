@@ -9,15 +9,16 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
-from imssa_hw.cli.options import OutputPath
+from imssa_hw.cli.options import OutputPath, warn_uncalibrated
 
 
 @click.command()
 @click.argument("deploy_dir", type=click.Path(path_type=Path))
 @port_option
 @timeout_option
-@click.option("--calibration", type=click.Path(path_type=Path), required=True,
-              help="Folder from `imssa-hw calibrate`: read correction and the column errors.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Folder from `imssa-hw calibrate`: the read correction and the column errors "
+                   "(without it: raw reads and no column errors, with a warning).")
 @click.option("--report", type=OutputPath(), default=None,
               help="Write the JSON here (default: DEPLOY_DIR/budget/budget.json); the waterfall "
                    "PNG goes beside it.")
@@ -57,7 +58,7 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     from imssa_hw.hil.inference import board_session, load_test_set, open_deployment
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
-    cal = load_calibration(calibration)
+    cal = load_calibration(calibration) if calibration is not None else None
     features, labels, _ = load_test_set(ckpt, data_root, limit)
     defects = defects or deploy_dir / "defects.json"
     stuck = load_defects(defects, dep.profile.geometry).mask() if defects.is_file() else None
@@ -73,6 +74,7 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     report.parent.mkdir(parents=True, exist_ok=True)
     result["plot"] = str(plot_waterfall(result, report.with_suffix(".png")))
     result["deploy"] = str(deploy_dir)
+    result = warn_uncalibrated(result) if cal is None else {**result, "calibrated": True}
     write_json(report, result)
     click.echo(f"{'step':<18} {'accuracy':>9} {'loss':>7} {'disagree':>9}")
     click.echo(f"{'software':<18} {100 * result['software_accuracy']:8.2f}%")

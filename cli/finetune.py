@@ -19,7 +19,9 @@ from imssa_hw.cli.options import OutputPath, warn_uncalibrated
 @click.option("--epochs", type=click.IntRange(1, 1000), default=15, show_default=True)
 @click.option("--out", type=OutputPath(), default=None,
               help="Fine-tuned checkpoint (default: DEPLOY_DIR/model-finetuned.pt).")
-@click.option("--report", type=OutputPath(), default=None)
+@click.option("--report", type=OutputPath(), default=None,
+              help="Write the JSON report here: accuracy on the training split before and "
+                   "after, per epoch, the epoch kept and its held-out speakers' accuracy.")
 def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
     """Chip-in-the-loop fine-tuning: read back the programmed conductances, measure every
     layer's response on them, and retrain the digital parts (encoder, D, mix, norms, decoder)

@@ -29,9 +29,13 @@ from imssa_hw.hil.mode import InferenceMode
               "folder they were trained on).")
 @click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="Only the first N test samples.")
+@click.option("--out", type=OutputPath(folder=True), default=None,
+              help="Folder for the plots (confusion and traces PNGs). Default: the --report's "
+                   "folder, else DEPLOY_DIR.")
 @click.option("--report", type=OutputPath(), default=None,
-              help="Write the JSON report here (PNGs go beside it).")
-def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root, limit, report):
+              help="Write the JSON report here.")
+def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root, limit, out,
+          report):
     """Run the test set of the model's task through the board following the compiled schedule
     (features and digital parts on the host, S4D kernels on the crossbar) and compare every
     sample with the software quantized model.
@@ -43,8 +47,8 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     from imssa_hw.hil.inference_plots import write_inference_outputs
 
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
-    if report is None:  # the outputs go into the deploy folder
-        check_writable(deploy_dir, folder=True)
+    out = out or (report.parent if report else deploy_dir)
+    check_writable(out, folder=True)
     features, labels, class_names = load_test_set(ckpt, data_root, limit)
     with board_session(port, timeout_s, calibration) as (board, correct):
         check_mode(board, mode)
@@ -53,8 +57,7 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
             result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
     summary = result.report(len(class_names))
     summary = warn_uncalibrated(summary) if calibration is None else {**summary, "calibrated": True}
-    out_dir = (report.parent if report else deploy_dir)
-    written = write_inference_outputs(result, summary, class_names, out_dir, report)
+    written = write_inference_outputs(result, summary, class_names, out, report)
     click.echo(f"{mode} mode, {summary['n_samples']} samples: hardware "
                f"{100 * summary['hardware_accuracy']:.2f} %, software "
                f"{100 * summary['software_accuracy']:.2f} %, agreement "

@@ -74,6 +74,9 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except click.BadParameter as exc:  # a bad option value: one line, without the usage
             raise BadInputError(exc.format_message()) from None
+        except click.UsageError as exc:  # an unknown option, a missing argument: one line too
+            where = exc.ctx.command_path if exc.ctx is not None else "imssa-hw"
+            raise BadInputError(f"{exc.format_message()} (see {where} --help)") from None
         except BadInput as exc:  # first: a missing port is both
             raise BadInputError(str(exc)) from None
         except HardwareError as exc:

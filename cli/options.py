@@ -47,6 +47,7 @@ class FiniteFloat(click.FloatRange):
 
 
 SEED = click.IntRange(0, 2**32 - 1)
+"""A random seed (numpy's and torch's generators take 0..2**32-1 alike)."""
 
 UNCALIBRATED = ("no --calibration: the column currents are not corrected for the TIA gains and "
                 "offsets, which can cost many points; run `imssa-hw calibrate` and pass its folder")
@@ -59,7 +60,6 @@ def warn_uncalibrated(report: dict) -> dict:
     click.echo(f"warning: {UNCALIBRATED}", err=True)
     return {**report, "calibrated": False,
             "warnings": [*report.get("warnings", []), UNCALIBRATED]}
-"""A random seed (numpy's and torch's generators take 0..2**32-1 alike)."""
 
 
 class OutputPath(click.Path):

@@ -42,11 +42,11 @@ def _numbers(text: str, name: str, cast=float) -> list:
               "and hd20 2,3,4,5).")
 @click.option("--sigma-us", "sigma_text", default="0,2.5,5,10,15,20", show_default=True,
               help="Programming noise sigmas in uS.")
-@click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
+@click.option("--draws", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Noise draws (noise) or emulated boards (write-verify) per model and point.")
-@click.option("--model-seeds", "model_seeds_text", default="0", show_default=True,
-              help="Training seeds: one model per bit width and seed, each trained on the task's "
-              "default data (real speech where shipped) with its own augmentation and "
+@click.option("--seed", "model_seeds_text", default="0", show_default=True,
+              help="Training seeds, a list (0,1,2): one model per bit width and seed, each "
+              "trained on the task's default data (real speech where shipped) with its own augmentation and "
               "initialization. How much noise costs differs a lot between models of one bit "
               "width; average over several (e.g. 0,1,2).")
 @click.option("--method", "methods",
@@ -79,7 +79,7 @@ def _numbers(text: str, name: str, cast=float) -> list:
               help="Seconds to wait for the Dask scheduler to answer.")
 @click.option("--out", type=OutputPath(folder=True), default=Path("sweep"), show_default=True,
               help="Folder for sweep.json, sweep.png and the write-verify boards.")
-def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_cells, epochs,
+def sweep(task, bits_text, sigma_text, draws, model_seeds_text, methods, noise_cells, epochs,
           a_range, ranges, h, n, limit, workers, scheduler, scheduler_timeout_s, out):
     """Accuracy against programming noise sigma for several bit widths, Gaussian noise on the
     targets and/or with
@@ -109,9 +109,9 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
         raise BadInput("--sigma-us must not be negative")
     if max(sigmas_siemens) > MAX_SIGMA_US * 1e-6:
         raise BadInput(f"--sigma-us must be at most {MAX_SIGMA_US:g} uS, got {sigma_text!r}")
-    model_seeds = _numbers(model_seeds_text, "--model-seeds", int)
+    model_seeds = _numbers(model_seeds_text, "--seed", int)
     if len(set(model_seeds)) != len(model_seeds) or min(model_seeds) < 0:
-        raise BadInput("--model-seeds must be distinct non-negative integers, "
+        raise BadInput("--seed must be distinct non-negative integers, "
                        f"got {model_seeds_text!r}")
     for old in sorted(set(methods) & set(OLD_METHOD_NAMES)):
         click.echo(f"--method {old} is now --method {OLD_METHOD_NAMES[old]} (the old name goes "
@@ -138,7 +138,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
                          str(out / "boards" / f"{m}-{b}bit-{ms}-{s * 1e6:g}uS-{seed}"),
                          noise_cells, ms, board_profile)
               for m in methods for b in bits_list for ms in model_seeds for s in sigmas_siemens
-              for seed in range(seeds)]
+              for seed in range(draws)]
     try:
         with click.progressbar(length=len(points), label="sweep",
                                file=sys.stderr) as bar:
@@ -155,7 +155,7 @@ def sweep(task, bits_text, sigma_text, seeds, model_seeds_text, methods, noise_c
                                     "model_seeds": model_seeds, "rows": rows, "points": results})
     png = plot(rows, out / "sweep.png", f"{task}, {ranges.replace('_', '-')} ranges, "
                f"a_range {a_range:g}\nopen-loop noise on {noise_cells} cells, "
-               f"{len(model_seeds)} model(s) x {seeds} seeds")
+               f"{len(model_seeds)} model(s) x {draws} draws")
     click.echo(f"{'method':<13}{'bits':>5}{'paper':>6}{'sigma uS':>10}{'accuracy %':>12}"
                f"{'std':>7}{'lost':>7}")
     for r in rows:

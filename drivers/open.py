@@ -9,15 +9,24 @@
 from __future__ import annotations
 
 from imssa_hw.drivers.board_like import BoardLike
+from imssa_hw.errors import BadInput
 
 
-def open_board(port: str, timeout_s: float = 0.5) -> BoardLike:
-    """The board at `port`, connected; use it as a context manager. `timeout_s` is the serial
-    reply timeout (the ArC TWO's calls block until the instrument is done)."""
+SERIAL_TIMEOUT_S = 0.5
+"""The reply timeout of our protocol's ports when none is given, s."""
+
+
+def open_board(port: str, timeout_s: float | None = None) -> BoardLike:
+    """The board at `port`, connected; use it as a context manager. `timeout_s`: the reply
+    timeout of our protocol's ports (default SERIAL_TIMEOUT_S); an ArC TWO has none (its calls
+    block until the instrument is done), so giving one for arc2:// is a BadInput."""
     if port.startswith("arc2:"):
         from imssa_hw.drivers.arc2 import Arc2Board
 
+        if timeout_s is not None:
+            raise BadInput(f"{port}: a reply timeout does nothing on an ArC TWO (its calls "
+                           f"block until the instrument is done); leave it out")
         return Arc2Board.open(port)
     from imssa_hw.drivers.board import Board
 
-    return Board.open(port, timeout_s=timeout_s)
+    return Board.open(port, timeout_s=SERIAL_TIMEOUT_S if timeout_s is None else timeout_s)

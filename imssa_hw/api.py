@@ -87,10 +87,11 @@ def shipped_model(name: str = "zero-one") -> "Checkpoint":
     return shipped_checkpoint(name)
 
 
-def open_board(port: str, timeout_s: float = 0.5) -> "BoardLike":
+def open_board(port: str, timeout_s: float | None = None) -> "BoardLike":
     """The board at `port`, connected; use it as a context manager. Ports: a serial device
     or pty path, `emu://?seed=N[&profile=NAME]` (an emulated board in this process),
-    `socket://HOST:PORT`, `arc2://ID` (an ArC TWO)."""
+    `socket://HOST:PORT`, `arc2://ID` (an ArC TWO). `timeout_s`: the reply timeout (0.5 s by
+    default; none for an ArC TWO)."""
     from imssa_hw.drivers.open import open_board as open_port
 
     return open_port(port, timeout_s)

@@ -379,6 +379,15 @@ def test_board_info_with_no_instrument_attached_is_one_line_exit_2():
         "Error: no ArC TWO with id 0 is attached (pyarc2.find_ids() lists none)"]
 
 
+def test_a_reply_timeout_is_refused_for_an_arc2_port():
+    """The ArC TWO's calls block until it is done: --timeout would do nothing, so it is refused
+    before anything opens; serial ports keep their default."""
+    done = CliRunner().invoke(cli, ["board", "info", "--port", "arc2://0", "--timeout", "2"])
+    assert done.exit_code == 2 and done.output.strip().splitlines() == [
+        "Error: arc2://0: a reply timeout does nothing on an ArC TWO (its calls block until the "
+        "instrument is done); leave it out"]
+
+
 @pytest.fixture(scope="module")
 def arc2_port(tmp_path_factory):
     """arc2://0 with a firmware file, on one 1T1R stand-in that pyarc2 hands out (the opener's

@@ -131,7 +131,8 @@ def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     ("sweep", ["--bits", "2,9"], "--bits must be within 1..8"),
     ("sweep", ["--sigma-us", "0,-5"], "--sigma-us must not be negative"),
     ("sweep", ["--sigma-us", "five"], "--sigma-us must be comma-separated numbers"),
-    ("sweep", ["--model-seeds", "0,0"], "--model-seeds must be distinct non-negative integers"),
+    ("sweep", ["--seed", "0,0"], "--seed must be distinct non-negative integers"),
+    ("sweep", ["--seeds", "2"], "No such option '--seeds'"),  # the old name of --draws
     ("sweep", ["--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "0.5"],
      "no Dask scheduler at tcp://127.0.0.1:9"),
     ("demo", ["--emulator-profile", "nosuch"], "emulator profile not found: nosuch"),

@@ -89,7 +89,8 @@ def test_infer_command_end_to_end(deployment, programmed_board, tmp_path):
     report = tmp_path / "infer.json"
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "infer", str(deploy_dir),
                            "--port", programmed_board.port, "--mode", "onboard", "--report",
-                           str(report)], capture_output=True, text=True, timeout=120)
+                           str(report), "--out", str(tmp_path / "plots")],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     data = json.loads(report.read_text())
     assert data["mode"] == "onboard" and data["n_samples"] == 12
@@ -97,8 +98,8 @@ def test_infer_command_end_to_end(deployment, programmed_board, tmp_path):
     warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert warned == [f"warning: {UNCALIBRATED}"]
     assert data["calibrated"] is False and data["warnings"] == [UNCALIBRATED]
-    assert (tmp_path / "confusion-onboard.png").stat().st_size > 1000
-    assert (tmp_path / "traces-onboard.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "confusion-onboard.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "traces-onboard.png").stat().st_size > 1000
     assert "hardware" in done.stdout
 
 

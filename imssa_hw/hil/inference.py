@@ -280,7 +280,7 @@ def current_correction(cal, board) -> Callable[[int, np.ndarray], np.ndarray]:
 
 
 @contextmanager
-def board_session(port: str, timeout_s: float, calibration: str | Path | None = None):
+def board_session(port: str, timeout_s: float | None, calibration: str | Path | None = None):
     """Open the board at `port`; yields (board, correct) where `correct` applies the
     calibration (or is None without one)."""
     from imssa_hw.calibration.data import load_calibration

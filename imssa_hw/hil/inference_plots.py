@@ -54,6 +54,8 @@ def plot_traces(result: InferenceResult, path: str | Path, kernels: int = 3) -> 
             ax.set_title(f"sample {s}, kernel {k}", fontsize=9)
             if s == samples - 1:
                 ax.set_xlabel("step")
+            if k == 0:
+                ax.set_ylabel("S4D output y (model units)", fontsize=8)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
