@@ -1,24 +1,34 @@
-"""Crosspoint histories in the HDF5 layout of arc2control (ArC TWO's own software), which labs
-already read:
+"""Crosspoint histories in the HDF5 layout of arc2control (ArC TWO's own software, format
+version 0.2, as it has written since late 2021), which labs already read:
 
     /                                  attrs words, bits (the crossbar), TITLE and the format
                                        marks arc2control checks (PYTABLES_FORMAT_VERSION,
-                                       H5DS_VERSION_MAJOR/MINOR)
-    /crossbar/current, /crossbar/voltage   the latest read of every device, (bits, words)
-                                       indexed [bit, word] as arc2control writes it (NaN: never
-                                       read); attrs words, bits
+                                       H5DS_VERSION_MAJOR/MINOR); ours add array, word_offset,
+                                       bit_offset (where this crossbar sits on the board) and
+                                       nonpositive_reads
+    /crossbar/current, /crossbar/voltage   the last operation on every device, (bits, words)
+                                       indexed [bit, word] as arc2control writes it: a read's
+                                       current and read voltage, a pulse's NaN and pulse voltage
+                                       (NaN: never touched); attrs words, bits
     /crosspoints/WxxByy/timeseries     every read and pulse of word line (row) xx, bit line
                                        (column) yy in order: current (A), voltage (V),
                                        pulse_width (s), read_voltage (V), op_type
-    /synthetics                        empty (arc2control's multi-device tests)
+    /synthetics, /sequences            empty (arc2control's multi-device tests and sequences)
 
 op_type 1 is a read (current at voltage = read_voltage, pulse_width 0), 2 a pulse (voltage the
-signed pulse voltage: SET positive, RESET negative; current and read_voltage NaN).
+signed pulse voltage: SET positive, RESET negative; current and read_voltage NaN), as arc2control
+records a pulse. A read at or below zero current (read noise around a device that is off) is
+flagged, not written as a conductance: its current is NaN (arc2control would show it as an
+infinite or sign-flipped resistance) and its timeseries carries NONPOSITIVE_READS, the count.
+
+arc2control displays at most a 32x32 crossbar, so a larger array is written as 32x32 parts, one
+file each, named by the part's first word and bit (`log_paths`); names inside a file count from
+its own first word and bit, as arc2control's do.
 
     log = CrosspointLog(rows, cols)
     log.read(g_siemens, v_read)              # a whole-array read (or a masked part of one)
     log.pulse(v_signed, width_s, mask)       # one pulse batch
-    log.write("history.h5")                  # atomically
+    log.write("history.h5")                  # atomically (a 32x32 part: origin=(word, bit))
 
 `RecordingBoard(board)` logs what passes through a board (`calibrate --hdf5`).
 """
@@ -35,6 +45,12 @@ from imssa_hw.files import atomic_path
 
 READ, PULSE = 1, 2
 """arc2control's op_type codes (3, a pulse read at once, is not produced here)."""
+H5DS_VERSION = (0, 2)
+"""arc2control's format version (H5DS_VERSION_MAJOR, H5DS_VERSION_MINOR)."""
+GROUPS = ("crossbar", "crosspoints", "synthetics", "sequences")
+"""The top-level groups arc2control creates."""
+MAX_SIDE = 32
+"""arc2control displays crossbars of at most this many words and bits."""
 TIMESERIES_DTYPE = np.dtype([("current", "<f4"), ("voltage", "<f4"), ("pulse_width", "<f4"),
                              ("read_voltage", "<f4"), ("op_type", "<u4")])
 
@@ -45,16 +61,13 @@ class CrosspointLog:
     def __init__(self, words: int, bits: int) -> None:
         self.words, self.bits = words, bits
         self._events: list[tuple[np.ndarray, np.ndarray]] = []  # (flat indices, rows)
-        self.current_a = np.full((words, bits), np.nan)
-        self.voltage_v = np.full((words, bits), np.nan)
 
     def read(self, g_siemens: np.ndarray, v_read: float, mask: np.ndarray | None = None) -> None:
         """A read of conductances (words, bits) S at `v_read` V, of the masked devices."""
         flat = self._flat(mask)
         current = np.asarray(g_siemens, float).ravel()[flat] * v_read
+        current[current <= 0] = np.nan  # flagged, not a conductance (module docstring)
         self._add(flat, current, v_read, 0.0, v_read, READ)
-        self.current_a.ravel()[flat] = current
-        self.voltage_v.ravel()[flat] = v_read
 
     def pulse(self, v_signed: np.ndarray | float, width_s: float,
               mask: np.ndarray | None = None) -> None:
@@ -80,28 +93,54 @@ class CrosspointLog:
         return {divmod(int(flat[s]), self.bits): part
                 for s, part in zip(starts, np.split(rows, starts[1:]))}
 
-    def write(self, path: str | Path, title: str | None = None) -> Path:
-        """Write the log to `path` (HDF5) atomically; returns the path."""
+    def write(self, path: str | Path, title: str | None = None, origin: tuple[int, int] = (0, 0),
+              array: int = 0) -> Path:
+        """Write the MAX_SIDE x MAX_SIDE part from word, bit `origin` (all of a smaller log) to
+        `path` (HDF5) atomically, as crossbar `array` of the board; returns the path."""
         import h5py
         path = Path(path)
+        w0, b0 = origin
+        words, bits = min(MAX_SIDE, self.words - w0), min(MAX_SIDE, self.bits - b0)
+        series = {(w - w0, b - b0): rows for (w, b), rows in self.timeseries().items()
+                  if w0 <= w < w0 + words and b0 <= b < b0 + bits}
+        flagged = {key: int(((rows["op_type"] == READ) & np.isnan(rows["current"])).sum())
+                   for key, rows in series.items()}
         try:
             with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-                _mark(f.attrs, title or path.name, self.words, self.bits)
-                for group in ("crossbar", "crosspoints", "synthetics"):
+                f.attrs.update({"CLASS": "GROUP", "PYTABLES_FORMAT_VERSION": "2.1",
+                                "H5DS_VERSION_MAJOR": H5DS_VERSION[0],
+                                "H5DS_VERSION_MINOR": H5DS_VERSION[1],
+                                "TITLE": title or path.name, "words": words, "bits": bits,
+                                "array": array, "word_offset": w0, "bit_offset": b0,
+                                "nonpositive_reads": sum(flagged.values())})
+                for group in GROUPS:
                     f.create_group(group).attrs["CLASS"] = "GROUP"
                 crossbar = f["crossbar"]
-                crossbar.attrs["words"], crossbar.attrs["bits"] = self.words, self.bits
-                crossbar.create_dataset("current", data=self.current_a.T.astype(np.float32))
-                crossbar.create_dataset("voltage", data=self.voltage_v.T.astype(np.float32))
-                for (word, bit), rows in self.timeseries().items():
+                crossbar.attrs["words"], crossbar.attrs["bits"] = words, bits
+                current, voltage = self._last(series, words, bits)
+                crossbar.create_dataset("current", data=current.T.astype(np.float32))
+                crossbar.create_dataset("voltage", data=voltage.T.astype(np.float32))
+                for (word, bit), rows in series.items():
                     name = f"W{word:02d}B{bit:02d}"
-                    series = f["crosspoints"].create_group(name).create_dataset(
+                    table = f["crosspoints"].create_group(name).create_dataset(
                         "timeseries", data=rows, maxshape=(None,), chunks=True)
-                    series.attrs.update({"NROWS": len(rows), "TITLE": name, "CLASS": "TABLE",
-                                         "BASE_SIZE": len(rows)})
+                    table.attrs.update({"NROWS": len(rows), "TITLE": name, "CLASS": "TABLE",
+                                        "BASE_SIZE": len(rows)})
+                    if flagged[word, bit]:
+                        table.attrs["NONPOSITIVE_READS"] = flagged[word, bit]
         except OSError as exc:
             raise BadInput(f"cannot write {path}: {exc}") from None
         return path
+
+    @staticmethod
+    def _last(series: dict[tuple[int, int], np.ndarray], words: int, bits: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The crossbar raster (words, bits): each device's last current and voltage, as
+        arc2control's update_status leaves it (NaN where nothing happened)."""
+        current, voltage = np.full((words, bits), np.nan), np.full((words, bits), np.nan)
+        for (word, bit), rows in series.items():
+            current[word, bit], voltage[word, bit] = rows["current"][-1], rows["voltage"][-1]
+        return current, voltage
 
     def _flat(self, mask: np.ndarray | None) -> np.ndarray:
         if mask is None:
@@ -116,19 +155,31 @@ class CrosspointLog:
         self._events.append((flat, rows))
 
 
-def _mark(attrs: Any, title: str, words: int, bits: int) -> None:
-    """The root attributes arc2control writes and checks."""
-    attrs.update({"CLASS": "GROUP", "PYTABLES_FORMAT_VERSION": "2.1", "H5DS_VERSION_MAJOR": 0,
-                  "H5DS_VERSION_MINOR": 1, "TITLE": title, "words": words, "bits": bits})
-
-
-
-def log_paths(path: str | Path, arrays: list[int], board_arrays: int) -> dict[int, Path]:
-    """Where each array's log goes: `path` itself on a one-array board, else PATH-arrayN.h5."""
+def log_paths(path: str | Path, arrays: list[int], board_arrays: int, words: int, bits: int
+              ) -> dict[tuple[int, int, int], Path]:
+    """Where each MAX_SIDE x MAX_SIDE part of each array goes, by (array, first word, first
+    bit): `path` itself for one array of at most 32x32; else -arrayN (a board of several
+    arrays) and -WxxByy (an array larger than 32x32: the part's first word and bit) before the
+    suffix, e.g. log-array0-W32B00.h5."""
     path = Path(path)
-    if board_arrays == 1:
-        return {a: path for a in arrays}
-    return {a: path.with_name(f"{path.stem}-array{a}{path.suffix}") for a in arrays}
+    origins = [(w0, b0) for w0 in range(0, words, MAX_SIDE) for b0 in range(0, bits, MAX_SIDE)]
+    paths = {}
+    for a in arrays:
+        for w0, b0 in origins:
+            tag = (f"-array{a}" if board_arrays > 1 else "") + \
+                (f"-W{w0:02d}B{b0:02d}" if len(origins) > 1 else "")
+            paths[a, w0, b0] = path.with_name(f"{path.stem}{tag}{path.suffix}")
+    return paths
+
+
+def write_logs(logs: dict[int, CrosspointLog], path: str | Path, board_arrays: int
+               ) -> list[Path]:
+    """Write each array's log in its 32x32 parts (`log_paths`); returns the files written."""
+    if not logs:
+        return []
+    first = next(iter(logs.values()))
+    return [logs[a].write(p, origin=(w0, b0), array=a) for (a, w0, b0), p
+            in log_paths(path, sorted(logs), board_arrays, first.words, first.bits).items()]
 
 
 class RecordingBoard:
@@ -161,6 +212,6 @@ class RecordingBoard:
         return count
 
     def write(self, path: str | Path) -> list[Path]:
-        """Write the logs of the arrays that saw any read or pulse (`log_paths`)."""
-        used = [a for a, log in enumerate(self.logs) if not log.empty]
-        return [self.logs[a].write(p) for a, p in log_paths(path, used, len(self.logs)).items()]
+        """Write the logs of the arrays that saw any read or pulse (`write_logs`)."""
+        return write_logs({a: log for a, log in enumerate(self.logs) if not log.empty}, path,
+                          len(self.logs))

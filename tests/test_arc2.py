@@ -492,7 +492,7 @@ def test_calibrate_program_infer_on_the_standin(arc2_port):
     records = read_journal(journal)
     with h5py.File(folder / "program.h5") as f:
         assert (f.attrs["words"], f.attrs["bits"]) == (32, 32)
-        assert set(f) == {"crossbar", "crosspoints", "synthetics"}
+        assert set(f) == {"crossbar", "crosspoints", "synthetics", "sequences"}
         raster = (f["crossbar/current"][()] / f["crossbar/voltage"][()]).T  # stored (bits, words)
         programmed = np.argwhere(raster > 20e-6)
         assert len(programmed) > 10

@@ -1,6 +1,6 @@
 """Crosspoint histories in arc2control's HDF5 layout: `imssa-hw journal export` on a journal
-written by hand (every value known), its bad input, and the recording board of
-`calibrate --hdf5`."""
+written by hand (every value known), its bad input, the recording board of `calibrate --hdf5`,
+and our files read by arc2control's own reader (tests/fixtures/arc2control/h5utils.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from arc2_standin import StandInArC2
 from imssa_hw.cli.main import cli
 from imssa_hw.drivers.arc2 import Arc2Board
-from imssa_hw.drivers.crosspoint_log import RecordingBoard
+from imssa_hw.drivers.crosspoint_log import CrosspointLog, RecordingBoard, write_logs
 from imssa_hw.programming.journal import FORMAT, VERSION
 
 HEADER = {"type": "header", "format": FORMAT, "version": VERSION, "t": 0.0, "arrays": [0, 1],
@@ -48,11 +48,14 @@ def test_journal_export_writes_the_arc2_layout(tmp_path):
     with h5py.File(tmp_path / "log-array1.h5") as f:
         assert (f.attrs["words"], f.attrs["bits"]) == (2, 3)
         assert f.attrs["PYTABLES_FORMAT_VERSION"] == "2.1"
-        assert set(f) == {"crossbar", "crosspoints", "synthetics"}
+        assert (f.attrs["H5DS_VERSION_MAJOR"], f.attrs["H5DS_VERSION_MINOR"]) == (0, 2)
+        assert set(f) == {"crossbar", "crosspoints", "synthetics", "sequences"}
+        assert (f.attrs["array"], f.attrs["word_offset"], f.attrs["bit_offset"]) == (1, 0, 0)
         current, voltage = f["crossbar/current"][()], f["crossbar/voltage"][()]
         assert current.shape == (3, 2)  # (bits, words)
         assert current[0, 0] == pytest.approx(50e-6 * 0.2) and voltage[0, 0] == pytest.approx(0.2)
         assert current[1, 0] == pytest.approx(2e-6 * 0.2)  # word 0, bit 1: read once
+        assert current[1, 1] == pytest.approx(60e-6 * 0.2)  # word 1, bit 1: its last read
         assert sorted(f["crosspoints"]) == [f"W{r:02d}B{c:02d}" for r in (0, 1) for c in (0, 1, 2)]
         first = f["crosspoints/W00B00/timeseries"]
         assert first.attrs["NROWS"] == 3
@@ -107,4 +110,55 @@ def test_the_recording_board_logs_what_passes_through(tmp_path):
         assert np.allclose(rows["voltage"], [0.2, 2.5, -1.0])
         assert np.allclose(rows["pulse_width"], [0, 40e-9, 40e-9])
         assert len(f["crosspoints/W31B31/timeseries"]) == 1
-        assert f["crossbar/current"][3, 2] == pytest.approx(g[2, 3] * 0.2, rel=1e-6)
+        assert f["crossbar/current"][5, 5] == pytest.approx(g[5, 5] * 0.2, rel=1e-6)
+        assert np.isnan(f["crossbar/current"][3, 2])  # its last operation: the RESET pulse
+        assert f["crossbar/voltage"][3, 2] == pytest.approx(-1.0)
+
+
+def arc2control_h5utils():
+    """arc2control's h5utils module, loaded from the test data (it imports only numpy, h5py
+    and the standard library)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "arc2control" / "h5utils.py"
+    spec = importlib.util.spec_from_file_location("arc2control_h5utils", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arc2control_reads_a_64x64_array_as_four_32x32_files(tmp_path):
+    """arc2control displays at most 32x32: a 64x64 array of the emulated boards is written as
+    four parts, each a valid arc2control file (its own reader's checks), named by its first
+    word and bit, with names inside counted from there."""
+    h5utils = arc2control_h5utils()
+    log = CrosspointLog(64, 64)
+    g = np.random.default_rng(0).uniform(1e-6, 150e-6, (64, 64))
+    g[40, 5] = -0.3e-6  # read noise around an off device: flagged, not a conductance
+    g[0, 0] = 0.0
+    log.read(g, 0.2)
+    mask = np.zeros((64, 64), bool)
+    mask[33, 34] = True
+    log.pulse(2.0, 20e-9, mask)
+    written = write_logs({2: log}, tmp_path / "log.h5", board_arrays=3)
+    names = ["log-array2-W00B00.h5", "log-array2-W00B32.h5", "log-array2-W32B00.h5",
+             "log-array2-W32B32.h5"]
+    assert [p.name for p in written] == names
+    with h5utils.H5DataStore(str(tmp_path / names[3]), mode=h5utils.H5Mode.READ) as store:
+        assert tuple(store.shape) == (32, 32)
+        rows = store.timeseries(1, 2)  # board word 33, bit 34
+        assert list(rows["op_type"]) == [h5utils.OpType.READ, h5utils.OpType.PULSE]
+        assert rows["current"][0] == pytest.approx(g[33, 34] * 0.2, rel=1e-6)
+        assert np.isnan(store.current[2, 1]) and store.voltage[2, 1] == pytest.approx(2.0)
+        assert store.conductance[0, 0] == pytest.approx(g[32, 32], rel=1e-6)
+        assert "sequences" in store.keys()
+    with h5utils.H5DataStore(str(tmp_path / names[2]), mode=h5utils.H5Mode.READ) as store:
+        flagged = store.timeseries(8, 5)  # board word 40, bit 5: read below zero
+        assert np.isnan(flagged["current"][0]) and flagged["op_type"][0] == h5utils.OpType.READ
+    with h5py.File(tmp_path / names[2]) as f:
+        assert f["crosspoints/W08B05/timeseries"].attrs["NONPOSITIVE_READS"] == 1
+        assert f.attrs["nonpositive_reads"] == 1 and "sequences" in f
+        assert (f.attrs["word_offset"], f.attrs["bit_offset"], f.attrs["array"]) == (32, 0, 2)
+    with h5py.File(tmp_path / names[0]) as f:
+        assert f.attrs["nonpositive_reads"] == 1  # W00B00: a read of exactly zero

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.drivers.crosspoint_log import CrosspointLog, log_paths
+from imssa_hw.drivers.crosspoint_log import CrosspointLog, write_logs
 from imssa_hw.errors import BadInput
 from imssa_hw.programming.journal import READ_TYPES, US, Note, pulse_batches, read_journal
 
@@ -50,9 +50,9 @@ def export_journal(journal: str | Path, out: str | Path, arrays: list[int] | Non
                    v_read: float | None = None, pulse_width_s: float | None = None,
                    note: Note | None = None) -> list[Path]:
     """Write the history of `arrays` (default: every array the run programmed) to `out`, one
-    file per array when the board has several (`log_paths`). `v_read` and `pulse_width_s`
-    default to the journal's (header `config`); `note` gets the line about a torn last record
-    (ignored; default: stderr). Returns the files written."""
+    file per array and 32x32 part when there are several (`crosspoint_log.log_paths`).
+    `v_read` and `pulse_width_s` default to the journal's (header `config`); `note` gets the
+    line about a torn last record (ignored; default: stderr). Returns the files written."""
     records = read_journal(journal, note)
     header = records[0]
     config = header.get("config", {})
@@ -67,6 +67,5 @@ def export_journal(journal: str | Path, out: str | Path, arrays: list[int] | Non
     if unknown:
         raise BadInput(f"{journal} holds arrays {', '.join(map(str, programmed))}, not "
                        f"{', '.join(map(str, unknown))}")
-    paths = log_paths(out, arrays, header["shape"][0])
-    return [journal_log(records, a, v_read, pulse_width_s).write(path)
-            for a, path in paths.items()]
+    return write_logs({a: journal_log(records, a, v_read, pulse_width_s) for a in arrays}, out,
+                      header["shape"][0])
