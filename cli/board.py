@@ -76,3 +76,38 @@ def read(port: str, timeout_s: float, array: int, out: Path) -> None:
     click.echo(json.dumps({"out": str(out), "array": array, "rows": g.shape[0], "cols": g.shape[1],
                            "min_siemens": float(g.min()), "mean_siemens": float(g.mean()),
                            "max_siemens": float(g.max())}))
+
+
+@board.command()
+@port_option
+@timeout_option
+@click.option("--array", "arrays", type=click.IntRange(0, 255), multiple=True,
+              help="Array to test (repeat for several; default: every array).")
+@click.option("--read-only", is_flag=True,
+              help="Only the checks that pulse nothing (reads, sign).")
+@click.option("--report", type=OutputPath(), default=None, help="Write the JSON report here.")
+def selftest(port: str, timeout_s: float, arrays: tuple[int, ...], read_only: bool,
+             report: Path | None) -> None:
+    """First contact with a board: a short, safe sequence of checks, one table of results.
+
+    reads: every device read at half the read voltage (finite, in the announced window, below
+    full scale); sign: the VMM current of the brightest devices against their reads (the
+    current's sign and scale); mapping: a few marker devices SET and found where they were
+    pulsed, by reads and VMMs, then RESET back; selectors (1T1R): a SET with the gate at 0 V
+    changes nothing. Exit code 3 when a check fails: do not program the board then (`program`
+    and `demo --port` on an ArC TWO run the read-only checks themselves and refuse)."""
+    from imssa_hw.drivers.open import open_board
+    from imssa_hw.files import write_json
+    from imssa_hw.hil.selftest import require_passed, selftest as run_selftest
+
+    with open_board(port, timeout_s) as b:
+        for array in arrays:
+            if array >= b.info.arrays:
+                raise BadInput(f"array {array} out of range 0..{b.info.arrays - 1} (board "
+                               f"{b.info.board_id})")
+        result = run_selftest(b, sorted(set(arrays)) or None, pulses=not read_only,
+                              progress=lambda what: click.echo(f"  {what} ...", err=True))
+    click.echo(result.table())
+    if report:
+        write_json(report, result.to_dict())
+    require_passed(result)

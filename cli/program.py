@@ -86,8 +86,10 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
 
     from imssa_hw.compiler import load_deployment
     from imssa_hw.compiler.defects import load_defects
+    from imssa_hw.drivers.arc2 import SCHEME as ARC2
     from imssa_hw.drivers.open import open_board
     from imssa_hw.errors import BadInput
+    from imssa_hw.hil.selftest import before_programming
     from imssa_hw.files import check_writable
     from imssa_hw.programming.journal import archive_finished_journal
     from imssa_hw.programming import Settings, parse_tolerance, program_deployment
@@ -138,6 +140,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     label = f"{'refreshing' if refresh else 'programming'} {total} devices ({strategy})"
     with open_board(port, timeout_s) as board, ExitStack() as stack:
         dep.check_board(board.info)
+        if port.startswith(ARC2):  # wired by the user's mapping: its reads and sign first
+            before_programming(board)
         bars: list = []  # the bar starts with the first iteration: a refusal before it is one line
         done = [0]
 

@@ -41,6 +41,7 @@ NO_PORT = "{missing}/port"
 BASE = {
     "board info": {"port": NO_PORT},
     "board read": {"port": NO_PORT, "out": "{tmp}/g.npy"},
+    "board selftest": {"port": NO_PORT},
     "board status": {"port": NO_PORT},
     "budget": {"deploy_dir": "{missing}", "port": NO_PORT, "calibration": "{missing}"},
     "calibrate": {"port": NO_PORT, "out": "{tmp}/calibration"},

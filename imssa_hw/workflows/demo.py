@@ -210,10 +210,17 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
     loop); an ArC TWO's programming history is exported as arc2control HDF5 too."""
     from imssa_hw.drivers.keithley2400 import Keithley2400
     from imssa_hw.drivers.open import open_board
+    from imssa_hw.hil.selftest import before_programming
 
     with _stage("connect", timings, echo):
         board = open_board(settings.port)
         echo(f"  {board.info.board_id} ({board.info.firmware}) on {settings.port}")
+        try:  # first contact: its reads and current sign before anything is pulsed
+            checked = before_programming(board)
+        except BaseException:
+            board.close()
+            raise
+        echo(f"  self-test: {', '.join(c.name for c in checked.checks if c.passed)} passed")
         if settings.mode is InferenceMode.ONBOARD and not board.capabilities.on_board_loop:
             settings = replace(settings, mode=InferenceMode.HOST)
             echo("  the board has no on-board loop: inference in host mode")
