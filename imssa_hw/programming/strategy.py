@@ -39,6 +39,8 @@ state (cells that carry no signal), or not touched (arrays not programmed)."""
 SET, RESET = "set", "reset"
 OFF_ONLY_MAX_PULSES = 5
 """RESETs a cell that carries no signal gets at most before it is given up (and reported)."""
+MIN_INNER_FRACTION = 0.25
+"""The inner band never narrows below this fraction of the tolerance (`Strategy.inner`)."""
 
 
 @dataclass
@@ -94,8 +96,14 @@ class Strategy:
                            else self.targets <= off_siemens * (1 + 1e-9))
         self.tol = self.decision_tolerance(tolerance)
         # a device at an off target cannot be taken lower than where RESET leaves it: no
-        # hysteresis band below the tolerance there
-        self.inner = np.where(self.off_target, self.tol, self.tol * self.inner_fraction())
+        # hysteresis band below the tolerance there. Elsewhere the band also leaves room for
+        # the verify's margin for the read chain's bias (`_closed_loop_transition`): a device
+        # left unpulsed inside it must be one the verify can accept, or it holds for ever (on
+        # a quiet read chain above ~130 uS at 2 uS, where the margin outgrew 0.4 x tol)
+        bias_margin = self.settings.verify_sigmas * self.read_bias_rel * (self.targets + self.tol)
+        inner = np.minimum(self.tol * self.inner_fraction(),
+                           np.maximum(self.tol - bias_margin, MIN_INNER_FRACTION * self.tol))
+        self.inner = np.where(self.off_target, self.tol, inner)
         # strongest RESETs from within the band since the last SET, and how many an off-target
         # device needs before it counts as inside its band (`adaptive` finishes off devices at
         # their floor; 0: none)
@@ -280,7 +288,7 @@ class Strategy:
         # for the read chain's residual bias; an off-target device inside its band is at its
         # floor, which no pulse lowers: accept it without the margin (a quiet read of a few
         # codes never moves, and it would wait for ever)
-        margin = np.abs(e) + k * bias
+        margin = np.abs(e) + np.minimum(k * bias, self.tol[a] - self.inner[a])
         patient = in_inner & (self.n_after[a] >= 2 * s.average_reads) & (
             self.off_target[a] | (margin <= self.tol[a]))
         status[precise & hold & ready & (certain | patient)] = VERIFIED
