@@ -154,9 +154,9 @@ class Arc2Board:
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
                                          pulse_gate="grouped" if array_kind == "1t1r" else "none")
-        self.info = BoardInfo(board_id, f"{firmware}; mapping {self.mapping.name}", 0, 1,
-                              self.mapping.rows, self.mapping.cols, LIMITS, ADC_BITS, DAC_BITS,
-                              ADC_RANGES_A, G_WINDOW_SIEMENS, 0, VMM_SETTLE_S)
+        self.info = BoardInfo(board_id, firmware, 0, 1, self.mapping.rows, self.mapping.cols,
+                              LIMITS, ADC_BITS, DAC_BITS, ADC_RANGES_A, G_WINDOW_SIEMENS, 0,
+                              VMM_SETTLE_S, self.mapping.name)
         self.config = DEFAULTS
         self.vmm_current_sign: float | None = None
         """+1 or -1: the sign of the bit-line currents for positive row voltages, measured on

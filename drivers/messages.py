@@ -121,6 +121,9 @@ class BoardInfo:
     step_time_s: float = 50e-6
     """RUN_SEQUENCE: the longest one program takes for one step of one sequence, s (the
     driver's reply timeout grows by this per program step)."""
+    mapping: str = ""
+    """The channel mapping rows and columns are read through (an ArC TWO's arc2control
+    mapping, e.g. "resarray32"); empty for a board whose firmware maps its own lines."""
 
     def __post_init__(self) -> None:
         self.spec  # validates the announced board (ValueError; `typed` makes it a PayloadError)

@@ -416,11 +416,11 @@ def test_board_commands_on_the_standin(arc2_port):
     assert (info["arrays"], info["rows"], info["cols"], info["adc_bits"]) == (1, 32, 32, 18)
     assert info["capabilities"] == {"on_board_loop": False, "smu_route": False,
                                     "pulse_gate": "grouped"}
-    assert info["firmware"].endswith("; mapping resarray32")
+    assert info["mapping"] == "resarray32" and "mapping" not in info["firmware"]
     bnc6 = run("board", "info", "--port", f"{port}&mapping=bnc6")
     assert bnc6.exit_code == 0, bnc6.output
     info = json.loads(bnc6.output)
-    assert (info["rows"], info["cols"]) == (6, 6) and info["firmware"].endswith("; mapping bnc6")
+    assert (info["rows"], info["cols"]) == (6, 6) and info["mapping"] == "bnc6"
     masked = run("board", "info", "--port", f"{port}&mapping=sa-probecard32")
     assert masked.exit_code == 2 and len(masked.output.strip().splitlines()) == 1
     assert "separate devices" in masked.output

@@ -214,7 +214,8 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
 
     with _stage("connect", timings, echo):
         board = open_board(settings.port)
-        echo(f"  {board.info.board_id} ({board.info.firmware}) on {settings.port}")
+        wiring = f", mapping {board.info.mapping}" if board.info.mapping else ""
+        echo(f"  {board.info.board_id} ({board.info.firmware}{wiring}) on {settings.port}")
         try:  # first contact: its reads and current sign before anything is pulsed
             checked = before_programming(board)
         except BaseException:
