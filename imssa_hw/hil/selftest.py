@@ -184,7 +184,7 @@ def _check_sign(board: BoardLike, reads: dict[int, np.ndarray], v_low: float) ->
     if not ratios:
         return Check("sign", None, f"no device reads above {1e6 * MARKER_SIEMENS:g} uS: "
                                    f"the mapping check measures the sign on its markers")
-    return _sign_check(ratios, f"{len(ratios)} bright devices")
+    return _sign_check(ratios, f"{len(ratios)} bright device{'s' * (len(ratios) != 1)}")
 
 
 def _markers(g: np.ndarray) -> list[tuple[int, int]]:
@@ -264,7 +264,8 @@ def _check_mapping(board: BoardLike, reads: dict[int, np.ndarray], v_low: float
               f"board wired by another mapping of the same lines names them otherwise: compare "
               f"with your own software)" if not problems else "; ".join(problems))
     mapping = Check("mapping", not problems, detail)
-    return [mapping, _sign_check(ratios, f"{len(ratios)} markers")] if ratios else [mapping]
+    return ([mapping, _sign_check(ratios, f"{len(ratios)} marker{'s' * (len(ratios) != 1)}")]
+            if ratios else [mapping])
 
 
 def _check_selectors(board: BoardLike, reads: dict[int, np.ndarray]) -> Check:
