@@ -30,7 +30,8 @@ currents vanish; the real pulses float the unselected lines, which a passive arr
 line resistance.
 
 Faults: a method named in `panics` raises `PanicException` (a BaseException, as pyo3's) instead
-of running, as pyarc2 does when libarc2 fails inside an `.unwrap()`.
+of running, as pyarc2 does when libarc2 fails inside an `.unwrap()`; `faults` maps a call's
+number (all methods counted together) to the exception that call raises instead, once.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def recorded(method: Callable) -> Callable:
     def wrapper(self: StandInArC2, *args: Any, **kwargs: Any) -> Any:
         self.counts[method.__name__] += 1
         self.calls.setdefault((method.__name__, len(args), tuple(sorted(kwargs))), (args, kwargs))
+        fault = self.faults.pop(self.counts.total(), None)
+        if fault is not None:
+            raise fault
         if method.__name__ in self.panics:
             raise PanicException("called `Result::unwrap()` on an `Err` value: "
                                  f"stand-in fault in {method.__name__}")
@@ -93,6 +97,9 @@ class StandInArC2:
                                       "board.cols": self.cols, **(settings or {})})
         self.kind = kind
         self.panics: set[str] = set()
+        self.faults: dict[int, BaseException] = {}
+        """Call number (counting every call since the start, from 1) -> what it raises instead
+        of running: a fault at a chosen moment (tests/test_arc2_faults.py)."""
         self.emulated, _ = build_board(profile, seed, None, time_scale)
         chain = np.random.default_rng([seed, 2])
         self.gain = 1 + profile.read_chain.tia_gain_sigma * chain.standard_normal(64)

@@ -1,0 +1,143 @@
+"""Faults of the ArC TWO's instrument layer at random calls; prints JSON.
+
+    python bench/arc2_faults.py [--faults 50] [--seed 0]
+
+Each episode takes a fresh ArC TWO stand-in (tests/arc2_standin.py: one 32x32 1T1R crossbar on
+the emulator's devices, behind the real `arc2://` backend, pyarc2's opener handed the stand-in)
+and a command as a lab runs it, in this process (click's runner): `program` of a small
+deployment (two 7x14 kernel tiles, tests/test_programming.make_deployment), `calibrate` or
+`board selftest`. At a random call among those the command makes on a clean run, the stand-in
+raises one fault instead of running it: a panic inside pyarc2 (pyo3's PanicException, a
+BaseException), an ArC2Error, a lost USB link (OSError ENODEV) or a timeout (TimeoutError). The
+baseline in the same run is the clean run of each command.
+
+Checks per episode (the JSON keys): `traceback` (the command raised instead of ending in one
+line), `exit_code` (3 expected), `error` (the line; it names the pyarc2 call), and for `program`:
+`resumed` (`program --resume` on the same instrument finished: exit 0, nothing unfinished),
+`applied_over_journaled` (pulses the instrument applied minus pulses the journal holds: never
+above 0, or a retried batch pulsed a device twice) and `verified_off` (devices the report calls
+verified that the stand-in's truth puts more than the tolerance plus 2 uS from their target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import pyarc2  # noqa: E402
+from arc2_standin import PanicException, StandInArC2  # noqa: E402  (the stand-in lives in tests/)
+from click.testing import CliRunner  # noqa: E402
+from test_programming import FAST_CLI, make_deployment  # noqa: E402
+
+from imssa_hw.cli.main import cli  # noqa: E402
+from imssa_hw.compiler import load_deployment  # noqa: E402
+from imssa_hw.programming.journal import pulse_batches, read_journal  # noqa: E402
+from imssa_hw.programming.strategy import STATUS_NAMES  # noqa: E402
+
+KINDS = {
+    "panic": lambda: PanicException("called `Result::unwrap()` on an `Err` value: stand-in"),
+    "arc2_error": lambda: pyarc2.ArC2Error("FPGA Error: stand-in fault"),
+    "usb_lost": lambda: OSError(errno.ENODEV, "No such device (USB link lost)"),
+    "timeout": lambda: TimeoutError(errno.ETIMEDOUT, "USB transfer timed out"),
+}
+ALLOWANCE_SIEMENS = 2e-6
+"""Beyond the tolerance: relaxation after the verify and the read noise of its average."""
+
+
+def command(name: str, port: str, folder: Path, deploy: Path) -> list[str]:
+    return {"program": ["program", str(deploy), "--port", port, "--out", str(folder / "p"),
+                        *FAST_CLI],
+            "calibrate": ["calibrate", "--port", port, "--out", str(folder / "calib")],
+            "selftest": ["board", "selftest", "--port", port]}[name]
+
+
+def attach(standin: StandInArC2) -> None:
+    pyarc2.find_ids = lambda: [0]
+    pyarc2.Instrument = lambda port, fw: standin
+
+
+def episode(name: str, kind: str, seed: int, calls: int, rng: random.Random, port: str,
+            folder: Path, deploy: Path) -> dict:
+    standin = StandInArC2("1t1r", seed=seed, time_scale=100)
+    at = rng.randint(1, calls)
+    standin.faults[at] = KINDS[kind]()
+    attach(standin)
+    args = command(name, port, folder, deploy)
+    started = time.perf_counter()
+    result = CliRunner().invoke(cli, args)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    out = {"command": name, "fault": kind, "at_call": at, "of_calls": calls,
+           "exit_code": result.exit_code,
+           "traceback": not isinstance(result.exception, SystemExit),
+           "error": errors[-1] if errors else None}
+    if name == "program":
+        resumed = CliRunner().invoke(cli, [*args, "--resume"])
+        report = json.loads((folder / "p" / "program.json").read_text()) \
+            if resumed.exit_code == 0 else {}
+        out["resumed"] = resumed.exit_code == 0 and report.get("unfinished") == 0
+        records = read_journal(folder / "p" / "journal.jsonl", lambda line: None)
+        journaled = sum(len(b["idx"]) for r in records for _, b in pulse_batches(r))
+        out["applied_over_journaled"] = standin.pulses - journaled
+        dep = load_deployment(deploy)
+        achieved = np.load(folder / "p" / "achieved.npz")
+        verified = achieved["status"] == STATUS_NAMES.index("verified")
+        off = np.abs(standin.truth_siemens()[None] - dep.targets) > \
+            dep.profile.conductance.tolerance_siemens + ALLOWANCE_SIEMENS
+        out["verified_off"] = int((verified & off & dep.used).sum())
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faults", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    runs = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "fw.bin").write_bytes(b"\0")
+        port = f"arc2://0?firmware={root / 'fw.bin'}"
+        deploy = make_deployment(root / "model", arrays=1, rows=32, cols=32, h=2, n=6)
+        clean = {}
+        for name in ("program", "calibrate", "selftest"):  # the baseline: each clean run
+            standin = StandInArC2("1t1r", seed=args.seed, time_scale=100)
+            attach(standin)
+            done = CliRunner().invoke(cli, command(name, port, root / f"clean-{name}", deploy))
+            clean[name] = {"exit_code": done.exit_code, "calls": standin.counts.total()}
+        for k in range(args.faults):
+            name = rng.choice(["program", "program", "calibrate", "selftest"])
+            kind = rng.choice(sorted(KINDS))
+            folder = root / f"episode-{k}"
+            runs.append(episode(name, kind, args.seed, clean[name]["calls"], rng, port,
+                                folder, deploy))
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    programs = [r for r in runs if r["command"] == "program"]
+    print(json.dumps({
+        "baseline": clean, "runs": runs,
+        "summary": {"faults": len(runs), "tracebacks": sum(r["traceback"] for r in runs),
+                    "exit_3": sum(r["exit_code"] == 3 for r in runs),
+                    "errors_naming_the_call": sum(bool(r["error"] and r["error"].startswith(
+                        "Error: ArC TWO ")) for r in runs),
+                    "programs": len(programs),
+                    "resumed": sum(r["resumed"] for r in programs),
+                    "double_pulses": sum(max(r["applied_over_journaled"], 0) for r in programs),
+                    "verified_off": sum(r["verified_off"] for r in programs),
+                    "wall_time_s": round(time.perf_counter() - started, 1)},
+        "target": "0 tracebacks, exit 3 and one line naming the call for every fault; every "
+                  "programming run finished by --resume; 0 double pulses"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
