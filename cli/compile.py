@@ -98,9 +98,9 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                f"layer), {max(s['vmms_per_step'])} VMMs per step"
                + (" (tiles in parallel)" if s["tiles_in_parallel"] else " (one per kernel)")
                + ("" if s["sample_time_s"] is None else
-                  f"; {1e6 * max(s['step_time_s']):.3g} us per step, "
-                  f"{1e3 * s['sample_time_s']:.3g} ms per sample at "
-                  f"{1e9 * s['vmm_time_s']:g} ns per VMM"))
+                  f"; {_duration(max(s['step_time_s']))} per step, "
+                  f"{_duration(s['sample_time_s'])} per sample at "
+                  f"{_duration(s['vmm_time_s'])} per VMM"))
     click.echo(f"  ideal error    {s['ideal_max_abs_error']:.3g} (max |logit| difference, "
                f"{s['probe_sequences']} probe sequences)")
     if defect_map:
@@ -121,3 +121,11 @@ def _span(array_use: list[dict], key: str) -> str:
     """The range of `key` over the arrays used: "10" or "1-10"."""
     values = [use[key] for use in array_use]
     return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def _duration(seconds: float) -> str:
+    """A time in the unit that reads best: 190 us, 3.04 ms, 1.2 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
