@@ -9,7 +9,8 @@ deployment (two 7x14 kernel tiles, tests/test_programming.make_deployment), `cal
 `board selftest`. At a random call among those the command makes on a clean run, the stand-in
 raises one fault instead of running it: a panic inside pyarc2 (pyo3's PanicException, a
 BaseException), an ArC2Error, a lost USB link (OSError ENODEV) or a timeout (TimeoutError). The
-baseline in the same run is the clean run of each command.
+baseline in the same run is the clean run of each command; every `program` uses the clean
+calibration's folder (`--calibration`), as a lab would.
 
 Checks per episode (the JSON keys): `traceback` (the command raised instead of ending in one
 line), `exit_code` (3 expected), `error` (the line; it names the pyarc2 call), and for `program`:
@@ -53,9 +54,9 @@ ALLOWANCE_SIEMENS = 2e-6
 """Beyond the tolerance: relaxation after the verify and the read noise of its average."""
 
 
-def command(name: str, port: str, folder: Path, deploy: Path) -> list[str]:
+def command(name: str, port: str, folder: Path, deploy: Path, calibration: Path) -> list[str]:
     return {"program": ["program", str(deploy), "--port", port, "--out", str(folder / "p"),
-                        *FAST_CLI],
+                        "--calibration", str(calibration), *FAST_CLI],
             "calibrate": ["calibrate", "--port", port, "--out", str(folder / "calib")],
             "selftest": ["board", "selftest", "--port", port]}[name]
 
@@ -66,12 +67,12 @@ def attach(standin: StandInArC2) -> None:
 
 
 def episode(name: str, kind: str, seed: int, calls: int, rng: random.Random, port: str,
-            folder: Path, deploy: Path) -> dict:
+            folder: Path, deploy: Path, calibration: Path) -> dict:
     standin = StandInArC2("1t1r", seed=seed, time_scale=100)
     at = rng.randint(1, calls)
     standin.faults[at] = KINDS[kind]()
     attach(standin)
-    args = command(name, port, folder, deploy)
+    args = command(name, port, folder, deploy, calibration)
     started = time.perf_counter()
     result = CliRunner().invoke(cli, args)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
@@ -87,14 +88,20 @@ def episode(name: str, kind: str, seed: int, calls: int, rng: random.Random, por
         records = read_journal(folder / "p" / "journal.jsonl", lambda line: None)
         journaled = sum(len(b["idx"]) for r in records for _, b in pulse_batches(r))
         out["applied_over_journaled"] = standin.pulses - journaled
-        dep = load_deployment(deploy)
-        achieved = np.load(folder / "p" / "achieved.npz")
-        verified = achieved["status"] == STATUS_NAMES.index("verified")
-        off = np.abs(standin.truth_siemens()[None] - dep.targets) > \
-            dep.profile.conductance.tolerance_siemens + ALLOWANCE_SIEMENS
-        out["verified_off"] = int((verified & off & dep.used).sum())
+        out["verified_off"] = verified_off(folder, deploy, standin)
     out["seconds"] = round(time.perf_counter() - started, 2)
     return out
+
+
+def verified_off(folder: Path, deploy: Path, standin: StandInArC2) -> int:
+    """Devices the run's report calls verified that the stand-in's truth puts beyond the
+    tolerance plus ALLOWANCE_SIEMENS from their target."""
+    dep = load_deployment(deploy)
+    achieved = np.load(folder / "p" / "achieved.npz")
+    verified = achieved["status"] == STATUS_NAMES.index("verified")
+    off = np.abs(standin.truth_siemens()[None] - dep.targets) > \
+        dep.profile.conductance.tolerance_siemens + ALLOWANCE_SIEMENS
+    return int((verified & off & dep.used).sum())
 
 
 def main() -> None:
@@ -111,17 +118,22 @@ def main() -> None:
         port = f"arc2://0?firmware={root / 'fw.bin'}"
         deploy = make_deployment(root / "model", arrays=1, rows=32, cols=32, h=2, n=6)
         clean = {}
-        for name in ("program", "calibrate", "selftest"):  # the baseline: each clean run
+        calibration = root / "clean-calibrate" / "calib"  # the board's, for every program run
+        for name in ("calibrate", "program", "selftest"):  # the baseline: each clean run
             standin = StandInArC2("1t1r", seed=args.seed, time_scale=100)
             attach(standin)
-            done = CliRunner().invoke(cli, command(name, port, root / f"clean-{name}", deploy))
+            done = CliRunner().invoke(cli, command(name, port, root / f"clean-{name}", deploy,
+                                                   calibration))
             clean[name] = {"exit_code": done.exit_code, "calls": standin.counts.total()}
+            if name == "program":
+                clean[name]["verified_off"] = verified_off(root / "clean-program", deploy,
+                                                           standin)
         for k in range(args.faults):
             name = rng.choice(["program", "program", "calibrate", "selftest"])
             kind = rng.choice(sorted(KINDS))
             folder = root / f"episode-{k}"
             runs.append(episode(name, kind, args.seed, clean[name]["calls"], rng, port,
-                                folder, deploy))
+                                folder, deploy, calibration))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     programs = [r for r in runs if r["command"] == "program"]
     print(json.dumps({
