@@ -104,15 +104,14 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
 
 
 def open_smu(resource: str, backend: str = "@py", timeout_s: float = 2.0):
-    """Open and check a Keithley 2400-series SMU; BadInput (one line) when it is missing, silent
-    or something else."""
+    """Open the SMU at `resource` (its driver chosen from *IDN?, drivers/smu.py) as a voltage
+    source; BadInput (one line) when it is missing, silent or not one we drive."""
     from imssa_hw.drivers.instrument import InstrumentError
-    from imssa_hw.drivers.keithley2400 import Keithley2400
+    from imssa_hw.drivers.smu import open_smu as open_family
 
     smu = None
     try:
-        smu = Keithley2400(resource, backend=backend, timeout_s=timeout_s)
-        smu.check_identity()
+        smu = open_family(resource, backend=backend, timeout_s=timeout_s)
         smu.configure_voltage_source(SMU_COMPLIANCE_A)
         return smu
     except InstrumentError as exc:

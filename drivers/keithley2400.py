@@ -1,23 +1,25 @@
-"""Keithley 2400/2450 source-measure unit (the SCPI subset calibration needs).
+"""Keithley 2400-series source-measure units, in the 2400's SCPI (the subset calibration needs).
 
 Sources a voltage and measures current, for reference measurements of single devices routed
 to the board's SMU port. The emulated board's SMU (`imssa-hw emulate --smu-port`) speaks the
-same subset (docs/emulator.md).
+same subset (docs/emulator.md). A 2450 speaks this too in its "SCPI 2400" command-set mode;
+in its own mode it is `Keithley2450`.
 """
 
 from __future__ import annotations
 
-from imssa_hw.drivers.instrument import InstrumentError, ScpiInstrument, control, in_range, one_of
+from imssa_hw.drivers.instrument import control, in_range, one_of
+from imssa_hw.drivers.smu import SourceMeter
 
 
 def _on_off(text: str) -> bool:
     return text.strip().upper() in ("1", "ON")
 
 
-class Keithley2400(ScpiInstrument):
+class Keithley2400(SourceMeter):
     """A Keithley 2400-series SMU in voltage-source, current-measure mode."""
 
-    name = "SMU"
+    models = ("2400", "2401", "2410", "2420", "2425", "2430", "2440")
 
     source_voltage_v = control(
         ":SOUR:VOLT:LEV?", ":SOUR:VOLT:LEV %.6e",
@@ -30,16 +32,7 @@ class Keithley2400(ScpiInstrument):
         ":OUTP?", ":OUTP %s", "Output on (True) or off (False).",
         one_of({True: "ON", False: "OFF"}), parse=_on_off)
 
-    def check_identity(self) -> str:
-        """Return *IDN? if it names a Keithley 24xx, else raise InstrumentError."""
-        ident = self.identity
-        if "KEITHLEY" not in ident.upper() or "24" not in ident:
-            raise InstrumentError(f"{self.resource_name} is not a Keithley 2400-series SMU "
-                                  f"(*IDN? answered {ident!r})")
-        return ident
-
     def configure_voltage_source(self, compliance_current_a: float) -> None:
-        """Voltage source, current sense, the given compliance, output off at 0 V."""
         self.write("*RST")
         self.write(":SOUR:FUNC VOLT")
         self.write(':SENS:FUNC "CURR"')
@@ -47,23 +40,6 @@ class Keithley2400(ScpiInstrument):
         self.source_voltage_v = 0.0
 
     def measure_current_a(self) -> float:
-        """One current reading in A (:MEAS:CURR? answers V,I[,...]; the current is field 2)."""
+        """:MEAS:CURR? answers V,I[,...]: the current is field 2."""
         answer = self.query(":MEAS:CURR?")
-        fields = answer.split(",")
-        try:
-            return float(fields[1] if len(fields) > 1 else fields[0])
-        except ValueError:
-            raise InstrumentError(f"{self.name}: unexpected reading {answer!r}") from None
-
-    def measure_conductance_siemens(self, v_read: float) -> float:
-        """Apply `v_read` (V), measure, switch off; returns I / V in S."""
-        if v_read == 0:
-            raise InstrumentError(f"{self.name}: a conductance needs a non-zero read voltage")
-        self.source_voltage_v = v_read
-        self.output_enabled = True
-        try:
-            current = self.measure_current_a()
-        finally:
-            self.output_enabled = False
-            self.source_voltage_v = 0.0
-        return current / v_read
+        return self._reading(answer, 1 if "," in answer else 0)

@@ -99,7 +99,7 @@ def open_board(port: str, timeout_s: float | None = None) -> "BoardLike":
 
 def calibrate(board: "BoardLike", smu=None,
               settings: "CalibrationSettings | None" = None) -> "CalibrationRun":
-    """Calibrate `board`: its read chain (against `smu`, a connected `Keithley2400`, or
+    """Calibrate `board`: its read chain (against `smu`, from `imssa_hw.drivers.smu.open_smu`, or
     on-array references without one), device curves and defect map; `settings`
     (`imssa_hw.calibration.settings.Settings`) as `imssa-hw calibrate`'s options. Returns the
     run: `.calibration`, `.defects` and `.report`."""

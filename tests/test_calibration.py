@@ -347,7 +347,7 @@ class AnswersGarbage:
         self.sock.close()
 
 
-@pytest.mark.parametrize("reply, message", [("HELLO FROM A PRINTER", "not a Keithley"),
+@pytest.mark.parametrize("reply, message", [("HELLO FROM A PRINTER", "no driver for 'HELLO FROM A PRINTER'"),
                                             (None, "no answer")])
 def test_smu_that_is_something_else(emulated_board, tmp_path, old_out, reply, message):
     emu = emulated_board()

@@ -1,4 +1,5 @@
-"""The Keithley 2400 driver: exact SCPI exchanges over TCP, validation, and pyvisa-sim."""
+"""The SMU drivers: exact exchanges of each family (Keithley 2400, 2450, 2600) over TCP or
+with nothing opened, validation, pyvisa-sim, and the family chosen from *IDN?."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pytest
 
 from imssa_hw.drivers.instrument import InstrumentError
 from imssa_hw.drivers.keithley2400 import Keithley2400
+from imssa_hw.drivers.keithley2450 import Keithley2450
+from imssa_hw.drivers.keithley2600 import Keithley2600
+from imssa_hw.drivers.smu import model_of, open_smu
 
 SIM = str(pathlib.Path(__file__).parent / "fixtures" / "keithley2400.yaml") + "@sim"
 
@@ -69,10 +73,10 @@ def test_measure_conductance_exchanges():
 def test_configure_exchanges():
     exchanges = [("*RST", None), (":SOUR:FUNC VOLT", None), (':SENS:FUNC "CURR"', None),
                  (":SENS:CURR:PROT 1.000000e-04", None), (":SOUR:VOLT:LEV 0.000000e+00", None),
-                 ("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2450,04096331,1.7.3c")]
+                 ("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2410,04096331,C33")]
     ident = run_script(exchanges, lambda smu: (smu.configure_voltage_source(1e-4),
                                                smu.check_identity())[1])
-    assert "2450" in ident
+    assert "2410" in ident
 
 
 def test_out_of_range_values_are_never_sent():
@@ -180,3 +184,70 @@ def test_measure_conductance_exchanges_in_process():
         assert smu.measure_conductance_siemens(0.2) == pytest.approx(5e-5)
     with pytest.raises(InstrumentError, match="outside"):
         Keithley2400("GPIB0::24::INSTR", opened=ExpectedExchanges([])).source_voltage_v = 300
+
+
+@pytest.mark.parametrize("identity,model", [
+    ("KEITHLEY INSTRUMENTS INC.,MODEL 2400,EMU0001,C32 IMSSA-EMULATOR", "2400"),
+    ("KEITHLEY INSTRUMENTS INC.,MODEL 2450,04096331,1.7.3c", "2450"),
+    ("Keithley Instruments Inc., Model 2602B, 4123456, 3.2.2", "2602"),
+    ("Keithley Instruments SMU 2636A - 1.4.2", ""),
+    ("Agilent Technologies,B2902A,MY123,1.0", ""),
+])
+def test_the_model_from_idn(identity, model):
+    assert model_of(identity) == model
+
+
+@pytest.mark.parametrize("identity,family", [
+    ("KEITHLEY INSTRUMENTS INC.,MODEL 2400,EMU0001,C32 IMSSA-EMULATOR", Keithley2400),
+    ("KEITHLEY INSTRUMENTS INC.,MODEL 2470,04096331,1.7.3c", Keithley2450),
+    ("Keithley Instruments Inc., Model 2636B, 4123456, 3.2.2", Keithley2600),
+])
+def test_open_smu_picks_the_family_from_idn(identity, family):
+    with open_smu("GPIB0::24::INSTR", opened=ExpectedExchanges([("*IDN?", identity)])) as smu:
+        assert type(smu) is family
+
+
+def test_open_smu_names_what_it_cannot_drive():
+    visa = ExpectedExchanges([("*IDN?", "Agilent Technologies,B2902A,MY123,1.0")])
+    with pytest.raises(InstrumentError, match="no driver for 'Agilent.*supported: Keithley2400 "
+                                              r"\(2400, "):
+        open_smu("GPIB0::23::INSTR", opened=visa)
+
+
+def test_a_2450_is_not_driven_as_a_2400():
+    """The 2400's :SENS:CURR:PROT is refused by a 2450 in its own command set."""
+    visa = ExpectedExchanges([("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2450,1,1.7.3c")])
+    with pytest.raises(InstrumentError, match="is not a Keithley2400"):
+        Keithley2400("USB0::0x05E6::0x2450::INSTR", opened=visa).check_identity()
+
+
+def test_keithley2450_exchanges():
+    visa = ExpectedExchanges([
+        ("*RST", None), (":SOUR:FUNC VOLT", None), (':SENS:FUNC "CURR"', None),
+        (":SOUR:VOLT:ILIM 1.000000e-03", None), (":SOUR:VOLT:LEV 0.000000e+00", None),
+        (":SOUR:VOLT:LEV 2.000000e-01", None), (":OUTP ON", None),
+        (":MEAS:CURR?", "+1.000000E-05"),
+        (":OUTP OFF", None), (":SOUR:VOLT:LEV 0.000000e+00", None),
+        (":SOUR:VOLT:ILIM?", "+1.000000E-03"),
+    ])
+    with Keithley2450("USB0::0x05E6::0x2450::INSTR", opened=visa) as smu:
+        smu.configure_voltage_source(1e-3)
+        assert smu.measure_conductance_siemens(0.2) == pytest.approx(5e-5)
+        assert smu.compliance_current_a == pytest.approx(1e-3)
+
+
+def test_keithley2600_exchanges():
+    visa = ExpectedExchanges([
+        ("smua.reset()", None), ("smua.source.func=smua.OUTPUT_DCVOLTS", None),
+        ("smua.source.limiti=1.000000e-03", None), ("smua.source.levelv=0.000000e+00", None),
+        ("smua.source.levelv=2.000000e-01", None), ("smua.source.output=smua.OUTPUT_ON", None),
+        ("print(smua.measure.i())", "1.00000e-05"),
+        ("smua.source.output=smua.OUTPUT_OFF", None), ("smua.source.levelv=0.000000e+00", None),
+        ("print(smua.source.output)", "0.00000e+00"),
+    ])
+    with Keithley2600("TCPIP::10.0.0.5::INSTR", opened=visa) as smu:
+        smu.configure_voltage_source(1e-3)
+        assert smu.measure_conductance_siemens(0.2) == pytest.approx(5e-5)
+        assert smu.output_enabled is False
+    with pytest.raises(InstrumentError, match="outside"):
+        Keithley2600("TCPIP::10.0.0.5::INSTR", opened=ExpectedExchanges([])).source_voltage_v = 300

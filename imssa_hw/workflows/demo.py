@@ -123,7 +123,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
     """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
     from imssa_hw.compiler import load_profile
     from imssa_hw.drivers.board import Board
-    from imssa_hw.drivers.keithley2400 import Keithley2400
+    from imssa_hw.drivers.smu import open_smu
     from imssa_hw.emulator.process import start_emulator
     from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.workflows.model_cache import ModelSource, trained_model
@@ -155,7 +155,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
                                  rows=geo.rows, cols=geo.cols, **settings.emulator)
             echo(f"  emulated board on {emu.port}, SMU at {emu.smu_resource}")
         try:
-            with Board.open(emu.port) as board, Keithley2400(emu.smu_resource) as smu:
+            with Board.open(emu.port) as board, open_smu(emu.smu_resource) as smu:
                 run = run_on_board(board, smu, ckpt, model_path, profile, out, settings,
                                    timings, echo, finetune=settings.finetune)
         finally:
@@ -208,8 +208,8 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
                  timings: dict, echo: Callable[[str], None]) -> tuple[DemoSettings, "BoardRun"]:
     """The stages on the board `settings.port` names (host mode when it has no on-board
     loop); an ArC TWO's programming history is exported as arc2control HDF5 too."""
-    from imssa_hw.drivers.keithley2400 import Keithley2400
     from imssa_hw.drivers.open import open_board
+    from imssa_hw.drivers.smu import open_smu
     from imssa_hw.hil.selftest import before_programming
 
     with _stage("connect", timings, echo):
@@ -225,7 +225,7 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
         if settings.mode is InferenceMode.ONBOARD and not board.capabilities.on_board_loop:
             settings = replace(settings, mode=InferenceMode.HOST)
             echo("  the board has no on-board loop: inference in host mode")
-    with board, (Keithley2400(settings.smu) if settings.smu else nullcontext()) as smu:
+    with board, (open_smu(settings.smu) if settings.smu else nullcontext()) as smu:
         run = run_on_board(board, smu, ckpt, model_path, profile, out, settings, timings, echo,
                            finetune=settings.finetune)
     if settings.port.startswith(ARC2):
