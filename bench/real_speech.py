@@ -61,7 +61,7 @@ def run(case: str, speaker: int, seed: int, data_root: Path | None, workdir: Pat
     data = ["--dataset", "hd", "--data-root", str(data_root)] if data_root else ["--dataset", "fsdd"]
     cmd = [sys.executable, "-m", "imssa_hw.cli.main", "train", *CASES[case], *data,
            "--test-speakers", str(speaker), "--seed", str(seed),
-           "--out", str(workdir / "model.pt"), "--report", str(report)]
+           "--out", str(workdir / "model"), "--report", str(report)]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = json.loads(report.read_text())

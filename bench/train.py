@@ -40,7 +40,7 @@ CASES = {
 def run_case(name: str, seed: int, workdir: Path) -> dict:
     report = workdir / f"{name}.json"
     cmd = [sys.executable, "-m", "imssa_hw.cli.main", "train", *CASES[name]["args"],
-           "--seed", str(seed), "--out", str(workdir / f"{name}.pt"), "--report", str(report)]
+           "--seed", str(seed), "--out", str(workdir / name), "--report", str(report)]
     start = time.perf_counter()
     cold_cache = {**os.environ, "IMSSA_HW_CACHE": str(workdir / f"cache-{name}-{seed}")}
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=cold_cache)

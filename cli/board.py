@@ -57,10 +57,10 @@ def status(port: str, timeout_s: float) -> None:
 @timeout_option
 @click.option("--array", type=click.IntRange(0, 255), default=0, show_default=True,
               help="Array to read.")
-@click.option("--out", type=OutputPath(), required=True,
-              help="Where to write the (rows, cols) conductance map in S (.npy).")
+@click.option("--out", type=OutputPath(folder=True, holds="array0.npy"), required=True,
+              help="Folder for the (rows, cols) conductance map in S, arrayN.npy.")
 def read(port: str, timeout_s: float, array: int, out: Path) -> None:
-    """Read one array's conductances into a .npy file; print a JSON summary."""
+    """Read one array's conductances into OUT/arrayN.npy; print a JSON summary."""
     from imssa_hw.drivers.open import open_board
 
     with open_board(port, timeout_s) as b:
@@ -68,6 +68,7 @@ def read(port: str, timeout_s: float, array: int, out: Path) -> None:
             raise BadInput(f"array {array} out of range 0..{b.info.arrays - 1} (board "
                            f"{b.info.board_id})")
         g = b.read_array(array)
+    out = out / f"array{array}.npy"
     try:
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
             np.save(f, g)

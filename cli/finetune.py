@@ -8,6 +8,7 @@ import click
 
 from imssa_hw.cli.board import port_option, timeout_option
 from imssa_hw.cli.options import OutputPath, warn_uncalibrated
+from imssa_hw.model.checkpoint import FINETUNED_FILE
 
 
 @click.command()
@@ -17,8 +18,9 @@ from imssa_hw.cli.options import OutputPath, warn_uncalibrated
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Folder from `imssa-hw calibrate`: corrects the read-back conductances.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=15, show_default=True)
-@click.option("--out", type=OutputPath(), default=None,
-              help="Fine-tuned checkpoint (default: DEPLOY_DIR/model-finetuned.pt).")
+@click.option("--out", type=OutputPath(folder=True, holds=FINETUNED_FILE), default=None,
+              help=f"Folder for the fine-tuned checkpoint, {FINETUNED_FILE} (default: "
+                   "DEPLOY_DIR).")
 @click.option("--report", type=OutputPath(), default=None,
               help="Write the JSON report here: accuracy on the training split before and "
                    "after, per epoch, the epoch kept and its held-out speakers' accuracy.")
@@ -34,7 +36,7 @@ def finetune(deploy_dir, port, timeout_s, calibration, epochs, out, report):
 
     dep, ckpt = open_deployment(deploy_dir)
     cal = load_calibration(calibration) if calibration else None
-    out = out or Path(deploy_dir) / "model-finetuned.pt"
+    out = (out or Path(deploy_dir)) / FINETUNED_FILE
     check_writable(out)
     with open_board(port, timeout_s) as board:
         summary = finetune_on_board(board, dep, ckpt, out, cal, epochs)

@@ -16,9 +16,9 @@ def journal() -> None:
 
 @journal.command("export")
 @click.argument("journal_path", metavar="JOURNAL", type=click.Path(path_type=Path))
-@click.option("--out", type=OutputPath(), required=True,
-              help="The HDF5 file (arc2control's layout); on a board of several arrays one "
-                   "file per array, OUT-arrayN.h5.")
+@click.option("--out", type=OutputPath(folder=True, holds="log.h5"), required=True,
+              help="Folder for the HDF5 files (arc2control's layout), named after the journal: "
+                   "JOURNAL.h5, or one per array and 32x32 part, JOURNAL-arrayN[-WxxByy].h5.")
 @click.option("--arrays", default=None, metavar="0,1",
               help="Arrays to export (default: every array the run programmed).")
 @click.option("--v-read", "v_read", type=FiniteFloat(0, 10, min_open=True), default=None,
@@ -34,6 +34,6 @@ def export(journal_path: Path, out: Path, arrays: str | None, v_read: float | No
     words and bits (docs/boards.md). The JSONL journal stays the crash-safe record."""
     from imssa_hw.programming.export import export_journal
 
-    written = export_journal(journal_path, out, parse_ids(arrays, "--arrays"), v_read,
-                             pulse_width_s)
+    written = export_journal(journal_path, out / f"{journal_path.stem}.h5",
+                             parse_ids(arrays, "--arrays"), v_read, pulse_width_s)
     click.echo("wrote " + ", ".join(str(p) for p in written))

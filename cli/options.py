@@ -64,18 +64,24 @@ def warn_uncalibrated(report: dict) -> dict:
 
 class OutputPath(click.Path):
     """A file (`folder=False`) or folder the command will write: checked when the command line
-    is parsed (files.check_writable), so that nothing is lost after minutes of work."""
+    is parsed (files.check_writable), so that nothing is lost after minutes of work. A folder
+    that `holds` a file of that name refuses a path with the file's suffix (`--out model.pt`
+    where the folder is meant)."""
 
-    def __init__(self, folder: bool = False) -> None:
+    def __init__(self, folder: bool = False, holds: str | None = None) -> None:
         super().__init__(file_okay=not folder, dir_okay=folder, path_type=Path)
-        self.folder = folder
+        self.folder, self.holds = folder, holds
 
     def convert(self, value, param, ctx) -> Path:
         try:
             check_writable(value, self.folder)  # the text: "" would be Path(".")
         except BadInput as exc:
             self.fail(str(exc), param, ctx)
-        return super().convert(value, param, ctx)
+        path = super().convert(value, param, ctx)
+        if self.holds and path.suffix == Path(self.holds).suffix:
+            self.fail(f"{value} is a file name, but --out is the folder this command writes "
+                      f"{self.holds} into (e.g. {path.with_suffix('')})", param, ctx)
+        return path
 
 
 def profile_settings(ctx, param, texts: tuple[str, ...]) -> dict:

@@ -13,6 +13,7 @@ from imssa_hw.cli.options import (SEED, FiniteFloat, OutputPath, a_range_option,
 from imssa_hw.data.tasks import REAL_DEFAULTS
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
+from imssa_hw.model.checkpoint import CHECKPOINT_FILE
 from imssa_hw.model.config import TASK_EPOCHS, task_model
 
 @click.command()
@@ -60,8 +61,9 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
 @click.option("--n-test-per-class", type=click.IntRange(1, 100000), default=None)
 @board_training_options()
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--out", type=OutputPath(), required=True,
-              help="Checkpoint to write (safetensors format).")
+@click.option("--out", type=OutputPath(folder=True, holds=CHECKPOINT_FILE), required=True,
+              help=f"Folder for the checkpoint ({CHECKPOINT_FILE}, safetensors format); "
+                   "`compile` and `--checkpoint` take the folder or the file.")
 @click.option("--report", type=OutputPath(), default=None,
               help="Write a JSON report here.")
 def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_flite,
@@ -108,12 +110,13 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
         def data_progress(done: int, total: int) -> None:
             data_bar.length = total
             data_bar.update(done - data_bar.pos)
-        result = train_task(data_spec, out, model=model, epochs=epochs, board=board,
+        result = train_task(data_spec, out / CHECKPOINT_FILE, model=model, epochs=epochs, board=board,
                             hardware_aware=hardware_aware and bits is not None,
                             data_progress=data_progress,
                             epoch_progress=lambda record: train_bar.update(1, record))
     if report:
-        write_json(report, {**result, "checkpoint": str(out), "machine": platform.machine()})
+        write_json(report, {**result, "checkpoint": str(out / CHECKPOINT_FILE),
+                            "machine": platform.machine()})
     fa = result["float_accuracy"]
     speakers = result["speakers_test"]
     who = (f" of speaker{'s' if len(speakers) > 1 else ''} "
@@ -124,7 +127,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
                f"samples{who}" + (f", {100 * result['loop_accuracy']:.2f} % through "
                                   f"{board.name}'s simulated loop" if result["loop_accuracy"]
                                   is not None else "")
-               + f"; {result['wall_time_s']:.0f} s; wrote {out}")
+               + f"; {result['wall_time_s']:.0f} s; wrote {out / CHECKPOINT_FILE}")
     if result["worst_confusions"]:
         click.echo("most confused: " + ", ".join(
             f"{c['true']} as {c['predicted']} ({c['count']} of {c['of']})"

@@ -426,8 +426,8 @@ def test_board_commands_on_the_standin(arc2_port):
     assert "separate devices" in masked.output
     status = run("board", "status", "--port", port)
     assert status.exit_code == 0 and json.loads(status.output)["config"]["pulse_width_s"] == 40e-9
-    read = run("board", "read", "--port", port, "--out", folder / "g.npy")
-    assert read.exit_code == 0 and np.load(folder / "g.npy").shape == (32, 32)
+    read = run("board", "read", "--port", port, "--out", folder / "maps")
+    assert read.exit_code == 0 and np.load(folder / "maps" / "array0.npy").shape == (32, 32)
     missing = run("board", "info", "--port", "arc2://0")
     assert missing.exit_code == 2
     assert missing.output.strip().splitlines() == [
@@ -438,7 +438,7 @@ def test_a_panic_on_the_command_line_is_one_line_exit_3(arc2_port):
     port, arc, folder = arc2_port
     arc.panics.add("read_all")
     try:
-        result = run("board", "read", "--port", port, "--out", folder / "panic.npy")
+        result = run("board", "read", "--port", port, "--out", folder / "panic")
     finally:
         arc.panics.clear()
     assert result.exit_code == 3
@@ -487,10 +487,10 @@ def test_calibrate_program_infer_on_the_standin(arc2_port):
     assert data["mode"] == "host" and data["n_samples"] == 12
     assert data["agreement"] >= 0.9
     journal = folder / "deploy" / "program" / "journal.jsonl"
-    result = run("journal", "export", journal, "--out", folder / "program.h5")
+    result = run("journal", "export", journal, "--out", folder / "logs")
     assert result.exit_code == 0, result.output
     records = read_journal(journal)
-    with h5py.File(folder / "program.h5") as f:
+    with h5py.File(folder / "logs" / "journal.h5") as f:
         assert (f.attrs["words"], f.attrs["bits"]) == (32, 32)
         assert set(f) == {"crossbar", "crosspoints", "synthetics", "sequences"}
         raster = (f["crossbar/current"][()] / f["crossbar/voltage"][()]).T  # stored (bits, words)

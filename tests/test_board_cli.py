@@ -27,10 +27,10 @@ def test_board_info_json(module_board):
 
 
 def test_board_read_writes_the_map(module_board, tmp_path):
-    out = tmp_path / "g.npy"
+    out = tmp_path / "maps"
     result = run("board", "read", "--port", module_board.port, "--array", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
-    g = np.load(out)
+    g = np.load(out / "array1.npy")
     truth = module_board.truth_siemens()[1]
     assert g.shape == (8, 8) and np.abs(g - truth).max() < 5e-6
     summary = json.loads(result.output)
@@ -44,10 +44,11 @@ def test_port_from_the_environment(module_board):
 
 
 def test_bad_array_is_one_line(module_board, tmp_path):
-    result = run("board", "read", "--port", module_board.port, "--array", "9", "--out", str(tmp_path / "g.npy"))
+    result = run("board", "read", "--port", module_board.port, "--array", "9", "--out",
+                 str(tmp_path / "maps"))
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["Error: array 9 out of range 0..1 (board EMU-DPE-0001)"]
-    assert not (tmp_path / "g.npy").exists()
+    assert not (tmp_path / "maps").exists()
 
 
 def test_bad_port_is_one_line_exit_2(tmp_path):

@@ -40,7 +40,7 @@ COMMANDS = dict(leaf_commands())
 NO_PORT = "{missing}/port"
 BASE = {
     "board info": {"port": NO_PORT},
-    "board read": {"port": NO_PORT, "out": "{tmp}/g.npy"},
+    "board read": {"port": NO_PORT, "out": "{tmp}/maps"},
     "board selftest": {"port": NO_PORT},
     "board status": {"port": NO_PORT},
     "budget": {"deploy_dir": "{missing}", "port": NO_PORT, "calibration": "{missing}"},
@@ -50,10 +50,10 @@ BASE = {
     "emulate": {"profile": "{missing}/profile.toml"},
     "finetune": {"deploy_dir": "{missing}", "port": NO_PORT},
     "infer": {"deploy_dir": "{missing}", "port": NO_PORT},
-    "journal export": {"journal_path": "{missing}/journal.jsonl", "out": "{tmp}/log.h5"},
+    "journal export": {"journal_path": "{missing}/journal.jsonl", "out": "{tmp}/logs"},
     "program": {"deploy": "{missing}", "port": NO_PORT},
     "sweep": {"model_seeds_text": "0,0"},  # checked last of the number lists
-    "train": {"board_profile": "{missing}/profile.toml", "out": "{tmp}/model.pt"},
+    "train": {"board_profile": "{missing}/profile.toml", "out": "{tmp}/run"},
 }
 """Arguments under which each command stops at once, before any work (by parameter name)."""
 

@@ -42,10 +42,10 @@ def run(*args):
 
 def test_journal_export_writes_the_arc2_layout(tmp_path):
     journal = write_journal(tmp_path / "journal.jsonl")
-    result = run("journal", "export", journal, "--out", tmp_path / "log.h5", "--arrays", "1")
+    result = run("journal", "export", journal, "--out", tmp_path / "logs", "--arrays", "1")
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "log.h5").exists()  # two arrays: one file per array
-    with h5py.File(tmp_path / "log-array1.h5") as f:
+    assert not (tmp_path / "logs" / "journal.h5").exists()  # two arrays: one file per array
+    with h5py.File(tmp_path / "logs" / "journal-array1.h5") as f:
         assert (f.attrs["words"], f.attrs["bits"]) == (2, 3)
         assert f.attrs["PYTABLES_FORMAT_VERSION"] == "2.1"
         assert (f.attrs["H5DS_VERSION_MAJOR"], f.attrs["H5DS_VERSION_MINOR"]) == (0, 2)
@@ -72,23 +72,23 @@ def test_journal_export_writes_the_arc2_layout(tmp_path):
 
 def test_journal_export_bad_input(tmp_path):
     old = write_journal(tmp_path / "old.jsonl", {k: v for k, v in HEADER.items() if k != "config"})
-    result = run("journal", "export", old, "--out", tmp_path / "x.h5")
+    result = run("journal", "export", old, "--out", tmp_path / "x")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"Error: {old} does not record the read voltage and pulse width (written before they "
         f"were journaled): give --v-read and --pulse-width"]
-    result = run("journal", "export", old, "--out", tmp_path / "x.h5", "--v-read", "0.1",
+    result = run("journal", "export", old, "--out", tmp_path / "x", "--v-read", "0.1",
                  "--pulse-width", "1e-8")
-    assert result.exit_code == 0 and (tmp_path / "x-array0.h5").is_file()
-    with h5py.File(tmp_path / "x-array0.h5") as f:
+    assert result.exit_code == 0 and (tmp_path / "x" / "old-array0.h5").is_file()
+    with h5py.File(tmp_path / "x" / "old-array0.h5") as f:
         assert f["crossbar/voltage"][0, 0] == pytest.approx(0.1)
     journal = write_journal(tmp_path / "journal.jsonl")
     for args, message in ((["--arrays", "3"], "holds arrays 0, 1, not 3"),
                           (["--arrays", "x"], "--arrays must be comma-separated integers")):
-        result = run("journal", "export", journal, "--out", tmp_path / "y.h5", *args)
+        result = run("journal", "export", journal, "--out", tmp_path / "y", *args)
         assert result.exit_code == 2 and message in result.output
         assert len(result.output.strip().splitlines()) == 1
-    missing = run("journal", "export", tmp_path / "none.jsonl", "--out", tmp_path / "y.h5")
+    missing = run("journal", "export", tmp_path / "none.jsonl", "--out", tmp_path / "y")
     assert missing.exit_code == 2 and "journal not found" in missing.output
 
 

@@ -139,7 +139,7 @@ def test_resume_after_a_torn_last_record(emulated_board, tmp_path, cut):
         with open(journal, "ab") as f:
             f.write(TORN[cut](last))
         export = CliRunner().invoke(cli, ["journal", "export", str(journal), "--out",
-                                          str(tmp_path / "torn.h5")])
+                                          str(tmp_path / "torn")])
         assert export.exit_code == 0, export.output
         assert f"{journal}:{cut_at + 1}: ignoring a torn last record" in export.output
         notes: list[str] = []

@@ -49,16 +49,16 @@ def test_board_commands_need_no_torch(tmp_path):
              ["program", str(tmp_path / "deploy"), "--port", port, "--calibration",
               str(tmp_path / "calib"), "--out", str(tmp_path / "prog"), *FAST_CLI],
              ["journal", "export", str(tmp_path / "prog" / "journal.jsonl"), "--out",
-              str(tmp_path / "log.h5")]]
+              str(tmp_path / "logs")]]
     for args in steps:
         done = without_torch(tmp_path, *args)
         assert done.returncode == 0, f"{args[0]}: {done.stderr[-2000:]}"
-    assert (tmp_path / "log.h5").stat().st_size > 0
+    assert (tmp_path / "logs" / "journal.h5").stat().st_size > 0
     assert json.loads((tmp_path / "prog" / "program.json").read_text())["yield_working"] > 0.9
 
 
 def test_training_without_torch_is_one_line(tmp_path):
-    done = without_torch(tmp_path, "train", "--task", "zero-one", "--out", str(tmp_path / "m.pt"))
+    done = without_torch(tmp_path, "train", "--task", "zero-one", "--out", str(tmp_path / "run"))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"Error: {missing('torch')}"]
     assert "pip install 'imssa-hw[train]'" in done.stderr and "Traceback" not in done.stderr

@@ -539,7 +539,7 @@ def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_pat
     assert (tmp_path / "out" / "program.json").exists()
     assert after[-1]["type"] == "end"
     exported = CliRunner().invoke(cli, ["journal", "export", str(journal), "--out",
-                                        str(tmp_path / "log.h5")])
+                                        str(tmp_path / "logs")])
     assert exported.exit_code == 0 and "torn" not in exported.output, exported.output
 
 

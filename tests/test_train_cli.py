@@ -32,7 +32,7 @@ def env_cache(tmp_path_factory, monkeypatch):
 
 
 def test_train_tiny_end_to_end(tmp_path, env_cache):
-    out, report = tmp_path / "m.pt", tmp_path / "train.json"
+    out, report = tmp_path / "run", tmp_path / "train.json"
     done = imssa_hw("train", "--task", "zero-one", "--dataset", "synthetic", "--bits", "2",
                     "--epochs", "3", "--h", "4", "--n", "4", "--n-train-per-class", "12", "--n-test-per-class", "6",
                     "--seed", "3", "--ranges", "shared", "--a-range", "0.9", "--out", str(out),
@@ -52,7 +52,8 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     assert [c["count"] for c in result["worst_confusions"]] == sorted(
         (int(counts[t, p]) for t, p in ((0, 1), (1, 0)) if counts[t, p]), reverse=True)
     assert ("most confused: " in done.stdout) == bool(result["worst_confusions"])
-    ckpt = load_checkpoint(out)
+    assert f"wrote {out / 'model.pt'}" in done.stdout and result["checkpoint"] == str(out / "model.pt")
+    ckpt = load_checkpoint(out)  # the folder: its model.pt
     assert ckpt.config.bits == 2 and ckpt.config.h == 4
     assert ckpt.config.ranges == "shared" and ckpt.config.a_range == 0.9
     levels = ckpt.kernels(0)
@@ -65,7 +66,7 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
 def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cache):
     """Real recordings of an unseen speaker, end to end; the checkpoint keeps the data spec,
     and the test set loaded again for inference has exactly the features of the recordings."""
-    out, report = tmp_path / "m.pt", tmp_path / "train.json"
+    out, report = tmp_path / "run", tmp_path / "train.json"
     done = imssa_hw("train", "--task", "zero-one", "--dataset", "fsdd", "--test-speakers", "2",
                     "--bits", "1", "--epochs", "2", "--h", "4", "--n-train-per-class", "4",
                     "--n-test-per-class", "3", "--augment-copies", "1", "--no-mix-synthetic",
@@ -74,7 +75,7 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     result = json.loads(report.read_text())
     assert result["dataset"] == "fsdd" and result["speakers_test"] == [2]
     assert result["n_train"] == 16 and result["n_test"] == 6
-    ckpt = load_checkpoint(out)
+    ckpt = load_checkpoint(out / "model.pt")
     spec = DataSpec.of_checkpoint(ckpt.meta)
     assert spec.test_speakers == (2,) and spec.augment.copies == 1 and spec.mix_synthetic == 0
     assert not spec.mix_flite
@@ -101,13 +102,15 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     (["--dataset", "hd"], "needs a data root"),
     (["--dataset", "fsdd", "--data-root", "/tmp"], "a data root is for dataset 'hd'"),
     (["--board-profile", "nosuch"], "board profile not found: nosuch"),
+    (["--out", "m.pt"], "m.pt is a file name, but --out is the folder this command writes "
+                        "model.pt into"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message):
     """In-process (the command group's error handling is what turns errors into one line; the
     end-to-end tests above run the real process)."""
-    done = CliRunner().invoke(cli, ["train", *args, "--out", str(tmp_path / "m.pt")],
+    done = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run"), *args],
                               env={"IMSSA_HW_CACHE": env_cache["IMSSA_HW_CACHE"]})
     assert done.exit_code == 2, done.output
     assert message in done.stderr
     assert isinstance(done.exception, SystemExit), done.exception  # no other exception escaped
-    assert not (tmp_path / "m.pt").exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m.pt").exists()

@@ -25,13 +25,13 @@ from imssa_hw.compiler.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.schedule import Schedule
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path, read_json, read_npz, write_json
+from imssa_hw.model.checkpoint import CHECKPOINT_FILE  # a deploy folder's copy of the model
 from imssa_hw.model.config import ModelConfig
 
 FORMAT = "imssa-hw-deploy"
 VERSION = 1
 DEPLOY_JSON = "deploy.json"
 TARGETS_NPZ = "targets.npz"
-CHECKPOINT_FILE = "model.pt"  # a copy of the checkpoint, so a deploy directory stands alone
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from imssa_hw.compiler import Executor, per_vector
-from imssa_hw.compiler.artifact import CHECKPOINT_FILE, Deployment
+from imssa_hw.compiler.artifact import Deployment
+from imssa_hw.model.checkpoint import CHECKPOINT_FILE
 from imssa_hw.compiler.schedule import FLUSH_STEPS
 from imssa_hw.data.labels import confusion
 from imssa_hw.drivers.board_like import BoardLike

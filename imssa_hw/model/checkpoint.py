@@ -98,13 +98,23 @@ def write_checkpoint(path: str | Path, tensors: dict[str, np.ndarray], config: M
     return digest
 
 
+CHECKPOINT_FILE = "model.pt"
+"""A checkpoint's name in the folders `train --out` and `compile --out` write."""
+FINETUNED_FILE = "model-finetuned.pt"
+"""A chip-in-the-loop fine-tuned checkpoint's name (`finetune --out`, the demo's deploy/)."""
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load and verify a checkpoint; any problem is a `BadInput` naming the file."""
+    """Load and verify a checkpoint (a file, or a folder holding CHECKPOINT_FILE); any problem
+    is a `BadInput` naming the file."""
     from safetensors import safe_open
 
     path = Path(path)
-    if path.is_dir():
-        raise BadInput(f"{path} is a folder: give the checkpoint file (e.g. {path / 'model.pt'})")
+    if path.is_dir():  # a folder `imssa-hw train --out` or `compile --out` wrote
+        if not (path / CHECKPOINT_FILE).is_file():
+            raise BadInput(f"{path} is a folder without a {CHECKPOINT_FILE}: give the "
+                           f"checkpoint file, or the folder `imssa-hw train --out` wrote")
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise BadInput(f"checkpoint not found: {path}")
     try:

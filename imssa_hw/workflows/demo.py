@@ -307,9 +307,10 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
         write_inference_outputs(result, before, names, out, out / "infer.json")
         return BoardRun(calibration_run, dep, programmed, before, None)
     from imssa_hw.hil.finetune import finetune_on_board, kept_epoch  # torch: only here
+    from imssa_hw.model.checkpoint import FINETUNED_FILE
 
     with _stage("finetune", timings, echo):
-        tuned_path = out / "deploy" / "model-finetuned.pt"
+        tuned_path = out / "deploy" / FINETUNED_FILE
         tuned = finetune_on_board(board, dep, ckpt, tuned_path, calibration_run.calibration)
         echo(f"  hardware model on the training split: "
              f"{100 * tuned['accuracy_before']:.2f} % -> "
