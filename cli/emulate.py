@@ -57,8 +57,9 @@ def emulate(profile, overrides, arrays, rows, cols, seed, state, port_file, smu_
             tcp_port, corrupt_rate, drop_rate, latency, reset_rate, baud, time_scale) -> None:
     """Run an emulated 1T1R crossbar board in this process until SIGINT/SIGTERM.
 
-    Prints the pty path to open (first line), then `smu VISA_RESOURCE` and `tcp URL` lines for
-    the optional TCP services.
+    Prints the board's port to open (first line: the pty path, or where the platform has no
+    pty its socket:// URL), then `smu VISA_RESOURCE` and `tcp URL` lines for the optional TCP
+    services.
     """
     from imssa_hw.emulator.profile import load_profile
     from imssa_hw.emulator.server import LinkFaults, serve

@@ -145,3 +145,26 @@ def test_read_masked_serves_backends_with_and_without_read_devices(tmp_path):
         whole = read_masked(WholeArrayReads(board), 0, mask)
     assert np.isnan(some[~mask]).all() and (some[mask] > 0).all()
     assert np.array_equal(some, whole, equal_nan=True)
+
+
+NO_PTY = '''import os
+del os.openpty  # as on a platform without ptys (Windows)
+'''
+
+
+def test_without_a_pty_the_emulator_serves_tcp(tmp_path, monkeypatch):
+    """Where os.openpty does not exist the emulator serves the board over TCP and says so on
+    its first line, which is what `start_emulator` (and so the demo) connect to."""
+    from imssa_hw.drivers.board import Board
+    from imssa_hw.emulator.process import running_emulator
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_PTY)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    with running_emulator(tmp_path / "emu", seed=2, arrays=1, rows=4, cols=4, smu=True,
+                          tcp=True) as emu:
+        assert emu.port.startswith("socket://127.0.0.1:") and emu.tcp_url == emu.port
+        assert emu.smu_resource.startswith("TCPIP::127.0.0.1::")
+        with Board.open(emu.port) as board:
+            assert (board.info.rows, board.info.cols) == (4, 4)
+            assert board.read_array(0).shape == (4, 4)

@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 import time
-import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +79,8 @@ class EmulatorServer:
 
     def open_pty(self) -> str:
         """Create the pty pair; return the slave path that clients open."""
+        import tty  # POSIX only: where there is no pty, `serve` does not get here
+
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no line discipline, before any client opens it
         os.set_blocking(master, False)
@@ -266,17 +267,24 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
           port_file: Path | None = None, smu_port: int | None = None,
           smu_port_file: Path | None = None, tcp_port: int | None = None,
           faults: LinkFaults = LinkFaults(), time_scale: float = 1.0) -> None:
-    """Run an emulated board until SIGINT/SIGTERM; print the pty path first, then `smu` and `tcp` lines."""
+    """Run an emulated board until SIGINT/SIGTERM; print the board's port first (the pty path,
+    or where there is no pty its socket:// URL), then `smu` and `tcp` lines."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="emulator: %(message)s")
     board, (fault_rng, smu_rng) = build_board(profile, seed, state_path, time_scale)
     board.save()  # the ground truth exists from the first moment
     smu = SmuEmulator(profile.smu, board.smu_conductance_siemens, smu_rng) if smu_port is not None else None
     server = EmulatorServer(board, smu, faults, fault_rng)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, server.stop)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), server.stop)
     written = []
     try:
-        lines = [server.open_pty()]
+        tcp_url = None
+        if hasattr(os, "openpty"):
+            lines = [server.open_pty()]
+        else:  # no pty on this platform: the board is served over TCP, its URL first
+            tcp_url = f"socket://127.0.0.1:{server.listen(tcp_port or 0, 'board')}"
+            lines = [tcp_url]
         if port_file is not None:
             _write_atomic(port_file, lines[0] + "\n")
             written.append(port_file)
@@ -287,7 +295,9 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
                 _write_atomic(smu_port_file, resource + "\n")
                 written.append(smu_port_file)
         if tcp_port is not None:
-            lines.append(f"tcp socket://127.0.0.1:{server.listen(tcp_port, 'board')}")
+            if tcp_url is None:
+                tcp_url = f"socket://127.0.0.1:{server.listen(tcp_port, 'board')}"
+            lines.append(f"tcp {tcp_url}")
         b = profile.board
         log.info("%s, %d arrays of %dx%d, seed %d, state %s, time x%g; %s", b.board_id, b.arrays,
                  b.rows, b.cols, seed, state_path or "not kept", time_scale, ", ".join(lines))
