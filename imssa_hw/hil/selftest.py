@@ -101,7 +101,8 @@ def require_passed(report: SelfTest) -> SelfTest:
 
 def before_programming(board: BoardLike) -> SelfTest:
     """The read-only checks (`reads`, `sign`), raising SelfTestFailed when one fails: what
-    `program` and `demo --port` run on a board whose wiring is the user's (an ArC TWO)."""
+    `program` runs on an ArC TWO (wired by the user's mapping) and `demo --port` on any board
+    before pulsing it."""
     return require_passed(selftest(board, pulses=False))
 
 
