@@ -17,7 +17,8 @@
 
 Every voltage is within the board's limits (the driver and the board both enforce them); the
 devices touched are few and left RESET. `program` on an ArC TWO runs the read-only checks
-(`reads`, `sign`) first and refuses to program when one fails.
+(`reads`, `sign`) first and `demo --port` all of them, and each refuses to go on when one
+fails.
 """
 
 from __future__ import annotations
@@ -99,11 +100,11 @@ def require_passed(report: SelfTest) -> SelfTest:
     return report
 
 
-def before_programming(board: BoardLike) -> SelfTest:
-    """The read-only checks (`reads`, `sign`), raising SelfTestFailed when one fails: what
-    `program` runs on an ArC TWO (wired by the user's mapping) and `demo --port` on any board
-    before pulsing it."""
-    return require_passed(selftest(board, pulses=False))
+def before_programming(board: BoardLike, pulses: bool = False) -> SelfTest:
+    """The checks, raising SelfTestFailed when one fails: the read-only ones (`reads`, `sign`),
+    what `program` runs on an ArC TWO (wired by the user's mapping; its markers' pulses would
+    be outside the journal), or with `pulses` all of them, what `demo --port` runs first."""
+    return require_passed(selftest(board, pulses=pulses))
 
 
 def selftest(board: BoardLike, arrays: list[int] | None = None, pulses: bool = True,

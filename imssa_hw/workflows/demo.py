@@ -216,8 +216,8 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
         board = open_board(settings.port)
         wiring = f", mapping {board.info.mapping}" if board.info.mapping else ""
         echo(f"  {board.info.board_id} ({board.info.firmware}{wiring}) on {settings.port}")
-        try:  # first contact: its reads and current sign before anything is pulsed
-            checked = before_programming(board)
+        try:  # first contact: the self-test before the calibration pulses every device
+            checked = before_programming(board, pulses=True)
         except BaseException:
             board.close()
             raise
