@@ -12,8 +12,9 @@
   MARKER_SIEMENS (a SET ramp within the board's limits); a read must show them exactly where
   they were pulsed and nowhere else, and a VMM driving one marker's row must put its current on
   the marker's column. Then they are RESET to where they started.
-- `selectors` (1T1R arrays): a SET pulse with the gate at 0 V must leave a device as it was
-  (the selector must switch off); a passive array skips it.
+- `selectors` (1T1R arrays): a SET pulse with the gate at 0 V must leave a device below
+  MARKER_SIEMENS, where the same SET with the gate on takes it (the selector must switch off;
+  a few uS of cycle-to-cycle noise are allowed); a passive array skips it.
 
 Every voltage is within the board's limits (the driver and the board both enforce them); the
 devices touched are few and left RESET. `program` on an ArC TWO runs the read-only checks
@@ -284,10 +285,10 @@ def _check_selectors(board: BoardLike, reads: dict[int, np.ndarray]) -> Check:
         mask[spots[0]] = True
         board.set_pulses(array, v_set, 0.0, mask)
         g = float(board.read_device(array, *spots[0]))
-        if g > before[spots[0]] + CHANGE_SIEMENS:
+        if g >= MARKER_SIEMENS:  # where a SET with the gate on takes it (the markers)
             problems.append(f"array {array}: a SET at {v_set:g} V with the gate at 0 V moved "
                             f"W{spots[0][0]:02d}B{spots[0][1]:02d} to {1e6 * g:.1f} uS")
             _reset_back(board, array, spots, before)
-    detail = (f"a SET at {v_set:g} V with the gate at 0 V left the devices unchanged"
-              if not problems else "; ".join(problems))
+    detail = (f"a SET at {v_set:g} V with the gate at 0 V left the devices below "
+              f"{1e6 * MARKER_SIEMENS:g} uS" if not problems else "; ".join(problems))
     return Check("selectors", not problems, detail)
