@@ -96,8 +96,7 @@ def selftest(port: str, timeout_s: float, arrays: tuple[int, ...], read_only: bo
     current's sign and scale); mapping: a few marker devices SET and found where they were
     pulsed, by reads and VMMs, then RESET back; selectors (1T1R): a SET with the gate at 0 V
     changes nothing. Exit code 3 when a check fails: do not program the board then (`demo
-    --port` runs every check itself, `program` on an ArC TWO the read-only ones, and both
-    refuse)."""
+    --port` and `program` on an ArC TWO run it themselves and refuse)."""
     from imssa_hw.drivers.open import open_board
     from imssa_hw.files import write_json
     from imssa_hw.hil.selftest import require_passed, selftest as run_selftest

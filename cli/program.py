@@ -140,8 +140,8 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     label = f"{'refreshing' if refresh else 'programming'} {total} devices ({strategy})"
     with open_board(port, timeout_s) as board, ExitStack() as stack:
         dep.check_board(board.info)
-        if port.startswith(ARC2):  # wired by the user's mapping: its reads and sign first
-            before_programming(board)
+        if port.startswith(ARC2) and not resume:  # wired by the user's mapping: checked first
+            click.echo(before_programming(board, pulses=True).table(), err=True)
         bars: list = []  # the bar starts with the first iteration: a refusal before it is one line
         done = [0]
 

@@ -17,9 +17,8 @@
   a few uS of cycle-to-cycle noise are allowed); a passive array skips it.
 
 Every voltage is within the board's limits (the driver and the board both enforce them); the
-devices touched are few and left RESET. `program` on an ArC TWO runs the read-only checks
-(`reads`, `sign`) first and `demo --port` all of them, and each refuses to go on when one
-fails.
+devices touched are few and left RESET. `demo --port`, and `program` on an ArC TWO (not on a
+`--resume`), run them first and refuse to go on when one fails.
 """
 
 from __future__ import annotations
@@ -102,9 +101,9 @@ def require_passed(report: SelfTest) -> SelfTest:
 
 
 def before_programming(board: BoardLike, pulses: bool = False) -> SelfTest:
-    """The checks, raising SelfTestFailed when one fails: the read-only ones (`reads`, `sign`),
-    what `program` runs on an ArC TWO (wired by the user's mapping; its markers' pulses would
-    be outside the journal), or with `pulses` all of them, what `demo --port` runs first."""
+    """The checks, raising SelfTestFailed when one fails: with `pulses` all of them (what
+    `demo --port` runs first, and `program` on an ArC TWO, wired by the user's mapping, before
+    its journal starts, as a calibration would), else the read-only ones (`reads`, `sign`)."""
     return require_passed(selftest(board, pulses=pulses))
 
 
