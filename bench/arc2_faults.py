@@ -14,7 +14,8 @@ calibration's folder (`--calibration`), as a lab would.
 
 Checks per episode (the JSON keys): `traceback` (the command raised instead of ending in one
 line), `exit_code` (3 expected), `error` (the line; it names the pyarc2 call), and for `program`:
-`resumed` (`program --resume` on the same instrument finished: exit 0, nothing unfinished),
+`resumed` (`program --resume` on the same instrument finished: exit 0, nothing unfinished; a
+fault in the self-test, before the journal starts, is followed by a plain run),
 `double_pulsed` (devices that switched more often than the journal pulsed them: a retried batch
 pulsed them twice; the devices the self-test's markers use, which `program` pulses before its
 journal starts, are left out: `selftest_devices`, from the clean self-test) and `verified_off` (devices the report calls
@@ -82,7 +83,8 @@ def episode(name: str, kind: str, seed: int, calls: int, rng: random.Random, por
            "traceback": not isinstance(result.exception, SystemExit),
            "error": errors[-1] if errors else None}
     if name == "program":
-        resumed = CliRunner().invoke(cli, [*args, "--resume"])
+        started_journal = (folder / "p" / "journal.jsonl").exists()  # else it faulted before
+        resumed = CliRunner().invoke(cli, [*args, *(["--resume"] if started_journal else [])])
         report = json.loads((folder / "p" / "program.json").read_text()) \
             if resumed.exit_code == 0 else {}
         out["resumed"] = resumed.exit_code == 0 and report.get("unfinished") == 0
