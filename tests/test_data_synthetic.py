@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,3 +132,32 @@ def test_spec_round_trip():
     assert SynthSpec.from_dict(SPEC.to_dict()) == SPEC
     with pytest.raises(BadInput, match="unknown"):
         SynthSpec.from_dict({"loudness": 3})
+
+
+NO_FORK = "import os\ndel os.fork  # as on a platform without fork (Windows)\n"
+SPEAK_TWICE = """import sys
+import numpy as np
+from imssa_hw.data.synth import synthesize
+first, _ = synthesize("zero", "en-us+f3", seed=1)
+again, _ = synthesize("zero", "en-us+f3", seed=1)
+assert np.array_equal(first, again), "the same request gave other samples"
+np.save(sys.argv[1], first)
+"""
+
+
+def test_without_fork_each_utterance_has_its_own_helper(tmp_path):
+    """Where os.fork is missing the helper answers one request and exits, and the next request
+    starts a new one: the same request still gives the same samples in one process, and the
+    utterance is the one the forking helper speaks (eSpeak's breath noise differs a little
+    between helper processes either way: correlation above 0.99)."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_FORK)
+    (tmp_path / "speak.py").write_text(SPEAK_TWICE)
+    for name, env in (("fork", {}), ("nofork", {"PYTHONPATH": str(tmp_path / "site")})):
+        done = subprocess.run([sys.executable, str(tmp_path / "speak.py"), str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+    fork, nofork = np.load(tmp_path / "fork.npy"), np.load(tmp_path / "nofork.npy")
+    assert len(fork) == len(nofork) > 5000
+    assert np.corrcoef(fork, nofork)[0, 1] > 0.99

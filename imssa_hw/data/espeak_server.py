@@ -3,7 +3,9 @@
 eSpeak NG keeps hidden state between utterances (pitch flutter phase, gain control, echo
 buffer, rand()), so the same call can give different samples depending on history. This
 process initializes the library once and never speaks itself: for every request it forks a
-child, which starts from that pristine state, speaks, writes the samples and exits.
+child, which starts from that pristine state, speaks, writes the samples and exits. Where there
+is no os.fork (Windows) it answers one request itself and exits, and the client starts a new
+one for the next: slower (a process per utterance), the same samples.
 
 Run by `imssa_hw.data.synth` as `python espeak_server.py LANGUAGE` (it imports nothing of
 imssa_hw, to stay small and quick to fork). It selects the voice LANGUAGE once before serving,
@@ -60,7 +62,7 @@ def _load():
 
 
 def _speak(lib, libc, request: dict, chunks: list) -> tuple[int, bytes]:
-    """Runs in a forked child."""
+    """Runs in a forked child (or, without fork, in a server that then exits)."""
     libc.srand(int(request.get("seed", 1)) & 0x7FFFFFFF)
     if lib.espeak_SetVoiceByName(request["voice"].encode()) != 0:
         return 1, b""
@@ -94,6 +96,10 @@ def main() -> int:
     _write_all(HEADER.pack(0, rate) + struct.pack("=i", len(version)) + version)
     for line in sys.stdin.buffer:
         request = json.loads(line)
+        if not hasattr(os, "fork"):  # no fork here: speak from this pristine state, once, and
+            status, samples = _speak(lib, libc, request, chunks)  # end (the client starts anew)
+            _write_all(HEADER.pack(status, len(samples)) + samples)
+            return 0
         pid = os.fork()
         if pid == 0:
             try:

@@ -3,7 +3,9 @@
 eSpeak NG is a global-state C library whose output depends on what it spoke before, so the
 calls go to a helper process (`espeak_server.py`, one per language per Python process), which
 initializes the library once and forks a fresh child per utterance: the same request always
-gives the same samples. Requests are serialized by a lock. Needs os.fork (Linux, macOS).
+gives the same samples. Requests are serialized by a lock. Without os.fork the helper answers
+one request and exits, and the next request starts a new one (`_server`): the same samples,
+a process start slower per utterance.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class _Server:
         self.proc.stdin.flush()
         status, n = self._header()
         samples = self._read(n)
+        if not hasattr(os, "fork"):  # the helper answered its one request and ends
+            self.close()
         if status == 1:
             raise BadInput(f"eSpeak NG has no voice {request['voice']!r}")
         if status != 0:
