@@ -147,9 +147,8 @@ np.save(sys.argv[1], first)
 
 def test_without_fork_each_utterance_has_its_own_helper(tmp_path):
     """Where os.fork is missing the helper answers one request and exits, and the next request
-    starts a new one: the same request still gives the same samples in one process, and the
-    utterance is the one the forking helper speaks (eSpeak's breath noise differs a little
-    between helper processes either way: correlation above 0.99)."""
+    starts a new one: the same request gives the same samples, the very ones the forking
+    helper of another process speaks (eSpeak NG's own generator is seeded per request)."""
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(NO_FORK)
     (tmp_path / "speak.py").write_text(SPEAK_TWICE)
@@ -159,5 +158,4 @@ def test_without_fork_each_utterance_has_its_own_helper(tmp_path):
                               env={**os.environ, **env})
         assert done.returncode == 0, done.stderr
     fork, nofork = np.load(tmp_path / "fork.npy"), np.load(tmp_path / "nofork.npy")
-    assert len(fork) == len(nofork) > 5000
-    assert np.corrcoef(fork, nofork)[0, 1] > 0.99
+    assert len(fork) > 5000 and np.array_equal(fork, nofork)

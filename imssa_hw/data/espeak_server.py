@@ -54,6 +54,7 @@ def _load():
     lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                  ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
     lib.espeak_Info.argtypes = [ctypes.c_void_p]
     lib.espeak_Info.restype = ctypes.c_char_p
     rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0,
@@ -63,7 +64,9 @@ def _load():
 
 def _speak(lib, libc, request: dict, chunks: list) -> tuple[int, bytes]:
     """Runs in a forked child (or, without fork, in a server that then exits)."""
-    libc.srand(int(request.get("seed", 1)) & 0x7FFFFFFF)
+    seed = int(request.get("seed", 1)) & 0x7FFFFFFF
+    libc.srand(seed)
+    lib.espeak_ng_SetRandSeed(seed)  # its own generator, else seeded from the clock at startup
     if lib.espeak_SetVoiceByName(request["voice"].encode()) != 0:
         return 1, b""
     for param, key in ((PARAM_RATE, "rate"), (PARAM_PITCH, "pitch"), (PARAM_RANGE, "range")):

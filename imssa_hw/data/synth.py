@@ -48,7 +48,6 @@ class _Server:
                            f"not start ({exc}). Install it or use dataset='hd'") from None
         if status != 0 or self.sample_rate_hz <= 0:
             raise BadInput("eSpeak NG failed to initialize (espeakng-loader data path)")
-        atexit.register(self.close)
 
     def _read(self, n: int) -> bytes:
         data = self.proc.stdout.read(n) if n else b""
@@ -78,12 +77,24 @@ class _Server:
         return self.pid == os.getpid() and self.proc.poll() is None
 
     def close(self) -> None:
-        if self.pid == os.getpid() and self.proc.poll() is None:
+        if self.pid != os.getpid():
+            return
+        if self.proc.poll() is None:
             try:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
+                self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            pipe.close()  # without fork a helper a request: their descriptors must not pile up
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stop the helpers still running when the process ends."""
+    for server in _SERVERS.values():
+        server.close()
 
 
 def _server(voice: str = "en") -> _Server:
