@@ -12,6 +12,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
+from test_transports import NEEDS_PTY
 
 
 def run(*args: str, env: dict[str, str] | None = None):
@@ -59,6 +60,7 @@ def test_bad_port_is_one_line_exit_2(tmp_path):
                                                 "or nothing listens there"]
 
 
+@NEEDS_PTY
 def test_a_port_that_is_not_a_board(tmp_path):
     """A terminal nobody answers on: a one-line timeout error, exit 3 (the hardware failed)."""
     master, slave = os.openpty()

@@ -23,6 +23,7 @@ from imssa_hw.emulator.process import start_emulator
 from imssa_hw.errors import BadInput
 
 from imssa_hw.cli.main import cli
+from test_transports import NEEDS_PTY
 from conftest import STILL
 
 SIM = str(pathlib.Path(__file__).parent / "fixtures" / "keithley2400.yaml") + "@sim"
@@ -389,6 +390,7 @@ def test_smu_not_wired_to_the_board(emulated_board, tmp_path, old_out):
     assert np.median(left) < 3e-6 and left.max() < 8e-6
 
 
+@NEEDS_PTY
 def test_port_that_is_not_a_board(tmp_path, old_out):
     """A pty nobody answers on: one line on stderr, exit 3 (through the real command line)."""
     master, slave = os.openpty()

@@ -19,7 +19,7 @@ from imssa_hw.drivers.messages import ErrorCode, pack_error
 from imssa_hw.errors import BadInput
 
 from conftest import NOISELESS, STILL
-from test_transports import emu_url
+from test_transports import NEEDS_PTY, emu_url
 
 
 def test_identify_and_status(module_board):
@@ -167,6 +167,7 @@ def test_missing_port():
         Board.open("socket://127.0.0.1:1")
 
 
+@NEEDS_PTY
 def test_exclusive_open(module_board):
     with Board.open(module_board.port):
         with pytest.raises(PortBusy):
@@ -175,6 +176,7 @@ def test_exclusive_open(module_board):
         assert board.info.cols == 8
 
 
+@NEEDS_PTY
 def test_silent_board_times_out():
     master, slave = os.openpty()
     tty.setraw(slave)
@@ -189,6 +191,7 @@ def test_silent_board_times_out():
         os.close(slave)
 
 
+@NEEDS_PTY
 def test_version_mismatch():
     """A board speaking only protocol 4 answers in its own version: the driver names both."""
     master, slave = os.openpty()

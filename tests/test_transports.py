@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,11 @@ from imssa_hw.emulator.state import load_state
 
 from conftest import NOISELESS, STILL
 from test_emulator import script
+
+NEEDS_PTY = pytest.mark.skipif(not hasattr(os, "openpty"),
+                               reason="a pty (POSIX); without one the emulator serves TCP")
+"""For the tests of pty transports themselves (what pty links do); the rest of the suite runs
+on the emulator's TCP port where there is no pty."""
 
 
 def emu_url(state, seed: int, arrays: int = 2, rows: int = 8, cols: int = 8, **settings) -> str:
@@ -55,6 +62,7 @@ def test_bad_emu_urls_are_one_line(url, message):
         Board.open(url)
 
 
+@NEEDS_PTY
 def test_spy_logs_both_directions(emulated_board, tmp_path):
     """The link reads through the transport, so spy:// sees the replies as well as requests."""
     emu = emulated_board()

@@ -14,6 +14,8 @@ Points run in parallel on local processes, or on a Dask distributed cluster.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -147,7 +149,9 @@ def run_points(points: list[SweepPoint], workers: int = 2, client=None,
             results.append(future.result())
             progress(results[-1])
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # without fork (Windows) the workers are spawned, as there by default
+        context = None if hasattr(os, "fork") else multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             for result in pool.map(evaluate_point, points):
                 results.append(result)
                 progress(result)
