@@ -134,7 +134,7 @@ def test_spec_round_trip():
         SynthSpec.from_dict({"loudness": 3})
 
 
-NO_FORK = "import os\ndel os.fork  # as on a platform without fork (Windows)\n"
+NO_FORK = "import os\nif hasattr(os, 'fork'):\n    del os.fork  # as without fork (Windows)\n"
 SPEAK_TWICE = """import sys
 import numpy as np
 from imssa_hw.data.synth import synthesize
