@@ -17,7 +17,7 @@ import numpy as np
 from imssa_hw.calibration.data import FILENAME, save_calibration
 from imssa_hw.calibration.procedure import CalibrationRun
 from imssa_hw.errors import BadInput
-from imssa_hw.files import write_json
+from imssa_hw.files import readable_mode, write_json
 
 DEFECTS = "defects.json"
 PLOTS = ("conductance_map.png", "pulse_response.png", "column_gain.png")
@@ -50,7 +50,7 @@ def write_outputs(run: CalibrationRun, out: str | Path, report: str | Path | Non
         plot_all(run, tmp)
         names = [FILENAME, DEFECTS, *PLOTS]
         out.mkdir(parents=True, exist_ok=True)
-        mode = 0o666 & ~_umask()
+        mode = readable_mode()
         for name in names:
             os.chmod(tmp / name, mode)
         for name in names:
@@ -61,16 +61,9 @@ def write_outputs(run: CalibrationRun, out: str | Path, report: str | Path | Non
     if report is not None:
         data = dict(run.report)
         data["files"] = [str(p) for p in written]
-        write_json(report, data)
-        os.chmod(report, 0o666 & ~_umask())
+        write_json(report, data)  # as the user's umask allows, as every write_json
         written.append(Path(report))
     return written
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # -- plots ----------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class CrosspointLog:
     def __init__(self, words: int, bits: int) -> None:
         self.words, self.bits = words, bits
         self._events: list[tuple[np.ndarray, np.ndarray]] = []  # (flat indices, rows)
+        self._series: dict[tuple[int, int], np.ndarray] | None = None  # timeseries(), until _add
 
     def read(self, g_siemens: np.ndarray, v_read: float, mask: np.ndarray | None = None) -> None:
         """A read of conductances (words, bits) S at `v_read` V, of the masked devices."""
@@ -82,7 +83,10 @@ class CrosspointLog:
         return not self._events
 
     def timeseries(self) -> dict[tuple[int, int], np.ndarray]:
-        """{(word, bit): its rows in order} for every device with at least one event."""
+        """{(word, bit): its rows in order} for every device with at least one event (sorted
+        once, however many 32x32 parts are written)."""
+        if self._series is not None:
+            return self._series
         if self.empty:
             return {}
         flat = np.concatenate([f for f, _ in self._events])
@@ -90,8 +94,9 @@ class CrosspointLog:
         order = np.argsort(flat, kind="stable")
         flat, rows = flat[order], rows[order]
         starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-        return {divmod(int(flat[s]), self.bits): part
-                for s, part in zip(starts, np.split(rows, starts[1:]))}
+        self._series = {divmod(int(flat[s]), self.bits): part
+                        for s, part in zip(starts, np.split(rows, starts[1:]))}
+        return self._series
 
     def write(self, path: str | Path, title: str | None = None, origin: tuple[int, int] = (0, 0),
               array: int = 0) -> Path:
@@ -153,6 +158,7 @@ class CrosspointLog:
         rows["current"], rows["voltage"], rows["pulse_width"] = current, voltage, width_s
         rows["read_voltage"], rows["op_type"] = read_voltage, op_type
         self._events.append((flat, rows))
+        self._series = None
 
 
 def log_paths(path: str | Path, arrays: list[int], board_arrays: int, words: int, bits: int

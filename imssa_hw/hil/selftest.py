@@ -155,14 +155,19 @@ def _check_reads(board: BoardLike, reads: dict[int, np.ndarray]) -> Check:
 
 
 def _ratio(board: BoardLike, array: int, spot: tuple[int, int], g_siemens: float,
-           v_low: float) -> float:
-    """What a VMM driving only `spot`'s row at v_low puts on its column (less the column's
-    current at 0 V), over v_low x the device's read conductance: 1 on a board whose VMM and
-    reads agree, -1 with the current's sign flipped."""
+           v_low: float, at_zero_a: np.ndarray) -> float:
+    """What a VMM driving only `spot`'s row at v_low puts on its column, less the column's
+    current at 0 V (`at_zero_a`, `_at_zero`), over v_low x the device's read conductance: 1 on
+    a board whose VMM and reads agree, -1 with the current's sign flipped."""
     v = np.zeros(board.info.rows)
     v[spot[0]] = v_low
-    rise = board.vmm(array, v) - board.vmm(array, np.zeros(board.info.rows))
+    rise = board.vmm(array, v) - at_zero_a
     return float(rise[spot[1]] / (v_low * g_siemens))
+
+
+def _at_zero(board: BoardLike, array: int) -> np.ndarray:
+    """The columns' currents with every row at 0 V (their offsets), A."""
+    return board.vmm(array, np.zeros(board.info.rows))
 
 
 def _sign_check(ratios: list[float], what: str) -> Check:
@@ -180,8 +185,11 @@ def _check_sign(board: BoardLike, reads: dict[int, np.ndarray], v_low: float) ->
     ratios = []
     for array, g in reads.items():
         bright = np.argwhere(g >= MARKER_SIEMENS)
+        if not bright.size:
+            continue
         order = np.argsort(-g[tuple(bright.T)])[:MARKERS]
-        ratios += [_ratio(board, array, (int(r), int(c)), float(g[r, c]), v_low)
+        at_zero_a = _at_zero(board, array)
+        ratios += [_ratio(board, array, (int(r), int(c)), float(g[r, c]), v_low, at_zero_a)
                    for r, c in bright[order]]
     if not ratios:
         return Check("sign", None, f"no device reads above {1e6 * MARKER_SIEMENS:g} uS: "
@@ -239,6 +247,7 @@ def _check_mapping(board: BoardLike, reads: dict[int, np.ndarray], v_low: float
         try:
             reached = {s: _set_until(board, array, s, SET_GATE_V) for s in spots}
             after = board.read_array(array)
+            at_zero_a = _at_zero(board, array)
             moved = np.argwhere(np.abs(after - before) > CHANGE_SIEMENS + 0.1 * np.abs(before))
             moved = {(int(r), int(c)) for r, c in moved}
             for spot, g in reached.items():
@@ -253,7 +262,7 @@ def _check_mapping(board: BoardLike, reads: dict[int, np.ndarray], v_low: float
                 if int(np.argmax(rise)) != spot[1]:
                     problems.append(f"array {array}: driving row {spot[0]} raised column "
                                     f"{int(np.argmax(rise))} most, not {spot[1]}")
-                ratios.append(_ratio(board, array, spot, float(after[spot]), v_low))
+                ratios.append(_ratio(board, array, spot, float(after[spot]), v_low, at_zero_a))
             stray = moved - set(reached)
             if stray:
                 problems.append(f"array {array}: {len(stray)} devices changed that were not "
