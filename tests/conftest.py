@@ -1,4 +1,5 @@
-"""Shared fixtures: emulated boards, each in its own process behind a real pty.
+"""Shared fixtures: emulated boards, each in its own process behind a real pty, and one small
+trained model for the whole session.
 
     def test_x(emulated_board):
         emu = emulated_board(rows=4, cols=4, drop_rate=0.1)   # -> EmulatorProcess
@@ -6,24 +7,45 @@
         emu.truth_siemens()                                          # ground truth from the state file
 
 Boards default to 2 arrays of 8x8 to keep tests fast; every option of
-`imssa_hw.emulator.process.emulator_command` can be given.
+`imssa_hw.emulator.process.emulator_command` can be given. Tests marked `slow` (seconds each:
+whole commands end to end) run first, so that parallel workers (pytest-xdist) finish together.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from imssa_hw.emulator.process import EmulatorProcess, start_emulator
+from support.boards import SMALL_BOARD
+from support.models import TINY, TINY_EPOCHS, TINY_MODEL
 
-SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
-NOISELESS = {"read_chain.read_noise_rel": 0, "read_chain.tia_gain_sigma": 0,
-             "read_chain.tia_offset_sigma_fs": 0}
-"""Settings that make reads and VMMs exact up to the ADC and DAC steps."""
-STILL = {"relaxation.sigma_min_siemens": 0, "relaxation.sigma_max_siemens": 0,
-         "retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0}
-"""Settings under which a device keeps the conductance a pulse gave it (no relaxation, no drift)."""
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with slow tests first (whole modules, so that module fixtures are made
+    once), otherwise in the collected order."""
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A checkpoint trained on `support.models.TINY` (`TINY_MODEL`, `TINY_EPOCHS`), trained
+    once for the session and shared by parallel workers (tests copy it, never change it)."""
+    from imssa_hw.training.trainer import train_task
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    path = root / "tiny-model" / "model.pt"
+    with FileLock(str(root / "tiny-model.lock")):
+        if not path.is_file():
+            train_task(TINY, path, model=TINY_MODEL, epochs=TINY_EPOCHS)
+    return path
 
 
 @pytest.fixture

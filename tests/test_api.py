@@ -18,7 +18,7 @@ from imssa_hw.calibration.settings import Settings as CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.errors import BadInput
 from imssa_hw.programming.settings import Settings as ProgrammingSettings
-from test_compiler_support import board, make_checkpoint, sequences
+from support.models import board_profile, make_checkpoint, sequences
 
 PORT = "emu://?seed=3&arrays=1&rows=16&cols=16&set=relaxation.tau_s=0.05"
 """A small board whose devices relax fast, so that the short delays below suffice."""
@@ -37,9 +37,10 @@ def test_import_is_light_and_names_are_one_list():
         hw.nope  # noqa: B018
 
 
+@pytest.mark.slow
 def test_flow_on_an_emulated_board(tmp_path):
     model = make_checkpoint(tmp_path / "m.pt", h=2, n=4, d_input=3, classes=2)
-    profile = board(arrays=1, rows=16, cols=16)
+    profile = board_profile(arrays=1, rows=16, cols=16)
     x = sequences(6, 12, features=3)
     y = np.arange(6) % 2
     with hw.open_board(PORT) as b:
@@ -62,7 +63,7 @@ def test_flow_on_an_emulated_board(tmp_path):
 
 def test_compile_reads_a_calibration_folders_defects(tmp_path):
     model = make_checkpoint(tmp_path / "m.pt", h=2, n=4, d_input=3, classes=2)
-    profile = board(arrays=1, rows=16, cols=16)
+    profile = board_profile(arrays=1, rows=16, cols=16)
     used = np.argwhere(hw.compile(model, profile).used[0])[0]
     folder = tmp_path / "calib"
     folder.mkdir()
@@ -84,6 +85,7 @@ def test_refusals(tmp_path):
         hw.compile(model, "no-such-profile")
 
 
+@pytest.mark.slow
 def test_a_quiet_read_chain_does_not_hold_a_device_for_ever(tmp_path):
     """No read noise and a calibration: a device targeted near the window's top, left inside the
     inner band, must still be accepted by the verify (its margin for the read chain's bias
@@ -92,7 +94,7 @@ def test_a_quiet_read_chain_does_not_hold_a_device_for_ever(tmp_path):
     quiet = "emu://?seed=3&arrays=1&rows=16&cols=16&set=read_chain.read_noise_rel=0"
     with hw.open_board(quiet) as b:
         run = hw.calibrate(b)  # its read-chain fit is the bias the verify allows for
-        dep = hw.compile(model, board(arrays=1, rows=16, cols=16), calibration=run)
+        dep = hw.compile(model, board_profile(arrays=1, rows=16, cols=16), calibration=run)
         assert dep.targets[dep.used].max() > 130e-6  # where the margin outgrew the band
         programmed = hw.program(b, dep, calibration=run,
                                 settings=replace(QUICK_PROGRAMMING, max_iterations=300))

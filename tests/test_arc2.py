@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -447,13 +448,12 @@ def test_a_panic_on_the_command_line_is_one_line_exit_3(arc2_port):
         "stand-in fault in read_all"]
 
 
-def test_calibrate_program_infer_on_the_standin(arc2_port):
+@pytest.mark.slow
+def test_calibrate_program_infer_on_the_standin(arc2_port, tiny_model):
     """The whole flow from the command line, and the HDF5 logs it writes."""
     import h5py
 
     from imssa_hw.programming.journal import crosspoint_series, read_journal
-    from test_inference import TINY
-    from imssa_hw.training.trainer import train_task
 
     port, arc, folder = arc2_port
     refused = run("calibrate", "--port", port, "--smu", "TCPIP::127.0.0.1::1::SOCKET", "--out",
@@ -466,7 +466,7 @@ def test_calibrate_program_infer_on_the_standin(arc2_port):
     with h5py.File(folder / "calib.h5") as f:
         assert (f.attrs["words"], f.attrs["bits"]) == (32, 32)
         assert f["crosspoints/W00B00/timeseries"].attrs["NROWS"] > 10
-    train_task(TINY, folder / "model.pt", model={"bits": 3, "h": 2, "n": 4}, epochs=12)
+    shutil.copy(tiny_model, folder / "model.pt")
     result = run("compile", folder / "model.pt", "--out", folder / "deploy", "--profile",
                  "board-arc2", "--defects", folder / "calib" / "defects.json")
     assert result.exit_code == 0, result.output

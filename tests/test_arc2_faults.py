@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from arc2_standin import PanicException, StandInArC2
 from imssa_hw.cli.main import cli
-from test_programming import FAST_CLI, make_deployment
+from support.programming import FAST_CLI, make_deployment
 
 KINDS = {
     "panic": lambda call: PanicException("called `Result::unwrap()` on an `Err` value: "
@@ -68,6 +68,7 @@ def clean_calls(tmp_path_factory):
     return deploy, clean.counts.total()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("episode", range(3))
 def test_a_fault_while_programming_then_resume(instrument, clean_calls, tmp_path, episode):
     holder, port = instrument

@@ -12,7 +12,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
-from test_transports import NEEDS_PTY
+from support.boards import NEEDS_PTY
 
 
 def run(*args: str, env: dict[str, str] | None = None):

@@ -18,7 +18,8 @@ from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
-from test_programming import EXACT_CHAIN, FAST, FAST_DEVICES, make_deployment
+from support.boards import EXACT_CHAIN, FAST_DEVICES
+from support.programming import FAST, make_deployment
 
 HEALTHY_STILL = {"retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0,
                  "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
@@ -70,6 +71,7 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
     ("drift", {"retention.sigma_min_siemens": 25e-6, "retention.sigma_max_siemens": 30e-6}, True),
 ])
+@pytest.mark.slow
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)
     dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")

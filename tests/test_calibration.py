@@ -23,8 +23,7 @@ from imssa_hw.emulator.process import start_emulator
 from imssa_hw.errors import BadInput
 
 from imssa_hw.cli.main import cli
-from test_transports import NEEDS_PTY
-from conftest import STILL
+from support.boards import NEEDS_PTY, STILL
 
 SIM = str(pathlib.Path(__file__).parent / "fixtures" / "keithley2400.yaml") + "@sim"
 FAST = ["--settle", "0.5", "--relax-delay", "0.5", "--reads", "4"]
@@ -139,6 +138,7 @@ def smu_run(tmp_path_factory):
         emu.stop()
 
 
+@pytest.mark.slow
 def test_calibrate_writes_everything(smu_run):
     emu, work, result = smu_run
     assert result.exit_code == 0, result.output
@@ -285,6 +285,7 @@ def test_vmm_outputs_in_true_units(smu_run):
 
 # -- without an SMU -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_on_array_calibration_corrects_offsets_and_relative_gains(tmp_path):
     emu = start_emulator(tmp_path / "emulator", arrays=1, rows=32, cols=8, seed=2)
     try:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from test_compiler_support import board, make_checkpoint, sequences
+from support.models import board_profile, make_checkpoint, sequences
 
 from imssa_hw.compiler import (Executor, compile_checkpoint, load_defects, load_deployment,
                                load_profile, save_deployment, shipped_profiles)
@@ -21,7 +21,7 @@ from imssa_hw.errors import BadInput
 def deployed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("deploy")
     ckpt = make_checkpoint(folder / "m.pt", h=8, n=4, layers=2, bits=2, seed=5)
-    dep = compile_checkpoint(ckpt, board())
+    dep = compile_checkpoint(ckpt, board_profile())
     save_deployment(dep, folder / "out")
     return ckpt, dep, folder / "out"
 
@@ -101,7 +101,7 @@ def test_placement_mode_round_trip(deployed, tmp_path):
     """Dense deployments say so and load back; a deploy.json from before the mode is diagonal;
     dense tiles (sharing rows) are refused as diagonal ones."""
     ckpt, diagonal, out = deployed
-    dense = compile_checkpoint(ckpt, board(), placement="dense")
+    dense = compile_checkpoint(ckpt, board_profile(), placement="dense")
     save_deployment(dense, tmp_path / "dense")
     back = load_deployment(tmp_path / "dense")
     assert back.placement.mode == "dense" and back.summary == dense.summary
@@ -146,12 +146,12 @@ def test_shipped_profiles_load_and_round_trip():
 def test_time_per_step_and_sample(deployed):
     """The compile report's times: VMMs per step times the VMM time; layers run in turn."""
     ckpt = deployed[0]
-    timed = replace(board(), timing=LoopTiming(vmm_time_s=2e-6))
+    timed = replace(board_profile(), timing=LoopTiming(vmm_time_s=2e-6))
     s = compile_checkpoint(ckpt, timed).summary
     assert s["step_time_s"] == [pytest.approx(2e-6 * v) for v in s["vmms_per_step"]]
     per_layer = s["steps_per_sample"] // len(s["vmms_per_step"])
     assert s["sample_time_s"] == pytest.approx(per_layer * 2e-6 * sum(s["vmms_per_step"]))
-    untimed = compile_checkpoint(ckpt, replace(board(), timing=LoopTiming())).summary
+    untimed = compile_checkpoint(ckpt, replace(board_profile(), timing=LoopTiming())).summary
     assert untimed["sample_time_s"] is None and set(untimed["step_time_s"]) == {None}
 
 
@@ -179,14 +179,14 @@ def test_profile_not_found():
 
 
 def test_defect_map_round_trip_and_errors(tmp_path):
-    geo = board().geometry
+    geo = board_profile().geometry
     defects = DefectMap(3, 64, 64, (StuckDevice(0, 1, 2, "stuck_on", 1.4e-4),
                                     StuckDevice(2, 63, 0, "unresponsive", None)))
     defects.save(tmp_path / "d.json")
     assert load_defects(tmp_path / "d.json", geo) == defects
     with pytest.raises(BadInput, match="for a board of 3 arrays of 64x64, the profile has 2 "
                                        "arrays of 32x32"):
-        load_defects(tmp_path / "d.json", board(2, 32, 32).geometry)
+        load_defects(tmp_path / "d.json", board_profile(2, 32, 32).geometry)
     for entry, message in [({"array": 3, "row": 0, "col": 0, "kind": "stuck_on"}, "array must be"),
                            ({"array": 0, "row": 0, "col": 0, "kind": "broken"}, "kind must be"),
                            ({"array": 0, "row": 0, "col": 0, "kind": "stuck_on", "g_siemens": 5},
@@ -205,8 +205,8 @@ def test_voltage_scales_follow_the_stored_signal_ranges(tmp_path):
     ranges = [{k: [3 * v for v in r[k]] for k in r} for r in narrow.meta["signal_ranges"]]
     wide = replace(narrow, meta={**narrow.meta, "signal_ranges": ranges})
     probes = x[:1, :5]  # a part of x: the stored ranges dominate
-    s_narrow = compile_checkpoint(narrow, board(), probe_features=probes).schedule.layers[0]
-    s_wide = compile_checkpoint(wide, board(), probe_features=probes).schedule.layers[0]
+    s_narrow = compile_checkpoint(narrow, board_profile(), probe_features=probes).schedule.layers[0]
+    s_wide = compile_checkpoint(wide, board_profile(), probe_features=probes).schedule.layers[0]
     assert np.allclose(s_wide.state_scale_v, s_narrow.state_scale_v / 3)
     kernels = wide.kernels(0)
     u_volts = s_wide.state_scale_v * kernels.b_step / kernels.a_step * np.array(ranges[0]["u_max"])

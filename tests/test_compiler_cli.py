@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from test_compiler_support import make_checkpoint
+from support.models import make_checkpoint, profile_toml
 
 from imssa_hw.cli.main import cli
 from imssa_hw.compiler import load_deployment, load_profile
@@ -83,20 +83,9 @@ def test_not_quantized(tmp_path):
 def test_impossible_profile(model, tmp_path):
     data = load_profile("board-default").to_dict()
     data["conductance"]["g_max_us"] = 0.5
-    (tmp_path / "p.toml").write_text("\n".join(_toml(data)))
+    (tmp_path / "p.toml").write_text("\n".join(profile_toml(data)))
     _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--profile",
                  str(tmp_path / "p.toml")], "g_min < g_max, got 1 .. 0.5 uS")
-
-
-def _toml(data, prefix=""):
-    """A profile dict as TOML lines (strings, numbers, lists, nested tables)."""
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    for k, v in scalars.items():
-        yield f"{k} = {json.dumps(v)}"
-    for k, v in data.items():
-        if isinstance(v, dict):
-            yield f"[{prefix}{k}]"
-            yield from _toml(v, f"{prefix}{k}.")
 
 
 def test_defect_map_of_another_board(model, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import NOISELESS, STILL
-from test_compiler_support import board, make_checkpoint, sequences
+from support.boards import NOISELESS, STILL
+from support.models import board_profile, make_checkpoint, sequences
 
 from imssa_hw.compiler import Executor, LoopProgram, compile_checkpoint, per_vector, run_layer
 from imssa_hw.compiler.schedule import LayerSchedule
@@ -17,7 +17,7 @@ def test_logits_match_the_quantized_model_for_every_bit_width(tmp_path, bits):
     """Voltages scaled from the checkpoint's signal ranges; sequences from that range set."""
     x = sequences(6, 40, seed=bits).astype(np.float32)
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=bits, seed=bits, range_features=x)
-    dep = compile_checkpoint(ckpt, board())  # default probes: random, not x
+    dep = compile_checkpoint(ckpt, board_profile())  # default probes: random, not x
     assert dep.summary["arrays_used"] == 1 and dep.summary["ideal_max_abs_error"] < 1e-6
     executor = Executor.on_maps(dep.schedule, dep.targets)
     assert np.allclose(reference.forward(ckpt, x, executor), reference.forward(ckpt, x),
@@ -28,7 +28,7 @@ def test_logits_match_the_quantized_model_for_every_bit_width(tmp_path, bits):
 def test_several_arrays_and_layers(tmp_path, differential):
     ckpt = make_checkpoint(tmp_path / "m.pt", h=5, n=6, layers=3, bits=3, seed=7)
     x = sequences(3, 30, seed=1)
-    dep = compile_checkpoint(ckpt, board(arrays=4, differential=differential), probe_features=x)
+    dep = compile_checkpoint(ckpt, board_profile(arrays=4, differential=differential), probe_features=x)
     layer_arrays = [p.order for p in dep.schedule.layers]
     assert dep.summary["arrays_used"] == 4 and len(set(layer_arrays[1])) == 2  # a layer spans arrays
     assert all(len(order) == 5 for order in layer_arrays)  # one program per kernel
@@ -40,7 +40,7 @@ def test_a_board_vmm_plugs_in(tmp_path):
     """A board-like object whose vmm takes one vector and returns one current vector."""
     ckpt = make_checkpoint(tmp_path / "m.pt", h=3, bits=4)
     x = sequences(2, 12)
-    dep = compile_checkpoint(ckpt, board(), probe_features=x)
+    dep = compile_checkpoint(ckpt, board_profile(), probe_features=x)
 
     class Board:
         calls = 0
@@ -59,7 +59,7 @@ def test_output_delay_flush_and_feedthrough(tmp_path):
     length, t0 = 8, 3
     u = np.zeros((1, length, 2))
     u[0, t0, 0] = 1.0
-    dep = compile_checkpoint(ckpt, board(), probe_features=sequences(2, length))
+    dep = compile_checkpoint(ckpt, board_profile(), probe_features=sequences(2, length))
     layer = dep.schedule.layers[0]
     executor = Executor.on_maps(dep.schedule, dep.targets)
     raw = executor.raw(0, u)
@@ -114,7 +114,7 @@ def test_programs_mean_the_same_to_the_board_driver(tmp_path):
     deadband included."""
     loop_program = pytest.importorskip("imssa_hw.drivers.loop_program")
     ckpt = make_checkpoint(tmp_path / "m.pt", h=8, n=4, bits=3, seed=4)
-    dep = compile_checkpoint(ckpt, board(), probe_features=sequences(2, 10))
+    dep = compile_checkpoint(ckpt, board_profile(), probe_features=sequences(2, 10))
     layer = dep.schedule.layers[0]
     assert len(layer.programs) == 8  # one per kernel
     programs = [loop_program.LoopProgram(**p.to_dict()) for p in layer.programs]
@@ -146,8 +146,8 @@ def test_kernels_alone_in_their_vmm_ignore_the_devices_between_tiles(tmp_path):
     schedules compute the quantized model."""
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=3, seed=5)
     x = sequences(4, 20, seed=2)
-    alone = compile_checkpoint(ckpt, board(), probe_features=x)
-    together = compile_checkpoint(ckpt, board(), probe_features=x, parallel=True)
+    alone = compile_checkpoint(ckpt, board_profile(), probe_features=x)
+    together = compile_checkpoint(ckpt, board_profile(), probe_features=x, parallel=True)
     assert (alone.summary["vmms_per_step"], together.summary["vmms_per_step"]) == ([6], [1])
     assert np.array_equal(alone.targets, together.targets)
     between = together.used & ~alone.used
@@ -170,8 +170,8 @@ def test_dense_tiles_compute_what_diagonal_tiles_compute(tmp_path):
     quantized model."""
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, layers=2, bits=3, seed=6)
     x = sequences(3, 16, seed=4)
-    diagonal = compile_checkpoint(ckpt, board(), probe_features=x, placement="diagonal")
-    dense = compile_checkpoint(ckpt, board(arrays=1), probe_features=x, placement="dense")
+    diagonal = compile_checkpoint(ckpt, board_profile(), probe_features=x, placement="diagonal")
+    dense = compile_checkpoint(ckpt, board_profile(arrays=1), probe_features=x, placement="dense")
     assert (diagonal.summary["placement"], dense.summary["placement"]) == ("diagonal", "dense")
     assert (diagonal.summary["arrays_used"], dense.summary["arrays_used"]) == (2, 1)
     assert dense.summary["tiles_per_array"] == [12]
@@ -190,8 +190,8 @@ def test_dense_tiles_compute_what_diagonal_tiles_compute(tmp_path):
 
 def test_auto_placement_is_diagonal_when_the_board_holds_it(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt", h=8, n=4, bits=2, seed=1)
-    roomy = compile_checkpoint(ckpt, board(), probe_features=sequences(1, 8))
-    tight = compile_checkpoint(ckpt, board(arrays=1), probe_features=sequences(1, 8))
+    roomy = compile_checkpoint(ckpt, board_profile(), probe_features=sequences(1, 8))
+    tight = compile_checkpoint(ckpt, board_profile(arrays=1), probe_features=sequences(1, 8))
     assert roomy.summary["placement"] == "diagonal" and roomy.summary["tiles_per_array"] == [4, 4]
     assert roomy.summary["array_use"][1] == {"array": 1, "tiles": 4, "spare_rows": 64 - 4 * 5,
                                              "spare_cols": 64 - 4 * 10}
@@ -209,7 +209,7 @@ def test_dense_tiles_on_the_emulated_board(emulated_board, tmp_path):
     from imssa_hw.drivers.board import Board
 
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=3, seed=2)
-    dep = compile_checkpoint(ckpt, board(arrays=1, rows=16, cols=20),
+    dep = compile_checkpoint(ckpt, board_profile(arrays=1, rows=16, cols=20),
                              probe_features=sequences(3, 16), placement="dense")
     assert dep.summary["tiles_per_array"] == [6]
     layer = dep.schedule.layers[0]

@@ -24,6 +24,7 @@ def cache_env(tmp_path_factory):
     return {**os.environ, "IMSSA_HW_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
 
 
+@pytest.mark.slow
 def test_demo_tiny_end_to_end(tmp_path, cache_env):
     out = tmp_path / "demo"
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "demo", "--tiny", "--out",

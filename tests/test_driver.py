@@ -18,8 +18,7 @@ from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import ErrorCode, pack_error
 from imssa_hw.errors import BadInput
 
-from conftest import NOISELESS, STILL
-from test_transports import NEEDS_PTY, emu_url
+from support.boards import NEEDS_PTY, NOISELESS, STILL, emu_url
 
 
 def test_identify_and_status(module_board):

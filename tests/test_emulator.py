@@ -23,13 +23,9 @@ from imssa_hw.emulator.server import build_board
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 
-from conftest import NOISELESS, STILL
+from support.boards import NOISELESS, STILL, healthy, script
 
 STEADY = STILL
-
-
-def healthy(emu) -> np.ndarray:
-    return emu.state().devices.defect == HEALTHY
 
 
 # -- device physics ---------------------------------------------------------------------------
@@ -204,18 +200,6 @@ def test_out_of_limit_values_on_masked_out_devices_are_ignored(module_board):
         assert board.set_pulses(1, v, 1.0, mask) == 1
 
 
-def script(board: Board) -> None:
-    """Programming steps whose outcome depends only on the commands executed."""
-    rng = np.random.default_rng(7)
-    board.configure(pulse_width_s=5e-8)
-    for _ in range(6):
-        board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)), rng.random((8, 8)) < 0.5)
-        board.read_array(0)
-        board.read_devices(0, rng.random((8, 8)) < 0.2)
-        board.reset_pulses(0, rng.uniform(0.5, 1.2, (8, 8)), 5.0, rng.random((8, 8)) < 0.5)
-        board.vmm(0, np.full(8, 0.1))
-
-
 def test_faults_do_not_change_the_programming(emulated_board):
     """Lost, corrupted and delayed frames and board resets: every pulse applied exactly once,
     so the devices end exactly as on a clean link with the same seed."""
@@ -290,6 +274,7 @@ def test_clock_goes_on_across_restarts_at_its_own_rate():
     assert later.now() - time.time() == pytest.approx(6000.0 - 1010.0, abs=1.0)
 
 
+@pytest.mark.slow
 def test_retention_drift_grows_with_log_time_and_a_day_passes_in_seconds(tmp_path):
     """Program at normal speed, then restart the board with a day in 3 s: the reads move by the
     drift each device drew, as the log-time law says, and the clock has advanced by a day."""

@@ -21,7 +21,7 @@ from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import model_from_checkpoint
 from imssa_hw.model.config import TrainConfig
 from imssa_hw.training.trainer import train
-from test_compiler_support import board, make_checkpoint, sequences
+from support.models import board_profile, make_checkpoint, sequences
 
 BOARD = load_profile("board-default")
 
@@ -42,7 +42,7 @@ def emulated_crossbar(targets: np.ndarray) -> Crossbar:
 def test_the_torch_loop_runs_as_the_emulated_board(tmp_path, differential, rows, cols):
     # one kernel per array (tiles of 9 inputs x 9 outputs), so that no other kernel's rows
     # add current to a kernel's columns: then the board's codes are the loop's, exactly
-    profile = board(arrays=3, rows=rows, cols=cols, differential=differential)
+    profile = board_profile(arrays=3, rows=rows, cols=cols, differential=differential)
     features = sequences(64, 16)
     ckpt = make_checkpoint(tmp_path / "m.pt", h=3, range_features=features, for_board=profile)
     dep = compile_checkpoint(ckpt, profile)

@@ -4,6 +4,7 @@ other and with the software model; `imssa-hw infer` end to end and its bad input
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,27 +16,21 @@ from imssa_hw.cli.options import UNCALIBRATED
 
 from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
-from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
-from imssa_hw.training.trainer import train_task
 
 # No read-chain errors (nothing to calibrate) and no stuck devices (nothing to place around):
 # this board isolates the two execution loops.
 EXACT_BOARD = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0,
                "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
-TINY = DataSpec.default("zero-one", seed=5, n_train_per_class=16, n_test_per_class=6,
-                        mix_synthetic=0, augment=AugmentSpec(copies=1))
-"""A few real clips per class (the shipped recordings), one perturbed copy each."""
-
-
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
-    """A small trained 3-bit model compiled for one 16x20 array (two 5x10 kernel tiles)."""
+def deployment(tmp_path_factory, tiny_model):
+    """The session's small trained 3-bit model compiled for one 16x20 array (two 5x10 kernel
+    tiles)."""
     folder = tmp_path_factory.mktemp("infer")
-    train_task(TINY, folder / "model.pt", model={"bits": 3, "h": 2, "n": 4}, epochs=12)
+    shutil.copy(tiny_model, folder / "model.pt")
     ckpt = load_checkpoint(folder / "model.pt")
     base = load_profile("board-default")
     profile = replace(base, geometry=replace(base.geometry, arrays=1, rows=16, cols=20))
@@ -61,6 +56,7 @@ def programmed_board(deployment, tmp_path_factory):
     emu.stop()
 
 
+@pytest.mark.slow
 def test_host_and_onboard_loops_agree(deployment, programmed_board):
     _, dep, ckpt = deployment
     features, labels, _ = load_test_set(ckpt)

@@ -24,9 +24,8 @@ from imssa_hw.programming.export import export_journal
 from imssa_hw.programming.journal import (FORMAT, JournalWriter, encode_record, pulse_batches,
                                           read_journal)
 from imssa_hw.programming.strategy import STUCK, VERIFIED
-from conftest import NOISELESS, STILL
-from test_programming import (PROFILE, DiesAfterSending, four_bit_targets, healthy,
-                              make_deployment)
+from support.boards import NOISELESS, STILL, healthy
+from support.programming import PROFILE, DiesAfterSending, four_bit_targets, make_deployment
 
 QUICK = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
                  min_iteration_s=0, verify_reads=4)

@@ -8,12 +8,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 from imssa_hw.extras import EXTRAS, missing
 from imssa_hw.workflows.demo import DemoSettings
-from test_compiler_cli import _toml
-from test_compiler_support import board, make_checkpoint
-from test_programming import FAST_CLI
+from support.models import board_profile, make_checkpoint, profile_toml
+from support.programming import FAST_CLI
 
 BLOCKER = '''import sys
 class NoTorch:
@@ -35,10 +36,11 @@ def without_torch(tmp_path, *args: str) -> subprocess.CompletedProcess:
                                             "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
 
 
+@pytest.mark.slow
 def test_board_commands_need_no_torch(tmp_path):
     port = (f"emu://?seed=4&arrays=1&rows=16&cols=16&state={tmp_path / 'board.npz'}"
             "&set=relaxation.tau_s=0.1")
-    (tmp_path / "p.toml").write_text("\n".join(_toml(board(1, 16, 16).to_dict())))
+    (tmp_path / "p.toml").write_text("\n".join(profile_toml(board_profile(1, 16, 16).to_dict())))
     make_checkpoint(tmp_path / "m.pt", h=2, n=4, d_input=3, classes=2)
     steps = [["board", "info", "--port", port],
              ["calibrate", "--port", port, "--out", str(tmp_path / "calib"), "--settle", "0.2",

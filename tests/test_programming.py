@@ -21,69 +21,21 @@ from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
 from imssa_hw.board import PulseLimits
-from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
 from imssa_hw.compiler.defects import load_defects
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
-from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
-from imssa_hw.model.config import ModelConfig
 from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
 from imssa_hw.programming.settings import DEFAULT_READ_NOISE_REL
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import STUCK, VERIFIED
-from conftest import NOISELESS, STILL
-from test_transports import emu_url
-
-FAST_DEVICES = {"relaxation.tau_s": 0.1}
-"""Devices that relax 5x faster than the default, so that the delays below suffice."""
-FAST = Settings(settle_s=0.2, settle_small_s=0.06, verify_delay_s=0.5, verify_delay_small_s=0.3,
-                min_iteration_s=0.02)
-FAST_CLI = ["--settle", "0.2", "--verify-delay", "0.5"]
-EXACT_CHAIN = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0}
-"""No per-column read errors: reads need no calibration."""
-PROFILE = load_profile("board-default")
-
-
-def four_bit_targets(shape, seed: int = 1, lowest: int = 0) -> np.ndarray:
-    levels = np.random.default_rng(seed).integers(lowest, 16, shape)
-    return PROFILE.conductance.g_min_siemens + levels * PROFILE.conductance.dg(4)
-
-
-def healthy(emu) -> np.ndarray:
-    return emu.state().devices.defect == HEALTHY
-
-
-def make_deployment(folder: Path, *, arrays: int = 2, rows: int = 16, cols: int = 16,
-                    h: int = 2, n: int = 6, bits: int = 4, seed: int = 0) -> Path:
-    """A random 4-bit one-layer model written as a checkpoint with numpy only, compiled for a
-    board of arrays x rows x cols: one kernel tile (7 x 14 cells) per 16x16 array."""
-    rng = np.random.default_rng(seed)
-    cfg = ModelConfig(d_input=3, n_classes=2, h=h, n=n, n_layers=1, bits=bits)
-    top = 2 ** bits - 1
-    tensors = {"encoder.weight": rng.standard_normal((h, 3)), "encoder.bias": np.zeros(h),
-               "blocks.0.ssm.d": rng.standard_normal(h),
-               "blocks.0.mix.weight": rng.standard_normal((2 * h, h)),
-               "blocks.0.mix.bias": np.zeros(2 * h), "blocks.0.norm.weight": np.ones(h),
-               "blocks.0.norm.bias": np.zeros(h), "decoder.weight": rng.standard_normal((2, h)),
-               "decoder.bias": np.zeros(2)}
-    tensors = {k: v.astype(np.float32) for k, v in tensors.items()}
-    for name in ("a_re", "a_im", "b_re", "b_im", "c_re", "c_im"):
-        tensors[f"kernels.0.{name}"] = rng.integers(-top, top + 1, (h, n // 2)).astype(np.int16)
-    for name, step in (("a_step", 0.6 / top), ("b_step", 0.1), ("c_step", 0.1)):
-        tensors[f"kernels.0.{name}"] = np.full(h, step, np.float32)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_checkpoint(folder / "model.pt", tensors, cfg, {"task": "test"})
-    geometry = replace(PROFILE.geometry, arrays=arrays, rows=rows, cols=cols)
-    profile = replace(PROFILE, geometry=geometry)
-    dep = compile_checkpoint(load_checkpoint(folder / "model.pt"), profile)
-    save_deployment(dep, folder / "deploy")
-    return folder / "deploy"
-
+from support.boards import EXACT_CHAIN, FAST_DEVICES, NOISELESS, STILL, emu_url, healthy
+from support.programming import (FAST, FAST_CLI, PROFILE, DiesAfterSending, four_bit_targets,
+                                 make_deployment)
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", *args], capture_output=True,
@@ -121,6 +73,7 @@ def test_torn_last_journal_line_is_dropped(tmp_path):
 
 # -- on the emulator ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_small_array_converges(emulated_board, tmp_path):
     emu = emulated_board(arrays=1, rows=16, cols=16, seed=2,
                          settings={**FAST_DEVICES, **EXACT_CHAIN})
@@ -146,6 +99,7 @@ def test_small_array_converges(emulated_board, tmp_path):
     assert sum(e["op"] != "read" for e in series) == result.pulses[0, row, col]
 
 
+@pytest.mark.slow
 def test_noisy_reads_at_the_window_top_are_not_chased(emulated_board):
     """2 % read noise (3 uS at the top of the window, beyond the 2 uS tolerance) and the
     harsh profile's SET noise: single noisy reads must not pass for coarse errors. Before the
@@ -195,6 +149,7 @@ def test_read_noise_comes_from_the_calibration_unless_set():
         Settings(read_noise_rel=1.5)
 
 
+@pytest.mark.slow
 def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
     """Off targets are finished with strongest RESETs: they rest where RESET leaves them (their
     own g_off), not anywhere within the tolerance above the off level, as they do without."""
@@ -231,6 +186,7 @@ def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
     assert band_us[1] > 0.8, (floor_us, band_us)
 
 
+@pytest.mark.slow
 def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, tmp_path):
     emu = emulated_board(arrays=1, rows=16, cols=16, seed=4,
                          settings={**FAST_DEVICES, **EXACT_CHAIN, "defects.stuck_on_fraction": 0.04,
@@ -259,31 +215,6 @@ def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, 
         assert kind == {1: "stuck_on", 2: "stuck_off"}[int(truth[cell])]
     merge_defects(path, result, PROFILE.conductance.g_min_siemens)  # merging again changes nothing
     assert len(load_defects(path, geometry).stuck) == len(kinds)
-
-
-class DiesAfterSending:
-    """A Board whose `die_on`-th pulse command reaches the board, then the programmer "dies"
-    (before the journal records that the pulse was sent)."""
-
-    def __init__(self, board: Board, die_on: int) -> None:
-        self.board, self.calls, self.die_on, self.applied = board, 0, die_on, 0
-
-    def __getattr__(self, name):
-        return getattr(self.board, name)
-
-    def _pulse(self, method, *args):
-        self.calls += 1
-        count = method(*args)
-        self.applied += count
-        if self.calls == self.die_on:
-            raise KeyboardInterrupt("killed after sending")
-        return count
-
-    def set_pulses(self, *args):
-        return self._pulse(self.board.set_pulses, *args)
-
-    def reset_pulses(self, *args):
-        return self._pulse(self.board.reset_pulses, *args)
 
 
 def test_death_between_sending_and_journaling_never_pulses_twice(emulated_board, tmp_path):
@@ -345,6 +276,7 @@ class ChecksTheJournal:
         return self._pulse("reset", self.board.reset_pulses, *args)
 
 
+@pytest.mark.slow
 def test_every_array_is_journaled_with_one_fsync_before_its_pulses(emulated_board, tmp_path,
                                                                     monkeypatch):
     """An iteration reads and plans every array, journals all their pulse records with one fsync,
@@ -384,6 +316,7 @@ def test_every_array_is_journaled_with_one_fsync_before_its_pulses(emulated_boar
     assert np.array_equal(replayed.achieved_siemens, result.achieved_siemens, equal_nan=True)
 
 
+@pytest.mark.slow
 def test_death_while_sending_to_several_arrays_never_pulses_twice(emulated_board, tmp_path):
     """The programmer dies after the first batch of an iteration was sent: every array's pulse
     record of that iteration is already journaled, none acknowledged, so all count once as
@@ -498,6 +431,7 @@ def _as_from_a_terminal(ignoring=()) -> None:
         signal.signal(sig, signal.SIG_IGN if sig in ignoring else signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_path):
     process, emu, journal, args = _programming_in_background(emulated_board, tmp_path, 9)
     deadline = time.monotonic() + 60
@@ -543,6 +477,7 @@ def test_kill_and_resume_never_repulses_verified_devices(emulated_board, tmp_pat
     assert exported.exit_code == 0 and "torn" not in exported.output, exported.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_ends_programming_cleanly_and_says_how_to_resume(emulated_board, tmp_path, sig):
     """SIGTERM, SIGHUP or Ctrl-C mid-run: one line naming the signal, what was kept and how to
@@ -566,6 +501,7 @@ def test_a_signal_ends_programming_cleanly_and_says_how_to_resume(emulated_board
     assert json.loads(resumed.stdout)["unfinished"] == 0
 
 
+@pytest.mark.slow
 def test_a_signal_ignored_at_start_stays_ignored(emulated_board, tmp_path):
     """Under `nohup` (SIGHUP ignored) a hangup does not end the run."""
     process, _, journal, _ = _programming_in_background(emulated_board, tmp_path, 12,
@@ -579,6 +515,7 @@ def test_a_signal_ignored_at_start_stays_ignored(emulated_board, tmp_path):
     assert read_journal(journal)[-1]["type"] == "end"
 
 
+@pytest.mark.slow
 def test_program_command_end_to_end(emulated_board, tmp_path):
     deploy = make_deployment(tmp_path)
     emu = emulated_board(arrays=2, rows=16, cols=16, seed=10, settings=FAST_DEVICES)
@@ -629,6 +566,7 @@ def test_bad_input_is_one_line_and_exit_2(emulated_board, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("Error:") and "16x16" in lines[0]
 
 
+@pytest.mark.slow
 def test_refresh_rewrites_only_drifted_devices(tmp_path):
     """Program, let a (strongly drifting) board sit for a day in 2 s, refresh: only devices out
     of tolerance are pulsed, a verified device never again, and the yield is back."""

@@ -20,7 +20,7 @@ from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.emulator.profile import load_profile
 from imssa_hw.emulator.server import build_board
 
-from conftest import NOISELESS, STILL
+from support.boards import NOISELESS, STILL
 
 FUZZ = settings(derandomize=True, deadline=None, max_examples=300,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -31,6 +31,7 @@ def env_cache(tmp_path_factory, monkeypatch):
     return env
 
 
+@pytest.mark.slow
 def test_train_tiny_end_to_end(tmp_path, env_cache):
     out, report = tmp_path / "run", tmp_path / "train.json"
     done = imssa_hw("train", "--task", "zero-one", "--dataset", "synthetic", "--bits", "2",
@@ -63,6 +64,7 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     assert ckpt.kernels(0).a_re.shape == (4, 2)
 
 
+@pytest.mark.slow
 def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cache):
     """Real recordings of an unseen speaker, end to end; the checkpoint keeps the data spec,
     and the test set loaded again for inference has exactly the features of the recordings."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -12,19 +11,7 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import LinkError
 from imssa_hw.emulator.state import load_state
 
-from conftest import NOISELESS, STILL
-from test_emulator import script
-
-NEEDS_PTY = pytest.mark.skipif(not hasattr(os, "openpty"),
-                               reason="a pty (POSIX); without one the emulator serves TCP")
-"""For the tests of pty transports themselves (what pty links do); the rest of the suite runs
-on the emulator's TCP port where there is no pty."""
-
-
-def emu_url(state, seed: int, arrays: int = 2, rows: int = 8, cols: int = 8, **settings) -> str:
-    sets = "".join(f"&set={key}={value}" for key, value in settings.items())
-    return f"emu://?seed={seed}&arrays={arrays}&rows={rows}&cols={cols}&state={state}{sets}"
-
+from support.boards import NEEDS_PTY, NOISELESS, STILL, emu_url, script
 
 def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, tmp_path):
     """The same script on `emu://` and on an `imssa-hw emulate` pty, same seed, devices that

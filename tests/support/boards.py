@@ -1,0 +1,53 @@
+"""Emulated boards for tests: small geometries, settings that switch non-idealities off, and
+`emu://` URLs for boards in the test's own process."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from imssa_hw.drivers.board import Board
+from imssa_hw.emulator.devices import HEALTHY
+
+SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
+"""The default geometry of `emulated_board`: two 8x8 arrays keep tests fast."""
+NOISELESS = {"read_chain.read_noise_rel": 0, "read_chain.tia_gain_sigma": 0,
+             "read_chain.tia_offset_sigma_fs": 0}
+"""Settings that make reads and VMMs exact up to the ADC and DAC steps."""
+STILL = {"relaxation.sigma_min_siemens": 0, "relaxation.sigma_max_siemens": 0,
+         "retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0}
+"""Settings under which a device keeps the conductance a pulse gave it (no relaxation, no drift)."""
+EXACT_CHAIN = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0}
+"""No per-column read errors: reads need no calibration."""
+FAST_DEVICES = {"relaxation.tau_s": 0.1}
+"""Devices that relax 5x faster than the default, so that `support.programming.FAST` suffices."""
+
+NEEDS_PTY = pytest.mark.skipif(not hasattr(os, "openpty"),
+                               reason="a pty (POSIX); without one the emulator serves TCP")
+"""For the tests of pty transports themselves (what pty links do); the rest of the suite runs
+on the emulator's TCP port where there is no pty."""
+
+
+def emu_url(state, seed: int, arrays: int = 2, rows: int = 8, cols: int = 8, **settings) -> str:
+    """An `emu://` port: an emulated board in this process, its state kept in `state`."""
+    sets = "".join(f"&set={key}={value}" for key, value in settings.items())
+    return f"emu://?seed={seed}&arrays={arrays}&rows={rows}&cols={cols}&state={state}{sets}"
+
+
+def healthy(emu) -> np.ndarray:
+    """Which devices of an emulator process are neither stuck nor worn out."""
+    return emu.state().devices.defect == HEALTHY
+
+
+def script(board: Board) -> None:
+    """Programming steps on an 8x8 array whose outcome depends only on the commands executed."""
+    rng = np.random.default_rng(7)
+    board.configure(pulse_width_s=5e-8)
+    for _ in range(6):
+        board.set_pulses(0, 3.0, rng.uniform(0.5, 1.3, (8, 8)), rng.random((8, 8)) < 0.5)
+        board.read_array(0)
+        board.read_devices(0, rng.random((8, 8)) < 0.2)
+        board.reset_pulses(0, rng.uniform(0.5, 1.2, (8, 8)), 5.0, rng.random((8, 8)) < 0.5)
+        board.vmm(0, np.full(8, 0.1))
