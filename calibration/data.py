@@ -251,8 +251,10 @@ def _positive(data: dict, key: str, where: str) -> float:
 def _table(data: dict, key: str, shape: tuple[int, int], where: str,
            optional: bool = False) -> np.ndarray | None:
     value = data.get(key)
-    if value is None and optional:
-        return None
+    if value is None:
+        if optional:
+            return None
+        raise BadInput(f"{where}: lacks {key}")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):

@@ -19,7 +19,6 @@ from typing import Any
 from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
 from imssa_hw.errors import BadInput
-from imssa_hw.files import upgrade_legacy_keys
 
 
 FORMAT = "imssa-hw-board-profile"
@@ -257,7 +256,7 @@ def load_profile(name_or_path: str | Path) -> BoardProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{where}: not valid TOML ({exc})") from None
-    return profile_from_dict(upgrade_legacy_keys(data), where)
+    return profile_from_dict(data, where)
 
 
 def shipped_profiles() -> list[str]:

@@ -19,7 +19,6 @@ from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.drivers.messages import BoardConfig, BoardInfo, BoardLimits, typed
 from imssa_hw.errors import BadInput
-from imssa_hw.files import upgrade_legacy_keys
 
 
 DEFAULT_PROFILE = "emulator-default.toml"
@@ -168,7 +167,7 @@ def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | Non
     `base = "NAME"` holds only its differences from that shipped profile.
     """
     data = _profile_tables(path)
-    for key, value in upgrade_legacy_keys(overrides or {}).items():
+    for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if not isinstance(data.get(section), dict) or name not in data[section]:
             raise BadInput(f"unknown profile key {key!r}")
@@ -201,7 +200,7 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
         else:
             raise BadInput(f"emulator profile not found: {path} (a TOML file, or one of "
                            f"{', '.join(shipped_emulator_profiles())})")
-        data = upgrade_legacy_keys(tomllib.loads(text))
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(f"cannot read profile {path}: {exc}") from None
     base = data.pop("base", None)
