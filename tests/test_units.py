@@ -26,6 +26,7 @@ from imssa_hw.programming.journal import encode_record, parse_record
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [p for folder in ("imssa_hw", "drivers", "calibration", "cli")
            for p in (ROOT / folder).rglob("*.py")]
+BENCHES = sorted((ROOT / "bench").glob("*.py"))
 RENAMED = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|$", (ROOT / "docs" / "units.md").read_text(),
                           re.MULTILINE))
 """The conductance names of before 0.4 -> their names now (docs/units.md)."""
@@ -46,6 +47,34 @@ def names_in(path: Path) -> set[str]:
     return found
 
 
+TIME = re.compile(r"(^|_)(times?|elapsed|duration|latency|perf_counter|monotonic|clock)($|_)|_s$")
+"""A name that holds a time (or reads a clock)."""
+
+
+def microsiemens_fields_holding_times(source: str) -> list[str]:
+    """Output fields named `*_us` (dict keys, keyword arguments, `x["..._us"] = ...`) whose value
+    is computed from a time: `_us` is microsiemens, never microseconds."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            pairs = [(k.value, v) for k, v in zip(node.keys, node.values)
+                     if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        elif isinstance(node, ast.keyword) and node.arg:
+            pairs = [(node.arg, node.value)]
+        elif isinstance(node, ast.Assign):
+            pairs = [(t.slice.value, node.value) for t in node.targets
+                     if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant)
+                     and isinstance(t.slice.value, str)]
+        else:
+            continue
+        for key, value in pairs:
+            names = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(value)
+                     if isinstance(n, (ast.Name, ast.Attribute))}
+            if key.endswith("_us") and any(TIME.search(name) for name in names):
+                found.append(key)
+    return found
+
+
 def one_line(exc: pytest.ExceptionInfo) -> str:
     """The message of a raised error, checked to be one line."""
     message = str(exc.value)
@@ -59,10 +88,23 @@ def test_the_table_of_old_names_is_whole():
 
 
 def test_no_conductance_name_ends_in_seconds_suffix():
+    """No conductance-like name ends in `_s` anywhere; in the package no old name is used at all
+    (bench output may name a time `median_s`, which was a conductance before 0.4)."""
     old = re.compile(r"^(g|g_\w+|\w*_g|dg|\w*conductance|\w*tolerance|tol)_s$")
-    offenders = {f"{p.relative_to(ROOT)}: {n}" for p in SOURCES
-                 for n in names_in(p) if old.match(n) or n in RENAMED}
+    offenders = {f"{p.relative_to(ROOT)}: {n}" for p in [*SOURCES, *BENCHES]
+                 for n in names_in(p) if old.match(n) or (p in SOURCES and n in RENAMED)}
     assert not offenders, sorted(offenders)
+
+
+def test_no_output_field_in_us_holds_a_time():
+    offenders = {f"{p.relative_to(ROOT)}: {key}" for p in [*SOURCES, *BENCHES]
+                 for key in microsiemens_fields_holding_times(p.read_text())}
+    assert not offenders, sorted(offenders)
+    assert microsiemens_fields_holding_times(  # what bench/link.py reported before 0.13
+        'def f():\n    return {"median_us": round(float(np.median(times)) * 1e6, 1)}') == ["median_us"]
+    assert microsiemens_fields_holding_times('r["wait_us"] = (time.perf_counter() - t0) * 1e6\n'
+                                             'report(step_us=step_s * 1e6)') == ["wait_us", "step_us"]
+    assert microsiemens_fields_holding_times('x = {"g_us": g_siemens * 1e6}') == []
 
 
 def test_an_old_emulator_override_key_is_refused_in_one_line():
