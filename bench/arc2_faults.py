@@ -106,7 +106,7 @@ def verified_off(folder: Path, deploy: Path, standin: StandInArC2) -> int:
     dep = load_deployment(deploy)
     achieved = np.load(folder / "p" / "achieved.npz")
     verified = achieved["status"] == STATUS_NAMES.index("verified")
-    off = np.abs(standin.truth_siemens()[None] - dep.targets) > \
+    off = np.abs(standin.truth_siemens()[None] - dep.targets_siemens) > \
         dep.profile.conductance.tolerance_siemens + ALLOWANCE_SIEMENS
     return int((verified & off & dep.used).sum())
 

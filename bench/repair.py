@@ -58,9 +58,9 @@ def run(task: str, profile: str, seed: int, ckpt, features, labels, software) ->
     for name, repaired in (("unrepaired", False), ("repaired", True)):
         dep = compile_checkpoint(ckpt, board, defects, repair_defects=repaired)
         if not repaired:
-            scores["ideal"] = simulated_scores(dep, ckpt, features, software, labels, dep.targets,
-                                               chain, [seed])[0]
-        maps = np.where(defects.mask(), g, dep.targets)
+            scores["ideal"] = simulated_scores(dep, ckpt, features, software, labels,
+                                               dep.targets_siemens, chain, [seed])[0]
+        maps = np.where(defects.mask(), g, dep.targets_siemens)
         scores[name] = simulated_scores(dep, ckpt, features, software, labels, maps, chain,
                                         [seed])[0]
         summary = dep.summary

@@ -56,7 +56,7 @@ def test_flow_on_an_emulated_board(tmp_path):
     # the same calibration as the folder `imssa-hw calibrate --out` writes
     write_outputs(run, tmp_path / "calib")
     again = hw.compile(model, profile, calibration=tmp_path / "calib")
-    np.testing.assert_array_equal(again.targets, dep.targets)
+    np.testing.assert_array_equal(again.targets_siemens, dep.targets_siemens)
     assert load_calibration(tmp_path / "calib").board_id == run.calibration.board_id
 
 
@@ -93,7 +93,7 @@ def test_a_quiet_read_chain_does_not_hold_a_device_for_ever(tmp_path):
     with hw.open_board(quiet) as b:
         run = hw.calibrate(b)  # its read-chain fit is the bias the verify allows for
         dep = hw.compile(model, board(arrays=1, rows=16, cols=16), calibration=run)
-        assert dep.targets[dep.used].max() > 130e-6  # where the margin outgrew the band
+        assert dep.targets_siemens[dep.used].max() > 130e-6  # where the margin outgrew the band
         programmed = hw.program(b, dep, calibration=run,
                                 settings=replace(QUICK_PROGRAMMING, max_iterations=300))
     assert programmed.report["unfinished"] == 0, programmed.report["iterations"]

@@ -30,8 +30,10 @@ def test_round_trip(deployed):
     ckpt, dep, out = deployed
     back = load_deployment(out)
     assert back.model_digest == ckpt.digest and back.config == ckpt.config
-    assert back.profile == dep.profile and back.dg == dep.dg and back.summary == dep.summary
-    assert np.array_equal(back.targets, dep.targets) and np.array_equal(back.used, dep.used)
+    assert back.profile == dep.profile and back.summary == dep.summary
+    assert back.dg_siemens == dep.dg_siemens
+    assert np.array_equal(back.targets_siemens, dep.targets_siemens)
+    assert np.array_equal(back.used, dep.used)
     for a, b in zip(back.schedule.layers, dep.schedule.layers):
         for pa, pb in zip(a.programs, b.programs):
             for name in ("row_input", "row_input_gain_v", "row_feedback",
@@ -41,7 +43,7 @@ def test_round_trip(deployed):
     assert [(t.array, t.rows.tolist()) for t in back.placement.tiles] == \
         [(t.array, t.rows.tolist()) for t in dep.placement.tiles]
     # the loaded artifact reproduces its own probe expectations
-    executor = Executor.on_maps(back.schedule, back.targets)
+    executor = Executor.on_maps(back.schedule, back.targets_siemens)
     for layer, (u, y) in enumerate(zip(back.probe.u, back.probe.y)):
         assert np.allclose(executor(layer, u), y, atol=1e-6)
     data = json.loads((out / "deploy.json").read_text())

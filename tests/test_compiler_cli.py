@@ -42,7 +42,7 @@ def test_compile_end_to_end(model, tmp_path):
     assert data["ideal_max_abs_error"] < 1e-6 and data["unavoidable_defects"] == []
     assert (out / "targets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dep = load_deployment(out)
-    assert not dep.used[0, 0, 0] or abs(dep.targets[0, 0, 0] - 150e-6) <= 4e-6
+    assert not dep.used[0, 0, 0] or abs(dep.targets_siemens[0, 0, 0] - 150e-6) <= 4e-6
 
 
 def test_dense_placement_option(model, tmp_path):

@@ -100,7 +100,7 @@ def test_devices_of_unknown_conductance_are_left_as_placed():
     layout, tile, defects, placement = _placed(kernel, [(0, int(layout.out_minus[0]), None)])
     targets, repairs = repair(placement, defects, [kernel], layout, WINDOW, BITS, 64)
     assert repairs == ()
-    assert np.array_equal(targets, placement.targets)
+    assert np.array_equal(targets, placement.targets_siemens)
 
 
 def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devices():
@@ -122,7 +122,7 @@ def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devi
     errors = {}
     for repaired in (False, True):
         dep = compile_checkpoint(ckpt, board, defects, repair_defects=repaired)
-        maps = np.where(defects.mask(), g, dep.targets)
+        maps = np.where(defects.mask(), g, dep.targets_siemens)
         logits = reference.forward(ckpt, dep.probe.features, Executor.on_maps(dep.schedule, maps))
         errors[repaired] = float(np.abs(logits - dep.probe.logits).max())
         assert len(dep.summary["unavoidable_defects"]) >= 10

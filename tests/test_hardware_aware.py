@@ -48,7 +48,7 @@ def test_the_torch_loop_runs_as_the_emulated_board(tmp_path, differential, rows,
     dep = compile_checkpoint(ckpt, profile)
     assert dep.summary["scales_from"] == "training"
     layer = dep.schedule.layers[0]
-    crossbar = emulated_crossbar(dep.placement.targets)
+    crossbar = emulated_crossbar(dep.placement.targets_siemens)
     programs = [LoopProgram(**p.to_dict()) for p in layer.programs]  # as the board decodes them
     assert all(p.feedback_deadband_v > 0 for p in programs)
     u = reference.encode(ckpt, features)

@@ -240,7 +240,7 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
     on that range: on the read range one code is worth about 0.8 uS on board-default, and the
     read noise of a device near 1 uS is too small to dither it, so averaging alone leaves low
     devices up to half a code off."""
-    maps = np.array(dep.targets, dtype=float)
+    maps = np.array(dep.targets_siemens, dtype=float)
     spreads = []
     arrays = sorted({p.array for layer in dep.schedule.layers for p in layer.programs})
     for array in arrays:

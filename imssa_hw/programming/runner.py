@@ -547,11 +547,11 @@ def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str |
                        progress: Progress | None = None, strategy: StrategyName | str = StrategyName.ADAPTIVE,
                        settings: Settings | None = None, **kwargs) -> ProgramResult:
     """Program a compiled deployment (`imssa_hw.compiler.load_deployment`) onto `board`:
-    `dep.targets` on the cells `dep.used`, the other cells of the arrays it uses to the off
+    `dep.targets_siemens` on the cells `dep.used`, the other cells of the arrays it uses to the off
     level (the profile's G_min), within the tighter of the board's and the profile's voltage
     limits."""
     dep.check_board(board.info)
-    return program_targets(board, dep.targets, dep.used, calibration=calibration,
+    return program_targets(board, dep.targets_siemens, dep.used, calibration=calibration,
                            strategy=strategy, tolerance=tolerance, settings=settings,
                            profile_limits=dep.profile.limits, off_siemens=dep.profile.conductance.g_min_siemens,
                            journal=journal, resume=resume, progress=progress,
