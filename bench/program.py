@@ -154,8 +154,8 @@ def oracle_calibration(emu, board: Board):
     lsb = board.info.adc_lsb_a(board.config.read_range_a)
     info = board.info
     return Calibration(info.board_id, info.arrays, info.rows, info.cols, chain.gain,
-                       chain.offset_codes * lsb / board.config.v_read, None, None, {},
-                       v_read_v=board.config.v_read, read_range_a=board.config.read_range_a,
+                       chain.offset_codes * lsb / board.config.v_read_v, None, None, {},
+                       v_read_v=board.config.v_read_v, read_range_a=board.config.read_range_a,
                        reference=Reference.SMU)  # the emulator's own chain: as true as an SMU
 
 

@@ -65,7 +65,7 @@ def measure_read_noise(session: Session, chain: ReadChainFit, sample: Sample) ->
     step's (lsb^2 / 12) over its mean squared, pooled (root mean). None when no device is that
     high. Programming takes it as the noise of its reads (`Settings.read_noise_rel`)."""
     info, config = session.board.info, session.board.config
-    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read
+    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read_v
     ratios = []
     for a, cells in enumerate(sample):
         mask = session.sample_mask(cells)

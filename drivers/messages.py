@@ -87,7 +87,7 @@ class BoardLimits(PulseLimits):
 class BoardConfig:
     """The board's volatile settings (lost at a reset)."""
 
-    v_read: float
+    v_read_v: float
     """Row voltage of conductance reads, V."""
     read_range_a: float
     """ADC full scale (+-) of conductance reads, A."""

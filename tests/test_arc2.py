@@ -67,7 +67,7 @@ def channel_mapper():
 
 def exercise(board: Arc2Board) -> None:
     """Every operation of the backend once."""
-    board.configure(v_read=0.15, pulse_width_s=1e-7)
+    board.configure(v_read_v=0.15, pulse_width_s=1e-7)
     board.read_array(0)
     board.read_device(0, 2, 3)
     board.vmm(0, np.linspace(-0.1, 0.1, 32))
@@ -218,7 +218,7 @@ def test_the_board_uses_the_devices_and_polarity_arc2control_would(name, channel
     truth = at_channels(arc.truth_by_channels())
     assert np.all(np.abs(g - truth) < 0.02e-6 + 2e-3 * truth)
     # arc2control's readAllClicked (widgets/app.py at 52ba1f2) on the same instrument
-    v = board.config.v_read
+    v = board.config.v_read_v
     raw = arc.read_all(v, pyarc2.BiasOrder.Cols)
     data = np.empty((32, 32))
     for channel in sorted(theirs.ch2b):
@@ -297,7 +297,7 @@ def test_pulses_go_as_masked_slices_by_row_voltage_and_gate():
     lambda b: b.set_pulses(0, np.where(np.eye(32, dtype=bool), -1.0, 1.0), 1.0),
     lambda b: b.vmm(0, np.full(32, 0.25)),
     lambda b: b.configure(pulse_width_s=10e-9),
-    lambda b: b.configure(v_read=0.3),
+    lambda b: b.configure(v_read_v=0.3),
 ])
 def test_limits_are_checked_before_any_instrument_call(call):
     board, arc = board_on(time_scale=50)

@@ -40,7 +40,7 @@ def test_an_emulated_board_passes_and_is_left_as_it_was():
         before = board.read_array(0)
         report = selftest(board)
         after = board.read_array(0)
-        assert board.config.v_read == pytest.approx(0.2)  # restored
+        assert board.config.v_read_v == pytest.approx(0.2)  # restored
     assert names(report) == [("reads", True), ("sign", True), ("mapping", True),
                              ("selectors", True)], report.table()
     assert report.passed and report.failed == [] and report.to_dict()["passed"]

@@ -15,7 +15,8 @@ import pytest
 from imssa_hw.calibration.data import Calibration, load_calibration
 from imssa_hw.compiler.defects import defects_from_dict
 from imssa_hw.drivers.errors import PayloadError
-from imssa_hw.drivers.messages import BoardInfo, from_json, to_json
+from imssa_hw.drivers.messages import (BoardConfig, BoardInfo, from_json, to_json,
+                                       unpack_config_changes)
 from imssa_hw.emulator.profile import board_info, load_profile
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
@@ -159,6 +160,19 @@ def test_a_board_reply_with_an_old_field_is_refused_in_one_line():
                              "g_window_siemens")
     reply["g_window_siemens"] = reply.pop("g_window_s")
     assert from_json(BoardInfo, json.dumps(reply).encode()).g_window_siemens == (1e-6, 150e-6)
+
+
+def test_the_read_voltage_is_v_read_v_on_the_wire():
+    config = {"v_read_v": 0.2, "read_range_a": 4e-5, "vmm_range_a": 6.4e-4, "pulse_width_s": 2e-8}
+    assert from_json(BoardConfig, json.dumps(config).encode()).v_read_v == 0.2
+    assert unpack_config_changes(b'{"v_read_v": 0.1}') == {"v_read_v": 0.1}
+    config["v_read"] = config.pop("v_read_v")  # the name before 0.13
+    with pytest.raises(PayloadError) as exc:
+        from_json(BoardConfig, json.dumps(config).encode())
+    assert one_line(exc) == "BoardConfig: unknown field(s) v_read; missing field(s) v_read_v"
+    with pytest.raises(PayloadError) as exc:
+        unpack_config_changes(b'{"v_read": 0.1}')
+    assert "v_read_v" in one_line(exc)
 
 
 def test_journal_records_keep_their_keys():

@@ -237,8 +237,8 @@ def _check(profile: Profile) -> None:
     defaults, limits = profile.defaults, profile.limits
     if defaults.read_range_a not in chain.adc_ranges_a or defaults.vmm_range_a not in chain.adc_ranges_a:
         raise BadInput("defaults.read_range_a and vmm_range_a must be among read_chain.adc_ranges_a")
-    if not 0 < defaults.v_read <= limits.v_read_max:
-        raise BadInput("defaults.v_read must be within (0, limits.v_read_max]")
+    if not 0 < defaults.v_read_v <= limits.v_read_max:
+        raise BadInput("defaults.v_read_v must be within (0, limits.v_read_max]")
     if not limits.pulse_width_min_s <= defaults.pulse_width_s <= limits.pulse_width_max_s:
         raise BadInput("defaults.pulse_width_s must be within the pulse width limits")
     not_finite = [f"{name}.{f.name}" for name in ("board", "read_chain", "device", "relaxation",

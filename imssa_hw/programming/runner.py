@@ -97,7 +97,7 @@ class _Session:
         if self.calibration is None:
             return g_raw_siemens
         cfg = self.board.config
-        return self.calibration.correct_conductance(a, g_raw_siemens, v_read=cfg.v_read,
+        return self.calibration.correct_conductance(a, g_raw_siemens, v_read_v=cfg.v_read_v,
                                                     read_range_a=cfg.read_range_a)
 
     # -- replay ---------------------------------------------------------------------------------
@@ -379,8 +379,8 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
     tol = parse_tolerance(tolerance)
     if calibration is not None:
         calibration.check_board(info)
-        board.configure(v_read=calibration.v_read_v, read_range_a=calibration.read_range_a)
-    lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read
+        board.configure(v_read_v=calibration.v_read_v, read_range_a=calibration.read_range_a)
+    lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read_v
     tol = tol.with_floor(lsb_siemens) if tol.rel else tol
     limits = info.limits.tightest(profile_limits)
     arrays = [a for a in range(info.arrays) if used[a].any()]
@@ -404,7 +404,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
               "limits": limits.to_dict(), "off_siemens": off_siemens, "arrays": arrays, "shape": list(shape),
               "board": {"board_id": info.board_id, "arrays": info.arrays, "rows": info.rows,
                         "cols": info.cols},
-              "config": {"v_read": board.config.v_read,
+              "config": {"v_read_v": board.config.v_read_v,
                          "pulse_width_s": board.config.pulse_width_s},
               "targets_sha256": digest_arrays(targets, used),
               "calibration_sha256": None if calibration is None
