@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -163,7 +164,7 @@ def test_time_per_step_and_sample(deployed):
     ("board", "rows", 0, "rows = 0 is impossible"),
     ("read", "v_read_max", 2.0, "v_read_max = 2.0 is impossible"),
     ("read", "tia_ranges_ua", [100.0, 20.0], "distinct and increasing"),
-    ("limits", "reset_v_max", 0.15, "must stay below the SET and RESET limits"),
+    ("limits", "v_reset_max", 0.15, "must stay below the SET and RESET limits"),
     ("board", "arrays", "three", "arrays must be an integer"),
     ("board", "colour", 1, "unknown key"),
     ("timing", "vmm_time_ns", -1.0, "vmm_time_ns = -1.0 is impossible"),
@@ -173,6 +174,17 @@ def test_impossible_profiles(section, key, value, message):
     data[section][key] = value
     with pytest.raises(BadInput, match=message):
         profile_from_dict(data)
+
+
+def test_a_profile_with_the_limit_names_of_before_0_13_is_refused(tmp_path):
+    text = (resources.files("imssa_hw") / "profiles" / "board-default.toml").read_text()
+    for name in ("set", "reset", "gate"):
+        text = text.replace(f"\nv_{name}_max = ", f"\n{name}_v_max = ")
+    (tmp_path / "old.toml").write_text(text)
+    with pytest.raises(BadInput) as exc:
+        load_profile(tmp_path / "old.toml")
+    assert str(exc.value) == (f"{tmp_path / 'old.toml'} [limits]: unknown key(s) gate_v_max, "
+                              f"reset_v_max, set_v_max")
 
 
 def test_profile_not_found():

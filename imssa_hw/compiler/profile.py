@@ -165,9 +165,9 @@ _TABLES = {
         _Field("adc_bits", "adc_bits", int, 1, 24),
         _Field("tia_ranges_ua", "adc_ranges_a", tuple, 1e-3, 1e6, 1e6))),
     "limits": _Table("limits", ProgrammingLimits, (
-        _Field("set_v_max", "v_set_max", float, 0.1, 10.0),
-        _Field("reset_v_max", "v_reset_max", float, 0.1, 10.0),
-        _Field("gate_v_max", "v_gate_max", float, 0.1, 10.0),
+        _Field("v_set_max", "v_set_max", float, 0.1, 10.0),
+        _Field("v_reset_max", "v_reset_max", float, 0.1, 10.0),
+        _Field("v_gate_max", "v_gate_max", float, 0.1, 10.0),
         _Field("pulse_width_ns", "pulse_width_s", float, 0.1, 1e9, 1e9))),
     "errors": _Table("errors", DeviceErrors, (
         _Field("g_sigma_us", "g_sigma_siemens", float, 0, 1e3, 1e6),
