@@ -70,7 +70,7 @@ def attach(standin: StandInArC2) -> None:
 
 def episode(name: str, kind: str, seed: int, calls: int, rng: random.Random, port: str,
             folder: Path, deploy: Path, calibration: Path, marked: np.ndarray) -> dict:
-    standin = StandInArC2("1t1r", seed=seed, time_scale=100)
+    standin = StandInArC2("1T1R", seed=seed, time_scale=100)
     at = rng.randint(1, calls)
     standin.faults[at] = KINDS[kind]()
     attach(standin)
@@ -127,7 +127,7 @@ def main() -> None:
         clean = {}
         calibration = root / "clean-calibrate" / "calib"  # the board's, for every program run
         for name in ("calibrate", "selftest", "program"):  # the baseline: each clean run
-            standin = StandInArC2("1t1r", seed=args.seed, time_scale=100)
+            standin = StandInArC2("1T1R", seed=args.seed, time_scale=100)
             attach(standin)
             done = CliRunner().invoke(cli, command(name, port, root / f"clean-{name}", deploy,
                                                    calibration))

@@ -24,7 +24,7 @@ convention, so the first VMM measures it (every row at +v_read_v; the sign most 
 keeps it as `vmm_current_sign` and multiplies every VMM's currents by it: a VMM returns
 v_rows @ G.
 
-Gates. On a 1T1R array (`?array=1t1r`, the default) selector k drives the gates of word line k
+Gates. On a 1T1R array (`?array=1T1R`, the default) selector k drives the gates of word line k
 of the mapping (row k). A pulse slice raises the selectors' high level (`config_aux_channels`,
 SELH) to its gate voltage and only its rows' selectors (`config_selectors`). Reads and VMMs
 raise every row's selector at `READ_GATE_V`. On a passive array (`?array=passive`) the selectors
@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from imssa_hw.board import CELLS
 from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.drivers.board_like import Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, LinkError, PortMissing, ProtocolError,
@@ -88,13 +89,13 @@ current read, 30 us to ground the bit lines (plus 130 us whenever a channel's am
 re-prepared, and one USB round trip)."""
 V_TOLERANCE = 1e-6
 """Slack on limit checks, as the emulated board's."""
-ARRAY_KINDS = ("1t1r", "passive")
 OPTIONS = ("firmware", "array", "mapping")
 
 
 @dataclass(frozen=True)
 class Arc2Port:
-    """What an `arc2://ID?firmware=PATH&array=1t1r|passive&mapping=NAME|FILE` port names."""
+    """What an `arc2://ID?firmware=PATH&array=1T1R|passive&mapping=NAME|FILE` port names (the
+    array kind in any case)."""
 
     instrument_id: int
     firmware: Path | None
@@ -107,9 +108,10 @@ def parse_port(port: str) -> Arc2Port:
     parts, query = split_port_url(port, "arc2", OPTIONS)
     if not parts.netloc.isdigit():
         raise BadInput(f"{port}: the ArC TWO id after arc2:// must be a number such as 0")
-    kind = query.get("array", ["1t1r"])[-1].lower()
-    if kind not in ARRAY_KINDS:
-        raise BadInput(f"{port}: array must be one of {', '.join(ARRAY_KINDS)}, got {kind!r}")
+    typed = query.get("array", [CELLS[0]])[-1]
+    kind = next((cell for cell in CELLS if cell.lower() == typed.lower()), None)
+    if kind is None:
+        raise BadInput(f"{port}: array must be one of {', '.join(CELLS)}, got {typed!r}")
     firmware = query.get("firmware", [""])[-1]
     mapping = load_mapping(query.get("mapping", [DEFAULT_MAPPING])[-1] or DEFAULT_MAPPING)
     return Arc2Port(int(parts.netloc), Path(firmware) if firmware else None, kind, mapping)
@@ -136,12 +138,12 @@ class Arc2Board:
     """An ArC TWO as a `BoardLike` crossbar of one array wired by a channel mapping; open it
     with `Arc2Board.open` (or `drivers.open.open_board`)."""
 
-    def __init__(self, instrument: Any, array_kind: str = "1t1r", board_id: str = "ArC2-0",
+    def __init__(self, instrument: Any, array_kind: str = "1T1R", board_id: str = "ArC2-0",
                  firmware: str = "unknown", mapping: ChannelMapping | None = None) -> None:
         """`instrument`: a `pyarc2.Instrument` (or an object with the methods used here);
         `mapping`: the crossbar's wiring (default arc2control's default, resarray32)."""
-        if array_kind not in ARRAY_KINDS:
-            raise BadInput(f"array kind must be one of {', '.join(ARRAY_KINDS)}, got {array_kind!r}")
+        if array_kind not in CELLS:
+            raise BadInput(f"array kind must be one of {', '.join(CELLS)}, got {array_kind!r}")
         self.mapping = mapping or load_mapping(DEFAULT_MAPPING)
         check_wiring(self.mapping)
         self._words = np.array(self.mapping.words)
@@ -153,7 +155,7 @@ class Arc2Board:
         self._arc = _Instrument(instrument, self._pyarc2.ArC2Error)
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
-                                         pulse_gate="grouped" if array_kind == "1t1r" else "none")
+                                         pulse_gate="grouped" if array_kind == "1T1R" else "none")
         self.info = BoardInfo(board_id, firmware, 0, 1, self.mapping.rows, self.mapping.cols,
                               LIMITS, ADC_BITS, DAC_BITS, ADC_RANGES_A, G_WINDOW_SIEMENS, 0,
                               VMM_SETTLE_S, self.mapping.name)
@@ -358,7 +360,7 @@ class Arc2Board:
                                                          f"device was pulsed")
         if not mask.any():
             return 0
-        gated = self.array_kind == "1t1r"
+        gated = self.array_kind == "1T1R"
         rows, cols = np.nonzero(mask)
         keys = np.stack([gates[rows, cols] if gated else np.zeros(rows.size), cols,
                          volts[rows, cols]], axis=1)
@@ -379,7 +381,7 @@ class Arc2Board:
 
     def _gates_for_reading(self) -> None:
         """Every row's transistors on (1T1R); nothing on a passive array."""
-        if self.array_kind == "1t1r":
+        if self.array_kind == "1T1R":
             self._set_gates(READ_GATE_V, tuple(range(self.mapping.rows)))
 
     def _set_gates(self, v_gate: float, rows: tuple[int, ...]) -> None:

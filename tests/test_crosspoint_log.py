@@ -99,7 +99,7 @@ def test_journal_export_bad_input(tmp_path):
 
 
 def test_the_recording_board_logs_what_passes_through(tmp_path):
-    arc = StandInArC2("1t1r", seed=4, time_scale=100)
+    arc = StandInArC2("1T1R", seed=4, time_scale=100)
     board = Arc2Board(arc)
     recorder = RecordingBoard(board)
     assert recorder.info is board.info and recorder.capabilities is board.capabilities
