@@ -37,7 +37,7 @@ from imssa_hw.calibration.relaxation import (check_relaxation, measure_read_nois
                                              validate_with_smu)
 from imssa_hw.calibration.report import build_report
 from imssa_hw.calibration.session import Progress, ReadCorrection, Session
-from imssa_hw.calibration.settings import Settings
+from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.loop_scales import tia_range
 from imssa_hw.drivers.board_like import BoardLike
@@ -59,11 +59,11 @@ class CalibrationRun:
     """(RESET V, fraction removed) of every valid sample measurement."""
 
 
-def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
+def calibrate(board: BoardLike, smu=None, settings: CalibrationSettings | None = None,
               progress: Progress | None = None) -> CalibrationRun:
     """Calibrate `board` (see the module docstring). The board's settings are restored and its
     devices left RESET, also when a step fails."""
-    settings = settings or Settings()
+    settings = settings or CalibrationSettings()
     settings.check()
     started = time.monotonic()
     frames0 = board.frames_sent

@@ -19,7 +19,7 @@ over the VMM range: 20 ADC codes on a 9-bit ADC, enough to spread the fractional
 small enough that the read noise (relative to the current) stays below the ADC step. Samples at
 the ADC's ends (none expected) are left out of the fit."""
 VMM_DRAWS_PER_READ = 160
-"""Random voltage vectors per array for each of `Settings.reads`."""
+"""Random voltage vectors per array for each of `CalibrationSettings.reads`."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from imssa_hw.calibration.settings import Settings
+from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.drivers.board_like import BoardLike, read_masked
 
 Progress = Callable[[float, str], None]
@@ -34,7 +34,7 @@ class Session:
 
     board: BoardLike
     smu: object | None
-    settings: Settings
+    settings: CalibrationSettings
     total_work: float
     progress: Progress
     done_work: float = 0.0

@@ -10,7 +10,7 @@ from imssa_hw.errors import BadInput
 
 
 @dataclass(frozen=True)
-class Settings:
+class CalibrationSettings:
     """Knobs of the procedure (defaults suit the HPE-like emulated board)."""
 
     reads: int = 4

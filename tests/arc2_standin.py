@@ -45,7 +45,7 @@ import pyarc2
 
 from imssa_hw.board import CELLS
 from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
-from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
 
 ALL_WORDS = [*range(16, 32), *range(48, 64)]
@@ -94,7 +94,7 @@ class StandInArC2:
         self.mapping = mapping or load_mapping(DEFAULT_MAPPING)
         self.rows, self.cols = self.mapping.rows, self.mapping.cols
         self.words, self.bits = list(self.mapping.words), list(self.mapping.bits)
-        profile = load_profile(None, {"board.arrays": 1, "board.rows": self.rows,
+        profile = load_emulator_profile(None, {"board.arrays": 1, "board.rows": self.rows,
                                       "board.cols": self.cols, **(settings or {})})
         self.kind = kind
         self.panics: set[str] = set()

@@ -14,17 +14,17 @@ import imssa_hw as hw
 from imssa_hw import api
 from imssa_hw.calibration.data import load_calibration
 from imssa_hw.calibration.outputs import write_outputs
-from imssa_hw.calibration.settings import Settings as CalibrationSettings
+from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.errors import BadInput
-from imssa_hw.programming.settings import Settings as ProgrammingSettings
+from imssa_hw.programming.settings import ProgramSettings
 from test_compiler_support import board, make_checkpoint, sequences
 
 PORT = "emu://?seed=3&arrays=1&rows=16&cols=16&set=relaxation.tau_s=0.05"
 """A small board whose devices relax fast, so that the short delays below suffice."""
 QUICK_CALIBRATION = CalibrationSettings(settle_s=0.2, relax_delay_s=0.2)
-QUICK_PROGRAMMING = ProgrammingSettings(settle_s=0.1, settle_small_s=0.05, verify_delay_s=0.2,
-                                        verify_delay_small_s=0.1, min_iteration_s=0.01)
+QUICK_PROGRAMMING = ProgramSettings(settle_s=0.1, settle_small_s=0.05, verify_delay_s=0.2,
+                                    verify_delay_small_s=0.1, min_iteration_s=0.01)
 
 
 def test_import_is_light_and_names_are_one_list():

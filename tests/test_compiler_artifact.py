@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_compiler_support import board, make_checkpoint, sequences
 
-from imssa_hw.compiler import (Executor, compile_checkpoint, load_defects, load_deployment,
-                               load_profile, save_deployment, shipped_profiles)
+from imssa_hw.compiler import (Executor, compile_checkpoint, load_board_profile, load_defects,
+                               load_deployment, save_deployment, shipped_profiles)
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.profile import LoopTiming, profile_from_dict
 from imssa_hw.errors import BadInput
@@ -135,7 +135,7 @@ def test_bad_array_shapes(deployed, tmp_path):
 
 def test_shipped_profiles_load_and_round_trip():
     assert {"board-default", "board-large"} <= set(shipped_profiles())
-    p = load_profile("board-default")
+    p = load_board_profile("board-default")
     assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 9
     assert p.conductance.g_min_siemens == 1e-6 and p.conductance.g_max_siemens == 155e-6
     assert p.limits.v_set_max == 3.5 and p.limits.v_reset_max == 1.5 and p.limits.v_gate_max == 5.5
@@ -170,7 +170,7 @@ def test_time_per_step_and_sample(deployed):
     ("timing", "vmm_time_ns", -1.0, "vmm_time_ns = -1.0 is impossible"),
 ])
 def test_impossible_profiles(section, key, value, message):
-    data = load_profile("board-default").to_dict()
+    data = load_board_profile("board-default").to_dict()
     data[section][key] = value
     with pytest.raises(BadInput, match=message):
         profile_from_dict(data)
@@ -182,14 +182,14 @@ def test_a_profile_with_the_limit_names_of_before_0_13_is_refused(tmp_path):
         text = text.replace(f"\nv_{name}_max = ", f"\n{name}_v_max = ")
     (tmp_path / "old.toml").write_text(text)
     with pytest.raises(BadInput) as exc:
-        load_profile(tmp_path / "old.toml")
+        load_board_profile(tmp_path / "old.toml")
     assert str(exc.value) == (f"{tmp_path / 'old.toml'} [limits]: unknown key(s) gate_v_max, "
                               f"reset_v_max, set_v_max")
 
 
 def test_profile_not_found():
     with pytest.raises(BadInput, match="board profile not found: nope.*board-default"):
-        load_profile("nope")
+        load_board_profile("nope")
 
 
 def test_defect_map_round_trip_and_errors(tmp_path):

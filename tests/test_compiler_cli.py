@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from test_compiler_support import make_checkpoint
 
 from imssa_hw.cli.main import cli
-from imssa_hw.compiler import load_deployment, load_profile
+from imssa_hw.compiler import load_board_profile, load_deployment
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 
 
@@ -81,7 +81,7 @@ def test_not_quantized(tmp_path):
 
 
 def test_impossible_profile(model, tmp_path):
-    data = load_profile("board-default").to_dict()
+    data = load_board_profile("board-default").to_dict()
     data["conductance"]["g_max_us"] = 0.5
     (tmp_path / "p.toml").write_text("\n".join(_toml(data)))
     _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--profile",

@@ -10,7 +10,7 @@ import pytest
 
 from imssa_hw.board import Geometry
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
-from imssa_hw.compiler import load_profile
+from imssa_hw.compiler import load_board_profile
 from imssa_hw.compiler.placement import place
 from imssa_hw.errors import BadInput
 
@@ -207,7 +207,7 @@ def test_dense_digits_model_on_board_multi():
     """2 layers x 64 kernels of 9x18 on board-multi (8 arrays of 64x64): spread evenly over
     every array, the defective one too (16 tiles each), on 6 x 3 bands: 10 spare rows and 10
     spare columns on every array for the defect search."""
-    geometry = load_profile("board-multi").geometry
+    geometry = load_board_profile("board-multi").geometry
     assert geometry.shape == (8, 64, 64)
     maps = _tiles(128, (9, 18), seed=6)
     defects = _defects([(2, r, r, "stuck_on", 150e-6) for r in range(3)], geometry.shape)
@@ -305,4 +305,4 @@ def test_a_model_that_does_not_fit_is_told_what_would():
                                        r"\(dense\): with N=8 and 2 layer\(s\), at most 31 kernels "
                                        r"per layer \(this model has 64; train with --h 31 or "
                                        r"fewer\)$"):
-        compile_checkpoint(ckpt, load_profile("board-default"))
+        compile_checkpoint(ckpt, load_board_profile("board-default"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imssa_hw.board import ConductanceWindow, Geometry
-from imssa_hw.compiler import Executor, compile_checkpoint, load_profile
+from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.mapping import KernelMatrices, tile_conductances, tile_layout
 from imssa_hw.compiler.placement import place
@@ -109,7 +109,7 @@ def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devi
     device at its conductance, the repaired deployment's logits stay near the model's, the
     unrepaired one's do not."""
     ckpt = load_checkpoint(files("imssa_hw") / "models" / "digits.pt")
-    board = load_profile("board-multi")
+    board = load_board_profile("board-multi")
     rng = np.random.default_rng(3)
     u = rng.random(board.geometry.shape)
     stuck = [StuckDevice(int(a), int(r), int(c), kind, g) for (a, r, c), kind, g in

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imssa_hw.compiler import BoardProfile, load_profile
+from imssa_hw.compiler import BoardProfile, load_board_profile
 from imssa_hw.model.checkpoint import Checkpoint, load_checkpoint
 from imssa_hw.model.config import ModelConfig
 from imssa_hw.training.classifier import S4DClassifier, save_model
@@ -29,7 +29,7 @@ def make_checkpoint(path: Path, *, h: int = 4, n: int = 4, layers: int = 1, bits
 def board(arrays: int = 3, rows: int = 64, cols: int = 64, differential: str = "columns"
           ) -> BoardProfile:
     """The default board profile with another geometry or differential scheme."""
-    profile = load_profile("board-default")
+    profile = load_board_profile("board-default")
     return replace(profile, geometry=replace(profile.geometry, arrays=arrays, rows=rows, cols=cols),
                    differential=differential)
 

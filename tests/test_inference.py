@@ -13,7 +13,7 @@ import pytest
 
 from imssa_hw.cli.options import UNCALIBRATED
 
-from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.drivers.board import Board
@@ -37,7 +37,7 @@ def deployment(tmp_path_factory):
     folder = tmp_path_factory.mktemp("infer")
     train_task(TINY, folder / "model.pt", model={"bits": 3, "h": 2, "n": 4}, epochs=12)
     ckpt = load_checkpoint(folder / "model.pt")
-    base = load_profile("board-default")
+    base = load_board_profile("board-default")
     profile = replace(base, geometry=replace(base.geometry, arrays=1, rows=16, cols=20))
     # Ranges from the test clips themselves: these tests are about the loops, not about
     # choosing ranges (the unseen speaker's states reach 1.5x those of the few training clips)

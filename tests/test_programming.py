@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
 from imssa_hw.board import PulseLimits
-from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
 from imssa_hw.compiler.defects import load_defects
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
@@ -30,7 +30,7 @@ from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig
-from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
+from imssa_hw.programming import (ProgramSettings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
 from imssa_hw.programming.settings import DEFAULT_READ_NOISE_REL
@@ -41,12 +41,12 @@ from test_transports import emu_url
 
 FAST_DEVICES = {"relaxation.tau_s": 0.1}
 """Devices that relax 5x faster than the default, so that the delays below suffice."""
-FAST = Settings(settle_s=0.2, settle_small_s=0.06, verify_delay_s=0.5, verify_delay_small_s=0.3,
-                min_iteration_s=0.02)
+FAST = ProgramSettings(settle_s=0.2, settle_small_s=0.06, verify_delay_s=0.5,
+                       verify_delay_small_s=0.3, min_iteration_s=0.02)
 FAST_CLI = ["--settle", "0.2", "--verify-delay", "0.5"]
 EXACT_CHAIN = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0}
 """No per-column read errors: reads need no calibration."""
-PROFILE = load_profile("board-default")
+PROFILE = load_board_profile("board-default")
 
 
 def four_bit_targets(shape, seed: int = 1, lowest: int = 0) -> np.ndarray:
@@ -188,11 +188,11 @@ def test_a_quiet_off_device_within_its_band_is_verified(strategy):
 
 
 def test_read_noise_comes_from_the_calibration_unless_set():
-    assert Settings().with_read_noise(0.02).read_noise_rel == 0.02
-    assert Settings().with_read_noise(None).read_noise_rel == DEFAULT_READ_NOISE_REL
-    assert Settings(read_noise_rel=0.005).with_read_noise(0.02).read_noise_rel == 0.005
+    assert ProgramSettings().with_read_noise(0.02).read_noise_rel == 0.02
+    assert ProgramSettings().with_read_noise(None).read_noise_rel == DEFAULT_READ_NOISE_REL
+    assert ProgramSettings(read_noise_rel=0.005).with_read_noise(0.02).read_noise_rel == 0.005
     with pytest.raises(BadInput, match="read_noise_rel"):
-        Settings(read_noise_rel=1.5)
+        ProgramSettings(read_noise_rel=1.5)
 
 
 def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
@@ -423,8 +423,8 @@ def test_link_faults_change_nothing(emulated_board):
     """With lost and corrupted frames the same run happens: the same pulses, the same devices.
     (Relaxation off and no delays, so that the run does not depend on timing.)"""
     steady = {**EXACT_CHAIN, **STILL}
-    settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
-                        min_iteration_s=0, verify_reads=4)
+    settings = ProgramSettings(settle_s=0, settle_small_s=0, verify_delay_s=0,
+                               verify_delay_small_s=0, min_iteration_s=0, verify_reads=4)
     targets = four_bit_targets((1, 8, 8), seed=5)
     runs = []
     for faults in ({}, {"drop_rate": 0.05, "corrupt_rate": 0.05}):
@@ -449,8 +449,8 @@ def test_protocol_versions_1_and_2_program_alike(tmp_path):
     (frames name the pulsed devices only, reads ask for the live devices only) see the same
     run: the same pulses, the same devices, the same report, for a fraction of the bytes.
     (Exact reads, no relaxation, no delays: the run does not depend on timing.)"""
-    settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
-                        min_iteration_s=0, verify_reads=4)
+    settings = ProgramSettings(settle_s=0, settle_small_s=0, verify_delay_s=0,
+                               verify_delay_small_s=0, min_iteration_s=0, verify_reads=4)
     targets = four_bit_targets((1, 16, 16), seed=5)
     runs = {}
     for version in (1, 2):

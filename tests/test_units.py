@@ -17,7 +17,7 @@ from imssa_hw.compiler.defects import defects_from_dict
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.messages import (BoardConfig, BoardInfo, from_json, to_json,
                                        unpack_config_changes)
-from imssa_hw.emulator.profile import board_info, load_profile
+from imssa_hw.emulator.profile import board_info, load_emulator_profile
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_npz
@@ -110,7 +110,7 @@ def test_no_output_field_in_us_holds_a_time():
 
 def test_an_old_emulator_override_key_is_refused_in_one_line():
     with pytest.raises(BadInput) as exc:
-        load_profile(None, {"relaxation.sigma_min_s": 0.0})
+        load_emulator_profile(None, {"relaxation.sigma_min_s": 0.0})
     assert "relaxation.sigma_min_s" in one_line(exc)
 
 
@@ -119,7 +119,7 @@ def test_an_emulator_profile_with_an_old_key_is_refused_in_one_line(tmp_path):
     path = tmp_path / "old.toml"
     path.write_text(text.replace("stuck_off_g_siemens", "stuck_off_g_s"))
     with pytest.raises(BadInput) as exc:
-        load_profile(path)
+        load_emulator_profile(path)
     message = one_line(exc)
     assert "unknown field(s) stuck_off_g_s" in message
     assert "missing field(s) stuck_off_g_siemens" in message
@@ -152,7 +152,7 @@ def test_old_archive_and_defect_keys_are_refused(tmp_path):
 
 
 def test_a_board_reply_with_an_old_field_is_refused_in_one_line():
-    reply = json.loads(to_json(board_info(load_profile(None))))
+    reply = json.loads(to_json(board_info(load_emulator_profile(None))))
     reply["g_window_s"] = reply.pop("g_window_siemens")
     with pytest.raises(PayloadError) as exc:
         from_json(BoardInfo, json.dumps(reply).encode())
@@ -192,7 +192,7 @@ def test_an_emulator_state_with_old_device_keys_is_refused_in_one_line(tmp_path)
     from imssa_hw.emulator.server import build_board
     from imssa_hw.emulator.state import save_state
 
-    board, _ = build_board(load_profile(None, {"board.arrays": 1, "board.rows": 2,
+    board, _ = build_board(load_emulator_profile(None, {"board.arrays": 1, "board.rows": 2,
                                                "board.cols": 2}), 0, None)
     save_state(tmp_path / "board.npz", board.state)
     assert load_state(tmp_path / "board.npz").devices.g_final_siemens.shape == (1, 2, 2)

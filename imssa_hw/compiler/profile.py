@@ -237,7 +237,7 @@ def _no_unknown(table: dict, known: set[str], where: str) -> None:
         raise BadInput(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 
-def load_profile(name_or_path: str | Path) -> BoardProfile:
+def load_board_profile(name_or_path: str | Path) -> BoardProfile:
     """A profile from a TOML file, or a shipped one by name (e.g. "board-default")."""
     path = Path(name_or_path)
     if path.is_file():

@@ -159,7 +159,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Profile:
+def load_emulator_profile(path: str | Path | None = None,
+                          overrides: dict[str, Any] | None = None) -> Profile:
     """Read a profile and apply "section.key" overrides.
 
     `path` is a TOML file or the name of a shipped profile ("emulator-default",

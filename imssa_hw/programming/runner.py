@@ -25,7 +25,7 @@ from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, US, VERSION, JournalWriter, Note,
                                           digest_arrays, pulse_batches, read_journal, volt_list)
 from imssa_hw.programming.names import StrategyName
-from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
+from imssa_hw.programming.settings import ProgramSettings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import (ACTIVE, DONE, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                            VERIFIED, Plan, Strategy)
@@ -342,7 +342,7 @@ class _Session:
 
 def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndarray, *, calibration=None,
                     strategy: StrategyName | str = StrategyName.ADAPTIVE, tolerance: str | float | Tolerance = "2uS",
-                    settings: Settings | None = None, profile_limits=None,
+                    settings: ProgramSettings | None = None, profile_limits=None,
                     off_siemens: float | None = None, journal: str | Path | None = None,
                     resume: bool = False, progress: Progress | None = None,
                     source: dict | None = None, known_stuck: np.ndarray | None = None,
@@ -374,7 +374,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
                        f"{info.arrays} arrays of {info.rows}x{info.cols}")
     if not np.all(np.isfinite(targets)) or (targets < 0).any():
         raise BadInput("targets must be finite conductances >= 0")
-    settings = (settings or Settings()).with_read_noise(
+    settings = (settings or ProgramSettings()).with_read_noise(
         None if calibration is None else calibration.read_noise_rel)
     tol = parse_tolerance(tolerance)
     if calibration is not None:
@@ -545,7 +545,7 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
 def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
                        journal: str | Path | None = None, resume: bool = False,
                        progress: Progress | None = None, strategy: StrategyName | str = StrategyName.ADAPTIVE,
-                       settings: Settings | None = None, **kwargs) -> ProgramResult:
+                       settings: ProgramSettings | None = None, **kwargs) -> ProgramResult:
     """Program a compiled deployment (`imssa_hw.compiler.load_deployment`) onto `board`:
     `dep.targets_siemens` on the cells `dep.used`, the other cells of the arrays it uses to the off
     level (the profile's G_min), within the tighter of the board's and the profile's voltage

@@ -105,11 +105,11 @@ def evaluate_point(point: SweepPoint) -> dict:
     """Accuracy of one point; runs in a worker process (numpy only, no torch)."""
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import Executor, compile_checkpoint, load_profile
+    from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
     from imssa_hw.hil.inference import load_test_set
 
     ckpt = load_checkpoint(point.checkpoint)
-    dep = compile_checkpoint(ckpt, load_profile(point.board_profile), seed=point.seed)
+    dep = compile_checkpoint(ckpt, load_board_profile(point.board_profile), seed=point.seed)
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
     if point.method == SweepMethod.NOISE:
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
