@@ -97,6 +97,15 @@ def test_no_conductance_name_ends_in_seconds_suffix():
     assert not offenders, sorted(offenders)
 
 
+def test_no_retired_name_is_used():
+    """Names 0.13 replaced (CHANGELOG): one name for one thing, the unit in the name."""
+    retired = {"v_read", "set_v_max", "reset_v_max", "gate_v_max", "1t1r", "ARRAY_KINDS",
+               "load_profile", "Settings", "ProgrammingSettings", "median_us", "p99_us"}
+    offenders = {f"{p.relative_to(ROOT)}: {n}" for p in [*SOURCES, *BENCHES]
+                 for n in names_in(p) & retired}
+    assert not offenders, sorted(offenders)
+
+
 def test_no_output_field_in_us_holds_a_time():
     offenders = {f"{p.relative_to(ROOT)}: {key}" for p in [*SOURCES, *BENCHES]
                  for key in microsiemens_fields_holding_times(p.read_text())}
