@@ -33,7 +33,7 @@ from imssa_hw.workflows.demo import DemoSettings, run_demo  # noqa: E402
 
 def one_seed(seed: int, mapping: str, out: Path, firmware: Path) -> dict:
     """The demo on a fresh stand-in of `seed`."""
-    standin = StandInArC2("1t1r", seed=seed, mapping=load_mapping(mapping))
+    standin = StandInArC2("1T1R", seed=seed, mapping=load_mapping(mapping))
     pyarc2.find_ids = lambda: [0]
     pyarc2.Instrument = lambda instrument_id, fw: standin
     settings = DemoSettings(port=f"arc2://0?firmware={firmware}&mapping={mapping}")

@@ -70,7 +70,7 @@ def attach(standin: StandInArC2) -> None:
 
 def episode(name: str, kind: str, seed: int, calls: int, rng: random.Random, port: str,
             folder: Path, deploy: Path, calibration: Path, marked: np.ndarray) -> dict:
-    standin = StandInArC2("1t1r", seed=seed, time_scale=100)
+    standin = StandInArC2("1T1R", seed=seed, time_scale=100)
     at = rng.randint(1, calls)
     standin.faults[at] = KINDS[kind]()
     attach(standin)
@@ -106,7 +106,7 @@ def verified_off(folder: Path, deploy: Path, standin: StandInArC2) -> int:
     dep = load_deployment(deploy)
     achieved = np.load(folder / "p" / "achieved.npz")
     verified = achieved["status"] == STATUS_NAMES.index("verified")
-    off = np.abs(standin.truth_siemens()[None] - dep.targets) > \
+    off = np.abs(standin.truth_siemens()[None] - dep.targets_siemens) > \
         dep.profile.conductance.tolerance_siemens + ALLOWANCE_SIEMENS
     return int((verified & off & dep.used).sum())
 
@@ -127,7 +127,7 @@ def main() -> None:
         clean = {}
         calibration = root / "clean-calibrate" / "calib"  # the board's, for every program run
         for name in ("calibrate", "selftest", "program"):  # the baseline: each clean run
-            standin = StandInArC2("1t1r", seed=args.seed, time_scale=100)
+            standin = StandInArC2("1T1R", seed=args.seed, time_scale=100)
             attach(standin)
             done = CliRunner().invoke(cli, command(name, port, root / f"clean-{name}", deploy,
                                                    calibration))

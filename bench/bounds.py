@@ -64,7 +64,7 @@ def legal_requests(info: BoardInfo, steps: int, rng: np.random.Generator) -> lis
     return [
         ("identify", Opcode.IDENTIFY, b"", 0.0),
         ("status", Opcode.STATUS, b"", 0.0),
-        ("configure", Opcode.CONFIGURE, json.dumps({"v_read": 0.2}).encode(), 0.0),
+        ("configure", Opcode.CONFIGURE, json.dumps({"v_read_v": 0.2}).encode(), 0.0),
         ("read_array", Opcode.READ_ARRAY, pack_array(0), 0.0),
         ("read_device", Opcode.READ_DEVICE, pack_device(0, rows - 1, cols - 1), 0.0),
         ("read_devices", Opcode.READ_DEVICES, pack_read_devices(0, every, rows * cols), 0.0),

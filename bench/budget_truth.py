@@ -42,7 +42,7 @@ def simulate(out: Path, profile: str) -> dict:
     from imssa_hw.calibration.data import load_calibration
     from imssa_hw.compiler.artifact import load_deployment
     from imssa_hw.emulator.crossbar import Crossbar
-    from imssa_hw.emulator.profile import load_profile
+    from imssa_hw.emulator.profile import load_emulator_profile
     from imssa_hw.emulator.state import load_state
     from imssa_hw.hil.budget import (ReadChainModel, array_ranges, column_errors,
                                       simulated_scores)
@@ -50,7 +50,7 @@ def simulate(out: Path, profile: str) -> dict:
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
 
-    emulator = load_profile(PROFILES[profile])
+    emulator = load_emulator_profile(PROFILES[profile])
     state = load_state(out / "emulator" / "board.npz")
     dep, ckpt = load_deployment(out / "deploy"), load_checkpoint(out / "model.pt")
     cal = load_calibration(out / "calib")

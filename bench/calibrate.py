@@ -78,7 +78,7 @@ def read_error(emu, cal, seed: int) -> dict:
     """Program a random held-out state, let it relax, compare reads with the truth."""
     rng = np.random.default_rng(seed + 1000)
     with Board.open(emu.port) as board:
-        board.configure(v_read=cal.v_read_v, read_range_a=cal.read_range_a)
+        board.configure(v_read_v=cal.v_read_v, read_range_a=cal.read_range_a)
         shape = (board.info.arrays, board.info.rows, board.info.cols)
         for a in range(shape[0]):
             board.set_pulses(a, 3.0, rng.uniform(0.6, 1.5, shape[1:]))

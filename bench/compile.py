@@ -66,13 +66,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+    from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
     from imssa_hw.compiler.plots import plot_targets
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         _model(tmp / "model.pt", args.h, args.n, args.bits)
-        profile = load_profile(args.profile)
+        profile = load_board_profile(args.profile)
         defects = (_defects(tmp / "defects.json", profile.geometry, args.defect_rate)
                    if args.defect_rate else None)
         ckpt = load_checkpoint(tmp / "model.pt")

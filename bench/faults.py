@@ -98,10 +98,10 @@ from test_programming import (EXACT_CHAIN, FAST_CLI, FAST_DEVICES, PROFILE,  # n
 from imssa_hw.drivers.board import Board  # noqa: E402
 from imssa_hw.emulator.devices import HEALTHY  # noqa: E402
 from imssa_hw.emulator.process import EmulatorProcess, start_emulator  # noqa: E402
-from imssa_hw.emulator.profile import load_profile as load_emulator_profile  # noqa: E402
+from imssa_hw.emulator.profile import load_emulator_profile  # noqa: E402
 from imssa_hw.emulator.state import load_state, save_state  # noqa: E402
 from imssa_hw.programming.journal import pulse_batches, read_journal  # noqa: E402
-from imssa_hw.programming.settings import Settings  # noqa: E402
+from imssa_hw.programming.settings import ProgramSettings  # noqa: E402
 from imssa_hw.programming.strategy import STATUS_NAMES, STUCK, VERIFIED  # noqa: E402
 
 KINDS = ("kill_programmer", "kill_board", "torn_tail", "lost_state", "full_disk")
@@ -442,7 +442,7 @@ def allowance(targets: np.ndarray, tol_siemens: float) -> np.ndarray:
     (3 sigma of the largest relaxation shift x exp(-delay / tau)), plus one standard deviation
     of a `verify_reads` average of reads at the target (1 % read noise and the ADC step)."""
     relaxation = load_emulator_profile(overrides=SETTINGS).relaxation
-    settings = Settings()
+    settings = ProgramSettings()
     verify_delay_s = float(FAST_CLI[FAST_CLI.index("--verify-delay") + 1])
     shortest = verify_delay_s * settings.verify_delay_small_s / settings.verify_delay_s
     relax = 3 * relaxation.sigma_max_siemens * math.exp(-shortest / relaxation.tau_s)

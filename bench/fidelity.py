@@ -76,10 +76,10 @@ def imssa(*args: str) -> None:
 
 def day_and_refresh(out: Path, seed: int, profile: str, board_profile: str) -> dict:
     """A day passes on the demo's board; budget; refresh; budget again."""
-    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler import load_board_profile
     from imssa_hw.emulator.process import start_emulator
 
-    geometry = load_profile(board_profile).geometry
+    geometry = load_board_profile(board_profile).geometry
     options = dict(seed=seed, profile=PROFILES[profile], arrays=geometry.arrays,
                    rows=geometry.rows, cols=geometry.cols)
     day_passing = start_emulator(out / "emulator", time_scale=DAY_S / DAY_WALL_S, **options)
@@ -128,7 +128,7 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
     import numpy as np
     import torch
 
-    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler import load_board_profile
     from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, stored_scales
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -138,7 +138,7 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
     ckpt = load_checkpoint(model_path)
     x = torch.from_numpy(load_test_set(ckpt)[0])
     model = model_from_checkpoint(ckpt).eval()
-    board = load_profile(profile_name)
+    board = load_board_profile(profile_name)
     scales = stored_scales(ckpt, board, DEFAULT_HEADROOM)
     if scales is None:
         raise SystemExit(f"{model_path} keeps no loop scales for {profile_name}")

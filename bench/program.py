@@ -52,14 +52,14 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import load_profile
+from imssa_hw.compiler import load_board_profile
 from imssa_hw.compiler.mapping import assemble_levels, tile_conductances, tile_layout
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import running_emulator
 from imssa_hw.model.config import DIGITS_MODEL
-from imssa_hw.programming import Settings, parse_tolerance, program_targets
+from imssa_hw.programming import ProgramSettings, parse_tolerance, program_targets
 from imssa_hw.programming.strategy import STUCK
 
 
@@ -154,12 +154,13 @@ def oracle_calibration(emu, board: Board):
     lsb = board.info.adc_lsb_a(board.config.read_range_a)
     info = board.info
     return Calibration(info.board_id, info.arrays, info.rows, info.cols, chain.gain,
-                       chain.offset_codes * lsb / board.config.v_read, None, None, {},
-                       v_read_v=board.config.v_read, read_range_a=board.config.read_range_a,
+                       chain.offset_codes * lsb / board.config.v_read_v, None, None, {},
+                       v_read_v=board.config.v_read_v, read_range_a=board.config.read_range_a,
                        reference=Reference.SMU)  # the emulator's own chain: as true as an SMU
 
 
-BASELINES = {"adaptive-0.8.2": ("adaptive", Settings(coarse_sigmas=0.0, read_noise_rel=0.01))}
+BASELINES = {"adaptive-0.8.2": ("adaptive",
+                                ProgramSettings(coarse_sigmas=0.0, read_noise_rel=0.01))}
 """Strategies as they were, by the name `--strategies` takes: (strategy, settings)."""
 
 
@@ -267,7 +268,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the work folder (journals, calibration) here")
     args = parser.parse_args()
-    profile = load_profile("board-default")
+    profile = load_board_profile("board-default")
     shape = (args.arrays, args.rows, args.cols)
     if args.layout == "digits":
         targets, used = digits_targets(shape, args.targets_seed, profile)

@@ -30,10 +30,10 @@ def board_defects(profile: str, seed: int, geometry):
     """(DefectMap, conductances (arrays, rows, cols) S) of the emulated board's stuck devices."""
     from imssa_hw.compiler.defects import DefectMap, StuckDevice
     from imssa_hw.emulator.devices import HEALTHY, STUCK_ON
-    from imssa_hw.emulator.profile import load_profile
+    from imssa_hw.emulator.profile import load_emulator_profile
     from imssa_hw.emulator.server import build_board
 
-    emulated = load_profile(PROFILES[profile], {"board.arrays": geometry.arrays,
+    emulated = load_emulator_profile(PROFILES[profile], {"board.arrays": geometry.arrays,
                                                 "board.rows": geometry.rows,
                                                 "board.cols": geometry.cols})
     board, _ = build_board(emulated, seed, None)
@@ -47,20 +47,20 @@ def board_defects(profile: str, seed: int, geometry):
 
 
 def run(task: str, profile: str, seed: int, ckpt, features, labels, software) -> dict:
-    from imssa_hw.compiler import compile_checkpoint, load_profile
+    from imssa_hw.compiler import compile_checkpoint, load_board_profile
     from imssa_hw.hil.budget import ReadChainModel, simulated_scores
     from imssa_hw.workflows.demo import TASK_DEMOS
 
-    board = load_profile(TASK_DEMOS[task].board_profile)
+    board = load_board_profile(TASK_DEMOS[task].board_profile)
     defects, g = board_defects(profile, seed, board.geometry)
     chain = ReadChainModel(board.read.dac_bits, board.read.adc_bits)
     scores, summary = {}, {}
     for name, repaired in (("unrepaired", False), ("repaired", True)):
         dep = compile_checkpoint(ckpt, board, defects, repair_defects=repaired)
         if not repaired:
-            scores["ideal"] = simulated_scores(dep, ckpt, features, software, labels, dep.targets,
-                                               chain, [seed])[0]
-        maps = np.where(defects.mask(), g, dep.targets)
+            scores["ideal"] = simulated_scores(dep, ckpt, features, software, labels,
+                                               dep.targets_siemens, chain, [seed])[0]
+        maps = np.where(defects.mask(), g, dep.targets_siemens)
         scores[name] = simulated_scores(dep, ckpt, features, software, labels, maps, chain,
                                         [seed])[0]
         summary = dep.summary
@@ -74,7 +74,7 @@ def run(task: str, profile: str, seed: int, ckpt, features, labels, software) ->
 
 
 def main() -> None:
-    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler import load_board_profile
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -88,7 +88,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     settings = DemoSettings(task=args.task)  # the demo's model: the shipped one
-    ckpt = load_checkpoint(trained_model(settings.recipe(load_profile(settings.board_profile))).path)
+    recipe = settings.recipe(load_board_profile(settings.board_profile))
+    ckpt = load_checkpoint(trained_model(recipe).path)
     features, labels = load_test_set(ckpt)[:2]
     software = reference.forward(ckpt, features)
     runs = [run(args.task, profile, int(seed), ckpt, features, labels, software)

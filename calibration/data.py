@@ -49,10 +49,10 @@ def corrected_reads(g_read_siemens: np.ndarray, gain: np.ndarray, offset_siemens
     """True conductances (S) from board reads (..., cols): (g - offset) / gain per column. The
     offset was measured at `measured_at` = (read voltage V, ADC range A); reads taken at other
     settings `read_at` (None: the same) rescale it, as the module docstring explains."""
-    (v_cal, range_cal), (v_read, range_a) = measured_at, read_at
+    (v_cal, range_cal), (v_read_v, range_a) = measured_at, read_at
     scale = 1.0
-    if v_read is not None:
-        scale *= v_cal / float(v_read)
+    if v_read_v is not None:
+        scale *= v_cal / float(v_read_v)
     if range_a is not None:
         scale *= float(range_a) / range_cal
     return (np.asarray(g_read_siemens, dtype=float) - offset_siemens * scale) / gain
@@ -107,23 +107,24 @@ class Calibration:
 
     # -- corrections ------------------------------------------------------------------------
 
-    def correct_conductance(self, array: int, g_read_siemens: np.ndarray, v_read: float | None = None,
+    def correct_conductance(self, array: int, g_read_siemens: np.ndarray,
+                            v_read_v: float | None = None,
                             read_range_a: float | None = None) -> np.ndarray:
         """True conductances (S) from board reads of `array`: (rows, cols), (cols,) or any
-        (..., cols), corrected per column. `v_read`/`read_range_a`: the board's settings for
+        (..., cols), corrected per column. `v_read_v`/`read_range_a`: the board's settings for
         these reads when they differ from the calibration's (the offset is rescaled)."""
         g = np.asarray(g_read_siemens, dtype=float)
         if g.shape[-1:] != (self.cols,):
             raise ValueError(f"the last axis must be the {self.cols} columns, not {g.shape}")
         return corrected_reads(g, self.read_gain[array], self.read_offset_siemens[array],
-                               (self.v_read_v, self.read_range_a), (v_read, read_range_a))
+                               (self.v_read_v, self.read_range_a), (v_read_v, read_range_a))
 
-    def correct_currents(self, array: int, i_cols_a: np.ndarray, v_read: float | None = None,
+    def correct_currents(self, array: int, i_cols_a: np.ndarray, v_read_v: float | None = None,
                          range_a: float | None = None) -> np.ndarray:
         """True column currents (A) from VMM outputs of `array`, (cols,) or (..., cols).
 
         With a VMM calibration: (i - vmm_offset_a * range_a / vmm_range_a) / vmm_gain. Without
-        one, the read chain's: the offset current is read_offset_siemens * v_read (v_read: the read
+        one, the read chain's: the offset current is read_offset_siemens * v_read_v (the read
         voltage the offset was measured at, by default the calibration's v_read_v), scaled from
         read_range_a to the VMM's ADC range `range_a` (default: the calibration's vmm_range_a,
         else read_range_a), and the gain is the read gain.
@@ -131,18 +132,18 @@ class Calibration:
         i = np.asarray(i_cols_a, dtype=float)
         if i.shape[-1:] != (self.cols,):
             raise ValueError(f"the last axis must be the {self.cols} columns, not {i.shape}")
-        gain, offset_a = self.vmm_correction(array, range_a, v_read)
+        gain, offset_a = self.vmm_correction(array, range_a, v_read_v)
         return (i - offset_a) / gain
 
     def vmm_correction(self, array: int, range_a: float | None = None,
-                       v_read: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       v_read_v: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(gain, offset current A) per column of VMM outputs on the ADC range `range_a`, as
         `correct_currents` uses them: true = (board - offset) / gain. The pair a `LoopProgram`
         takes as column_gain / column_offset_a for the on-board loop."""
         if self.vmm_gain is not None and self.vmm_offset_a is not None and self.vmm_range_a:
             scale = 1.0 if range_a is None else range_a / self.vmm_range_a
             return self.vmm_gain[array].copy(), self.vmm_offset_a[array] * scale
-        v = self.v_read_v if v_read is None else float(v_read)
+        v = self.v_read_v if v_read_v is None else float(v_read_v)
         target_range = range_a or self.vmm_range_a or self.read_range_a
         return (self.read_gain[array].copy(),
                 self.read_offset_siemens[array] * v * (target_range / self.read_range_a))
@@ -202,7 +203,7 @@ class Calibration:
         if reference not in set(Reference):
             raise BadInput(f"{where}: reference must be one of {', '.join(Reference)}, "
                            f"got {reference!r}")
-        v_read = _positive(data, "v_read_v", where)
+        v_read_v = _positive(data, "v_read_v", where)
         read_range = _positive(data, "read_range_a", where)
         vmm_range = None if data.get("vmm_range_a") is None else _positive(data, "vmm_range_a", where)
         set_curve = data.get("set_curve")
@@ -220,7 +221,7 @@ class Calibration:
                    None if set_curve is None else SetCurve.from_dict(set_curve, f"{where}: set_curve"),
                    None if reset_curve is None
                    else ResetCurve.from_dict(reset_curve, f"{where}: reset_curve"),
-                   relaxation, v_read, read_range, vmm_range, tables["vmm_gain"],
+                   relaxation, v_read_v, read_range, vmm_range, tables["vmm_gain"],
                    tables["vmm_offset_a"], Reference(reference), extra,
                    None if noise is None else float(noise))
 
@@ -251,8 +252,10 @@ def _positive(data: dict, key: str, where: str) -> float:
 def _table(data: dict, key: str, shape: tuple[int, int], where: str,
            optional: bool = False) -> np.ndarray | None:
     value = data.get(key)
-    if value is None and optional:
-        return None
+    if value is None:
+        if optional:
+            return None
+        raise BadInput(f"{where}: lacks {key}")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):

@@ -37,7 +37,7 @@ from imssa_hw.calibration.relaxation import (check_relaxation, measure_read_nois
                                              validate_with_smu)
 from imssa_hw.calibration.report import build_report
 from imssa_hw.calibration.session import Progress, ReadCorrection, Session
-from imssa_hw.calibration.settings import Settings
+from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.loop_scales import tia_range
 from imssa_hw.drivers.board_like import BoardLike
@@ -59,11 +59,11 @@ class CalibrationRun:
     """(RESET V, fraction removed) of every valid sample measurement."""
 
 
-def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
+def calibrate(board: BoardLike, smu=None, settings: CalibrationSettings | None = None,
               progress: Progress | None = None) -> CalibrationRun:
     """Calibrate `board` (see the module docstring). The board's settings are restored and its
     devices left RESET, also when a step fails."""
-    settings = settings or Settings()
+    settings = settings or CalibrationSettings()
     settings.check()
     started = time.monotonic()
     frames0 = board.frames_sent
@@ -84,7 +84,7 @@ def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
         raise
     finally:
         try:
-            board.configure(v_read=config0.v_read, read_range_a=config0.read_range_a,
+            board.configure(v_read_v=config0.v_read_v, read_range_a=config0.read_range_a,
                             vmm_range_a=config0.vmm_range_a)
         except Exception:  # the link may be gone: the error being raised says more
             pass
@@ -95,9 +95,9 @@ def calibrate(board: BoardLike, smu=None, settings: Settings | None = None,
 
 
 def _read_range(session: Session) -> float:
-    """The smallest ADC range that holds the window top at v_read with 15 % headroom (TIA gain
+    """The smallest ADC range that holds the window top at v_read_v with 15 % headroom (TIA gain
     errors of a few %)."""
-    peak_a = session.g_top_siemens * session.board.config.v_read
+    peak_a = session.g_top_siemens * session.board.config.v_read_v
     return tia_range(peak_a, session.board.info.adc_ranges_a, 1 / 1.15)
 
 

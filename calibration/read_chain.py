@@ -19,7 +19,7 @@ over the VMM range: 20 ADC codes on a 9-bit ADC, enough to spread the fractional
 small enough that the read noise (relative to the current) stays below the ADC step. Samples at
 the ADC's ends (none expected) are left out of the fit."""
 VMM_DRAWS_PER_READ = 160
-"""Random voltage vectors per array for each of `Settings.reads`."""
+"""Random voltage vectors per array for each of `CalibrationSettings.reads`."""
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,11 @@ class ReadChainFit:
     column_spread_before: float
     column_spread_after: float
 
-    def correct(self, array: int, g_read_siemens: np.ndarray, v_read: float,
+    def correct(self, array: int, g_read_siemens: np.ndarray, v_read_v: float,
                 read_range_a: float) -> np.ndarray:
-        """True conductances (S) from reads of `array` taken at `v_read` on `read_range_a`."""
+        """True conductances (S) from reads of `array` taken at `v_read_v` on `read_range_a`."""
         return corrected_reads(g_read_siemens, self.gain[array], self.offset_siemens[array],
-                               (self.v_read_v, self.read_range_a), (v_read, read_range_a))
+                               (self.v_read_v, self.read_range_a), (v_read_v, read_range_a))
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,12 @@ class VmmFit:
 
 def fit_read_chain(session: Session, off_raw: np.ndarray) -> ReadChainFit:
     """With every device SET high: a read-voltage sweep gives each column's offset current
-    (reads are g_read = gain * G + I_offset / v_read) and per-device gain * G; the gain comes
+    (reads are g_read = gain * G + I_offset / v_read_v) and per-device gain * G; the gain comes
     from SMU measurements of a few devices per column, or from the population of fully-SET
     devices (columns normalized to the board mean)."""
     board, s = session.board, session.settings
     arrays = session.shape[0]
-    v_cal = board.config.v_read
+    v_cal = board.config.v_read_v
     voltages = 1.0 / np.linspace(1.0 / v_cal, 8.0 / v_cal, s.sweep_points)
     dac = board.info.dac_lsb_v
     voltages = np.unique(np.maximum(np.round(voltages / dac) * dac, dac))[::-1]
@@ -76,12 +76,12 @@ def fit_read_chain(session: Session, off_raw: np.ndarray) -> ReadChainFit:
     for a in range(arrays):
         ys, ws = [], []
         for v in voltages:
-            board.configure(v_read=float(v))
+            board.configure(v_read_v=float(v))
             g, sat = session.read(a, s.reads)
             ys.append(g)
             ws.append(~sat)
             session.step("read-voltage sweep", s.sweep_points / len(voltages))
-        board.configure(v_read=v_cal)
+        board.configure(v_read_v=v_cal)
         raw_at_cal[a] = ys[0]
         y, w = np.array(ys), np.array(ws, float)
         x = (1.0 / voltages)[:, None, None] * np.ones_like(y)

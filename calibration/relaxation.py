@@ -63,9 +63,9 @@ def measure_read_noise(session: Session, chain: ReadChainFit, sample: Sample) ->
     """The relative read noise of one corrected read: NOISE_READS single reads of the settled
     sample devices above NOISE_MIN_FRACTION of the window, each device's variance less the ADC
     step's (lsb^2 / 12) over its mean squared, pooled (root mean). None when no device is that
-    high. Programming takes it as the noise of its reads (`Settings.read_noise_rel`)."""
+    high. Programming takes it as the noise of its reads (`ProgramSettings.read_noise_rel`)."""
     info, config = session.board.info, session.board.config
-    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read
+    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read_v
     ratios = []
     for a, cells in enumerate(sample):
         mask = session.sample_mask(cells)

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from imssa_hw.calibration.settings import Settings
+from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.drivers.board_like import BoardLike, read_masked
 
 Progress = Callable[[float, str], None]
@@ -23,7 +23,7 @@ Sample = list[tuple[np.ndarray, np.ndarray]]
 class ReadCorrection(Protocol):
     """A fitted read chain: true conductances from board reads."""
 
-    def correct(self, array: int, g_read_siemens: np.ndarray, v_read: float,
+    def correct(self, array: int, g_read_siemens: np.ndarray, v_read_v: float,
                 read_range_a: float) -> np.ndarray:
         ...
 
@@ -34,7 +34,7 @@ class Session:
 
     board: BoardLike
     smu: object | None
-    settings: Settings
+    settings: CalibrationSettings
     total_work: float
     progress: Progress
     done_work: float = 0.0
@@ -68,7 +68,7 @@ class Session:
         devices saturated in any of them."""
         info, config = self.board.info, self.board.config
         top = 2 ** (info.adc_bits - 1)
-        v, lsb = config.v_read, info.adc_lsb_a(config.read_range_a)
+        v, lsb = config.v_read_v, info.adc_lsb_a(config.read_range_a)
         total = np.zeros(self.shape[1:])
         saturated = np.zeros(self.shape[1:], bool)
         for _ in range(n):
@@ -129,8 +129,8 @@ class Session:
 
     def smu_measure(self, array: int, devices: list[tuple[int, int]]) -> np.ndarray:
         """True conductances (S) of (row, col) devices of `array`, measured through the SMU route.
-        The source stays at v_read between devices; the output is on only while measuring."""
-        v = self.board.config.v_read
+        The source stays at v_read_v between devices; the output is on only while measuring."""
+        v = self.board.config.v_read_v
         out = np.empty(len(devices))
         try:  # an SMU that fails mid-way is a HardwareError (InstrumentError), exit 3
             self.smu.output_enabled = False

@@ -10,7 +10,7 @@ from imssa_hw.errors import BadInput
 
 
 @dataclass(frozen=True)
-class Settings:
+class CalibrationSettings:
     """Knobs of the procedure (defaults suit the HPE-like emulated board)."""
 
     reads: int = 4
@@ -24,7 +24,7 @@ class Settings:
     smu_per_column: int = 2
     """Devices per column measured with the SMU for the gain fit, and again for validation."""
     sweep_points: int = 16
-    """Read voltages of the offset sweep (from v_read down to v_read / 8, uniform in 1/v)."""
+    """Read voltages of the offset sweep (from v_read_v down to v_read_v / 8, uniform in 1/v)."""
     set_gates_v: tuple[float, ...] = tuple(np.round(np.arange(0.5, 2.0001, 0.05), 3))
     """Gate voltages of the SET curve (to 2 V: devices weaker than the datasheet still reach
     the window top; write-verify never goes past the curve's last gate)."""

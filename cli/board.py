@@ -16,7 +16,7 @@ from imssa_hw.files import atomic_path
 
 port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
                            help="Serial device, pty path or pyserial URL, or an ArC TWO as "
-                                "arc2://ID?firmware=PATH[&array=1t1r|passive][&mapping=NAME|FILE] "
+                                "arc2://ID?firmware=PATH[&array=1T1R|passive][&mapping=NAME|FILE] "
                                 "(docs/boards.md) (env: IMSSA_HW_PORT).")
 timeout_option = click.option("--timeout", "timeout_s", type=FiniteFloat(0.001, MAX_WAIT_S),
                               default=None, help=f"Reply timeout, seconds (default "

@@ -62,12 +62,12 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
     """
     from imssa_hw.calibration.outputs import check_destination, write_outputs
     from imssa_hw.calibration.procedure import calibrate
-    from imssa_hw.calibration.settings import Settings
+    from imssa_hw.calibration.settings import CalibrationSettings
     from imssa_hw.drivers.crosspoint_log import RecordingBoard
     from imssa_hw.drivers.open import open_board
 
-    settings = Settings(reads=reads, sample=sample, smu_per_column=smu_per_column,
-                        settle_s=settle_s, relax_delay_s=relax_delay_s, seed=seed)
+    settings = CalibrationSettings(reads=reads, sample=sample, smu_per_column=smu_per_column,
+                                   settle_s=settle_s, relax_delay_s=relax_delay_s, seed=seed)
     settings.check()
     check_destination(out, report)
     with open_board(port, timeout_s) as board:

@@ -83,7 +83,7 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     cached; --retrain always trains. summary.json's model_source says which (shipped, cached,
     trained)."""
     from imssa_hw.workflows.demo import DemoSettings, run_demo, summary_table
-    from imssa_hw.emulator.profile import load_profile
+    from imssa_hw.emulator.profile import load_emulator_profile
     from imssa_hw.files import check_writable
 
     if port is None and smu is not None:
@@ -96,7 +96,7 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
                                f"--port")
     out = out or Path(f"imssa-demo-{time.strftime('%Y%m%d-%H%M%S')}")
     check_writable(out, folder=True)
-    load_profile(emulator_profile, overrides)  # a bad profile or override: one line, now
+    load_emulator_profile(emulator_profile, overrides)  # a bad profile or override: one line, now
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
              "board_seed": board_seed, "retrain": retrain, "finetune": finetune,
              "emulator": {"profile": emulator_profile, "settings": overrides},

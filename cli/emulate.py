@@ -61,7 +61,7 @@ def emulate(profile, overrides, arrays, rows, cols, seed, state, port_file, smu_
     pty its socket:// URL), then `smu VISA_RESOURCE` and `tcp URL` lines for the optional TCP
     services.
     """
-    from imssa_hw.emulator.profile import load_profile
+    from imssa_hw.emulator.profile import load_emulator_profile
     from imssa_hw.emulator.server import LinkFaults, serve
     from imssa_hw.errors import BadInput
 
@@ -71,7 +71,7 @@ def emulate(profile, overrides, arrays, rows, cols, seed, state, port_file, smu_
     for key, value in (("arrays", arrays), ("rows", rows), ("cols", cols)):
         if value is not None:
             settings[f"board.{key}"] = value
-    board_profile = load_profile(profile, settings)
+    board_profile = load_emulator_profile(profile, settings)
     b = board_profile.board
     if b.arrays * b.rows * b.cols > MAX_DEVICES:
         raise BadInput(f"{b.arrays} x {b.rows} x {b.cols} devices are more than an emulated board "

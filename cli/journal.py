@@ -21,12 +21,12 @@ def journal() -> None:
                    "JOURNAL.h5, or one per array and 32x32 part, JOURNAL-arrayN[-WxxByy].h5.")
 @click.option("--arrays", default=None, metavar="0,1",
               help="Arrays to export (default: every array the run programmed).")
-@click.option("--v-read", "v_read", type=FiniteFloat(0, 10, min_open=True), default=None,
+@click.option("--v-read", "v_read_v", type=FiniteFloat(0, 10, min_open=True), default=None,
               help="Read voltage, V (default: the journal's; journals before it was recorded "
                    "need it).")
 @click.option("--pulse-width", "pulse_width_s", type=FiniteFloat(0, 1, min_open=True),
               default=None, help="Pulse width, s (default: the journal's).")
-def export(journal_path: Path, out: Path, arrays: str | None, v_read: float | None,
+def export(journal_path: Path, out: Path, arrays: str | None, v_read_v: float | None,
            pulse_width_s: float | None) -> None:
     """Write the reads and pulses JOURNAL records to HDF5 in the layout of ArC TWO's
     arc2control: /crossbar (the latest read of every device), /crosspoints/WxxByy/timeseries
@@ -35,5 +35,5 @@ def export(journal_path: Path, out: Path, arrays: str | None, v_read: float | No
     from imssa_hw.programming.export import export_journal
 
     written = export_journal(journal_path, out / f"{journal_path.stem}.h5",
-                             parse_ids(arrays, "--arrays"), v_read, pulse_width_s)
+                             parse_ids(arrays, "--arrays"), v_read_v, pulse_width_s)
     click.echo("wrote " + ", ".join(str(p) for p in written))

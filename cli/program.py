@@ -92,7 +92,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     from imssa_hw.hil.selftest import before_programming
     from imssa_hw.files import check_writable
     from imssa_hw.programming.journal import archive_finished_journal
-    from imssa_hw.programming import Settings, parse_tolerance, program_deployment
+    from imssa_hw.programming import ProgramSettings, parse_tolerance, program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
 
     dep = load_deployment(deploy)
@@ -127,7 +127,7 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     if calibration is not None:
         from imssa_hw.calibration.data import load_calibration
         cal = load_calibration(calibration)
-    default = Settings()
+    default = ProgramSettings()
     changes: dict = {"max_pulses": max_pulses} if max_pulses is not None else {}
     if settle_s is not None:  # small corrections keep the default proportion
         changes.update(settle_s=settle_s,

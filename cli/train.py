@@ -80,7 +80,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     16, 4, 1, 0.75 (the paper's one-layer model); digits and hd20 64, 8, 2, 0.95 (with dt
     0.01-0.5); 40 epochs.
     """
-    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler import load_board_profile
     from imssa_hw.data import AugmentSpec, DataSpec
     from imssa_hw.training.trainer import train_task
 
@@ -101,7 +101,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     if augment_copies is not None:
         changes["augment"] = AugmentSpec(copies=augment_copies)
     data_spec = DataSpec.default(task, dataset, **changes)
-    board = load_profile(board_profile)
+    board = load_board_profile(board_profile)
     err = sys.stderr
     with click.progressbar(length=1, label="data ", file=err) as data_bar, \
             click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and

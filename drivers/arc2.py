@@ -11,20 +11,20 @@ and bit lines on its bit channels (0-15, 32-47), as in every crossbar mapping ar
 
 Polarity, as arc2control's: the word line is the high terminal, the bit line the low one, and a
 device sees V(word) - V(bit). Reads: `read_one(low=bit, high=word)` (libarc2 puts the low channel
-at -v_read and measures the high one at 0 V); whole arrays `read_all(v_read, BiasOrder.Cols)`,
+at -v_read_v and measures the high one at 0 V); whole arrays `read_all(v_read_v, BiasOrder.Cols)`,
 which biases each bit channel in turn (0-15, 32-47) and returns the word channels' currents in
-ascending channel order, reordered here through the mapping; conductance = |I| / v_read, as
+ascending channel order, reordered here through the mapping; conductance = |I| / v_read_v, as
 arc2control computes it. Pulses: `pulse_slice_masked(chan=bit, mask=[words])` (libarc2: `chan`
 is the low channel, the mask the high ones, a positive voltage puts the highs above the low):
 SET positive (word above bit), RESET negative, one slice per bit line and (voltage, gate), as
 arc2control's pulse_one(low=bit, high=word) and its slice pulses. VMM: word line r at +v_r
 (`config_channels`, every other channel at 0 V), the bit lines' currents read at 0 V
 (`read_slice_open`). Which sign the instrument reports for current into a bit line is its own
-convention, so the first VMM measures it (every row at +v_read; the sign most columns show),
+convention, so the first VMM measures it (every row at +v_read_v; the sign most columns show),
 keeps it as `vmm_current_sign` and multiplies every VMM's currents by it: a VMM returns
 v_rows @ G.
 
-Gates. On a 1T1R array (`?array=1t1r`, the default) selector k drives the gates of word line k
+Gates. On a 1T1R array (`?array=1T1R`, the default) selector k drives the gates of word line k
 of the mapping (row k). A pulse slice raises the selectors' high level (`config_aux_channels`,
 SELH) to its gate voltage and only its rows' selectors (`config_selectors`). Reads and VMMs
 raise every row's selector at `READ_GATE_V`. On a passive array (`?array=passive`) the selectors
@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from imssa_hw.board import CELLS
 from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.drivers.board_like import Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, LinkError, PortMissing, ProtocolError,
@@ -77,7 +78,7 @@ LIMITS = BoardLimits(v_set_max=3.5, v_reset_max=2.0, v_gate_max=5.5, v_read_max=
 """Safe limits for the devices (the instrument itself reaches +-10 V): those of the 1T1R
 HfOx devices the toolchain models (emulator-default.toml); 40 ns is the shortest pulse of
 the instrument's high-speed drivers."""
-DEFAULTS = BoardConfig(v_read=0.2, read_range_a=ADC_RANGES_A[1], vmm_range_a=ADC_RANGES_A[1],
+DEFAULTS = BoardConfig(v_read_v=0.2, read_range_a=ADC_RANGES_A[1], vmm_range_a=ADC_RANGES_A[1],
                        pulse_width_s=40e-9)
 G_WINDOW_SIEMENS = (1e-6, 150e-6)
 READ_GATE_V = LIMITS.v_gate_max
@@ -88,13 +89,13 @@ current read, 30 us to ground the bit lines (plus 130 us whenever a channel's am
 re-prepared, and one USB round trip)."""
 V_TOLERANCE = 1e-6
 """Slack on limit checks, as the emulated board's."""
-ARRAY_KINDS = ("1t1r", "passive")
 OPTIONS = ("firmware", "array", "mapping")
 
 
 @dataclass(frozen=True)
 class Arc2Port:
-    """What an `arc2://ID?firmware=PATH&array=1t1r|passive&mapping=NAME|FILE` port names."""
+    """What an `arc2://ID?firmware=PATH&array=1T1R|passive&mapping=NAME|FILE` port names (the
+    array kind in any case)."""
 
     instrument_id: int
     firmware: Path | None
@@ -107,9 +108,10 @@ def parse_port(port: str) -> Arc2Port:
     parts, query = split_port_url(port, "arc2", OPTIONS)
     if not parts.netloc.isdigit():
         raise BadInput(f"{port}: the ArC TWO id after arc2:// must be a number such as 0")
-    kind = query.get("array", ["1t1r"])[-1].lower()
-    if kind not in ARRAY_KINDS:
-        raise BadInput(f"{port}: array must be one of {', '.join(ARRAY_KINDS)}, got {kind!r}")
+    typed = query.get("array", [CELLS[0]])[-1]
+    kind = next((cell for cell in CELLS if cell.lower() == typed.lower()), None)
+    if kind is None:
+        raise BadInput(f"{port}: array must be one of {', '.join(CELLS)}, got {typed!r}")
     firmware = query.get("firmware", [""])[-1]
     mapping = load_mapping(query.get("mapping", [DEFAULT_MAPPING])[-1] or DEFAULT_MAPPING)
     return Arc2Port(int(parts.netloc), Path(firmware) if firmware else None, kind, mapping)
@@ -136,12 +138,12 @@ class Arc2Board:
     """An ArC TWO as a `BoardLike` crossbar of one array wired by a channel mapping; open it
     with `Arc2Board.open` (or `drivers.open.open_board`)."""
 
-    def __init__(self, instrument: Any, array_kind: str = "1t1r", board_id: str = "ArC2-0",
+    def __init__(self, instrument: Any, array_kind: str = "1T1R", board_id: str = "ArC2-0",
                  firmware: str = "unknown", mapping: ChannelMapping | None = None) -> None:
         """`instrument`: a `pyarc2.Instrument` (or an object with the methods used here);
         `mapping`: the crossbar's wiring (default arc2control's default, resarray32)."""
-        if array_kind not in ARRAY_KINDS:
-            raise BadInput(f"array kind must be one of {', '.join(ARRAY_KINDS)}, got {array_kind!r}")
+        if array_kind not in CELLS:
+            raise BadInput(f"array kind must be one of {', '.join(CELLS)}, got {array_kind!r}")
         self.mapping = mapping or load_mapping(DEFAULT_MAPPING)
         check_wiring(self.mapping)
         self._words = np.array(self.mapping.words)
@@ -153,7 +155,7 @@ class Arc2Board:
         self._arc = _Instrument(instrument, self._pyarc2.ArC2Error)
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
-                                         pulse_gate="grouped" if array_kind == "1t1r" else "none")
+                                         pulse_gate="grouped" if array_kind == "1T1R" else "none")
         self.info = BoardInfo(board_id, firmware, 0, 1, self.mapping.rows, self.mapping.cols,
                               LIMITS, ADC_BITS, DAC_BITS, ADC_RANGES_A, G_WINDOW_SIEMENS, 0,
                               VMM_SETTLE_S, self.mapping.name)
@@ -221,16 +223,16 @@ class Arc2Board:
 
     # -- BoardLike --------------------------------------------------------------------------
 
-    def configure(self, v_read: float | None = None, read_range_a: float | None = None,
+    def configure(self, v_read_v: float | None = None, read_range_a: float | None = None,
                   vmm_range_a: float | None = None,
                   pulse_width_s: float | None = None) -> BoardConfig:
         """Change some settings (None keeps one); ranges round up to one of the ADC's."""
-        changes = {"v_read": v_read, "pulse_width_s": pulse_width_s,
+        changes = {"v_read_v": v_read_v, "pulse_width_s": pulse_width_s,
                    "read_range_a": smallest_range(ADC_RANGES_A, read_range_a),
                    "vmm_range_a": smallest_range(ADC_RANGES_A, vmm_range_a)}
         new = replace(self.config, **{k: v for k, v in changes.items() if v is not None})
-        if not 0 < new.v_read <= LIMITS.v_read_max + V_TOLERANCE:
-            raise VoltageLimitError(ErrorCode.LIMIT, f"v_read must be within (0, "
+        if not 0 < new.v_read_v <= LIMITS.v_read_max + V_TOLERANCE:
+            raise VoltageLimitError(ErrorCode.LIMIT, f"v_read_v must be within (0, "
                                                      f"{LIMITS.v_read_max}] V")
         if not LIMITS.pulse_width_min_s <= new.pulse_width_s <= LIMITS.pulse_width_max_s:
             raise VoltageLimitError(ErrorCode.LIMIT, f"pulse width must be within "
@@ -253,14 +255,14 @@ class Arc2Board:
         """Every device's conductance (rows, cols) S, one bit line biased at a time."""
         self._check_array(array)
         self._gates_for_reading()
-        raw = np.asarray(self._arc.read_all(vread=self.config.v_read,
+        raw = np.asarray(self._arc.read_all(vread=self.config.v_read_v,
                                             order=self._pyarc2.BiasOrder.Cols), dtype=float)
         self._calls += 1
         if raw.size != len(ALL_BITS) * len(ALL_WORDS):
             raise ProtocolError(f"read_all returned {raw.size} values, not 32 x 32")
         bit_at, word_at = self._read_at
         raw = raw.reshape(len(ALL_BITS), len(ALL_WORDS))   # [bit channel, word channel]
-        return np.abs(raw[np.ix_(bit_at, word_at)]).T / self.config.v_read
+        return np.abs(raw[np.ix_(bit_at, word_at)]).T / self.config.v_read_v
 
     def read_device(self, array: int, row: int, col: int) -> float:
         """One device's conductance, S."""
@@ -270,9 +272,9 @@ class Arc2Board:
                                                      f"{self.mapping.rows}x{self.mapping.cols}")
         self._gates_for_reading()
         word, bit = self.mapping.channels(row, col)
-        current = self._arc.read_one(low=bit, high=word, vread=self.config.v_read)
+        current = self._arc.read_one(low=bit, high=word, vread=self.config.v_read_v)
         self._calls += 1
-        return abs(float(current)) / self.config.v_read
+        return abs(float(current)) / self.config.v_read_v
 
     def vmm(self, array: int, v_rows: np.ndarray) -> np.ndarray:
         """Column currents (cols,) A for row voltages (rows,) V: v_rows @ G."""
@@ -330,11 +332,11 @@ class Arc2Board:
         return currents[self._bits]
 
     def _measure_vmm_sign(self) -> float:
-        """The sign most bit lines report with every word line at +v_read."""
-        currents = self._bit_currents(np.full(self.mapping.rows, self.config.v_read))
+        """The sign most bit lines report with every word line at +v_read_v."""
+        currents = self._bit_currents(np.full(self.mapping.rows, self.config.v_read_v))
         positive, negative = int((currents > 0).sum()), int((currents < 0).sum())
         if positive == negative:
-            raise ProtocolError(f"ArC TWO: with every word line at +{self.config.v_read:g} V, "
+            raise ProtocolError(f"ArC TWO: with every word line at +{self.config.v_read_v:g} V, "
                                 f"{positive} bit lines report positive and {negative} negative "
                                 f"currents; cannot tell the instrument's current sign")
         return 1.0 if positive > negative else -1.0
@@ -358,7 +360,7 @@ class Arc2Board:
                                                          f"device was pulsed")
         if not mask.any():
             return 0
-        gated = self.array_kind == "1t1r"
+        gated = self.array_kind == "1T1R"
         rows, cols = np.nonzero(mask)
         keys = np.stack([gates[rows, cols] if gated else np.zeros(rows.size), cols,
                          volts[rows, cols]], axis=1)
@@ -379,7 +381,7 @@ class Arc2Board:
 
     def _gates_for_reading(self) -> None:
         """Every row's transistors on (1T1R); nothing on a passive array."""
-        if self.array_kind == "1t1r":
+        if self.array_kind == "1T1R":
             self._set_gates(READ_GATE_V, tuple(range(self.mapping.rows)))
 
     def _set_gates(self, v_gate: float, rows: tuple[int, ...]) -> None:

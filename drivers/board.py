@@ -1,7 +1,7 @@
 """The board client: one method per command, numpy arrays in S, V and A at the API.
 
     with Board.open("/dev/pts/5") as board:
-        board.configure(v_read=0.2)
+        board.configure(v_read_v=0.2)
         g = board.read_array(0)                       # (rows, cols) S
         i = board.vmm(0, np.full(board.info.rows, 0.1))   # (cols,) A
 
@@ -91,10 +91,10 @@ class Board:
     def status(self) -> BoardStatus:
         return from_json(BoardStatus, self._call(Opcode.STATUS).payload)
 
-    def configure(self, v_read: float | None = None, read_range_a: float | None = None,
+    def configure(self, v_read_v: float | None = None, read_range_a: float | None = None,
                   vmm_range_a: float | None = None, pulse_width_s: float | None = None) -> BoardConfig:
         """Change some settings (None keeps one). Ranges round up to a supported ADC range."""
-        changes = {"v_read": v_read, "pulse_width_s": pulse_width_s,
+        changes = {"v_read_v": v_read_v, "pulse_width_s": pulse_width_s,
                    "read_range_a": self._adc_range(read_range_a),
                    "vmm_range_a": self._adc_range(vmm_range_a)}
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -287,7 +287,7 @@ class Board:
         return unpack_count(self._call(opcode, batch.pack()).payload)
 
     def _siemens_per_code(self) -> float:
-        return self.info.adc_lsb_a(self.config.read_range_a) / self.config.v_read
+        return self.info.adc_lsb_a(self.config.read_range_a) / self.config.v_read_v
 
     def _adc_range(self, range_a: float | None) -> float | None:
         """The smallest supported ADC range >= range_a."""

@@ -61,7 +61,7 @@ class BoardLike(Protocol):
     def frames_sent(self) -> int:
         """Requests sent so far, resends included (a cost counter for reports)."""
 
-    def configure(self, v_read: float | None = None, read_range_a: float | None = None,
+    def configure(self, v_read_v: float | None = None, read_range_a: float | None = None,
                   vmm_range_a: float | None = None,
                   pulse_width_s: float | None = None) -> BoardConfig:
         """Change some settings (None keeps one); returns the settings now in force."""

@@ -26,7 +26,7 @@ file each, named by the part's first word and bit (`log_paths`); names inside a 
 its own first word and bit, as arc2control's do.
 
     log = CrosspointLog(rows, cols)
-    log.read(g_siemens, v_read)              # a whole-array read (or a masked part of one)
+    log.read(g_siemens, v_read_v)            # a whole-array read (or a masked part of one)
     log.pulse(v_signed, width_s, mask)       # one pulse batch
     log.write("history.h5")                  # atomically (a 32x32 part: origin=(word, bit))
 
@@ -63,12 +63,12 @@ class CrosspointLog:
         self._events: list[tuple[np.ndarray, np.ndarray]] = []  # (flat indices, rows)
         self._series: dict[tuple[int, int], np.ndarray] | None = None  # timeseries(), until _add
 
-    def read(self, g_siemens: np.ndarray, v_read: float, mask: np.ndarray | None = None) -> None:
-        """A read of conductances (words, bits) S at `v_read` V, of the masked devices."""
+    def read(self, g_siemens: np.ndarray, v_read_v: float, mask: np.ndarray | None = None) -> None:
+        """A read of conductances (words, bits) S at `v_read_v` V, of the masked devices."""
         flat = self._flat(mask)
-        current = np.asarray(g_siemens, float).ravel()[flat] * v_read
+        current = np.asarray(g_siemens, float).ravel()[flat] * v_read_v
         current[current <= 0] = np.nan  # flagged, not a conductance (module docstring)
-        self._add(flat, current, v_read, 0.0, v_read, READ)
+        self._add(flat, current, v_read_v, 0.0, v_read_v, READ)
 
     def pulse(self, v_signed: np.ndarray | float, width_s: float,
               mask: np.ndarray | None = None) -> None:
@@ -202,7 +202,7 @@ class RecordingBoard:
 
     def read_array(self, array: int) -> np.ndarray:
         g = self.board.read_array(array)
-        self.logs[array].read(g, self.board.config.v_read)
+        self.logs[array].read(g, self.board.config.v_read_v)
         return g
 
     def set_pulses(self, array: int, v_set: np.ndarray | float, v_gate: np.ndarray | float,

@@ -21,7 +21,6 @@ from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
 from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.files import upgrade_legacy_keys
 
 
 class Opcode(IntEnum):
@@ -88,7 +87,7 @@ class BoardLimits(PulseLimits):
 class BoardConfig:
     """The board's volatile settings (lost at a reset)."""
 
-    v_read: float
+    v_read_v: float
     """Row voltage of conductance reads, V."""
     read_range_a: float
     """ADC full scale (+-) of conductance reads, A."""
@@ -171,9 +170,13 @@ def typed(kind: Any, value: Any) -> Any:
         names = {f.name for f in fields(kind)}
         required = {f.name for f in fields(kind)
                     if f.default is MISSING and f.default_factory is MISSING}
-        if not isinstance(value, dict) or not required <= set(value) <= names:
-            raise PayloadError(f"{kind.__name__}: expected the fields {sorted(names)} (those "
-                               f"with a default may be left out)")
+        if not isinstance(value, dict):
+            raise PayloadError(f"{kind.__name__}: expected an object with the fields "
+                               f"{sorted(names)}")
+        problems = [f"{what} field(s) {', '.join(sorted(keys))}" for what, keys in
+                    (("unknown", set(value) - names), ("missing", required - set(value))) if keys]
+        if problems:
+            raise PayloadError(f"{kind.__name__}: {'; '.join(problems)}")
         hints = get_type_hints(kind)
         try:
             return kind(**{name: typed(hints[name], item) for name, item in value.items()})
@@ -204,7 +207,7 @@ def to_json(obj: Any) -> bytes:
 
 def _load_json(payload: bytes) -> Any:
     try:
-        return upgrade_legacy_keys(json.loads(payload.decode()))
+        return json.loads(payload.decode())
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"bad JSON payload: {exc}") from None
 

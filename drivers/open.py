@@ -1,6 +1,6 @@
 """`open_board`: the one place a command turns its --port into a board backend.
 
-    arc2://ID?firmware=PATH[&array=1t1r|passive][&mapping=NAME|FILE]
+    arc2://ID?firmware=PATH[&array=1T1R|passive][&mapping=NAME|FILE]
                     an ArC TWO through pyarc2 (drivers.arc2), wired by an arc2control mapping
     anything else   our protocol: a /dev or pty path, or a pyserial URL (socket://, emu://)
                     (drivers.board)

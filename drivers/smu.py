@@ -46,18 +46,18 @@ class SourceMeter(ScpiInstrument):
                                   f"(*IDN? answered {ident!r})")
         return ident
 
-    def measure_conductance_siemens(self, v_read: float) -> float:
-        """Apply `v_read` (V), measure, switch off; returns I / V in S."""
-        if v_read == 0:
+    def measure_conductance_siemens(self, v_read_v: float) -> float:
+        """Apply `v_read_v` (V), measure, switch off; returns I / V in S."""
+        if v_read_v == 0:
             raise InstrumentError(f"{self.name}: a conductance needs a non-zero read voltage")
-        self.source_voltage_v = v_read
+        self.source_voltage_v = v_read_v
         self.output_enabled = True
         try:
             current = self.measure_current_a()
         finally:
             self.output_enabled = False
             self.source_voltage_v = 0.0
-        return current / v_read
+        return current / v_read_v
 
     def _reading(self, answer: str, field: int = 0) -> float:
         try:

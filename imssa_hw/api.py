@@ -29,14 +29,14 @@ from imssa_hw import API
 if TYPE_CHECKING:
     from imssa_hw.calibration.data import Calibration
     from imssa_hw.calibration.procedure import CalibrationRun
-    from imssa_hw.calibration.settings import Settings as CalibrationSettings
+    from imssa_hw.calibration.settings import CalibrationSettings
     from imssa_hw.compiler import BoardProfile, Deployment
     from imssa_hw.compiler.defects import DefectMap
     from imssa_hw.drivers.board_like import BoardLike
     from imssa_hw.hil.inference import InferenceResult
     from imssa_hw.model.checkpoint import Checkpoint
     from imssa_hw.programming.runner import ProgramResult
-    from imssa_hw.programming.settings import Settings as ProgrammingSettings
+    from imssa_hw.programming.settings import ProgramSettings
 
 CalibrationLike = "CalibrationRun | Calibration | str | Path | None"
 """What `calibration=` takes: a run of `calibrate`, its `Calibration`, or the folder (or
@@ -101,8 +101,8 @@ def calibrate(board: "BoardLike", smu=None,
               settings: "CalibrationSettings | None" = None) -> "CalibrationRun":
     """Calibrate `board`: its read chain (against `smu`, from `imssa_hw.drivers.smu.open_smu`, or
     on-array references without one), device curves and defect map; `settings`
-    (`imssa_hw.calibration.settings.Settings`) as `imssa-hw calibrate`'s options. Returns the
-    run: `.calibration`, `.defects` and `.report`."""
+    (`imssa_hw.calibration.settings.CalibrationSettings`) as `imssa-hw calibrate`'s options.
+    Returns the run: `.calibration`, `.defects` and `.report`."""
     from imssa_hw.calibration.procedure import calibrate as run_calibration
 
     return run_calibration(board, smu, settings)
@@ -127,10 +127,10 @@ def compile(model: "Checkpoint", profile: "str | BoardProfile" = "board-default"
 
 def program(board: "BoardLike", dep: "Deployment", *, calibration: CalibrationLike = None,
             journal: str | Path | None = None, resume: bool = False,
-            settings: "ProgrammingSettings | None" = None) -> "ProgramResult":
+            settings: "ProgramSettings | None" = None) -> "ProgramResult":
     """Write-verify every device of `dep` onto `board`, within the profile's tolerance. With
     `journal`, every pulse is journaled first; `resume=True` continues a journaled run.
-    `settings` (`imssa_hw.programming.settings.Settings`): delays and limits, as
+    `settings` (`imssa_hw.programming.settings.ProgramSettings`): delays and limits, as
     `imssa-hw program`'s options."""
     from imssa_hw.programming import program_deployment
 
@@ -162,9 +162,9 @@ def infer(board: "BoardLike", dep: "Deployment", model: "Checkpoint", *,
 
 
 def _profile(profile: "str | BoardProfile") -> "BoardProfile":
-    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler import load_board_profile
 
-    return load_profile(profile) if isinstance(profile, (str, Path)) else profile
+    return load_board_profile(profile) if isinstance(profile, (str, Path)) else profile
 
 
 def _is_run(calibration) -> bool:

@@ -38,41 +38,6 @@ def readable_mode() -> int:
     return 0o666 & ~umask
 
 
-# Conductances whose names ended in `_s` before version 0.4 end in `_siemens` now (`_s` is for
-# seconds only). Files, journals, profiles and board replies with the old names still load, for
-# one version: `upgrade_legacy_keys` renames them (docs/units.md lists every renamed key).
-LEGACY_SIEMENS_KEYS = frozenset({
-    "achieved_s", "decision_tolerance_s", "dg_s", "drift_s", "end_s", "full_change_s",
-    "g_board_s", "g_final_s", "g_max_s", "g_min_s", "g_off_s", "g_off_sigma_s", "g_on_max_s",
-    "g_on_max_sigma_s", "g_on_s", "g_s", "g_smu_s", "g_window_s", "high_s", "max_abs_change_s",
-    "max_s", "mean_abs_error_s", "mean_change_s", "mean_s", "median_abs_change_s",
-    "median_abs_change_to_final_s", "median_abs_error_s", "median_s", "median_true_abs_error_s",
-    "min_s", "noise_floor_s", "off_s", "offset_s", "p95_abs_change_s", "p95_abs_error_s",
-    "raw_high_s", "raw_mean_s", "raw_single_s", "read_lsb_s", "read_offset_s", "relax_s",
-    "relaxation_median_abs_change_s", "reset_c2c_floor_s", "reset_noise_floor_s", "set_c2c_min_s",
-    "set_c2c_sigma_s", "set_gain_s", "sigma_max_s", "sigma_min_s", "sigma_s", "spread_s",
-    "stuck_off_g_s", "stuck_on_g_s", "stuck_on_sigma_s", "target_s", "targets_s", "tolerance_s",
-    "truth_s"})
-
-
-def upgrade_legacy_keys(data: object) -> object:
-    """`data` (JSON-like: dicts, lists, values) with every key of `LEGACY_SIEMENS_KEYS`, or a
-    dotted key ending in one, renamed to its `_siemens` name; everything else as it was."""
-    if isinstance(data, dict):
-        return {_new_key(k) if isinstance(k, str) else k: upgrade_legacy_keys(v)
-                for k, v in data.items()}
-    if isinstance(data, list):
-        return [upgrade_legacy_keys(v) for v in data]
-    return data
-
-
-def _new_key(key: str) -> str:
-    head, _, last = key.rpartition(".")
-    if last not in LEGACY_SIEMENS_KEYS:
-        return key
-    return f"{head}.{last[:-2]}_siemens" if head else f"{last[:-2]}_siemens"
-
-
 def check_writable(path: str | Path, folder: bool = False) -> None:
     """`BadInput` (one line) unless `path` can be written later as a file (or, with `folder`,
     as a folder): it is not a folder where a file is wanted nor the reverse (nor a device), and
@@ -124,7 +89,7 @@ def read_json(path: str | Path, missing: str) -> object:
     if not path.is_file():
         raise BadInput(f"{missing}: {path}")
     try:
-        return upgrade_legacy_keys(json.loads(path.read_text()))
+        return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         raise BadInput(f"{path}: not valid JSON ({exc})") from None
 
@@ -145,6 +110,6 @@ def read_npz(path: str | Path, what: str) -> dict:
         raise BadInput(f"{path} is not a numpy .npz archive ({what})")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return upgrade_legacy_keys({name: np.array(archive[name]) for name in archive.files})
+            return {name: np.array(archive[name]) for name in archive.files}
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         raise BadInput(f"{path}: unreadable {what} ({exc})") from None

@@ -1,8 +1,8 @@
 """A stand-in for `pyarc2.Instrument`, for tests and benches without an ArC TWO: exactly the
 methods the ArC TWO backend (drivers/arc2.py) calls, on the emulator's device physics.
 
-    arc = StandInArC2("1t1r", seed=0)         # wired by resarray32, arc2control's default
-    board = Arc2Board(arc, "1t1r", mapping=arc.mapping)   # the constructor takes the instrument
+    arc = StandInArC2("1T1R", seed=0)         # wired by resarray32, arc2control's default
+    board = Arc2Board(arc, "1T1R", mapping=arc.mapping)   # the constructor takes the instrument
 
 Like the instrument it works in retained mode: channel voltages, selectors and pulses queue
 until `execute()`; reads flush the queue first and then measure. `counts` counts the calls of
@@ -43,8 +43,9 @@ from typing import Any, Callable
 import numpy as np
 import pyarc2
 
+from imssa_hw.board import CELLS
 from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
-from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
 
 ALL_WORDS = [*range(16, 32), *range(48, 64)]
@@ -84,16 +85,16 @@ def recorded(method: Callable) -> Callable:
 
 
 class StandInArC2:
-    """An emulated ArC TWO with a crossbar of the mapping's size, `kind` "1t1r" or "passive"."""
+    """An emulated ArC TWO with a crossbar of the mapping's size, `kind` "1T1R" or "passive"."""
 
-    def __init__(self, kind: str = "1t1r", seed: int = 0, time_scale: float = 1.0,
+    def __init__(self, kind: str = "1T1R", seed: int = 0, time_scale: float = 1.0,
                  settings: dict | None = None, mapping: ChannelMapping | None = None) -> None:
-        if kind not in ("1t1r", "passive"):
-            raise ValueError(f"kind must be 1t1r or passive, not {kind!r}")
+        if kind not in CELLS:
+            raise ValueError(f"kind must be one of {', '.join(CELLS)}, not {kind!r}")
         self.mapping = mapping or load_mapping(DEFAULT_MAPPING)
         self.rows, self.cols = self.mapping.rows, self.mapping.cols
         self.words, self.bits = list(self.mapping.words), list(self.mapping.bits)
-        profile = load_profile(None, {"board.arrays": 1, "board.rows": self.rows,
+        profile = load_emulator_profile(None, {"board.arrays": 1, "board.rows": self.rows,
                                       "board.cols": self.cols, **(settings or {})})
         self.kind = kind
         self.panics: set[str] = set()
@@ -238,7 +239,7 @@ class StandInArC2:
                 v_device[self.words.index(low), self.bits.index(high)] = -v
         board = self.emulated
         shape = (self.rows, self.cols)
-        if self.kind == "1t1r":
+        if self.kind == "1T1R":
             gate = np.array([self.sel_high_v if w in self.selected else self.sel_low_v
                              for w in range(self.rows)])[:, None] * np.ones((1, self.cols))
         else:

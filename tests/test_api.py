@@ -14,17 +14,17 @@ import imssa_hw as hw
 from imssa_hw import api
 from imssa_hw.calibration.data import load_calibration
 from imssa_hw.calibration.outputs import write_outputs
-from imssa_hw.calibration.settings import Settings as CalibrationSettings
+from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.errors import BadInput
-from imssa_hw.programming.settings import Settings as ProgrammingSettings
+from imssa_hw.programming.settings import ProgramSettings
 from support.models import board_profile, make_checkpoint, sequences
 
 PORT = "emu://?seed=3&arrays=1&rows=16&cols=16&set=relaxation.tau_s=0.05"
 """A small board whose devices relax fast, so that the short delays below suffice."""
 QUICK_CALIBRATION = CalibrationSettings(settle_s=0.2, relax_delay_s=0.2)
-QUICK_PROGRAMMING = ProgrammingSettings(settle_s=0.1, settle_small_s=0.05, verify_delay_s=0.2,
-                                        verify_delay_small_s=0.1, min_iteration_s=0.01)
+QUICK_PROGRAMMING = ProgramSettings(settle_s=0.1, settle_small_s=0.05, verify_delay_s=0.2,
+                                    verify_delay_small_s=0.1, min_iteration_s=0.01)
 
 
 def test_import_is_light_and_names_are_one_list():
@@ -57,7 +57,7 @@ def test_flow_on_an_emulated_board(tmp_path):
     # the same calibration as the folder `imssa-hw calibrate --out` writes
     write_outputs(run, tmp_path / "calib")
     again = hw.compile(model, profile, calibration=tmp_path / "calib")
-    np.testing.assert_array_equal(again.targets, dep.targets)
+    np.testing.assert_array_equal(again.targets_siemens, dep.targets_siemens)
     assert load_calibration(tmp_path / "calib").board_id == run.calibration.board_id
 
 
@@ -95,7 +95,7 @@ def test_a_quiet_read_chain_does_not_hold_a_device_for_ever(tmp_path):
     with hw.open_board(quiet) as b:
         run = hw.calibrate(b)  # its read-chain fit is the bias the verify allows for
         dep = hw.compile(model, board_profile(arrays=1, rows=16, cols=16), calibration=run)
-        assert dep.targets[dep.used].max() > 130e-6  # where the margin outgrew the band
+        assert dep.targets_siemens[dep.used].max() > 130e-6  # where the margin outgrew the band
         programmed = hw.program(b, dep, calibration=run,
                                 settings=replace(QUICK_PROGRAMMING, max_iterations=300))
     assert programmed.report["unfinished"] == 0, programmed.report["iterations"]

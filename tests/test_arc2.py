@@ -41,7 +41,7 @@ CROSSBARS = ("standard32", "resarray32", "probecard32", "bnc6")
 """The shipped mappings that are crossbars (the sa-* ones have a mask)."""
 
 
-def board_on(kind: str = "1t1r", **options) -> tuple[Arc2Board, StandInArC2]:
+def board_on(kind: str = "1T1R", **options) -> tuple[Arc2Board, StandInArC2]:
     """A board on a stand-in, both wired by the same mapping (`mapping=`, default resarray32)."""
     arc = StandInArC2(kind, **options)
     return Arc2Board(arc, kind, mapping=arc.mapping), arc
@@ -68,7 +68,7 @@ def channel_mapper():
 
 def exercise(board: Arc2Board) -> None:
     """Every operation of the backend once."""
-    board.configure(v_read=0.15, pulse_width_s=1e-7)
+    board.configure(v_read_v=0.15, pulse_width_s=1e-7)
     board.read_array(0)
     board.read_device(0, 2, 3)
     board.vmm(0, np.linspace(-0.1, 0.1, 32))
@@ -83,7 +83,7 @@ def test_the_standin_has_exactly_the_pyarc2_methods_the_backend_calls():
     backend called a method binds to the real `pyarc2.Instrument` method, the stand-in's
     parameters are named as pyarc2's, and it has no method the backend did not call."""
     called: set[str] = set()
-    for kind in ("1t1r", "passive"):
+    for kind in ("1T1R", "passive"):
         board, arc = board_on(kind, time_scale=50)
         exercise(board)
         for (name, _, _), (args, kwargs) in arc.calls.items():
@@ -108,7 +108,7 @@ def test_the_backend_is_board_like_parameter_for_parameter():
             assert list(inspect.signature(getattr(Arc2Board, name)).parameters) == wanted, name
 
 
-@pytest.mark.parametrize("kind", ["1t1r", "passive"])
+@pytest.mark.parametrize("kind", ["1T1R", "passive"])
 def test_reads_and_vmm_follow_the_channel_map(kind):
     board, arc = board_on(kind, seed=1, time_scale=1000, settings={**EXACT, **STILL})
     mask = np.zeros((32, 32), bool)
@@ -219,7 +219,7 @@ def test_the_board_uses_the_devices_and_polarity_arc2control_would(name, channel
     truth = at_channels(arc.truth_by_channels())
     assert np.all(np.abs(g - truth) < 0.02e-6 + 2e-3 * truth)
     # arc2control's readAllClicked (widgets/app.py at 52ba1f2) on the same instrument
-    v = board.config.v_read
+    v = board.config.v_read_v
     raw = arc.read_all(v, pyarc2.BiasOrder.Cols)
     data = np.empty((32, 32))
     for channel in sorted(theirs.ch2b):
@@ -298,7 +298,7 @@ def test_pulses_go_as_masked_slices_by_row_voltage_and_gate():
     lambda b: b.set_pulses(0, np.where(np.eye(32, dtype=bool), -1.0, 1.0), 1.0),
     lambda b: b.vmm(0, np.full(32, 0.25)),
     lambda b: b.configure(pulse_width_s=10e-9),
-    lambda b: b.configure(v_read=0.3),
+    lambda b: b.configure(v_read_v=0.3),
 ])
 def test_limits_are_checked_before_any_instrument_call(call):
     board, arc = board_on(time_scale=50)
@@ -356,7 +356,7 @@ def test_a_panic_in_pyarc2_is_one_line_naming_the_call(name, call):
 @pytest.mark.parametrize("port,message", [
     ("arc2://x", "must be a number"),
     ("arc2://0?speed=fast", "unknown arc2:// option(s) speed"),
-    ("arc2://0?array=3t2r", "array must be one of 1t1r, passive"),
+    ("arc2://0?array=3t2r", "array must be one of 1T1R, passive, got '3t2r'"),
     ("arc2://0?mapping=standard64", "mapping 'standard64' is neither one arc2control ships"),
     ("arc2://0?mapping=sa-standard32", "sa-standard32.toml: [config] mask: this mapping "
                                        "describes separate devices"),
@@ -365,6 +365,15 @@ def test_bad_arc2_ports(port, message):
     with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
         parse_port(port)
+
+
+def test_the_array_kind_is_typed_in_any_case_and_kept_in_one_spelling():
+    assert parse_port("arc2://0").array_kind == "1T1R"
+    assert {parse_port(f"arc2://0?array={typed}").array_kind
+            for typed in ("1t1r", "1T1R")} == {"1T1R"}
+    assert parse_port("arc2://0?array=Passive").array_kind == "passive"
+    with pytest.raises(BadInput, match="array kind must be one of 1T1R, passive, got '1t1r'"):
+        Arc2Board(StandInArC2(), "1t1r")
 
 
 def test_the_default_mapping_is_arc2controls_default():
@@ -396,7 +405,7 @@ def arc2_port(tmp_path_factory):
     folder = tmp_path_factory.mktemp("arc2")
     firmware = folder / "fw.bin"
     firmware.write_bytes(b"\0")
-    arc = StandInArC2("1t1r", seed=3, time_scale=20)
+    arc = StandInArC2("1T1R", seed=3, time_scale=20)
     patch = pytest.MonkeyPatch()
     patch.setattr(pyarc2, "find_ids", lambda: [0])
     patch.setattr(pyarc2, "Instrument", lambda port, fw: arc)

@@ -57,7 +57,7 @@ def clean_calls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("arc2-faults")
     deploy = make_deployment(folder / "m", arrays=1, rows=32, cols=32, h=2, n=6)
     (folder / "fw.bin").write_bytes(b"\0")
-    clean = StandInArC2("1t1r", seed=0, time_scale=100)
+    clean = StandInArC2("1T1R", seed=0, time_scale=100)
     patch = pytest.MonkeyPatch()
     patch.setattr(pyarc2, "find_ids", lambda: [0])
     patch.setattr(pyarc2, "Instrument", lambda port, fw: clean)
@@ -75,7 +75,7 @@ def test_a_fault_while_programming_then_resume(instrument, clean_calls, tmp_path
     deploy, calls = clean_calls
     rng = random.Random(episode)
     kind, at = sorted(KINDS)[episode], rng.randint(1, calls)
-    faulty = StandInArC2("1t1r", seed=0, time_scale=100)
+    faulty = StandInArC2("1T1R", seed=0, time_scale=100)
     faulty.faults[at] = KINDS[kind](at)
     holder[:] = [faulty]
     args = ("program", deploy, "--port", port, "--out", tmp_path / "p", *FAST_CLI)
@@ -93,7 +93,7 @@ def test_a_fault_while_calibrating_or_self_testing(instrument, tmp_path, command
     args = (*command.split(), "--port", port,
             *(("--out", tmp_path / "calib") if command == "calibrate" else ()))
     for kind, seed in zip(sorted(KINDS), range(4)):
-        standin = StandInArC2("1t1r", seed=seed, time_scale=100)
+        standin = StandInArC2("1T1R", seed=seed, time_scale=100)
         holder[:] = [standin]
         standin.faults[random.Random(seed).randint(1, 40)] = KINDS[kind](seed)
         assert_one_line_exit_3(run(*args), set(standin.counts))

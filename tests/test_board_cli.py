@@ -41,7 +41,7 @@ def test_board_read_writes_the_map(module_board, tmp_path):
 def test_port_from_the_environment(module_board):
     result = run("board", "status", env={"IMSSA_HW_PORT": module_board.port})
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["config"]["v_read"] > 0
+    assert json.loads(result.output)["config"]["v_read_v"] > 0
 
 
 def test_bad_array_is_one_line(module_board, tmp_path):

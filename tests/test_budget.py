@@ -52,17 +52,17 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     software = reference.forward(ckpt, features)
     labels = software.argmax(-1)
     noisy = ReadChainModel(adc_bits=12, read_noise_rel=0.3)
-    mean, tally = simulated_scores(dep, ckpt, features, software, labels, dep.targets, noisy,
-                                   [0, 5])
+    mean, tally = simulated_scores(dep, ckpt, features, software, labels, dep.targets_siemens,
+                                   noisy, [0, 5])
     accuracies = [float((reference.forward(ckpt, features, _Simulated(
-        dep, dep.targets, noisy, [0, 5, d])).argmax(-1) == labels).mean())
+        dep, dep.targets_siemens, noisy, [0, 5, d])).argmax(-1) == labels).mean())
         for d in range(NOISE_DRAWS)]
     assert mean["draws"] == NOISE_DRAWS
     assert len(set(accuracies)) > 1  # the draws differ ...
     assert mean["accuracy_range"] == [min(accuracies), max(accuracies)]  # ... and are averaged
     assert mean["accuracy"] == pytest.approx(np.mean(accuracies))
     assert tally["samples"] > 0 and tally["samples"] % NOISE_DRAWS == 0  # summed over draws
-    quiet, _ = simulated_scores(dep, ckpt, features, software, labels, dep.targets,
+    quiet, _ = simulated_scores(dep, ckpt, features, software, labels, dep.targets_siemens,
                                 ReadChainModel(), [0, 5])
     assert quiet["draws"] == 1 and quiet["accuracy"] == 1.0 == quiet["accuracy_range"][0]
 

@@ -85,7 +85,7 @@ def test_calibration_round_trip_and_corrections(tmp_path):
     np.testing.assert_allclose(back.correct_conductance(1, g_read[0]), g_true[0])
     # an offset of fixed ADC codes: at half the read voltage it is twice the conductance
     g_half = cal.read_gain[1] * g_true + 2 * cal.read_offset_siemens[1]
-    np.testing.assert_allclose(back.correct_conductance(1, g_half, v_read=0.1), g_true)
+    np.testing.assert_allclose(back.correct_conductance(1, g_half, v_read_v=0.1), g_true)
     i_true = np.array([1e-4, 2e-4, 3e-4])
     np.testing.assert_allclose(back.correct_currents(0, 1.01 * i_true + 2e-6), i_true)
     np.testing.assert_allclose(back.correct_currents(0, 1.01 * i_true + 4e-6, range_a=1280e-6), i_true)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from importlib import resources
 
 import numpy as np
 import pytest
 from support.models import board_profile, make_checkpoint, sequences
 
-from imssa_hw.compiler import (Executor, compile_checkpoint, load_defects, load_deployment,
-                               load_profile, save_deployment, shipped_profiles)
+from imssa_hw.compiler import (Executor, compile_checkpoint, load_board_profile, load_defects,
+                               load_deployment, save_deployment, shipped_profiles)
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.profile import LoopTiming, profile_from_dict
 from imssa_hw.errors import BadInput
@@ -30,8 +31,10 @@ def test_round_trip(deployed):
     ckpt, dep, out = deployed
     back = load_deployment(out)
     assert back.model_digest == ckpt.digest and back.config == ckpt.config
-    assert back.profile == dep.profile and back.dg == dep.dg and back.summary == dep.summary
-    assert np.array_equal(back.targets, dep.targets) and np.array_equal(back.used, dep.used)
+    assert back.profile == dep.profile and back.summary == dep.summary
+    assert back.dg_siemens == dep.dg_siemens
+    assert np.array_equal(back.targets_siemens, dep.targets_siemens)
+    assert np.array_equal(back.used, dep.used)
     for a, b in zip(back.schedule.layers, dep.schedule.layers):
         for pa, pb in zip(a.programs, b.programs):
             for name in ("row_input", "row_input_gain_v", "row_feedback",
@@ -41,7 +44,7 @@ def test_round_trip(deployed):
     assert [(t.array, t.rows.tolist()) for t in back.placement.tiles] == \
         [(t.array, t.rows.tolist()) for t in dep.placement.tiles]
     # the loaded artifact reproduces its own probe expectations
-    executor = Executor.on_maps(back.schedule, back.targets)
+    executor = Executor.on_maps(back.schedule, back.targets_siemens)
     for layer, (u, y) in enumerate(zip(back.probe.u, back.probe.y)):
         assert np.allclose(executor(layer, u), y, atol=1e-6)
     data = json.loads((out / "deploy.json").read_text())
@@ -132,7 +135,7 @@ def test_bad_array_shapes(deployed, tmp_path):
 
 def test_shipped_profiles_load_and_round_trip():
     assert {"board-default", "board-large"} <= set(shipped_profiles())
-    p = load_profile("board-default")
+    p = load_board_profile("board-default")
     assert p.geometry.shape == (3, 64, 64) and p.read.v_read_max == 0.2 and p.read.adc_bits == 9
     assert p.conductance.g_min_siemens == 1e-6 and p.conductance.g_max_siemens == 155e-6
     assert p.limits.v_set_max == 3.5 and p.limits.v_reset_max == 1.5 and p.limits.v_gate_max == 5.5
@@ -161,21 +164,32 @@ def test_time_per_step_and_sample(deployed):
     ("board", "rows", 0, "rows = 0 is impossible"),
     ("read", "v_read_max", 2.0, "v_read_max = 2.0 is impossible"),
     ("read", "tia_ranges_ua", [100.0, 20.0], "distinct and increasing"),
-    ("limits", "reset_v_max", 0.15, "must stay below the SET and RESET limits"),
+    ("limits", "v_reset_max", 0.15, "must stay below the SET and RESET limits"),
     ("board", "arrays", "three", "arrays must be an integer"),
     ("board", "colour", 1, "unknown key"),
     ("timing", "vmm_time_ns", -1.0, "vmm_time_ns = -1.0 is impossible"),
 ])
 def test_impossible_profiles(section, key, value, message):
-    data = load_profile("board-default").to_dict()
+    data = load_board_profile("board-default").to_dict()
     data[section][key] = value
     with pytest.raises(BadInput, match=message):
         profile_from_dict(data)
 
 
+def test_a_profile_with_the_limit_names_of_before_0_13_is_refused(tmp_path):
+    text = (resources.files("imssa_hw") / "profiles" / "board-default.toml").read_text()
+    for name in ("set", "reset", "gate"):
+        text = text.replace(f"\nv_{name}_max = ", f"\n{name}_v_max = ")
+    (tmp_path / "old.toml").write_text(text)
+    with pytest.raises(BadInput) as exc:
+        load_board_profile(tmp_path / "old.toml")
+    assert str(exc.value) == (f"{tmp_path / 'old.toml'} [limits]: unknown key(s) gate_v_max, "
+                              f"reset_v_max, set_v_max")
+
+
 def test_profile_not_found():
     with pytest.raises(BadInput, match="board profile not found: nope.*board-default"):
-        load_profile("nope")
+        load_board_profile("nope")
 
 
 def test_defect_map_round_trip_and_errors(tmp_path):

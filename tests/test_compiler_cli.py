@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from support.models import make_checkpoint, profile_toml
 
 from imssa_hw.cli.main import cli
-from imssa_hw.compiler import load_deployment, load_profile
+from imssa_hw.compiler import load_board_profile, load_deployment
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 
 
@@ -42,7 +42,7 @@ def test_compile_end_to_end(model, tmp_path):
     assert data["ideal_max_abs_error"] < 1e-6 and data["unavoidable_defects"] == []
     assert (out / "targets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dep = load_deployment(out)
-    assert not dep.used[0, 0, 0] or abs(dep.targets[0, 0, 0] - 150e-6) <= 4e-6
+    assert not dep.used[0, 0, 0] or abs(dep.targets_siemens[0, 0, 0] - 150e-6) <= 4e-6
 
 
 def test_dense_placement_option(model, tmp_path):
@@ -81,7 +81,7 @@ def test_not_quantized(tmp_path):
 
 
 def test_impossible_profile(model, tmp_path):
-    data = load_profile("board-default").to_dict()
+    data = load_board_profile("board-default").to_dict()
     data["conductance"]["g_max_us"] = 0.5
     (tmp_path / "p.toml").write_text("\n".join(profile_toml(data)))
     _fails_with(["compile", str(model), "--out", str(tmp_path / "d"), "--profile",

@@ -19,7 +19,7 @@ def test_logits_match_the_quantized_model_for_every_bit_width(tmp_path, bits):
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=bits, seed=bits, range_features=x)
     dep = compile_checkpoint(ckpt, board_profile())  # default probes: random, not x
     assert dep.summary["arrays_used"] == 1 and dep.summary["ideal_max_abs_error"] < 1e-6
-    executor = Executor.on_maps(dep.schedule, dep.targets)
+    executor = Executor.on_maps(dep.schedule, dep.targets_siemens)
     assert np.allclose(reference.forward(ckpt, x, executor), reference.forward(ckpt, x),
                        rtol=1e-6, atol=1e-6)
 
@@ -32,7 +32,7 @@ def test_several_arrays_and_layers(tmp_path, differential):
     layer_arrays = [p.order for p in dep.schedule.layers]
     assert dep.summary["arrays_used"] == 4 and len(set(layer_arrays[1])) == 2  # a layer spans arrays
     assert all(len(order) == 5 for order in layer_arrays)  # one program per kernel
-    logits = reference.forward(ckpt, x, Executor.on_maps(dep.schedule, dep.targets))
+    logits = reference.forward(ckpt, x, Executor.on_maps(dep.schedule, dep.targets_siemens))
     assert np.allclose(logits, reference.forward(ckpt, x), rtol=1e-6, atol=1e-6)
 
 
@@ -48,7 +48,7 @@ def test_a_board_vmm_plugs_in(tmp_path):
         def vmm(self, array: int, v: np.ndarray) -> np.ndarray:
             assert v.shape == (64,) and np.abs(v).max() <= 0.2
             Board.calls += 1
-            return v @ dep.targets[array]
+            return v @ dep.targets_siemens[array]
     executor = Executor(dep.schedule, per_vector(Board().vmm))
     assert np.allclose(reference.forward(ckpt, x, executor), dep.probe.logits, atol=1e-6)
     assert Board.calls == 2 * (12 + 1) * 3  # batch x (L + flush) x one VMM per kernel
@@ -61,7 +61,7 @@ def test_output_delay_flush_and_feedthrough(tmp_path):
     u[0, t0, 0] = 1.0
     dep = compile_checkpoint(ckpt, board_profile(), probe_features=sequences(2, length))
     layer = dep.schedule.layers[0]
-    executor = Executor.on_maps(dep.schedule, dep.targets)
+    executor = Executor.on_maps(dep.schedule, dep.targets_siemens)
     raw = executor.raw(0, u)
     assert raw.shape == (1, length + 1, sum(len(p.out_plus) for p in layer.programs))
     y_col = raw[0, :, layer.y_output[0]]
@@ -131,12 +131,13 @@ def test_programs_mean_the_same_to_the_board_driver(tmp_path):
             column = 0
             for k, p in enumerate(programs):
                 v = np.clip(p.input_voltages(u[s])[t] + p.feedback_voltages(previous[k]), -0.2, 0.2)
-                previous[k] = p.outputs(dac(v) @ dep.targets[p.array])
+                previous[k] = p.outputs(dac(v) @ dep.targets_siemens[p.array])
                 expected[s, t, column:column + p.n_outputs] = previous[k]
                 column += p.n_outputs
-    raw = Executor(dep.schedule, lambda array, v: dac(v) @ dep.targets[array]).raw(0, dep.probe.u[0])
+    targets = dep.targets_siemens
+    raw = Executor(dep.schedule, lambda array, v: dac(v) @ targets[array]).raw(0, dep.probe.u[0])
     assert np.allclose(raw, expected, rtol=1e-9, atol=1e-15)
-    ideal = Executor.on_maps(dep.schedule, dep.targets).raw(0, dep.probe.u[0])
+    ideal = Executor.on_maps(dep.schedule, dep.targets_siemens).raw(0, dep.probe.u[0])
     assert not np.allclose(raw, ideal, rtol=1e-9, atol=1e-15)  # the DAC (and deadband) show
 
 
@@ -149,14 +150,15 @@ def test_kernels_alone_in_their_vmm_ignore_the_devices_between_tiles(tmp_path):
     alone = compile_checkpoint(ckpt, board_profile(), probe_features=x)
     together = compile_checkpoint(ckpt, board_profile(), probe_features=x, parallel=True)
     assert (alone.summary["vmms_per_step"], together.summary["vmms_per_step"]) == ([6], [1])
-    assert np.array_equal(alone.targets, together.targets)
+    assert np.array_equal(alone.targets_siemens, together.targets_siemens)
     between = together.used & ~alone.used
     assert between.sum() > 100 and not (alone.used & ~together.used).any()
-    noisy = alone.targets + np.where(between, np.random.default_rng(0).normal(0, 2e-6,
-                                                                                alone.targets.shape), 0)
+    targets = alone.targets_siemens
+    noisy = targets + np.where(between, np.random.default_rng(0).normal(0, 2e-6, targets.shape), 0)
     ideal = reference.forward(ckpt, x)
     for dep in (alone, together):
-        assert np.allclose(reference.forward(ckpt, x, Executor.on_maps(dep.schedule, dep.targets)),
+        assert np.allclose(reference.forward(ckpt, x, Executor.on_maps(dep.schedule,
+                                                                       dep.targets_siemens)),
                            ideal, rtol=1e-6, atol=1e-6)
     assert np.allclose(reference.forward(ckpt, x, Executor.on_maps(alone.schedule, noisy)), ideal,
                        rtol=1e-6, atol=1e-6)
@@ -180,7 +182,7 @@ def test_dense_tiles_compute_what_diagonal_tiles_compute(tmp_path):
     assert any(set(a.cols) & set(b.cols) for a in tiles for b in tiles if a is not b)
     assert dense.summary["vmms_per_step"] == diagonal.summary["vmms_per_step"] == [6, 6]
     assert dense.summary["utilization"] == pytest.approx(12 * 5 * 10 / (64 * 64))
-    runs = [Executor.on_maps(dep.schedule, dep.targets) for dep in (diagonal, dense)]
+    runs = [Executor.on_maps(dep.schedule, dep.targets_siemens) for dep in (diagonal, dense)]
     for layer, u in enumerate(diagonal.probe.u):
         assert np.allclose(runs[0].raw(layer, u), runs[1].raw(layer, u), rtol=1e-12, atol=1e-18)
     for executor in runs:

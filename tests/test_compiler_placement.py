@@ -10,7 +10,7 @@ import pytest
 
 from imssa_hw.board import Geometry
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
-from imssa_hw.compiler import load_profile
+from imssa_hw.compiler import load_board_profile
 from imssa_hw.compiler.placement import place
 from imssa_hw.errors import BadInput
 
@@ -31,7 +31,7 @@ def _check_disjoint(p, tile_maps):
         cols = np.concatenate([t.cols for t in tiles])
         assert len(set(rows)) == len(rows) and len(set(cols)) == len(cols)
     for t, tile in enumerate(p.tiles):
-        assert np.array_equal(p.targets[tile.array][np.ix_(tile.rows, tile.cols)], tile_maps[t])
+        assert np.array_equal(p.targets_siemens[tile.array][np.ix_(tile.rows, tile.cols)], tile_maps[t])
 
 
 def test_fits_on_one_array_and_marks_what_matters():
@@ -41,8 +41,8 @@ def test_fits_on_one_array_and_marks_what_matters():
     assert p.kernels_per_array == 6 and p.arrays_used == 1
     _check_disjoint(p, maps)
     assert p.used[0, :30, :60].all() and not p.used[0, 30:].any() and not p.used[0, :, 60:].any()
-    assert not p.used[1:].any() and (p.targets[1:] == G_OFF).all()
-    assert (p.targets[0][~p.used[0]] == G_OFF).all()
+    assert not p.used[1:].any() and (p.targets_siemens[1:] == G_OFF).all()
+    assert (p.targets_siemens[0][~p.used[0]] == G_OFF).all()
     # each tile alone in its VMM: only the tiles' own cells matter
     alone = place(maps, np.zeros(6, int), Geometry(3, 64, 64, "1T1R"), None, TOL, G_OFF)
     expected = np.zeros((3, 64, 64), bool)
@@ -92,7 +92,7 @@ def test_stuck_devices_are_moved_off_cells_that_matter():
     _check_disjoint(p, maps)
     for array, row, col, _, g in devices:
         assert (not p.used[array, row, col]
-                or (g is not None and abs(p.targets[array, row, col] - g) <= TOL))
+                or (g is not None and abs(p.targets_siemens[array, row, col] - g) <= TOL))
 
 
 def test_stuck_off_devices_stay_where_their_target_is_off():
@@ -139,7 +139,7 @@ def test_report_is_exactly_the_harmful_devices():
     _check_disjoint(p, maps)
     listed = {(c.array, c.row, c.col) for c in p.conflicts}
     for a, r, c, _, g in devices:
-        harmful = p.used[a, r, c] and (g is None or abs(p.targets[a, r, c] - g) > TOL)
+        harmful = p.used[a, r, c] and (g is None or abs(p.targets_siemens[a, r, c] - g) > TOL)
         assert harmful == ((a, r, c) in listed)
     assert len(p.conflicts) < p.stuck_in_use
 
@@ -176,13 +176,13 @@ def test_differential_pairs_get_columns_of_the_same_fractional_offset(mode):
 def _check_cells_apart(p, tile_maps):
     """No two tiles share a cell, every tile holds its own map, and exactly the tiles' cells
     matter."""
-    count = np.zeros(p.targets.shape, int)
+    count = np.zeros(p.targets_siemens.shape, int)
     for t, tile in enumerate(p.tiles):
         assert len(set(tile.rows)) == len(tile.rows) and len(set(tile.cols)) == len(tile.cols)
         np.add.at(count[tile.array], np.ix_(tile.rows, tile.cols), 1)
-        assert np.array_equal(p.targets[tile.array][np.ix_(tile.rows, tile.cols)], tile_maps[t])
+        assert np.array_equal(p.targets_siemens[tile.array][np.ix_(tile.rows, tile.cols)], tile_maps[t])
     assert count.max() == 1 and np.array_equal(p.used, count == 1)
-    assert (p.targets[~p.used] == G_OFF).all()
+    assert (p.targets_siemens[~p.used] == G_OFF).all()
 
 
 def test_dense_packs_21_tiles_of_9x18_on_a_64x64_array():
@@ -207,7 +207,7 @@ def test_dense_digits_model_on_board_multi():
     """2 layers x 64 kernels of 9x18 on board-multi (8 arrays of 64x64): spread evenly over
     every array, the defective one too (16 tiles each), on 6 x 3 bands: 10 spare rows and 10
     spare columns on every array for the defect search."""
-    geometry = load_profile("board-multi").geometry
+    geometry = load_board_profile("board-multi").geometry
     assert geometry.shape == (8, 64, 64)
     maps = _tiles(128, (9, 18), seed=6)
     defects = _defects([(2, r, r, "stuck_on", 150e-6) for r in range(3)], geometry.shape)
@@ -274,7 +274,7 @@ def test_dense_placement_moves_stuck_devices_off_the_tiles():
     _check_cells_apart(p, maps)
     for array, row, col, _, g in devices:
         assert (not p.used[array, row, col]
-                or (g is not None and abs(p.targets[array, row, col] - g) <= TOL))
+                or (g is not None and abs(p.targets_siemens[array, row, col] - g) <= TOL))
 
 
 def test_dense_conflicts_name_the_tile_of_the_cell():
@@ -305,4 +305,4 @@ def test_a_model_that_does_not_fit_is_told_what_would():
                                        r"\(dense\): with N=8 and 2 layer\(s\), at most 31 kernels "
                                        r"per layer \(this model has 64; train with --h 31 or "
                                        r"fewer\)$"):
-        compile_checkpoint(ckpt, load_profile("board-default"))
+        compile_checkpoint(ckpt, load_board_profile("board-default"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imssa_hw.board import ConductanceWindow, Geometry
-from imssa_hw.compiler import Executor, compile_checkpoint, load_profile
+from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.mapping import KernelMatrices, tile_conductances, tile_layout
 from imssa_hw.compiler.placement import place
@@ -100,7 +100,7 @@ def test_devices_of_unknown_conductance_are_left_as_placed():
     layout, tile, defects, placement = _placed(kernel, [(0, int(layout.out_minus[0]), None)])
     targets, repairs = repair(placement, defects, [kernel], layout, WINDOW, BITS, 64)
     assert repairs == ()
-    assert np.array_equal(targets, placement.targets)
+    assert np.array_equal(targets, placement.targets_siemens)
 
 
 def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devices():
@@ -109,7 +109,7 @@ def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devi
     device at its conductance, the repaired deployment's logits stay near the model's, the
     unrepaired one's do not."""
     ckpt = load_checkpoint(files("imssa_hw") / "models" / "digits.pt")
-    board = load_profile("board-multi")
+    board = load_board_profile("board-multi")
     rng = np.random.default_rng(3)
     u = rng.random(board.geometry.shape)
     stuck = [StuckDevice(int(a), int(r), int(c), kind, g) for (a, r, c), kind, g in
@@ -122,7 +122,7 @@ def test_compile_repairs_the_digits_model_on_a_board_with_two_percent_stuck_devi
     errors = {}
     for repaired in (False, True):
         dep = compile_checkpoint(ckpt, board, defects, repair_defects=repaired)
-        maps = np.where(defects.mask(), g, dep.targets)
+        maps = np.where(defects.mask(), g, dep.targets_siemens)
         logits = reference.forward(ckpt, dep.probe.features, Executor.on_maps(dep.schedule, maps))
         errors[repaired] = float(np.abs(logits - dep.probe.logits).max())
         assert len(dep.summary["unavoidable_defects"]) >= 10

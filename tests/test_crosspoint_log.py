@@ -19,7 +19,7 @@ from imssa_hw.programming.journal import FORMAT, VERSION
 
 HEADER = {"type": "header", "format": FORMAT, "version": VERSION, "t": 0.0, "arrays": [0, 1],
           "shape": [2, 2, 3], "board": {"board_id": "B", "arrays": 2, "rows": 2, "cols": 3},
-          "config": {"v_read": 0.2, "pulse_width_s": 2e-8}}
+          "config": {"v_read_v": 0.2, "pulse_width_s": 2e-8}}
 RECORDS = [
     {"type": "read", "array": 1, "it": 1, "t": 1.0, "idx": None, "g_us": [1, 2, 3, 4, 5, 6]},
     {"type": "pulse", "array": 1, "it": 1, "t": 1.0, "status": {},
@@ -75,8 +75,14 @@ def test_journal_export_bad_input(tmp_path):
     result = run("journal", "export", old, "--out", tmp_path / "x")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"Error: {old} does not record the read voltage and pulse width (written before they "
-        f"were journaled): give --v-read and --pulse-width"]
+        f"Error: {old} does not record v_read_v and pulse_width_s (header config): give --v-read "
+        f"and --pulse-width"]
+    renamed = write_journal(tmp_path / "renamed.jsonl",  # the read voltage as named before 0.13
+                            {**HEADER, "config": {"v_read": 0.2, "pulse_width_s": 2e-8}})
+    result = run("journal", "export", renamed, "--out", tmp_path / "x")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: {renamed} does not record v_read_v (header config): give --v-read"]
     result = run("journal", "export", old, "--out", tmp_path / "x", "--v-read", "0.1",
                  "--pulse-width", "1e-8")
     assert result.exit_code == 0 and (tmp_path / "x" / "old-array0.h5").is_file()
@@ -93,7 +99,7 @@ def test_journal_export_bad_input(tmp_path):
 
 
 def test_the_recording_board_logs_what_passes_through(tmp_path):
-    arc = StandInArC2("1t1r", seed=4, time_scale=100)
+    arc = StandInArC2("1T1R", seed=4, time_scale=100)
     board = Arc2Board(arc)
     recorder = RecordingBoard(board)
     assert recorder.info is board.info and recorder.capabilities is board.capabilities

@@ -113,18 +113,18 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
 
 def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import compile_checkpoint, load_profile
+    from imssa_hw.compiler import compile_checkpoint, load_board_profile
     from imssa_hw.workflows.sweep import tile_cells
 
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))
     train_task(TINY, tmp_path / "m.pt", model={"bits": 2, "h": 3, "n": 4}, epochs=1)
     ckpt = load_checkpoint(tmp_path / "m.pt")
-    dep = compile_checkpoint(ckpt, load_profile("board-default"), parallel=True)
+    dep = compile_checkpoint(ckpt, load_board_profile("board-default"), parallel=True)
     tiles = tile_cells(dep)
     assert (tiles <= dep.used).all()  # a subset of the cells that matter ...
     assert tiles.sum() == 3 * 5 * 10  # ... exactly three 5x10 kernel tiles ...
     assert dep.used.sum() > tiles.sum()  # ... without the off cells between the kernels
-    alone = compile_checkpoint(ckpt, load_profile("board-default"))  # one kernel per VMM
+    alone = compile_checkpoint(ckpt, load_board_profile("board-default"))  # one kernel per VMM
     assert np.array_equal(tile_cells(alone), alone.used)
 
 

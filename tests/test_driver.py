@@ -34,11 +34,11 @@ def test_identify_and_status(module_board):
 
 def test_configure_rounds_ranges_up_and_refuses_limits(emulated_board):
     with Board.open(emulated_board().port) as board:
-        config = board.configure(v_read=0.1, read_range_a=30e-6, pulse_width_s=1e-7)
-        assert (config.v_read, config.read_range_a, config.pulse_width_s) == (0.1, 40e-6, 1e-7)
+        config = board.configure(v_read_v=0.1, read_range_a=30e-6, pulse_width_s=1e-7)
+        assert (config.v_read_v, config.read_range_a, config.pulse_width_s) == (0.1, 40e-6, 1e-7)
         assert board.status().config == config
         with pytest.raises(VoltageLimitError):
-            board.configure(v_read=0.5)
+            board.configure(v_read_v=0.5)
         with pytest.raises(VoltageLimitError):
             board.configure(pulse_width_s=1.0)
         with pytest.raises(ValueError):
@@ -126,7 +126,7 @@ def test_sequence_frames_do_not_grow_with_length(emulated_board):
 
 def test_route_smu_and_reset(emulated_board):
     with Board.open(emulated_board().port) as board:
-        board.configure(v_read=0.1)
+        board.configure(v_read_v=0.1)
         board.load_program(loop_programs())
         board.route_smu(1, 2, 3)
         status = board.status()
@@ -135,7 +135,7 @@ def test_route_smu_and_reset(emulated_board):
         board.reset()
         status = board.status()
         assert status.epoch != epoch and status.smu_route is None and status.programs == 0
-        assert board.config.v_read == status.config.v_read == 0.2
+        assert board.config.v_read_v == status.config.v_read_v == 0.2
         board.route_smu(None)
         with pytest.raises(BoardError) as caught:
             board.route_smu(2, 0, 0)
@@ -262,14 +262,15 @@ def test_board_reset_is_recovered(emulated_board):
     """After an unannounced reset, the driver restores its settings and repeats the command."""
     emu = emulated_board(reset_rate=0.1, seed=3)
     with Board.open(emu.port, timeout_s=0.1, retries=8) as board:
-        board.configure(v_read=0.1)
+        board.configure(v_read_v=0.1)
         board.load_program(loop_programs())
         board.route_smu(0, 1, 1)
         for _ in range(15):
             board.run_sequence(np.zeros((5, 2)))
         status = board.status()
         assert status.epoch > 1  # resets happened
-        assert status.config.v_read == 0.1 and status.programs == 2 and status.smu_route == (0, 1, 1)
+        assert status.config.v_read_v == 0.1
+        assert status.programs == 2 and status.smu_route == (0, 1, 1)
 
 
 def test_command_count_in_frames(module_board):

@@ -18,7 +18,7 @@ from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode, Opcode, PulseBatc
 from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON, WORN_OUT, DeviceModel
 from imssa_hw.emulator.process import start_emulator
-from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
@@ -32,7 +32,7 @@ STEADY = STILL
 
 def test_population_statistics():
     """A default 3x64x64 board: 0.5 % stuck devices, spread of SET thresholds and gains."""
-    devices = DeviceModel(load_profile()).draw((3, 64, 64), np.random.default_rng(0))
+    devices = DeviceModel(load_emulator_profile()).draw((3, 64, 64), np.random.default_rng(0))
     stuck = np.isin(devices.defect, (STUCK_ON, STUCK_OFF)).mean()
     assert 0.003 < stuck < 0.008
     assert (devices.g_final_siemens[devices.defect == STUCK_ON] > 100e-6).all()
@@ -176,7 +176,7 @@ def test_limits_are_refused_and_no_device_is_touched(module_board, command, volt
 def test_the_board_refuses_limits_in_either_encoding(opcode):
     """The board's own check, behind the driver's: a masked device beyond a limit refuses the
     whole batch (whichever encoding carries it) and no device is pulsed."""
-    board, _ = build_board(load_profile(overrides={"board.arrays": 1, "board.rows": 4,
+    board, _ = build_board(load_emulator_profile(overrides={"board.arrays": 1, "board.rows": 4,
                                                    "board.cols": 4}), 0, None)
     mask = np.zeros((4, 4), bool)
     mask[0, 0] = mask[1, 2] = True
@@ -326,7 +326,7 @@ def test_signals_stop_cleanly(tmp_path, sig):
 
 
 def test_harsh_profile_holds_the_literature_values():
-    harsh, default = load_profile("emulator-harsh"), load_profile(None)
+    harsh, default = load_emulator_profile("emulator-harsh"), load_emulator_profile(None)
     assert harsh.defects.stuck_on_fraction + harsh.defects.stuck_off_fraction == pytest.approx(0.02)
     assert harsh.read_chain.read_noise_rel == 0.02 and harsh.read_chain.tia_gain_sigma == 0.05
     assert harsh.read_chain.ir_drop_r_wire_ohm == 1.0
@@ -335,7 +335,7 @@ def test_harsh_profile_holds_the_literature_values():
     assert (harsh.relaxation.sigma_min_siemens, harsh.relaxation.sigma_max_siemens) == (0.7e-6, 3.9e-6)
     # everything it does not name comes from its base
     assert harsh.limits == default.limits and harsh.endurance == default.endurance
-    assert load_profile("emulator-harsh", {"defects.stuck_on_fraction": 0.0}).defects \
+    assert load_emulator_profile("emulator-harsh", {"defects.stuck_on_fraction": 0.0}).defects \
         .stuck_on_fraction == 0.0
 
 
@@ -347,7 +347,7 @@ def test_profile_with_a_base_names_its_mistakes(tmp_path):
     for path, message in ((bad_key, "unknown key"), (bad_base, "base must name"),
                           ("no-such-profile", "not found")):
         with pytest.raises(BadInput, match=message):
-            load_profile(path)
+            load_emulator_profile(path)
 
 
 def test_bad_emulator_options_are_one_line(tmp_path):
@@ -415,4 +415,4 @@ def test_a_profile_file_with_a_value_that_is_not_finite_is_refused(tmp_path, sec
     path = tmp_path / "bad.toml"
     path.write_text(f'base = "emulator-default"\n[{section}]\n{key} = {value}\n')
     with pytest.raises(BadInput, match=rf"must be finite numbers: {section}\.{key}$"):
-        load_profile(path)
+        load_emulator_profile(path)

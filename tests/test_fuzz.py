@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from imssa_hw.drivers.framing import PROTOCOL_VERSION, Frame
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode, Opcode, pack_programs
-from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
 
-PROFILE = load_profile(None, {"board.arrays": 2, "board.rows": 4, "board.cols": 4})
+PROFILE = load_emulator_profile(None, {"board.arrays": 2, "board.rows": 4, "board.cols": 4})
 
 
 def fresh_board():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from imssa_hw.compiler import compile_checkpoint, load_profile
+from imssa_hw.compiler import compile_checkpoint, load_board_profile
 from imssa_hw.compiler.loop_scales import stored_scales, tia_range
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import DeviceModel
-from imssa_hw.emulator.profile import load_profile as load_emulator_profile
+from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.model import reference
 from imssa_hw.model.config import ModelConfig
 from imssa_hw.training import hardware_aware
@@ -23,7 +23,7 @@ from imssa_hw.model.config import TrainConfig
 from imssa_hw.training.trainer import train
 from support.models import board_profile, make_checkpoint, sequences
 
-BOARD = load_profile("board-default")
+BOARD = load_board_profile("board-default")
 
 
 def emulated_crossbar(targets: np.ndarray) -> Crossbar:
@@ -48,7 +48,7 @@ def test_the_torch_loop_runs_as_the_emulated_board(tmp_path, differential, rows,
     dep = compile_checkpoint(ckpt, profile)
     assert dep.summary["scales_from"] == "training"
     layer = dep.schedule.layers[0]
-    crossbar = emulated_crossbar(dep.placement.targets)
+    crossbar = emulated_crossbar(dep.placement.targets_siemens)
     programs = [LoopProgram(**p.to_dict()) for p in layer.programs]  # as the board decodes them
     assert all(p.feedback_deadband_v > 0 for p in programs)
     u = reference.encode(ckpt, features)

@@ -14,7 +14,7 @@ import pytest
 
 from imssa_hw.cli.options import UNCALIBRATED
 
-from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference
@@ -32,7 +32,7 @@ def deployment(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("infer")
     shutil.copy(tiny_model, folder / "model.pt")
     ckpt = load_checkpoint(folder / "model.pt")
-    base = load_profile("board-default")
+    base = load_board_profile("board-default")
     profile = replace(base, geometry=replace(base.geometry, arrays=1, rows=16, cols=20))
     # Ranges from the test clips themselves: these tests are about the loops, not about
     # choosing ranges (the unseen speaker's states reach 1.5x those of the few training clips)
@@ -133,7 +133,8 @@ def test_measured_responses_reproduce_the_executor(deployment):
     _, dep, ckpt = deployment
     features, _, _ = load_test_set(ckpt)
     rng = np.random.default_rng(0)
-    maps = np.maximum(dep.targets + rng.normal(0, 15e-6, dep.targets.shape) * dep.used, 0)
+    targets = dep.targets_siemens
+    maps = np.maximum(targets + rng.normal(0, 15e-6, targets.shape) * dep.used, 0)
     expected = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
     model = measured_model(ckpt, dep, maps, features.shape[1])
     with torch.no_grad():
@@ -152,7 +153,8 @@ def test_finetuning_trains_the_digital_parts_around_measured_kernels(deployment)
 
     _, dep, ckpt = deployment
     features, labels, _ = load_test_set(ckpt)
-    maps = dep.targets + np.random.default_rng(2).uniform(0, 5e-6, dep.targets.shape) * dep.used
+    targets = dep.targets_siemens
+    maps = targets + np.random.default_rng(2).uniform(0, 5e-6, targets.shape) * dep.used
     result = finetune(ckpt, dep, maps, features, labels, epochs=3)
     assert 0 <= result.accuracy_before <= result.accuracy_after <= 1
     kernels = [name for name in ckpt.tensors if name.startswith("kernels.")]
@@ -171,7 +173,8 @@ def test_finetuning_keeps_the_state_best_on_the_validation_part(deployment):
 
     _, dep, ckpt = deployment
     features, labels, _ = load_test_set(ckpt)
-    maps = dep.targets + np.random.default_rng(2).uniform(0, 5e-6, dep.targets.shape) * dep.used
+    targets = dep.targets_siemens
+    maps = targets + np.random.default_rng(2).uniform(0, 5e-6, targets.shape) * dep.used
     order = np.random.default_rng(0).permutation(len(labels))
     split = (order[len(order) // 3:], order[:len(order) // 3])
     result = finetune(ckpt, dep, maps, features, labels, epochs=4, split=split)
@@ -188,9 +191,9 @@ def test_off_cells_leak_the_next_input_into_the_outputs_only_when_programmed(dep
     from imssa_hw.hil.finetune import impulse_responses
 
     _, dep, _ = deployment
-    _, lead_ideal = impulse_responses(dep, dep.targets, 0, 8, 0.05)
+    _, lead_ideal = impulse_responses(dep, dep.targets_siemens, 0, 8, 0.05)
     rng = np.random.default_rng(1)  # every used cell off by up to 5 uS, off cells included
-    maps = dep.targets + rng.uniform(0, 5e-6, dep.targets.shape) * dep.used
+    maps = dep.targets_siemens + rng.uniform(0, 5e-6, dep.targets_siemens.shape) * dep.used
     kernel, lead = impulse_responses(dep, maps, 0, 8, 0.05)
     assert np.abs(lead_ideal).max() < 1e-9 * np.abs(kernel).max()
     assert np.abs(lead).max() > 1e-3 * np.abs(kernel).max()

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from imssa_hw.cli.main import cli
 from imssa_hw.drivers.board import Board
 from imssa_hw.errors import BadInput
-from imssa_hw.programming import Settings, program_targets
+from imssa_hw.programming import ProgramSettings, program_targets
 from imssa_hw.programming.export import export_journal
 from imssa_hw.programming.journal import (FORMAT, JournalWriter, encode_record, pulse_batches,
                                           read_journal)
@@ -27,8 +27,8 @@ from imssa_hw.programming.strategy import STUCK, VERIFIED
 from support.boards import NOISELESS, STILL, healthy
 from support.programming import PROFILE, DiesAfterSending, four_bit_targets, make_deployment
 
-QUICK = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
-                 min_iteration_s=0, verify_reads=4)
+QUICK = ProgramSettings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
+                        min_iteration_s=0, verify_reads=4)
 """No waits: on a still board the run does not depend on timing."""
 OFF = PROFILE.conductance.g_min_siemens
 HEADER = {"type": "header", "format": FORMAT, "version": 2, "shape": [1, 2, 2]}

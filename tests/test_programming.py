@@ -27,7 +27,7 @@ from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
-from imssa_hw.programming import (Settings, Tolerance, merge_defects, parse_tolerance,
+from imssa_hw.programming import (ProgramSettings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
 from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
 from imssa_hw.programming.settings import DEFAULT_READ_NOISE_REL
@@ -142,11 +142,11 @@ def test_a_quiet_off_device_within_its_band_is_verified(strategy):
 
 
 def test_read_noise_comes_from_the_calibration_unless_set():
-    assert Settings().with_read_noise(0.02).read_noise_rel == 0.02
-    assert Settings().with_read_noise(None).read_noise_rel == DEFAULT_READ_NOISE_REL
-    assert Settings(read_noise_rel=0.005).with_read_noise(0.02).read_noise_rel == 0.005
+    assert ProgramSettings().with_read_noise(0.02).read_noise_rel == 0.02
+    assert ProgramSettings().with_read_noise(None).read_noise_rel == DEFAULT_READ_NOISE_REL
+    assert ProgramSettings(read_noise_rel=0.005).with_read_noise(0.02).read_noise_rel == 0.005
     with pytest.raises(BadInput, match="read_noise_rel"):
-        Settings(read_noise_rel=1.5)
+        ProgramSettings(read_noise_rel=1.5)
 
 
 @pytest.mark.slow
@@ -356,7 +356,7 @@ def test_link_faults_change_nothing(emulated_board):
     """With lost and corrupted frames the same run happens: the same pulses, the same devices.
     (Relaxation off and no delays, so that the run does not depend on timing.)"""
     steady = {**EXACT_CHAIN, **STILL}
-    settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
+    settings = ProgramSettings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
                         min_iteration_s=0, verify_reads=4)
     targets = four_bit_targets((1, 8, 8), seed=5)
     runs = []
@@ -382,7 +382,7 @@ def test_protocol_versions_1_and_2_program_alike(tmp_path):
     (frames name the pulsed devices only, reads ask for the live devices only) see the same
     run: the same pulses, the same devices, the same report, for a fraction of the bytes.
     (Exact reads, no relaxation, no delays: the run does not depend on timing.)"""
-    settings = Settings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
+    settings = ProgramSettings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
                         min_iteration_s=0, verify_reads=4)
     targets = four_bit_targets((1, 16, 16), seed=5)
     runs = {}

@@ -17,7 +17,7 @@ from imssa_hw.drivers.errors import FrameError, PayloadError
 from imssa_hw.drivers.framing import Frame, FrameDecoder, crc16, stuff, unstuff
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.emulator.board import EmulatedBoard
-from imssa_hw.emulator.profile import load_profile
+from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
 
 from support.boards import NOISELESS, STILL
@@ -214,7 +214,7 @@ def test_program_round_trip():
 
 
 def test_info_json_round_trip():
-    board, _ = build_board(load_profile(), 0, None)
+    board, _ = build_board(load_emulator_profile(), 0, None)
     assert m.from_json(m.BoardInfo, m.to_json(board.info)) == board.info
     with pytest.raises(PayloadError):
         m.from_json(m.BoardInfo, b'{"board_id": 3}')
@@ -250,7 +250,8 @@ def test_payload_decoders_raise_only_payload_errors(payload):
 
 @pytest.fixture(scope="module")
 def firmware() -> EmulatedBoard:
-    board, _ = build_board(load_profile(overrides={"board.arrays": 2, "board.rows": 4, "board.cols": 4}), 0, None)
+    profile = load_emulator_profile(overrides={"board.arrays": 2, "board.rows": 4, "board.cols": 4})
+    board, _ = build_board(profile, 0, None)
     return board
 
 

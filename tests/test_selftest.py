@@ -40,7 +40,7 @@ def test_an_emulated_board_passes_and_is_left_as_it_was():
         before = board.read_array(0)
         report = selftest(board)
         after = board.read_array(0)
-        assert board.config.v_read == pytest.approx(0.2)  # restored
+        assert board.config.v_read_v == pytest.approx(0.2)  # restored
     assert names(report) == [("reads", True), ("sign", True), ("mapping", True),
                              ("selectors", True)], report.table()
     assert report.passed and report.failed == [] and report.to_dict()["passed"]
@@ -99,10 +99,10 @@ def test_selectors_that_do_not_switch_fail_and_the_device_is_reset():
 
 
 @pytest.mark.parametrize("kind,wired,told,expected", [
-    ("1t1r", "resarray32", "resarray32", [True, True, True, True]),
+    ("1T1R", "resarray32", "resarray32", [True, True, True, True]),
     ("passive", "resarray32", "resarray32", [True, True, True, None]),
     # selector k gates another word line than the backend believes: the markers do not SET
-    ("1t1r", "resarray32", "standard32", [True, True, False, True]),
+    ("1T1R", "resarray32", "standard32", [True, True, False, True]),
 ])
 def test_the_arc2_standin(kind, wired, told, expected):
     arc = StandInArC2(kind, seed=3, time_scale=100, mapping=load_mapping(wired))

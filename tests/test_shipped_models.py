@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
-from imssa_hw.compiler import load_profile
+from imssa_hw.compiler import load_board_profile
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import ModelConfig, task_model
@@ -41,7 +41,7 @@ def shipped_settings(name: str) -> DemoSettings:
 def demo_recipe(name: str) -> ModelRecipe:
     """What the demo asks for with the settings of the shipped model `name`."""
     settings = shipped_settings(name)
-    return settings.recipe(load_profile(settings.board_profile))
+    return settings.recipe(load_board_profile(settings.board_profile))
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_a_demo_on_an_arc2_port_asks_for_the_model_shipped_for_board_arc2():
     settings = DemoSettings(port="arc2://0?firmware=fw.bin")
     assert (settings.board_profile, settings.finetune) == ("board-arc2", False)
     assert DemoSettings(port="arc2://0?firmware=fw.bin", finetune=True).finetune
-    key = settings.recipe(load_profile("board-arc2")).key()
+    key = settings.recipe(load_board_profile("board-arc2")).key()
     assert SHIPPED_MODELS["zero-one-board-arc2"]["key"] == key
 
 
@@ -120,7 +120,7 @@ def test_the_demo_defaults_get_the_shipped_model_without_training(cache, trainin
 
 
 def test_other_settings_train_once_then_come_from_the_cache(cache, trainings):
-    recipe = DemoSettings(seed=5).recipe(load_profile("board-default"))
+    recipe = DemoSettings(seed=5).recipe(load_board_profile("board-default"))
     first = trained_model(recipe)
     again = trained_model(recipe)
     assert (first.source, again.source) == (ModelSource.TRAINED, ModelSource.CACHED)

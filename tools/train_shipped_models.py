@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from imssa_hw import __version__
-from imssa_hw.compiler import load_profile
+from imssa_hw.compiler import load_board_profile
 from imssa_hw.files import atomic_path, write_json
 from imssa_hw.workflows.demo import TASK_DEMOS, DemoSettings
 from imssa_hw.workflows.model_cache import INDEX, SHIPPED, shipped_models
@@ -35,7 +35,7 @@ def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
     and list it in the folder's index; returns the report."""
     name = settings.task if settings.board_profile == TASK_DEMOS[settings.task].board_profile \
         else f"{settings.task}-{settings.board_profile}"
-    recipe = settings.recipe(load_profile(settings.board_profile))
+    recipe = settings.recipe(load_board_profile(settings.board_profile))
 
     def epoch(record: dict) -> None:
         print(f"  epoch {record['epoch']}: {record['phase']} loss {record['loss']:.3f} "

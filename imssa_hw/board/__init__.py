@@ -5,7 +5,7 @@ and the one check that a deployment fits a board.
 Imports nothing of imssa_hw; everything else may import it.
 """
 
-from imssa_hw.board.params import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
+from imssa_hw.board.params import (CELLS, BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                                    ReadChainSpec)
 
-__all__ = ["BoardSpec", "ConductanceWindow", "Geometry", "PulseLimits", "ReadChainSpec"]
+__all__ = ["CELLS", "BoardSpec", "ConductanceWindow", "Geometry", "PulseLimits", "ReadChainSpec"]

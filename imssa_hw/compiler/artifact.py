@@ -46,21 +46,21 @@ class Probe:
 
 @dataclass(frozen=True)
 class Deployment:
-    """A compiled model: what to program (placement.targets / .used) and how to run it."""
+    """A compiled model: what to program (placement.targets_siemens / .used) and how to run it."""
 
     profile: BoardProfile
     config: ModelConfig
     model_digest: str
-    dg: float  # S per level
+    dg_siemens: float  # S per level
     placement: Placement
     schedule: Schedule
     probe: Probe
     summary: dict
 
     @property
-    def targets(self) -> np.ndarray:
+    def targets_siemens(self) -> np.ndarray:
         """Target conductances (arrays, rows, cols) in S; cells that do not matter are off."""
-        return self.placement.targets
+        return self.placement.targets_siemens
 
     @property
     def used(self) -> np.ndarray:
@@ -79,7 +79,7 @@ class Deployment:
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
     """Write deploy.json and targets.npz into `out_dir` (each file atomically; the JSON last)."""
     out_dir = Path(out_dir)
-    arrays = {"targets_siemens": deployment.targets, "used": deployment.used,
+    arrays = {"targets_siemens": deployment.targets_siemens, "used": deployment.used,
               "probe_features": deployment.probe.features, "probe_logits": deployment.probe.logits}
     for layer, (u, y) in enumerate(zip(deployment.probe.u, deployment.probe.y)):
         arrays[f"probe_u_{layer}"], arrays[f"probe_y_{layer}"] = u, y
@@ -94,7 +94,8 @@ def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
         "format": FORMAT, "version": VERSION,
         "model": {"digest": deployment.model_digest, "config": deployment.config.to_dict()},
         "profile": deployment.profile.to_dict(),
-        "mapping": {"dg_siemens": deployment.dg, "differential": deployment.profile.differential},
+        "mapping": {"dg_siemens": deployment.dg_siemens,
+                    "differential": deployment.profile.differential},
         "placement": {
             "mode": p.mode, "kernels_per_array": p.kernels_per_array,
             "stuck_in_use": p.stuck_in_use,
@@ -143,11 +144,12 @@ def load_deployment(path: str | Path) -> Deployment:
     except (TypeError, ValueError) as exc:
         raise BadInput(f"{where}: bad model config ({exc})") from None
     digest = data["model"].get("digest")
-    dg = data["mapping"].get("dg_siemens")
+    dg_siemens = data["mapping"].get("dg_siemens")
     if not isinstance(digest, str) or not digest:
         raise BadInput(f"{where}: model digest missing")
-    if not isinstance(dg, float) or not 0 < dg < profile.conductance.g_max_siemens:
-        raise BadInput(f"{where}: mapping.dg_siemens must be a conductance step in S, got {dg!r}")
+    if not isinstance(dg_siemens, float) or not 0 < dg_siemens < profile.conductance.g_max_siemens:
+        raise BadInput(f"{where}: mapping.dg_siemens must be a conductance step in S, got "
+                       f"{dg_siemens!r}")
     shape = profile.geometry.shape
     schedule = Schedule.from_dict(data["schedule"], shape, config.h, config.n_layers,
                                   f"{where}: schedule")
@@ -163,7 +165,8 @@ def load_deployment(path: str | Path) -> Deployment:
     probe = _probe(arrays, config)
     tile_shape = tile_layout(config.n, profile.differential).shape
     placement = _placement(data["placement"], config, tile_shape, targets, used, shape, where)
-    return Deployment(profile, config, digest, dg, placement, schedule, probe, data["summary"])
+    return Deployment(profile, config, digest, dg_siemens, placement, schedule, probe,
+                      data["summary"])
 
 
 def _sha256(path: Path) -> str:

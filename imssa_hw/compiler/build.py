@@ -68,10 +68,10 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     if not 0 < headroom <= 1:
         raise BadInput(f"headroom must be in (0, 1], got {headroom}")
     window = profile.conductance
-    dg = window.dg(cfg.bits)
+    dg_siemens = window.dg(cfg.bits)
     matrices = layer_matrices(ckpt)
     layout = tile_layout(cfg.n, profile.differential)
-    tile_maps = np.concatenate([kernel_tiles(m, profile, cfg.bits) for m in matrices])
+    tile_maps_siemens = np.concatenate([kernel_tiles(m, profile, cfg.bits) for m in matrices])
     groups = np.repeat(np.arange(cfg.n_layers), cfg.h)
     if column_offsets_codes is not None:
         column_offsets_codes = np.asarray(column_offsets_codes, dtype=float)
@@ -82,15 +82,16 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     pairs = np.stack([layout.out_plus, layout.out_minus], axis=1)
     pairs = pairs[pairs[:, 1] >= 0] if profile.differential is Differential.COLUMNS else None
     try:
-        placed = place(tile_maps, groups, profile.geometry, defects, window.tolerance_siemens,
-                       window.g_min_siemens, pairs, column_offsets_codes, parallel, placement)
+        placed = place(tile_maps_siemens, groups, profile.geometry, defects,
+                       window.tolerance_siemens, window.g_min_siemens, pairs,
+                       column_offsets_codes, parallel, placement)
     except BadInput as exc:
         raise BadInput(f"{exc}{_what_fits(cfg, profile, layout.shape, parallel)}") from None
     repairs: tuple[KernelRepair, ...] = ()
     if repair_defects and defects is not None and placed.conflicts:
-        targets, repairs = repair(placed, defects, matrices, layout, window, cfg.bits,
-                                  _sequence_length(ckpt))
-        placed = replace(placed, targets=targets)
+        targets_siemens, repairs = repair(placed, defects, matrices, layout, window, cfg.bits,
+                                          _sequence_length(ckpt))
+        placed = replace(placed, targets_siemens=targets_siemens)
     probe = _probe(ckpt, _probe_features(ckpt, probe_features, seed))
     scales = stored_scales(ckpt, profile, headroom)
     scales_from = "training" if scales is not None else "probes"
@@ -99,17 +100,17 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     layers = []
     for layer, (m, scale) in enumerate(zip(matrices, scales)):
         tiles = list(placed.tiles[layer * cfg.h:(layer + 1) * cfg.h])
-        layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg,
+        layers.append(layer_schedule(layer, m, tiles, layout, profile.geometry.rows, dg_siemens,
                                      scale.state_scale_v, scale.tia_range_a,
                                      feedback_deadband_v(profile), parallel))
     schedule = Schedule(tuple(layers), profile.read.v_read_max)
-    y_error, peaks = _check_on_ideal_targets(schedule, placed.targets, probe)
-    executor = Executor.on_maps(schedule, placed.targets)
+    y_error, peaks = _check_on_ideal_targets(schedule, placed.targets_siemens, probe)
+    executor = Executor.on_maps(schedule, placed.targets_siemens)
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
-    summary = _summary(ckpt, profile, dg, placed, schedule, probe, headroom,
+    summary = _summary(ckpt, profile, dg_siemens, placed, schedule, probe, headroom,
                        logits_error, y_error, peaks, scales_from, parallel, repairs)
-    return Deployment(profile, cfg, ckpt.digest, dg, placed, schedule, probe, summary)
+    return Deployment(profile, cfg, ckpt.digest, dg_siemens, placed, schedule, probe, summary)
 
 
 def _what_fits(cfg, profile: BoardProfile, tile_shape: tuple[int, int], parallel: bool) -> str:
@@ -173,11 +174,11 @@ def _measured_scales(ckpt: Checkpoint, matrices: list[KernelMatrices], features:
             for m, signals in zip(matrices, measured)]
 
 
-def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Probe
+def _check_on_ideal_targets(schedule: Schedule, targets_siemens: np.ndarray, probe: Probe
                             ) -> tuple[float, list[float]]:
     """Run each layer on its probe input: the largest |y| error, and per layer the largest
     column current (A)."""
-    ideal = ideal_vmm(targets)
+    ideal = ideal_vmm(targets_siemens)
     y_error, peaks = 0.0, []
     for layer, u, y in zip(schedule.layers, probe.u, probe.y):
         peak = 0.0
@@ -193,7 +194,7 @@ def _check_on_ideal_targets(schedule: Schedule, targets: np.ndarray, probe: Prob
     return y_error, peaks
 
 
-def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Placement,
+def _summary(ckpt: Checkpoint, profile: BoardProfile, dg_siemens: float, placement: Placement,
              schedule: Schedule, probe: Probe, headroom: float, logits_error: float,
              y_error: float, peaks: list[float], scales_from: str, parallel: bool,
              repairs: tuple[KernelRepair, ...]) -> dict:
@@ -225,7 +226,7 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg: float, placement: Plac
         "model_digest": ckpt.digest, "profile": profile.name, "layers": cfg.n_layers,
         "kernels": cfg.n_layers * cfg.h, "state_size": cfg.n, "bits": cfg.bits,
         "levels_per_device": 2**cfg.bits, "signed_levels": 2 * (2**cfg.bits - 1) + 1,
-        "dg_siemens": dg, "g_min_siemens": profile.conductance.g_min_siemens,
+        "dg_siemens": dg_siemens, "g_min_siemens": profile.conductance.g_min_siemens,
         "g_max_siemens": profile.conductance.g_max_siemens,
         "differential": profile.differential, "tile_rows": tile_rows, "tile_cols": tile_cols,
         "placement": placement.mode, "kernels_per_array": placement.kernels_per_array,

@@ -30,9 +30,9 @@ from imssa_hw.drivers.loop_program import shrink
 Vmm = Callable[[int, np.ndarray], np.ndarray]
 
 
-def ideal_vmm(conductances: np.ndarray) -> Vmm:
+def ideal_vmm(conductances_siemens: np.ndarray) -> Vmm:
     """The ideal crossbar on maps (arrays, rows, cols) in S: I = G^T V per array."""
-    maps = np.asarray(conductances, dtype=np.float64)
+    maps = np.asarray(conductances_siemens, dtype=np.float64)
 
     def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
         return v_rows @ maps[array]
@@ -85,9 +85,9 @@ class Executor:
         self.schedule, self.vmm, self.dac_rounds = schedule, vmm, dac_rounds
 
     @classmethod
-    def on_maps(cls, schedule: Schedule, conductances: np.ndarray) -> "Executor":
+    def on_maps(cls, schedule: Schedule, conductances_siemens: np.ndarray) -> "Executor":
         """Run on conductance maps (arrays, rows, cols) in S with the ideal crossbar (no DAC)."""
-        return cls(schedule, ideal_vmm(conductances), dac_rounds=False)
+        return cls(schedule, ideal_vmm(conductances_siemens), dac_rounds=False)
 
     def raw(self, layer: int, u: np.ndarray) -> np.ndarray:
         """Raw outputs (B, L + flush, outputs) in A of `layer` on u (B, L, H)."""

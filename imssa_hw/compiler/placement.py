@@ -88,7 +88,7 @@ class Placement:
     tiles: tuple[TilePlace, ...]
     mode: PlacementMode  # diagonal or dense, never auto
     kernels_per_array: int  # the most tiles an array holds in this mode
-    targets: np.ndarray  # (arrays, rows, cols) S
+    targets_siemens: np.ndarray  # (arrays, rows, cols) S
     used: np.ndarray  # (arrays, rows, cols) bool: the cell matters
     conflicts: tuple[Conflict, ...]
     stuck_in_use: int  # stuck devices on cells that matter before permuting
@@ -188,12 +188,14 @@ class _Grid:
 _NO_DEFECTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
 
 
-def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
-          defects: DefectMap | None, tolerance: float, g_off: float,
+def place(tile_maps_siemens: np.ndarray, groups: np.ndarray, geometry: Geometry,
+          defects: DefectMap | None, tolerance_siemens: float, g_off_siemens: float,
           pairs: np.ndarray | None = None, offsets_codes: np.ndarray | None = None,
           parallel: bool = False,
           mode: PlacementMode | str = PlacementMode.DIAGONAL) -> Placement:
-    """Place tiles (T, tr, tc) of target conductances; `groups[t]` is the layer of tile t.
+    """Place tiles (T, tr, tc) of target conductances (S); `groups[t]` is the layer of tile t;
+    every other cell of a used array is set to `g_off_siemens`. A stuck device within
+    `tolerance_siemens` of its cell's target does no harm.
 
     `mode`: diagonal, dense or auto (diagonal when the tiles fit that way or run in parallel,
     else dense). `parallel`: the tiles of a layer on one
@@ -205,14 +207,14 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
     columns are matched by fractional offset. Raises `BadInput` naming the shortfall (and the
     arrays each mode needs) when the tiles do not fit the board, and for dense tiles in parallel.
     """
-    n_tiles, tr, tc = tile_maps.shape
+    n_tiles, tr, tc = tile_maps_siemens.shape
     mode = _resolve_mode(mode, n_tiles, geometry, (tr, tc), parallel)
     per_array = array_capacity(mode, geometry, (tr, tc))
     needed = (min(geometry.arrays, n_tiles) if mode is PlacementMode.DENSE
               else -(-n_tiles // per_array))
     stuck_count = [len(defects.on_array(a)[0]) if defects else 0 for a in range(geometry.arrays)]
     arrays = sorted(range(geometry.arrays), key=lambda a: stuck_count[a])[:needed]
-    targets = np.full(geometry.shape, g_off)
+    targets = np.full(geometry.shape, g_off_siemens)
     used = np.zeros(geometry.shape, dtype=bool)
     tiles: list[TilePlace | None] = [None] * n_tiles
     conflicts: list[Conflict] = []
@@ -223,9 +225,9 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
     for k, array in enumerate(sorted(arrays)):
         members = np.arange(bounds[k], bounds[k + 1])
         grid = _Grid.of(mode, len(members), geometry, (tr, tc))
-        logical = np.full((grid.row_bands * tr, grid.col_bands * tc), g_off)
+        logical = np.full((grid.row_bands * tr, grid.col_bands * tc), g_off_siemens)
         for s, t in enumerate(members):
-            logical[grid.span(s, (tr, tc))] = tile_maps[t]
+            logical[grid.span(s, (tr, tc))] = tile_maps_siemens[t]
         owner = grid.owners((tr, tc))
         if parallel:  # diagonal: row band s and column band s belong to slot s
             layer = groups[members]
@@ -234,7 +236,7 @@ def place(tile_maps: np.ndarray, groups: np.ndarray, geometry: Geometry,
         else:
             matters = owner >= 0
         stuck = defects.on_array(array) if defects else _NO_DEFECTS
-        search = _Search(logical, matters, geometry, *stuck, tolerance)
+        search = _Search(logical, matters, geometry, *stuck, tolerance_siemens)
         stuck_in_use += search.cost()
         search.run()
         if pairs is not None and offsets_codes is not None:
@@ -276,12 +278,12 @@ class _Search:
     MAX_PASSES = 10
 
     def __init__(self, logical: np.ndarray, matters: np.ndarray, geometry: Geometry,
-                 rows: np.ndarray, cols: np.ndarray, g: np.ndarray, tolerance: float):
+                 rows: np.ndarray, cols: np.ndarray, g: np.ndarray, tolerance_siemens: float):
         nr, nc = logical.shape
         self.lrow = np.concatenate([np.arange(nr), np.full(geometry.rows - nr, -1)])
         self.lcol = np.concatenate([np.arange(nc), np.full(geometry.cols - nc, -1)])
         self.sr, self.sc, self.g = rows, cols, g
-        self.logical, self.matters, self.tolerance = logical, matters, tolerance
+        self.logical, self.matters, self.tolerance_siemens = logical, matters, tolerance_siemens
         self.harm = self._current_harm()
 
     def _current_harm(self) -> np.ndarray:
@@ -292,7 +294,7 @@ class _Search:
         lr, lc, devices = np.broadcast_arrays(lr, lc, devices)
         inside = (lr >= 0) & (lc >= 0)
         r, c = np.where(inside, lr, 0), np.where(inside, lc, 0)
-        near = np.abs(self.g[devices] - self.logical[r, c]) <= self.tolerance  # NaN: never
+        near = np.abs(self.g[devices] - self.logical[r, c]) <= self.tolerance_siemens  # NaN: never
         return inside & self.matters[r, c] & ~near
 
     def bad(self) -> np.ndarray:

@@ -26,7 +26,7 @@ def plot_targets(deployment: Deployment, path: str | Path) -> Path:
     image = None
     for i, array in enumerate(arrays):
         ax = fig.add_subplot(lines, columns, i + 1)
-        shown = np.ma.masked_where(~deployment.used[array], deployment.targets[array] * 1e6)
+        shown = np.ma.masked_where(~deployment.used[array], deployment.targets_siemens[array] * 1e6)
         image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=g_max_us, interpolation="nearest")
         tiles = sum(t.array == array for t in deployment.placement.tiles)
         ax.set_title(f"array {array}: {tiles} kernel{'s' * (tiles != 1)}", fontsize=9)
@@ -39,7 +39,8 @@ def plot_targets(deployment: Deployment, path: str | Path) -> Path:
             ax.set_xlabel("column", fontsize=8)
     fig.colorbar(image, ax=fig.axes, label="target conductance (uS); grey: no signal")
     fig.suptitle(f"{deployment.summary['kernels']} kernels, {deployment.config.bits}-bit, "
-                 f"dG = {deployment.dg * 1e6:.2f} uS ({deployment.profile.name})", fontsize=10)
+                 f"dG = {deployment.dg_siemens * 1e6:.2f} uS ({deployment.profile.name})",
+                 fontsize=10)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)

@@ -19,7 +19,6 @@ from typing import Any
 from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
 from imssa_hw.errors import BadInput
-from imssa_hw.files import upgrade_legacy_keys
 
 
 FORMAT = "imssa-hw-board-profile"
@@ -166,9 +165,9 @@ _TABLES = {
         _Field("adc_bits", "adc_bits", int, 1, 24),
         _Field("tia_ranges_ua", "adc_ranges_a", tuple, 1e-3, 1e6, 1e6))),
     "limits": _Table("limits", ProgrammingLimits, (
-        _Field("set_v_max", "v_set_max", float, 0.1, 10.0),
-        _Field("reset_v_max", "v_reset_max", float, 0.1, 10.0),
-        _Field("gate_v_max", "v_gate_max", float, 0.1, 10.0),
+        _Field("v_set_max", "v_set_max", float, 0.1, 10.0),
+        _Field("v_reset_max", "v_reset_max", float, 0.1, 10.0),
+        _Field("v_gate_max", "v_gate_max", float, 0.1, 10.0),
         _Field("pulse_width_ns", "pulse_width_s", float, 0.1, 1e9, 1e9))),
     "errors": _Table("errors", DeviceErrors, (
         _Field("g_sigma_us", "g_sigma_siemens", float, 0, 1e3, 1e6),
@@ -238,7 +237,7 @@ def _no_unknown(table: dict, known: set[str], where: str) -> None:
         raise BadInput(f"{where}: unknown key(s) {', '.join(unknown)}")
 
 
-def load_profile(name_or_path: str | Path) -> BoardProfile:
+def load_board_profile(name_or_path: str | Path) -> BoardProfile:
     """A profile from a TOML file, or a shipped one by name (e.g. "board-default")."""
     path = Path(name_or_path)
     if path.is_file():
@@ -257,7 +256,7 @@ def load_profile(name_or_path: str | Path) -> BoardProfile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{where}: not valid TOML ({exc})") from None
-    return profile_from_dict(upgrade_legacy_keys(data), where)
+    return profile_from_dict(data, where)
 
 
 def shipped_profiles() -> list[str]:

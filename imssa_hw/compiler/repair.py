@@ -92,7 +92,7 @@ def repair(placement: Placement, defects: DefectMap, matrices: list[KernelMatric
     """Targets (arrays, rows, cols, S) with every tile that holds a harmful stuck device
     re-fitted, and what was done to each. `matrices` are the layers' kernels in tile order
     (layer-major); `length` is the sequence length the impulse responses are compared over."""
-    targets = placement.targets.copy()
+    targets = placement.targets_siemens.copy()
     stuck_g = np.full(targets.shape, np.nan)
     for d in defects.stuck:
         if d.g_siemens is not None:

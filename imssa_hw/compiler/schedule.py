@@ -190,7 +190,7 @@ class Schedule:
 
 
 def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
-                   layout: TileLayout, rows: int, dg: float, state_scale_v: np.ndarray,
+                   layout: TileLayout, rows: int, dg_siemens: float, state_scale_v: np.ndarray,
                    tia_range_a: float, feedback_deadband_v: float,
                    parallel: bool = False) -> LayerSchedule:
     """The loop programs of one layer whose kernel h sits at `tiles[h]`, all at the layer's TIA
@@ -213,7 +213,7 @@ def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
             state = layout.row_input < s
             r_state, r_u = tile.rows[state], tile.rows[~state]
             row_feedback[r_state] = base + layout.row_input[state]
-            gain_fb[r_state] = _wire(layout.row_sign[state] * matrices.a_step[h] / dg)
+            gain_fb[r_state] = _wire(layout.row_sign[state] * matrices.a_step[h] / dg_siemens)
             row_input[r_u] = h
             gain_in[r_u] = _wire(layout.row_sign[~state] * state_scale_v[h] * matrices.b_step[h]
                                  / matrices.a_step[h])
@@ -224,7 +224,7 @@ def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],
                                     np.concatenate(plus), np.concatenate(minus),
                                     feedback_deadband_v))
         offset += len(programs[-1].out_plus)
-    y_scale = 2 * matrices.c_step / (dg * state_scale_v)
+    y_scale = 2 * matrices.c_step / (dg_siemens * state_scale_v)
     return LayerSchedule(layer, tuple(programs), y_output, y_scale, matrices.d, state_scale_v,
                          np.full(len(programs), tia_range_a))
 

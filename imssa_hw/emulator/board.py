@@ -169,8 +169,9 @@ class EmulatedBoard:
     def _configure(self, payload: bytes) -> bytes:
         changes = unpack_config_changes(payload)
         limits = self.profile.limits
-        if not 0 < changes.get("v_read", self.config.v_read) <= limits.v_read_max + LIMIT_SLACK_V:
-            raise Refusal(ErrorCode.LIMIT, f"v_read must be within (0, {limits.v_read_max}] V")
+        v_read_v = changes.get("v_read_v", self.config.v_read_v)
+        if not 0 < v_read_v <= limits.v_read_max + LIMIT_SLACK_V:
+            raise Refusal(ErrorCode.LIMIT, f"v_read_v must be within (0, {limits.v_read_max}] V")
         width = changes.get("pulse_width_s", self.config.pulse_width_s)
         if not limits.pulse_width_min_s <= width <= limits.pulse_width_max_s:
             raise Refusal(ErrorCode.LIMIT, f"pulse width must be within {limits.pulse_width_min_s:g}.."
@@ -221,20 +222,20 @@ class EmulatedBoard:
     def _read_array(self, payload: bytes) -> bytes:
         array = unpack_array(payload)
         self._check_array(array)
-        return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
+        return pack_codes(self.crossbar.read(array, self.config.v_read_v, self.config.read_range_a,
                                              self.state.now()))
 
     def _read_devices(self, payload: bytes) -> bytes:
         array, index = unpack_read_devices(payload, self.info.rows * self.info.cols)
         self._check_array(array)
         rows, cols = np.divmod(index, self.info.cols)
-        return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
+        return pack_codes(self.crossbar.read(array, self.config.v_read_v, self.config.read_range_a,
                                              self.state.now(), rows, cols))
 
     def _read_device(self, payload: bytes) -> bytes:
         array, row, col = unpack_device(payload)
         self._check_device(array, row, col)
-        return pack_codes(self.crossbar.read(array, self.config.v_read, self.config.read_range_a,
+        return pack_codes(self.crossbar.read(array, self.config.v_read_v, self.config.read_range_a,
                                              self.state.now(), row, col))
 
     def _vmm(self, payload: bytes) -> bytes:

@@ -1,6 +1,6 @@
 """The analog core: devices (with optional IR drop) behind row DACs, column TIAs and ADCs.
 
-Reads apply v_read to one row at a time; VMMs apply a row-voltage vector. Column currents carry
+Reads apply v_read_v to one row at a time; VMMs apply a row-voltage vector. Column currents carry
 read noise (read_noise_rel of each device's current, summed in quadrature), then each column's TIA
 gain and offset errors, then the signed ADC (rounding and saturation).
 """
@@ -98,13 +98,13 @@ class Crossbar:
         lsb = self.v_read_max / self.dac_steps
         return np.minimum(np.maximum(np.rint(v_rows / lsb), -self.dac_steps), self.dac_steps) * lsb
 
-    def read(self, array: int, v_read: float, range_a: float, now: float,
+    def read(self, array: int, v_read_v: float, range_a: float, now: float,
              rows: int | slice | np.ndarray = slice(None),
              cols: int | slice | np.ndarray = slice(None)) -> np.ndarray:
-        """ADC codes of devices read one row at a time at v_read (rows and cols: an index, a
+        """ADC codes of devices read one row at a time at v_read_v (rows and cols: an index, a
         slice, or index arrays of the devices to read)."""
         g = self.conductance(array, now)[0][rows, cols]
-        currents = g * v_read * (1 + self.noise_rel * self.rng.standard_normal(np.shape(g)))
+        currents = g * v_read_v * (1 + self.noise_rel * self.rng.standard_normal(np.shape(g)))
         return self.chain.digitize(currents, array, range_a, cols)
 
     def vmm(self, array: int, v_rows: np.ndarray, range_a: float, now: float) -> np.ndarray:

@@ -19,7 +19,6 @@ from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.drivers.messages import BoardConfig, BoardInfo, BoardLimits, typed
 from imssa_hw.errors import BadInput
-from imssa_hw.files import upgrade_legacy_keys
 
 
 DEFAULT_PROFILE = "emulator-default.toml"
@@ -160,7 +159,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Profile:
+def load_emulator_profile(path: str | Path | None = None,
+                          overrides: dict[str, Any] | None = None) -> Profile:
     """Read a profile and apply "section.key" overrides.
 
     `path` is a TOML file or the name of a shipped profile ("emulator-default",
@@ -168,7 +168,7 @@ def load_profile(path: str | Path | None = None, overrides: dict[str, Any] | Non
     `base = "NAME"` holds only its differences from that shipped profile.
     """
     data = _profile_tables(path)
-    for key, value in upgrade_legacy_keys(overrides or {}).items():
+    for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
         if not isinstance(data.get(section), dict) or name not in data[section]:
             raise BadInput(f"unknown profile key {key!r}")
@@ -201,7 +201,7 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
         else:
             raise BadInput(f"emulator profile not found: {path} (a TOML file, or one of "
                            f"{', '.join(shipped_emulator_profiles())})")
-        data = upgrade_legacy_keys(tomllib.loads(text))
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BadInput(f"cannot read profile {path}: {exc}") from None
     base = data.pop("base", None)
@@ -238,8 +238,8 @@ def _check(profile: Profile) -> None:
     defaults, limits = profile.defaults, profile.limits
     if defaults.read_range_a not in chain.adc_ranges_a or defaults.vmm_range_a not in chain.adc_ranges_a:
         raise BadInput("defaults.read_range_a and vmm_range_a must be among read_chain.adc_ranges_a")
-    if not 0 < defaults.v_read <= limits.v_read_max:
-        raise BadInput("defaults.v_read must be within (0, limits.v_read_max]")
+    if not 0 < defaults.v_read_v <= limits.v_read_max:
+        raise BadInput("defaults.v_read_v must be within (0, limits.v_read_max]")
     if not limits.pulse_width_min_s <= defaults.pulse_width_s <= limits.pulse_width_max_s:
         raise BadInput("defaults.pulse_width_s must be within the pulse width limits")
     not_finite = [f"{name}.{f.name}" for name in ("board", "read_chain", "device", "relaxation",

@@ -28,7 +28,7 @@ OPTIONS = ("seed", "profile", "arrays", "rows", "cols", "state", "time_scale", "
 
 def board_from_url(url: str) -> EmulatedBoard:
     """The emulated board an `emu://?...` URL describes."""
-    from imssa_hw.emulator.profile import load_profile, parse_override
+    from imssa_hw.emulator.profile import load_emulator_profile, parse_override
     from imssa_hw.emulator.server import build_board
 
     try:
@@ -47,7 +47,7 @@ def board_from_url(url: str) -> EmulatedBoard:
         for key in ("arrays", "rows", "cols"):
             if one(key, int) is not None:
                 settings[f"board.{key}"] = one(key, int)
-        profile = load_profile(one("profile", str), settings)
+        profile = load_emulator_profile(one("profile", str), settings)
         state = one("state", str)
         board, _ = build_board(profile, one("seed", int, 0), Path(state) if state else None,
                                one("time_scale", float, 1.0))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
 from imssa_hw.emulator.devices import Devices
 from imssa_hw.errors import BadInput
-from imssa_hw.files import atomic_path, upgrade_legacy_keys
+from imssa_hw.files import atomic_path
 
 STATE_FORMAT = 2
 
@@ -57,23 +57,24 @@ def save_state(path: str | Path, state: EmulatorState) -> None:
 
 
 def load_state(path: str | Path) -> EmulatorState:
-    """Read a state file written by `save_state`; raises BadInput when it is not one. A format-1
-    file (before retention drift and the clock) reads as devices that have not drifted, on a
-    clock that reads the wall time."""
+    """Read a state file written by `save_state`; raises BadInput when it is not one (a
+    format-1 file, from before retention drift and the clock, included)."""
     try:
         with np.load(path) as data:
             version = int(data["format"])
-            if version not in (1, STATE_FORMAT):
-                raise BadInput(f"{path}: state format {version}, expected {STATE_FORMAT}")
-            arrays = upgrade_legacy_keys({k.split(".", 1)[1]: data[k] for k in data.files
-                                          if k.startswith("devices.")})
             if version == 1:
-                arrays.update(drift_siemens=np.zeros_like(arrays["g_final_siemens"]), drift_onset_s=1.0,
-                              drift_reference_age_s=86400.0)
-                clock, saved_wall = EmulatorClock.starting_now(), time.time()
-            else:
-                origin_wall, origin_emulated, scale, saved_wall = (float(v) for v in data["clock"])
-                clock = EmulatorClock(origin_wall, origin_emulated, scale)
+                raise BadInput(f"{path}: emulator state format 1 (from before retention drift "
+                               f"and the emulator's clock) is no longer read: start the emulator "
+                               f"with a fresh state (remove the file or give --state another one)")
+            if version != STATE_FORMAT:
+                raise BadInput(f"{path}: state format {version}, expected {STATE_FORMAT}")
+            arrays = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("devices.")}
+            missing = [f"devices.{f.name}" for f in fields(Devices) if f.name not in arrays]
+            if missing:
+                raise BadInput(f"{path}: not an emulator state of this imssa-hw (no "
+                               f"{', '.join(missing)}): start the emulator with a fresh state")
+            origin_wall, origin_emulated, scale, saved_wall = (float(v) for v in data["clock"])
+            clock = EmulatorClock(origin_wall, origin_emulated, scale)
             chain = ReadChain(np.array(data["chain.gain"]), np.array(data["chain.offset_codes"]),
                               int(data["chain.adc_bits"]))
             return EmulatorState(Devices.from_arrays(arrays), chain, int(data["seed"]), clock,

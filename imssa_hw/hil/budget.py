@@ -157,12 +157,12 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         was = now_siemens
         stuck_mask = stuck if stuck is not None else np.zeros(now_siemens.shape, bool)
     stuck_mask = stuck_mask & dep.used
-    healthy_was = np.where(stuck_mask, dep.targets, was)
+    healthy_was = np.where(stuck_mask, dep.targets_siemens, was)
     info = board.info
     gains, offsets = column_errors(calibration, dep, info.arrays, info.cols)
     full = ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets, noise_rel)
     chains = {
-        "repair": (dep.targets, ReadChainModel()),
+        "repair": (dep.targets_siemens, ReadChainModel()),
         "programming_error": (healthy_was, ReadChainModel()),
         "stuck_devices": (was, ReadChainModel()),
         "drift": (now_siemens, ReadChainModel()),
@@ -178,7 +178,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         rows.append({"step": cause, **scores})
         tick(1)  # after the loop, `clipping` is the full chain's
     ideal_board = reference.forward(ckpt, features, _Simulated(
-        dep, dep.targets, ReadChainModel(info.dac_bits, info.adc_bits), seed))
+        dep, dep.targets_siemens, ReadChainModel(info.dac_bits, info.adc_bits), seed))
     tick(1)
     correct = current_correction(calibration, board) if calibration is not None else None
     mode = InferenceMode.ONBOARD if board.capabilities.on_board_loop else InferenceMode.HOST

@@ -240,7 +240,7 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
     on that range: on the read range one code is worth about 0.8 uS on board-default, and the
     read noise of a device near 1 uS is too small to dither it, so averaging alone leaves low
     devices up to half a code off."""
-    maps = np.array(dep.targets, dtype=float)
+    maps = np.array(dep.targets_siemens, dtype=float)
     spreads = []
     arrays = sorted({p.array for layer in dep.schedule.layers for p in layer.programs})
     for array in arrays:
@@ -253,7 +253,7 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
         board.configure(read_range_a=fine_range_a)
         try:
             for array in arrays:
-                low = maps[array] * board.config.v_read < FINE_FRACTION * fine_range_a
+                low = maps[array] * board.config.v_read_v < FINE_FRACTION * fine_range_a
                 maps[array][low] = _corrected_reads(board, array, calibration, reads).mean(axis=0)[low]
         finally:
             board.configure(read_range_a=coarse_range_a)
@@ -267,7 +267,7 @@ def _corrected_reads(board: BoardLike, array: int, calibration, reads: int) -> n
     g = np.array([board.read_array(array) for _ in range(reads)])
     if calibration is None:
         return g
-    return calibration.correct_conductance(array, g, v_read=board.config.v_read,
+    return calibration.correct_conductance(array, g, v_read_v=board.config.v_read_v,
                                            read_range_a=board.config.read_range_a)
 
 

@@ -115,9 +115,9 @@ def selftest(board: BoardLike, arrays: list[int] | None = None, pulses: bool = T
     arrays = list(range(info.arrays)) if arrays is None else arrays
     say = progress or (lambda what: None)
     config0 = board.config
-    v_low = LOW_READ_FRACTION * config0.v_read
+    v_low = LOW_READ_FRACTION * config0.v_read_v
     try:
-        board.configure(v_read=v_low)
+        board.configure(v_read_v=v_low)
         say("reads")
         reads = {a: board.read_array(a) for a in arrays}
         report.checks.append(_check_reads(board, reads))
@@ -134,18 +134,18 @@ def selftest(board: BoardLike, arrays: list[int] | None = None, pulses: bool = T
             say("selectors")
             report.checks.append(_check_selectors(board, reads))
     finally:
-        board.configure(v_read=config0.v_read, vmm_range_a=config0.vmm_range_a)
+        board.configure(v_read_v=config0.v_read_v, vmm_range_a=config0.vmm_range_a)
     return report
 
 
 def _check_reads(board: BoardLike, reads: dict[int, np.ndarray]) -> Check:
     g_min, g_max = board.info.g_window_siemens
     g = np.stack(list(reads.values()))
-    full_scale_siemens = board.config.read_range_a / board.config.v_read
+    full_scale_siemens = board.config.read_range_a / board.config.v_read_v
     finite = np.isfinite(g)
     outside = finite & ((g < -CHANGE_SIEMENS) | (g > 1.3 * g_max))
     saturated = finite & (g >= 0.999 * full_scale_siemens)
-    detail = (f"{g.size} devices at {1e3 * board.config.v_read:.0f} mV: "
+    detail = (f"{g.size} devices at {1e3 * board.config.v_read_v:.0f} mV: "
               f"{1e6 * np.nanmin(g):.1f} .. {1e6 * np.nanmax(g):.1f} uS, "
               f"{int(outside.sum())} outside {1e6 * g_min:g}-{1e6 * g_max:g} uS, "
               f"{int(saturated.sum())} at full scale, {int((~finite).sum())} not finite")

@@ -16,7 +16,7 @@ from importlib import import_module
 
 _EXPORTS = {"ProgramResult": "runner", "merge_defects": "runner",
             "program_deployment": "runner", "program_targets": "runner",
-            "Settings": "settings", "Tolerance": "settings", "parse_tolerance": "settings",
+            "ProgramSettings": "settings", "Tolerance": "settings", "parse_tolerance": "settings",
             "STRATEGIES": "strategies", "STATUS_NAMES": "strategy", "StrategyName": "names"}
 
 __all__ = sorted(_EXPORTS)

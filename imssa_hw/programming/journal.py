@@ -35,7 +35,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from imssa_hw.errors import BadInput
-from imssa_hw.files import upgrade_legacy_keys
 
 FORMAT = "imssa-hw-program-journal"
 VERSION = 2
@@ -174,7 +173,7 @@ def parse_record(line: bytes) -> dict:
     crc = record.pop("crc", None)
     if crc is not None and crc != _line_crc(line):
         raise ValueError("checksum does not match")
-    return upgrade_legacy_keys(record)
+    return record
 
 
 def torn_reason(last_line: bytes) -> str | None:

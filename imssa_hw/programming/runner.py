@@ -25,7 +25,7 @@ from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, US, VERSION, JournalWriter, Note,
                                           digest_arrays, pulse_batches, read_journal, volt_list)
 from imssa_hw.programming.names import StrategyName
-from imssa_hw.programming.settings import Settings, Tolerance, parse_tolerance
+from imssa_hw.programming.settings import ProgramSettings, Tolerance, parse_tolerance
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import (ACTIVE, DONE, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                            VERIFIED, Plan, Strategy)
@@ -97,7 +97,7 @@ class _Session:
         if self.calibration is None:
             return g_raw_siemens
         cfg = self.board.config
-        return self.calibration.correct_conductance(a, g_raw_siemens, v_read=cfg.v_read,
+        return self.calibration.correct_conductance(a, g_raw_siemens, v_read_v=cfg.v_read_v,
                                                     read_range_a=cfg.read_range_a)
 
     # -- replay ---------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ class _Session:
 
 def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndarray, *, calibration=None,
                     strategy: StrategyName | str = StrategyName.ADAPTIVE, tolerance: str | float | Tolerance = "2uS",
-                    settings: Settings | None = None, profile_limits=None,
+                    settings: ProgramSettings | None = None, profile_limits=None,
                     off_siemens: float | None = None, journal: str | Path | None = None,
                     resume: bool = False, progress: Progress | None = None,
                     source: dict | None = None, known_stuck: np.ndarray | None = None,
@@ -374,13 +374,13 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
                        f"{info.arrays} arrays of {info.rows}x{info.cols}")
     if not np.all(np.isfinite(targets)) or (targets < 0).any():
         raise BadInput("targets must be finite conductances >= 0")
-    settings = (settings or Settings()).with_read_noise(
+    settings = (settings or ProgramSettings()).with_read_noise(
         None if calibration is None else calibration.read_noise_rel)
     tol = parse_tolerance(tolerance)
     if calibration is not None:
         calibration.check_board(info)
-        board.configure(v_read=calibration.v_read_v, read_range_a=calibration.read_range_a)
-    lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read
+        board.configure(v_read_v=calibration.v_read_v, read_range_a=calibration.read_range_a)
+    lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read_v
     tol = tol.with_floor(lsb_siemens) if tol.rel else tol
     limits = info.limits.tightest(profile_limits)
     arrays = [a for a in range(info.arrays) if used[a].any()]
@@ -404,7 +404,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
               "limits": limits.to_dict(), "off_siemens": off_siemens, "arrays": arrays, "shape": list(shape),
               "board": {"board_id": info.board_id, "arrays": info.arrays, "rows": info.rows,
                         "cols": info.cols},
-              "config": {"v_read": board.config.v_read,
+              "config": {"v_read_v": board.config.v_read_v,
                          "pulse_width_s": board.config.pulse_width_s},
               "targets_sha256": digest_arrays(targets, used),
               "calibration_sha256": None if calibration is None
@@ -545,13 +545,13 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
 def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
                        journal: str | Path | None = None, resume: bool = False,
                        progress: Progress | None = None, strategy: StrategyName | str = StrategyName.ADAPTIVE,
-                       settings: Settings | None = None, **kwargs) -> ProgramResult:
+                       settings: ProgramSettings | None = None, **kwargs) -> ProgramResult:
     """Program a compiled deployment (`imssa_hw.compiler.load_deployment`) onto `board`:
-    `dep.targets` on the cells `dep.used`, the other cells of the arrays it uses to the off
+    `dep.targets_siemens` on the cells `dep.used`, the other cells of the arrays it uses to the off
     level (the profile's G_min), within the tighter of the board's and the profile's voltage
     limits."""
     dep.check_board(board.info)
-    return program_targets(board, dep.targets, dep.used, calibration=calibration,
+    return program_targets(board, dep.targets_siemens, dep.used, calibration=calibration,
                            strategy=strategy, tolerance=tolerance, settings=settings,
                            profile_limits=dep.profile.limits, off_siemens=dep.profile.conductance.g_min_siemens,
                            journal=journal, resume=resume, progress=progress,

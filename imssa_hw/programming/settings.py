@@ -74,7 +74,7 @@ def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ProgramSettings:
     """How the write-verify loop runs. The defaults suit the emulated board's devices (relaxation
     time constant 0.5 s); for devices that relax over seconds, raise `settle_s` and
     `verify_delay_s` (`imssa-hw program --settle --verify-delay`)."""
@@ -179,7 +179,7 @@ class Settings:
             raise BadInput("bad programming setting(s): "
                            + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
 
-    def with_read_noise(self, measured_rel: float | None) -> Settings:
+    def with_read_noise(self, measured_rel: float | None) -> ProgramSettings:
         """These settings with `read_noise_rel` a number: as set, else `measured_rel` (what the
         calibration measured), else DEFAULT_READ_NOISE_REL."""
         if self.read_noise_rel is not None:
@@ -191,6 +191,6 @@ class Settings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Settings:
+    def from_dict(cls, data: dict) -> ProgramSettings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

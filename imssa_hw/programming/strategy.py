@@ -25,7 +25,7 @@ from imssa_hw.board import PulseLimits
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.population import population_reset_curve, population_set_curve
-from imssa_hw.programming.settings import Settings, Tolerance
+from imssa_hw.programming.settings import ProgramSettings, Tolerance
 
 ACTIVE, HOLD, VERIFIED, STUCK, DONE, IDLE = 0, 1, 2, 3, 4, 5
 STATUS_NAMES = ("active", "hold", "verified", "stuck", "done", "idle")
@@ -74,7 +74,7 @@ class Strategy:
     closed_loop = True
 
     def __init__(self, targets_siemens: np.ndarray, used: np.ndarray, arrays: list[int], *,
-                 tolerance: Tolerance, settings: Settings, limits: PulseLimits,
+                 tolerance: Tolerance, settings: ProgramSettings, limits: PulseLimits,
                  set_curve: SetCurve | None = None, reset_curve: ResetCurve | None = None,
                  off_siemens: float | None = None, read_lsb_siemens: float = 0.0,
                  read_bias_rel: float = 0.0) -> None:

@@ -121,14 +121,14 @@ def _stage(name: str, timings: dict, echo: Callable[[str], None]) -> Iterator[No
 
 def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
     """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
-    from imssa_hw.compiler import load_profile
+    from imssa_hw.compiler import load_board_profile
     from imssa_hw.drivers.board import Board
     from imssa_hw.drivers.smu import open_smu
     from imssa_hw.emulator.process import start_emulator
     from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.workflows.model_cache import ModelSource, trained_model
 
-    profile = load_profile(settings.board_profile)  # a bad name: one line, nothing written
+    profile = load_board_profile(settings.board_profile)  # a bad name: one line, nothing written
     if settings.finetune or settings.retrain:
         require("torch")  # before any work: training and fine-tuning need it
     elif TASK_DEMOS[settings.task].finetune and not available("torch"):

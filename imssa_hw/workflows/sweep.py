@@ -105,21 +105,22 @@ def evaluate_point(point: SweepPoint) -> dict:
     """Accuracy of one point; runs in a worker process (numpy only, no torch)."""
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import Executor, compile_checkpoint, load_profile
+    from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
     from imssa_hw.hil.inference import load_test_set
 
     ckpt = load_checkpoint(point.checkpoint)
-    dep = compile_checkpoint(ckpt, load_profile(point.board_profile), seed=point.seed)
+    dep = compile_checkpoint(ckpt, load_board_profile(point.board_profile), seed=point.seed)
     features, labels, _ = load_test_set(ckpt, limit=point.limit)
     if point.method == SweepMethod.NOISE:
         cells = dep.used if point.noise_cells == "used" else tile_cells(dep)
-        maps = noisy_maps(dep.targets, cells, point.sigma_siemens, np.random.default_rng(point.seed))
+        maps = noisy_maps(dep.targets_siemens, cells, point.sigma_siemens,
+                          np.random.default_rng(point.seed))
     else:
         cells = dep.used
         maps = _programmed_maps(point, dep)
     logits = reference.forward(ckpt, features, recurrence=Executor.on_maps(dep.schedule, maps))
     software = reference.forward(ckpt, features)
-    error_siemens = np.abs(maps - dep.targets)[cells]
+    error_siemens = np.abs(maps - dep.targets_siemens)[cells]
     return {**asdict(point), "accuracy": float((logits.argmax(-1) == labels).mean()),
             "software_accuracy": float((software.argmax(-1) == labels).mean()),
             "median_abs_error_siemens": float(np.median(error_siemens)), "n_samples": int(len(labels))}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import BoardProfile, load_profile
+from imssa_hw.compiler import BoardProfile, load_board_profile
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.model.checkpoint import Checkpoint, load_checkpoint
 from imssa_hw.model.config import ModelConfig
@@ -42,7 +42,7 @@ def make_checkpoint(path: Path, *, h: int = 4, n: int = 4, layers: int = 1, bits
 def board_profile(arrays: int = 3, rows: int = 64, cols: int = 64, differential: str = "columns"
                   ) -> BoardProfile:
     """The default board profile with another geometry or differential scheme."""
-    profile = load_profile("board-default")
+    profile = load_board_profile("board-default")
     return replace(profile, geometry=replace(profile.geometry, arrays=arrays, rows=rows, cols=cols),
                    differential=differential)
 

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import compile_checkpoint, load_profile, save_deployment
+from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
 from imssa_hw.drivers.board import Board
 from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig
-from imssa_hw.programming import Settings
+from imssa_hw.programming import ProgramSettings
 
-FAST = Settings(settle_s=0.2, settle_small_s=0.06, verify_delay_s=0.5, verify_delay_small_s=0.3,
-                min_iteration_s=0.02)
+FAST = ProgramSettings(settle_s=0.2, settle_small_s=0.06, verify_delay_s=0.5,
+                       verify_delay_small_s=0.3, min_iteration_s=0.02)
 """Delays for `support.boards.FAST_DEVICES` (devices that relax 5x faster than the default)."""
 FAST_CLI = ["--settle", "0.2", "--verify-delay", "0.5"]
 """`FAST` on the command line."""
-PROFILE = load_profile("board-default")
+PROFILE = load_board_profile("board-default")
 
 
 def four_bit_targets(shape, seed: int = 1, lowest: int = 0) -> np.ndarray:
