@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from imssa_hw.board import BoardSpec, ConductanceWindow, Geometry, PulseLimits, ReadChainSpec
+from imssa_hw.board import BoardSpec, ConductanceWindow
 from imssa_hw.board.params import RANGES, WINDOW_SLACK
 from imssa_hw.calibration.data import Calibration
 from imssa_hw.compiler.defects import DefectMap, defects_from_dict
