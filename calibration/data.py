@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imssa_hw.board.params import RANGES
+from imssa_hw.board.tables import geometry_from_dict
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_json, write_json
@@ -193,7 +195,7 @@ class Calibration:
         board_id = data.get("board_id")
         if not isinstance(board_id, str):
             raise BadInput(f"{where}: board_id must be a string")
-        shape = [_positive_int(data, key, where) for key in ("arrays", "rows", "cols")]
+        shape = list(geometry_from_dict(data, where).shape)
         tables = {key: _table(data, key, (shape[0], shape[2]), where, optional=key.startswith("vmm"))
                   for key in ("read_gain", "read_offset_siemens", "vmm_gain", "vmm_offset_a")}
         for key in ("read_gain", "vmm_gain"):
@@ -204,8 +206,9 @@ class Calibration:
             raise BadInput(f"{where}: reference must be one of {', '.join(Reference)}, "
                            f"got {reference!r}")
         v_read_v = _positive(data, "v_read_v", where)
-        read_range = _positive(data, "read_range_a", where)
-        vmm_range = None if data.get("vmm_range_a") is None else _positive(data, "vmm_range_a", where)
+        read_range = _adc_range(data, "read_range_a", where)
+        vmm_range = None if data.get("vmm_range_a") is None else _adc_range(data, "vmm_range_a",
+                                                                           where)
         set_curve = data.get("set_curve")
         reset_curve = data.get("reset_curve")
         relaxation = data.get("relaxation", {})
@@ -234,19 +237,22 @@ class Calibration:
                            f"({info.arrays} arrays of {info.rows}x{info.cols})")
 
 
-def _positive_int(data: dict, key: str, where: str) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadInput(f"{where}: {key} must be a positive integer, got {value!r}")
-    return value
-
-
 def _positive(data: dict, key: str, where: str) -> float:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
         raise BadInput(f"{where}: {key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _adc_range(data: dict, key: str, where: str) -> float:
+    """An ADC full scale, within the range of `RANGES`."""
+    value = _positive(data, key, where)
+    try:
+        RANGES["adc_ranges_a"].check(key, value)
+    except ValueError as exc:
+        raise BadInput(f"{where}: {exc}") from None
+    return value
 
 
 def _table(data: dict, key: str, shape: tuple[int, int], where: str,

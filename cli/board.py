@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from imssa_hw.board.params import RANGES
 from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath
 from imssa_hw.drivers.open import SERIAL_TIMEOUT_S
 from imssa_hw.errors import BadInput
@@ -18,6 +19,8 @@ port_option = click.option("--port", envvar="IMSSA_HW_PORT", required=True,
                            help="Serial device, pty path or pyserial URL, or an ArC TWO as "
                                 "arc2://ID?firmware=PATH[&array=1T1R|passive][&mapping=NAME|FILE] "
                                 "(docs/boards.md) (env: IMSSA_HW_PORT).")
+ARRAY_INDEX = click.IntRange(0, RANGES["arrays"].high - 1)
+"""An array's index, as any board may have it."""
 timeout_option = click.option("--timeout", "timeout_s", type=FiniteFloat(0.001, MAX_WAIT_S),
                               default=None, help=f"Reply timeout, seconds (default "
                               f"{SERIAL_TIMEOUT_S:g}); not for arc2:// ports, whose calls block "
@@ -55,7 +58,7 @@ def status(port: str, timeout_s: float) -> None:
 @board.command()
 @port_option
 @timeout_option
-@click.option("--array", type=click.IntRange(0, 255), default=0, show_default=True,
+@click.option("--array", type=ARRAY_INDEX, default=0, show_default=True,
               help="Array to read.")
 @click.option("--out", type=OutputPath(folder=True, holds="array0.npy"), required=True,
               help="Folder for the (rows, cols) conductance map in S, arrayN.npy.")
@@ -82,7 +85,7 @@ def read(port: str, timeout_s: float, array: int, out: Path) -> None:
 @board.command()
 @port_option
 @timeout_option
-@click.option("--array", "arrays", type=click.IntRange(0, 255), multiple=True,
+@click.option("--array", "arrays", type=ARRAY_INDEX, multiple=True,
               help="Array to test (repeat for several; default: every array).")
 @click.option("--read-only", is_flag=True,
               help="Only the checks that pulse nothing (reads, sign).")

@@ -66,11 +66,12 @@ def budget(deploy_dir, port, timeout_s, calibration, report, checkpoint, data_ro
     maps = load_programmed(programmed) if programmed is not None else None
     report = report or deploy_dir / "budget" / "budget.json"
     check_writable(report)
-    with board_session(port, timeout_s) as (board, _), \
-            click.progressbar(length=len(CAUSES) + 2 + runs, label="budget",
-                              file=sys.stderr) as bar:
-        result = error_budget(board, dep, ckpt, features, labels, cal, maps, stuck,
-                              reads=reads, runs=runs, progress=bar.update)
+    with board_session(port, timeout_s) as (board, _):
+        dep.check_board(board.info)  # before the bar starts: a misfit is one line
+        with click.progressbar(length=len(CAUSES) + 2 + runs, label="budget",
+                               file=sys.stderr) as bar:
+            result = error_budget(board, dep, ckpt, features, labels, cal, maps, stuck,
+                                  reads=reads, runs=runs, progress=bar.update)
     report.parent.mkdir(parents=True, exist_ok=True)
     result["plot"] = str(plot_waterfall(result, report.with_suffix(".png")))
     result["deploy"] = str(deploy_dir)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import click
 
+from imssa_hw.board.params import RANGES
 from imssa_hw.cli.options import (MAX_WAIT_S, SEED, FiniteFloat, OutputPath, Port,
                                   profile_settings)
 
 RATE = FiniteFloat(0, 1)
 MAX_DEVICES = 1 << 24
 """The most devices an emulated board holds (16 Mi, e.g. 4 arrays of 2048 x 2048)."""
+
+
+def _board_range(quantity: str) -> click.IntRange:
+    """The range of a board quantity (`RANGES`, what every profile loader checks) as an option."""
+    bounds = RANGES[quantity]
+    return click.IntRange(int(bounds.low), int(bounds.high))
 
 
 @click.command()
@@ -20,10 +27,10 @@ MAX_DEVICES = 1 << 24
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               callback=profile_settings,
               help="Override one profile value, e.g. read_chain.read_noise_rel=0 (repeatable).")
-@click.option("--arrays", type=click.IntRange(1, 256),
+@click.option("--arrays", type=_board_range("arrays"),
               help="Number of arrays (overrides board.arrays).")
-@click.option("--rows", type=click.IntRange(1, 4096), help="Rows per array (overrides board.rows).")
-@click.option("--cols", type=click.IntRange(1, 4096),
+@click.option("--rows", type=_board_range("rows"), help="Rows per array (overrides board.rows).")
+@click.option("--cols", type=_board_range("cols"),
               help="Columns per array (overrides board.cols).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the device population and of every noise stream.")

@@ -51,6 +51,7 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     check_writable(out, folder=True)
     features, labels, class_names = load_test_set(ckpt, data_root, limit)
     with board_session(port, timeout_s, calibration) as (board, correct):
+        dep.check_board(board.info)  # before the bar starts: a misfit is one line
         check_mode(board, mode)
         with click.progressbar(length=len(labels) * ckpt.config.n_layers,
                                label=f"infer ({mode})", file=sys.stderr) as bar:

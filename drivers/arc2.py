@@ -50,13 +50,14 @@ from typing import Any
 import numpy as np
 
 from imssa_hw.board import CELLS
-from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, ChannelMapping, load_mapping
+from imssa_hw.board.tables import shipped_board
+from imssa_hw.drivers.arc2_mapping import CHANNELS, DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.drivers.board_like import Capabilities, smallest_range
 from imssa_hw.drivers.errors import (BoardError, LinkError, PortMissing, ProtocolError,
                                      Unsupported, VoltageLimitError)
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers.messages import (BoardConfig, BoardInfo, BoardLimits, BoardStatus,
-                                       ErrorCode)
+from imssa_hw.drivers.messages import (LIMIT_SLACK_V, BoardConfig, BoardInfo, BoardLimits,
+                                       BoardStatus, ErrorCode)
 from imssa_hw.drivers.port_url import split_port_url
 from imssa_hw.errors import BadInput
 from imssa_hw.extras import require
@@ -66,29 +67,38 @@ ALL_WORDS = (*range(16, 32), *range(48, 64))
 """libarc2's word channels (its ALL_WORDS), in the order `read_all` returns them."""
 ALL_BITS = (*range(0, 16), *range(32, 48))
 """libarc2's bit channels (its ALL_BITS), in the order `read_all(.., Columns)` biases them."""
-CHANNELS = 64
-ADC_BITS = 18
-ADC_RANGES_A = (10.24 / 15e6, 10.24 / 110e3, 10.24 / 830)
-"""The current ranges: 10.24 V full scale over the 15 MOhm, 110 kOhm and 830 Ohm TIAs."""
-DAC_BITS = 10
-"""Row-voltage steps the toolchain may assume: 0.2 V / 511 = 0.39 mV, coarser than the
-instrument's 16-bit +-10 V DACs (0.31 mV)."""
-LIMITS = BoardLimits(v_set_max=3.5, v_reset_max=2.0, v_gate_max=5.5, v_read_max=0.2,
-                     pulse_width_min_s=40e-9, pulse_width_max_s=1e-3)
-"""Safe limits for the devices (the instrument itself reaches +-10 V): those of the 1T1R
-HfOx devices the toolchain models (emulator-default.toml); 40 ns is the shortest pulse of
-the instrument's high-speed drivers."""
-DEFAULTS = BoardConfig(v_read_v=0.2, read_range_a=ADC_RANGES_A[1], vmm_range_a=ADC_RANGES_A[1],
-                       pulse_width_s=40e-9)
-G_WINDOW_SIEMENS = (1e-6, 150e-6)
+PROFILE = "board-arc2"
+"""The board profile of an ArC TWO's crossbar (`compile --profile board-arc2`): the backend
+announces its cell kind (the default of `?array=`), converter bits, ADC ranges (the instrument's
+three: 10.24 V over its 15 MOhm, 110 kOhm and 830 Ohm amplifiers), window, read voltage and
+SET and gate limits. Rows and columns are the mapping's."""
+BOARD = shipped_board(PROFILE)
+SHORTEST_PULSE_S = 40e-9
+"""The shortest pulse of the instrument's high-speed drivers."""
+LONGEST_PULSE_S = 1e-3
+"""The longest pulse the backend sends, as the emulated board of the same devices
+(emulator-default.toml)."""
+RESET_MARGIN_V = 0.5
+"""How far above the profile's RESET limit (the programming ramp's top) the backend lets a
+RESET go, as the emulated board of the same devices (emulator-default.toml: 2.0 V over
+board-default's 1.5 V); calibration's strongest RESETs are 0.9 of the board's limit."""
+LIMITS = BoardLimits(v_set_max=BOARD.limits.v_set_max,
+                     v_reset_max=BOARD.limits.v_reset_max + RESET_MARGIN_V,
+                     v_gate_max=BOARD.limits.v_gate_max, v_read_max=BOARD.read_chain.v_read_max,
+                     pulse_width_min_s=SHORTEST_PULSE_S, pulse_width_max_s=LONGEST_PULSE_S)
+"""Safe limits for the devices (the instrument itself reaches +-10 V), checked before any
+instrument call."""
+DEFAULTS = BoardConfig(v_read_v=LIMITS.v_read_max, read_range_a=BOARD.read_chain.adc_ranges_a[1],
+                       vmm_range_a=BOARD.read_chain.adc_ranges_a[1],
+                       pulse_width_s=SHORTEST_PULSE_S)
 READ_GATE_V = LIMITS.v_gate_max
 """Gate voltage of every row during reads and VMMs on a 1T1R array (transistors fully on)."""
 VMM_SETTLE_S = 61e-6
 """The instrument's fixed waits in one VMM: 30 us after setting the row DACs, 1 us after the
 current read, 30 us to ground the bit lines (plus 130 us whenever a channel's amplifier must be
 re-prepared, and one USB round trip)."""
-V_TOLERANCE = 1e-6
-"""Slack on limit checks, as the emulated board's."""
+DEFAULT_KIND = BOARD.geometry.cell
+"""The cell kind of `?array=` when none is given: the profile's."""
 OPTIONS = ("firmware", "array", "mapping")
 
 
@@ -108,7 +118,7 @@ def parse_port(port: str) -> Arc2Port:
     parts, query = split_port_url(port, "arc2", OPTIONS)
     if not parts.netloc.isdigit():
         raise BadInput(f"{port}: the ArC TWO id after arc2:// must be a number such as 0")
-    typed = query.get("array", [CELLS[0]])[-1]
+    typed = query.get("array", [DEFAULT_KIND])[-1]
     kind = next((cell for cell in CELLS if cell.lower() == typed.lower()), None)
     if kind is None:
         raise BadInput(f"{port}: array must be one of {', '.join(CELLS)}, got {typed!r}")
@@ -138,7 +148,7 @@ class Arc2Board:
     """An ArC TWO as a `BoardLike` crossbar of one array wired by a channel mapping; open it
     with `Arc2Board.open` (or `drivers.open.open_board`)."""
 
-    def __init__(self, instrument: Any, array_kind: str = "1T1R", board_id: str = "ArC2-0",
+    def __init__(self, instrument: Any, array_kind: str = DEFAULT_KIND, board_id: str = "ArC2-0",
                  firmware: str = "unknown", mapping: ChannelMapping | None = None) -> None:
         """`instrument`: a `pyarc2.Instrument` (or an object with the methods used here);
         `mapping`: the crossbar's wiring (default arc2control's default, resarray32)."""
@@ -156,9 +166,11 @@ class Arc2Board:
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
                                          pulse_gate="grouped" if array_kind == "1T1R" else "none")
+        chain, window = BOARD.read_chain, BOARD.window
         self.info = BoardInfo(board_id, firmware, 0, 1, self.mapping.rows, self.mapping.cols,
-                              LIMITS, ADC_BITS, DAC_BITS, ADC_RANGES_A, G_WINDOW_SIEMENS, 0,
-                              VMM_SETTLE_S, self.mapping.name)
+                              LIMITS, chain.adc_bits, chain.dac_bits, chain.adc_ranges_a,
+                              (window.g_min_siemens, window.g_max_siemens), 0, VMM_SETTLE_S,
+                              self.mapping.name, array_kind)
         self.config = DEFAULTS
         self.vmm_current_sign: float | None = None
         """+1 or -1: the sign of the bit-line currents for positive row voltages, measured on
@@ -228,10 +240,10 @@ class Arc2Board:
                   pulse_width_s: float | None = None) -> BoardConfig:
         """Change some settings (None keeps one); ranges round up to one of the ADC's."""
         changes = {"v_read_v": v_read_v, "pulse_width_s": pulse_width_s,
-                   "read_range_a": smallest_range(ADC_RANGES_A, read_range_a),
-                   "vmm_range_a": smallest_range(ADC_RANGES_A, vmm_range_a)}
+                   "read_range_a": smallest_range(self.info.adc_ranges_a, read_range_a),
+                   "vmm_range_a": smallest_range(self.info.adc_ranges_a, vmm_range_a)}
         new = replace(self.config, **{k: v for k, v in changes.items() if v is not None})
-        if not 0 < new.v_read_v <= LIMITS.v_read_max + V_TOLERANCE:
+        if not 0 < new.v_read_v <= LIMITS.v_read_max + LIMIT_SLACK_V:
             raise VoltageLimitError(ErrorCode.LIMIT, f"v_read_v must be within (0, "
                                                      f"{LIMITS.v_read_max}] V")
         if not LIMITS.pulse_width_min_s <= new.pulse_width_s <= LIMITS.pulse_width_max_s:
@@ -283,7 +295,7 @@ class Arc2Board:
         if v_rows.shape != (self.mapping.rows,):
             raise ValueError(f"v_rows must have shape ({self.mapping.rows},), not {v_rows.shape}")
         if not (np.isfinite(v_rows).all()
-                and np.abs(v_rows).max() <= LIMITS.v_read_max + V_TOLERANCE):
+                and np.abs(v_rows).max() <= LIMITS.v_read_max + LIMIT_SLACK_V):
             raise VoltageLimitError(ErrorCode.LIMIT, f"row voltages must be within "
                                                      f"+-{LIMITS.v_read_max} V")
         self._gates_for_reading()
@@ -352,7 +364,7 @@ class Arc2Board:
         gates = np.round(np.broadcast_to(np.asarray(v_gate, float), shape), 3)  # as serial
         for values, top, what in ((volts, v_max, f"{name} voltage"),
                                   (gates, LIMITS.v_gate_max, "gate voltage")):
-            bad = mask & ~((values >= 0) & (values <= top + V_TOLERANCE))
+            bad = mask & ~((values >= 0) & (values <= top + LIMIT_SLACK_V))
             if bad.any():
                 row, col = np.argwhere(bad)[0]
                 raise VoltageLimitError(ErrorCode.LIMIT, f"{what} {values[row, col]:.3f} V at "

@@ -26,10 +26,10 @@ from imssa_hw.drivers.framing import PROTOCOL_VERSION, PROTOCOL_VERSIONS, Frame
 from imssa_hw.drivers.link import Link, LinkStats
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, REPLY_BIT, SINCE_VERSION,
-                                       BoardConfig, BoardInfo, BoardStatus, ErrorCode, Opcode,
-                                       PulseBatch, SparsePulses, from_json, pack_array,
-                                       pack_device, pack_programs, pack_read_devices, pack_route,
-                                       pack_sequences, pack_vmm, read_array_size,
+                                       WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardStatus,
+                                       ErrorCode, Opcode, PulseBatch, SparsePulses, from_json,
+                                       pack_array, pack_device, pack_programs, pack_read_devices,
+                                       pack_route, pack_sequences, pack_vmm, read_array_size,
                                        read_devices_size, to_json, unpack_codes, unpack_count,
                                        unpack_error, unpack_program_reply, unpack_sequences)
 from imssa_hw.errors import BadInput
@@ -49,6 +49,11 @@ class Board:
         reply = self._negotiate()
         self._epoch = reply.epoch
         self.info: BoardInfo = from_json(BoardInfo, reply.payload)
+        try:
+            WIRE_ADC_BITS.check("adc_bits", self.info.adc_bits)
+        except ValueError as exc:
+            raise ProtocolError(f"board {self.info.board_id}: {exc}: its ADC codes do not fit "
+                                f"the protocol's int16") from None
         self.config: BoardConfig = self.status().config
         self.programs: list[LoopProgram] = []
         self.n_inputs = 0

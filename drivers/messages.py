@@ -19,6 +19,7 @@ import numpy as np
 
 from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
+from imssa_hw.board.params import RANGES, Bounds, check_ranges
 from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
 from imssa_hw.drivers.loop_program import LoopProgram
 
@@ -82,6 +83,13 @@ class BoardLimits(PulseLimits):
     pulse_width_min_s: float
     pulse_width_max_s: float
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, "v_read_max", "pulse_width_min_s", "pulse_width_max_s")
+        if self.pulse_width_min_s > self.pulse_width_max_s:
+            raise ValueError(f"pulse_width_min_s ({self.pulse_width_min_s:g} s) must not exceed "
+                             f"pulse_width_max_s ({self.pulse_width_max_s:g} s)")
+
 
 @dataclass(frozen=True)
 class BoardConfig:
@@ -123,6 +131,8 @@ class BoardInfo:
     mapping: str = ""
     """The channel mapping rows and columns are read through (an ArC TWO's arc2control
     mapping, e.g. "resarray32"); empty for a board whose firmware maps its own lines."""
+    cell: str = "1T1R"
+    """The arrays' cells: "1T1R" (a transistor gate per device) or "passive"."""
 
     def __post_init__(self) -> None:
         self.spec  # validates the announced board (ValueError; `typed` makes it a PayloadError)
@@ -138,7 +148,7 @@ class BoardInfo:
     @cached_property
     def spec(self) -> BoardSpec:
         """This board in the shared parameter tree."""
-        return BoardSpec(Geometry(self.arrays, self.rows, self.cols),
+        return BoardSpec(Geometry(self.arrays, self.rows, self.cols, self.cell),
                          ConductanceWindow(*self.g_window_siemens),
                          ReadChainSpec(self.limits.v_read_max, self.dac_bits, self.adc_bits,
                                        self.adc_ranges_a),
@@ -490,6 +500,11 @@ def unpack_array(payload: bytes) -> int:
     (array,) = reader.take("<B")
     reader.done()
     return array
+
+
+WIRE_ADC_BITS = Bounds(RANGES["adc_bits"].low, 15)
+"""The ADC bits a board on this protocol may have: codes travel as int16, and so does a loop
+output, the difference of two columns' codes (up to 2**adc_bits - 1 apart)."""
 
 
 def pack_codes(codes: np.ndarray) -> bytes:

@@ -39,12 +39,12 @@ def test_programming_uses_the_tightest_pulse_limits():
 
 
 @pytest.mark.parametrize("build,message", [
-    (lambda: Geometry(0, 4, 4), "at least one array"),
+    (lambda: Geometry(0, 4, 4), r"arrays = 0 is impossible \(allowed 1 \.\. 256\)"),
     (lambda: Geometry(1, 4, 4, "3D"), "cell must be one of"),
     (lambda: ConductanceWindow(2e-6, 1e-6), "g_min < g_max"),
     (lambda: ConductanceWindow(1e-6, 5e-6, 5e-6), "smaller than the window"),
     (lambda: ReadChainSpec(0.2, 8, 9, (2e-5, 1e-5)), "distinct and increasing"),
-    (lambda: PulseLimits(3.0, 0.0, 5.0), "must be > 0 V"),
+    (lambda: PulseLimits(3.0, 0.0, 5.0), "v_reset_max = 0.0 is impossible"),
     (lambda: BoardSpec(Geometry(1, 4, 4), ConductanceWindow(1e-6, 1e-4),
                        ReadChainSpec(2.5, 8, 9, (1e-5,)), PulseLimits(3.0, 2.0, 5.0)),
      "must stay below the SET and RESET limits"),

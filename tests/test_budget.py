@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -75,6 +76,9 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)
     dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")
+    if "read_chain.dac_bits" in settings:  # deployed as for the coarse board (or it would not fit)
+        read = replace(dep.profile.read, dac_bits=settings["read_chain.dac_bits"])
+        dep = replace(dep, profile=replace(dep.profile, read=read))
     features = np.random.default_rng(1).standard_normal((160, 24, 3))
     labels = reference.forward(ckpt, features).argmax(-1)  # software is right by definition
     options = dict(arrays=2, rows=16, cols=16, seed=4,

@@ -162,7 +162,7 @@ def test_time_per_step_and_sample(deployed):
     ("conductance", "g_min_us", 200.0, r"\[conductance\].*g_min < g_max, got 200 \.\. 155 uS"),
     ("conductance", "tolerance_us", 154.0, "tolerance .* must be smaller than the window"),
     ("board", "rows", 0, "rows = 0 is impossible"),
-    ("read", "v_read_max", 2.0, "v_read_max = 2.0 is impossible"),
+    ("read", "v_read_max", 40.0, "v_read_max = 40.0 is impossible"),
     ("read", "tia_ranges_ua", [100.0, 20.0], "distinct and increasing"),
     ("limits", "v_reset_max", 0.15, "must stay below the SET and RESET limits"),
     ("board", "arrays", "three", "arrays must be an integer"),

@@ -1,8 +1,9 @@
 """What a board is: one parameter tree that the compiler profile, the driver's `BoardInfo` and
 the emulator profile all convert to (geometry, conductance window, read chain, pulse limits),
-and the one check that a deployment fits a board.
+checked against one table of ranges (`params.RANGES`), the one check that a deployment fits a
+board, and the board's tables of a profile file (`tables`).
 
-Imports nothing of imssa_hw; everything else may import it.
+Imports nothing of imssa_hw but the shared `errors`; everything else may import it.
 """
 
 from imssa_hw.board.params import (CELLS, BoardSpec, ConductanceWindow, Geometry, PulseLimits,

@@ -1,10 +1,9 @@
-"""The board parameter tree: frozen dataclasses in SI units, validated on construction
-(`ValueError` naming the quantity; loaders turn it into their own error with the file or reply
-it came from)."""
+"""The board parameter tree: frozen dataclasses in SI units, validated on construction against
+one table of ranges, `RANGES` (`ValueError` naming the quantity; loaders turn it into their own
+error with the file or reply it came from)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 CELLS = ("1T1R", "passive")
@@ -13,6 +12,88 @@ CELLS = ("1T1R", "passive")
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values one board quantity may take: `low` .. `high`, both included, SI units."""
+
+    low: float
+    high: float
+
+    def check(self, name: str, value: float, per_si: float = 1.0) -> None:
+        """ValueError, in the one shape every loader gives, unless `value` is within the bounds
+        (NaN never is); `value` is in units of `per_si` per SI unit (1e6: uS), and the bounds
+        are said in them too."""
+        if not self.low <= value / per_si <= self.high:
+            raise ValueError(f"{name} = {value} is impossible (allowed {self.low * per_si:g} .. "
+                             f"{self.high * per_si:g})")
+
+
+_BITS = Bounds(2, 24)
+"""Converter bits. 2: a signed converter needs a sign and one magnitude bit (with 1 there is no
+positive ADC code, and a row DAC of 2**0 - 1 = 0 steps). 24: the widest converters made
+(sigma-delta), and the widest grid the wire's float32 row voltages and sequence inputs hold
+exactly. A board on the serial protocol has at most 15 ADC bits, its codes travel as int16
+(`drivers.messages.WIRE_ADC_BITS`); the ArC TWO, off the wire, has 18."""
+_VOLTS = Bounds(1e-3, 32.767)
+"""Voltage limits (SET, RESET, gate; v_read_max, which stays below SET and RESET): pulse
+requests carry voltages as int16 millivolts, so nothing beyond 32.767 V can be asked for, and a
+limit under one step allows no pulse at all."""
+_SECONDS = Bounds(1e-9, 1.0)
+"""Pulse widths: the ArC TWO takes them in whole nanoseconds; a second is DC stress, not a
+programming pulse."""
+_SIEMENS = Bounds(0.0, 0.1)
+"""Conductances of the window: above 0.1 S (under 10 Ohm) a device is a short, not a state
+(the shipped devices span 1-180 uS)."""
+
+RANGES: dict[str, Bounds] = {
+    # Every request that names an array carries its index as a u8 (docs/protocol.md); the one
+    # backend off the wire (the ArC TWO) has one array.
+    "arrays": Bounds(1, 256),
+    # LOAD_PROGRAM counts a program's rows, one per row of its array, in a u16.
+    "rows": Bounds(1, 65535),
+    # A loop program names its output columns as int16 (-1: none), so columns 0 .. 32767.
+    "cols": Bounds(1, 32768),
+    # A whole-array pulse request (4.125 bytes a device) must fit the 64 MiB frame
+    # (`drivers.framing.MAX_FRAME_BYTES`) even when byte stuffing doubles it; 2**23 would not.
+    "rows x cols": Bounds(1, 1 << 22),
+    "adc_bits": _BITS,
+    "dac_bits": _BITS,
+    # TIA/ADC full scales, A. Nothing on the wire bounds them (JSON floats); 1 nA .. 1 A holds
+    # every crossbar read chain by decades (the ArC TWO's 0.68 uA .. 12.3 mA, the shipped
+    # boards' 5 uA .. 10.24 mA) and refuses what can only be a unit mistake.
+    "adc_ranges_a": Bounds(1e-9, 1.0),
+    "v_read_max": _VOLTS,
+    "v_set_max": _VOLTS,
+    "v_reset_max": _VOLTS,
+    "v_gate_max": _VOLTS,
+    "pulse_width_s": _SECONDS,
+    "pulse_width_min_s": _SECONDS,
+    "pulse_width_max_s": _SECONDS,
+    "g_min_siemens": _SIEMENS,
+    "g_max_siemens": _SIEMENS,
+    "tolerance_siemens": _SIEMENS,
+}
+"""What each board quantity may be, by its attribute name: the one table every loader (the
+compiler's and the emulator's profiles, a board's identify reply, calibration and defect files)
+checks against, through the dataclasses below or `Bounds.check`."""
+
+SAME = 1e-9
+"""Relative difference within which two values of a board count as the same (a value that went
+through a file and back may differ in its last digits)."""
+WINDOW_SLACK = 0.05
+"""How far (relative) a deployment's window may reach past the window a board announces, at
+either end: the announced window is nominal (board-default programs up to 155 uS on emulated
+boards that announce 1-150 uS; their devices SET up to about 180 uS)."""
+
+
+def check_ranges(obj: object, *names: str) -> None:
+    """`RANGES[name].check` for each attribute `name` of `obj` (each item of a tuple)."""
+    for name in names:
+        value = getattr(obj, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            RANGES[name].check(name, item)
 
 
 @dataclass(frozen=True)
@@ -26,9 +107,8 @@ class Geometry:
     """"1T1R" (a transistor gate per device) or "passive"."""
 
     def __post_init__(self) -> None:
-        _require(min(self.arrays, self.rows, self.cols) >= 1,
-                 f"a board needs at least one array of one row and column, got "
-                 f"{self.arrays} x {self.rows} x {self.cols}")
+        check_ranges(self, "arrays", "rows", "cols")
+        RANGES["rows x cols"].check("rows x cols", self.rows * self.cols)
         _require(self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
 
     @property
@@ -46,10 +126,11 @@ class ConductanceWindow:
     tolerance_siemens: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(0 <= self.g_min_siemens < self.g_max_siemens,
+        check_ranges(self, "g_min_siemens", "g_max_siemens", "tolerance_siemens")
+        _require(self.g_min_siemens < self.g_max_siemens,
                  f"the conductance window needs 0 <= g_min < g_max, got "
                  f"{self.g_min_siemens * 1e6:g} .. {self.g_max_siemens * 1e6:g} uS")
-        _require(0 <= self.tolerance_siemens < self.g_max_siemens - self.g_min_siemens,
+        _require(self.tolerance_siemens < self.g_max_siemens - self.g_min_siemens,
                  f"the tolerance ({self.tolerance_siemens * 1e6:g} uS) must be smaller than the "
                  f"window ({(self.g_max_siemens - self.g_min_siemens) * 1e6:g} uS)")
 
@@ -71,12 +152,9 @@ class ReadChainSpec:
     adc_ranges_a: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        _require(0 < self.v_read_max, f"v_read_max must be > 0 V, got {self.v_read_max:g}")
-        _require(2 <= self.dac_bits <= 24 and 2 <= self.adc_bits <= 24,
-                 f"dac_bits and adc_bits must be within 2..24, got {self.dac_bits}, {self.adc_bits}")
+        check_ranges(self, "v_read_max", "dac_bits", "adc_bits", "adc_ranges_a")
         ranges = list(self.adc_ranges_a)
-        _require(bool(ranges) and all(r > 0 and math.isfinite(r) for r in ranges)
-                 and ranges == sorted(set(ranges)),
+        _require(bool(ranges) and ranges == sorted(set(ranges)),
                  "the ADC ranges must be positive, distinct and increasing")
 
     def adc_lsb_a(self, range_a: float) -> float:
@@ -88,6 +166,12 @@ class ReadChainSpec:
         """Voltage of one row-DAC step."""
         return self.v_read_max / (2 ** (self.dac_bits - 1) - 1)
 
+    def holds(self, range_a: float, lsb_a: float) -> bool:
+        """Whether one of the ranges holds +-`range_a` with codes of `lsb_a` or finer (what a
+        board asked for `range_a` rounds up to must not clip, nor count coarser)."""
+        return any(not _below(r, range_a) and not _below(lsb_a, self.adc_lsb_a(r))
+                   for r in self.adc_ranges_a)
+
 
 @dataclass(frozen=True)
 class PulseLimits:
@@ -98,8 +182,7 @@ class PulseLimits:
     v_gate_max: float
 
     def __post_init__(self) -> None:
-        _require(min(self.v_set_max, self.v_reset_max, self.v_gate_max) > 0,
-                 "the SET, RESET and gate voltage limits must be > 0 V")
+        check_ranges(self, "v_set_max", "v_reset_max", "v_gate_max")
 
     def tightest(self, other: PulseLimits | None) -> PulseLimits:
         """The lower of each limit of `self` and `other` (None: `self`'s)."""
@@ -129,10 +212,52 @@ class BoardSpec:
                  f"reads would disturb the devices")
 
     def misfits(self, board: BoardSpec) -> list[str]:
-        """What a deployment compiled for this spec needs that `board` does not offer (empty
-        when it fits): the same geometry."""
+        """What a deployment compiled for this spec needs that `board` does not offer, one phrase
+        each (empty when it fits). The geometry and the cell kind must be the same (the targets
+        and loop programs address every cell; programming gates 1T1R cells). The rest may be
+        finer or more permissive on the board, never coarser or tighter: the ADC bits, and for
+        every TIA range the compiler could choose a layer's from, a board range that holds it
+        (the board rounds up to one) with an ADC step as fine; the row-DAC step; v_read_max (the
+        rows' reach); the SET, RESET and gate limits programming ramps up to; the conductance
+        window (within WINDOW_SLACK)."""
         mine, theirs = self.geometry, board.geometry
+        found = []
         if mine.shape != theirs.shape:
-            return [f"the deployment is for {mine.arrays} arrays of {mine.rows}x{mine.cols}; "
-                    f"the board has {theirs.arrays} arrays of {theirs.rows}x{theirs.cols}"]
-        return []
+            found.append(f"the deployment is for {mine.arrays} arrays of {mine.rows}x{mine.cols}, "
+                         f"the board has {theirs.arrays} arrays of {theirs.rows}x{theirs.cols}")
+        if mine.cell != theirs.cell:
+            found.append(f"the deployment is for {mine.cell} cells, the board's are {theirs.cell}")
+        need, have = self.read_chain, board.read_chain
+        if have.adc_bits < need.adc_bits:
+            found.append(f"the board's ADCs have {have.adc_bits} bits, the deployment needs "
+                         f"{need.adc_bits}")
+        elif coarse := [r for r in need.adc_ranges_a if not have.holds(r, need.adc_lsb_a(r))]:
+            listed = ", ".join(f"{r * 1e6:g}" for r in coarse)
+            found.append(f"the board has no TIA range holding {listed} uA with an ADC step as "
+                         f"fine as the deployment's")
+        if _below(need.dac_lsb_v, have.dac_lsb_v):
+            found.append(f"the board's row DACs step {have.dac_lsb_v * 1e3:.3g} mV, the "
+                         f"deployment needs {need.dac_lsb_v * 1e3:.3g} mV or finer")
+        if _below(have.v_read_max, need.v_read_max):
+            found.append(f"the board's row voltages stop at {have.v_read_max:g} V, the "
+                         f"deployment's reach {need.v_read_max:g} V")
+        for name, what in (("v_set_max", "SET"), ("v_reset_max", "RESET"), ("v_gate_max", "gate")):
+            limit, needed = getattr(board.limits, name), getattr(self.limits, name)
+            if _below(limit, needed):
+                found.append(f"the board's {what} limit is {limit:g} V, the deployment programs "
+                             f"up to {needed:g} V")
+        window, nominal = self.window, board.window
+        if (window.g_min_siemens < nominal.g_min_siemens * (1 - WINDOW_SLACK)
+                or window.g_max_siemens > nominal.g_max_siemens * (1 + WINDOW_SLACK)):
+            found.append(f"the deployment's window {_us(window)} reaches beyond the board's "
+                         f"{_us(nominal)}")
+        return found
+
+
+def _below(value: float, other: float) -> bool:
+    """Whether `value` is below `other` by more than `SAME`."""
+    return value < other * (1 - SAME)
+
+
+def _us(window: ConductanceWindow) -> str:
+    return f"{window.g_min_siemens * 1e6:g}-{window.g_max_siemens * 1e6:g} uS"

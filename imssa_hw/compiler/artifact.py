@@ -68,12 +68,10 @@ class Deployment:
         return self.placement.used
 
     def check_board(self, info) -> None:
-        """BadInput unless the board (its `BoardInfo`) fits this deployment (`BoardSpec.misfits`):
-        the one check programming, inference and the budget make."""
-        misfits = self.profile.spec.misfits(info.spec)
-        if misfits:
-            raise BadInput(f"{misfits[0]} (deployment for {self.profile.name}, board "
-                           f"{info.board_id})")
+        """BadInput, one line naming every misfit, unless the board (its `BoardInfo`) fits this
+        deployment (`BoardProfile.check_board`): the one check programming, inference and the
+        budget make."""
+        self.profile.check_board(info)
 
 
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from imssa_hw.board import Geometry
+from imssa_hw.board.tables import geometry_from_dict
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_json, write_json
 
@@ -97,12 +98,7 @@ def defects_from_dict(data: dict, where: str = "defect map") -> DefectMap:
     if data.get("version") != VERSION:
         raise BadInput(f"{where}: defect map version {data.get('version')!r} is not supported "
                        f"(this imssa-hw reads version {VERSION})")
-    shape = []
-    for key in ("arrays", "rows", "cols"):
-        value = data.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise BadInput(f"{where}: {key} must be a positive integer, got {value!r}")
-        shape.append(value)
+    shape = list(geometry_from_dict(data, where).shape)
     entries = data.get("stuck")
     if not isinstance(entries, list):
         raise BadInput(f"{where}: 'stuck' must be a list of devices")

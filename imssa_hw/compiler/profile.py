@@ -8,18 +8,21 @@ naming the file and the key.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
+from imssa_hw.board.params import Bounds, check_ranges
+from imssa_hw.board.tables import BOARD_TABLES, Field, Table
 from imssa_hw.errors import BadInput
 
+if TYPE_CHECKING:
+    from imssa_hw.drivers.messages import BoardInfo
 
 FORMAT = "imssa-hw-board-profile"
 VERSION = 1
@@ -40,6 +43,10 @@ class ProgrammingLimits(PulseLimits):
     and the programming pulse width it was written for."""
 
     pulse_width_s: float = 20e-9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self, "pulse_width_s")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,13 @@ class BoardProfile:
         """The board this profile describes, in the shared parameter tree."""
         return BoardSpec(self.geometry, self.conductance, self.read, self.limits)
 
+    def check_board(self, info: BoardInfo) -> None:
+        """BadInput, one line naming every misfit (`BoardSpec.misfits`), unless the board
+        (its `BoardInfo`) fits what is compiled for this profile."""
+        misfits = self.spec.misfits(info.spec)
+        if misfits:
+            raise BadInput(f"{'; '.join(misfits)} (profile {self.name}, board {info.board_id})")
+
     def to_dict(self) -> dict[str, Any]:
         """The profile in its file form (TOML tables, file units)."""
         out: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": self.name,
@@ -103,78 +117,16 @@ class BoardProfile:
         return out
 
 
-@dataclass(frozen=True)
-class _Field:
-    key: str
-    attribute: str
-    kind: type
-    low: float
-    high: float
-    per_si: float = 1.0  # file units per SI unit (1e6 for uS)
-
-    def parse(self, value: Any, where: str) -> Any:
-        if self.kind is str:
-            if not isinstance(value, str) or not value:
-                raise BadInput(f"{where}: {self.key} must be a non-empty string, got {value!r}")
-            return value
-        if self.kind is tuple:
-            if not isinstance(value, list) or not value:
-                raise BadInput(f"{where}: {self.key} must be a non-empty list of numbers")
-            return tuple(self._number(v, where) for v in value)
-        return self._number(value, where)
-
-    def _number(self, value: Any, where: str) -> float | int:
-        ok = isinstance(value, int) if self.kind is int else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok or not math.isfinite(value):
-            kind = "an integer" if self.kind is int else "a number"
-            raise BadInput(f"{where}: {self.key} must be {kind}, got {value!r}")
-        if not self.low <= value <= self.high:
-            raise BadInput(f"{where}: {self.key} = {value} is impossible "
-                           f"(allowed {self.low:g} .. {self.high:g})")
-        return int(value) if self.kind is int else float(value) / self.per_si
-
-    def to_file(self, value: Any) -> Any:
-        if self.kind is tuple:
-            return [round(v * self.per_si, 12) for v in value]
-        if self.kind is float:
-            return round(value * self.per_si, 12)
-        return value
-
-
-@dataclass(frozen=True)
-class _Table:
-    attribute: str
-    cls: type
-    fields: tuple[_Field, ...]
-    optional: bool = False  # a missing table takes the class's defaults
-
-
 _TABLES = {
-    "board": _Table("geometry", Geometry, (
-        _Field("arrays", "arrays", int, 1, 4096),
-        _Field("rows", "rows", int, 1, 65536),
-        _Field("cols", "cols", int, 1, 65536),
-        _Field("cell", "cell", str, 0, 0))),
-    "conductance": _Table("conductance", ConductanceWindow, (
-        _Field("g_min_us", "g_min_siemens", float, 0, 1e5, 1e6),
-        _Field("g_max_us", "g_max_siemens", float, 0, 1e5, 1e6),
-        _Field("tolerance_us", "tolerance_siemens", float, 0, 1e5, 1e6))),
-    "read": _Table("read", ReadChainSpec, (
-        _Field("v_read_max", "v_read_max", float, 1e-3, 1.0),
-        _Field("dac_bits", "dac_bits", int, 1, 24),
-        _Field("adc_bits", "adc_bits", int, 1, 24),
-        _Field("tia_ranges_ua", "adc_ranges_a", tuple, 1e-3, 1e6, 1e6))),
-    "limits": _Table("limits", ProgrammingLimits, (
-        _Field("v_set_max", "v_set_max", float, 0.1, 10.0),
-        _Field("v_reset_max", "v_reset_max", float, 0.1, 10.0),
-        _Field("v_gate_max", "v_gate_max", float, 0.1, 10.0),
-        _Field("pulse_width_ns", "pulse_width_s", float, 0.1, 1e9, 1e9))),
-    "errors": _Table("errors", DeviceErrors, (
-        _Field("g_sigma_us", "g_sigma_siemens", float, 0, 1e3, 1e6),
-        _Field("read_noise_rel", "read_noise_rel", float, 0, 1.0),
-        _Field("stuck_fraction", "stuck_fraction", float, 0, 0.5)), optional=True),
-    "timing": _Table("timing", LoopTiming, (
-        _Field("vmm_time_ns", "vmm_time_s", float, 0, 1e9, 1e9),), optional=True),
+    **BOARD_TABLES,
+    "limits": Table("limits", ProgrammingLimits, BOARD_TABLES["limits"].fields + (
+        Field("pulse_width_ns", "pulse_width_s", float, per_si=1e9),)),
+    "errors": Table("errors", DeviceErrors, (
+        Field("g_sigma_us", "g_sigma_siemens", float, Bounds(0, 1e-3), 1e6),
+        Field("read_noise_rel", "read_noise_rel", float, Bounds(0, 1.0)),
+        Field("stuck_fraction", "stuck_fraction", float, Bounds(0, 0.5))), optional=True),
+    "timing": Table("timing", LoopTiming, (
+        Field("vmm_time_ns", "vmm_time_s", float, Bounds(0, 1.0), 1e9),), optional=True),
 }
 
 
@@ -196,15 +148,7 @@ def profile_from_dict(data: dict[str, Any], where: str = "profile") -> BoardProf
             continue
         section = _section(data, table, where)
         _no_unknown(section, {f.key for f in spec.fields}, f"{where} [{table}]")
-        values = {}
-        for f in spec.fields:
-            if f.key not in section:
-                raise BadInput(f"{where}: [{table}] lacks {f.key}")
-            values[f.attribute] = f.parse(section[f.key], f"{where} [{table}]")
-        try:
-            parts[spec.attribute] = spec.cls(**values)
-        except ValueError as exc:
-            raise BadInput(f"{where} [{table}]: {exc}") from None
+        parts[spec.attribute] = spec.read(section, f"{where} [{table}]")
     mapping = _section(data, "mapping", where)
     _no_unknown(mapping, {"differential"}, f"{where} [mapping]")
     differential = mapping.get("differential", Differential.COLUMNS.value)

@@ -17,7 +17,8 @@ from typing import Any
 from imssa_hw import __version__
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
-from imssa_hw.drivers.messages import BoardConfig, BoardInfo, BoardLimits, typed
+from imssa_hw.drivers.messages import (WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardLimits,
+                                       typed)
 from imssa_hw.errors import BadInput
 
 
@@ -224,17 +225,18 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
 def _check(profile: Profile) -> None:
     board, chain = profile.board, profile.read_chain
     try:
-        board_info(profile).spec  # the board in the shared parameter tree: validated
+        board_info(profile).spec  # the board in the shared parameter tree: validated (RANGES)
     except ValueError as exc:
         raise BadInput(f"bad profile: {exc}") from None
-    if min(board.arrays, board.rows, board.cols) < 1 or board.arrays > 255 or max(board.rows, board.cols) > 4096:
-        raise BadInput("the board needs 1..255 arrays of 1..4096 rows and columns")
+    try:
+        WIRE_ADC_BITS.check("adc_bits", chain.adc_bits)
+    except ValueError as exc:
+        raise BadInput(f"bad profile: {exc}: the emulated board speaks the serial protocol, "
+                       f"whose ADC codes are int16") from None
     if board.max_loop_steps < 1 or not board.step_time_s > 0:
         raise BadInput("board.max_loop_steps must be >= 1 and board.step_time_s > 0")
     if not 1 <= board.protocol_version <= PROTOCOL_VERSION:
         raise BadInput(f"board.protocol_version must be within 1..{PROTOCOL_VERSION}")
-    if not 2 <= chain.adc_bits <= 16 or not 2 <= chain.dac_bits <= 16:
-        raise BadInput("adc_bits and dac_bits must be within 2..16")
     defaults, limits = profile.defaults, profile.limits
     if defaults.read_range_a not in chain.adc_ranges_a or defaults.vmm_range_a not in chain.adc_ranges_a:
         raise BadInput("defaults.read_range_a and vmm_range_a must be among read_chain.adc_ranges_a")

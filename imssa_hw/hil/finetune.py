@@ -148,6 +148,7 @@ def finetune_on_board(board: BoardLike, dep: Deployment, ckpt: Checkpoint, out, 
     from imssa_hw.data import DataSpec, load_data
     from imssa_hw.hil.inference import read_maps
 
+    dep.check_board(board.info)
     maps, _ = read_maps(board, dep, calibration)
     data = load_data(DataSpec.of_checkpoint(ckpt.meta))
     seed = int(ckpt.meta.get("seed", 0))

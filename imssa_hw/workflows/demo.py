@@ -217,6 +217,7 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
         wiring = f", mapping {board.info.mapping}" if board.info.mapping else ""
         echo(f"  {board.info.board_id} ({board.info.firmware}{wiring}) on {settings.port}")
         try:  # first contact: the self-test before the calibration pulses every device
+            profile.check_board(board.info)  # a board the profile does not fit: before any pulse
             checked = before_programming(board, pulses=True)
         except BaseException:
             board.close()

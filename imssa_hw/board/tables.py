@@ -1,0 +1,130 @@
+"""A board's tables in a profile file (`imssa_hw/profiles/board-*.toml`, docs/compiler.md):
+each key with its type, its file unit and its range (`RANGES` for the board's quantities), read
+into the parameter tree. `compiler.profile` reads whole profiles with them; `shipped_board`
+reads the board a shipped profile describes, for a backend that is that board (the ArC TWO's).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from imssa_hw.board.params import (RANGES, BoardSpec, Bounds, ConductanceWindow, Geometry,
+                                   PulseLimits, ReadChainSpec)
+from imssa_hw.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a table: the attribute it fills, its type, range and file unit."""
+
+    key: str
+    attribute: str
+    kind: type
+    bounds: Bounds | None = None
+    """None: the board quantity's range, `RANGES[attribute]` (a str has none)."""
+    per_si: float = 1.0
+    """File units per SI unit (1e6 for uS)."""
+
+    def parse(self, value: Any, where: str) -> Any:
+        """The value in SI units; BadInput naming `where` and the key."""
+        if self.kind is str:
+            if not isinstance(value, str) or not value:
+                raise BadInput(f"{where}: {self.key} must be a non-empty string, got {value!r}")
+            return value
+        if self.kind is tuple:
+            if not isinstance(value, list) or not value:
+                raise BadInput(f"{where}: {self.key} must be a non-empty list of numbers")
+            return tuple(self._number(v, where) for v in value)
+        return self._number(value, where)
+
+    def _number(self, value: Any, where: str) -> float | int:
+        ok = isinstance(value, int) if self.kind is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or not math.isfinite(value):
+            kind = "an integer" if self.kind is int else "a number"
+            raise BadInput(f"{where}: {self.key} must be {kind}, got {value!r}")
+        try:
+            (self.bounds or RANGES[self.attribute]).check(self.key, value, self.per_si)
+        except ValueError as exc:
+            raise BadInput(f"{where}: {exc}") from None
+        return int(value) if self.kind is int else float(value) / self.per_si
+
+    def to_file(self, value: Any) -> Any:
+        """An SI value in its file form."""
+        if self.kind is tuple:
+            return [round(v * self.per_si, 12) for v in value]
+        if self.kind is float:
+            return round(value * self.per_si, 12)
+        return value
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a profile: the attribute it fills and the class it builds from its keys."""
+
+    attribute: str
+    cls: type
+    fields: tuple[Field, ...]
+    optional: bool = False
+    """A missing table takes the class's defaults."""
+
+    def read(self, section: dict, where: str) -> Any:
+        """The table's object from `section` (keys it does not know are the caller's to
+        refuse); BadInput naming `where` (the file and table)."""
+        values = {}
+        for f in self.fields:
+            if f.key not in section:
+                raise BadInput(f"{where} lacks {f.key}")
+            values[f.attribute] = f.parse(section[f.key], where)
+        try:
+            return self.cls(**values)
+        except ValueError as exc:
+            raise BadInput(f"{where}: {exc}") from None
+
+
+BOARD_TABLES = {
+    "board": Table("geometry", Geometry, (
+        Field("arrays", "arrays", int),
+        Field("rows", "rows", int),
+        Field("cols", "cols", int),
+        Field("cell", "cell", str))),
+    "conductance": Table("conductance", ConductanceWindow, (
+        Field("g_min_us", "g_min_siemens", float, per_si=1e6),
+        Field("g_max_us", "g_max_siemens", float, per_si=1e6),
+        Field("tolerance_us", "tolerance_siemens", float, per_si=1e6))),
+    "read": Table("read", ReadChainSpec, (
+        Field("v_read_max", "v_read_max", float),
+        Field("dac_bits", "dac_bits", int),
+        Field("adc_bits", "adc_bits", int),
+        Field("tia_ranges_ua", "adc_ranges_a", tuple, per_si=1e6))),
+    "limits": Table("limits", PulseLimits, (
+        Field("v_set_max", "v_set_max", float),
+        Field("v_reset_max", "v_reset_max", float),
+        Field("v_gate_max", "v_gate_max", float))),
+}
+"""The tables that describe the board itself (a profile's others describe a deployment)."""
+
+
+_SHAPE = Table("geometry", Geometry, BOARD_TABLES["board"].fields[:3])
+"""The shape part of [board], as calibration and defect files state it."""
+
+
+def geometry_from_dict(data: dict, where: str) -> Geometry:
+    """The board shape a calibration or defect file states (`arrays`, `rows`, `cols`), checked
+    as a profile's [board]; BadInput naming `where`."""
+    return _SHAPE.read(data, where)
+
+
+def shipped_board(name: str) -> BoardSpec:
+    """The board the shipped profile `name` (e.g. "board-arc2") describes."""
+    where = f"profile {name}"
+    data = tomllib.loads((resources.files("imssa_hw") / "profiles" / f"{name}.toml").read_text())
+    parts = {table: spec.read(data.get(table, {}), f"{where} [{table}]")
+             for table, spec in BOARD_TABLES.items()}
+    try:
+        return BoardSpec(parts["board"], parts["conductance"], parts["read"], parts["limits"])
+    except ValueError as exc:
+        raise BadInput(f"{where}: {exc}") from None
