@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,14 @@ from imssa_hw.workflows.sweep import SweepPoint, dask_client, run_points, table
 TINY = DataSpec.default("zero-one", seed=1, n_train_per_class=12, n_test_per_class=6,
                         mix_synthetic=0, augment=AugmentSpec(copies=1))
 """A few real clips per class (the shipped recordings), one perturbed copy each."""
+
+
+def _read_or_empty(path: Path) -> bytes:
+    """A /proc file's bytes, or b"" for a process that ended meanwhile."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.fixture
@@ -42,8 +51,13 @@ def test_demo_tiny_end_to_end(tmp_path, cache_env):
                  "deploy/model.pt", "program.json", "infer.json", "confusion-onboard.png"):
         assert (out / path).exists(), path
     assert "hardware accuracy" in done.stdout
-    # the emulator was stopped: its pty is gone and no process holds the state file
     assert not any(line.startswith("Traceback") for line in done.stderr.splitlines())
+    # the emulator was stopped: no process runs on its state file any more
+    state = str(out / "emulator" / "board.npz")
+    assert Path(state).is_file()
+    running = [p for p in Path("/proc").glob("[0-9]*/cmdline")
+               if state.encode() in _read_or_empty(p).split(b"\0")]
+    assert not running, running
 
 
 def test_sweep_two_points(tmp_path, monkeypatch):
@@ -63,7 +77,7 @@ def test_sweep_two_points(tmp_path, monkeypatch):
     assert rows[0]["points_lost"] == 0.0  # against the same model without noise
     assert rows[1]["points_lost"] == round(100 * (noisy["software_accuracy"] - noisy["accuracy"]), 2)
     assert (rows[1]["models"], rows[1]["seeds"]) == (1, 1)
-    assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
+    assert [r["accuracy_mean"] for r in rows] == pytest.approx([clean["accuracy"], noisy["accuracy"]])
     assert np.isfinite([r["accuracy_std"] for r in rows]).all()
 
 

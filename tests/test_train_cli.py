@@ -46,7 +46,6 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
         assert key in result, key
     assert result["task"] == "zero-one" and result["bits"] == 2 and result["classes"] == [0, 1]
     assert result["n_train"] == 24 and result["n_test"] == 12 and result["epochs"] == 3
-    assert 0.0 <= result["software_accuracy"] <= 1.0
     counts = np.array(result["test_confusion"])  # [true][predicted] of the model kept
     assert counts.shape == (2, 2) and counts.sum() == 12 and counts.sum(axis=1).tolist() == [6, 6]
     assert np.trace(counts) / 12 == pytest.approx(result["software_accuracy"])
