@@ -158,7 +158,8 @@ def test_cache_follows_the_files(hd_root, tmp_path):
     second = load_task("zero-one", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
     assert second.info["cache"]["status"] == "hit"
     name = hd_name("english", 1, 0, 0)
-    sf.write(hd_root / "audio" / name, np.zeros(4000), 8000, format="FLAC")  # a changed recording
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(4000) / 8000)
+    sf.write(hd_root / "audio" / name, tone, 8000, format="FLAC")  # a changed recording
     again = load_task("zero-one", dataset="hd", data_root=hd_root, cache_dir=tmp_path)
     assert again.info["cache"]["status"] == "miss" and not np.array_equal(again.x_train, first.x_train)
 
@@ -199,6 +200,17 @@ def test_corrupt_flac(hd_root, tmp_path):
     broken = hd_root / "audio" / hd_name("english", 3, 0, 2)
     broken.write_bytes(b"fLaC but not really" * 10)
     assert "cannot read audio" in _expect(str(broken), data_root=hd_root, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("audio, rate, expected", [
+    (np.zeros(4000), 8000, "is silent (loudest sample digital silence, below -70 dBFS)"),
+    (1e-4 * np.ones(4000), 8000, "is silent (loudest sample -81 dBFS, below -70 dBFS)"),
+    (0.1 * np.ones(400), 8000, "lasts 50 ms: shorter than a spoken word (100 ms at least)"),
+    (0.1 * np.ones(4000), 6000, "is sampled at 6000 Hz: the features need at least 7600 Hz")])
+def test_audio_that_cannot_be_used_is_named_in_one_line(hd_root, tmp_path, audio, rate, expected):
+    clip = hd_root / "audio" / hd_name("english", 3, 0, 2)
+    sf.write(clip, audio, rate, format="FLAC")
+    assert expected in _expect(str(clip), data_root=hd_root, cache_dir=tmp_path)
 
 
 def test_malformed_name_in_a_list(hd_root, tmp_path):

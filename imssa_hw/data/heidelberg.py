@@ -93,8 +93,16 @@ def fingerprint(files: list[HdFile]) -> str:
     return h.hexdigest()
 
 
-def load_audio(path: Path) -> tuple[np.ndarray, int]:
-    """(mono float32 audio, sample rate in Hz) of `path`; BadInput if missing or unreadable."""
+SILENT_DBFS = -70.0
+"""A clip whose loudest sample stays below this (dB full scale) holds no speech, only noise."""
+SHORTEST_WORD_S = 0.1
+"""No spoken word is shorter (the shortest of FSDD's 3,000 digits lasts 0.14 s)."""
+
+
+def load_audio(path: Path, lowest_rate_hz: float = 0.0) -> tuple[np.ndarray, int]:
+    """(mono float32 audio, sample rate in Hz) of `path`; BadInput (one line naming the file)
+    if it is missing or unreadable, silent, shorter than a word, or sampled below
+    `lowest_rate_hz` (what the features need: `FeatureConfig.lowest_source_rate_hz`)."""
     if not path.is_file():
         raise BadInput(f"Heidelberg Digits file {path} is listed but missing")
     try:
@@ -104,4 +112,16 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
         raise BadInput(f"cannot read audio file {path}: {reason}") from None
     if audio.shape[0] == 0:
         raise BadInput(f"audio file {path} has no samples")
-    return audio.mean(axis=1), int(rate)
+    if rate < lowest_rate_hz:
+        raise BadInput(f"audio file {path} is sampled at {rate} Hz: the features need at least "
+                       f"{lowest_rate_hz:g} Hz (their top band's edge, twice)")
+    if audio.shape[0] < SHORTEST_WORD_S * rate:
+        raise BadInput(f"audio file {path} lasts {1e3 * audio.shape[0] / rate:.0f} ms: shorter "
+                       f"than a spoken word ({1e3 * SHORTEST_WORD_S:.0f} ms at least)")
+    mono = audio.mean(axis=1)
+    peak = float(np.abs(mono).max())
+    if peak < 10 ** (SILENT_DBFS / 20):
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+        raise BadInput(f"audio file {path} is silent (loudest sample {level}, below "
+                       f"{SILENT_DBFS:g} dBFS): nothing to classify")
+    return mono, int(rate)

@@ -373,10 +373,12 @@ def _at_most(files: list[heidelberg.HdFile], labels: list[int], n: int | None,
     return [files[i] for i in sorted(keep)]
 
 
-def _recordings(files: list[heidelberg.HdFile], speaker: int | None = None) -> Iterator[Clip]:
-    """The files' clips, each with its own speaker id or `speaker` if given."""
+def _recordings(files: list[heidelberg.HdFile], features: FeatureConfig,
+                speaker: int | None = None) -> Iterator[Clip]:
+    """The files' clips, each with its own speaker id or `speaker` if given; BadInput naming a
+    file the `features` cannot use (silent, too short, sampled too low)."""
     for f in files:
-        audio, rate = heidelberg.load_audio(f.path)
+        audio, rate = heidelberg.load_audio(f.path, features.lowest_source_rate_hz)
         yield Clip(audio, rate, f.label, f.speaker if speaker is None else speaker)
 
 
@@ -401,9 +403,10 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
                    for split, n in sizes.items()}
         mixed = 0
     else:
-        sources = {"test": (_recordings(files["test"]), len(files["test"])),
-                   "train": (itertools.chain(_recordings(files["train"]),
-                                             _recordings(voices, SYNTHETIC_SPEAKER)),
+        sources = {"test": (_recordings(files["test"], spec.features), len(files["test"])),
+                   "train": (itertools.chain(_recordings(files["train"], spec.features),
+                                             _recordings(voices, spec.features,
+                                                         SYNTHETIC_SPEAKER)),
                              len(files["train"]) + len(voices))}
         mixed = spec.mix_synthetic * len(labels)
     total = sources["test"][1] + sources["train"][1] * (1 + copies) + mixed
