@@ -135,7 +135,6 @@ def program(board: "BoardLike", dep: "Deployment", *, calibration: CalibrationLi
     from imssa_hw.programming import program_deployment
 
     return program_deployment(board, dep, calibration=_calibration(calibration),
-                              tolerance=dep.profile.conductance.tolerance_siemens,
                               journal=journal, resume=resume, settings=settings)
 
 

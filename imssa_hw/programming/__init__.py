@@ -1,7 +1,7 @@
 """Write-verify programming of a compiled deployment onto a board (`imssa-hw program`).
 
     from imssa_hw.programming import program_deployment
-    result = program_deployment(board, dep, calibration=cal, tolerance="2uS",
+    result = program_deployment(board, dep, calibration=cal,  # the deployment's tolerance
                                 journal="deploy/program/journal.jsonl")
 
 See docs/programming.md: the strategies (adaptive, the HPE ramp baseline, open loop), the journal

@@ -290,7 +290,6 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
              f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
     with _stage("program", timings, echo):
         programmed = program_deployment(board, dep, calibration=calibration_run.calibration,
-                                        tolerance=dep.profile.conductance.tolerance_siemens,
                                         journal=out / "program" / "journal.jsonl")
         write_program_outputs(programmed, out / "program", out / "program.json",
                               defects=out / "calib" / "defects.json")
