@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import load_board_profile
+from imssa_hw.board import load_board_profile
 from imssa_hw.compiler.mapping import assemble_levels, tile_conductances, tile_layout
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.framing import PROTOCOL_VERSION

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from imssa_hw.board import ConductanceWindow, Geometry
-from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
+from imssa_hw.board import load_board_profile
+from imssa_hw.compiler import Executor, compile_checkpoint
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 from imssa_hw.compiler.mapping import KernelMatrices, tile_conductances, tile_layout
 from imssa_hw.compiler.placement import place

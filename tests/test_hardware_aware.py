@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from imssa_hw.compiler import compile_checkpoint, load_board_profile
+from imssa_hw.board import load_board_profile
+from imssa_hw.compiler import compile_checkpoint
 from imssa_hw.compiler.loop_scales import stored_scales, tia_range
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
@@ -223,7 +224,7 @@ def test_the_tia_range_leaves_only_the_rarest_currents_to_clip(tmp_path):
 
 
 def test_drawn_device_errors_follow_the_profile():
-    from imssa_hw.compiler.profile import DeviceErrors
+    from imssa_hw.board.profile import DeviceErrors
 
     levels = torch.tensor([[[3.0, 0.0], [-1.0, 2.0]]]).repeat(64, 1, 1)
     quiet = hardware_aware.AnalogLoop(BOARD, 2, _any_scales())

@@ -571,8 +571,7 @@ def test_the_deployment_gives_the_tolerance_and_the_board_is_checked_once(emulat
     """`program_deployment` programs within the deployment's tolerance unless another is given,
     and `imssa-hw program` checks the board against the deployment once (programming itself is
     stopped before its first read)."""
-    from imssa_hw.compiler import load_deployment
-    from imssa_hw.compiler.profile import BoardProfile
+    from imssa_hw.compiler import Deployment, load_deployment
     from imssa_hw.programming import program_deployment, runner
 
     deploy = make_deployment(tmp_path)
@@ -581,9 +580,9 @@ def test_the_deployment_gives_the_tolerance_and_the_board_is_checked_once(emulat
     (deploy / "deploy.json").write_text(json.dumps(data))
     emu = emulated_board(arrays=2, rows=16, cols=16)
     checks, tolerances = [], []
-    check = BoardProfile.check_board
-    monkeypatch.setattr(BoardProfile, "check_board",
-                        lambda profile, info: checks.append(info.board_id) or check(profile, info))
+    check = Deployment.check_board
+    monkeypatch.setattr(Deployment, "check_board",
+                        lambda dep, info: checks.append(info.board_id) or check(dep, info))
 
     def stop(board, targets_siemens, used, *, tolerance, **kwargs):
         tolerances.append(tolerance)

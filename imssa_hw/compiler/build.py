@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from imssa_hw.board.profile import BoardProfile, Differential
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
@@ -22,7 +23,6 @@ from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedba
                                            stored_scales)
 from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, PlacementMode, array_capacity, place
-from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.compiler.repair import KernelRepair, repair
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput

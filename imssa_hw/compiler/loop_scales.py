@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from imssa_hw.board.profile import BoardProfile
 from imssa_hw.compiler.mapping import KernelMatrices, kernel_matrices, tile_conductances, tile_layout
-from imssa_hw.compiler.profile import BoardProfile
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint, QuantizedKernels
 

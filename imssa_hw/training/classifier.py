@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.board.profile import BoardProfile
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import KERNEL_FIELDS, Checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
+from imssa_hw.board.profile import BoardProfile, Differential
 from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
                                            loop_scales)
 from imssa_hw.compiler.mapping import assemble_levels
-from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.drivers.loop_program import shrink
 from imssa_hw.training.quant import ste_round
 from imssa_hw.training.s4d import DiscreteKernels
