@@ -129,9 +129,9 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
     import torch
 
     from imssa_hw.board import load_board_profile
-    from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, stored_scales
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model.checkpoint import load_checkpoint
+    from imssa_hw.model.loop_scales import DEFAULT_HEADROOM, stored_scales
     from imssa_hw.training import hardware_aware
     from imssa_hw.training.classifier import model_from_checkpoint
 

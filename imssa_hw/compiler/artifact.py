@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imssa_hw.board.profile import BoardProfile, profile_from_dict
-from imssa_hw.compiler.mapping import tile_layout
 from imssa_hw.compiler.placement import Conflict, Placement, PlacementMode, TilePlace
 from imssa_hw.compiler.schedule import Schedule
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path, read_json, read_npz, write_json
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE  # a deploy folder's copy of the model
 from imssa_hw.model.config import ModelConfig
+from imssa_hw.model.mapping import tile_layout
 
 if TYPE_CHECKING:
     from imssa_hw.drivers.messages import BoardInfo
