@@ -4,6 +4,8 @@ checked against one table of ranges (`params.RANGES`), the one check that a depl
 board, the board's tables of a profile file (`tables`), and the board profile (`profile`:
 `BoardProfile`, `load_board_profile`), a board as the compiler and hardware-aware training see
 it.
+
+What it may import: docs/architecture.md.
 """
 
 from imssa_hw.board.params import (CELLS, BoardSpec, ConductanceWindow, Geometry, PulseLimits,

@@ -11,8 +11,7 @@ Public entry points (numpy only, no torch):
 
 See docs/compiler.md.
 
-May import: `imssa_hw.model`, `imssa_hw.board`, `imssa_hw.drivers` (the `LoopProgram` it
-schedules), `errors`, `files` (numpy only, no torch).
+What it may import: docs/architecture.md.
 """
 
 from imssa_hw.compiler.artifact import Deployment, Probe, load_deployment, save_deployment

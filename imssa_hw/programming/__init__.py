@@ -8,8 +8,7 @@ See docs/programming.md: the strategies (adaptive, the HPE ramp baseline, open l
 and --resume, the report. The names below load their module on first use, so that the command
 line can import the strategy names (`programming.names`) without numpy.
 
-May import: `imssa_hw.drivers`, `imssa_hw.calibration`, `imssa_hw.compiler`,
-`imssa_hw.board`, `errors`, `files`.
+What it may import: docs/architecture.md.
 """
 
 from importlib import import_module
