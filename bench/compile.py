@@ -66,7 +66,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
+    from imssa_hw.board import load_board_profile
+    from imssa_hw.compiler import compile_checkpoint, save_deployment
     from imssa_hw.compiler.plots import plot_targets
 
     with tempfile.TemporaryDirectory() as tmp:

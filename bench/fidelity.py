@@ -76,7 +76,7 @@ def imssa(*args: str) -> None:
 
 def day_and_refresh(out: Path, seed: int, profile: str, board_profile: str) -> dict:
     """A day passes on the demo's board; budget; refresh; budget again."""
-    from imssa_hw.compiler import load_board_profile
+    from imssa_hw.board import load_board_profile
     from imssa_hw.emulator.process import start_emulator
 
     geometry = load_board_profile(board_profile).geometry
@@ -128,10 +128,10 @@ def converter_check(model_path: Path, profile_name: str = "board-default") -> di
     import numpy as np
     import torch
 
-    from imssa_hw.compiler import load_board_profile
-    from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, stored_scales
+    from imssa_hw.board import load_board_profile
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model.checkpoint import load_checkpoint
+    from imssa_hw.model.loop_scales import DEFAULT_HEADROOM, stored_scales
     from imssa_hw.training import hardware_aware
     from imssa_hw.training.classifier import model_from_checkpoint
 

@@ -52,13 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import load_board_profile
-from imssa_hw.compiler.mapping import assemble_levels, tile_conductances, tile_layout
+from imssa_hw.board import load_board_profile
 from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.emulator.devices import HEALTHY
 from imssa_hw.emulator.process import running_emulator
 from imssa_hw.model.config import DIGITS_MODEL
+from imssa_hw.model.mapping import assemble_levels, tile_conductances, tile_layout
 from imssa_hw.programming import ProgramSettings, parse_tolerance, program_targets
 from imssa_hw.programming.strategy import STUCK
 

@@ -47,7 +47,8 @@ def board_defects(profile: str, seed: int, geometry):
 
 
 def run(task: str, profile: str, seed: int, ckpt, features, labels, software) -> dict:
-    from imssa_hw.compiler import compile_checkpoint, load_board_profile
+    from imssa_hw.board import load_board_profile
+    from imssa_hw.compiler import compile_checkpoint
     from imssa_hw.hil.budget import ReadChainModel, simulated_scores
     from imssa_hw.workflows.demo import TASK_DEMOS
 
@@ -74,7 +75,7 @@ def run(task: str, profile: str, seed: int, ckpt, features, labels, software) ->
 
 
 def main() -> None:
-    from imssa_hw.compiler import load_board_profile
+    from imssa_hw.board import load_board_profile
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint

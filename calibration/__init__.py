@@ -8,8 +8,7 @@
 The measuring procedure (`imssa_hw.calibration.procedure`) and the writers
 (`imssa_hw.calibration.outputs`) import on use; this package's top level stays light.
 
-May import: `imssa_hw.drivers`, `imssa_hw.compiler` (the defect map), `imssa_hw.board`,
-`errors`, `files`.
+What it may import: docs/architecture.md.
 """
 
 from imssa_hw.calibration.curves import ResetCurve, SetCurve

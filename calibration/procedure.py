@@ -39,8 +39,8 @@ from imssa_hw.calibration.report import build_report
 from imssa_hw.calibration.session import Progress, ReadCorrection, Session
 from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap
-from imssa_hw.compiler.loop_scales import tia_range
 from imssa_hw.drivers.board_like import BoardLike
+from imssa_hw.model.loop_scales import tia_range
 
 
 @dataclass

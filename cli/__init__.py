@@ -1,4 +1,4 @@
 """Command line (installed as `imssa_hw.cli`): the `imssa-hw` click group and its commands.
 
-May import everything.
+What it may import: docs/architecture.md.
 """

@@ -55,8 +55,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import (compile_checkpoint, load_board_profile, load_defects,
-                                   save_deployment)
+    from imssa_hw.board import load_board_profile
+    from imssa_hw.compiler import compile_checkpoint, load_defects, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
     from imssa_hw.compiler.plots import plot_targets
     from imssa_hw.files import write_json

@@ -92,12 +92,10 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     from imssa_hw.hil.selftest import before_programming
     from imssa_hw.files import check_writable
     from imssa_hw.programming.journal import archive_finished_journal
-    from imssa_hw.programming import ProgramSettings, parse_tolerance, program_deployment
+    from imssa_hw.programming import ProgramSettings, program_deployment
     from imssa_hw.programming.outputs import write_program_outputs
 
     dep = load_deployment(deploy)
-    tol = parse_tolerance(tolerance if tolerance is not None
-                          else dep.profile.conductance.tolerance_siemens)
     folder = deploy.parent if deploy.name == "deploy.json" else deploy
     out = out or folder / "program"
     defects = defects or folder / "defects.json"
@@ -139,9 +137,9 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
     total = int(dep.used.sum())
     label = f"{'refreshing' if refresh else 'programming'} {total} devices ({strategy})"
     with open_board(port, timeout_s) as board, ExitStack() as stack:
-        dep.check_board(board.info)
-        if port.startswith(ARC2) and not resume:  # wired by the user's mapping: checked first
-            click.echo(before_programming(board, pulses=True).table(), err=True)
+        # an ArC TWO is wired by the user's mapping: its self-test runs before the first pulse
+        selftest = (None if resume or not port.startswith(ARC2) else
+                    lambda: click.echo(before_programming(board, pulses=True).table(), err=True))
         bars: list = []  # the bar starts with the first iteration: a refusal before it is one line
         done = [0]
 
@@ -156,9 +154,10 @@ def program(deploy: Path, port: str, timeout_s: float, calibration: Path | None,
                            f"{info['stuck']} stuck, iteration {info['it']}")
             done[0] = info["finished"]
 
-        result = program_deployment(board, dep, calibration=cal, tolerance=tol,
+        result = program_deployment(board, dep, calibration=cal, tolerance=tolerance,
                                     journal=journal, resume=resume, progress=progress,
                                     strategy=strategy, settings=settings,
+                                    before_pulses=selftest,
                                     known_stuck=known_stuck,
                                     note=lambda line: click.echo(line, err=True))
     extra = {"deploy": str(folder), "port": port,

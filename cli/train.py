@@ -80,7 +80,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     16, 4, 1, 0.75 (the paper's one-layer model); digits and hd20 64, 8, 2, 0.95 (with dt
     0.01-0.5); 40 epochs.
     """
-    from imssa_hw.compiler import load_board_profile
+    from imssa_hw.board import load_board_profile
     from imssa_hw.data import AugmentSpec, DataSpec
     from imssa_hw.training.trainer import train_task
 

@@ -11,7 +11,7 @@ where shrink(f) = sign(f) * max(|f| - feedback_deadband_v, 0) moves the fed-back
 toward zero by the program's deadband (0: none). With a deadband of a fraction of a DAC step, the
 DAC's rounding ties of the fed-back state move that far away from zero: a state worth just over
 half a step rounds to zero and decays instead of sticking at one step (docs/protocol.md; the
-compiler sets it, `compiler.loop_scales.FEEDBACK_DEADBAND_STEPS`). An index of -1 in row_input
+compiler sets it, `model.loop_scales.FEEDBACK_DEADBAND_STEPS`). An index of -1 in row_input
 or row_feedback leaves that term out. Feedback only uses the program's
 own outputs. With a column correction (from calibration) the board first maps every column's
 digitized current to I = (I_adc - column_offset_a) / column_gain, in firmware, so that the fed-back

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from imssa_hw.calibration.data import Calibration
     from imssa_hw.calibration.procedure import CalibrationRun
     from imssa_hw.calibration.settings import CalibrationSettings
-    from imssa_hw.compiler import BoardProfile, Deployment
+    from imssa_hw.board import BoardProfile
+    from imssa_hw.compiler import Deployment
     from imssa_hw.compiler.defects import DefectMap
     from imssa_hw.drivers.board_like import BoardLike
     from imssa_hw.hil.inference import InferenceResult
@@ -135,7 +136,6 @@ def program(board: "BoardLike", dep: "Deployment", *, calibration: CalibrationLi
     from imssa_hw.programming import program_deployment
 
     return program_deployment(board, dep, calibration=_calibration(calibration),
-                              tolerance=dep.profile.conductance.tolerance_siemens,
                               journal=journal, resume=resume, settings=settings)
 
 
@@ -162,7 +162,7 @@ def infer(board: "BoardLike", dep: "Deployment", model: "Checkpoint", *,
 
 
 def _profile(profile: "str | BoardProfile") -> "BoardProfile":
-    from imssa_hw.compiler import load_board_profile
+    from imssa_hw.board import load_board_profile
 
     return load_board_profile(profile) if isinstance(profile, (str, Path)) else profile
 

@@ -15,16 +15,15 @@ import tomllib
 from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from imssa_hw.board import BoardSpec, ConductanceWindow
 from imssa_hw.board.params import RANGES, WINDOW_SLACK
+from imssa_hw.board.profile import load_board_profile, profile_from_dict
 from imssa_hw.calibration.data import Calibration
 from imssa_hw.compiler.defects import DefectMap, defects_from_dict
-from imssa_hw.compiler.profile import load_board_profile, profile_from_dict
 from imssa_hw.drivers import arc2
 from imssa_hw.drivers.arc2_mapping import DEFAULT_MAPPING, load_mapping
 from imssa_hw.drivers.board import Board
@@ -320,7 +319,7 @@ def test_check_board_names_every_misfit_in_one_line():
     profile = load_board_profile("board-default")
     board = variant(geometry__cell="passive", read_chain__adc_bits=8, limits__v_set_max=3.0)
     with pytest.raises(BadInput) as caught:
-        profile.check_board(SimpleNamespace(spec=board, board_id="B-7"))
+        profile.check_board(board, "B-7")
     message = str(caught.value)
     assert "\n" not in message and message.count("; ") == 2
     assert message.startswith("the deployment is for 1T1R cells, the board's are passive; the "

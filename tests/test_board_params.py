@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from imssa_hw.board import BoardSpec, ConductanceWindow, Geometry, PulseLimits, ReadChainSpec
-from imssa_hw.compiler.profile import load_board_profile
+from imssa_hw.board.profile import load_board_profile
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.messages import BoardInfo, from_json
 from imssa_hw.emulator.profile import board_info, load_emulator_profile

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from support.models import board_profile, make_checkpoint, sequences
 
-from imssa_hw.compiler import (Executor, compile_checkpoint, load_board_profile, load_defects,
-                               load_deployment, save_deployment, shipped_profiles)
+from imssa_hw.board import load_board_profile, shipped_profiles
+from imssa_hw.board.profile import LoopTiming, profile_from_dict
+from imssa_hw.compiler import (Executor, compile_checkpoint, load_defects, load_deployment,
+                               save_deployment)
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
-from imssa_hw.compiler.profile import LoopTiming, profile_from_dict
 from imssa_hw.errors import BadInput
 
 

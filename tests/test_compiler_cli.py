@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from support.models import make_checkpoint, profile_toml
 
 from imssa_hw.cli.main import cli
-from imssa_hw.compiler import load_board_profile, load_deployment
+from imssa_hw.board import load_board_profile
+from imssa_hw.compiler import load_deployment
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from imssa_hw.board import ConductanceWindow
-from imssa_hw.compiler.mapping import kernel_matrices, tile_conductances, tile_layout
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
+from imssa_hw.model.mapping import kernel_matrices, tile_conductances, tile_layout
 
 WINDOW = ConductanceWindow(g_min_siemens=2e-6, g_max_siemens=150e-6, tolerance_siemens=4e-6)
 

@@ -10,7 +10,7 @@ import pytest
 
 from imssa_hw.board import Geometry
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
-from imssa_hw.compiler import load_board_profile
+from imssa_hw.board import load_board_profile
 from imssa_hw.compiler.placement import place
 from imssa_hw.errors import BadInput
 

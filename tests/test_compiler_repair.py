@@ -7,14 +7,14 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from imssa_hw.board import ConductanceWindow, Geometry
-from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
+from imssa_hw.board import ConductanceWindow, Geometry, load_board_profile
+from imssa_hw.compiler import Executor, compile_checkpoint
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
-from imssa_hw.compiler.mapping import KernelMatrices, tile_conductances, tile_layout
 from imssa_hw.compiler.placement import place
 from imssa_hw.compiler.repair import _operators, repair
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
+from imssa_hw.model.mapping import KernelMatrices, tile_conductances, tile_layout
 
 BITS = 4
 WINDOW = ConductanceWindow(1e-6, 151e-6, 2e-6)

@@ -127,7 +127,8 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, monkeypatch):
 
 def test_tile_cells_leave_out_the_cells_between_kernels(tmp_path, monkeypatch):
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import compile_checkpoint, load_board_profile
+    from imssa_hw.board import load_board_profile
+    from imssa_hw.compiler import compile_checkpoint
     from imssa_hw.workflows.sweep import tile_cells
 
     monkeypatch.setenv("IMSSA_HW_CACHE", str(tmp_path / "cache"))

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from imssa_hw.compiler import compile_checkpoint, load_board_profile
-from imssa_hw.compiler.loop_scales import stored_scales, tia_range
+from imssa_hw.board import load_board_profile
+from imssa_hw.compiler import compile_checkpoint
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import DeviceModel
 from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.model import reference
-from imssa_hw.model.config import ModelConfig
+from imssa_hw.model.config import ModelConfig, TrainConfig
+from imssa_hw.model.loop_scales import stored_scales, tia_range
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import model_from_checkpoint
-from imssa_hw.model.config import TrainConfig
 from imssa_hw.training.trainer import train
 from support.models import board_profile, make_checkpoint, sequences
 
@@ -186,7 +186,7 @@ def test_phases_share_the_epochs():
 
 def test_measured_signals_are_the_reference_ones(tmp_path):
     # measuring runs the model itself: every layer's |u| and |x| as reference.signal_ranges
-    from imssa_hw.compiler.loop_scales import layer_matrices, measure
+    from imssa_hw.model.loop_scales import layer_matrices, measure
 
     # and the largest column currents kept chunk by chunk are those of one pass over all
     ckpt = make_checkpoint(tmp_path / "m.pt", layers=2)
@@ -205,7 +205,7 @@ def test_measured_signals_are_the_reference_ones(tmp_path):
 def test_the_tia_range_leaves_only_the_rarest_currents_to_clip(tmp_path):
     # one kernel's K loudest samples (K = the clip allowance) would need 4x the range: they
     # clip, and the range holds everything else; one more such sample and it grows
-    from imssa_hw.compiler.loop_scales import LayerSignals, layer_matrices, layer_scales, measure
+    from imssa_hw.model.loop_scales import LayerSignals, layer_matrices, layer_scales, measure
 
     ckpt = make_checkpoint(tmp_path / "m.pt")
     matrices = layer_matrices(ckpt)[0]
@@ -223,7 +223,7 @@ def test_the_tia_range_leaves_only_the_rarest_currents_to_clip(tmp_path):
 
 
 def test_drawn_device_errors_follow_the_profile():
-    from imssa_hw.compiler.profile import DeviceErrors
+    from imssa_hw.board.profile import DeviceErrors
 
     levels = torch.tensor([[[3.0, 0.0], [-1.0, 2.0]]]).repeat(64, 1, 1)
     quiet = hardware_aware.AnalogLoop(BOARD, 2, _any_scales())
@@ -241,7 +241,7 @@ def test_drawn_device_errors_follow_the_profile():
 
 
 def _any_scales():
-    from imssa_hw.compiler.loop_scales import LayerScales
+    from imssa_hw.model.loop_scales import LayerScales
 
     return LayerScales(np.ones(64), 80e-6, 40e-6)
 
@@ -253,8 +253,8 @@ def test_the_tia_range_steers_clear_of_the_dac_rounding_ties(tmp_path):
     # state rounds to 0 or sticks; 80 uA (1.1 steps) is clear of every tie, so it is chosen
     # although 40 uA holds the currents. board-default's 1-155 uS window puts 40 uA at 0.483
     # steps, clear as well; so is 0.4994 (1-150 uS), the tie before there was a deadband.
-    from imssa_hw.compiler.loop_scales import (LayerSignals, dac_steps_per_code, layer_matrices,
-                                               layer_scales, measure, near_rounding_tie)
+    from imssa_hw.model.loop_scales import (LayerSignals, dac_steps_per_code, layer_matrices,
+                                            layer_scales, measure, near_rounding_tie)
 
     board_136 = replace(BOARD, conductance=replace(BOARD.conductance, g_max_siemens=136.3e-6))
     steps = dac_steps_per_code(np.array([40e-6, 80e-6, 20e-6]), 0.25, board_136, 2)

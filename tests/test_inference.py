@@ -14,7 +14,8 @@ import pytest
 
 from imssa_hw.cli.options import UNCALIBRATED
 
-from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
+from imssa_hw.board import load_board_profile
+from imssa_hw.compiler import compile_checkpoint, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference

@@ -566,6 +566,41 @@ def test_bad_input_is_one_line_and_exit_2(emulated_board, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("Error:") and "16x16" in lines[0]
 
 
+def test_the_deployment_gives_the_tolerance_and_the_board_is_checked_once(emulated_board, tmp_path,
+                                                                          monkeypatch):
+    """`program_deployment` programs within the deployment's tolerance unless another is given,
+    and `imssa-hw program` checks the board against the deployment once (programming itself is
+    stopped before its first read)."""
+    from imssa_hw.compiler import Deployment, load_deployment
+    from imssa_hw.programming import program_deployment, runner
+
+    deploy = make_deployment(tmp_path)
+    data = json.loads((deploy / "deploy.json").read_text())
+    data["profile"]["conductance"]["tolerance_us"] = 3.0  # not the 2 uS of the shipped profiles
+    (deploy / "deploy.json").write_text(json.dumps(data))
+    emu = emulated_board(arrays=2, rows=16, cols=16)
+    checks, tolerances = [], []
+    check = Deployment.check_board
+    monkeypatch.setattr(Deployment, "check_board",
+                        lambda dep, info: checks.append(info.board_id) or check(dep, info))
+
+    def stop(board, targets_siemens, used, *, tolerance, **kwargs):
+        tolerances.append(tolerance)
+        raise BadInput("stopped before the first read")
+
+    monkeypatch.setattr(runner, "program_targets", stop)
+    with Board.open(emu.port) as board:
+        dep = load_deployment(deploy)
+        for tolerance in (None, "5%"):
+            with pytest.raises(BadInput, match="stopped"):
+                program_deployment(board, dep, tolerance=tolerance)
+    for extra in ([], ["--tolerance", "4uS"]):
+        result = CliRunner().invoke(cli, ["program", str(deploy), "--port", emu.port, *extra])
+        assert result.exit_code == 2 and "stopped before the first read" in result.output
+    assert len(checks) == 4  # once a run
+    assert tolerances == [Tolerance(abs_siemens=3e-6), Tolerance(abs_siemens=0.0, rel=0.05),
+                          Tolerance(abs_siemens=3e-6), Tolerance(abs_siemens=4e-6)]
+
 @pytest.mark.slow
 def test_refresh_rewrites_only_drifted_devices(tmp_path):
     """Program, let a (strongly drifting) board sit for a day in 2 s, refresh: only devices out

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
-from imssa_hw.compiler import load_board_profile
+from imssa_hw.board import load_board_profile
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import ModelConfig, task_model

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from imssa_hw import __version__
-from imssa_hw.compiler import load_board_profile
+from imssa_hw.board import load_board_profile
 from imssa_hw.files import atomic_path, write_json
 from imssa_hw.workflows.demo import TASK_DEMOS, DemoSettings
 from imssa_hw.workflows.model_cache import INDEX, SHIPPED, shipped_models

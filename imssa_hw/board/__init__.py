@@ -1,12 +1,16 @@
-"""What a board is: one parameter tree that the compiler profile, the driver's `BoardInfo` and
+"""What a board is: one parameter tree that the board profile, the driver's `BoardInfo` and
 the emulator profile all convert to (geometry, conductance window, read chain, pulse limits),
 checked against one table of ranges (`params.RANGES`), the one check that a deployment fits a
-board, and the board's tables of a profile file (`tables`).
+board, the board's tables of a profile file (`tables`), and the board profile (`profile`:
+`BoardProfile`, `load_board_profile`), a board as the compiler and hardware-aware training see
+it.
 
-Imports nothing of imssa_hw but the shared `errors`; everything else may import it.
+What it may import: docs/architecture.md.
 """
 
 from imssa_hw.board.params import (CELLS, BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                                    ReadChainSpec)
+from imssa_hw.board.profile import BoardProfile, load_board_profile, shipped_profiles
 
-__all__ = ["CELLS", "BoardSpec", "ConductanceWindow", "Geometry", "PulseLimits", "ReadChainSpec"]
+__all__ = ["CELLS", "BoardProfile", "BoardSpec", "ConductanceWindow", "Geometry", "PulseLimits",
+           "ReadChainSpec", "load_board_profile", "shipped_profiles"]

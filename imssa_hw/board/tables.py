@@ -1,6 +1,6 @@
 """A board's tables in a profile file (`imssa_hw/profiles/board-*.toml`, docs/compiler.md):
 each key with its type, its file unit and its range (`RANGES` for the board's quantities), read
-into the parameter tree. `compiler.profile` reads whole profiles with them; `shipped_board`
+into the parameter tree. `board.profile` reads whole profiles with them; `shipped_board`
 reads the board a shipped profile describes, for a backend that is that board (the ArC TWO's).
 """
 

@@ -2,7 +2,7 @@
 
 Public entry points (numpy only, no torch):
 
-    profile = load_board_profile("board-default")          # or a TOML path
+    profile = load_board_profile("board-default")          # imssa_hw.board; or a TOML path
     defects = load_defects("defects.json", profile.geometry)   # optional
     deployment = compile_checkpoint(load_checkpoint("model.pt"), profile, defects)
     save_deployment(deployment, "deploy/");  deployment = load_deployment("deploy/")
@@ -11,8 +11,7 @@ Public entry points (numpy only, no torch):
 
 See docs/compiler.md.
 
-May import: `imssa_hw.model`, `imssa_hw.board`, `imssa_hw.drivers` (the `LoopProgram` it
-schedules), `errors`, `files` (numpy only, no torch).
+What it may import: docs/architecture.md.
 """
 
 from imssa_hw.compiler.artifact import Deployment, Probe, load_deployment, save_deployment
@@ -20,10 +19,8 @@ from imssa_hw.compiler.build import compile_checkpoint
 from imssa_hw.compiler.defects import DefectMap, StuckDevice, load_defects
 from imssa_hw.compiler.executor import Executor, Vmm, ideal_vmm, per_vector, run_layer
 from imssa_hw.compiler.placement import PlacementMode
-from imssa_hw.compiler.profile import BoardProfile, load_board_profile, shipped_profiles
 from imssa_hw.compiler.schedule import LayerSchedule, LoopProgram, Schedule
 
-__all__ = ["BoardProfile", "DefectMap", "Deployment", "Executor", "LayerSchedule", "LoopProgram",
-           "PlacementMode", "Probe", "Schedule", "StuckDevice", "Vmm", "compile_checkpoint",
-           "ideal_vmm", "load_board_profile", "load_defects", "load_deployment", "per_vector",
-           "run_layer", "save_deployment", "shipped_profiles"]
+__all__ = ["DefectMap", "Deployment", "Executor", "LayerSchedule", "LoopProgram", "PlacementMode",
+           "Probe", "Schedule", "StuckDevice", "Vmm", "compile_checkpoint", "ideal_vmm",
+           "load_defects", "load_deployment", "per_vector", "run_layer", "save_deployment"]

@@ -16,17 +16,21 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imssa_hw.compiler.mapping import tile_layout
+from imssa_hw.board.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.placement import Conflict, Placement, PlacementMode, TilePlace
-from imssa_hw.compiler.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.schedule import Schedule
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path, read_json, read_npz, write_json
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE  # a deploy folder's copy of the model
 from imssa_hw.model.config import ModelConfig
+from imssa_hw.model.mapping import tile_layout
+
+if TYPE_CHECKING:
+    from imssa_hw.drivers.messages import BoardInfo
 
 FORMAT = "imssa-hw-deploy"
 VERSION = 1
@@ -67,11 +71,11 @@ class Deployment:
         """(arrays, rows, cols) bool: the cells that matter (program to target precisely)."""
         return self.placement.used
 
-    def check_board(self, info) -> None:
+    def check_board(self, info: BoardInfo) -> None:
         """BadInput, one line naming every misfit, unless the board (its `BoardInfo`) fits this
         deployment (`BoardProfile.check_board`): the one check programming, inference and the
         budget make."""
-        self.profile.check_board(info)
+        self.profile.check_board(info.spec, info.board_id)
 
 
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:

@@ -1,8 +1,8 @@
 """`compile_checkpoint`: a quantized checkpoint + a board profile -> a `Deployment`.
 
-Steps: kernel matrices in levels (mapping) -> tile conductances -> placement on the board
+Steps: kernel matrices in levels (`model.mapping`) -> tile conductances -> placement on the board
 (defect-aware) -> kernels re-fitted around the stuck devices placement could not avoid
-(`repair`) -> state scales and TIA ranges (`loop_scales`: the ones the model was trained
+(`repair`) -> state scales and TIA ranges (`model.loop_scales`: the ones the model was trained
 with when its checkpoint holds them for this board, else measured on the probe sequences and
 the stored signal ranges) -> loop programs (schedule) -> probe sequences run through the
 reference executor on the ideal targets and checked against the quantized model.
@@ -14,20 +14,20 @@ from dataclasses import replace
 
 import numpy as np
 
+from imssa_hw.board.profile import BoardProfile, Differential
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.executor import Executor, ideal_vmm, run_layer
-from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
-                                           kernel_tiles, layer_matrices, layer_scales, measure,
-                                           stored_scales)
-from imssa_hw.compiler.mapping import KernelMatrices, tile_layout
 from imssa_hw.compiler.placement import Placement, PlacementMode, array_capacity, place
-from imssa_hw.compiler.profile import BoardProfile, Differential
 from imssa_hw.compiler.repair import KernelRepair, repair
 from imssa_hw.compiler.schedule import Schedule, layer_schedule
 from imssa_hw.errors import BadInput
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint
+from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
+                                        kernel_tiles, layer_matrices, layer_scales, measure,
+                                        stored_scales)
+from imssa_hw.model.mapping import KernelMatrices, tile_layout
 
 PROBE_SEQUENCES = 4
 DEFAULT_PROBE_LENGTH = 32

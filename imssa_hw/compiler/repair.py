@@ -35,8 +35,8 @@ import numpy as np
 
 from imssa_hw.board import ConductanceWindow
 from imssa_hw.compiler.defects import DefectMap
-from imssa_hw.compiler.mapping import KernelMatrices, TileLayout
 from imssa_hw.compiler.placement import Placement
+from imssa_hw.model.mapping import KernelMatrices, TileLayout
 
 STATE_GROWTH_LIMIT = 1.0
 """A candidate's state may peak at most this much above the kernel's largest state."""

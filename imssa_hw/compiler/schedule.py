@@ -24,7 +24,7 @@ instead of sticking at one step when a column's gain error tips them over the ti
 Scales: the state rows carry V = s_x * x with the state scale s_x (V per unit); the u row then
 needs s_x * b_step / a_step volts per unit of u, the state column currents are
 x_t * s_x * dG / a_step, so the feedback gain is a_step / dG (V/A, independent of s_x), and
-y = I * 2 c_step / (dG * s_x). s_x and the layer's TIA range come from `compiler.loop_scales`.
+y = I * 2 c_step / (dG * s_x). s_x and the layer's TIA range come from `model.loop_scales`.
 
 The output lags one step: y_t is read at step t + 1, so a sequence of L steps runs L + 1 steps
 (one flush step with u = 0). D*u stays digital and is added to y_t with u_t (same t). Layers run
@@ -38,10 +38,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from imssa_hw.compiler.mapping import KernelMatrices, TileLayout
 from imssa_hw.compiler.placement import TilePlace
 from imssa_hw.drivers.loop_program import PROGRAM_FIELDS, LoopProgram
 from imssa_hw.errors import BadInput
+from imssa_hw.model.mapping import KernelMatrices, TileLayout
 
 OUTPUT_DELAY = 1
 FLUSH_STEPS = 1

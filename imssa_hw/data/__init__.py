@@ -11,7 +11,7 @@ synthetic (voices, clips), heidelberg (HD files), cache (.npz), tasks (DataSpec,
 definitions, load_data). fsdd/ holds the shipped recordings (CC BY-SA 4.0, fsdd/README.md);
 flite/ the shipped clips of four CMU Flite voices (flite/README.md). See docs/data.md.
 
-May import: `errors`, `files`.
+What it may import: docs/architecture.md.
 """
 
 from imssa_hw.data.features import (FeatureConfig, apply_normalization, compute_features,

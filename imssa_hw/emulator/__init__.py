@@ -1,5 +1,4 @@
 """The emulated crossbar board: device physics, read chain, board firmware, SMU, server process.
 
-May import: `imssa_hw.drivers` (the protocol it serves), `imssa_hw.board`, `errors`,
-`files`.
+What it may import: docs/architecture.md.
 """

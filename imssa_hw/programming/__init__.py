@@ -1,15 +1,14 @@
 """Write-verify programming of a compiled deployment onto a board (`imssa-hw program`).
 
     from imssa_hw.programming import program_deployment
-    result = program_deployment(board, dep, calibration=cal, tolerance="2uS",
+    result = program_deployment(board, dep, calibration=cal,  # the deployment's tolerance
                                 journal="deploy/program/journal.jsonl")
 
 See docs/programming.md: the strategies (adaptive, the HPE ramp baseline, open loop), the journal
 and --resume, the report. The names below load their module on first use, so that the command
 line can import the strategy names (`programming.names`) without numpy.
 
-May import: `imssa_hw.drivers`, `imssa_hw.calibration`, `imssa_hw.compiler`,
-`imssa_hw.board`, `errors`, `files`.
+What it may import: docs/architecture.md.
 """
 
 from importlib import import_module

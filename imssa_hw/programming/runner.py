@@ -1,7 +1,7 @@
 """The batched write-verify loop over a board's arrays, with its journal, resume and report.
 
     from imssa_hw.programming import program_deployment
-    result = program_deployment(board, dep, calibration=cal, tolerance="2uS",
+    result = program_deployment(board, dep, calibration=cal,  # the deployment's tolerance
                                 journal="deploy/program/journal.jsonl")
     result.report["yield_working"], result.achieved_siemens, result.stuck
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from imssa_hw.programming.settings import ProgramSettings, Tolerance, parse_tole
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import (ACTIVE, DONE, NONE, OFF, PRECISE, RESET, SET, STUCK,
                                            VERIFIED, Plan, Strategy)
+
+if TYPE_CHECKING:
+    from imssa_hw.compiler.artifact import Deployment
 
 Progress = Callable[[dict], None]
 
@@ -542,17 +545,29 @@ def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Toler
                          s.off_target.copy())
 
 
-def program_deployment(board: BoardLike, dep, calibration=None, tolerance: str | float | Tolerance = "2uS",
+def program_deployment(board: BoardLike, dep: Deployment, calibration=None,
+                       tolerance: str | float | Tolerance | None = None,
                        journal: str | Path | None = None, resume: bool = False,
-                       progress: Progress | None = None, strategy: StrategyName | str = StrategyName.ADAPTIVE,
-                       settings: ProgramSettings | None = None, **kwargs) -> ProgramResult:
+                       progress: Progress | None = None,
+                       strategy: StrategyName | str = StrategyName.ADAPTIVE,
+                       settings: ProgramSettings | None = None,
+                       before_pulses: Callable[[], None] | None = None,
+                       **kwargs) -> ProgramResult:
     """Program a compiled deployment (`imssa_hw.compiler.load_deployment`) onto `board`:
     `dep.targets_siemens` on the cells `dep.used`, the other cells of the arrays it uses to the off
     level (the profile's G_min), within the tighter of the board's and the profile's voltage
-    limits."""
+    limits, and within `tolerance` (None: the deployment's, its profile's `tolerance_us`).
+
+    The board is checked against the deployment first (`Deployment.check_board`), then
+    `before_pulses()` runs, if given, before anything else reaches the board (`imssa-hw program`:
+    the ArC TWO's self-test)."""
+    tol = parse_tolerance(dep.profile.conductance.tolerance_siemens if tolerance is None
+                          else tolerance)
     dep.check_board(board.info)
+    if before_pulses is not None:
+        before_pulses()
     return program_targets(board, dep.targets_siemens, dep.used, calibration=calibration,
-                           strategy=strategy, tolerance=tolerance, settings=settings,
+                           strategy=strategy, tolerance=tol, settings=settings,
                            profile_limits=dep.profile.limits, off_siemens=dep.profile.conductance.g_min_siemens,
                            journal=journal, resume=resume, progress=progress,
                            source={"model_digest": dep.model_digest, "profile": dep.profile.name},

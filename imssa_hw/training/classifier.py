@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.board.profile import BoardProfile
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import KERNEL_FIELDS, Checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig
@@ -94,10 +94,10 @@ def save_model(path: str | Path, model: S4DClassifier, meta: dict,
     With `range_features` (e.g. the training set) a quantized model's checkpoint also records
     `meta["signal_ranges"]`: per layer the largest |u| and |x| of each kernel; with `board`
     too, `meta["loop_scales"]`: the state scales and TIA ranges for that board
-    (`compiler.loop_scales`), which the compiler then uses.
+    (`model.loop_scales`), which the compiler then uses.
     """
     if range_features is not None and model.cfg.bits:
-        from imssa_hw.compiler.loop_scales import DEFAULT_HEADROOM, loop_scales, scales_record
+        from imssa_hw.model.loop_scales import DEFAULT_HEADROOM, loop_scales, scales_record
         from imssa_hw.model.reference import signal_ranges
 
         probe = as_checkpoint(model)

@@ -20,7 +20,7 @@ TIA offset after calibration: the calibration subtracts it, but the rounding hap
 it; the compiler gives both columns of a pair the same fractional offset, so a zero difference
 still reads zero). Each kernel runs alone in its VMM (the compiler's default schedule), so no
 other kernel's rows add current to its columns. The scales (s_x, TIA range) come from
-`compiler.loop_scales`, the function the compiler uses, so what was trained is what runs.
+`model.loop_scales`, the function the compiler uses, so what was trained is what runs.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
-from imssa_hw.compiler.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
-                                           loop_scales)
-from imssa_hw.compiler.mapping import assemble_levels
-from imssa_hw.compiler.profile import BoardProfile, Differential
+from imssa_hw.board.profile import BoardProfile, Differential
 from imssa_hw.drivers.loop_program import shrink
+from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
+                                        loop_scales)
+from imssa_hw.model.mapping import assemble_levels
 from imssa_hw.training.quant import ste_round
 from imssa_hw.training.s4d import DiscreteKernels
 

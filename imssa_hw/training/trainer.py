@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.board.profile import BoardProfile
 from imssa_hw.data.labels import confusion, worst_confusions
 from imssa_hw.errors import BadInput
 from imssa_hw.model.config import HARDWARE_FRACTION, ModelConfig, TrainConfig

@@ -23,7 +23,7 @@ from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.model.config import TASK_EPOCHS, task_model
 
 if TYPE_CHECKING:
-    from imssa_hw.compiler.profile import BoardProfile
+    from imssa_hw.board.profile import BoardProfile
     from imssa_hw.data import DataSpec
     from imssa_hw.workflows.model_cache import ModelRecipe
 
@@ -121,7 +121,7 @@ def _stage(name: str, timings: dict, echo: Callable[[str], None]) -> Iterator[No
 
 def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = print) -> dict:
     """Run the whole flow into `out`; returns the summary (also written as summary.json)."""
-    from imssa_hw.compiler import load_board_profile
+    from imssa_hw.board import load_board_profile
     from imssa_hw.drivers.board import Board
     from imssa_hw.drivers.smu import open_smu
     from imssa_hw.emulator.process import start_emulator
@@ -217,7 +217,7 @@ def _run_on_port(ckpt, model_path: Path, profile, out: Path, settings: DemoSetti
         wiring = f", mapping {board.info.mapping}" if board.info.mapping else ""
         echo(f"  {board.info.board_id} ({board.info.firmware}{wiring}) on {settings.port}")
         try:  # first contact: the self-test before the calibration pulses every device
-            profile.check_board(board.info)  # a board the profile does not fit: before any pulse
+            profile.check_board(board.info.spec, board.info.board_id)  # before any pulse
             checked = before_programming(board, pulses=True)
         except BaseException:
             board.close()
@@ -290,7 +290,6 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
              f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
     with _stage("program", timings, echo):
         programmed = program_deployment(board, dep, calibration=calibration_run.calibration,
-                                        tolerance=dep.profile.conductance.tolerance_siemens,
                                         journal=out / "program" / "journal.jsonl")
         write_program_outputs(programmed, out / "program", out / "program.json",
                               defects=out / "calib" / "defects.json")

@@ -21,7 +21,7 @@ from imssa_hw.files import atomic_path, cache_root
 from imssa_hw.model.config import ModelConfig
 
 if TYPE_CHECKING:
-    from imssa_hw.compiler.profile import BoardProfile
+    from imssa_hw.board.profile import BoardProfile
     from imssa_hw.data import DataSpec
     from imssa_hw.model.checkpoint import Checkpoint
 

@@ -105,7 +105,8 @@ def evaluate_point(point: SweepPoint) -> dict:
     """Accuracy of one point; runs in a worker process (numpy only, no torch)."""
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
-    from imssa_hw.compiler import Executor, compile_checkpoint, load_board_profile
+    from imssa_hw.board import load_board_profile
+    from imssa_hw.compiler import Executor, compile_checkpoint
     from imssa_hw.hil.inference import load_test_set
 
     ckpt = load_checkpoint(point.checkpoint)

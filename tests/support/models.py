@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import BoardProfile, load_board_profile
+from imssa_hw.board import BoardProfile, load_board_profile
 from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.model.checkpoint import Checkpoint, load_checkpoint
 from imssa_hw.model.config import ModelConfig

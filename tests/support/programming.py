@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.compiler import compile_checkpoint, load_board_profile, save_deployment
+from imssa_hw.board import load_board_profile
+from imssa_hw.compiler import compile_checkpoint, save_deployment
 from imssa_hw.drivers.board import Board
 from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig

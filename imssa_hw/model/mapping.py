@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imssa_hw.board import ConductanceWindow
-from imssa_hw.compiler.profile import Differential
+from imssa_hw.board.profile import Differential
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
 

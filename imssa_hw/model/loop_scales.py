@@ -26,10 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-from imssa_hw.compiler.mapping import KernelMatrices, kernel_matrices, tile_conductances, tile_layout
-from imssa_hw.compiler.profile import BoardProfile
+from imssa_hw.board.profile import BoardProfile
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint, QuantizedKernels
+from imssa_hw.model.mapping import KernelMatrices, kernel_matrices, tile_conductances, tile_layout
 
 DEFAULT_HEADROOM = 0.9
 """The largest known signal uses 90 % of the row voltage range and of the TIA range."""

@@ -1,4 +1,5 @@
-"""Board profiles: what the compiler needs to know about a crossbar board, from a TOML file.
+"""Board profiles: what the compiler and hardware-aware training need to know about a crossbar
+board, from a TOML file.
 
 A profile is versioned TOML (see `imssa_hw/profiles/board-default.toml`). File keys carry
 their unit when it is not SI (`g_min_us`, `tia_ranges_ua`, `pulse_width_ns`); the dataclasses
@@ -13,16 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
-                            ReadChainSpec)
-from imssa_hw.board.params import Bounds, check_ranges
+from imssa_hw.board.params import (BoardSpec, Bounds, ConductanceWindow, Geometry, PulseLimits,
+                                   ReadChainSpec, check_ranges)
 from imssa_hw.board.tables import BOARD_TABLES, Field, Table
 from imssa_hw.errors import BadInput
-
-if TYPE_CHECKING:
-    from imssa_hw.drivers.messages import BoardInfo
 
 FORMAT = "imssa-hw-board-profile"
 VERSION = 1
@@ -79,7 +76,7 @@ class LoopTiming:
 
 @dataclass(frozen=True)
 class BoardProfile:
-    """A board as the compiler sees it."""
+    """A board as the compiler and hardware-aware training see it."""
 
     name: str
     description: str
@@ -99,12 +96,13 @@ class BoardProfile:
         """The board this profile describes, in the shared parameter tree."""
         return BoardSpec(self.geometry, self.conductance, self.read, self.limits)
 
-    def check_board(self, info: BoardInfo) -> None:
+    def check_board(self, board: BoardSpec, board_id: str) -> None:
         """BadInput, one line naming every misfit (`BoardSpec.misfits`), unless the board
-        (its `BoardInfo`) fits what is compiled for this profile."""
-        misfits = self.spec.misfits(info.spec)
+        `board_id` (`board`: what it announces, `BoardInfo.spec`) fits what is compiled for this
+        profile."""
+        misfits = self.spec.misfits(board)
         if misfits:
-            raise BadInput(f"{'; '.join(misfits)} (profile {self.name}, board {info.board_id})")
+            raise BadInput(f"{'; '.join(misfits)} (profile {self.name}, board {board_id})")
 
     def to_dict(self) -> dict[str, Any]:
         """The profile in its file form (TOML tables, file units)."""
