@@ -223,7 +223,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
 
 def array_ranges(dep: Deployment) -> dict[int, float]:
     """The TIA range (A) each array the deployment uses runs at: its layer's."""
-    return {program.array: float(np.max(layer.tia_range_a))
+    return {program.array: layer.vmm_range_a
             for layer in dep.schedule.layers for program in layer.programs}
 
 
@@ -268,8 +268,8 @@ class _Simulated:
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule
-        range_a = float(np.max(schedule.layers[layer].tia_range_a))
-        vmm = self.chain.vmm(self.maps, schedule.v_read_max, range_a, self.rng, self.tally)
+        vmm = self.chain.vmm(self.maps, schedule.v_read_max, schedule.layers[layer].vmm_range_a,
+                             self.rng, self.tally)
         return Executor(schedule, vmm, dac_rounds=self.chain.dac_bits is not None)(layer, u)
 
 

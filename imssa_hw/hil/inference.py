@@ -127,7 +127,7 @@ class BoardRecurrence:
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule.layers[layer]
-        self.board.configure(vmm_range_a=float(np.max(schedule.tia_range_a)))
+        self.board.configure(vmm_range_a=schedule.vmm_range_a)
         if self.mode is InferenceMode.HOST:
             executor = Executor(self.dep.schedule, per_vector(self._vmm))
             y = self._batched(u, HOST_CHUNK, lambda part: executor(layer, part))
