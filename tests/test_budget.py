@@ -19,7 +19,7 @@ from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
-from support.boards import EXACT_CHAIN, FAST_DEVICES
+from support.boards import EXACT_CHAIN, FAST_DEVICES, exact_crossbar
 from support.programming import FAST, make_deployment
 
 HEALTHY_STILL = {"retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0,
@@ -41,6 +41,26 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
     exact = np.rint((v @ maps[1]) / (20e-6 / 256))
     assert tally == {"clipped": int(((exact < -256) | (exact > 255)).sum()), "samples": exact.size}
     assert 0 < tally["clipped"] < tally["samples"]
+
+
+def test_the_chain_model_converts_as_the_emulated_board():
+    """The budget's converters are the emulator's (`board.converters`): on the same
+    conductances, with an ideal TIA and no noise, the model gives the board's codes, row
+    voltages beyond v_read_max and saturated columns included."""
+    rng = np.random.default_rng(3)
+    crossbar = exact_crossbar(rng.uniform(1e-6, 150e-6, (1, 32, 16)))
+    maps = crossbar.conductance(0, now=1e9)[0][None]
+    v = rng.uniform(-0.3, 0.3, (64, 32))
+    model = ReadChainModel(crossbar.dac_bits, crossbar.chain.adc_bits)
+    clipped = {}
+    for range_a in (40e-6, 640e-6):
+        tally = {"clipped": 0, "samples": 0}
+        simulated = model.vmm(maps, crossbar.v_read_max, range_a, rng, tally)(0, v)
+        codes = crossbar.vmm(0, v, range_a, now=1e9)
+        assert np.array_equal(simulated, codes * crossbar.chain.lsb_a(range_a))
+        assert tally["samples"] == codes.size
+        clipped[range_a] = tally["clipped"]
+    assert 0 < clipped[40e-6] < v.shape[0] * 16 and clipped[640e-6] == 0
 
 
 def test_read_noise_is_averaged_over_draws(tmp_path):

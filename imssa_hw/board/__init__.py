@@ -1,7 +1,8 @@
 """What a board is: one parameter tree that the compiler profile, the driver's `BoardInfo` and
 the emulator profile all convert to (geometry, conductance window, read chain, pulse limits),
 checked against one table of ranges (`params.RANGES`), the one check that a deployment fits a
-board, and the board's tables of a profile file (`tables`).
+board, the board's tables of a profile file (`tables`), and the converters' arithmetic
+(`converters`: steps, rounding, saturation).
 
 Imports nothing of imssa_hw but the shared `errors`; everything else may import it.
 """

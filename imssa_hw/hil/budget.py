@@ -45,6 +45,7 @@ from typing import Callable
 
 import numpy as np
 
+from imssa_hw.board.converters import adc_codes, adc_lsb_a, dac
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.drivers.board_like import BoardLike
@@ -83,25 +84,23 @@ class ReadChainModel:
             ) -> Callable[[int, np.ndarray], np.ndarray]:
         """A batched `Vmm` on `maps_siemens` (arrays, rows, cols) S through this chain; `tally`
         counts the column samples the ADC saturated ("clipped") out of "samples"."""
-        dac_lsb = None if self.dac_bits is None else v_read_max / (2 ** (self.dac_bits - 1) - 1)
-        top = None if self.adc_bits is None else 2 ** (self.adc_bits - 1)
-
         def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
             g = maps_siemens[array]
-            v = v_rows if dac_lsb is None else np.rint(v_rows / dac_lsb) * dac_lsb
+            v = v_rows if self.dac_bits is None else dac(v_rows, v_read_max, self.dac_bits)
             i = v @ g
             if self.read_noise_rel:
                 i = i + self.read_noise_rel * np.sqrt((v * v) @ (g * g)) * rng.standard_normal(i.shape)
             gain = 1.0 if self.column_gain is None else self.column_gain[array]
             offset = 0.0 if self.column_offset_a is None else self.column_offset_a[array]
             i = i * gain + offset
-            if top is not None:
-                lsb = range_a / top
-                codes = np.rint(i / lsb)
+            if self.adc_bits is not None:
+                lsb = adc_lsb_a(range_a, self.adc_bits)
+                scaled = i / lsb
+                codes = adc_codes(scaled, self.adc_bits)
                 if tally is not None:
-                    tally["clipped"] += int(((codes < -top) | (codes > top - 1)).sum())
+                    tally["clipped"] += int((codes != np.rint(scaled)).sum())
                     tally["samples"] += codes.size
-                i = np.clip(codes, -top, top - 1) * lsb
+                i = codes * lsb
             return (i - offset) / gain
         return vmm
 
