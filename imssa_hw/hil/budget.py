@@ -20,9 +20,10 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
                         loop's feedback deadband, which works through the DAC's rounding)
     column_errors       each column's TIA gain and offset (the calibration's) before the ADC,
                         corrected after it as the firmware does
-    read_noise          the read noise measured on the read-back, averaged over NOISE_DRAWS
-                        draws (one draw moves the logits by about as much as one board run
-                        differs from the next)
+    read_noise          the calibration's read noise (what programming takes), else the same
+                        estimator's on the read-back (`calibration.relaxation.read_noise_rel`),
+                        averaged over NOISE_DRAWS draws (one draw moves the logits by about as
+                        much as one board run differs from the next)
     = simulated hardware, compared with the mean of `runs` measured runs on the board (its
       on-board loop; host mode on a board without one), each one draw of the board's noise:
       a mean of draws against a mean of runs.
@@ -145,7 +146,10 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
 
     dep.check_board(board.info)
     tick = progress or (lambda n: None)
-    now_siemens, noise_rel = read_maps(board, dep, calibration, reads)
+    now_siemens, measured_noise = read_maps(board, dep, calibration, reads)
+    noise_from_calibration = calibration is not None and calibration.read_noise_rel is not None
+    noise_rel = (calibration.read_noise_rel if noise_from_calibration
+                 else measured_noise or 0.0)
     tick(1)
     if programmed is not None:
         if programmed[0].shape != now_siemens.shape:
@@ -210,7 +214,9 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         "measured_loss_points": round(measured_loss, 3), "explained_loss_points": explained,
         "unexplained_points": round(measured_loss - explained, 3),
         "causes": causes, "dominant": dominant, "steps": rows + [{"step": "hardware", **hardware}],
-        "read_noise_rel": round(noise_rel, 5), "read_noise_draws": rows[-1]["draws"],
+        "read_noise_rel": round(noise_rel, 5),
+        "read_noise_from": "calibration" if noise_from_calibration else "read-back",
+        "read_noise_draws": rows[-1]["draws"],
         "simulated_accuracy_range": rows[-1]["accuracy_range"],
         "stuck_devices": int(stuck_mask.sum()),
         "drift_rms_us": round(float(np.sqrt(np.mean(drift_us ** 2))), 4) if drift_us.size else 0.0,
