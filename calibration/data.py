@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imssa_hw.board.converters import adc_lsb_a
 from imssa_hw.board.params import RANGES
 from imssa_hw.board.tables import geometry_from_dict
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
@@ -155,7 +156,7 @@ class Calibration:
         VMM calibration when there is one, else from the reads."""
         range_a = self.vmm_range_a or self.read_range_a
         offsets_a = np.stack([self.vmm_correction(a, range_a)[1] for a in range(self.arrays)])
-        return offsets_a / (range_a / 2 ** (adc_bits - 1))
+        return offsets_a / adc_lsb_a(range_a, adc_bits)
 
     def device_set_shift_v(self, array: int) -> np.ndarray:
         """(rows, cols) per-device SET gate shift (V) measured on the characterization sample:

@@ -67,7 +67,7 @@ class Session:
         elsewhere: fewer bytes on a slow link), corrected by `chain` if given, and the mask of
         devices saturated in any of them."""
         info, config = self.board.info, self.board.config
-        top = 2 ** (info.adc_bits - 1)
+        top = info.spec.read_chain.adc_full_scale_codes
         v, lsb = config.v_read_v, info.adc_lsb_a(config.read_range_a)
         total = np.zeros(self.shape[1:])
         saturated = np.zeros(self.shape[1:], bool)

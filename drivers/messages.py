@@ -117,9 +117,9 @@ class BoardInfo:
     cols: int
     limits: BoardLimits
     adc_bits: int
-    """Signed ADC: codes -(2**(adc_bits-1)) .. 2**(adc_bits-1)-1 span -range .. +range."""
+    """Signed ADC (`imssa_hw.board.converters`: its codes span -range .. +range)."""
     dac_bits: int
-    """Signed row DAC: steps of v_read_max / (2**(dac_bits-1) - 1)."""
+    """Signed row DAC (`imssa_hw.board.converters`: its codes and steps)."""
     adc_ranges_a: tuple[float, ...]
     g_window_siemens: tuple[float, float]
     """Nominal programmable conductance window (min, max), S."""

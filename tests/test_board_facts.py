@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imssa_hw.board import BoardSpec, ConductanceWindow
+from imssa_hw.board import BoardSpec, ConductanceWindow, ReadChainSpec
+from imssa_hw.board.converters import adc_codes, dac
 from imssa_hw.board.params import RANGES, WINDOW_SLACK
 from imssa_hw.board.profile import load_board_profile, profile_from_dict
 from imssa_hw.calibration.data import Calibration
@@ -159,6 +160,19 @@ def test_a_board_on_the_serial_protocol_has_at_most_15_adc_bits():
         top = 2 ** (bits - 1)
         widest_output = (top - 1) - (-top)  # the difference of two columns' codes
         assert (widest_output <= np.iinfo(np.int16).max) == fits
+
+
+def test_the_converters_round_saturate_and_step_as_stated():
+    """A signed ADC of b bits reads -2**(b-1) .. 2**(b-1)-1, rounding to the nearest code (ties
+    to even) and saturating at both ends; a signed row DAC of b bits has 2**(b-1)-1 steps to
+    v_read_max and clips there; `ReadChainSpec`'s steps are these."""
+    scaled = np.array([-1e9, -256.6, -256.5, -0.5, 1.5, 2.5, 254.5, 255.4, 255.5, 1e9])
+    assert adc_codes(scaled, 9).tolist() == [-256, -256, -256, 0, 2, 2, 254, 255, 255, 255]
+    spec = ReadChainSpec(0.2, 8, 9, (40e-6, 640e-6))
+    assert spec.adc_full_scale_codes == 256 and spec.adc_lsb_a(640e-6) == 2.5e-6
+    assert spec.dac_lsb_v == 0.2 / 127
+    v = np.array([-1e3, -127.0, 0.4, 10.6, 126.6, 1e3]) * spec.dac_lsb_v
+    assert np.allclose(dac(v, 0.2, 8) / spec.dac_lsb_v, [-127, -127, 0, 11, 127, 127])
 
 
 def test_the_driver_refuses_a_board_whose_codes_do_not_fit_the_wire(monkeypatch):

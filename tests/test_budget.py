@@ -19,7 +19,7 @@ from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
-from support.boards import EXACT_CHAIN, FAST_DEVICES
+from support.boards import EXACT_CHAIN, FAST_DEVICES, STILL, emu_url, exact_crossbar
 from support.programming import FAST, make_deployment
 
 HEALTHY_STILL = {"retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0,
@@ -41,6 +41,26 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
     exact = np.rint((v @ maps[1]) / (20e-6 / 256))
     assert tally == {"clipped": int(((exact < -256) | (exact > 255)).sum()), "samples": exact.size}
     assert 0 < tally["clipped"] < tally["samples"]
+
+
+def test_the_chain_model_converts_as_the_emulated_board():
+    """The budget's converters are the emulator's (`board.converters`): on the same
+    conductances, with an ideal TIA and no noise, the model gives the board's codes, row
+    voltages beyond v_read_max and saturated columns included."""
+    rng = np.random.default_rng(3)
+    crossbar = exact_crossbar(rng.uniform(1e-6, 150e-6, (1, 32, 16)))
+    maps = crossbar.conductance(0, now=1e9)[0][None]
+    v = rng.uniform(-0.3, 0.3, (64, 32))
+    model = ReadChainModel(crossbar.dac_bits, crossbar.chain.adc_bits)
+    clipped = {}
+    for range_a in (40e-6, 640e-6):
+        tally = {"clipped": 0, "samples": 0}
+        simulated = model.vmm(maps, crossbar.v_read_max, range_a, rng, tally)(0, v)
+        codes = crossbar.vmm(0, v, range_a, now=1e9)
+        assert np.array_equal(simulated, codes * crossbar.chain.lsb_a(range_a))
+        assert tally["samples"] == codes.size
+        clipped[range_a] = tally["clipped"]
+    assert 0 < clipped[40e-6] < v.shape[0] * 16 and clipped[640e-6] == 0
 
 
 def test_read_noise_is_averaged_over_draws(tmp_path):
@@ -157,6 +177,30 @@ def test_read_maps_reads_low_devices_on_the_smallest_range(tmp_path):
     error_us = lambda g: float(np.sqrt(np.mean((g - truth)[used] ** 2)) * 1e6)
     assert error_us(averaged) > 0.15  # whole codes of 0.78 uS: about 0.22 rms
     assert error_us(maps) < 0.05, error_us(maps)
+
+
+def test_the_budget_takes_the_calibrations_read_noise_else_measures_it_the_same_way(tmp_path):
+    """One read-noise estimator: the budget takes the calibration's (what programming takes);
+    without it, read_maps measures with calibration's estimator on its own reads."""
+    from imssa_hw.calibration.data import Calibration
+
+    deploy = make_deployment(tmp_path, h=2, n=6)
+    dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")
+    features = np.random.default_rng(1).standard_normal((20, 24, 3))
+    labels = reference.forward(ckpt, features).argmax(-1)
+    cal = Calibration("EMU-DPE-0001", 2, 16, 16, np.ones((2, 16)), np.zeros((2, 16)), None, None,
+                      {}, read_noise_rel=0.05)
+    url = emu_url(tmp_path / "board.npz", 3, 2, 16, 16, **EXACT_CHAIN, **STILL,
+                  **{"read_chain.read_noise_rel": 0.03})
+    with Board.open(url) as board:
+        for array in range(2):  # every device high: above 30 % of the window
+            board.set_pulses(array, 3.0, 1.4)
+        given = error_budget(board, dep, ckpt, features, labels, cal, None, runs=1)
+        measured = error_budget(board, dep, ckpt, features, labels,
+                                replace(cal, read_noise_rel=None), None, runs=1)
+    assert (given["read_noise_from"], given["read_noise_rel"]) == ("calibration", 0.05)
+    assert measured["read_noise_from"] == "read-back"
+    assert measured["read_noise_rel"] == pytest.approx(0.03, rel=0.04)
 
 
 def test_budget_command_bad_input_is_one_line(tmp_path):

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from imssa_hw.calibration import (Calibration, ResetCurve, SetCurve, load_calibration,
                                   save_calibration)
+from imssa_hw.calibration.relaxation import read_noise_rel
 from imssa_hw.compiler.defects import DefectMap, defects_from_dict
 from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON
 from imssa_hw.emulator.process import start_emulator
@@ -93,6 +94,22 @@ def test_calibration_round_trip_and_corrections(tmp_path):
     cal.vmm_gain = cal.vmm_offset_a = None
     i_board = cal.read_gain[0] * i_true + cal.read_offset_siemens[0] * 0.2 * 16
     np.testing.assert_allclose(cal.correct_currents(0, i_board), i_true)
+
+
+def test_the_read_noise_estimator_pools_the_bright_devices_less_the_adc_step():
+    """`read_noise_rel`, calibration's estimator and the budget's: the noise of one read relative
+    to G, on devices above NOISE_MIN_FRACTION of the window only, the ADC step's own variance
+    (lsb^2/12) taken out; None without a device that high."""
+    rng = np.random.default_rng(0)
+    g = np.r_[np.full(500, 120e-6), np.full(500, 10e-6)]  # bright, and dim (below 45 uS)
+    noise = np.r_[np.full(500, 0.02), np.full(500, 0.5)]
+    reads = g * (1 + noise * rng.standard_normal((8, 1000)))
+    assert read_noise_rel(reads, 0.0, 150e-6) == pytest.approx(0.02, rel=0.05)
+    assert read_noise_rel(reads[:, 500:], 0.0, 150e-6) is None
+    lsb = 6e-6  # coarse codes: their rounding adds lsb^2/12 to each device's variance
+    coded = np.rint(reads / lsb) * lsb
+    assert read_noise_rel(coded, 0.0, 150e-6) > 1.1 * read_noise_rel(reads, 0.0, 150e-6)
+    assert read_noise_rel(coded, lsb, 150e-6) == pytest.approx(0.02, rel=0.05)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -12,30 +12,16 @@ import torch
 from imssa_hw.board import load_board_profile
 from imssa_hw.compiler import compile_checkpoint
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.emulator.crossbar import Crossbar, ReadChain
-from imssa_hw.emulator.devices import DeviceModel
-from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.model import reference
 from imssa_hw.model.config import ModelConfig, TrainConfig
 from imssa_hw.model.loop_scales import stored_scales, tia_range
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import model_from_checkpoint
 from imssa_hw.training.trainer import train
+from support.boards import exact_crossbar
 from support.models import board_profile, make_checkpoint, sequences
 
 BOARD = load_board_profile("board-default")
-
-
-def emulated_crossbar(targets: np.ndarray) -> Crossbar:
-    """The emulator's analog core with every device exactly on its target, an ideal TIA and no
-    read noise: only the converters remain."""
-    profile = load_emulator_profile(None, {"read_chain.read_noise_rel": 0.0})
-    rng = np.random.default_rng(0)
-    devices = DeviceModel(profile).draw(targets.shape, rng)
-    devices.g_final_siemens, devices.defect = targets.copy(), np.zeros_like(devices.defect)
-    chain = ReadChain(np.ones(targets.shape[::2]), np.zeros(targets.shape[::2]),
-                      profile.read_chain.adc_bits)
-    return Crossbar(devices, chain, profile.read_chain, profile.limits, rng)
 
 
 @pytest.mark.parametrize("differential,rows,cols", [("columns", 9, 18), ("rows", 18, 9)])
@@ -48,7 +34,7 @@ def test_the_torch_loop_runs_as_the_emulated_board(tmp_path, differential, rows,
     dep = compile_checkpoint(ckpt, profile)
     assert dep.summary["scales_from"] == "training"
     layer = dep.schedule.layers[0]
-    crossbar = emulated_crossbar(dep.placement.targets_siemens)
+    crossbar = exact_crossbar(dep.placement.targets_siemens)
     programs = [LoopProgram(**p.to_dict()) for p in layer.programs]  # as the board decodes them
     assert all(p.feedback_deadband_v > 0 for p in programs)
     u = reference.encode(ckpt, features)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from imssa_hw.board import converters
+
 CELLS = ("1T1R", "passive")
 
 
@@ -146,9 +148,9 @@ class ReadChainSpec:
 
     v_read_max: float
     dac_bits: int
-    """Signed row DAC: steps of v_read_max / (2**(dac_bits-1) - 1)."""
+    """Signed row DAC (`converters`: its codes and steps)."""
     adc_bits: int
-    """Signed ADC: codes -(2**(adc_bits-1)) .. 2**(adc_bits-1)-1 span -range .. +range."""
+    """Signed ADC (`converters`: its codes span -range .. +range)."""
     adc_ranges_a: tuple[float, ...]
 
     def __post_init__(self) -> None:
@@ -157,14 +159,19 @@ class ReadChainSpec:
         _require(bool(ranges) and ranges == sorted(set(ranges)),
                  "the ADC ranges must be positive, distinct and increasing")
 
+    @property
+    def adc_full_scale_codes(self) -> int:
+        """m: the ADC's codes are -m .. m - 1."""
+        return converters.adc_full_scale_codes(self.adc_bits)
+
     def adc_lsb_a(self, range_a: float) -> float:
         """Current of one ADC code at full scale `range_a`."""
-        return range_a / 2 ** (self.adc_bits - 1)
+        return converters.adc_lsb_a(range_a, self.adc_bits)
 
     @property
     def dac_lsb_v(self) -> float:
         """Voltage of one row-DAC step."""
-        return self.v_read_max / (2 ** (self.dac_bits - 1) - 1)
+        return converters.dac_lsb_v(self.v_read_max, self.dac_bits)
 
     def holds(self, range_a: float, lsb_a: float) -> bool:
         """Whether one of the ranges holds +-`range_a` with codes of `lsb_a` or finer (what a

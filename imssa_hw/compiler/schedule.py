@@ -116,6 +116,12 @@ class LayerSchedule:
         """Arrays in the order they operate within a step."""
         return [p.array for p in self.programs]
 
+    @property
+    def vmm_range_a(self) -> float:
+        """The board's ADC full scale while this layer runs (A): its programs' widest TIA range
+        (the compiler gives them all the layer's)."""
+        return float(np.max(self.tia_range_a))
+
     def ssm_output(self, raw: np.ndarray) -> np.ndarray:
         """Raw outputs (B, L + flush, outputs) in A -> y (B, L, H) aligned with u, without D*u."""
         length = raw.shape[1] - FLUSH_STEPS

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imssa_hw.board.converters import adc_codes, adc_full_scale_codes, adc_lsb_a, dac
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import BoardLimits
 from imssa_hw.emulator.devices import Devices
@@ -40,21 +41,20 @@ class ReadChain:
     @classmethod
     def draw(cls, params: ReadChainParams, arrays: int, cols: int, rng: np.random.Generator) -> ReadChain:
         shape = (arrays, cols)
-        full_scale_codes = 2 ** (params.adc_bits - 1)
         return cls(1 + params.tia_gain_sigma * rng.standard_normal(shape),
-                   params.tia_offset_sigma_fs * full_scale_codes * rng.standard_normal(shape),
+                   params.tia_offset_sigma_fs * adc_full_scale_codes(params.adc_bits)
+                   * rng.standard_normal(shape),
                    params.adc_bits)
 
     def lsb_a(self, range_a: float) -> float:
-        return range_a / 2 ** (self.adc_bits - 1)
+        return adc_lsb_a(range_a, self.adc_bits)
 
     def digitize(self, currents_a: np.ndarray, array: int, range_a: float,
                  cols: int | slice | np.ndarray = slice(None)) -> np.ndarray:
         """Column currents (..., cols) A -> int16 ADC codes."""
-        top = 2 ** (self.adc_bits - 1)
-        codes = np.rint(currents_a * (self.gain[array, cols] / self.lsb_a(range_a))
-                        + self.offset_codes[array, cols])
-        return np.minimum(np.maximum(codes, -top), top - 1).astype(np.int16)
+        scaled = currents_a * (self.gain[array, cols] / self.lsb_a(range_a)) \
+            + self.offset_codes[array, cols]
+        return adc_codes(scaled, self.adc_bits).astype(np.int16)
 
 
 class Crossbar:
@@ -66,7 +66,7 @@ class Crossbar:
         self.chain = chain
         self.noise_rel = params.read_noise_rel
         self.v_read_max = limits.v_read_max
-        self.dac_steps = 2 ** (params.dac_bits - 1) - 1
+        self.dac_bits = params.dac_bits
         self.rng = rng
         arrays, rows, cols = devices.g_final_siemens.shape
         row, col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
@@ -95,8 +95,7 @@ class Crossbar:
 
     def dac(self, v_rows: np.ndarray) -> np.ndarray:
         """Row voltages clipped to +-v_read_max and rounded to the DAC's steps."""
-        lsb = self.v_read_max / self.dac_steps
-        return np.minimum(np.maximum(np.rint(v_rows / lsb), -self.dac_steps), self.dac_steps) * lsb
+        return dac(v_rows, self.v_read_max, self.dac_bits)
 
     def read(self, array: int, v_read_v: float, range_a: float, now: float,
              rows: int | slice | np.ndarray = slice(None),

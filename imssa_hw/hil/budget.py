@@ -20,9 +20,10 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
                         loop's feedback deadband, which works through the DAC's rounding)
     column_errors       each column's TIA gain and offset (the calibration's) before the ADC,
                         corrected after it as the firmware does
-    read_noise          the read noise measured on the read-back, averaged over NOISE_DRAWS
-                        draws (one draw moves the logits by about as much as one board run
-                        differs from the next)
+    read_noise          the calibration's read noise (what programming takes), else the same
+                        estimator's on the read-back (`calibration.relaxation.read_noise_rel`),
+                        averaged over NOISE_DRAWS draws (one draw moves the logits by about as
+                        much as one board run differs from the next)
     = simulated hardware, compared with the mean of `runs` measured runs on the board (its
       on-board loop; host mode on a board without one), each one draw of the board's noise:
       a mean of draws against a mean of runs.
@@ -45,6 +46,7 @@ from typing import Callable
 
 import numpy as np
 
+from imssa_hw.board.converters import adc_codes, adc_lsb_a, dac
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.drivers.board_like import BoardLike
@@ -83,25 +85,23 @@ class ReadChainModel:
             ) -> Callable[[int, np.ndarray], np.ndarray]:
         """A batched `Vmm` on `maps_siemens` (arrays, rows, cols) S through this chain; `tally`
         counts the column samples the ADC saturated ("clipped") out of "samples"."""
-        dac_lsb = None if self.dac_bits is None else v_read_max / (2 ** (self.dac_bits - 1) - 1)
-        top = None if self.adc_bits is None else 2 ** (self.adc_bits - 1)
-
         def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
             g = maps_siemens[array]
-            v = v_rows if dac_lsb is None else np.rint(v_rows / dac_lsb) * dac_lsb
+            v = v_rows if self.dac_bits is None else dac(v_rows, v_read_max, self.dac_bits)
             i = v @ g
             if self.read_noise_rel:
                 i = i + self.read_noise_rel * np.sqrt((v * v) @ (g * g)) * rng.standard_normal(i.shape)
             gain = 1.0 if self.column_gain is None else self.column_gain[array]
             offset = 0.0 if self.column_offset_a is None else self.column_offset_a[array]
             i = i * gain + offset
-            if top is not None:
-                lsb = range_a / top
-                codes = np.rint(i / lsb)
+            if self.adc_bits is not None:
+                lsb = adc_lsb_a(range_a, self.adc_bits)
+                scaled = i / lsb
+                codes = adc_codes(scaled, self.adc_bits)
                 if tally is not None:
-                    tally["clipped"] += int(((codes < -top) | (codes > top - 1)).sum())
+                    tally["clipped"] += int((codes != np.rint(scaled)).sum())
                     tally["samples"] += codes.size
-                i = np.clip(codes, -top, top - 1) * lsb
+                i = codes * lsb
             return (i - offset) / gain
         return vmm
 
@@ -146,7 +146,10 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
 
     dep.check_board(board.info)
     tick = progress or (lambda n: None)
-    now_siemens, noise_rel = read_maps(board, dep, calibration, reads)
+    now_siemens, measured_noise = read_maps(board, dep, calibration, reads)
+    noise_from_calibration = calibration is not None and calibration.read_noise_rel is not None
+    noise_rel = (calibration.read_noise_rel if noise_from_calibration
+                 else measured_noise or 0.0)
     tick(1)
     if programmed is not None:
         if programmed[0].shape != now_siemens.shape:
@@ -211,7 +214,9 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         "measured_loss_points": round(measured_loss, 3), "explained_loss_points": explained,
         "unexplained_points": round(measured_loss - explained, 3),
         "causes": causes, "dominant": dominant, "steps": rows + [{"step": "hardware", **hardware}],
-        "read_noise_rel": round(noise_rel, 5), "read_noise_draws": rows[-1]["draws"],
+        "read_noise_rel": round(noise_rel, 5),
+        "read_noise_from": "calibration" if noise_from_calibration else "read-back",
+        "read_noise_draws": rows[-1]["draws"],
         "simulated_accuracy_range": rows[-1]["accuracy_range"],
         "stuck_devices": int(stuck_mask.sum()),
         "drift_rms_us": round(float(np.sqrt(np.mean(drift_us ** 2))), 4) if drift_us.size else 0.0,
@@ -223,7 +228,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
 
 def array_ranges(dep: Deployment) -> dict[int, float]:
     """The TIA range (A) each array the deployment uses runs at: its layer's."""
-    return {program.array: float(np.max(layer.tia_range_a))
+    return {program.array: layer.vmm_range_a
             for layer in dep.schedule.layers for program in layer.programs}
 
 
@@ -268,8 +273,8 @@ class _Simulated:
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule
-        range_a = float(np.max(schedule.layers[layer].tia_range_a))
-        vmm = self.chain.vmm(self.maps, schedule.v_read_max, range_a, self.rng, self.tally)
+        vmm = self.chain.vmm(self.maps, schedule.v_read_max, schedule.layers[layer].vmm_range_a,
+                             self.rng, self.tally)
         return Executor(schedule, vmm, dac_rounds=self.chain.dac_bits is not None)(layer, u)
 
 

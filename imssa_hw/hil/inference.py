@@ -127,7 +127,7 @@ class BoardRecurrence:
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule.layers[layer]
-        self.board.configure(vmm_range_a=float(np.max(schedule.tia_range_a)))
+        self.board.configure(vmm_range_a=schedule.vmm_range_a)
         if self.mode is InferenceMode.HOST:
             executor = Executor(self.dep.schedule, per_vector(self._vmm))
             y = self._batched(u, HOST_CHUNK, lambda part: executor(layer, part))
@@ -223,32 +223,36 @@ def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
     return data.x_test[:n], data.y_test[:n], list(data.class_names)
 
 
-READ_NOISE_FLOOR_SIEMENS = 40e-6
-"""`read_maps` measures the read noise on devices above this conductance (small ADC step)."""
 FINE_FRACTION = 0.8
 """`read_maps` takes a device from the smallest ADC range when it reads below this fraction of
 that range's full scale (20 uS at 0.2 V on a 5 uA range): clear of saturation there."""
 
 
 def read_maps(board: BoardLike, dep: Deployment, calibration=None,
-              reads: int = 8) -> tuple[np.ndarray, float]:
+              reads: int = 8) -> tuple[np.ndarray, float | None]:
     """The conductances the board holds (S): the mean of `reads` reads of each array the
     deployment uses, corrected by the calibration, the targets elsewhere; and the read noise
-    those reads show (median relative spread). Fine-tuning and the budget start from these.
+    those reads show, by calibration's estimator (`calibration.relaxation.read_noise_rel`; None
+    when no device reads high enough). Fine-tuning and the budget start from these.
 
     Devices that read below FINE_FRACTION of the smallest ADC range are read `reads` times more
     on that range: on the read range one code is worth about 0.8 uS on board-default, and the
     read noise of a device near 1 uS is too small to dither it, so averaging alone leaves low
     devices up to half a code off."""
+    from imssa_hw.calibration.relaxation import read_noise_rel
+
     maps = np.array(dep.targets_siemens, dtype=float)
-    spreads = []
+    single = []
     arrays = sorted({p.array for layer in dep.schedule.layers for p in layer.programs})
     for array in arrays:
         g = _corrected_reads(board, array, calibration, reads)
         maps[array] = g.mean(axis=0)
-        bright = maps[array] > READ_NOISE_FLOOR_SIEMENS
-        spreads.append((g.std(axis=0, ddof=1) / np.maximum(maps[array], 1e-12))[bright])
-    coarse_range_a, fine_range_a = board.config.read_range_a, min(board.info.adc_ranges_a)
+        single.append(g.reshape(reads, -1))
+    info, config = board.info, board.config
+    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read_v
+    noise = (read_noise_rel(np.concatenate(single, axis=1), lsb_siemens, info.g_window_siemens[1])
+             if single else None)
+    coarse_range_a, fine_range_a = config.read_range_a, min(info.adc_ranges_a)
     if fine_range_a < coarse_range_a:
         board.configure(read_range_a=fine_range_a)
         try:
@@ -257,8 +261,7 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
                 maps[array][low] = _corrected_reads(board, array, calibration, reads).mean(axis=0)[low]
         finally:
             board.configure(read_range_a=coarse_range_a)
-    spread = np.concatenate(spreads) if spreads else np.zeros(0)
-    return maps, float(np.median(spread)) if spread.size else 0.0
+    return maps, noise
 
 
 def _corrected_reads(board: BoardLike, array: int, calibration, reads: int) -> np.ndarray:

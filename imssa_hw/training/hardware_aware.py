@@ -55,8 +55,8 @@ class AnalogLoop:
         self.v_max = read.v_read_max
         self.dac_lsb = read.dac_lsb_v
         self.deadband_v = feedback_deadband_v(profile)
-        self.adc_top = 2 ** (read.adc_bits - 1)
-        self.adc_lsb = scales.tia_range_a / self.adc_top
+        self.adc_top = read.adc_full_scale_codes
+        self.adc_lsb = read.adc_lsb_a(scales.tia_range_a)
         self.state_scale = torch.as_tensor(scales.state_scale_v, dtype=torch.float32)
 
     def dac(self, v: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from imssa_hw.drivers.board import Board
-from imssa_hw.emulator.devices import HEALTHY
+from imssa_hw.emulator.crossbar import Crossbar, ReadChain
+from imssa_hw.emulator.devices import HEALTHY, DeviceModel
+from imssa_hw.emulator.profile import load_emulator_profile
 
 SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
 """The default geometry of `emulated_board`: two 8x8 arrays keep tests fast."""
@@ -51,3 +53,15 @@ def script(board: Board) -> None:
         board.read_devices(0, rng.random((8, 8)) < 0.2)
         board.reset_pulses(0, rng.uniform(0.5, 1.2, (8, 8)), 5.0, rng.random((8, 8)) < 0.5)
         board.vmm(0, np.full(8, 0.1))
+
+
+def exact_crossbar(targets: np.ndarray) -> Crossbar:
+    """The default emulated board's analog core with every device exactly on its target, an
+    ideal TIA and no read noise: only the converters remain."""
+    profile = load_emulator_profile(None, {"read_chain.read_noise_rel": 0.0})
+    rng = np.random.default_rng(0)
+    devices = DeviceModel(profile).draw(targets.shape, rng)
+    devices.g_final_siemens, devices.defect = targets.copy(), np.zeros_like(devices.defect)
+    chain = ReadChain(np.ones(targets.shape[::2]), np.zeros(targets.shape[::2]),
+                      profile.read_chain.adc_bits)
+    return Crossbar(devices, chain, profile.read_chain, profile.limits, rng)

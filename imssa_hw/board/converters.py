@@ -1,0 +1,47 @@
+"""The read chain's converters as arithmetic, stated once (numpy).
+
+A signed row DAC of `bits` bits has codes -n .. n, n = 2**(bits-1) - 1, spanning -v_read_max ..
++v_read_max; a signed column ADC of `bits` bits has codes -m .. m - 1, m = 2**(bits-1),
+spanning -range .. +range. `ReadChainSpec` derives its steps here; the emulator's read chain
+and the error budget's read-chain model convert with `dac` and `adc_codes` (hardware-aware
+training rounds to the same steps in torch, taking them from `ReadChainSpec`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def adc_full_scale_codes(bits: int) -> int:
+    """m: a signed `bits`-bit ADC's codes are -m .. m - 1."""
+    return 2 ** (bits - 1)
+
+
+def dac_full_scale_steps(bits: int) -> int:
+    """n: a signed `bits`-bit row DAC's codes are -n .. n, n steps from 0 V to v_read_max."""
+    return 2 ** (bits - 1) - 1
+
+
+def adc_lsb_a(range_a: float, bits: int) -> float:
+    """Current of one code of a `bits`-bit ADC at full scale +-`range_a`, A."""
+    return range_a / adc_full_scale_codes(bits)
+
+
+def dac_lsb_v(v_read_max: float, bits: int) -> float:
+    """Voltage of one step of a `bits`-bit row DAC reaching +-`v_read_max`, V."""
+    return v_read_max / dac_full_scale_steps(bits)
+
+
+def dac(v_rows: np.ndarray, v_read_max: float, bits: int) -> np.ndarray:
+    """Row voltages (V) as a `bits`-bit row DAC applies them: clipped to +-v_read_max and
+    rounded to its steps."""
+    steps = dac_full_scale_steps(bits)
+    lsb = v_read_max / steps
+    return np.minimum(np.maximum(np.rint(v_rows / lsb), -steps), steps) * lsb
+
+
+def adc_codes(scaled: np.ndarray, bits: int) -> np.ndarray:
+    """What a `bits`-bit ADC reads of column currents in units of its step (current / lsb, the
+    TIA's gain and offset applied): whole codes, saturating at -m and m - 1 (floats)."""
+    top = adc_full_scale_codes(bits)
+    return np.minimum(np.maximum(np.rint(scaled), -top), top - 1)
