@@ -49,10 +49,10 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
     dep, ckpt = open_deployment(deploy_dir, checkpoint)
     out = out or (report.parent if report else deploy_dir)
     check_writable(out, folder=True)
-    features, labels, class_names = load_test_set(ckpt, data_root, limit)
     with board_session(port, timeout_s, calibration) as (board, correct):
-        dep.check_board(board.info)  # before the bar starts: a misfit is one line
+        dep.check_board(board.info)  # before the data and the bar: a misfit is one line, at once
         check_mode(board, mode)
+        features, labels, class_names = load_test_set(ckpt, data_root, limit)
         with click.progressbar(length=len(labels) * ckpt.config.n_layers,
                                label=f"infer ({mode})", file=sys.stderr) as bar:
             result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
