@@ -286,6 +286,24 @@ def test_the_shipped_boards_fit_their_profiles():
     assert load_board_profile("board-arc2").spec.misfits(arc2_board) == []
     # its 18-bit ADC holds board-default's ranges more finely on its own three
     assert variant(geometry=arc2_board.geometry).misfits(arc2_board) == []
+    # a passive crossbar: a 1T1R deployment programs it with the gates left out
+    passive = arc2.Arc2Board(object(), "passive").info.spec
+    assert load_board_profile("board-arc2").spec.misfits(passive) == []
+    passive_deployment = variant(geometry=replace(arc2_board.geometry, cell="passive"))
+    assert passive_deployment.misfits(arc2_board) == [
+        "the deployment is for passive cells, the board's are 1T1R"]
+
+
+def test_a_deployment_needs_only_the_tia_ranges_its_layers_use():
+    """board-large on its documented emulator (emulator-default as 16 x 256x256): the emulator's
+    ranges stop at 2560 uA, the profile lists two more, which a layer uses only when its states
+    are that large."""
+    large = load_board_profile("board-large").spec
+    emulated = board_info(load_emulator_profile(None, {"board.arrays": 16, "board.rows": 256,
+                                                       "board.cols": 256})).spec
+    assert large.misfits(emulated, ranges_a=[160e-6, 2560e-6]) == []
+    assert large.misfits(emulated) == ["the board has no TIA range holding 5120, 10240 uA with an "
+                                       "ADC step as fine as the deployment's"]
 
 
 @pytest.mark.parametrize("changes", [
@@ -305,7 +323,6 @@ def test_a_finer_or_more_permissive_board_fits(changes):
 
 @pytest.mark.parametrize("changes,phrase", [
     ({"geometry__arrays": 4}, "the deployment is for 3 arrays of 64x64, the board has 4 arrays"),
-    ({"geometry__cell": "passive"}, "the deployment is for 1T1R cells, the board's are passive"),
     ({"read_chain__adc_bits": 8}, "the board's ADCs have 8 bits, the deployment needs 9"),
     ({"read_chain__dac_bits": 7}, "the board's row DACs step 3.17 mV, the deployment needs "
                                   "1.57 mV or finer"),
@@ -331,13 +348,14 @@ def test_a_coarser_or_tighter_board_is_a_misfit(changes, phrase):
 
 def test_check_board_names_every_misfit_in_one_line():
     profile = load_board_profile("board-default")
-    board = variant(geometry__cell="passive", read_chain__adc_bits=8, limits__v_set_max=3.0)
+    board = variant(geometry__arrays=2, read_chain__adc_bits=8, limits__v_set_max=3.0)
     with pytest.raises(BadInput) as caught:
         profile.check_board(board, "B-7")
     message = str(caught.value)
     assert "\n" not in message and message.count("; ") == 2
-    assert message.startswith("the deployment is for 1T1R cells, the board's are passive; the "
-                              "board's ADCs have 8 bits, the deployment needs 9; the board's SET")
+    assert message.startswith("the deployment is for 3 arrays of 64x64, the board has 2 arrays "
+                              "of 64x64; the board's ADCs have 8 bits, the deployment needs 9; "
+                              "the board's SET")
     assert message.endswith("(profile board-default, board B-7)")
 
 

@@ -4,6 +4,7 @@ error with the file or reply it came from)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from imssa_hw.board import converters
@@ -218,27 +219,30 @@ class BoardSpec:
                  f"RESET limits ({self.limits.v_set_max:g} V, {self.limits.v_reset_max:g} V) or "
                  f"reads would disturb the devices")
 
-    def misfits(self, board: BoardSpec) -> list[str]:
+    def misfits(self, board: BoardSpec, ranges_a: Sequence[float] | None = None) -> list[str]:
         """What a deployment compiled for this spec needs that `board` does not offer, one phrase
-        each (empty when it fits). The geometry and the cell kind must be the same (the targets
-        and loop programs address every cell; programming gates 1T1R cells). The rest may be
-        finer or more permissive on the board, never coarser or tighter: the ADC bits, and for
-        every TIA range the compiler could choose a layer's from, a board range that holds it
-        (the board rounds up to one) with an ADC step as fine; the row-DAC step; v_read_max (the
-        rows' reach); the SET, RESET and gate limits programming ramps up to; the conductance
-        window (within WINDOW_SLACK)."""
+        each (empty when it fits). The geometry must be the same (the targets and loop programs
+        address every cell), and a deployment for passive cells needs a passive board (it
+        programs without gates); one for 1T1R cells fits a passive board, whose gates there are
+        none to drive. The rest may be finer or more permissive on the board, never coarser or
+        tighter: the ADC bits, and for every TIA range the deployment uses (`ranges_a`; None:
+        every range of this spec, any of which the compiler could choose) a board range that
+        holds it (the board rounds up to one) with an ADC step as fine; the row-DAC step;
+        v_read_max (the rows' reach); the SET, RESET and gate limits programming ramps up to;
+        the conductance window (within WINDOW_SLACK)."""
         mine, theirs = self.geometry, board.geometry
         found = []
         if mine.shape != theirs.shape:
             found.append(f"the deployment is for {mine.arrays} arrays of {mine.rows}x{mine.cols}, "
                          f"the board has {theirs.arrays} arrays of {theirs.rows}x{theirs.cols}")
-        if mine.cell != theirs.cell:
-            found.append(f"the deployment is for {mine.cell} cells, the board's are {theirs.cell}")
+        if mine.cell == "passive" and theirs.cell != "passive":
+            found.append(f"the deployment is for passive cells, the board's are {theirs.cell}")
         need, have = self.read_chain, board.read_chain
+        used = need.adc_ranges_a if ranges_a is None else sorted(set(ranges_a))
         if have.adc_bits < need.adc_bits:
             found.append(f"the board's ADCs have {have.adc_bits} bits, the deployment needs "
                          f"{need.adc_bits}")
-        elif coarse := [r for r in need.adc_ranges_a if not have.holds(r, need.adc_lsb_a(r))]:
+        elif coarse := [r for r in used if not have.holds(r, need.adc_lsb_a(r))]:
             listed = ", ".join(f"{r * 1e6:g}" for r in coarse)
             found.append(f"the board has no TIA range holding {listed} uA with an ADC step as "
                          f"fine as the deployment's")

@@ -10,6 +10,7 @@ naming the file and the key.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -96,11 +97,12 @@ class BoardProfile:
         """The board this profile describes, in the shared parameter tree."""
         return BoardSpec(self.geometry, self.conductance, self.read, self.limits)
 
-    def check_board(self, board: BoardSpec, board_id: str) -> None:
+    def check_board(self, board: BoardSpec, board_id: str,
+                    ranges_a: Sequence[float] | None = None) -> None:
         """BadInput, one line naming every misfit (`BoardSpec.misfits`), unless the board
         `board_id` (`board`: what it announces, `BoardInfo.spec`) fits what is compiled for this
-        profile."""
-        misfits = self.spec.misfits(board)
+        profile (using the TIA ranges `ranges_a`; None: any of the profile's)."""
+        misfits = self.spec.misfits(board, ranges_a)
         if misfits:
             raise BadInput(f"{'; '.join(misfits)} (profile {self.name}, board {board_id})")
 

@@ -73,9 +73,10 @@ class Deployment:
 
     def check_board(self, info: BoardInfo) -> None:
         """BadInput, one line naming every misfit, unless the board (its `BoardInfo`) fits this
-        deployment (`BoardProfile.check_board`): the one check programming, inference and the
-        budget make."""
-        self.profile.check_board(info.spec, info.board_id)
+        deployment (`BoardProfile.check_board`, with the TIA ranges its layers use): the one
+        check programming, inference and the budget make."""
+        self.profile.check_board(info.spec, info.board_id,
+                                 [layer.vmm_range_a for layer in self.schedule.layers])
 
 
 def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
