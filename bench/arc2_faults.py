@@ -5,7 +5,7 @@
 Each episode takes a fresh ArC TWO stand-in (tests/arc2_standin.py: one 32x32 1T1R crossbar on
 the emulator's devices, behind the real `arc2://` backend, pyarc2's opener handed the stand-in)
 and a command as a lab runs it, in this process (click's runner): `program` of a small
-deployment (two 7x14 kernel tiles, tests/test_programming.make_deployment), `calibrate` or
+deployment (two 7x14 kernel tiles, tests/support/programming.py make_deployment), `calibrate` or
 `board selftest`. At a random call among those the command makes on a clean run, the stand-in
 raises one fault instead of running it: a panic inside pyarc2 (pyo3's PanicException, a
 BaseException), an ArC2Error, a lost USB link (OSError ENODEV) or a timeout (TimeoutError). The
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import pyarc2  # noqa: E402
 from arc2_standin import PanicException, StandInArC2  # noqa: E402  (the stand-in lives in tests/)
 from click.testing import CliRunner  # noqa: E402
-from test_programming import FAST_CLI, make_deployment  # noqa: E402
+from support.programming import FAST_CLI, make_deployment  # noqa: E402
 
 from imssa_hw.cli.main import cli  # noqa: E402
 from imssa_hw.compiler import load_deployment  # noqa: E402

@@ -2,7 +2,7 @@
 
     python bench/faults.py [--faults 50] [--seed 0] [--budget-s 600] [--keep DIR]
 
-A small deployment (tests/test_programming.make_deployment: one 7x14 kernel tile on each of 2
+A small deployment (tests/support/programming.py make_deployment: one 7x14 kernel tile on each of 2
 arrays of 16x16, 196 cells that matter) is programmed by `imssa-hw program` (a subprocess, as a
 user runs it) on an emulated board (`imssa-hw emulate`, its own process behind a pty, with a
 state file). Each episode starts on a fresh board drawn from the same seed, a fresh journal, and
@@ -92,8 +92,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from test_programming import (EXACT_CHAIN, FAST_CLI, FAST_DEVICES, PROFILE,  # noqa: E402
-                              make_deployment)
+from support.boards import EXACT_CHAIN, FAST_DEVICES  # noqa: E402
+from support.programming import FAST_CLI, PROFILE, make_deployment  # noqa: E402
 
 from imssa_hw.drivers.board import Board  # noqa: E402
 from imssa_hw.emulator.devices import HEALTHY  # noqa: E402
@@ -610,7 +610,7 @@ def campaign(workdir: Path, n_faults: int = 50, seed: int = 0, kinds: list[str] 
                 f"(it {result['at_iteration']}), exits {result['exit_codes']}, double "
                 f"{result['double_pulses']}, mismatches {result.get('report_mismatches')}")
     return {"setup": {"seed": seed, "board": {**BOARD, "seed": seed, "settings": SETTINGS},
-                      "deployment": "tests/test_programming.make_deployment (196 cells used)",
+                      "deployment": "tests/support/programming.py make_deployment (196 cells used)",
                       "program_options": FAST_CLI + ["--no-plots"],
                       "fault_window_s": round(window_s, 2),
                       "disk_limit_bytes": [int(b) for b in disk_bytes]},

@@ -37,6 +37,7 @@ from support.boards import EXACT_CHAIN, FAST_DEVICES, NOISELESS, STILL, emu_url,
 from support.programming import (FAST, FAST_CLI, PROFILE, DiesAfterSending, four_bit_targets,
                                  make_deployment)
 
+
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", *args], capture_output=True,
                           text=True, timeout=timeout)
@@ -600,6 +601,7 @@ def test_the_deployment_gives_the_tolerance_and_the_board_is_checked_once(emulat
     assert len(checks) == 4  # once a run
     assert tolerances == [Tolerance(abs_siemens=3e-6), Tolerance(abs_siemens=0.0, rel=0.05),
                           Tolerance(abs_siemens=3e-6), Tolerance(abs_siemens=4e-6)]
+
 
 @pytest.mark.slow
 def test_refresh_rewrites_only_drifted_devices(tmp_path):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from imssa_hw.drivers.board import Board
-from imssa_hw.drivers.errors import LinkError
+from imssa_hw.errors import BadInput
 from imssa_hw.emulator.state import load_state
 
 from support.boards import NEEDS_PTY, NOISELESS, STILL, emu_url, script
+
 
 def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, tmp_path):
     """The same script on `emu://` and on an `imssa-hw emulate` pty, same seed, devices that
@@ -43,10 +44,12 @@ def test_emu_state_persists_between_opens(tmp_path):
     ("emu://?bogus=1", "unknown emu:// option"),
     ("emu://?seed=x", "seed='x' is not a int"),
     ("emu://?set=nosuch.key=1", "unknown profile key"),
+    ("emu://?rows=70000", "rows = 70000 is impossible"),
 ])
-def test_bad_emu_urls_are_one_line(url, message):
-    with pytest.raises(LinkError, match=message):
+def test_bad_emu_urls_are_bad_input_in_one_line(url, message):
+    with pytest.raises(BadInput, match=message) as caught:
         Board.open(url)
+    assert "\n" not in str(caught.value)
 
 
 @NEEDS_PTY

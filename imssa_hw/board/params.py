@@ -29,8 +29,8 @@ class Bounds:
         (NaN never is); `value` is in units of `per_si` per SI unit (1e6: uS), and the bounds
         are said in them too."""
         if not self.low <= value / per_si <= self.high:
-            raise ValueError(f"{name} = {value} is impossible (allowed {self.low * per_si:g} .. "
-                             f"{self.high * per_si:g})")
+            raise ValueError(f"{name} = {value} is impossible (allowed {self.low * per_si:.12g} .. "
+                             f"{self.high * per_si:.12g})")
 
 
 _BITS = Bounds(2, 24)

@@ -27,21 +27,19 @@ OPTIONS = ("seed", "profile", "arrays", "rows", "cols", "state", "time_scale", "
 
 
 def board_from_url(url: str) -> EmulatedBoard:
-    """The emulated board an `emu://?...` URL describes."""
+    """The emulated board an `emu://?...` URL describes; BadInput (exit 2, not a failed link)
+    naming what is wrong with the URL or the profile it asks for."""
     from imssa_hw.emulator.profile import load_emulator_profile, parse_override
     from imssa_hw.emulator.server import build_board
 
-    try:
-        _, query = split_port_url(url, "emu", OPTIONS)
-    except BadInput as exc:
-        raise SerialException(str(exc)) from None
+    _, query = split_port_url(url, "emu", OPTIONS)
 
     def one(name: str, kind: type, default=None):
         values = query.get(name)
         try:
             return default if not values else kind(values[-1])
         except ValueError:
-            raise SerialException(f"emu:// option {name}={values[-1]!r} is not a {kind.__name__}")
+            raise BadInput(f"emu:// option {name}={values[-1]!r} is not a {kind.__name__}") from None
     try:
         settings = dict(parse_override(text) for text in query.get("set", []))
         for key in ("arrays", "rows", "cols"):
@@ -52,7 +50,7 @@ def board_from_url(url: str) -> EmulatedBoard:
         board, _ = build_board(profile, one("seed", int, 0), Path(state) if state else None,
                                one("time_scale", float, 1.0))
     except BadInput as exc:
-        raise SerialException(f"emu://: {exc}") from None
+        raise BadInput(f"emu://: {exc}") from None
     board.save()
     return board
 
