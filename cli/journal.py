@@ -22,8 +22,8 @@ def journal() -> None:
 @click.option("--arrays", default=None, metavar="0,1",
               help="Arrays to export (default: every array the run programmed).")
 @click.option("--v-read", "v_read_v", type=FiniteFloat(0, 10, min_open=True), default=None,
-              help="Read voltage, V (default: the journal's; journals before it was recorded "
-                   "need it).")
+              help="Read voltage, V (default: the journal's; a journal that does not record it, "
+                   "or calls it v_read as before 0.13, needs it given).")
 @click.option("--pulse-width", "pulse_width_s", type=FiniteFloat(0, 1, min_open=True),
               default=None, help="Pulse width, s (default: the journal's).")
 def export(journal_path: Path, out: Path, arrays: str | None, v_read_v: float | None,

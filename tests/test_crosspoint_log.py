@@ -82,7 +82,8 @@ def test_journal_export_bad_input(tmp_path):
     result = run("journal", "export", renamed, "--out", tmp_path / "x")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"Error: {renamed} does not record v_read_v (header config): give --v-read"]
+        f"Error: {renamed} does not record v_read_v (header config): give --v-read; it was "
+        f"written before 0.13, whose config.v_read = 0.2 V is the read voltage"]
     result = run("journal", "export", old, "--out", tmp_path / "x", "--v-read", "0.1",
                  "--pulse-width", "1e-8")
     assert result.exit_code == 0 and (tmp_path / "x" / "old-array0.h5").is_file()

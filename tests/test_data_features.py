@@ -89,7 +89,7 @@ def test_renderings_at_any_rate_give_the_same_features(rate):
 
 
 def test_a_source_below_the_band_is_refused():
-    with pytest.raises(BadInput, match="6000 Hz has nothing above 3000 Hz"):
+    with pytest.raises(BadInput, match="sampled at 6000 Hz, with nothing above 3000 Hz"):
         compute_features(tone(500.0, 6000), 6000, FeatureConfig())
 
 

@@ -206,7 +206,8 @@ def test_corrupt_flac(hd_root, tmp_path):
     (np.zeros(4000), 8000, "is silent (loudest sample digital silence, below -70 dBFS)"),
     (1e-4 * np.ones(4000), 8000, "is silent (loudest sample -81 dBFS, below -70 dBFS)"),
     (0.1 * np.ones(400), 8000, "lasts 50 ms: shorter than a spoken word (100 ms at least)"),
-    (0.1 * np.ones(4000), 6000, "is sampled at 6000 Hz: the features need at least 7600 Hz")])
+    (0.1 * np.ones(4000), 6000, "is sampled at 6000 Hz, with nothing above 3000 Hz; these "
+                                "features need up to 3800 Hz")])
 def test_audio_that_cannot_be_used_is_named_in_one_line(hd_root, tmp_path, audio, rate, expected):
     clip = hd_root / "audio" / hd_name("english", 3, 0, 2)
     sf.write(clip, audio, rate, format="FLAC")

@@ -234,6 +234,15 @@ def mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float,
     return bank
 
 
+def check_source_rate(sample_rate_hz: int, cfg: FeatureConfig, what: str = "audio") -> None:
+    """BadInput (one line naming `what`) unless audio sampled at `sample_rate_hz` reaches the top
+    band of `cfg`'s features (`FeatureConfig.lowest_source_rate_hz`)."""
+    if sample_rate_hz < cfg.lowest_source_rate_hz:
+        raise BadInput(f"{what} is sampled at {sample_rate_hz} Hz, with nothing above "
+                       f"{sample_rate_hz / 2:g} Hz; these features need up to {cfg.fmax:g} Hz "
+                       f"(a source rate of at least {cfg.lowest_source_rate_hz:g} Hz)")
+
+
 def compute_features(audio: np.ndarray, sample_rate_hz: int, cfg: FeatureConfig,
                      positions: np.ndarray | None = None, warp: float = 1.0) -> np.ndarray:
     """(L, F) float32 features of one clip, before normalization.
@@ -242,10 +251,7 @@ def compute_features(audio: np.ndarray, sample_rate_hz: int, cfg: FeatureConfig,
     (at least `cfg.lowest_source_rate_hz`). `positions` and `warp` are augmentation hooks
     (a tempo warp: see `frame_starts`; a filterbank warp: see `mel_filterbank`).
     """
-    if sample_rate_hz < cfg.lowest_source_rate_hz:
-        raise BadInput(f"audio sampled at {sample_rate_hz} Hz has nothing above "
-                       f"{sample_rate_hz / 2:g} Hz; these features need up to {cfg.fmax:g} Hz "
-                       f"(a source rate of at least {cfg.lowest_source_rate_hz:g} Hz)")
+    check_source_rate(sample_rate_hz, cfg)
     a = resample(as_mono_float(audio), int(sample_rate_hz), cfg.sample_rate_hz)
     span = speech_span(a, cfg.sample_rate_hz, cfg.trim_db)
     positions = uniform_positions(cfg.n_frames) if positions is None else positions

@@ -99,10 +99,9 @@ SHORTEST_WORD_S = 0.1
 """No spoken word is shorter (the shortest of FSDD's 3,000 digits lasts 0.14 s)."""
 
 
-def load_audio(path: Path, lowest_rate_hz: float = 0.0) -> tuple[np.ndarray, int]:
+def load_audio(path: Path) -> tuple[np.ndarray, int]:
     """(mono float32 audio, sample rate in Hz) of `path`; BadInput (one line naming the file)
-    if it is missing or unreadable, silent, shorter than a word, or sampled below
-    `lowest_rate_hz` (what the features need: `FeatureConfig.lowest_source_rate_hz`)."""
+    if it is missing or unreadable, silent, or shorter than a word."""
     if not path.is_file():
         raise BadInput(f"Heidelberg Digits file {path} is listed but missing")
     try:
@@ -112,9 +111,6 @@ def load_audio(path: Path, lowest_rate_hz: float = 0.0) -> tuple[np.ndarray, int
         raise BadInput(f"cannot read audio file {path}: {reason}") from None
     if audio.shape[0] == 0:
         raise BadInput(f"audio file {path} has no samples")
-    if rate < lowest_rate_hz:
-        raise BadInput(f"audio file {path} is sampled at {rate} Hz: the features need at least "
-                       f"{lowest_rate_hz:g} Hz (their top band's edge, twice)")
     if audio.shape[0] < SHORTEST_WORD_S * rate:
         raise BadInput(f"audio file {path} lasts {1e3 * audio.shape[0] / rate:.0f} ms: shorter "
                        f"than a spoken word ({1e3 * SHORTEST_WORD_S:.0f} ms at least)")

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from imssa_hw.data import cache, heidelberg, synthetic
-from imssa_hw.data.features import FeatureConfig, apply_normalization, compute_features, fit_normalization
+from imssa_hw.data.features import (FeatureConfig, apply_normalization, check_source_rate,
+                                     compute_features, fit_normalization)
 from imssa_hw.data.labels import label_language, label_name
 from imssa_hw.data.perturb import AugmentSpec, perturbed_features
 from imssa_hw.data.synth import espeak_version
@@ -378,7 +379,8 @@ def _recordings(files: list[heidelberg.HdFile], features: FeatureConfig,
     """The files' clips, each with its own speaker id or `speaker` if given; BadInput naming a
     file the `features` cannot use (silent, too short, sampled too low)."""
     for f in files:
-        audio, rate = heidelberg.load_audio(f.path, features.lowest_source_rate_hz)
+        audio, rate = heidelberg.load_audio(f.path)
+        check_source_rate(rate, features, f"audio file {f.path}")
         yield Clip(audio, rate, f.label, f.speaker if speaker is None else speaker)
 
 

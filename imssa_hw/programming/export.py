@@ -62,8 +62,10 @@ def export_journal(journal: str | Path, out: str | Path, arrays: list[int] | Non
                                                   ("pulse_width_s", pulse_width_s, "--pulse-width"))
                if value is None}
     if missing:
+        before = (f"; it was written before 0.13, whose config.v_read = {config['v_read']} V is "
+                  f"the read voltage" if "v_read_v" in missing and "v_read" in config else "")
         raise BadInput(f"{journal} does not record {' and '.join(missing)} (header config): "
-                       f"give {' and '.join(missing.values())}")
+                       f"give {' and '.join(missing.values())}{before}")
     programmed = header["arrays"]
     arrays = programmed if arrays is None else arrays
     unknown = sorted(set(arrays) - set(programmed))
