@@ -9,8 +9,6 @@ from imssa_hw.cli.options import (MAX_WAIT_S, SEED, FiniteFloat, OutputPath, Por
                                   profile_settings)
 
 RATE = FiniteFloat(0, 1)
-MAX_DEVICES = 1 << 24
-"""The most devices an emulated board holds (16 Mi, e.g. 4 arrays of 2048 x 2048)."""
 
 
 def _board_range(quantity: str) -> click.IntRange:
@@ -79,10 +77,6 @@ def emulate(profile, overrides, arrays, rows, cols, seed, state, port_file, smu_
         if value is not None:
             settings[f"board.{key}"] = value
     board_profile = load_emulator_profile(profile, settings)
-    b = board_profile.board
-    if b.arrays * b.rows * b.cols > MAX_DEVICES:
-        raise BadInput(f"{b.arrays} x {b.rows} x {b.cols} devices are more than an emulated board "
-                       f"holds ({MAX_DEVICES})")
     serve(board_profile, seed=seed, state_path=state, port_file=port_file,
           smu_port=smu_port, smu_port_file=smu_port_file, tcp_port=tcp_port,
           faults=LinkFaults(corrupt_rate, drop_rate, latency, reset_rate, baud),

@@ -399,8 +399,9 @@ def test_the_arc2_backend_announces_its_profile():
     assert (info.limits.v_set_max, info.limits.v_gate_max) == (spec.limits.v_set_max,
                                                                spec.limits.v_gate_max)
     assert info.limits.v_reset_max == spec.limits.v_reset_max + arc2.RESET_MARGIN_V
-    assert arc2.READ_GATE_V == spec.limits.v_gate_max
-    assert arc2.DEFAULTS.v_read_v == spec.read_chain.v_read_max
+    # what the backend drives, as it did before it read the profile: reads at 0.2 V with the
+    # gates at 5.5 V, RESETs up to 2.0 V
+    assert (arc2.DEFAULTS.v_read_v, arc2.READ_GATE_V, arc2.LIMITS.v_reset_max) == (0.2, 5.5, 2.0)
     assert arc2.DEFAULTS.read_range_a in spec.read_chain.adc_ranges_a
     passive = arc2.Arc2Board(object(), "passive").info
     assert passive.cell == "passive" and arc2.DEFAULT_KIND == spec.geometry.cell

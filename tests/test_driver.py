@@ -183,7 +183,7 @@ def test_silent_board_times_out():
         started = time.monotonic()
         with pytest.raises(BoardSilent, match="no valid reply"):
             Board.open(os.ttyname(slave), timeout_s=0.05, retries=2)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0  # 3 x 0.05 s, with room for a busy machine
         assert len(os.read(master, 4096)) > 0  # three requests did go out
     finally:
         os.close(master)

@@ -45,6 +45,7 @@ def test_emu_state_persists_between_opens(tmp_path):
     ("emu://?seed=x", "seed='x' is not a int"),
     ("emu://?set=nosuch.key=1", "unknown profile key"),
     ("emu://?rows=70000", "rows = 70000 is impossible"),
+    ("emu://?arrays=256&rows=2048&cols=2048", "devices are more than an emulated board holds"),
 ])
 def test_bad_emu_urls_are_bad_input_in_one_line(url, message):
     with pytest.raises(BadInput, match=message) as caught:
@@ -102,7 +103,7 @@ def test_the_emulator_can_run_at_a_uart_rate(emulated_board):
         elapsed = time.perf_counter() - started
     request = len(Frame(Opcode.READ_ARRAY, 1, 1, pack_array(0)).encode())
     wire_s = (request + 10 + 2 * 64) * 10 / 20000  # the reply: header and CRC, 64 int16 codes
-    assert wire_s <= elapsed < wire_s + 0.5
+    assert wire_s <= elapsed < wire_s + 2.0  # the slack: a busy machine (parallel workers)
 
 
 def test_board_is_board_like(tmp_path):

@@ -222,6 +222,11 @@ def _profile_tables(path: str | Path | None, depth: int = 0) -> dict[str, Any]:
     return merged
 
 
+MAX_DEVICES = 1 << 24
+"""The most devices an emulated board holds (16 Mi, e.g. 4 arrays of 2048 x 2048): its state in
+memory and in the state file."""
+
+
 def _check(profile: Profile) -> None:
     board, chain = profile.board, profile.read_chain
     try:
@@ -233,6 +238,9 @@ def _check(profile: Profile) -> None:
     except ValueError as exc:
         raise BadInput(f"bad profile: {exc}: the emulated board speaks the serial protocol, "
                        f"whose ADC codes are int16") from None
+    if board.arrays * board.rows * board.cols > MAX_DEVICES:
+        raise BadInput(f"{board.arrays} x {board.rows} x {board.cols} devices are more than an "
+                       f"emulated board holds ({MAX_DEVICES})")
     if board.max_loop_steps < 1 or not board.step_time_s > 0:
         raise BadInput("board.max_loop_steps must be >= 1 and board.step_time_s > 0")
     if not 1 <= board.protocol_version <= PROTOCOL_VERSION:
