@@ -101,8 +101,9 @@ def test_no_retired_name_is_used():
     """Names 0.13 replaced (CHANGELOG): one name for one thing, the unit in the name."""
     retired = {"v_read", "set_v_max", "reset_v_max", "gate_v_max", "1t1r", "ARRAY_KINDS",
                "load_profile", "Settings", "ProgrammingSettings", "median_us", "p99_us"}
+    recognized = {"imssa_hw/programming/export.py: v_read"}  # says what an old journal holds
     offenders = {f"{p.relative_to(ROOT)}: {n}" for p in [*SOURCES, *BENCHES]
-                 for n in names_in(p) & retired}
+                 for n in names_in(p) & retired} - recognized
     assert not offenders, sorted(offenders)
 
 
