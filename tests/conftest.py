@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from hypothesis import settings
 
 from imssa_hw.emulator.process import EmulatorProcess, start_emulator
 from support.boards import SMALL_BOARD
 from support.models import TINY, TINY_EPOCHS, TINY_MODEL
+
+
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.load_profile("deterministic")
+"""Property tests draw the same examples on every run (seeded by each test's name), so that a
+run on any machine is the run here."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
