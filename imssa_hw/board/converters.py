@@ -35,8 +35,7 @@ def dac_lsb_v(v_read_max: float, bits: int) -> float:
 def dac(v_rows: np.ndarray, v_read_max: float, bits: int) -> np.ndarray:
     """Row voltages (V) as a `bits`-bit row DAC applies them: clipped to +-v_read_max and
     rounded to its steps."""
-    steps = dac_full_scale_steps(bits)
-    lsb = v_read_max / steps
+    steps, lsb = dac_full_scale_steps(bits), dac_lsb_v(v_read_max, bits)
     return np.minimum(np.maximum(np.rint(v_rows / lsb), -steps), steps) * lsb
 
 
