@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfilt
 
 NOISE_KINDS = ("white", "pink", "babble")
 
@@ -71,12 +70,16 @@ def room_impulse_response(sample_rate_hz: int, rt60_s: float, drr_db: float,
 def reverberate(x: np.ndarray, sample_rate_hz: int, rt60_s: float, drr_db: float,
                 rng: np.random.Generator) -> np.ndarray:
     """`x` convolved with a synthetic room response, cut to len(x)."""
+    from scipy.signal import fftconvolve  # a second to import: only when used
+
     h = room_impulse_response(sample_rate_hz, rt60_s, drr_db, rng)
     return fftconvolve(x, h)[: len(x)].astype(np.float32)
 
 
 def band_limit(x: np.ndarray, sample_rate_hz: int, low_hz: float, high_hz: float) -> np.ndarray:
     """4th-order Butterworth band-pass `low_hz`..`high_hz` (a poor microphone or channel)."""
+    from scipy.signal import butter, sosfilt
+
     high_hz = min(high_hz, 0.45 * sample_rate_hz)
     sos = butter(4, [low_hz, high_hz], btype="bandpass", fs=sample_rate_hz, output="sos")
     return sosfilt(sos, x).astype(np.float32)

@@ -17,7 +17,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from scipy.signal import firwin, resample_poly
 
 from imssa_hw.errors import BadInput
 
@@ -135,6 +134,8 @@ class FeatureConfig:
 @functools.lru_cache(maxsize=32)
 def _antialias_filter(up: int, down: int) -> np.ndarray:
     """resample_poly's default low-pass (Kaiser, beta 5), designed once per ratio."""
+    from scipy.signal import firwin  # scipy.signal takes a second to import: only when used
+
     rate = max(up, down)
     h = firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0)).astype(np.float32)
     h.setflags(write=False)
@@ -148,6 +149,8 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
         return audio
     ratio = Fraction(int(to_hz), int(from_hz))
     up, down = ratio.numerator, ratio.denominator
+    from scipy.signal import resample_poly
+
     return resample_poly(audio, up, down, window=_antialias_filter(up, down)).astype(np.float32, copy=False)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.signal import lfilter
 
 from imssa_hw.data import augment
 from imssa_hw.data.features import (FeatureConfig, as_mono_float, compute_features, resample,
@@ -95,6 +94,8 @@ def perturbed_features(audio: np.ndarray, sample_rate_hz: int, cfg: FeatureConfi
     if speed != 1.0:  # play `speed` times faster: fewer samples at the same rate
         a = resample(a, int(round(rate * speed)), rate)
     if rng.uniform() < spec.tilt_prob:
+        from scipy.signal import lfilter  # a second to import: only when used
+
         a = lfilter([1.0, -rng.uniform(*spec.tilt)], [1.0], a).astype(np.float32)
     if rng.uniform() < spec.band_limit_prob:
         a = augment.band_limit(a, rate, rng.uniform(100.0, 400.0), rng.uniform(2500.0, 3800.0))
