@@ -51,13 +51,13 @@ def test_the_chain_model_converts_as_the_emulated_board():
     crossbar = exact_crossbar(rng.uniform(1e-6, 150e-6, (1, 32, 16)))
     maps = crossbar.conductance(0, now=1e9)[0][None]
     v = rng.uniform(-0.3, 0.3, (64, 32))
-    model = ReadChainModel(crossbar.dac_bits, crossbar.chain.adc_bits)
+    model = ReadChainModel(crossbar.model.dac_bits, crossbar.model.adc_bits)
     clipped = {}
     for range_a in (40e-6, 640e-6):
         tally = {"clipped": 0, "samples": 0}
-        simulated = model.vmm(maps, crossbar.v_read_max, range_a, rng, tally)(0, v)
+        simulated = model.vmm(maps, crossbar.model.v_read_max, range_a, rng, tally)(0, v)
         codes = crossbar.vmm(0, v, range_a, now=1e9)
-        assert np.array_equal(simulated, codes * crossbar.chain.lsb_a(range_a))
+        assert np.array_equal(simulated, codes * crossbar.model.lsb_a(range_a))
         assert tally["samples"] == codes.size
         clipped[range_a] = tally["clipped"]
     assert 0 < clipped[40e-6] < v.shape[0] * 16 and clipped[640e-6] == 0
