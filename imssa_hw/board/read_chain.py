@@ -13,7 +13,8 @@ Each part can be ideal, as the error budget switches them one at a time: no DAC 
 (`dac_bits`, `adc_bits` None: no rounding, no saturation), no column errors (None), no read
 noise (0, or no `noise`). The arithmetic of the converters is `converters`. The emulated board
 (`emulator.crossbar`) and the error budget (`hil.budget`) run on this model; hardware-aware
-training runs its torch twin (`training.read_chain`), tested against it sample for sample
+training runs its torch twin (`training.read_chain`: this class on tensors, with its own
+rounding, saturation and square root), tested against it sample for sample
 (tests/test_read_chain.py).
 """
 
@@ -34,7 +35,8 @@ Columns = Any
 
 @dataclass(frozen=True, eq=False)
 class ReadChainModel:
-    """A board's read chain, each part switchable to ideal (module docstring)."""
+    """A board's read chain, each part switchable to ideal (module docstring). The formulas
+    built of arithmetic operators alone serve the torch twin too (`training.read_chain`)."""
 
     v_read_max: float
     """Largest row voltage, V: the DAC's full scale."""
@@ -45,10 +47,10 @@ class ReadChainModel:
     read_noise_rel: float = 0.0
     """Read noise, relative to each device's current."""
     column_gain: np.ndarray | None = None
-    """(arrays, cols) each column's TIA gain (1: ideal); None: ideal."""
+    """(arrays, cols) each column's TIA gain (1: ideal; a tensor in the twin); None: ideal."""
     column_offset_codes: np.ndarray | None = None
-    """(arrays, cols) each column's TIA offset in ADC codes (the same on every range); None:
-    none."""
+    """(arrays, cols) each column's TIA offset in ADC codes, the same on every range (a tensor
+    in the twin); None: none."""
 
     def __post_init__(self) -> None:
         if self.adc_bits is None and (self.column_gain is not None
@@ -83,8 +85,12 @@ class ReadChainModel:
         currents = v_rows_v @ g_siemens
         if self.read_noise_rel and noise is not None:
             g2 = g_siemens * g_siemens if g_squared is None else g_squared
-            currents += self.read_noise_rel * np.sqrt((v_rows_v * v_rows_v) @ g2) * noise
+            currents = currents + self.read_noise_rel * self.spread_a(v_rows_v, g2) * noise
         return currents
+
+    def spread_a(self, v_rows_v: np.ndarray, g_squared: np.ndarray) -> np.ndarray:
+        """sqrt((v * v) @ G^2), A: the read noise's standard deviation per read_noise_rel."""
+        return np.sqrt((v_rows_v * v_rows_v) @ g_squared)
 
     def device_currents_a(self, g_siemens: np.ndarray, v_read_v: float,
                           noise: np.ndarray) -> np.ndarray:
