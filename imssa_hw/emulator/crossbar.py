@@ -123,7 +123,8 @@ class Crossbar:
             if t % chunk == 0:
                 noise = self.rng.standard_normal((min(chunk, n_steps - t), len(programs), n_seq, cols))
             for k, program in enumerate(programs):
-                v = self.model.dac(drives[k][:, t] + program.feedback_voltages(previous[k]))
+                v = self.model.dac(program.row_voltages(drives[k][:, t], previous[k],
+                                                        self.model.v_read_max))
                 g, g2 = cores[k]
                 codes = self.model.codes(self.model.currents_a(v, g, noise[t % chunk, k], g2),
                                          range_a, program.array)
