@@ -3,9 +3,10 @@ emulator really holds, once with the calibration's column errors and once with t
 
 For each board: `imssa-hw demo` (the default model, model seed 0, as fidelity.py runs it), then
 the demo's deployment is simulated on the emulator's saved state (the devices' true
-conductances at the time of saving, IR drop included) through the budget's read-chain model
-(`hil.budget.ReadChainModel`: row DACs, column ADCs at the deployment's TIA ranges, the columns'
-TIA gains and offsets, the read noise averaged over the budget's draws) with
+conductances at the time of saving, IR drop included) through the board's read-chain model
+as the budget runs it (`board.read_chain.ReadChainModel`, `hil.budget.chain_vmm`: row DACs,
+column ADCs at the deployment's TIA ranges, the columns' TIA gains and offsets, the read noise
+averaged over the budget's draws) with
 
 - the column gains and offsets the calibration measured (what `imssa-hw budget` uses), and
 - the emulator's own (what no calibration hands over exactly),
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +46,7 @@ def simulate(out: Path, profile: str) -> dict:
     from imssa_hw.emulator.crossbar import Crossbar
     from imssa_hw.emulator.profile import load_emulator_profile
     from imssa_hw.emulator.state import load_state
-    from imssa_hw.hil.budget import (ReadChainModel, array_ranges, column_errors,
-                                      simulated_scores)
+    from imssa_hw.hil.budget import column_errors, simulated_scores
     from imssa_hw.hil.inference import load_test_set
     from imssa_hw.model import reference
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -60,23 +61,18 @@ def simulate(out: Path, profile: str) -> dict:
                         np.random.default_rng(0))
     arrays, _, cols = state.devices.g_final_siemens.shape
     truth = np.stack([crossbar.conductance(a, state.saved_wall_s)[0] for a in range(arrays)])
-    gains, offsets_a = column_errors(cal, dep, arrays, cols)
-    lsb_a = np.ones((arrays, 1))  # each array's ADC step at its layer's TIA range
-    for array, range_a in array_ranges(dep).items():
-        lsb_a[array] = state.chain.lsb_a(range_a)
-    true_offsets_a = state.chain.offset_codes * lsb_a
+    gains, offsets = column_errors(cal, state.chain.adc_bits)
     used = dep.used.any(axis=1)  # (arrays, cols) the columns the deployment reads
     result = {}
-    for name, g, o in (("calibrated_columns", gains, offsets_a),
-                       ("true_columns", state.chain.gain, true_offsets_a)):
-        chain = ReadChainModel(emulator.read_chain.dac_bits, state.chain.adc_bits, g, o,
-                               emulator.read_chain.read_noise_rel)
+    for name, chain in (("calibrated_columns", replace(crossbar.model, column_gain=gains,
+                                                       column_offset_codes=offsets)),
+                        ("true_columns", crossbar.model)):
         scores, _ = simulated_scores(dep, ckpt, features, software, labels, truth, chain, [0])
         result[f"simulated_{name}"] = scores["accuracy"]
         result[f"simulated_{name}_range"] = scores["accuracy_range"]
         result[f"agreement_{name}"] = scores["agreement"]
     result["offset_residual_rms_codes"] = round(float(np.sqrt(np.mean(
-        ((offsets_a - true_offsets_a) / lsb_a)[used] ** 2))), 4)
+        (offsets - state.chain.offset_codes)[used] ** 2))), 4)
     result["gain_residual_rms"] = round(float(np.sqrt(np.mean(
         (gains / state.chain.gain - 1)[used] ** 2))), 5)
     return result

@@ -5,7 +5,7 @@ geometry), the stuck devices as the emulator holds them become the defect map (w
 calibration would find), the task's shipped model is compiled with and without repair
 (`compile --repair/--no-repair`), and the test set runs in software on the targets with every
 stuck device at its conductance, through the board's row DACs and column ADCs at the
-deployment's TIA ranges (`hil.budget.ReadChainModel`). `ideal` runs the unrepaired targets
+deployment's TIA ranges (`board.read_chain.ReadChainModel`). `ideal` runs the unrepaired targets
 without stuck devices: what a defect-free board would give. No programming error, drift or
 noise: the stuck devices alone, so the difference is the repair's. Prints JSON {"runs": [{"seed",
 "profile", "stuck", "unavoidable", "repaired_kernels", "actions", "accuracy": {"ideal",
@@ -48,13 +48,14 @@ def board_defects(profile: str, seed: int, geometry):
 
 def run(task: str, profile: str, seed: int, ckpt, features, labels, software) -> dict:
     from imssa_hw.board import load_board_profile
+    from imssa_hw.board.read_chain import ReadChainModel
     from imssa_hw.compiler import compile_checkpoint
-    from imssa_hw.hil.budget import ReadChainModel, simulated_scores
+    from imssa_hw.hil.budget import simulated_scores
     from imssa_hw.workflows.demo import TASK_DEMOS
 
     board = load_board_profile(TASK_DEMOS[task].board_profile)
     defects, g = board_defects(profile, seed, board.geometry)
-    chain = ReadChainModel(board.read.dac_bits, board.read.adc_bits)
+    chain = ReadChainModel.from_spec(board.read)
     scores, summary = {}, {}
     for name, repaired in (("unrepaired", False), ("repaired", True)):
         dep = compile_checkpoint(ckpt, board, defects, repair_defects=repaired)

@@ -199,7 +199,7 @@ class Board:
             for t in range(len(sequence)):
                 column = 0
                 for k, program in enumerate(self.programs):
-                    v = np.clip(drives[k][t] + program.feedback_voltages(previous[k]), -v_max, v_max)
+                    v = program.row_voltages(drives[k][t], previous[k], v_max)
                     previous[k] = program.outputs(self.vmm(program.array, v))
                     outputs[s, t, column:column + program.n_outputs] = previous[k]
                     column += program.n_outputs

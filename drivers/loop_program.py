@@ -137,6 +137,16 @@ class LoopProgram:
         each moved toward zero by the deadband."""
         return shrink(previous @ self.feedback_matrix, self.feedback_deadband_v)
 
+    def row_voltages(self, drive_v: np.ndarray, previous: np.ndarray, v_read_max: float,
+                     deadband: bool = True) -> np.ndarray:
+        """One step's row voltages (..., rows) V before the DAC rounds them: the inputs' drive
+        (`input_voltages`) plus the previous step's outputs (..., n_out) A fed back, moved
+        toward zero by the deadband unless `deadband` is False (a loop without a DAC), clipped
+        to +-v_read_max."""
+        fed_back = (self.feedback_voltages(previous) if deadband
+                    else previous @ self.feedback_matrix)
+        return np.clip(drive_v + fed_back, -v_read_max, v_read_max)
+
     @property
     def feedback_matrix(self) -> np.ndarray:
         """(n_out, rows): entry (j, r) is row r's gain when output j feeds it."""

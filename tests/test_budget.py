@@ -13,8 +13,8 @@ from imssa_hw.cli.main import cli
 from imssa_hw.compiler import load_deployment
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.process import start_emulator
-from imssa_hw.hil.budget import (CAUSES, MEASURED_RUNS, ReadChainModel, error_budget,
-                                 plot_waterfall)
+from imssa_hw.board.read_chain import ReadChainModel
+from imssa_hw.hil.budget import CAUSES, MEASURED_RUNS, chain_vmm, error_budget, plot_waterfall
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
@@ -31,33 +31,34 @@ def test_an_ideal_chain_model_is_the_ideal_executor():
     rng = np.random.default_rng(0)
     maps = rng.uniform(1e-6, 100e-6, (2, 6, 5))
     v = rng.uniform(-0.2, 0.2, (4, 6))
-    vmm = ReadChainModel().vmm(maps, 0.2, 1e-4, rng)
+    vmm = chain_vmm(ReadChainModel(0.2), maps, 1e-4, rng)
     assert np.allclose(vmm(1, v), v @ maps[1])
-    coarse = ReadChainModel(dac_bits=3, adc_bits=3).vmm(maps, 0.2, 1e-4, rng)(1, v)
+    coarse = chain_vmm(ReadChainModel(0.2, dac_bits=3, adc_bits=3), maps, 1e-4, rng)(1, v)
     assert np.allclose(coarse / (1e-4 / 4), np.rint(coarse / (1e-4 / 4)))  # whole ADC codes
     assert not np.allclose(coarse, v @ maps[1])
     tally = {"clipped": 0, "samples": 0}
-    ReadChainModel(adc_bits=9).vmm(maps, 0.2, 20e-6, rng, tally)(1, v)
+    chain_vmm(ReadChainModel(0.2, adc_bits=9), maps, 20e-6, rng, tally)(1, v)
     exact = np.rint((v @ maps[1]) / (20e-6 / 256))
     assert tally == {"clipped": int(((exact < -256) | (exact > 255)).sum()), "samples": exact.size}
     assert 0 < tally["clipped"] < tally["samples"]
 
 
 def test_the_chain_model_converts_as_the_emulated_board():
-    """The budget's converters are the emulator's (`board.converters`): on the same
-    conductances, with an ideal TIA and no noise, the model gives the board's codes, row
-    voltages beyond v_read_max and saturated columns included."""
+    """The budget's simulated board reads as the emulated board (one read-chain model,
+    `board.read_chain`): on the same conductances, with an ideal TIA and no noise, it gives the
+    board's codes, row voltages beyond v_read_max and saturated columns included."""
     rng = np.random.default_rng(3)
     crossbar = exact_crossbar(rng.uniform(1e-6, 150e-6, (1, 32, 16)))
     maps = crossbar.conductance(0, now=1e9)[0][None]
     v = rng.uniform(-0.3, 0.3, (64, 32))
-    model = ReadChainModel(crossbar.dac_bits, crossbar.chain.adc_bits)
+    model = ReadChainModel(crossbar.model.v_read_max, crossbar.model.dac_bits,
+                           crossbar.model.adc_bits)
     clipped = {}
     for range_a in (40e-6, 640e-6):
         tally = {"clipped": 0, "samples": 0}
-        simulated = model.vmm(maps, crossbar.v_read_max, range_a, rng, tally)(0, v)
+        simulated = chain_vmm(model, maps, range_a, rng, tally)(0, v)
         codes = crossbar.vmm(0, v, range_a, now=1e9)
-        assert np.array_equal(simulated, codes * crossbar.chain.lsb_a(range_a))
+        assert np.array_equal(simulated, codes * crossbar.model.lsb_a(range_a))
         assert tally["samples"] == codes.size
         clipped[range_a] = tally["clipped"]
     assert 0 < clipped[40e-6] < v.shape[0] * 16 and clipped[640e-6] == 0
@@ -72,7 +73,7 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     features = np.random.default_rng(1).standard_normal((60, 24, 3))
     software = reference.forward(ckpt, features)
     labels = software.argmax(-1)
-    noisy = ReadChainModel(adc_bits=12, read_noise_rel=0.3)
+    noisy = ReadChainModel(dep.schedule.v_read_max, adc_bits=12, read_noise_rel=0.3)
     mean, tally = simulated_scores(dep, ckpt, features, software, labels, dep.targets_siemens,
                                    noisy, [0, 5])
     accuracies = [float((reference.forward(ckpt, features, _Simulated(
@@ -84,7 +85,7 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     assert mean["accuracy"] == pytest.approx(np.mean(accuracies))
     assert tally["samples"] > 0 and tally["samples"] % NOISE_DRAWS == 0  # summed over draws
     quiet, _ = simulated_scores(dep, ckpt, features, software, labels, dep.targets_siemens,
-                                ReadChainModel(), [0, 5])
+                                ReadChainModel(dep.schedule.v_read_max), [0, 5])
     assert quiet["draws"] == 1 and quiet["accuracy"] == 1.0 == quiet["accuracy_range"][0]
 
 

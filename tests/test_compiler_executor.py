@@ -206,9 +206,12 @@ def test_auto_placement_is_diagonal_when_the_board_holds_it(tmp_path):
 def test_dense_tiles_on_the_emulated_board(emulated_board, tmp_path):
     """Compiled densely for one 16x20 array (6 tiles of 5x10 on 3 x 2 bands), the board's own
     loop over every device at some random conductance gives the ADC codes of the reference
-    executor run through the same DAC and ADC on the tiles' cells alone of the board's true
-    conductances: the other tiles on a kernel's rows and columns add nothing."""
+    executor run through the board's read chain (`board.read_chain`, as the error budget runs
+    it) on the tiles' cells alone of the board's true conductances: the other tiles on a
+    kernel's rows and columns add nothing."""
+    from imssa_hw.board.read_chain import ReadChainModel
     from imssa_hw.drivers.board import Board
+    from imssa_hw.hil.budget import chain_vmm
 
     ckpt = make_checkpoint(tmp_path / "m.pt", h=6, n=4, bits=3, seed=2)
     dep = compile_checkpoint(ckpt, board_profile(arrays=1, rows=16, cols=20),
@@ -222,13 +225,9 @@ def test_dense_tiles_on_the_emulated_board(emulated_board, tmp_path):
         b.configure(vmm_range_a=float(layer.tia_range_a.max()))
         b.load_program(list(layer.programs))
         on_board = b.run_sequence(np.concatenate([u, np.zeros((3, 1, 6))], axis=1))
-        adc_lsb, dac_lsb = b.info.adc_lsb_a(b.config.vmm_range_a), b.info.dac_lsb_v
-        codes = 2 ** (b.info.adc_bits - 1)
-    tiles_only = emu.truth_siemens() * dep.used
-
-    def vmm(array: int, v: np.ndarray) -> np.ndarray:
-        currents = (np.rint(v / dac_lsb) * dac_lsb) @ tiles_only[array]
-        return np.clip(np.rint(currents / adc_lsb), -codes, codes - 1) * adc_lsb
+        chain, range_a = ReadChainModel.from_spec(b.info.spec.read_chain), b.config.vmm_range_a
+    adc_lsb = chain.lsb_a(range_a)
+    vmm = chain_vmm(chain, emu.truth_siemens() * dep.used, range_a, np.random.default_rng(0))
     expected = np.rint(Executor(dep.schedule, vmm).raw(0, u) / adc_lsb)
     on_board = np.rint(on_board / adc_lsb)
     assert (on_board != 0).mean() > 0.5 and np.abs(on_board).max() > 20  # the loop does something

@@ -2,9 +2,9 @@
 
 A signed row DAC of `bits` bits has codes -n .. n, n = 2**(bits-1) - 1, spanning -v_read_max ..
 +v_read_max; a signed column ADC of `bits` bits has codes -m .. m - 1, m = 2**(bits-1),
-spanning -range .. +range. `ReadChainSpec` derives its steps here; the emulator's read chain
-and the error budget's read-chain model convert with `dac` and `adc_codes` (hardware-aware
-training rounds to the same steps in torch, taking them from `ReadChainSpec`).
+spanning -range .. +range. `ReadChainSpec` derives its steps here; the read chain's model
+(`read_chain.ReadChainModel`) converts with `dac` and `adc_codes` (its torch twin for
+hardware-aware training, `training.read_chain`, rounds to the same steps in the same order).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def dac_lsb_v(v_read_max: float, bits: int) -> float:
 def dac(v_rows: np.ndarray, v_read_max: float, bits: int) -> np.ndarray:
     """Row voltages (V) as a `bits`-bit row DAC applies them: clipped to +-v_read_max and
     rounded to its steps."""
-    steps, lsb = dac_full_scale_steps(bits), dac_lsb_v(v_read_max, bits)
-    return np.minimum(np.maximum(np.rint(v_rows / lsb), -steps), steps) * lsb
+    lsb = dac_lsb_v(v_read_max, bits)
+    return np.rint(np.clip(v_rows, -v_read_max, v_read_max) / lsb) * lsb
 
 
 def adc_codes(scaled: np.ndarray, bits: int) -> np.ndarray:

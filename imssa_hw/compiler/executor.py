@@ -1,8 +1,9 @@
 """The reference executor: runs a compiled schedule step by step through a crossbar `vmm`.
 
 This is host-loop mode: every step the host computes each array's row voltages from the loop
-program (layer input and the previous step's outputs), calls `vmm(array, v_rows)` and forms the
-differential outputs. With `ideal_vmm(maps)` it runs on conductance maps (the ideal targets or
+program (layer input and the previous step's outputs: `LoopProgram.row_voltages`, the step the
+emulated board's loop and `Board.run_sequence_host` take too), calls `vmm(array, v_rows)` and
+forms the differential outputs (`LoopProgram.outputs`). With `ideal_vmm(maps)` it runs on conductance maps (the ideal targets or
 maps read back from a board); a board plugs in its own VMM instead:
 
     executor = Executor(deployment.schedule, per_vector(board.vmm))
@@ -24,7 +25,6 @@ from typing import Callable
 import numpy as np
 
 from imssa_hw.compiler.schedule import FLUSH_STEPS, LayerSchedule, Schedule
-from imssa_hw.drivers.loop_program import shrink
 
 # (array, row voltages (B, rows) V) -> column currents (B, cols) A
 Vmm = Callable[[int, np.ndarray], np.ndarray]
@@ -54,27 +54,18 @@ def run_layer(layer: LayerSchedule, u: np.ndarray, vmm: Vmm, v_read_max: float, 
     vmm rounds row voltages to DAC steps, so the programs' feedback deadbands apply.
     """
     batch, length, channels = u.shape
-    steps = length + FLUSH_STEPS
-    u_run = np.zeros((batch, steps, channels))
+    u_run = np.zeros((batch, length + FLUSH_STEPS, channels))
     u_run[:, :length] = u
-    sizes = [len(p.out_plus) for p in layer.programs]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    out = np.empty((batch, steps, offsets[-1]))
-    previous = [np.zeros((batch, n)) for n in sizes]
-    wired = [(np.flatnonzero(p.row_input >= 0), np.flatnonzero(p.row_feedback >= 0))
-             for p in layer.programs]
-    for t in range(steps):
-        for k, (p, (inp, fb)) in enumerate(zip(layer.programs, wired)):
-            v = np.zeros((batch, len(p.row_input)))
-            v[:, inp] = u_run[:, t, p.row_input[inp]] * p.row_input_gain_v[inp]
-            fed_back = previous[k][:, p.row_feedback[fb]] * p.row_feedback_gain_v_per_a[fb]
-            v[:, fb] += shrink(fed_back, p.feedback_deadband_v) if dac_rounds else fed_back
-            np.clip(v, -v_read_max, v_read_max, out=v)
-            currents = np.asarray(vmm(p.array, v), dtype=np.float64)
-            padded = np.concatenate([currents, np.zeros((batch, 1))], axis=1)  # [-1] reads 0
-            previous[k] = padded[:, p.out_plus] - padded[:, p.out_minus]
-            out[:, t, offsets[k]:offsets[k + 1]] = previous[k]
-    return out
+    programs = layer.programs
+    drives = [p.input_voltages(u_run) for p in programs]
+    previous = [np.zeros((batch, p.n_outputs)) for p in programs]
+    out = []
+    for t in range(u_run.shape[1]):
+        for k, p in enumerate(programs):
+            v = p.row_voltages(drives[k][:, t], previous[k], v_read_max, deadband=dac_rounds)
+            previous[k] = p.outputs(np.asarray(vmm(p.array, v), dtype=np.float64))
+        out.append(np.concatenate(previous, axis=1))
+    return np.stack(out, axis=1)
 
 
 class Executor:

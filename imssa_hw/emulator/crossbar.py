@@ -1,8 +1,9 @@
-"""The analog core: devices (with optional IR drop) behind row DACs, column TIAs and ADCs.
+"""The analog core: devices (with optional IR drop) behind the board's read chain.
 
-Reads apply v_read_v to one row at a time; VMMs apply a row-voltage vector. Column currents carry
-read noise (read_noise_rel of each device's current, summed in quadrature), then each column's TIA
-gain and offset errors, then the signed ADC (rounding and saturation).
+Reads apply v_read_v to one row at a time; VMMs apply a row-voltage vector. The read chain is the
+board's model (`board.read_chain.ReadChainModel`: row DACs, read noise of read_noise_rel of each
+device's current summed in quadrature, each column's TIA gain and offset, the signed ADC) with
+this board's drawn column errors (`ReadChain`); the crossbar draws its noise.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imssa_hw.board.converters import adc_codes, adc_full_scale_codes, adc_lsb_a, dac
+from imssa_hw.board.converters import adc_full_scale_codes
+from imssa_hw.board.params import ReadChainSpec
+from imssa_hw.board.read_chain import ReadChainModel
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import BoardLimits
 from imssa_hw.emulator.devices import Devices
@@ -30,7 +33,8 @@ below the read noise)."""
 
 @dataclass(eq=False)
 class ReadChain:
-    """Per-column TIA gain and offset errors (arrays, cols) and the ADC."""
+    """An emulated board's drawn read-chain errors (kept in its state): each column's TIA gain
+    and offset (arrays, cols), and its ADC."""
 
     gain: np.ndarray
     """Relative gain of each column's TIA (1 = ideal)."""
@@ -46,16 +50,6 @@ class ReadChain:
                    * rng.standard_normal(shape),
                    params.adc_bits)
 
-    def lsb_a(self, range_a: float) -> float:
-        return adc_lsb_a(range_a, self.adc_bits)
-
-    def digitize(self, currents_a: np.ndarray, array: int, range_a: float,
-                 cols: int | slice | np.ndarray = slice(None)) -> np.ndarray:
-        """Column currents (..., cols) A -> int16 ADC codes."""
-        scaled = currents_a * (self.gain[array, cols] / self.lsb_a(range_a)) \
-            + self.offset_codes[array, cols]
-        return adc_codes(scaled, self.adc_bits).astype(np.int16)
-
 
 class Crossbar:
     """The arrays of one board as the read chain sees them."""
@@ -64,9 +58,9 @@ class Crossbar:
                  limits: BoardLimits, rng: np.random.Generator) -> None:
         self.devices = devices
         self.chain = chain
-        self.noise_rel = params.read_noise_rel
-        self.v_read_max = limits.v_read_max
-        self.dac_bits = params.dac_bits
+        spec = ReadChainSpec(limits.v_read_max, params.dac_bits, chain.adc_bits, params.adc_ranges_a)
+        self.model = ReadChainModel.from_spec(spec, params.read_noise_rel, chain.gain,
+                                              chain.offset_codes)
         self.rng = rng
         arrays, rows, cols = devices.g_final_siemens.shape
         row, col = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
@@ -93,38 +87,29 @@ class Crossbar:
         self._cache[array] = (now, valid_s, pair)
         return pair
 
-    def dac(self, v_rows: np.ndarray) -> np.ndarray:
-        """Row voltages clipped to +-v_read_max and rounded to the DAC's steps."""
-        return dac(v_rows, self.v_read_max, self.dac_bits)
-
     def read(self, array: int, v_read_v: float, range_a: float, now: float,
              rows: int | slice | np.ndarray = slice(None),
              cols: int | slice | np.ndarray = slice(None)) -> np.ndarray:
         """ADC codes of devices read one row at a time at v_read_v (rows and cols: an index, a
         slice, or index arrays of the devices to read)."""
         g = self.conductance(array, now)[0][rows, cols]
-        currents = g * v_read_v * (1 + self.noise_rel * self.rng.standard_normal(np.shape(g)))
-        return self.chain.digitize(currents, array, range_a, cols)
+        currents = self.model.device_currents_a(g, v_read_v, self.rng.standard_normal(np.shape(g)))
+        return self.model.codes(currents, range_a, (array, cols)).astype(np.int16)
 
     def vmm(self, array: int, v_rows: np.ndarray, range_a: float, now: float) -> np.ndarray:
         """ADC codes of the column currents for row voltages (..., rows)."""
         g, g2 = self.conductance(array, now)
-        v = self.dac(v_rows)
+        v = self.model.dac(v_rows)
         noise = self.rng.standard_normal(v.shape[:-1] + g.shape[1:])
-        return self.chain.digitize(self._currents(v, g, g2, noise), array, range_a)
-
-    def _currents(self, v: np.ndarray, g: np.ndarray, g2: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        currents = v @ g
-        if self.noise_rel:
-            currents += self.noise_rel * np.sqrt((v * v) @ g2) * noise
-        return currents
+        return self.model.codes(self.model.currents_a(v, g, noise, g2), range_a,
+                                array).astype(np.int16)
 
     def run(self, programs: list[LoopProgram], inputs: np.ndarray, range_a: float,
             now: float) -> np.ndarray:
         """The on-board loop (see LoopProgram): inputs (n_seq, n_steps, n_inputs) ->
         output codes (n_seq, n_steps, n_outputs), each the difference of two columns' codes."""
         n_seq, n_steps, _ = inputs.shape
-        lsb = self.chain.lsb_a(range_a)
+        lsb = self.model.lsb_a(range_a)
         cols = self.devices.g_final_siemens.shape[2]
         drives = [p.input_voltages(inputs) for p in programs]
         cores = [self.conductance(p.array, now) for p in programs]
@@ -138,9 +123,11 @@ class Crossbar:
             if t % chunk == 0:
                 noise = self.rng.standard_normal((min(chunk, n_steps - t), len(programs), n_seq, cols))
             for k, program in enumerate(programs):
-                v = self.dac(drives[k][:, t] + program.feedback_voltages(previous[k]))
-                codes = self.chain.digitize(self._currents(v, *cores[k], noise[t % chunk, k]),
-                                            program.array, range_a)
+                v = self.model.dac(program.row_voltages(drives[k][:, t], previous[k],
+                                                        self.model.v_read_max))
+                g, g2 = cores[k]
+                codes = self.model.codes(self.model.currents_a(v, g, noise[t % chunk, k], g2),
+                                         range_a, program.array)
                 if program.column_gain is None:
                     diff = codes @ combine[k]  # program.outputs(codes), exact integers
                     out[:, t, starts[k]:starts[k + 1]] = diff

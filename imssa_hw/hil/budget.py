@@ -28,8 +28,9 @@ time in a fixed order, and the accuracy each one costs is its part of the budget
       on-board loop; host mode on a board without one), each one draw of the board's noise:
       a mean of draws against a mean of runs.
 
-The loop follows the compiled schedule (`compiler.executor.run_layer`), so each step is the
-board's arithmetic with the other non-idealities off. Parts add up to software - simulated;
+The loop follows the compiled schedule (`compiler.executor.run_layer`) through the board's
+read-chain model (`board.read_chain.ReadChainModel`, the emulated board's too), so each step is
+the board's arithmetic with the other non-idealities off. Parts add up to software - simulated;
 `unexplained_points` is what the measured run loses beyond that.
 
 Beside the chain, `ideal_board` runs the targets themselves through the row DACs and column
@@ -40,15 +41,16 @@ one does: what the devices decide, apart from the converters' own flips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from imssa_hw.board.converters import adc_codes, adc_lsb_a, dac
+from imssa_hw.board.read_chain import ReadChainModel
 from imssa_hw.compiler import Executor
 from imssa_hw.compiler.artifact import Deployment
+from imssa_hw.compiler.executor import Vmm
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_npz
@@ -65,45 +67,26 @@ MEASURED_RUNS = 3
 """Measured runs on the board averaged by default: one run is one draw of its noise."""
 
 
-@dataclass(frozen=True)
-class ReadChainModel:
-    """The board's read chain as the on-board loop sees it, with each part switchable."""
-
-    dac_bits: int | None = None
-    """Row DAC resolution (signed); None: ideal."""
-    adc_bits: int | None = None
-    """Column ADC resolution (signed); None: ideal."""
-    column_gain: np.ndarray | None = None
-    """(arrays, cols) TIA gain per column, corrected after the ADC; None: ideal."""
-    column_offset_a: np.ndarray | None = None
-    """(arrays, cols) TIA offset per column, A, corrected after the ADC; None: none."""
-    read_noise_rel: float = 0.0
-    """Read noise, relative to each device's current."""
-
-    def vmm(self, maps_siemens: np.ndarray, v_read_max: float, range_a: float,
-            rng: np.random.Generator, tally: dict | None = None
-            ) -> Callable[[int, np.ndarray], np.ndarray]:
-        """A batched `Vmm` on `maps_siemens` (arrays, rows, cols) S through this chain; `tally`
-        counts the column samples the ADC saturated ("clipped") out of "samples"."""
-        def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
-            g = maps_siemens[array]
-            v = v_rows if self.dac_bits is None else dac(v_rows, v_read_max, self.dac_bits)
-            i = v @ g
-            if self.read_noise_rel:
-                i = i + self.read_noise_rel * np.sqrt((v * v) @ (g * g)) * rng.standard_normal(i.shape)
-            gain = 1.0 if self.column_gain is None else self.column_gain[array]
-            offset = 0.0 if self.column_offset_a is None else self.column_offset_a[array]
-            i = i * gain + offset
-            if self.adc_bits is not None:
-                lsb = adc_lsb_a(range_a, self.adc_bits)
-                scaled = i / lsb
-                codes = adc_codes(scaled, self.adc_bits)
-                if tally is not None:
-                    tally["clipped"] += int((codes != np.rint(scaled)).sum())
-                    tally["samples"] += codes.size
-                i = codes * lsb
-            return (i - offset) / gain
-        return vmm
+def chain_vmm(chain: ReadChainModel, maps_siemens: np.ndarray, range_a: float,
+              rng: np.random.Generator, tally: dict | None = None) -> Vmm:
+    """A batched `Vmm` on `maps_siemens` (arrays, rows, cols) S through `chain` at full scale
+    `range_a`, read noise drawn from `rng`, the column errors corrected after the ADC as the
+    firmware does; `tally` counts the column samples the ADC saturated ("clipped") out of
+    "samples"."""
+    def vmm(array: int, v_rows: np.ndarray) -> np.ndarray:
+        g = maps_siemens[array]
+        v = chain.dac(v_rows)
+        noise = rng.standard_normal(v.shape[:-1] + g.shape[1:]) if chain.read_noise_rel else None
+        currents = chain.currents_a(v, g, noise)
+        if chain.adc_bits is None:
+            return currents
+        scaled = chain.adc_input(currents, range_a, array)
+        codes = chain.adc(scaled)
+        if tally is not None:
+            tally["clipped"] += int((codes != np.rint(scaled)).sum())
+            tally["samples"] += codes.size
+        return chain.corrected_a(codes, range_a, array)
+    return vmm
 
 
 def find_programmed(deploy_dir: str | Path) -> Path | None:
@@ -162,16 +145,18 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     stuck_mask = stuck_mask & dep.used
     healthy_was = np.where(stuck_mask, dep.targets_siemens, was)
     info = board.info
-    gains, offsets = column_errors(calibration, dep, info.arrays, info.cols)
-    full = ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets, noise_rel)
+    ideal = ReadChainModel(info.spec.read_chain.v_read_max)
+    converters = ReadChainModel.from_spec(info.spec.read_chain)
+    gains, offsets = column_errors(calibration, info.adc_bits)
+    columns = replace(converters, column_gain=gains, column_offset_codes=offsets)
     chains = {
-        "repair": (dep.targets_siemens, ReadChainModel()),
-        "programming_error": (healthy_was, ReadChainModel()),
-        "stuck_devices": (was, ReadChainModel()),
-        "drift": (now_siemens, ReadChainModel()),
-        "quantization": (now_siemens, ReadChainModel(info.dac_bits, info.adc_bits)),
-        "column_errors": (now_siemens, ReadChainModel(info.dac_bits, info.adc_bits, gains, offsets)),
-        "read_noise": (now_siemens, full),
+        "repair": (dep.targets_siemens, ideal),
+        "programming_error": (healthy_was, ideal),
+        "stuck_devices": (was, ideal),
+        "drift": (now_siemens, ideal),
+        "quantization": (now_siemens, converters),
+        "column_errors": (now_siemens, columns),
+        "read_noise": (now_siemens, replace(columns, read_noise_rel=noise_rel)),
     }
     software = reference.forward(ckpt, features)
     rows = [{"step": "software", **_scores(software, software, labels)}]
@@ -181,7 +166,7 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
         rows.append({"step": cause, **scores})
         tick(1)  # after the loop, `clipping` is the full chain's
     ideal_board = reference.forward(ckpt, features, _Simulated(
-        dep, dep.targets_siemens, ReadChainModel(info.dac_bits, info.adc_bits), seed))
+        dep, dep.targets_siemens, converters, seed))
     tick(1)
     correct = current_correction(calibration, board) if calibration is not None else None
     mode = InferenceMode.ONBOARD if board.capabilities.on_board_loop else InferenceMode.HOST
@@ -226,23 +211,14 @@ def error_budget(board: BoardLike, dep: Deployment, ckpt: Checkpoint, features: 
     }
 
 
-def array_ranges(dep: Deployment) -> dict[int, float]:
-    """The TIA range (A) each array the deployment uses runs at: its layer's."""
-    return {program.array: layer.vmm_range_a
-            for layer in dep.schedule.layers for program in layer.programs}
-
-
-def column_errors(calibration, dep: Deployment, arrays: int, cols: int
-                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Per-column TIA gain and offset (A at each array's range), (arrays, cols) each, from the
-    calibration; (None, None) without one."""
+def column_errors(calibration, adc_bits: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each column's TIA gain and offset in codes of an `adc_bits`-bit ADC (the same on every
+    range), (arrays, cols) each, from the calibration; (None, None) without one."""
     if calibration is None:
         return None, None
-    gains = np.ones((arrays, cols))
-    offsets = np.zeros((arrays, cols))
-    for array, range_a in array_ranges(dep).items():
-        gains[array], offsets[array] = calibration.vmm_correction(array, range_a)
-    return gains, offsets
+    return (np.stack([calibration.vmm_correction(array)[0]
+                      for array in range(calibration.arrays)]),
+            calibration.offset_codes(adc_bits))
 
 
 def simulated_scores(dep: Deployment, ckpt: Checkpoint, features: np.ndarray, software: np.ndarray,
@@ -273,8 +249,8 @@ class _Simulated:
 
     def __call__(self, layer: int, u: np.ndarray) -> np.ndarray:
         schedule = self.dep.schedule
-        vmm = self.chain.vmm(self.maps, schedule.v_read_max, schedule.layers[layer].vmm_range_a,
-                             self.rng, self.tally)
+        vmm = chain_vmm(self.chain, self.maps, schedule.layers[layer].vmm_range_a, self.rng,
+                        self.tally)
         return Executor(schedule, vmm, dac_rounds=self.chain.dac_bits is not None)(layer, u)
 
 

@@ -10,12 +10,14 @@ Per step t = 0..L, for every kernel (as `compiler.schedule` describes the loop p
     y_{t-1} = out_y * 2 c_step / (dG * s_x)         the output lags one step
 
 DAC and ADC round to their steps and clip at +-v_read_max and the layer's TIA range, with
-straight-through gradients; shrink moves a fed-back voltage toward zero by the compiler's
-feedback deadband (`loop_scales.feedback_deadband_v`).
+straight-through gradients: the board's read chain in torch (`training.read_chain`, the twin of
+the numpy model the emulator and the error budget run, `board.read_chain`); shrink moves a
+fed-back voltage toward zero by the compiler's feedback deadband
+(`loop_scales.feedback_deadband_v`).
 
 While training, every batch also draws the board's errors: a conductance error per device
 (`DeviceErrors.g_sigma_siemens`, write-verify tolerance plus relaxation), read noise, a fraction
-of stuck devices, a constant offset of up to half an ADC step per column pair (what remains of a
+of stuck devices, a constant offset of up to half an ADC code per column pair (what remains of a
 TIA offset after calibration: the calibration subtracts it, but the rounding happened around
 it; the compiler gives both columns of a pair the same fractional offset, so a zero difference
 still reads zero). Each kernel runs alone in its VMM (the compiler's default schedule), so no
@@ -26,6 +28,7 @@ other kernel's rows add current to its columns. The scales (s_x, TIA range) come
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -36,7 +39,7 @@ from imssa_hw.drivers.loop_program import shrink
 from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
                                         loop_scales)
 from imssa_hw.model.mapping import assemble_levels
-from imssa_hw.training.quant import ste_round
+from imssa_hw.training.read_chain import TorchReadChainModel
 from imssa_hw.training.s4d import DiscreteKernels
 
 if TYPE_CHECKING:
@@ -48,25 +51,14 @@ class AnalogLoop:
     (kernels, u (B, H, L)) -> y (B, H, L) without D*u."""
 
     def __init__(self, profile: BoardProfile, bits: int, scales: LayerScales):
-        read, window = profile.read, profile.conductance
+        window = profile.conductance
         self.errors = profile.errors
         self.columns = profile.differential is Differential.COLUMNS
         self.g_min, self.g_max, self.dg = window.g_min_siemens, window.g_max_siemens, window.dg(bits)
-        self.v_max = read.v_read_max
-        self.dac_lsb = read.dac_lsb_v
+        self.chain = TorchReadChainModel.from_spec(profile.read, self.errors.read_noise_rel)
+        self.range_a = scales.tia_range_a
         self.deadband_v = feedback_deadband_v(profile)
-        self.adc_top = read.adc_full_scale_codes
-        self.adc_lsb = read.adc_lsb_a(scales.tia_range_a)
         self.state_scale = torch.as_tensor(scales.state_scale_v, dtype=torch.float32)
-
-    def dac(self, v: torch.Tensor) -> torch.Tensor:
-        """Row voltages clipped to the read range and rounded to the DAC's steps."""
-        return ste_round(v.clamp(-self.v_max, self.v_max) / self.dac_lsb) * self.dac_lsb
-
-    def adc(self, i: torch.Tensor) -> torch.Tensor:
-        """Column currents rounded to ADC codes (saturating) and back to amperes."""
-        codes = ste_round(i / self.adc_lsb).clamp(-self.adc_top, self.adc_top - 1)
-        return codes * self.adc_lsb
 
     def conductances(self, levels: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """G+ and G- (H, outputs, inputs) in S of the level matrices, with drawn errors."""
@@ -95,30 +87,30 @@ class AnalogLoop:
         # kernel-major (H, B, ...) throughout; columns [G+ outputs | G- outputs]
         g = torch.cat(self.conductances(levels, noisy), dim=1).transpose(1, 2)  # (H, S+1, 2S+2)
         g_squared = g * g if noisy and self.errors.read_noise_rel else None
-        # each pair's ADC offset: calibration removes it, but not where it moved the rounding;
-        # both columns of a pair share its fractional part (compiler/placement.py)
-        half = ((torch.rand(h, 1, s + 1) - 0.5) * self.adc_lsb if noisy
-                else u.new_zeros(h, 1, s + 1))
-        offset = torch.cat([half, half], dim=-1)
+        chain, range_a = self.chain, self.range_a
+        if noisy:  # each pair's ADC offset: calibration removes it, but not where it moved the
+            # rounding; both columns of a pair share its fractional part (compiler/placement.py)
+            half = torch.rand(h, 1, s + 1) - 0.5
+            chain = replace(chain, column_offset_codes=(torch.cat([half, half], dim=-1)
+                                                        if self.columns else half))
         feedback = (a_step / self.dg)[:, None, None]
         drive = (self.state_scale * b_step / a_step)[:, None]
         inputs = u.permute(2, 1, 0)  # (L, H, B)
         previous = u.new_zeros(h, batch, s)
         ys = []
         for t in range(length + 1):
-            v_u = self.dac(inputs[t] * drive) if t < length else u.new_zeros(h, batch)
-            v = torch.cat([self.dac(shrink(previous * feedback, self.deadband_v)), v_u[..., None]],
-                          dim=-1)
-            currents = torch.bmm(v, g)
-            if g_squared is not None:
-                spread = torch.bmm(v * v, g_squared).clamp_min(1e-30).sqrt()
-                currents = currents + self.errors.read_noise_rel * spread * torch.randn_like(spread)
+            v_u = chain.dac(inputs[t] * drive) if t < length else u.new_zeros(h, batch)
+            v = torch.cat([chain.dac(shrink(previous * feedback, self.deadband_v)),
+                           v_u[..., None]], dim=-1)
+            noise = (torch.randn(v.shape[:-1] + g.shape[-1:], dtype=v.dtype)
+                     if g_squared is not None else None)
+            currents = chain.currents_a(v, g, noise, g_squared)
             if self.columns:
-                read = self.adc(currents + offset) - offset
+                read = chain.corrected_a(chain.codes(currents, range_a), range_a)
                 out = read[..., :s + 1] - read[..., s + 1:]
-            else:
-                out = self.adc(currents[..., :s + 1] - currents[..., s + 1:] + offset[..., :s + 1]
-                               ) - offset[..., :s + 1]
+            else:  # the pair's difference current into one ADC
+                out = chain.corrected_a(chain.codes(currents[..., :s + 1] - currents[..., s + 1:],
+                                                    range_a), range_a)
             previous = out[..., :s]
             if t:
                 ys.append(out[..., s])
