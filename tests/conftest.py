@@ -1,13 +1,16 @@
-"""Shared fixtures: emulated boards, each in its own process behind a real pty, and one small
-trained model for the whole session.
+"""Shared fixtures: emulated boards, and one small trained model for the whole session.
 
     def test_x(emulated_board):
-        emu = emulated_board(rows=4, cols=4, drop_rate=0.1)   # -> EmulatorProcess
+        emu = emulated_board(rows=4, cols=4)                  # -> InProcessBoard (emu://)
+        emu = emulated_board(rows=4, cols=4, drop_rate=0.1)   # -> EmulatorProcess, behind a pty
         with Board.open(emu.port) as board: ...
-        emu.truth_siemens()                                          # ground truth from the state file
+        emu.truth_siemens()                                    # ground truth from the state file
 
 Boards default to 2 arrays of 8x8 to keep tests fast; every option of
-`imssa_hw.emulator.process.emulator_command` can be given. Tests marked `slow` (seconds each:
+`imssa_hw.emulator.process.emulator_command` can be given. A board is served in the test's own
+process (`emu://`: the same firmware and driver, no process start or pty) unless it needs what
+only a process has (`support.boards.PROCESS_ONLY`: link faults, the SMU, TCP) or the test asks
+for one with `process=True` (transports, signals, a board that outlives a command). Tests marked `slow` (seconds each:
 whole commands end to end) run first, so that parallel workers (pytest-xdist) finish together.
 """
 
@@ -22,7 +25,7 @@ from filelock import FileLock
 from hypothesis import settings
 
 from imssa_hw.emulator.process import EmulatorProcess, start_emulator
-from support.boards import SMALL_BOARD
+from support.boards import PROCESS_ONLY, SMALL_BOARD, InProcessBoard, in_process_board
 from support.models import TINY, TINY_EPOCHS, TINY_MODEL
 
 
@@ -56,12 +59,18 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def emulated_board(tmp_path) -> Iterator[Callable[..., EmulatorProcess]]:
-    """A factory: `emulated_board(**options)` starts an emulator; all are stopped at teardown."""
-    started: list[EmulatorProcess] = []
+def emulated_board(tmp_path) -> Iterator[Callable[..., EmulatorProcess | InProcessBoard]]:
+    """A factory: `emulated_board(process=False, **options)` makes an emulated board (module
+    docstring); processes are stopped at teardown."""
+    started: list[EmulatorProcess | InProcessBoard] = []
 
-    def start(**options) -> EmulatorProcess:
-        emu = start_emulator(tmp_path / f"emulator-{len(started)}", **{**SMALL_BOARD, **options})
+    def start(process: bool = False, **options) -> EmulatorProcess | InProcessBoard:
+        workdir = tmp_path / f"emulator-{len(started)}"
+        options = {**SMALL_BOARD, **options}
+        if process or any(options.get(name) for name in PROCESS_ONLY):
+            emu = start_emulator(workdir, **options)
+        else:
+            emu = in_process_board(workdir, **options)
         started.append(emu)
         return emu
 

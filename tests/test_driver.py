@@ -248,7 +248,7 @@ def test_a_version_1_board_gets_version_1_frames_and_the_same_answers(tmp_path):
 
 
 def test_lost_board_is_a_link_error(emulated_board):
-    emu = emulated_board()
+    emu = emulated_board(process=True)
     board = Board.open(emu.port, timeout_s=0.2, retries=1)
     try:
         emu.stop()

@@ -17,7 +17,7 @@ from support.boards import NEEDS_PTY, NOISELESS, STILL, emu_url, script
 def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, tmp_path):
     """The same script on `emu://` and on an `imssa-hw emulate` pty, same seed, devices that
     keep what a pulse gave them: the same device states, pulse for pulse."""
-    process = emulated_board(seed=5, settings=STILL)
+    process = emulated_board(seed=5, settings=STILL, process=True)
     with Board.open(process.port) as board:
         script(board)
     with Board.open(emu_url(tmp_path / "emu.npz", 5, **STILL)) as board:
@@ -56,7 +56,7 @@ def test_bad_emu_urls_are_bad_input_in_one_line(url, message):
 @NEEDS_PTY
 def test_spy_logs_both_directions(emulated_board, tmp_path):
     """The link reads through the transport, so spy:// sees the replies as well as requests."""
-    emu = emulated_board()
+    emu = emulated_board(process=True)  # spy:// on a pty
     log = tmp_path / "spy.txt"
     with Board.open(f"spy://{emu.port}?file={log}") as board:
         assert board.info.board_id == "EMU-DPE-0001"

@@ -43,8 +43,7 @@ class EmulatorProcess:
 
     def truth_siemens(self) -> np.ndarray:
         """True conductances now, (arrays, rows, cols) S."""
-        state = self.state()
-        return state.devices.conductance_siemens(state.now())
+        return self.state().truth_siemens()
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Send `sig` and wait for the exit code (killed after `timeout_s`)."""

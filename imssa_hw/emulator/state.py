@@ -42,6 +42,10 @@ class EmulatorState:
         """The emulator's time now, Unix seconds (runs faster than the wall with a time scale)."""
         return self.clock.now()
 
+    def truth_siemens(self) -> np.ndarray:
+        """Every device's true conductance now, (arrays, rows, cols) S."""
+        return self.devices.conductance_siemens(self.now())
+
 
 def save_state(path: str | Path, state: EmulatorState) -> None:
     """Write `state` to `path` atomically (a crash leaves the old file or the new one)."""

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import HEALTHY, DeviceModel
 from imssa_hw.emulator.profile import load_emulator_profile
+from imssa_hw.emulator.protocol_emu import board_from_url
+from imssa_hw.emulator.state import EmulatorState, load_state
 
 SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
 """The default geometry of `emulated_board`: two 8x8 arrays keep tests fast."""
@@ -36,6 +40,42 @@ def emu_url(state, seed: int, arrays: int = 2, rows: int = 8, cols: int = 8, **s
     """An `emu://` port: an emulated board in this process, its state kept in `state`."""
     sets = "".join(f"&set={key}={value}" for key, value in settings.items())
     return f"emu://?seed={seed}&arrays={arrays}&rows={rows}&cols={cols}&state={state}{sets}"
+
+
+PROCESS_ONLY = ("corrupt_rate", "drop_rate", "latency_s", "reset_rate", "baud", "smu", "tcp")
+"""`start_emulator` options that only an emulator process has: link faults, line speed, the
+SMU and TCP services."""
+
+
+@dataclass(frozen=True)
+class InProcessBoard:
+    """An emulated board served in the test's own process (`emu://`, the same firmware) with
+    the test interface of an `EmulatorProcess`: its port, its state file and ground truth."""
+
+    port: str
+    state_path: Path
+
+    def state(self) -> EmulatorState:
+        """The board's non-volatile state, as its last request left it."""
+        return load_state(self.state_path)
+
+    def truth_siemens(self) -> np.ndarray:
+        """True conductances now, (arrays, rows, cols) S."""
+        return self.state().truth_siemens()
+
+    def stop(self) -> None:
+        """Nothing runs between requests: nothing to stop."""
+
+
+def in_process_board(workdir: Path, seed: int = 0, arrays: int = 2, rows: int = 8, cols: int = 8,
+                     settings: dict | None = None, time_scale: float = 1.0) -> InProcessBoard:
+    """An `emu://` board whose state lives in workdir/board.npz, drawn now (so that its state
+    and truth can be read before the first request)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = workdir / "board.npz"
+    port = emu_url(state, seed, arrays, rows, cols, **(settings or {})) + f"&time_scale={time_scale!r}"
+    board_from_url(port)  # draws the devices and saves them
+    return InProcessBoard(port, state)
 
 
 def healthy(emu) -> np.ndarray:
