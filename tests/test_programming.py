@@ -33,7 +33,8 @@ from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_
 from imssa_hw.programming.settings import DEFAULT_READ_NOISE_REL
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import STUCK, VERIFIED
-from support.boards import EXACT_CHAIN, FAST_DEVICES, NOISELESS, STILL, emu_url, healthy
+from support.boards import (EXACT_CHAIN, FAST_DEVICES, NOISELESS, ON_VIRTUAL_TIME, STILL, emu_url,
+                            healthy)
 from support.programming import (FAST, FAST_CLI, PROFILE, DiesAfterSending, four_bit_targets,
                                  make_deployment)
 
@@ -108,14 +109,14 @@ def test_noisy_reads_at_the_window_top_are_not_chased(emulated_board):
     times and given up (25.8 pulses each on average)."""
     noisy_top = {"read_chain.read_noise_rel": 0.02, "device.set_c2c_sigma_siemens": 4.78e-6,
                  "device.set_c2c_slope": -0.0091}
-    # its own process: how far devices relaxed between a pulse and its verify depends on real
-    # time, which a board in the test's process (slower when traced by coverage) would stretch
-    emu = emulated_board(arrays=1, rows=8, cols=8, seed=3, process=True,
+    # on virtual time: how far devices relaxed between a pulse and its verify is the program's
+    # waits alone, not the machine's speed (it failed once, traced by coverage, on wall time)
+    emu = emulated_board(virtual_time=True, arrays=1, rows=8, cols=8, seed=3,
                          settings={**FAST_DEVICES, **EXACT_CHAIN, **noisy_top})
     targets = np.full((1, 8, 8), PROFILE.conductance.g_max_siemens)
     with Board.open(emu.port) as board:
         result = program_targets(board, targets, np.ones_like(targets, bool),
-                                 settings=replace(FAST, read_noise_rel=0.02),
+                                 **ON_VIRTUAL_TIME, settings=replace(FAST, read_noise_rel=0.02),
                                  off_siemens=PROFILE.conductance.g_min_siemens)
     ok = healthy(emu)
     assert not (result.status[ok] == STUCK).any()

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import time
 
 import numpy as np
 import pytest
 
 from imssa_hw.drivers.board import Board
 from imssa_hw.errors import BadInput
+from imssa_hw.emulator.clock import VIRTUAL
 from imssa_hw.emulator.state import load_state
 
 from support.boards import NEEDS_PTY, NOISELESS, STILL, emu_url, script
@@ -30,6 +32,26 @@ def test_emu_url_runs_the_same_firmware_as_the_emulator_process(emulated_board, 
     assert np.abs(g - b.conductance_siemens(0)[0]).max() < 0.1 * g.max()  # reads what it holds
 
 
+def test_a_board_on_virtual_time_ages_only_when_slept_on(tmp_path):
+    """`emu://?clock=virtual`: the devices relax on this process's virtual clock, which stands
+    still while requests come (however long they take) and moves when slept on, at once."""
+    url = emu_url(tmp_path / "b.npz", 3, arrays=1, **NOISELESS) + "&clock=virtual"
+    with Board.open(url) as board:
+        mask = np.zeros((8, 8), bool)
+        mask[2, 3] = True
+        board.set_pulses(0, 3.5, 1.2, mask)
+        first = board.read_array(0)[2, 3]
+        time.sleep(0.3)  # wall time: the devices do not see it
+        assert board.read_array(0)[2, 3] == first
+        started = time.monotonic()
+        VIRTUAL.sleep(60.0)  # a minute: the relaxation (tau 0.5 s) is over
+        assert time.monotonic() - started < 0.1
+        relaxed = board.read_array(0)[2, 3]
+    assert relaxed != first
+    state = load_state(tmp_path / "b.npz", VIRTUAL.now)
+    assert state.truth_siemens()[0, 2, 3] == pytest.approx(relaxed, rel=0.02)
+
+
 def test_emu_state_persists_between_opens(tmp_path):
     url = emu_url(tmp_path / "b.npz", 2, **STILL)
     with Board.open(url) as board:
@@ -46,6 +68,7 @@ def test_emu_state_persists_between_opens(tmp_path):
     ("emu://?set=nosuch.key=1", "unknown profile key"),
     ("emu://?rows=70000", "rows = 70000 is impossible"),
     ("emu://?arrays=256&rows=2048&cols=2048", "devices are more than an emulated board holds"),
+    ("emu://?clock=sundial", "clock='sundial' is none of wall, virtual"),
 ])
 def test_bad_emu_urls_are_bad_input_in_one_line(url, message):
     with pytest.raises(BadInput, match=message) as caught:

@@ -6,7 +6,8 @@ The same firmware as `imssa-hw emulate` (`EmulatedBoard`) answers every request 
 written, so the reply is waiting when the driver reads: the same protocol bytes through the same
 driver, without a process, a pty or link faults. Query options: `seed` (default 0), `profile`
 (a shipped name or a TOML file), `arrays`, `rows`, `cols`, `state` (a .npz path, kept across
-opens as by `emulate --state`), `time_scale`, and `set=SECTION.KEY=VALUE` (repeatable). pyserial
+opens as by `emulate --state`), `time_scale`, `clock` (`wall`, the default, or `virtual`: this
+process's `clock.VIRTUAL`, for tests) and `set=SECTION.KEY=VALUE` (repeatable). pyserial
 finds this module because `imssa_hw.drivers.link` lists `imssa_hw.emulator` among its URL
 handler packages. The pty path (`emulator.process`) stays for the integration tests.
 """
@@ -21,9 +22,10 @@ from imssa_hw.drivers.errors import FrameError
 from imssa_hw.drivers.framing import FrameDecoder
 from imssa_hw.drivers.port_url import split_port_url
 from imssa_hw.emulator.board import EmulatedBoard
+from imssa_hw.emulator.clock import CLOCKS
 from imssa_hw.errors import BadInput
 
-OPTIONS = ("seed", "profile", "arrays", "rows", "cols", "state", "time_scale", "set")
+OPTIONS = ("seed", "profile", "arrays", "rows", "cols", "state", "time_scale", "clock", "set")
 
 
 def board_from_url(url: str) -> EmulatedBoard:
@@ -47,8 +49,11 @@ def board_from_url(url: str) -> EmulatedBoard:
                 settings[f"board.{key}"] = one(key, int)
         profile = load_emulator_profile(one("profile", str), settings)
         state = one("state", str)
+        clock = one("clock", str, "wall")
+        if clock not in CLOCKS:
+            raise BadInput(f"clock={clock!r} is none of {', '.join(CLOCKS)}")
         board, _ = build_board(profile, one("seed", int, 0), Path(state) if state else None,
-                               one("time_scale", float, 1.0))
+                               one("time_scale", float, 1.0), CLOCKS[clock])
     except BadInput as exc:
         raise BadInput(f"emu://: {exc}") from None
     board.save()

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -233,9 +234,10 @@ class EmulatorServer:
 
 
 def build_board(profile: Profile, seed: int, state_path: Path | None,
-                time_scale: float = 1.0) -> tuple[EmulatedBoard, list[np.random.Generator]]:
+                time_scale: float = 1.0, wall: Callable[[], float] = time.time
+                ) -> tuple[EmulatedBoard, list[np.random.Generator]]:
     """The board of `profile`, its devices drawn from `seed` or loaded from `state_path`; its
-    clock runs `time_scale` times faster than the wall clock.
+    clock runs `time_scale` times faster than the wall clock `wall` (`clock.CLOCKS`).
 
     Returns the board and the two remaining random streams (link faults, SMU noise).
     """
@@ -248,11 +250,11 @@ def build_board(profile: Profile, seed: int, state_path: Path | None,
         if state.devices.g_final_siemens.shape != shape:
             raise BadInput(f"{state_path} holds {'x'.join(map(str, state.devices.g_final_siemens.shape))} "
                            f"devices, the profile asks for {'x'.join(map(str, shape))}")
-        state.clock = state.clock.restarted(state.saved_wall_s, time_scale)
+        state.clock = state.clock.restarted(state.saved_wall_s, time_scale, wall)
     else:
         devices = DeviceModel(profile).draw(shape, population)
         state = EmulatorState(devices, ReadChain.draw(profile.read_chain, b.arrays, b.cols, population),
-                              seed, EmulatorClock.starting_now(time_scale))
+                              seed, EmulatorClock.starting_now(time_scale, wall))
     board = EmulatedBoard(profile, state, state_path, programming, reading)
     return board, [faults, smu]
 

@@ -17,6 +17,7 @@ import time
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -55,14 +56,15 @@ def save_state(path: str | Path, state: EmulatorState) -> None:
                    "chain.adc_bits": np.asarray(state.chain.adc_bits),
                    "format": np.asarray(STATE_FORMAT), "seed": np.asarray(state.seed),
                    "clock": np.asarray([state.clock.origin_wall_s, state.clock.origin_emulated_s,
-                                        state.clock.time_scale, time.time()])})
+                                        state.clock.time_scale, state.clock.wall()])})
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
 
 
-def load_state(path: str | Path) -> EmulatorState:
-    """Read a state file written by `save_state`; raises BadInput when it is not one (a
-    format-1 file, from before retention drift and the clock, included)."""
+def load_state(path: str | Path, wall: Callable[[], float] = time.time) -> EmulatorState:
+    """Read a state file written by `save_state`, its clock reading the wall clock `wall` (the
+    one the board ran on: `clock.CLOCKS`); raises BadInput when it is not one (a format-1 file,
+    from before retention drift and the clock, included)."""
     try:
         with np.load(path) as data:
             version = int(data["format"])
@@ -78,7 +80,7 @@ def load_state(path: str | Path) -> EmulatorState:
                 raise BadInput(f"{path}: not an emulator state of this imssa-hw (no "
                                f"{', '.join(missing)}): start the emulator with a fresh state")
             origin_wall, origin_emulated, scale, saved_wall = (float(v) for v in data["clock"])
-            clock = EmulatorClock(origin_wall, origin_emulated, scale)
+            clock = EmulatorClock(origin_wall, origin_emulated, scale, wall)
             chain = ReadChain(np.array(data["chain.gain"]), np.array(data["chain.offset_codes"]),
                               int(data["chain.adc_bits"]))
             return EmulatorState(Devices.from_arrays(arrays), chain, int(data["seed"]), clock,

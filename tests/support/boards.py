@@ -14,6 +14,7 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import HEALTHY, DeviceModel
 from imssa_hw.emulator.profile import load_emulator_profile
+from imssa_hw.emulator.clock import CLOCKS, VIRTUAL
 from imssa_hw.emulator.protocol_emu import board_from_url
 from imssa_hw.emulator.state import EmulatorState, load_state
 
@@ -54,10 +55,12 @@ class InProcessBoard:
 
     port: str
     state_path: Path
+    clock: str = "wall"
+    """The wall clock it runs on (`emulator.clock.CLOCKS`)."""
 
     def state(self) -> EmulatorState:
         """The board's non-volatile state, as its last request left it."""
-        return load_state(self.state_path)
+        return load_state(self.state_path, CLOCKS[self.clock])
 
     def truth_siemens(self) -> np.ndarray:
         """True conductances now, (arrays, rows, cols) S."""
@@ -67,15 +70,24 @@ class InProcessBoard:
         """Nothing runs between requests: nothing to stop."""
 
 
+ON_VIRTUAL_TIME = {"clock": VIRTUAL.now, "sleep": VIRTUAL.sleep}
+"""`program_targets` options for a board on virtual time (`emulated_board(virtual_time=True)`):
+its waits move this process's virtual clock instead of sleeping."""
+
+
 def in_process_board(workdir: Path, seed: int = 0, arrays: int = 2, rows: int = 8, cols: int = 8,
-                     settings: dict | None = None, time_scale: float = 1.0) -> InProcessBoard:
+                     settings: dict | None = None, time_scale: float = 1.0,
+                     virtual_time: bool = False) -> InProcessBoard:
     """An `emu://` board whose state lives in workdir/board.npz, drawn now (so that its state
-    and truth can be read before the first request)."""
+    and truth can be read before the first request). `virtual_time`: the board's devices age on
+    this process's `VIRTUAL` clock (emulator/clock.py), which only waits given
+    `ON_VIRTUAL_TIME` move: no real time passes, and the outcome is the machine's speed's no more."""
     workdir.mkdir(parents=True, exist_ok=True)
     state = workdir / "board.npz"
-    port = emu_url(state, seed, arrays, rows, cols, **(settings or {})) + f"&time_scale={time_scale!r}"
+    port = (emu_url(state, seed, arrays, rows, cols, **(settings or {}))
+            + f"&time_scale={time_scale!r}&clock={'virtual' if virtual_time else 'wall'}")
     board_from_url(port)  # draws the devices and saves them
-    return InProcessBoard(port, state)
+    return InProcessBoard(port, state, "virtual" if virtual_time else "wall")
 
 
 def healthy(emu) -> np.ndarray:
