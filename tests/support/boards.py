@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from imssa_hw.drivers.board import Board
+from imssa_hw.emulator.clock import CLOCKS, VIRTUAL
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import HEALTHY, DeviceModel
 from imssa_hw.emulator.profile import load_emulator_profile
-from imssa_hw.emulator.clock import CLOCKS, VIRTUAL
 from imssa_hw.emulator.protocol_emu import board_from_url
 from imssa_hw.emulator.state import EmulatorState, load_state
 
@@ -80,8 +80,9 @@ def in_process_board(workdir: Path, seed: int = 0, arrays: int = 2, rows: int = 
                      virtual_time: bool = False) -> InProcessBoard:
     """An `emu://` board whose state lives in workdir/board.npz, drawn now (so that its state
     and truth can be read before the first request). `virtual_time`: the board's devices age on
-    this process's `VIRTUAL` clock (emulator/clock.py), which only waits given
-    `ON_VIRTUAL_TIME` move: no real time passes, and the outcome is the machine's speed's no more."""
+    this process's `VIRTUAL` clock (emulator/clock.py), which only the waits of a run given
+    `ON_VIRTUAL_TIME` move: no real time passes, and the outcome does not depend on the
+    machine's speed."""
     workdir.mkdir(parents=True, exist_ok=True)
     state = workdir / "board.npz"
     port = (emu_url(state, seed, arrays, rows, cols, **(settings or {}))
@@ -91,7 +92,7 @@ def in_process_board(workdir: Path, seed: int = 0, arrays: int = 2, rows: int = 
 
 
 def healthy(emu) -> np.ndarray:
-    """Which devices of an emulator process are neither stuck nor worn out."""
+    """Which devices of an emulated board are neither stuck nor worn out."""
     return emu.state().devices.defect == HEALTHY
 
 
