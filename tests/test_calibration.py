@@ -298,8 +298,8 @@ def test_vmm_outputs_in_true_units(smu_run):
     np.testing.assert_allclose(corrected, (raw - offset) / gain)
     err_raw = np.median(np.abs(raw - true) / true)
     err_cal = np.median(np.abs(corrected - true) / true)
-    # one read's noise leaves about 1 % (measured 0.96-0.98 % alone, 1.04-1.08 % in the parallel
-    # suite beside two benches, at 0.13.0 and 0.14.0 alike), uncorrected errors 3.5-4 %
+    # what the correction leaves is about 1 % (measured alone: 0.96 % at 0.13.0, 0.97-0.98 % at
+    # 0.14.0; 1.04-1.08 % in the parallel suite beside two benches), the raw error 3.5-4 %
     assert err_cal < 0.5 * err_raw and err_cal < 0.015, (err_raw, err_cal)
 
 
