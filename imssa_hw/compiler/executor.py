@@ -3,8 +3,9 @@
 This is host-loop mode: every step the host computes each array's row voltages from the loop
 program (layer input and the previous step's outputs: `LoopProgram.row_voltages`, the step the
 emulated board's loop and `Board.run_sequence_host` take too), calls `vmm(array, v_rows)` and
-forms the differential outputs (`LoopProgram.outputs`). With `ideal_vmm(maps)` it runs on conductance maps (the ideal targets or
-maps read back from a board); a board plugs in its own VMM instead:
+forms the differential outputs (`LoopProgram.outputs`). With `ideal_vmm(maps)` it runs on
+conductance maps (the ideal targets or maps read back from a board); a board plugs in its own
+VMM instead:
 
     executor = Executor(deployment.schedule, per_vector(board.vmm))
     logits = reference.forward(ckpt, features, recurrence=executor)

@@ -67,11 +67,10 @@ class EmulatorClock:
         wall = self.source() if wall_s is None else wall_s
         return self.origin_emulated_s + (wall - self.origin_wall_s) * self.time_scale
 
-    def restarted(self, saved_wall_s: float, time_scale: float = 1.0,
-                  source: Callable[[], float] = time.time) -> EmulatorClock:
-        """The clock of an emulator started now on the wall clock `source`, whose predecessor
-        last saved at `saved_wall_s`: the predecessor's time at that moment, plus the wall time
-        since at the normal rate."""
-        wall = source()
+    def restarted(self, saved_wall_s: float, time_scale: float = 1.0) -> EmulatorClock:
+        """The clock of an emulator started now on the same wall clock, whose predecessor last
+        saved at `saved_wall_s`: the predecessor's time at that moment, plus the wall time since
+        at the normal rate."""
+        wall = self.source()
         emulated = self.now(saved_wall_s) + max(wall - saved_wall_s, 0.0)
-        return EmulatorClock(wall, emulated, time_scale, source)
+        return EmulatorClock(wall, emulated, time_scale, self.source)

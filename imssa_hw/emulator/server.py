@@ -246,11 +246,11 @@ def build_board(profile: Profile, seed: int, state_path: Path | None,
     b = profile.board
     shape = (b.arrays, b.rows, b.cols)
     if state_path is not None and state_path.exists():
-        state = load_state(state_path)
+        state = load_state(state_path, wall)
         if state.devices.g_final_siemens.shape != shape:
             raise BadInput(f"{state_path} holds {'x'.join(map(str, state.devices.g_final_siemens.shape))} "
                            f"devices, the profile asks for {'x'.join(map(str, shape))}")
-        state.clock = state.clock.restarted(state.saved_wall_s, time_scale, wall)
+        state.clock = state.clock.restarted(state.saved_wall_s, time_scale)
     else:
         devices = DeviceModel(profile).draw(shape, population)
         state = EmulatorState(devices, ReadChain.draw(profile.read_chain, b.arrays, b.cols, population),
