@@ -181,7 +181,7 @@ def run_strategy(name: str, workdir: Path, args, targets: np.ndarray, used: np.n
 
     with running_emulator(workdir / f"emulator-{run}", arrays=args.arrays, rows=args.rows,
                           cols=args.cols, seed=args.seed, baud=baud, profile=args.profile,
-                          settings={"board.protocol_version": protocol}) as emu:
+                          settings={"firmware.protocol_version": protocol}) as emu:
         with Board.open(emu.port) as opened:
             board = TimedBoard(opened)
             cal = None

@@ -81,71 +81,81 @@ def set_key(name: str, value):
     return lambda info: info.update({name: value})
 
 
-# quantity, value (SI), the compiler's table, key and file units per SI unit, the emulator's
-# key, and the change to an identify reply
+# quantity, value (SI), the profiles' table, key and file units per SI unit (the compiler's and
+# the emulator's profiles describe a board with the same tables), and the change to an identify
+# reply
 CASES = [
-    ("arrays", 256, "board", "arrays", 1, "board.arrays", set_key("arrays", 256)),
-    ("arrays", 257, "board", "arrays", 1, "board.arrays", set_key("arrays", 257)),
-    ("arrays", 0, "board", "arrays", 1, "board.arrays", set_key("arrays", 0)),
-    ("rows", 65536, "board", "rows", 1, "board.rows", set_key("rows", 65536)),
-    ("cols", 32769, "board", "cols", 1, "board.cols", set_key("cols", 32769)),
-    ("dac_bits", 1, "read", "dac_bits", 1, "read_chain.dac_bits", set_key("dac_bits", 1)),
-    ("dac_bits", 24, "read", "dac_bits", 1, "read_chain.dac_bits", set_key("dac_bits", 24)),
-    ("dac_bits", 25, "read", "dac_bits", 1, "read_chain.dac_bits", set_key("dac_bits", 25)),
-    ("adc_bits", 1, "read", "adc_bits", 1, "read_chain.adc_bits", set_key("adc_bits", 1)),
-    ("adc_bits", 25, "read", "adc_bits", 1, "read_chain.adc_bits", set_key("adc_bits", 25)),
-    ("v_read_max", 5e-4, "read", "v_read_max", 1, "limits.v_read_max",
-     set_limit("v_read_max", 5e-4)),
-    ("v_set_max", 32.767, "limits", "v_set_max", 1, "limits.v_set_max",
-     set_limit("v_set_max", 32.767)),
-    ("v_set_max", 32.768, "limits", "v_set_max", 1, "limits.v_set_max",
-     set_limit("v_set_max", 32.768)),
-    ("v_gate_max", 40.0, "limits", "v_gate_max", 1, "limits.v_gate_max",
-     set_limit("v_gate_max", 40.0)),
-    ("g_max_siemens", 0.1, "conductance", "g_max_us", 1e6, "board.g_window_siemens",
+    ("arrays", 256, "board", "arrays", 1, set_key("arrays", 256)),
+    ("arrays", 257, "board", "arrays", 1, set_key("arrays", 257)),
+    ("arrays", 0, "board", "arrays", 1, set_key("arrays", 0)),
+    ("rows", 65536, "board", "rows", 1, set_key("rows", 65536)),
+    ("cols", 32769, "board", "cols", 1, set_key("cols", 32769)),
+    ("dac_bits", 1, "read", "dac_bits", 1, set_key("dac_bits", 1)),
+    ("dac_bits", 24, "read", "dac_bits", 1, set_key("dac_bits", 24)),
+    ("dac_bits", 25, "read", "dac_bits", 1, set_key("dac_bits", 25)),
+    ("adc_bits", 1, "read", "adc_bits", 1, set_key("adc_bits", 1)),
+    ("adc_bits", 25, "read", "adc_bits", 1, set_key("adc_bits", 25)),
+    ("v_read_max", 5e-4, "read", "v_read_max", 1, set_limit("v_read_max", 5e-4)),
+    ("v_set_max", 32.767, "limits", "v_set_max", 1, set_limit("v_set_max", 32.767)),
+    ("v_set_max", 32.768, "limits", "v_set_max", 1, set_limit("v_set_max", 32.768)),
+    ("v_gate_max", 40.0, "limits", "v_gate_max", 1, set_limit("v_gate_max", 40.0)),
+    ("g_max_siemens", 0.1, "conductance", "g_max_us", 1e6,
      set_key("g_window_siemens", [1e-6, 0.1])),
-    ("g_max_siemens", 0.11, "conductance", "g_max_us", 1e6, "board.g_window_siemens",
+    ("g_max_siemens", 0.11, "conductance", "g_max_us", 1e6,
      set_key("g_window_siemens", [1e-6, 0.11])),
 ]
 
 
-@pytest.mark.parametrize("quantity,value,table,key,per_si,emulated,reply", CASES,
+@pytest.mark.parametrize("quantity,value,table,key,per_si,reply", CASES,
                          ids=[f"{c[0]}={c[1]}" for c in CASES])
 def test_every_loader_accepts_and_refuses_the_same_values(quantity, value, table, key, per_si,
-                                                          emulated, reply):
-    emulator_value = [1e-6, value] if emulated == "board.g_window_siemens" else value
-    errors = {key: compiler_error(table, key, value * per_si),
-              "emulator": emulator_error(emulated, emulator_value),
+                                                          reply):
+    errors = {"compiler": compiler_error(table, key, value * per_si),
+              "emulator": emulator_error(f"{table}.{key}", value * per_si),
               "reply": reply_error(reply)}
     bounds = RANGES[quantity]
     if bounds.low <= value <= bounds.high:
-        assert errors == {key: None, "emulator": None, "reply": None}
+        assert errors == {"compiler": None, "emulator": None, "reply": None}
         return
     for loader, error in errors.items():
         assert error is not None and "\n" not in error, loader
         found = SHAPE.search(error)
         assert found, error
-        scale = per_si if loader == key else 1.0
-        assert found[1] == (key if loader == key else quantity)
+        scale = 1.0 if loader == "reply" else per_si
+        assert found[1] == (quantity if loader == "reply" else key)
         assert float(found[2]) == pytest.approx(value * scale)
         assert (float(found[3]), float(found[4])) == pytest.approx(
             (bounds.low * scale, bounds.high * scale))
+
+
+def test_the_emulator_describes_its_board_as_the_compiler_does():
+    """The emulator's board tables are a board profile's: the same keys, read by the same
+    tables into the same `BoardSpec`, which is what the emulated board announces."""
+    data = tomllib.loads((resources.files("imssa_hw") / "profiles"
+                          / "emulator-default.toml").read_text())
+    compiler = load_board_profile("board-default").to_dict()
+    for table in ("board", "conductance", "read", "limits"):
+        assert set(data[table]) <= set(compiler[table]), table
+    for name in ("emulator-default", "emulator-harsh", "emulator-multi"):
+        profile = load_emulator_profile(name)
+        assert board_info(profile).spec == profile.spec, name
+    assert emulator_error("read_chain.adc_bits", 9) == "unknown profile key 'read_chain.adc_bits'"
 
 
 def test_the_tia_ranges_and_pulse_widths_have_one_range_everywhere():
     assert compiler_error("read", "tia_ranges_ua", [5.0, 1e6]) is None
     assert "tia_ranges_ua = 1100000.0 is impossible (allowed 0.001 .. 1000000)" in compiler_error(
         "read", "tia_ranges_ua", [5.0, 1.1e6])
-    ranges = [5e-6, 40e-6, 640e-6]
-    assert emulator_error("read_chain.adc_ranges_a", ranges + [1.0]) is None
-    assert "adc_ranges_a = 1.1 is impossible (allowed 1e-09 .. 1)" in emulator_error(
-        "read_chain.adc_ranges_a", ranges + [1.1])
+    ranges = [5.0, 40.0, 640.0]
+    assert emulator_error("read.tia_ranges_ua", ranges + [1e6]) is None
+    assert "tia_ranges_ua = 1100000.0 is impossible (allowed 0.001 .. 1000000)" in emulator_error(
+        "read.tia_ranges_ua", ranges + [1.1e6])
     assert "pulse_width_ns = 0.5 is impossible (allowed 1 .. 1000000000)" in compiler_error(
         "limits", "pulse_width_ns", 0.5)
     assert "pulse_width_min_s = 5e-10 is impossible" in emulator_error(
-        "limits.pulse_width_min_s", 5e-10)
+        "firmware.pulse_width_min_s", 5e-10)
     assert "pulse_width_min_s (0.01 s) must not exceed" in emulator_error(
-        "limits.pulse_width_min_s", 1e-2)
+        "firmware.pulse_width_min_s", 1e-2)
 
 
 def test_a_board_on_the_serial_protocol_has_at_most_15_adc_bits():
@@ -153,8 +163,8 @@ def test_a_board_on_the_serial_protocol_has_at_most_15_adc_bits():
     codes; the ArC TWO (off the wire) has 18, which the compiler and BoardInfo take."""
     assert compiler_error("read", "adc_bits", 18) is None
     assert reply_error(set_key("adc_bits", 18)) is None
-    assert emulator_error("read_chain.adc_bits", 15) is None
-    error = emulator_error("read_chain.adc_bits", 16)
+    assert emulator_error("read.adc_bits", 15) is None
+    error = emulator_error("read.adc_bits", 16)
     assert "adc_bits = 16 is impossible (allowed 2 .. 15)" in error and "int16" in error
     for bits, fits in ((WIRE_ADC_BITS.high, True), (WIRE_ADC_BITS.high + 1, False)):
         top = 2 ** (bits - 1)
@@ -178,8 +188,8 @@ def test_the_converters_round_saturate_and_step_as_stated():
 def test_the_driver_refuses_a_board_whose_codes_do_not_fit_the_wire(monkeypatch):
     monkeypatch.setattr(emulator_profile, "WIRE_ADC_BITS", replace(WIRE_ADC_BITS, high=16))
     with pytest.raises(ProtocolError, match=r"adc_bits = 16 is impossible \(allowed 2 \.\. 15\)"):
-        Board.open("emu://?arrays=1&rows=4&cols=4&set=read_chain.adc_bits=16")
-    with Board.open("emu://?arrays=1&rows=4&cols=4&set=read_chain.adc_bits=15") as board:
+        Board.open("emu://?arrays=1&rows=4&cols=4&set=read.adc_bits=16")
+    with Board.open("emu://?arrays=1&rows=4&cols=4&set=read.adc_bits=15") as board:
         assert board.info.adc_bits == 15
 
 
@@ -253,7 +263,8 @@ def test_docs_state_the_ranges_of_the_table():
 
 def test_emulate_refuses_a_shape_out_of_range_in_one_line():
     for args, message in ((["--set", "board.arrays=300"],
-                           "Error: bad profile: arrays = 300 is impossible (allowed 1 .. 256)"),
+                           "Error: bad profile emulator-default [board]: arrays = 300 is impossible "
+                           "(allowed 1 .. 256)"),
                           (["--arrays", "300"], "300 is not in the range 1<=x<=256")):
         done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "emulate", *args],
                               capture_output=True, text=True, timeout=60)
@@ -377,7 +388,7 @@ def test_program_and_infer_refuse_a_board_that_does_not_fit_in_one_line(deployed
     from click.testing import CliRunner
     from imssa_hw.cli.main import cli
 
-    port = "emu://?set=read_chain.adc_bits=8&set=limits.v_gate_max=5.0"
+    port = "emu://?set=read.adc_bits=8&set=limits.v_gate_max=5.0"
     limit = ["--limit", "2"] if command == "infer" else []
     result = CliRunner().invoke(cli, [command, str(deployed), "--port", port, *limit])
     assert result.exit_code == 2, result.output

@@ -90,15 +90,15 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
 
 
 @pytest.mark.parametrize("dominant, settings, day", [
-    ("quantization", {"read_chain.dac_bits": 4}, False),  # the ADC would also spoil the reads
+    ("quantization", {"read.dac_bits": 4}, False),  # the ADC would also spoil the reads
     ("drift", {"retention.sigma_min_siemens": 25e-6, "retention.sigma_max_siemens": 30e-6}, True),
 ])
 @pytest.mark.slow
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)
     dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")
-    if "read_chain.dac_bits" in settings:  # deployed as for the coarse board (or it would not fit)
-        read = replace(dep.profile.read, dac_bits=settings["read_chain.dac_bits"])
+    if "read.dac_bits" in settings:  # deployed as for the coarse board (or it would not fit)
+        read = replace(dep.profile.read, dac_bits=settings["read.dac_bits"])
         dep = replace(dep, profile=replace(dep.profile, read=read))
     features = np.random.default_rng(1).standard_normal((160, 24, 3))
     labels = reference.forward(ckpt, features).argmax(-1)  # software is right by definition

@@ -235,7 +235,7 @@ def test_a_version_1_board_gets_version_1_frames_and_the_same_answers(tmp_path):
     runs = {}
     for version in (1, 2):
         url = emu_url(tmp_path / f"v{version}.npz", 4, **NOISELESS, **STILL,
-                      **{"board.protocol_version": version})
+                      **{"firmware.protocol_version": version})
         with Board.open(url) as board:
             assert board.protocol == board.info.protocol_version == version
             runs[version] = pulses_and_reads(board)
@@ -314,7 +314,7 @@ def test_the_feedback_deadband_lets_a_one_code_state_decay(emulated_board):
 
 
 def test_a_board_without_load_loop_refuses_a_deadband_in_one_line(emulated_board):
-    emu = emulated_board(settings={**NOISELESS, "board.protocol_version": 2})
+    emu = emulated_board(settings={**NOISELESS, "firmware.protocol_version": 2})
     with Board.open(emu.port) as board:
         assert board.protocol == 2
         board.load_program(loop_programs())  # LOAD_PROGRAM: no deadband, no problem

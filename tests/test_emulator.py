@@ -351,7 +351,7 @@ def test_profile_with_a_base_names_its_mistakes(tmp_path):
 
 
 def test_bad_emulator_options_are_one_line(tmp_path):
-    for args in (["--set", "nosuch.key=1"], ["--set", "read_chain.adc_bits=40"], ["--rows", "0"],
+    for args in (["--set", "nosuch.key=1"], ["--set", "read.adc_bits=40"], ["--rows", "0"],
                  ["--profile", "nosuch"]):
         done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "emulate", *args],
                               capture_output=True, text=True, timeout=30)

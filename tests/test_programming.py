@@ -393,7 +393,7 @@ def test_protocol_versions_1_and_2_program_alike(tmp_path):
     for version in (1, 2):
         state = tmp_path / f"v{version}.npz"
         url = emu_url(state, 8, arrays=1, rows=16, cols=16, **NOISELESS, **STILL,
-                      **{"board.protocol_version": version})
+                      **{"firmware.protocol_version": version})
         with Board.open(url) as board:
             result = program_targets(board, targets, np.ones_like(targets, bool),
                                      settings=settings, off_siemens=2e-6)

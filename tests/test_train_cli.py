@@ -106,9 +106,10 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     (["--out", "m.pt"], "m.pt is a file name, but --out is the folder this command writes "
                         "model.pt into"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, env_cache, args, message, monkeypatch):
     """In-process (the command group's error handling is what turns errors into one line; the
     end-to-end tests above run the real process)."""
+    monkeypatch.chdir(tmp_path)  # relative paths (m.pt) name nothing that is there already
     done = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run"), *args],
                               env={"IMSSA_HW_CACHE": env_cache["IMSSA_HW_CACHE"]})
     assert done.exit_code == 2, done.output

@@ -96,7 +96,7 @@ def test_long_batches_are_split_to_the_boards_work_bound(tmp_path):
 
     program = LoopProgram(0, [0, -1, -1, -1, -1, -1, -1, -1], [0.1] + [0.0] * 7,
                           [-1, 0, -1, -1, -1, -1, -1, -1], [0, 1e3] + [0.0] * 6, [0], [1])
-    url = emu_url(tmp_path / "b.npz", 1, **STILL, **{"board.max_loop_steps": 40,
+    url = emu_url(tmp_path / "b.npz", 1, **STILL, **{"firmware.max_loop_steps": 40,
                                                      "read_chain.read_noise_rel": 0})
     inputs = np.random.default_rng(0).uniform(-1, 1, (9, 10, 1))
     with Board.open(url) as board:

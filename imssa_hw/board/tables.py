@@ -1,7 +1,8 @@
 """A board's tables in a profile file (`imssa_hw/profiles/board-*.toml`, docs/compiler.md):
 each key with its type, its file unit and its range (`RANGES` for the board's quantities), read
-into the parameter tree. `board.profile` reads whole profiles with them; `shipped_board`
-reads the board a shipped profile describes, for a backend that is that board (the ArC TWO's).
+into the parameter tree. `board.profile` reads whole profiles with them, the emulator its
+profiles' board (`board_spec`); `shipped_board` reads the board a shipped profile describes, for
+a backend that is that board (the ArC TWO's).
 """
 
 from __future__ import annotations
@@ -118,13 +119,22 @@ def geometry_from_dict(data: dict, where: str) -> Geometry:
     return _SHAPE.read(data, where)
 
 
-def shipped_board(name: str) -> BoardSpec:
-    """The board the shipped profile `name` (e.g. "board-arc2") describes."""
-    where = f"profile {name}"
-    data = tomllib.loads((resources.files("imssa_hw") / "profiles" / f"{name}.toml").read_text())
-    parts = {table: spec.read(data.get(table, {}), f"{where} [{table}]")
-             for table, spec in BOARD_TABLES.items()}
+def board_spec(data: dict, where: str) -> BoardSpec:
+    """The board that the `BOARD_TABLES` of a file (TOML tables, file units) describe; keys those
+    tables do not know are the caller's to refuse. BadInput naming `where` and the table."""
+    parts = {}
+    for table, spec in BOARD_TABLES.items():
+        section = data.get(table)
+        if not isinstance(section, dict):
+            raise BadInput(f"{where}: missing table [{table}]")
+        parts[table] = spec.read(section, f"{where} [{table}]")
     try:
         return BoardSpec(parts["board"], parts["conductance"], parts["read"], parts["limits"])
     except ValueError as exc:
         raise BadInput(f"{where}: {exc}") from None
+
+
+def shipped_board(name: str) -> BoardSpec:
+    """The board the shipped profile `name` (e.g. "board-arc2") describes."""
+    data = tomllib.loads((resources.files("imssa_hw") / "profiles" / f"{name}.toml").read_text())
+    return board_spec(data, f"profile {name}")

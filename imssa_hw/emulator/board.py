@@ -4,7 +4,7 @@ Safety rules: every voltage and pulse width is checked against the limits before
 touched; a request whose sequence number (and content) was already executed gets the cached
 reply; requests for an old epoch (sent before a reset) are refused with STALE_EPOCH.
 
-Versions: the board speaks protocol versions 1 up to its profile's `board.protocol_version` and
+Versions: the board speaks protocol versions 1 up to its profile's `firmware.protocol_version` and
 answers every frame in the frame's version; a frame of another version gets BAD_VERSION in the
 board's highest, and an opcode newer than its frame's version is unknown there.
 """
@@ -58,9 +58,10 @@ class EmulatedBoard:
         self.state = state
         self.state_path = state_path
         self.model = DeviceModel(profile)
-        self.crossbar = Crossbar(state.devices, state.chain, profile.read_chain, profile.limits, read_rng)
+        self.crossbar = Crossbar(state.devices, state.chain, profile.spec.read_chain,
+                                profile.read_chain, read_rng)
         self.rng = program_rng
-        self.versions = tuple(range(1, profile.board.protocol_version + 1))
+        self.versions = tuple(range(1, profile.firmware.protocol_version + 1))
         self.info = board_info(profile)
         self.started = time.monotonic()
         self.epoch = 0

@@ -8,7 +8,7 @@ this board's drawn column errors (`ReadChain`); the crossbar draws its noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,9 +16,8 @@ from imssa_hw.board.converters import adc_full_scale_codes
 from imssa_hw.board.params import ReadChainSpec
 from imssa_hw.board.read_chain import ReadChainModel
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers.messages import BoardLimits
 from imssa_hw.emulator.devices import Devices
-from imssa_hw.emulator.profile import ReadChainParams
+from imssa_hw.emulator.profile import Profile, ReadChainParams
 
 NOISE_CHUNK = 1 << 18
 """Normal deviates drawn at once by the loop engine."""
@@ -43,22 +42,26 @@ class ReadChain:
     adc_bits: int
 
     @classmethod
-    def draw(cls, params: ReadChainParams, arrays: int, cols: int, rng: np.random.Generator) -> ReadChain:
-        shape = (arrays, cols)
-        return cls(1 + params.tia_gain_sigma * rng.standard_normal(shape),
-                   params.tia_offset_sigma_fs * adc_full_scale_codes(params.adc_bits)
+    def draw(cls, profile: Profile, rng: np.random.Generator) -> ReadChain:
+        """The column errors of a board emulated with `profile`, drawn from `rng`."""
+        errors, geometry = profile.read_chain, profile.spec.geometry
+        adc_bits, shape = profile.spec.read_chain.adc_bits, (geometry.arrays, geometry.cols)
+        return cls(1 + errors.tia_gain_sigma * rng.standard_normal(shape),
+                   errors.tia_offset_sigma_fs * adc_full_scale_codes(adc_bits)
                    * rng.standard_normal(shape),
-                   params.adc_bits)
+                   adc_bits)
 
 
 class Crossbar:
     """The arrays of one board as the read chain sees them."""
 
-    def __init__(self, devices: Devices, chain: ReadChain, params: ReadChainParams,
-                 limits: BoardLimits, rng: np.random.Generator) -> None:
+    def __init__(self, devices: Devices, chain: ReadChain, spec: ReadChainSpec,
+                 params: ReadChainParams, rng: np.random.Generator) -> None:
+        """`spec`: the board's converters and ranges; `params`: its read-chain errors (the
+        drawn `chain` holds this board's column errors, its ADC bits those of a loaded state)."""
         self.devices = devices
         self.chain = chain
-        spec = ReadChainSpec(limits.v_read_max, params.dac_bits, chain.adc_bits, params.adc_ranges_a)
+        spec = replace(spec, adc_bits=chain.adc_bits)
         self.model = ReadChainModel.from_spec(spec, params.read_noise_rel, chain.gain,
                                               chain.offset_codes)
         self.rng = rng

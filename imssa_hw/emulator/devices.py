@@ -87,7 +87,7 @@ class DeviceModel:
         self.retention = profile.retention
         self.defects = profile.defects
         self.endurance = profile.endurance
-        self.window_max_siemens = profile.board.g_window_siemens[1]
+        self.window_max_siemens = profile.spec.window.g_max_siemens
 
     def draw(self, shape: tuple[int, int, int], rng: np.random.Generator) -> Devices:
         """A fresh board: every healthy device in its high-resistance state, fully relaxed."""

@@ -1,8 +1,12 @@
-"""Emulator parameters: one frozen dataclass per profile section, loaded from a TOML profile.
+"""Emulator parameters, loaded from a TOML profile: the board itself as a `BoardSpec`, read from
+the tables a board profile describes it with ([board], [conductance], [read], [limits]:
+`imssa_hw.board.tables`), and one frozen dataclass per other section: what the firmware
+announces, the power-on settings and the physics (read-chain errors, devices, relaxation,
+retention, defects, endurance, the SMU).
 
 The packaged default is `imssa_hw/profiles/emulator-default.toml`; its comments give each value's
 source. `emulator-harsh.toml` holds only its differences from the default (`base =`). Any key
-can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`).
+can be overridden as "section.key" (e.g. `read_chain.read_noise_rel=0`, `read.adc_bits=10`).
 """
 
 from __future__ import annotations
@@ -10,15 +14,17 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, fields
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from imssa_hw import __version__
+from imssa_hw.board.params import BoardSpec
+from imssa_hw.board.tables import BOARD_TABLES, board_spec
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
-from imssa_hw.drivers.messages import (WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardLimits,
-                                       typed)
+from imssa_hw.drivers.messages import WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardLimits, typed
 from imssa_hw.errors import BadInput
 
 
@@ -26,25 +32,25 @@ DEFAULT_PROFILE = "emulator-default.toml"
 
 
 @dataclass(frozen=True)
-class BoardParams:
+class FirmwareParams:
+    """What the firmware announces and accepts beside the board itself."""
+
     board_id: str
-    arrays: int
-    rows: int
-    cols: int
-    g_window_siemens: tuple[float, float]
     max_loop_steps: int
     """Sequences x steps one RUN_SEQUENCE may ask for."""
     step_time_s: float
     """The longest one program step of one sequence takes, announced for timeouts."""
+    pulse_width_min_s: float
+    pulse_width_max_s: float
+    """The programming pulse widths it accepts, s."""
     protocol_version: int = PROTOCOL_VERSION
     """The highest protocol version the firmware speaks (it accepts every one from 1 up)."""
 
 
 @dataclass(frozen=True)
 class ReadChainParams:
-    adc_bits: int
-    adc_ranges_a: tuple[float, ...]
-    dac_bits: int
+    """The read chain's errors (its converters and ranges are the board's, `BoardSpec.read_chain`)."""
+
     tia_gain_sigma: float
     tia_offset_sigma_fs: float
     read_noise_rel: float
@@ -126,10 +132,10 @@ class SmuParams:
 
 @dataclass(frozen=True)
 class Profile:
-    """A whole emulated board: shape, limits, power-on settings, read chain and device physics."""
+    """A whole emulated board: the board, its firmware, power-on settings and physics."""
 
-    board: BoardParams
-    limits: BoardLimits
+    spec: BoardSpec
+    firmware: FirmwareParams
     defaults: BoardConfig
     read_chain: ReadChainParams
     device: DeviceParams
@@ -139,13 +145,24 @@ class Profile:
     endurance: EnduranceParams
     smu: SmuParams
 
+    @cached_property
+    def limits(self) -> BoardLimits:
+        """The limits the board enforces (and announces): the spec's, the firmware's widths."""
+        pulses, fw = self.spec.limits, self.firmware
+        return BoardLimits(v_set_max=pulses.v_set_max, v_reset_max=pulses.v_reset_max,
+                           v_gate_max=pulses.v_gate_max, v_read_max=self.spec.read_chain.v_read_max,
+                           pulse_width_min_s=fw.pulse_width_min_s,
+                           pulse_width_max_s=fw.pulse_width_max_s)
+
 
 def board_info(profile: Profile) -> BoardInfo:
     """What a board emulated with `profile` announces on identify."""
-    b, chain = profile.board, profile.read_chain
-    return BoardInfo(b.board_id, f"imssa-emu {__version__}", b.protocol_version, b.arrays, b.rows,
-                     b.cols, profile.limits, chain.adc_bits, chain.dac_bits, chain.adc_ranges_a,
-                     b.g_window_siemens, b.max_loop_steps, b.step_time_s)
+    fw, spec = profile.firmware, profile.spec
+    geometry, window, read = spec.geometry, spec.window, spec.read_chain
+    return BoardInfo(fw.board_id, f"imssa-emu {__version__}", fw.protocol_version,
+                     geometry.arrays, geometry.rows, geometry.cols, profile.limits, read.adc_bits,
+                     read.dac_bits, read.adc_ranges_a, (window.g_min_siemens, window.g_max_siemens),
+                     fw.max_loop_steps, fw.step_time_s, cell=geometry.cell)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -174,12 +191,28 @@ def load_emulator_profile(path: str | Path | None = None,
         if not isinstance(data.get(section), dict) or name not in data[section]:
             raise BadInput(f"unknown profile key {key!r}")
         data[section][name] = value
-    try:
-        profile = typed(Profile, data)
-    except PayloadError as exc:
-        raise BadInput(f"bad profile {path or DEFAULT_PROFILE}: {exc}") from None
+    profile = _profile(data, str(path or DEFAULT_PROFILE.removesuffix(".toml")))
     _check(profile)
     return profile
+
+
+def _profile(data: dict[str, Any], name: str) -> Profile:
+    """The profile of the tables `data`: the board from its board tables, each other section
+    typed as its dataclass; BadInput naming the file and what is wrong."""
+    where = f"bad profile {name}"
+    sections = {f.name for f in fields(Profile)} - {"spec"}
+    unknown = sorted(set(data) - sections - set(BOARD_TABLES))
+    if unknown:
+        raise BadInput(f"{where}: unknown table(s) {', '.join(unknown)}")
+    for table, spec in BOARD_TABLES.items():
+        extra = sorted(set(data.get(table, {})) - {f.key for f in spec.fields})
+        if extra:
+            raise BadInput(f"{where} [{table}]: unknown key(s) {', '.join(extra)}")
+    board, hints = board_spec(data, where), get_type_hints(Profile)
+    try:
+        return Profile(board, **{name: typed(hints[name], data.get(name)) for name in sections})
+    except PayloadError as exc:
+        raise BadInput(f"{where}: {exc}") from None
 
 
 def shipped_emulator_profiles() -> list[str]:
@@ -228,33 +261,33 @@ memory and in the state file."""
 
 
 def _check(profile: Profile) -> None:
-    board, chain = profile.board, profile.read_chain
+    firmware, geometry = profile.firmware, profile.spec.geometry
     try:
-        board_info(profile).spec  # the board in the shared parameter tree: validated (RANGES)
-    except ValueError as exc:
-        raise BadInput(f"bad profile: {exc}") from None
-    try:
-        WIRE_ADC_BITS.check("adc_bits", chain.adc_bits)
+        WIRE_ADC_BITS.check("adc_bits", profile.spec.read_chain.adc_bits)
     except ValueError as exc:
         raise BadInput(f"bad profile: {exc}: the emulated board speaks the serial protocol, "
                        f"whose ADC codes are int16") from None
-    if board.arrays * board.rows * board.cols > MAX_DEVICES:
-        raise BadInput(f"{board.arrays} x {board.rows} x {board.cols} devices are more than an "
-                       f"emulated board holds ({MAX_DEVICES})")
-    if board.max_loop_steps < 1 or not board.step_time_s > 0:
-        raise BadInput("board.max_loop_steps must be >= 1 and board.step_time_s > 0")
-    if not 1 <= board.protocol_version <= PROTOCOL_VERSION:
-        raise BadInput(f"board.protocol_version must be within 1..{PROTOCOL_VERSION}")
-    defaults, limits = profile.defaults, profile.limits
-    if defaults.read_range_a not in chain.adc_ranges_a or defaults.vmm_range_a not in chain.adc_ranges_a:
-        raise BadInput("defaults.read_range_a and vmm_range_a must be among read_chain.adc_ranges_a")
+    if geometry.arrays * geometry.rows * geometry.cols > MAX_DEVICES:
+        raise BadInput(f"{geometry.arrays} x {geometry.rows} x {geometry.cols} devices are more "
+                       f"than an emulated board holds ({MAX_DEVICES})")
+    if firmware.max_loop_steps < 1 or not firmware.step_time_s > 0:
+        raise BadInput("firmware.max_loop_steps must be >= 1 and firmware.step_time_s > 0")
+    if not 1 <= firmware.protocol_version <= PROTOCOL_VERSION:
+        raise BadInput(f"firmware.protocol_version must be within 1..{PROTOCOL_VERSION}")
+    try:
+        board_info(profile)  # the announced limits and pulse widths, validated (RANGES)
+    except ValueError as exc:
+        raise BadInput(f"bad profile: {exc}") from None
+    defaults, limits, ranges = profile.defaults, profile.limits, profile.spec.read_chain.adc_ranges_a
+    if defaults.read_range_a not in ranges or defaults.vmm_range_a not in ranges:
+        raise BadInput("defaults.read_range_a and vmm_range_a must be among read.tia_ranges_ua")
     if not 0 < defaults.v_read_v <= limits.v_read_max:
-        raise BadInput("defaults.v_read_v must be within (0, limits.v_read_max]")
+        raise BadInput("defaults.v_read_v must be within (0, read.v_read_max]")
     if not limits.pulse_width_min_s <= defaults.pulse_width_s <= limits.pulse_width_max_s:
         raise BadInput("defaults.pulse_width_s must be within the pulse width limits")
-    not_finite = [f"{name}.{f.name}" for name in ("board", "read_chain", "device", "relaxation",
-                                                   "retention", "defects", "endurance", "smu",
-                                                   "defaults", "limits")
+    not_finite = [f"{name}.{f.name}" for name in ("firmware", "read_chain", "device",
+                                                   "relaxation", "retention", "defects",
+                                                   "endurance", "smu", "defaults")
                   for f in fields(getattr(profile, name))
                   if not all(map(math.isfinite, _numbers(getattr(getattr(profile, name), f.name))))]
     if not_finite:

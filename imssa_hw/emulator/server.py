@@ -243,8 +243,7 @@ def build_board(profile: Profile, seed: int, state_path: Path | None,
     """
     population, programming, reading, faults, smu = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5))
-    b = profile.board
-    shape = (b.arrays, b.rows, b.cols)
+    shape = profile.spec.geometry.shape
     if state_path is not None and state_path.exists():
         state = load_state(state_path, wall)
         if state.devices.g_final_siemens.shape != shape:
@@ -253,7 +252,7 @@ def build_board(profile: Profile, seed: int, state_path: Path | None,
         state.clock = state.clock.restarted(state.saved_wall_s, time_scale)
     else:
         devices = DeviceModel(profile).draw(shape, population)
-        state = EmulatorState(devices, ReadChain.draw(profile.read_chain, b.arrays, b.cols, population),
+        state = EmulatorState(devices, ReadChain.draw(profile, population),
                               seed, EmulatorClock.starting_now(time_scale, wall))
     board = EmulatedBoard(profile, state, state_path, programming, reading)
     return board, [faults, smu]
@@ -300,9 +299,8 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
             if tcp_url is None:
                 tcp_url = f"socket://127.0.0.1:{server.listen(tcp_port, 'board')}"
             lines.append(f"tcp {tcp_url}")
-        b = profile.board
-        log.info("%s, %d arrays of %dx%d, seed %d, state %s, time x%g; %s", b.board_id, b.arrays,
-                 b.rows, b.cols, seed, state_path or "not kept", time_scale, ", ".join(lines))
+        log.info("%s, %d arrays of %dx%d, seed %d, state %s, time x%g; %s",
+                 profile.firmware.board_id, *profile.spec.geometry.shape, seed, state_path or "not kept", time_scale, ", ".join(lines))
         print("\n".join(lines), flush=True)
         server.run()
     finally:

@@ -116,5 +116,5 @@ def exact_crossbar(targets: np.ndarray) -> Crossbar:
     devices = DeviceModel(profile).draw(targets.shape, rng)
     devices.g_final_siemens, devices.defect = targets.copy(), np.zeros_like(devices.defect)
     chain = ReadChain(np.ones(targets.shape[::2]), np.zeros(targets.shape[::2]),
-                      profile.read_chain.adc_bits)
-    return Crossbar(devices, chain, profile.read_chain, profile.limits, rng)
+                      profile.spec.read_chain.adc_bits)
+    return Crossbar(devices, chain, profile.spec.read_chain, profile.read_chain, rng)
