@@ -205,7 +205,9 @@ def _profile(data: dict[str, Any], name: str) -> Profile:
     if unknown:
         raise BadInput(f"{where}: unknown table(s) {', '.join(unknown)}")
     for table, spec in BOARD_TABLES.items():
-        extra = sorted(set(data.get(table, {})) - {f.key for f in spec.fields})
+        section = data.get(table)
+        extra = sorted(set(section) - {f.key for f in spec.fields}) if isinstance(section, dict) \
+            else []
         if extra:
             raise BadInput(f"{where} [{table}]: unknown key(s) {', '.join(extra)}")
     board, hints = board_spec(data, where), get_type_hints(Profile)
