@@ -14,7 +14,8 @@ from imssa_hw.compiler import compile_checkpoint
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.model import reference
 from imssa_hw.model.config import ModelConfig, TrainConfig
-from imssa_hw.model.loop_scales import stored_scales, tia_range
+from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, STATE_GAINS, loop_scales,
+                                        stored_scales, tia_range)
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import model_from_checkpoint
 from imssa_hw.training.trainer import train
@@ -71,6 +72,40 @@ def test_compiler_takes_the_trained_scales_only_for_their_board(tmp_path):
     assert stored_scales(ckpt, other, 0.9) is None
     assert compile_checkpoint(ckpt, other).summary["scales_from"] == "probes"
     assert compile_checkpoint(ckpt, BOARD, headroom=0.5).summary["scales_from"] == "probes"
+
+
+def test_the_stored_state_scales_are_the_measured_ones_at_the_closest_gain(tmp_path):
+    """The checkpoint keeps each layer's measured state scale times the gain of STATE_GAINS
+    whose loop (converters only) lands closest to the ideal model on the training data."""
+    x = sequences(48, 20, seed=3)
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=2, bits=3, range_features=x, for_board=BOARD)
+    (stored,), (measured,) = stored_scales(ckpt, BOARD, DEFAULT_HEADROOM), loop_scales(
+        ckpt, x, BOARD, DEFAULT_HEADROOM)
+    model, inputs = model_from_checkpoint(ckpt), torch.from_numpy(x.astype(np.float32))
+    errors = {}
+    with torch.no_grad():
+        ideal = model(inputs)
+        for gain in STATE_GAINS:
+            hardware_aware.install(model, BOARD, [replace(
+                measured, state_scale_v=measured.state_scale_v * gain)])
+            errors[gain] = float((model(inputs) - ideal).square().mean())
+    assert stored.state_gain == min(STATE_GAINS, key=lambda g: (errors[g], g))
+    np.testing.assert_allclose(stored.state_scale_v, measured.state_scale_v * stored.state_gain)
+    assert stored.tia_range_a == measured.tia_range_a
+
+
+def test_state_scales_too_small_for_the_converters_are_raised(tmp_path):
+    """Scales a third of the measured ones leave the states a third of the row DAC's steps and
+    of the ADC's codes: the fit raises them, and the loop comes closer to the ideal model."""
+    x = sequences(48, 20, seed=3)
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=2, bits=3, range_features=x)
+    (measured,) = loop_scales(ckpt, x, BOARD, DEFAULT_HEADROOM)
+    small = replace(measured, state_scale_v=measured.state_scale_v / 3)
+    model = model_from_checkpoint(ckpt)
+    (fitted,) = hardware_aware.fit_state_gains(model, x, BOARD, [small])
+    assert fitted.state_gain >= 1.5
+    np.testing.assert_allclose(fitted.state_scale_v, small.state_scale_v * fitted.state_gain)
+    assert not hardware_aware.installed(model) and not model.training  # left as it was
 
 
 def test_tia_range_is_the_smallest_that_holds_the_peak_with_headroom():

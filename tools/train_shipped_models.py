@@ -12,11 +12,16 @@ repository root (a fresh cache keeps it from other runs' data):
 
 `--board PROFILE` trains the task's model for another board profile (shipped as
 `<task>-<profile>`, e.g. zero-one-board-arc2, the model `demo --port arc2://...` starts from).
+
+`--refit-scales` trains nothing: it saves the shipped model again with its loop scales chosen
+as `save_model` chooses them now (the same weights, its training set, its board), and records
+that in its report and the index.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from pathlib import Path
@@ -33,8 +38,7 @@ SHIPPED_TASKS = ("zero-one", "digits")
 def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
     """Train `settings`' model into `folder` as `<task>.pt` with its report `<task>.json`,
     and list it in the folder's index; returns the report."""
-    name = settings.task if settings.board_profile == TASK_DEMOS[settings.task].board_profile \
-        else f"{settings.task}-{settings.board_profile}"
+    name = _name(settings)
     recipe = settings.recipe(load_board_profile(settings.board_profile))
 
     def epoch(record: dict) -> None:
@@ -47,14 +51,52 @@ def ship(settings: DemoSettings, folder: Path, command: str) -> dict:
     report = {**result, "checkpoint": checkpoint.name, "machine": platform.machine(),
               "version": __version__, "command": command}
     write_json(folder / f"{name}.json", report)
-    models = {**shipped_models(folder),
-              name: {"checkpoint": checkpoint.name, "report": f"{name}.json", "digest": result["digest"],
-                     "command": command, "version": __version__, "key": recipe.key(),
-                     "task": settings.task, "board_profile": settings.board_profile}}
+    _list(folder, name, {"checkpoint": checkpoint.name, "report": f"{name}.json",
+                         "digest": result["digest"], "command": command, "version": __version__,
+                         "key": recipe.key(), "task": settings.task,
+                         "board_profile": settings.board_profile})
+    return report
+
+
+def _list(folder: Path, name: str, entry: dict) -> None:
+    """Make `entry` the index's entry for `name`; every file of it readable by all."""
+    models = {**shipped_models(folder), name: entry}
     write_json(folder / INDEX, {"format": "imssa-hw-shipped-models",
                                 "models": dict(sorted(models.items()))})
-    for path in (checkpoint, folder / f"{name}.json", folder / INDEX):
+    for path in (folder / entry["checkpoint"], folder / entry["report"], folder / INDEX):
         path.chmod(0o644)  # package data, read by every user (atomic writes make them 0600)
+
+
+def _name(settings: DemoSettings) -> str:
+    """The shipped name of the model of `settings`: its task, and its board when that is not
+    the task's demo board."""
+    if settings.board_profile == TASK_DEMOS[settings.task].board_profile:
+        return settings.task
+    return f"{settings.task}-{settings.board_profile}"
+
+
+def refit_scales(name: str, folder: Path, command: str) -> dict:
+    """Save the shipped model `name` again with the loop scales `save_model` chooses now (same
+    weights, its training set and board); returns its updated report."""
+    from imssa_hw.data import DataSpec, load_data
+    from imssa_hw.model.checkpoint import load_checkpoint
+    from imssa_hw.training.classifier import model_from_checkpoint, save_model
+
+    entry = shipped_models(folder)[name]
+    checkpoint = folder / entry["checkpoint"]
+    ckpt = load_checkpoint(checkpoint)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("signal_ranges", "loop_scales")}
+    data = load_data(DataSpec.of_checkpoint(ckpt.meta))
+    board = load_board_profile(entry["board_profile"])
+    with atomic_path(checkpoint) as tmp:
+        digest = save_model(tmp, model_from_checkpoint(ckpt), meta, range_features=data.x_train,
+                            board=board)
+    report_path = folder / entry["report"]
+    report = {**json.loads(report_path.read_text()), "digest": digest,
+              "scales_command": command, "scales_version": __version__}
+    write_json(report_path, report)
+    recipe = DemoSettings(task=entry["task"], board_profile=entry["board_profile"]).recipe(board)
+    _list(folder, name, {**entry, "digest": digest, "key": recipe.key()})
     return report
 
 
@@ -63,10 +105,23 @@ def main() -> None:
     parser.add_argument("--task", choices=SHIPPED_TASKS, required=True)
     parser.add_argument("--board", default=None,
                         help="board profile (default: the task's demo board)")
+    parser.add_argument("--refit-scales", action="store_true",
+                        help="train nothing: save the shipped model again with its loop scales "
+                             "chosen as save_model chooses them now")
     args = parser.parse_args()
     command = f"python tools/train_shipped_models.py --task {args.task}" + (
-        f" --board {args.board}" if args.board else "")
-    report = ship(DemoSettings(task=args.task, board_profile=args.board), SHIPPED, command)
+        f" --board {args.board}" if args.board else "") + (
+        " --refit-scales" if args.refit_scales else "")
+    settings = DemoSettings(task=args.task, board_profile=args.board)
+    if args.refit_scales:
+        from imssa_hw.model.checkpoint import load_checkpoint
+
+        report = refit_scales(_name(settings), SHIPPED, command)
+        path = SHIPPED / report["checkpoint"]
+        gains = [layer["state_gain"] for layer in load_checkpoint(path).meta["loop_scales"]["layers"]]
+        print(f"{_name(settings)}: loop scales refitted, state gains {gains}; wrote {path}")
+        return
+    report = ship(settings, SHIPPED, command)
     print(f"{args.task}: {report['bits']}-bit software accuracy "
           f"{100 * report['software_accuracy']:.2f} % on {report['n_test']} test samples, "
           f"{report['wall_time_s']:.0f} s of training; wrote {SHIPPED / report['checkpoint']}")

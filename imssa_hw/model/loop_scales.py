@@ -14,9 +14,11 @@ range. Both are picked from signals measured on data:
   rounds it (`feedback_deadband_v`), which moves the ties that far out.
 
 Hardware-aware training calls `measure` and `layer_scales` on the training set at every epoch of
-its hardware phase and stores the last result in the checkpoint (`stored_scales` reads it back);
-the compiler uses the stored scales when the board matches, so the board runs the scales the
-model was trained with.
+its hardware phase. The checkpoint stores the final model's scales, each layer's state scale
+multiplied by the gain of `STATE_GAINS` whose loop comes closest to the ideal model on the
+training set (`training.hardware_aware.fit_state_gains`: the measured scales hold the loudest
+training sequence's largest state, which leaves the typical state few converter steps);
+`stored_scales` reads them back, and the compiler uses them when the board matches.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ code of its state is worth in DAC steps, so on some columns a one-code state lan
 half a step and sticks at one step instead of decaying; no choice of TIA range avoids that on
 every column. Moving the ties 0.05 steps out (to 0.55, 1.55, ...) lets those states decay, for
 a bias of at most 0.05 steps on the rest (docs/compiler.md, loop scales)."""
+STATE_GAINS = (1.0, 1.25, 1.5, 1.75, 2.0)
+"""The multiples of a layer's measured state scale that hardware-aware training tries when it
+fits the scales to the converters (`training.hardware_aware.fit_state_gains`)."""
 MEASURE_CHUNK = 256
 """Sequences run at once while measuring."""
 
@@ -78,11 +83,14 @@ class LayerScales:
     tia_range_a: float
     """The layer's TIA/ADC full scale (A)."""
     peak_current_a: float
-    """The largest column current on the data at these scales (A)."""
+    """The largest column current on the data at the measured scales (A)."""
+    state_gain: float = 1.0
+    """How many times the measured state scale `state_scale_v` is (hardware-aware training fits
+    it to the converters: `training.hardware_aware.fit_state_gains`)."""
 
     def to_dict(self) -> dict:
         return {"state_scale_v": self.state_scale_v.tolist(), "tia_range_a": self.tia_range_a,
-                "peak_current_a": self.peak_current_a}
+                "peak_current_a": self.peak_current_a, "state_gain": self.state_gain}
 
 
 def state_scales(matrices: KernelMatrices, u_max: np.ndarray, x_max: np.ndarray,
@@ -227,7 +235,8 @@ def stored_scales(ckpt: Checkpoint, profile: BoardProfile, headroom: float
             isinstance(r, dict) and len(r.get("state_scale_v", [])) == h for r in layers)):
         return None
     return [LayerScales(np.asarray(r["state_scale_v"], float), float(r["tia_range_a"]),
-                        float(r["peak_current_a"])) for r in layers]
+                        float(r["peak_current_a"]), float(r.get("state_gain", 1.0)))
+            for r in layers]
 
 
 def _readout(kernels: QuantizedKernels) -> tuple[np.ndarray, np.ndarray]:

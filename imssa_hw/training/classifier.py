@@ -94,7 +94,8 @@ def save_model(path: str | Path, model: S4DClassifier, meta: dict,
     With `range_features` (e.g. the training set) a quantized model's checkpoint also records
     `meta["signal_ranges"]`: per layer the largest |u| and |x| of each kernel; with `board`
     too, `meta["loop_scales"]`: the state scales and TIA ranges for that board
-    (`model.loop_scales`), which the compiler then uses.
+    (`model.loop_scales`, the state scales fitted to its converters by
+    `hardware_aware.fit_state_gains`), which the compiler then uses.
     """
     if range_features is not None and model.cfg.bits:
         from imssa_hw.model.loop_scales import DEFAULT_HEADROOM, loop_scales, scales_record
@@ -103,7 +104,10 @@ def save_model(path: str | Path, model: S4DClassifier, meta: dict,
         probe = as_checkpoint(model)
         meta = {**meta, "signal_ranges": signal_ranges(probe, range_features)}
         if board is not None:
-            scales = loop_scales(probe, range_features, board, DEFAULT_HEADROOM)
+            from imssa_hw.training.hardware_aware import fit_state_gains
+
+            scales = fit_state_gains(model, range_features, board,
+                                     loop_scales(probe, range_features, board, DEFAULT_HEADROOM))
             meta["loop_scales"] = scales_record(scales, board, model.cfg.bits, DEFAULT_HEADROOM)
     return write_checkpoint(path, export_tensors(model), model.cfg, meta)
 

@@ -36,8 +36,8 @@ import torch
 
 from imssa_hw.board.profile import BoardProfile, Differential
 from imssa_hw.drivers.loop_program import shrink
-from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, LayerScales, feedback_deadband_v,
-                                        loop_scales)
+from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, STATE_GAINS, LayerScales,
+                                        feedback_deadband_v, loop_scales)
 from imssa_hw.model.mapping import assemble_levels
 from imssa_hw.training.read_chain import TorchReadChainModel
 from imssa_hw.training.s4d import DiscreteKernels
@@ -116,6 +116,53 @@ class AnalogLoop:
                 ys.append(out[..., s])
         y = torch.stack(ys, dim=-1) * (2 * c_step / (self.dg * self.state_scale))[:, None, None]
         return y.permute(1, 0, 2)
+
+
+FIT_SEQUENCES = 2048
+"""At most this many sequences (drawn with a fixed seed) decide the state gains."""
+
+
+def fit_state_gains(model: S4DClassifier, features: np.ndarray, profile: BoardProfile,
+                    scales: list[LayerScales], gains: tuple[float, ...] = STATE_GAINS,
+                    batch: int = 512) -> list[LayerScales]:
+    """`scales` with each layer's state scale multiplied by the gain of `gains` whose loop, run on
+    `features` (B, L, F: training data) through the board's converters, comes closest to the
+    ideal model (the smallest rms logit error), layer by layer from the first; ties take the
+    smaller gain.
+
+    The measured scales hold the largest state of the whole training set within the row
+    voltages, and those few states come from the loudest sequences; every other state then uses
+    a fraction of the row DAC's steps and of the column ADC's codes. A larger scale spends more
+    of both on the typical state and clips the rare largest (docs/model.md, state gains)."""
+    if len(features) > FIT_SEQUENCES:
+        pick = np.random.default_rng(0).choice(len(features), FIT_SEQUENCES, replace=False)
+        features = features[np.sort(pick)]
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    training, loops = model.training, [block.ssm.loop for block in model.blocks]
+    model.eval()
+
+    def logits() -> torch.Tensor:
+        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    try:
+        with torch.no_grad():
+            install(model, profile, None)
+            ideal = logits()
+            chosen = list(scales)
+            for layer, measured in enumerate(scales):
+                error = {}
+                for gain in gains:
+                    chosen[layer] = replace(measured, state_scale_v=measured.state_scale_v * gain,
+                                            state_gain=measured.state_gain * gain)
+                    install(model, profile, chosen)
+                    error[gain] = float((logits() - ideal).square().mean())
+                best = min(gains, key=lambda g: (error[g], g))
+                chosen[layer] = replace(measured, state_scale_v=measured.state_scale_v * best,
+                                        state_gain=measured.state_gain * best)
+    finally:
+        for block, loop in zip(model.blocks, loops):
+            block.ssm.loop = loop
+        model.train(training)
+    return chosen
 
 
 def install(model: S4DClassifier, profile: BoardProfile,

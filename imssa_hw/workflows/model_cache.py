@@ -58,12 +58,14 @@ class ModelRecipe:
         package version: what a shipped model must match exactly."""
         from imssa_hw.data.synthetic import GENERATOR_VERSION
         from imssa_hw.model.config import HARDWARE_FRACTION, TrainConfig
+        from imssa_hw.model.loop_scales import STATE_GAINS
 
         config = ModelConfig(d_input=1, n_classes=2, **self.model)
         key = {"data": self.data_spec.to_dict(), "epochs": self.epochs, "model": asdict(config),
                "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION,
                "board": self._board_key(),
-               "hardware_fraction": HARDWARE_FRACTION if self.hardware_aware else 0.0}
+               "hardware_fraction": HARDWARE_FRACTION if self.hardware_aware else 0.0,
+               "state_gains": list(STATE_GAINS) if self.board is not None else None}
         return json.loads(json.dumps(key))
 
     def _board_key(self) -> dict[str, Any] | None:
