@@ -265,3 +265,39 @@ def test_a_second_program_on_a_journal_in_use_is_one_line(emulated_board, tmp_pa
     assert result.output.strip().splitlines() == [
         f"Error: journal {journal} is in use: another run is writing it (wait for it to end or "
         f"stop it; one run per journal)"]
+
+
+def test_a_resume_needs_the_run_s_targets_and_board(emulated_board, tmp_path):
+    """The journal's header names the run (targets, settings, ...) and the board, as its
+    identify reply describes it; a resume with another of them is refused in one line that
+    says which, and nothing is pulsed."""
+    targets = four_bit_targets((1, 4, 4), seed=2)
+    journal = tmp_path / "journal.jsonl"
+    settings = {**NOISELESS, **STILL}
+
+    def resume(emu, run_targets: np.ndarray) -> str:
+        with Board.open(emu.port) as board:
+            before = board.status().pulses_applied
+            with pytest.raises(BadInput) as refused:
+                program_targets(board, run_targets, np.ones_like(targets, bool), settings=QUICK,
+                                off_siemens=OFF, journal=journal, resume=True)
+            assert board.status().pulses_applied == before
+        return str(refused.value)
+
+    emu = emulated_board(arrays=1, rows=4, cols=4, seed=3, settings=settings)
+    with Board.open(emu.port) as board:
+        program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK,
+                        off_siemens=OFF, journal=journal)
+    header = read_journal(journal)[0]
+    assert header["board"]["spec"]["read"]["adc_bits"] == 9
+    assert header["board"]["spec"]["board"] == {"arrays": 1, "rows": 4, "cols": 4, "cell": "1T1R"}
+    assert "belongs to another run: its targets" in resume(emu, targets[:, ::-1])
+    finer = emulated_board(arrays=1, rows=4, cols=4, seed=3,
+                           settings={**settings, "read.adc_bits": 10, "limits.v_gate_max": 5.0})
+    assert resume(finer, targets) == (
+        f"journal {journal} was written when board EMU-DPE-0001 described itself otherwise "
+        f"([limits] v_gate_max, [read] adc_bits changed): start a new run")
+    other = emulated_board(arrays=1, rows=4, cols=4, seed=3,
+                           settings={**settings, "firmware.board_id": "EMU-OTHER"})
+    assert resume(other, targets) == (f"journal {journal} was written for board EMU-DPE-0001, "
+                                      f"this is EMU-OTHER")

@@ -112,8 +112,7 @@ class BoardProfile:
                                "description": self.description,
                                "mapping": {"differential": self.differential.value}}
         for table, spec in _TABLES.items():
-            obj = getattr(self, spec.attribute)
-            out[table] = {f.key: f.to_file(getattr(obj, f.attribute)) for f in spec.fields}
+            out[table] = spec.write(getattr(self, spec.attribute))
         return out
 
 

@@ -85,6 +85,10 @@ class Table:
         except ValueError as exc:
             raise BadInput(f"{where}: {exc}") from None
 
+    def write(self, obj: Any) -> dict[str, Any]:
+        """The table of `obj` (of `cls`) in file form."""
+        return {f.key: f.to_file(getattr(obj, f.attribute)) for f in self.fields}
+
 
 BOARD_TABLES = {
     "board": Table("geometry", Geometry, (
@@ -132,6 +136,14 @@ def board_spec(data: dict, where: str) -> BoardSpec:
         return BoardSpec(parts["board"], parts["conductance"], parts["read"], parts["limits"])
     except ValueError as exc:
         raise BadInput(f"{where}: {exc}") from None
+
+
+def board_tables(spec: BoardSpec) -> dict[str, dict[str, Any]]:
+    """`spec` in the file form `board_spec` reads (the `BOARD_TABLES`, file units): how files
+    that record which board they were made on (journal headers, calibrations) state it."""
+    parts = {"board": spec.geometry, "conductance": spec.window, "read": spec.read_chain,
+             "limits": spec.limits}
+    return {table: t.write(parts[table]) for table, t in BOARD_TABLES.items()}
 
 
 def shipped_board(name: str) -> BoardSpec:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from imssa_hw.board.tables import board_tables
 from imssa_hw.drivers.board_like import BoardLike, read_masked
 from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, US, VERSION, JournalWriter, Note,
@@ -405,8 +406,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
     header = {"type": "header", "format": FORMAT, "version": VERSION, "t": clock(),
               "strategy": strat.name, "tolerance": tol.to_dict(), "settings": settings.to_dict(),
               "limits": limits.to_dict(), "off_siemens": off_siemens, "arrays": arrays, "shape": list(shape),
-              "board": {"board_id": info.board_id, "arrays": info.arrays, "rows": info.rows,
-                        "cols": info.cols},
+              "board": {"board_id": info.board_id, "spec": board_tables(info.spec)},
               "config": {"v_read_v": board.config.v_read_v,
                          "pulse_width_s": board.config.pulse_width_s},
               "targets_sha256": digest_arrays(targets, used),
@@ -491,6 +491,13 @@ def _check_header(old: dict, new: dict, path: Path) -> None:
     if old["board"]["board_id"] != new["board"]["board_id"]:
         raise BadInput(f"journal {path} was written for board {old['board']['board_id']}, this is "
                        f"{new['board']['board_id']}")
+    if "spec" in old["board"] and old["board"]["spec"] != new["board"]["spec"]:  # before 0.15: none
+        changed = sorted(f"[{table}] {key}" for table, keys in new["board"]["spec"].items()
+                         for key, value in keys.items()
+                         if old["board"]["spec"].get(table, {}).get(key) != value)
+        raise BadInput(f"journal {path} was written when board {new['board']['board_id']} "
+                       f"described itself otherwise ({', '.join(changed)} changed): start a new "
+                       f"run")
 
 
 def _result(session: _Session, targets: np.ndarray, used: np.ndarray, tol: Tolerance,
