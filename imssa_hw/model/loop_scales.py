@@ -23,7 +23,7 @@ training sequence's largest state, which leaves the typical state few converter 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -91,6 +91,11 @@ class LayerScales:
     def to_dict(self) -> dict:
         return {"state_scale_v": self.state_scale_v.tolist(), "tia_range_a": self.tia_range_a,
                 "peak_current_a": self.peak_current_a, "state_gain": self.state_gain}
+
+    def times(self, gain: float) -> LayerScales:
+        """These scales with the state scales `gain` times as large (the TIA range as it is)."""
+        return replace(self, state_scale_v=self.state_scale_v * gain,
+                       state_gain=self.state_gain * gain)
 
 
 def state_scales(matrices: KernelMatrices, u_max: np.ndarray, x_max: np.ndarray,

@@ -151,13 +151,11 @@ def fit_state_gains(model: S4DClassifier, features: np.ndarray, profile: BoardPr
             for layer, measured in enumerate(scales):
                 error = {}
                 for gain in gains:
-                    chosen[layer] = replace(measured, state_scale_v=measured.state_scale_v * gain,
-                                            state_gain=measured.state_gain * gain)
+                    chosen[layer] = measured.times(gain)
                     install(model, profile, chosen)
                     error[gain] = float((logits() - ideal).square().mean())
                 best = min(gains, key=lambda g: (error[g], g))
-                chosen[layer] = replace(measured, state_scale_v=measured.state_scale_v * best,
-                                        state_gain=measured.state_gain * best)
+                chosen[layer] = measured.times(best)
     finally:
         for block, loop in zip(model.blocks, loops):
             block.ssm.loop = loop

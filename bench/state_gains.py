@@ -1,0 +1,106 @@
+"""State gains against the measured scales, side by side, on the shipped models.
+
+For each shipped model (zero-one on board-default, digits on board-multi) the board's loop is
+simulated in software (the torch twin of the read chain, `training.hardware_aware`) twice: with
+the scales measured on the training set (every state gain 1, what 0.14.0 stored) and with the
+checkpoint's stored scales (the fitted gains). Both against the software model on the model's
+test set (FSDD speaker 03: 100 zero/one recordings, 500 digit recordings; never used to fit):
+
+- converters only (ideal conductances, the board's row DACs and column ADCs): agreement and rms
+  logit error;
+- `--draws` simulated boards: the same plus, drawn per board, a conductance error per device
+  (`--g-sigma-us`), read noise (`--read-noise`) and each column pair's residual ADC offset, as
+  hardware-aware training draws them. Not the emulator: a quick check of the direction, the
+  emulated boards of bench/fidelity.py are the measurement.
+
+Prints JSON {"models": [{"model", "board_profile", "gains", "measured": {...}, "fitted": {...}}]}.
+
+    python bench/state_gains.py [--models zero-one,digits] [--draws 12] [--g-sigma-us 1.0]
+                                [--read-noise 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from imssa_hw.board import load_board_profile
+from imssa_hw.board.profile import DeviceErrors
+from imssa_hw.data import DataSpec, load_data
+from imssa_hw.model.loop_scales import DEFAULT_HEADROOM, loop_scales, stored_scales
+from imssa_hw.training import hardware_aware
+from imssa_hw.training.classifier import model_from_checkpoint
+from imssa_hw.workflows.model_cache import shipped_checkpoint, shipped_models
+
+
+def compare(logits: np.ndarray, software: np.ndarray) -> dict:
+    """Agreement of the decisions and rms logit error against software."""
+    return {"agreement": float((logits.argmax(-1) == software.argmax(-1)).mean()),
+            "rms_logit_error": round(float(np.sqrt(np.mean((logits - software) ** 2))), 4)}
+
+
+def simulated_boards(model, board, scales, x: torch.Tensor, software: np.ndarray, draws: int,
+                     g_sigma_siemens: float, read_noise: float) -> dict:
+    """`draws` boards with drawn device errors: the mean and spread of their comparisons."""
+    noisy = replace(board, errors=DeviceErrors(g_sigma_siemens=g_sigma_siemens,
+                                               read_noise_rel=read_noise))
+    runs = []
+    for draw in range(draws):
+        torch.manual_seed(draw)
+        hardware_aware.install(model, noisy, scales)
+        for block in model.blocks:  # the loops draw their errors in training mode
+            block.ssm.train()
+        runs.append(compare(model(x).numpy(), software))
+        for block in model.blocks:
+            block.ssm.eval()
+    agreement = [r["agreement"] for r in runs]
+    return {"agreement_mean": round(float(np.mean(agreement)), 4),
+            "agreement_min": min(agreement),
+            "boards_at_98_percent": sum(a >= 0.98 for a in agreement),
+            "rms_logit_error_mean": round(float(np.mean([r["rms_logit_error"] for r in runs])), 4)}
+
+
+def one_model(name: str, args: argparse.Namespace) -> dict:
+    entry = shipped_models()[name]
+    ckpt = shipped_checkpoint(name)
+    board = load_board_profile(entry["board_profile"])
+    data = load_data(DataSpec.of_checkpoint(ckpt.meta))
+    model = model_from_checkpoint(ckpt)
+    fitted = stored_scales(ckpt, board, DEFAULT_HEADROOM)
+    measured = loop_scales(ckpt, data.x_train, board, DEFAULT_HEADROOM)
+    x = torch.from_numpy(data.x_test)
+    out = {"model": name, "board_profile": board.name, "n_test": int(len(x)),
+           "gains": [s.state_gain for s in fitted]}
+    with torch.no_grad():
+        software = model(x).numpy()
+        for label, scales in (("measured", measured), ("fitted", fitted)):
+            hardware_aware.install(model, board, scales)
+            out[label] = {"converters": compare(model(x).numpy(), software),
+                          "loop_accuracy": float((model(x).numpy().argmax(-1)
+                                                  == data.y_test).mean())}
+            out[label]["boards"] = simulated_boards(model, board, scales, x, software, args.draws,
+                                                    args.g_sigma_us * 1e-6, args.read_noise)
+            print(f"{name} {label}: {out[label]}", file=sys.stderr, flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="zero-one,digits")
+    parser.add_argument("--draws", type=int, default=12)
+    parser.add_argument("--g-sigma-us", type=float, default=1.0)
+    parser.add_argument("--read-noise", type=float, default=0.01)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(json.dumps({"models": [one_model(m, args) for m in args.models.split(",")],
+                      "draws": args.draws, "g_sigma_us": args.g_sigma_us,
+                      "read_noise": args.read_noise}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
