@@ -118,7 +118,8 @@ def main() -> None:
 
         report = refit_scales(_name(settings), SHIPPED, command)
         path = SHIPPED / report["checkpoint"]
-        gains = [layer["state_gain"] for layer in load_checkpoint(path).meta["loop_scales"]["layers"]]
+        layers = load_checkpoint(path).meta["loop_scales"]["layers"]
+        gains = [layer["state_gain"] for layer in layers]
         print(f"{_name(settings)}: loop scales refitted, state gains {gains}; wrote {path}")
         return
     report = ship(settings, SHIPPED, command)

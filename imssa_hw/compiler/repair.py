@@ -128,7 +128,7 @@ def _operators(layout: TileLayout) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _entries(g: np.ndarray, layout: TileLayout, rows: np.ndarray, cols: np.ndarray,
-             window: ConductanceWindow, dg: float) -> list[_Entry]:
+             window: ConductanceWindow, dg_siemens: float) -> list[_Entry]:
     """The entries of M that the stuck devices (g not NaN) fix, with the range each can reach."""
     entries = []
     for r, k in zip(*np.nonzero(~np.isnan(g))):
@@ -142,7 +142,7 @@ def _entries(g: np.ndarray, layout: TileLayout, rows: np.ndarray, cols: np.ndarr
         sign = float(rows[r, i] * cols[k, j])
         partner = np.array([g[pr, pk]]) if not np.isnan(g[pr, pk]) else \
             np.array([window.g_min_siemens, window.g_max_siemens])
-        reach = sign * (g[r, k] - partner) / dg
+        reach = sign * (g[r, k] - partner) / dg_siemens
         entries.append(_Entry(j, i, int(r), int(k), pr, pk, sign, reach.min(), reach.max()))
     return entries
 
@@ -167,7 +167,7 @@ def _states(values: np.ndarray, length: int) -> np.ndarray:
 
 
 def _repair_tile(m: KernelMatrices, h: int, g: np.ndarray, layout: TileLayout,
-                 window: ConductanceWindow, dg: float, lmax: int, length: int
+                 window: ConductanceWindow, dg_siemens: float, lmax: int, length: int
                  ) -> tuple[np.ndarray, str, float, float]:
     """(tile conductances, action, error before, error after) for kernel h with stuck devices
     at g (S, NaN where healthy)."""
@@ -179,7 +179,7 @@ def _repair_tile(m: KernelMatrices, h: int, g: np.ndarray, layout: TileLayout,
     k_ref = x_ref @ reference[s, :s]
     norm = max(float(np.sum(k_ref ** 2)), 1e-30)
     state_peak = float(np.abs(x_ref).max())
-    entries = _entries(g, layout, rows, cols, window, dg)
+    entries = _entries(g, layout, rows, cols, window, dg_siemens)
     held_c = sorted({e.i for e in entries if e.j == s and e.i < s})
 
     def held(candidate: np.ndarray) -> np.ndarray:
@@ -214,7 +214,7 @@ def _repair_tile(m: KernelMatrices, h: int, g: np.ndarray, layout: TileLayout,
     def conductances(candidate: np.ndarray) -> np.ndarray:
         """The tile for levels `candidate`: G_min + |L| dG on the side that carries L."""
         signed = np.einsum("ri,kj,ji->rk", rows, cols, candidate)
-        return window.g_min_siemens + np.clip(signed, 0, None) * dg
+        return window.g_min_siemens + np.clip(signed, 0, None) * dg_siemens
 
     compensated = held(levels.copy())
     candidates = {"compensate": compensated, "refit": refit(compensated)}
@@ -231,13 +231,13 @@ def _repair_tile(m: KernelMatrices, h: int, g: np.ndarray, layout: TileLayout,
     # unrepaired: the stuck devices add to the entries the ideal tile gives
     unrepaired = np.where(np.isnan(g), conductances(levels), g)
     error_before = mismatch(np.einsum("ri,kj,rk->ji", rows, cols,
-                                      unrepaired - window.g_min_siemens) / dg)[0]
+                                      unrepaired - window.g_min_siemens) / dg_siemens)[0]
 
     fitted = conductances(chosen)
     for e in entries:
         if np.isnan(g[e.partner_row, e.partner_col]):
             fitted[e.partner_row, e.partner_col] = np.clip(
-                g[e.row, e.col] - e.sign * chosen[e.j, e.i] * dg,
+                g[e.row, e.col] - e.sign * chosen[e.j, e.i] * dg_siemens,
                 window.g_min_siemens, window.g_max_siemens)
     fitted = np.where(np.isnan(g), fitted, g)
     return fitted, action, error_before, scores[action]

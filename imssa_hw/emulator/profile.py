@@ -49,7 +49,7 @@ class FirmwareParams:
 
 @dataclass(frozen=True)
 class ReadChainParams:
-    """The read chain's errors (its converters and ranges are the board's, `BoardSpec.read_chain`)."""
+    """The read chain's errors (its converters and ranges: the board's `BoardSpec.read_chain`)."""
 
     tia_gain_sigma: float
     tia_offset_sigma_fs: float
@@ -280,7 +280,8 @@ def _check(profile: Profile) -> None:
         board_info(profile)  # the announced limits and pulse widths, validated (RANGES)
     except ValueError as exc:
         raise BadInput(f"bad profile: {exc}") from None
-    defaults, limits, ranges = profile.defaults, profile.limits, profile.spec.read_chain.adc_ranges_a
+    defaults, limits = profile.defaults, profile.limits
+    ranges = profile.spec.read_chain.adc_ranges_a
     if defaults.read_range_a not in ranges or defaults.vmm_range_a not in ranges:
         raise BadInput("defaults.read_range_a and vmm_range_a must be among read.tia_ranges_ua")
     if not 0 < defaults.v_read_v <= limits.v_read_max:

@@ -300,7 +300,8 @@ def serve(profile: Profile, seed: int = 0, state_path: Path | None = None,
                 tcp_url = f"socket://127.0.0.1:{server.listen(tcp_port, 'board')}"
             lines.append(f"tcp {tcp_url}")
         log.info("%s, %d arrays of %dx%d, seed %d, state %s, time x%g; %s",
-                 profile.firmware.board_id, *profile.spec.geometry.shape, seed, state_path or "not kept", time_scale, ", ".join(lines))
+                 profile.firmware.board_id, *profile.spec.geometry.shape, seed,
+                 state_path or "not kept", time_scale, ", ".join(lines))
         print("\n".join(lines), flush=True)
         server.run()
     finally:

@@ -54,7 +54,8 @@ class AnalogLoop:
         window = profile.conductance
         self.errors = profile.errors
         self.columns = profile.differential is Differential.COLUMNS
-        self.g_min, self.g_max, self.dg = window.g_min_siemens, window.g_max_siemens, window.dg(bits)
+        self.g_min_siemens, self.g_max_siemens = window.g_min_siemens, window.g_max_siemens
+        self.dg_siemens = window.dg(bits)
         self.chain = TorchReadChainModel.from_spec(profile.read, self.errors.read_noise_rel)
         self.range_a = scales.tia_range_a
         self.deadband_v = feedback_deadband_v(profile)
@@ -62,7 +63,8 @@ class AnalogLoop:
 
     def conductances(self, levels: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """G+ and G- (H, outputs, inputs) in S of the level matrices, with drawn errors."""
-        pair = [self.g_min + torch.relu(sign * levels) * self.dg for sign in (1, -1)]
+        pair = [self.g_min_siemens + torch.relu(sign * levels) * self.dg_siemens
+                for sign in (1, -1)]
         err = self.errors
         if not (noisy and (err.g_sigma_siemens or err.stuck_fraction)):
             return pair[0], pair[1]
@@ -70,7 +72,8 @@ class AnalogLoop:
         for g in pair:
             g = g + err.g_sigma_siemens * torch.randn_like(g)
             draw = torch.rand_like(g)
-            g = torch.where(draw < err.stuck_fraction / 2, torch.full_like(g, self.g_max), g)
+            g = torch.where(draw < err.stuck_fraction / 2, torch.full_like(g, self.g_max_siemens),
+                            g)
             g = torch.where(draw > 1 - err.stuck_fraction / 2, torch.zeros_like(g), g)
             out.append(g.clamp_min(0.0))
         return out[0], out[1]
@@ -93,7 +96,7 @@ class AnalogLoop:
             half = torch.rand(h, 1, s + 1) - 0.5
             chain = replace(chain, column_offset_codes=(torch.cat([half, half], dim=-1)
                                                         if self.columns else half))
-        feedback = (a_step / self.dg)[:, None, None]
+        feedback = (a_step / self.dg_siemens)[:, None, None]
         drive = (self.state_scale * b_step / a_step)[:, None]
         inputs = u.permute(2, 1, 0)  # (L, H, B)
         previous = u.new_zeros(h, batch, s)
@@ -114,7 +117,8 @@ class AnalogLoop:
             previous = out[..., :s]
             if t:
                 ys.append(out[..., s])
-        y = torch.stack(ys, dim=-1) * (2 * c_step / (self.dg * self.state_scale))[:, None, None]
+        y = torch.stack(ys, dim=-1) * (2 * c_step
+                                       / (self.dg_siemens * self.state_scale))[:, None, None]
         return y.permute(1, 0, 2)
 
 
