@@ -104,6 +104,9 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                   f"{_duration(s['vmm_time_s'])} per VMM"))
     click.echo(f"  ideal error    {s['ideal_max_abs_error']:.3g} (max |logit| difference, "
                f"{s['probe_sequences']} probe sequences)")
+    ranges = ", ".join(f"{max(r) * 1e6:g}" for r in s["tia_range_a"])
+    click.echo(f"  loop scales    from {s['scales_from']}, state gains "
+               f"{', '.join(f'{g:g}' for g in s['state_gains'])}, TIA ranges {ranges} uA")
     if defect_map:
         click.echo(f"  defects        {len(defect_map.stuck)} stuck, "
                    f"{len(s['unavoidable_defects'])} unavoidable, "

@@ -68,10 +68,12 @@ def test_compiler_takes_the_trained_scales_only_for_their_board(tmp_path):
     for layer, scale in zip(dep.schedule.layers, scales):
         np.testing.assert_array_equal(layer.state_scale_v, scale.state_scale_v)
         assert set(layer.tia_range_a) == {scale.tia_range_a}
+    assert dep.summary["state_gains"] == [scale.state_gain for scale in scales]
     other = replace(BOARD, read=replace(BOARD.read, v_read_max=0.1))
     assert stored_scales(ckpt, other, 0.9) is None
     assert compile_checkpoint(ckpt, other).summary["scales_from"] == "probes"
-    assert compile_checkpoint(ckpt, BOARD, headroom=0.5).summary["scales_from"] == "probes"
+    probed = compile_checkpoint(ckpt, BOARD, headroom=0.5).summary
+    assert probed["scales_from"] == "probes" and probed["state_gains"] == [1.0, 1.0]
 
 
 def test_the_stored_state_scales_are_the_measured_ones_at_the_closest_gain(tmp_path):

@@ -108,8 +108,9 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     executor = Executor.on_maps(schedule, placed.targets_siemens)
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
-    summary = _summary(ckpt, profile, dg_siemens, placed, schedule, probe, headroom,
-                       logits_error, y_error, peaks, scales_from, parallel, repairs)
+    summary = {**_summary(ckpt, profile, dg_siemens, placed, schedule, probe, headroom,
+                          logits_error, y_error, peaks, scales_from, parallel, repairs),
+               "state_gains": [scale.state_gain for scale in scales]}
     return Deployment(profile, cfg, ckpt.digest, dg_siemens, placed, schedule, probe, summary)
 
 
