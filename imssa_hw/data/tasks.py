@@ -1,4 +1,5 @@
-"""Tasks (zero-one, digits, hd20), their data sets (real recordings or synthetic speech), splits,
+"""Tasks (zero-one, digits, hd20, and custom: a lab's own classes), their data sets (real
+recordings, synthetic speech, sequences in an .npz, the shipped UCI digits), splits,
 augmentation, feature caching and normalization.
 
 `DataSpec` names everything that determines a task's data; checkpoints keep it, so inference
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from imssa_hw.data import cache, heidelberg, synthetic
+from imssa_hw.data.arrays import UCI_DIGITS, read_sequences
 from imssa_hw.data.features import (FeatureConfig, apply_normalization, check_source_rate,
                                      compute_features, fit_normalization)
 from imssa_hw.data.labels import label_language, label_name
@@ -26,9 +28,16 @@ from imssa_hw.data.synth import espeak_version
 from imssa_hw.data.synthetic import SynthSpec
 from imssa_hw.errors import BadInput
 
-TASKS = ("zero-one", "digits", "hd20")
-DATASETS = ("fsdd", "hd", "synthetic")
+CUSTOM = "custom"
+"""The task whose classes are those of its data: sequences in an .npz (`arrays`, the shipped
+`uci-digits`)."""
+TASKS = ("zero-one", "digits", "hd20", CUSTOM)
+SEQUENCE_DATASETS = ("arrays", "uci-digits")
+"""Data sets of sequences already featurized, with their own classes (task CUSTOM)."""
+DATASETS = ("fsdd", "hd", "synthetic", *SEQUENCE_DATASETS)
 REAL_DATASETS = ("fsdd", "hd")
+ROOTED_DATASETS = ("hd", "arrays")
+"""Data sets read from a `data_root` the user gives."""
 DATA_FORMAT = 2  # bump when the cached arrays change meaning
 FSDD_ROOT = Path(__file__).resolve().parent / "fsdd"
 """Four speakers of the Free Spoken Digit Dataset in the HD layout, shipped with the package."""
@@ -63,8 +72,10 @@ TASK_DEFS: dict[str, Task] = {
     "digits": Task("digits", tuple(range(10)), DIGITS_SYNTH, 300, 100),
     "hd20": Task("hd20", tuple(range(20)), DIGITS_SYNTH, 300, 100),
 }
-DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic"}
-"""Real speech where the shipped recordings have the classes; FSDD has no German."""
+DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic",
+                   CUSTOM: "uci-digits"}
+"""Real speech where the shipped recordings have the classes; FSDD has no German. A custom
+task's data by default is the shipped UCI digits."""
 REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 500, "mix_flite": True}
 """The recipe for real recordings (measured in docs/data.md): perturbed copies of every
 training clip, synthetic clips of the same words by many eSpeak voices mixed in, and the
@@ -103,10 +114,12 @@ class DataSpec:
 
     task: str = "zero-one"
     dataset: str = "fsdd"
-    """fsdd: the shipped real recordings; hd: an HD-layout folder (`data_root`); synthetic."""
+    """fsdd: the shipped real recordings; hd: an HD-layout folder (`data_root`); synthetic;
+    arrays: sequences in an .npz (`data_root`); uci-digits: the shipped UCI digits."""
     data_root: str | None = None
     classes: tuple[int, ...] | None = None
-    """A subset of the task's label ids (None: all that the data has)."""
+    """A subset of the task's label ids (None: all that the data has); of a custom task, the
+    class indices of its data."""
     seed: int = 0
     n_train_per_class: int | None = None
     """Synthetic: clips per class (None: the task's); real: a seeded cap per class."""
@@ -124,7 +137,7 @@ class DataSpec:
     """Synthetic difficulty (None: the task's)."""
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_DEFS:
+        if self.task not in TASKS:
             raise BadInput(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         if self.dataset not in DATASETS:
             raise BadInput(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
@@ -146,10 +159,23 @@ class DataSpec:
                                             or self.mix_flite):
             raise BadInput("test speakers, synthetic mixing and flite voices apply to real "
                            "recordings, not to --dataset synthetic")
+        if (self.task == CUSTOM) != (self.dataset in SEQUENCE_DATASETS):
+            raise BadInput(f"task {self.task!r} and dataset {self.dataset!r} do not go together: "
+                           f"the datasets {', '.join(SEQUENCE_DATASETS)} bring their own classes "
+                           f"(task {CUSTOM!r}), the others are speech of a speech task")
+        if self.dataset in SEQUENCE_DATASETS and (
+                self.test_speakers or self.mix_synthetic or self.mix_flite or self.synth
+                or self.augment.copies):
+            raise BadInput("test speakers, synthetic mixing, flite voices and perturbed copies "
+                           f"apply to speech, not to --dataset {self.dataset}")
         if self.dataset == "hd" and self.data_root is None:
             raise BadInput("dataset 'hd' needs a data root (the folder with audio/ and the list files)")
-        if self.dataset != "hd" and self.data_root is not None:
-            raise BadInput(f"a data root is for dataset 'hd', not {self.dataset!r}")
+        if self.dataset == "arrays" and self.data_root is None:
+            raise BadInput("dataset 'arrays' needs a data root (an .npz with x_train, y_train, "
+                           "x_test, y_test)")
+        if self.dataset not in ROOTED_DATASETS and self.data_root is not None:
+            raise BadInput(f"a data root is for datasets {', '.join(ROOTED_DATASETS)}, "
+                           f"not {self.dataset!r}")
 
     @classmethod
     def default(cls, task: str = "zero-one", dataset: str | None = None, **changes: Any) -> "DataSpec":
@@ -161,9 +187,12 @@ class DataSpec:
 
     @property
     def root(self) -> Path | None:
-        """The HD-layout folder of real data (the shipped one for fsdd)."""
+        """The HD-layout folder of real data (the shipped one for fsdd), or the .npz of
+        sequences (the shipped one for uci-digits)."""
         if self.dataset == "fsdd":
             return FSDD_ROOT
+        if self.dataset == "uci-digits":
+            return UCI_DIGITS
         return None if self.data_root is None else Path(self.data_root).expanduser()
 
     def to_dict(self) -> dict[str, Any]:
@@ -443,6 +472,8 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
               progress: Progress | None = None) -> TaskData:
     """Load (from the cache, else generate or read) the normalized train/test features of
     `spec`. progress(done, total) is called per clip. Raises BadInput for anything unusable."""
+    if spec.dataset in SEQUENCE_DATASETS:
+        return _sequence_data(spec, progress)
     labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
     settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict(), "classes": labels}
     voices: list[heidelberg.HdFile] = []
@@ -496,6 +527,50 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
         classes=labels, class_names=[label_name(lab) for lab in labels], features=spec.features,
         normalization=normalization, speaker_train=stored["speaker_train"],
         origin_train=stored["origin_train"], copy_train=stored["copy_train"], info=info)
+
+
+def _sequence_data(spec: DataSpec, progress: Progress | None) -> TaskData:
+    """The sequences of an .npz (`spec.root`), its classes or `spec.classes` of them, at most
+    `n_*_per_class` per class by a seeded choice, normalized with the training split's
+    per-feature mean/std. No cache: reading the file is as fast as reading one."""
+    seqs = read_sequences(spec.root)
+    names = seqs.class_names
+    labels = list(range(len(names)))
+    if spec.classes is not None:
+        outside = [c for c in spec.classes if c >= len(names)]
+        if outside:
+            raise BadInput(f"classes {outside} are not in {spec.root} (class indices "
+                           f"0..{len(names) - 1})")
+        if len(spec.classes) < 2:
+            raise BadInput(f"classes {list(spec.classes)}: a classifier needs at least two")
+        labels = sorted(spec.classes)
+    splits = {}
+    for code, (split, n) in enumerate((("train", spec.n_train_per_class),
+                                       ("test", spec.n_test_per_class)), 1):
+        x, y = getattr(seqs, f"x_{split}"), getattr(seqs, f"y_{split}")
+        keep = []
+        for label in labels:
+            idx = np.flatnonzero(y == label)
+            rng = np.random.default_rng([spec.seed, code, label])
+            keep += idx.tolist() if n is None or len(idx) <= n else rng.choice(idx, n, False).tolist()
+        keep = np.sort(np.asarray(keep, np.int64))
+        splits[split] = (x[keep], np.searchsorted(np.asarray(labels), y[keep]).astype(np.int64))
+    if progress is not None:
+        progress(1, 1)
+    x_train, y_train = splits["train"]
+    x_test, y_test = splits["test"]
+    normalization = fit_normalization(x_train)
+    n = len(y_train)
+    info = {"task": spec.task, "dataset": spec.dataset, "seed": spec.seed, "classes": labels,
+            "class_names": [names[i] for i in labels], "data_root": str(spec.root.resolve()),
+            "steps": int(x_train.shape[1]), "width": int(x_train.shape[2]),
+            "sizes": {"train": n, "test": len(y_test)}}
+    return TaskData(
+        x_train=apply_normalization(x_train, normalization), y_train=y_train,
+        x_test=apply_normalization(x_test, normalization), y_test=y_test, classes=labels,
+        class_names=[names[i] for i in labels], features=spec.features,
+        normalization=normalization, speaker_train=np.full(n, SYNTHETIC_SPEAKER, np.int64),
+        origin_train=np.arange(n, dtype=np.int64), copy_train=np.zeros(n, np.int64), info=info)
 
 
 def load_task(task: str, dataset: str = "synthetic", data_root: str | Path | None = None,
