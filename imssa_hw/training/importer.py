@@ -294,7 +294,7 @@ def import_reference(path: str | Path, data_spec: "DataSpec", out: str | Path, *
     if finetune_epochs:
         result = train(data.x_train, data.y_train, data.x_test, data.y_test, cfg_model, cfg,
                        progress=epoch_progress, split=split, board=board if hardware else None,
-                       start=model)
+                       initial=model)
         result.float_accuracy = float_accuracy
     else:
         test_predictions = predictions(model, data.x_test)

@@ -140,10 +140,10 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
           progress: Callable[[dict], None] | None = None,
           split: tuple[np.ndarray, np.ndarray] | None = None,
           board: BoardProfile | None = None,
-          start: S4DClassifier | None = None) -> TrainResult:
+          initial: S4DClassifier | None = None) -> TrainResult:
     """Train an S4D classifier; `progress` is called after every epoch with its record.
 
-    `start` fine-tunes that model (of `model_cfg`, e.g. an imported one) instead of a new one:
+    `initial` fine-tunes that model (of `model_cfg`, e.g. an imported one) instead of a new one:
     no float phase, every epoch quantized (the last ones through the board's loop as below).
 
     `split` gives the (fit, validation) indices of the training data (e.g. held-out speakers,
@@ -161,10 +161,10 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         split = order[n_val:], order[:n_val]
     x_fit, y_fit = x_train[split[0]], y_train[split[0]]
     x_val, y_val = x_train[split[1]], y_train[split[1]]
-    model = S4DClassifier(model_cfg) if start is None else start
+    model = S4DClassifier(model_cfg) if initial is None else initial
     quantized = model_cfg.bits is not None
     float_epochs, hardware_epochs = cfg.phase_epochs(quantized, board is not None)
-    if start is not None and quantized:
+    if initial is not None and quantized:
         float_epochs = 0
     last_phase = "hardware" if hardware_epochs else "qat" if quantized else "float"
     optimizer = torch.optim.AdamW(model.parameter_groups(cfg.lr, cfg.ssm_lr, cfg.weight_decay))
