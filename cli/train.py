@@ -11,7 +11,7 @@ import click
 
 from imssa_hw.cli.options import (SEED, FiniteFloat, OutputPath, a_range_option, bits_option,
                                   board_training_options, parse_ids, ranges_option)
-from imssa_hw.data.tasks import CUSTOM, DATASETS, REAL_DEFAULTS, SEQUENCE_DATASETS, TASKS
+from imssa_hw.data.tasks import CUSTOM, CUSTOM_DATASETS, DATASETS, REAL_DEFAULTS, TASKS
 from imssa_hw.errors import BadInput
 from imssa_hw.files import write_json
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE
@@ -21,7 +21,7 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
 @click.option("--task", type=click.Choice(TASKS), default=None,
               help="zero-one: 'zero' vs 'one' (the paper's task); digits: English 0-9; hd20: "
               f"English and German 0-9; {CUSTOM}: the classes of the data "
-              f"(--dataset {', '.join(SEQUENCE_DATASETS)}). Default: zero-one, or {CUSTOM} for "
+              f"(--dataset {', '.join(CUSTOM_DATASETS)}). Default: zero-one, or {CUSTOM} for "
               "those datasets.")
 @click.option("--dataset", type=click.Choice(DATASETS), default=None,
               help="fsdd: real recordings of six speakers shipped with imssa-hw (English "
@@ -30,10 +30,13 @@ from imssa_hw.model.config import TASK_EPOCHS, task_model
               "eSpeak NG speech; arrays: sequences in an .npz (--data-root; x_train, y_train, "
               "x_test, y_test, optional class_names; the model's input width is the data's); "
               "uci-digits: the 8x8 UCI handwritten digits shipped with imssa-hw, 8 rows of 8 "
-              "pixels. Default: fsdd, synthetic for hd20, uci-digits for custom.")
+              "pixels; folder: audio in a folder per label (--data-root; the Speech Commands "
+              "layout, any file names, 8-48 kHz; testing_list.txt names the test split, else a "
+              "seeded fifth of each class). Default: fsdd, synthetic for hd20, uci-digits for "
+              "custom.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="hd: the Heidelberg Digits folder (audio/, train_filenames.txt, "
-              "test_filenames.txt); arrays: the .npz file.")
+              "test_filenames.txt); arrays: the .npz file; folder: the folder of label folders.")
 @click.option("--classes", default=None, help="Subset of label ids, e.g. 0,1 (German digits "
               "are 10-19; of a custom task, class indices of its data).")
 @click.option("--test-speakers", default=None,
@@ -92,7 +95,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     from imssa_hw.data import AugmentSpec, DataSpec
     from imssa_hw.training.trainer import train_task
 
-    task = task or (CUSTOM if dataset in SEQUENCE_DATASETS else "zero-one")
+    task = task or (CUSTOM if dataset in CUSTOM_DATASETS else "zero-one")
     model = task_model(task, bits=bits, h=h, n=n, n_layers=layers, noise_levels=noise_levels,
                        a_range=a_range, ranges=ranges)
     model["bits"] = bits  # None (float) is a choice here, not "the default"

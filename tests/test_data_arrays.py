@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from imssa_hw.cli.main import cli
-from imssa_hw.data import DataSpec, load_data
+from imssa_hw.data import AugmentSpec, DataSpec, load_data
 from imssa_hw.data.arrays import UCI_DIGITS, read_sequences
 from imssa_hw.errors import BadInput
 
@@ -92,8 +92,10 @@ def test_specs_that_mix_speech_and_sequences_are_refused():
         DataSpec(task="zero-one", dataset="uci-digits")
     with pytest.raises(BadInput, match="needs a data root"):
         DataSpec(task="custom", dataset="arrays")
-    with pytest.raises(BadInput, match="apply to speech"):
+    with pytest.raises(BadInput, match="apply to the speech tasks' data"):
         DataSpec(task="custom", dataset="uci-digits", mix_flite=True)
+    with pytest.raises(BadInput, match="perturbed copies are of audio"):
+        DataSpec(task="custom", dataset="uci-digits", augment=AugmentSpec(copies=1))
 
 
 def test_train_refuses_a_bad_file_in_one_line(tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 
 from imssa_hw.data import cache, heidelberg, synthetic
 from imssa_hw.data.arrays import UCI_DIGITS, read_sequences
+from imssa_hw.data.folder import LabelledFile, folder_splits
 from imssa_hw.data.features import (FeatureConfig, apply_normalization, check_source_rate,
                                      compute_features, fit_normalization)
 from imssa_hw.data.labels import label_language, label_name
@@ -30,13 +31,15 @@ from imssa_hw.errors import BadInput
 
 CUSTOM = "custom"
 """The task whose classes are those of its data: sequences in an .npz (`arrays`, the shipped
-`uci-digits`)."""
+`uci-digits`) or audio in a folder per label (`folder`)."""
 TASKS = ("zero-one", "digits", "hd20", CUSTOM)
 SEQUENCE_DATASETS = ("arrays", "uci-digits")
 """Data sets of sequences already featurized, with their own classes (task CUSTOM)."""
-DATASETS = ("fsdd", "hd", "synthetic", *SEQUENCE_DATASETS)
+CUSTOM_DATASETS = (*SEQUENCE_DATASETS, "folder")
+"""Data sets with their own classes (task CUSTOM)."""
+DATASETS = ("fsdd", "hd", "synthetic", *CUSTOM_DATASETS)
 REAL_DATASETS = ("fsdd", "hd")
-ROOTED_DATASETS = ("hd", "arrays")
+ROOTED_DATASETS = ("hd", "arrays", "folder")
 """Data sets read from a `data_root` the user gives."""
 DATA_FORMAT = 2  # bump when the cached arrays change meaning
 FSDD_ROOT = Path(__file__).resolve().parent / "fsdd"
@@ -159,20 +162,23 @@ class DataSpec:
                                             or self.mix_flite):
             raise BadInput("test speakers, synthetic mixing and flite voices apply to real "
                            "recordings, not to --dataset synthetic")
-        if (self.task == CUSTOM) != (self.dataset in SEQUENCE_DATASETS):
+        if (self.task == CUSTOM) != (self.dataset in CUSTOM_DATASETS):
             raise BadInput(f"task {self.task!r} and dataset {self.dataset!r} do not go together: "
-                           f"the datasets {', '.join(SEQUENCE_DATASETS)} bring their own classes "
+                           f"the datasets {', '.join(CUSTOM_DATASETS)} bring their own classes "
                            f"(task {CUSTOM!r}), the others are speech of a speech task")
-        if self.dataset in SEQUENCE_DATASETS and (
-                self.test_speakers or self.mix_synthetic or self.mix_flite or self.synth
-                or self.augment.copies):
-            raise BadInput("test speakers, synthetic mixing, flite voices and perturbed copies "
-                           f"apply to speech, not to --dataset {self.dataset}")
+        if self.dataset in CUSTOM_DATASETS and (
+                self.test_speakers or self.mix_synthetic or self.mix_flite or self.synth):
+            raise BadInput("test speakers, synthetic mixing and flite voices apply to the "
+                           f"speech tasks' data, not to --dataset {self.dataset}")
+        if self.dataset in SEQUENCE_DATASETS and self.augment.copies:
+            raise BadInput(f"perturbed copies are of audio, not of --dataset {self.dataset}")
         if self.dataset == "hd" and self.data_root is None:
             raise BadInput("dataset 'hd' needs a data root (the folder with audio/ and the list files)")
         if self.dataset == "arrays" and self.data_root is None:
             raise BadInput("dataset 'arrays' needs a data root (an .npz with x_train, y_train, "
                            "x_test, y_test)")
+        if self.dataset == "folder" and self.data_root is None:
+            raise BadInput("dataset 'folder' needs a data root (a folder per label of audio files)")
         if self.dataset not in ROOTED_DATASETS and self.data_root is not None:
             raise BadInput(f"a data root is for datasets {', '.join(ROOTED_DATASETS)}, "
                            f"not {self.dataset!r}")
@@ -390,8 +396,7 @@ def _hd_files(root: Path, labels: list[int], explicit: bool, seed: int,
     return labels, chosen
 
 
-def _at_most(files: list[heidelberg.HdFile], labels: list[int], n: int | None,
-             key: list[int]) -> list[heidelberg.HdFile]:
+def _at_most(files: list[Any], labels: list[int], n: int | None, key: list[int]) -> list[Any]:
     """`files`, keeping at most `n` per label (None: all) by a choice seeded with `key`."""
     if n is None:
         return files
@@ -403,7 +408,7 @@ def _at_most(files: list[heidelberg.HdFile], labels: list[int], n: int | None,
     return [files[i] for i in sorted(keep)]
 
 
-def _recordings(files: list[heidelberg.HdFile], features: FeatureConfig,
+def _recordings(files: Sequence[heidelberg.HdFile | LabelledFile], features: FeatureConfig,
                 speaker: int | None = None) -> Iterator[Clip]:
     """The files' clips, each with its own speaker id or `speaker` if given; BadInput naming a
     file the `features` cannot use (silent, too short, sampled too low)."""
@@ -424,8 +429,8 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
            voices: list[heidelberg.HdFile], progress: Progress | None) -> tuple[dict, dict]:
     """Featurize the test split, the training split (the recordings, then the flite `voices` as
     speaker -1) with its perturbed copies, and the mixed-in eSpeak clips; returns (arrays, info)."""
-    task = TASK_DEFS[spec.task]
-    synth = task.synth if spec.synth is None else spec.synth
+    task = TASK_DEFS.get(spec.task)  # None: a custom task (a folder per label)
+    synth = spec.synth if spec.synth is not None or task is None else task.synth
     copies = spec.augment.copies
     if files is None:  # synthetic
         sizes = {"train": spec.n_train_per_class or task.n_train_per_class,
@@ -474,15 +479,27 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
     `spec`. progress(done, total) is called per clip. Raises BadInput for anything unusable."""
     if spec.dataset in SEQUENCE_DATASETS:
         return _sequence_data(spec, progress)
-    labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
-    settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict(), "classes": labels}
     voices: list[heidelberg.HdFile] = []
-    if spec.dataset == "synthetic":
+    name_of = label_name
+    settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict()}
+    if spec.dataset == "folder":
+        names, listed = folder_splits(spec.root, spec.seed)
+        labels = _chosen_classes(spec.classes, names, spec.root)
+        files = {split: _at_most([f for f in listed[split] if f.label in labels], labels, n,
+                                 [spec.seed, code])
+                 for code, (split, n) in enumerate((("train", spec.n_train_per_class),
+                                                    ("test", spec.n_test_per_class)), 1)}
+        settings.update(classes=labels, names=names, root=str(spec.root.resolve()),
+                        files={s: heidelberg.fingerprint(f) for s, f in files.items()})
+        name_of = names.__getitem__
+    elif spec.dataset == "synthetic":
+        labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
         files = None
-        settings["generator_version"] = synthetic.GENERATOR_VERSION
+        settings.update(classes=labels, generator_version=synthetic.GENERATOR_VERSION)
     else:
         root = heidelberg.check_root(spec.root)
-        labels, files = _hd_files(root, labels, spec.classes is not None, spec.seed,
+        labels, files = _hd_files(root, _select_labels(TASK_DEFS[spec.task], spec.classes),
+                                  spec.classes is not None, spec.seed,
                                   {"train": spec.n_train_per_class, "test": spec.n_test_per_class},
                                   spec.test_speakers)
         settings.update(classes=labels, root=str(root.resolve()),
@@ -509,7 +526,7 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
         start = time.perf_counter()
         arrays, extra = _build(spec, labels, files, voices, progress)
         info = {"task": spec.task, "dataset": spec.dataset, "seed": spec.seed, "classes": labels,
-                "class_names": [label_name(lab) for lab in labels],
+                "class_names": [name_of(lab) for lab in labels],
                 "features": spec.features.to_dict(),
                 "sizes": {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])},
                 **extra, "build_seconds": round(time.perf_counter() - start, 3)}
@@ -524,9 +541,21 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
         y_train=np.searchsorted(index, stored["y_train"]).astype(np.int64),
         x_test=apply_normalization(stored["x_test"], normalization),
         y_test=np.searchsorted(index, stored["y_test"]).astype(np.int64),
-        classes=labels, class_names=[label_name(lab) for lab in labels], features=spec.features,
+        classes=labels, class_names=[name_of(lab) for lab in labels], features=spec.features,
         normalization=normalization, speaker_train=stored["speaker_train"],
         origin_train=stored["origin_train"], copy_train=stored["copy_train"], info=info)
+
+
+def _chosen_classes(classes: Sequence[int] | None, names: list[str], where: Path) -> list[int]:
+    """The class indices of a custom task's data that `classes` keeps (None: all)."""
+    if classes is None:
+        return list(range(len(names)))
+    outside = [c for c in classes if c >= len(names)]
+    if outside:
+        raise BadInput(f"classes {outside} are not in {where} (class indices 0..{len(names) - 1})")
+    if len(classes) < 2:
+        raise BadInput(f"classes {list(classes)}: a classifier needs at least two")
+    return sorted(classes)
 
 
 def _sequence_data(spec: DataSpec, progress: Progress | None) -> TaskData:
@@ -535,15 +564,7 @@ def _sequence_data(spec: DataSpec, progress: Progress | None) -> TaskData:
     per-feature mean/std. No cache: reading the file is as fast as reading one."""
     seqs = read_sequences(spec.root)
     names = seqs.class_names
-    labels = list(range(len(names)))
-    if spec.classes is not None:
-        outside = [c for c in spec.classes if c >= len(names)]
-        if outside:
-            raise BadInput(f"classes {outside} are not in {spec.root} (class indices "
-                           f"0..{len(names) - 1})")
-        if len(spec.classes) < 2:
-            raise BadInput(f"classes {list(spec.classes)}: a classifier needs at least two")
-        labels = sorted(spec.classes)
+    labels = _chosen_classes(spec.classes, names, spec.root)
     splits = {}
     for code, (split, n) in enumerate((("train", spec.n_train_per_class),
                                        ("test", spec.n_test_per_class)), 1):
