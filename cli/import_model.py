@@ -69,7 +69,7 @@ def import_command(state_dict, dataset, data_root, classes, bits, a_range, finet
         raise BadInput("a pre-norm model (prenorm=True) does not map: our blocks normalize after "
                        "the residual, as example.py does by default")
     spec = DataSpec(task="custom", dataset=dataset,
-                    data_root=str(data_root) if data_root else None,
+                    data_root=str(data_root.expanduser().resolve()) if data_root else None,
                     classes=parse_ids(classes, "--classes"), seed=seed)
     board = load_board_profile(board_profile)
     bits = bits or 4

@@ -102,7 +102,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     epochs = epochs or TASK_EPOCHS
     if model["n"] % 2:
         raise BadInput(f"--n must be even (N/2 complex modes), got {model['n']}")
-    changes = {"data_root": str(data_root) if data_root else None,
+    changes = {"data_root": str(data_root.expanduser().resolve()) if data_root else None,
                "classes": parse_ids(classes, "--classes"), "seed": seed,
                "n_train_per_class": n_train_per_class, "n_test_per_class": n_test_per_class,
                "test_speakers": parse_ids(test_speakers, "--test-speakers")}

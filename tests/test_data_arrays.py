@@ -107,3 +107,32 @@ def test_train_refuses_a_bad_file_in_one_line(tmp_path):
     last = result.output.splitlines()[-1]  # after the progress bars' labels
     assert last.startswith("Error: ") and "bad.npz" in last and "Traceback" not in result.output
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_arrays_runs_on_an_emulated_board_reading_the_same_data(tmp_path):
+    """train on a user's .npz, then calibrate, compile, program and infer on an emulated board:
+    infer reads the test split again from the checkpoint's data spec."""
+    import imssa_hw as hw
+
+    seqs = read_sequences(UCI_DIGITS)
+    keep = np.isin(seqs.y_train, [0, 1, 7]), np.isin(seqs.y_test, [0, 1, 7])
+    data = write_npz(tmp_path / "three.npz", x_train=seqs.x_train[keep[0]][:, :, :4],
+                     y_train=np.searchsorted([0, 1, 7], seqs.y_train[keep[0]]),
+                     x_test=seqs.x_test[keep[1]][:, :, :4],
+                     y_test=np.searchsorted([0, 1, 7], seqs.y_test[keep[1]]),
+                     class_names=np.array(["zero", "one", "seven"]))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--dataset", "arrays", "--data-root", str(data),
+                                      "--bits", "3", "--h", "4", "--n", "4", "--layers", "1",
+                                      "--epochs", "6", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = hw.load_model(out)
+    assert model.config.d_input == 4 and model.meta["class_names"] == ["zero", "one", "seven"]
+    with hw.open_board("emu://?seed=2") as board:
+        run = hw.calibrate(board)
+        dep = hw.compile(model, "board-default", calibration=run)
+        hw.program(board, dep, calibration=run)
+        inferred = hw.infer(board, dep, model, calibration=run)
+    assert inferred.software_accuracy == pytest.approx(model.meta["software_accuracy"])
+    assert inferred.agreement >= 0.95
