@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -10,27 +9,28 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.options import (SEED, FiniteFloat, OutputPath, bits_option,
-                                  board_training_options, parse_ids)
+                                  board_training_options, parse_ids,
+                                  epoch_label, write_run_report)
 from imssa_hw.data.tasks import SEQUENCE_DATASETS
 from imssa_hw.errors import BadInput
-from imssa_hw.files import write_json
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE
+
+
+DATASET_HELP = (
+    "The data the model classifies: arrays, sequences in an .npz (--data-root), as the model "
+    "saw them (raw: imssa-hw folds its normalization into the encoder); uci-digits, the shipped "
+    "8x8 UCI digits (8 rows of 8 pixels). Its training split calibrates the quantized model, "
+    "its test split measures it; infer, finetune and budget read the same data again.")
+CLASSES_HELP = "Subset of the data's class indices, e.g. 0,1 (the model must have as many outputs)."
 
 
 @click.command("import")
 @click.argument("state_dict", type=click.Path(path_type=Path))
 @click.option("--dataset", type=click.Choice(SEQUENCE_DATASETS), default="arrays",
-              show_default=True, help="The data the model classifies: arrays, sequences in an "
-              ".npz (--data-root), as the model saw them (raw: imssa-hw folds its normalization "
-              "into the encoder); uci-digits, the shipped 8x8 UCI digits (8 rows of 8 pixels). "
-              "Its training split calibrates the quantized model, its test split measures it; "
-              "infer, finetune and budget read the same data again.")
+              show_default=True, help=DATASET_HELP)
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="arrays: the .npz file (x_train, y_train, x_test, y_test, optional "
-              "class_names).")
-@click.option("--classes", default=None,
-              help="Subset of the data's class indices, e.g. 0,1 (the model must have as many "
-              "outputs).")
+              help="arrays: the .npz file (x_train, y_train, x_test, y_test, class_names).")
+@click.option("--classes", default=None, help=CLASSES_HELP)
 @bits_option(None, "4")
 @click.option("--a-range", type=FiniteFloat(0.1, 1.0), default=1.0, show_default=True,
               help="Fixed dynamic range of the discretized A on the crossbar: |Abar| <= a-range. "
@@ -73,17 +73,14 @@ def import_command(state_dict, dataset, data_root, classes, bits, a_range, finet
                     classes=parse_ids(classes, "--classes"), seed=seed)
     board = load_board_profile(board_profile)
     bits = bits or 4
-    bar = click.progressbar(length=finetune_epochs, label="finetune", file=sys.stderr,
-                            item_show_func=lambda r: r and f"{r['phase']} loss {r['loss']:.3f} "
-                            f"val {r['val_accuracy']:.3f}") if finetune_epochs else nullcontext()
+    bar = (click.progressbar(length=finetune_epochs, label="finetune", file=sys.stderr,
+                             item_show_func=epoch_label) if finetune_epochs else nullcontext())
     with bar:
         result = import_reference(state_dict, spec, out / CHECKPOINT_FILE, bits=bits,
                                   a_range=a_range, board=board, finetune_epochs=finetune_epochs,
                                   hardware_aware_finetune=hardware_aware,
                                   epoch_progress=lambda record: bar.update(1, record))
-    if report:
-        write_json(report, {**result, "checkpoint": str(out / CHECKPOINT_FILE),
-                            "machine": platform.machine()})
+    write_run_report(report, result, out / CHECKPOINT_FILE)
     info = result["import"]
     tuned = (f", fine-tuned {finetune_epochs} epochs "
              f"{100 * result['software_accuracy']:.2f} %" if finetune_epochs else "")

@@ -3,17 +3,16 @@ sequences."""
 
 from __future__ import annotations
 
-import platform
 import sys
 from pathlib import Path
 
 import click
 
 from imssa_hw.cli.options import (SEED, FiniteFloat, OutputPath, a_range_option, bits_option,
-                                  board_training_options, parse_ids, ranges_option)
+                                  board_training_options, parse_ids, ranges_option,
+                                  epoch_label, write_run_report)
 from imssa_hw.data.tasks import CUSTOM, CUSTOM_DATASETS, DATASETS, REAL_DEFAULTS, TASKS
 from imssa_hw.errors import BadInput
-from imssa_hw.files import write_json
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE
 from imssa_hw.model.config import TASK_EPOCHS, task_model
 
@@ -116,9 +115,8 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     board = load_board_profile(board_profile)
     err = sys.stderr
     with click.progressbar(length=1, label="data ", file=err) as data_bar, \
-            click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and
-                              f"{r['phase']} loss {r['loss']:.3f} val {r['val_accuracy']:.3f}"
-                              ) as train_bar:
+            click.progressbar(length=epochs, label="train", file=err,
+                              item_show_func=epoch_label) as train_bar:
         def data_progress(done: int, total: int) -> None:
             data_bar.length = total
             data_bar.update(done - data_bar.pos)
@@ -126,9 +124,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
                             hardware_aware=hardware_aware and bits is not None,
                             data_progress=data_progress,
                             epoch_progress=lambda record: train_bar.update(1, record))
-    if report:
-        write_json(report, {**result, "checkpoint": str(out / CHECKPOINT_FILE),
-                            "machine": platform.machine()})
+    write_run_report(report, result, out / CHECKPOINT_FILE)
     fa = result["float_accuracy"]
     speakers = result["speakers_test"]
     who = (f" of speaker{'s' if len(speakers) > 1 else ''} "
