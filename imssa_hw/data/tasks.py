@@ -247,7 +247,8 @@ class TaskData:
     y_test: np.ndarray
     classes: list[int]  # label id (HD convention) of class 0..C-1
     class_names: list[str]
-    features: FeatureConfig
+    features: FeatureConfig | None
+    """How the audio became features; None for sequences that came featurized."""
     normalization: dict[str, list[float]]
     speaker_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     origin_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -589,7 +590,7 @@ def _sequence_data(spec: DataSpec, progress: Progress | None) -> TaskData:
     return TaskData(
         x_train=apply_normalization(x_train, normalization), y_train=y_train,
         x_test=apply_normalization(x_test, normalization), y_test=y_test, classes=labels,
-        class_names=[names[i] for i in labels], features=spec.features,
+        class_names=[names[i] for i in labels], features=None,
         normalization=normalization, speaker_train=np.full(n, SYNTHETIC_SPEAKER, np.int64),
         origin_train=np.arange(n, dtype=np.int64), copy_train=np.zeros(n, np.int64), info=info)
 

@@ -274,7 +274,9 @@ def save_result(out: str | Path, result: TrainResult, data: "TaskData", data_spe
         "loop_accuracy": result.loop_accuracy,
         "wall_time_s": round(result.wall_time_s, 2), **(extra or {}),
     }
-    meta = {**summary, "seed": cfg.seed, "features": data.features.to_dict(),
+    features = ({"n_frames": int(data.x_train.shape[1])} if data.features is None
+                else data.features.to_dict())  # the compiler reads the sequence length here
+    meta = {**summary, "seed": cfg.seed, "features": features,
             "normalization": data.normalization, "data": data.info,
             "data_spec": data_spec.to_dict(), "config": config_record(model_cfg, cfg)}
     digest = save_model(out, result.model, meta, range_features=data.x_train, board=board)
