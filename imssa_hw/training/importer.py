@@ -116,8 +116,8 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     for key, value in state.items():
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().numpy()
-        if not isinstance(value, np.ndarray) or value.dtype.kind not in "f":
-            raise BadInput(f"{path}: {key} is not a float tensor")
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiub":
+            raise BadInput(f"{path}: {key} is not a tensor of numbers")
         tensors[str(key).removeprefix("module.")] = value.astype(np.float64)
     return tensors
 
@@ -286,7 +286,7 @@ def import_reference(path: str | Path, data_spec: "DataSpec", out: str | Path, *
     float_accuracy = accuracy(model, data.x_test, data.y_test)
     set_quantized(model, True)
     ptq_accuracy = accuracy(model, data.x_test, data.y_test)
-    hardware = board is not None and hardware_aware_finetune and finetune_epochs > 1
+    hardware = board is not None and hardware_aware_finetune and finetune_epochs > 0
     cfg = TrainConfig(epochs=max(1, finetune_epochs), seed=data_spec.seed, lr=FINETUNE_LR,
                       ssm_lr=FINETUNE_LR / 10,
                       hardware_fraction=HARDWARE_FRACTION if hardware else 0.0)
