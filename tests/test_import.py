@@ -159,3 +159,19 @@ def test_the_command_refuses_a_pre_norm_model_in_one_line(trained, tmp_path):
                                       "--prenorm", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert result.output.startswith("Error: a pre-norm model") and result.output.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_an_imported_model_runs_on_an_emulated_board_as_in_software(trained, tmp_path):
+    import imssa_hw as hw
+
+    out = tmp_path / "imported" / "model.pt"
+    import_reference(trained[0], SPEC, out, bits=4, board=load_board_profile("board-default"))
+    model = hw.load_model(out)
+    with hw.open_board("emu://?seed=3") as board:
+        run = hw.calibrate(board)
+        dep = hw.compile(model, "board-default", calibration=run)
+        hw.program(board, dep, calibration=run)
+        inferred = hw.infer(board, dep, model, calibration=run)
+    assert inferred.software_accuracy == pytest.approx(model.meta["software_accuracy"])
+    assert inferred.agreement >= 0.95
