@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support.boards import deploy_and_infer
+from support.models import Payload
 
 from imssa_hw.cli.main import cli
 from imssa_hw.data import AugmentSpec, DataSpec, load_data
@@ -22,16 +24,6 @@ def write_npz(path: Path, **arrays) -> Path:
     base.update(arrays)
     np.savez(path, **{k: v for k, v in base.items() if v is not None})
     return path
-
-
-class Payload:
-    """Unpickling this creates `path`: the proof that code in a file ran."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
 
 
 def test_the_shipped_digits_are_eight_rows_of_eight_pixels_in_ten_classes():
@@ -129,10 +121,6 @@ def test_a_model_trained_on_arrays_runs_on_an_emulated_board_reading_the_same_da
     assert result.exit_code == 0, result.output
     model = hw.load_model(out)
     assert model.config.d_input == 4 and model.meta["class_names"] == ["zero", "one", "seven"]
-    with hw.open_board("emu://?seed=2") as board:
-        run = hw.calibrate(board)
-        dep = hw.compile(model, "board-default", calibration=run)
-        hw.program(board, dep, calibration=run)
-        inferred = hw.infer(board, dep, model, calibration=run)
+    inferred = deploy_and_infer(model, seed=2)
     assert inferred.software_accuracy == pytest.approx(model.meta["software_accuracy"])
     assert inferred.agreement >= 0.95

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from support.boards import deploy_and_infer
+from support.models import Payload
 from support.reference_s4d import ReferenceModel, train_reference
 
 from imssa_hw.board import load_board_profile
@@ -124,16 +126,6 @@ def test_what_does_not_map_is_refused_in_one_line_naming_it(trained, tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
-class Payload:
-    """Unpickling this creates `path`: the proof that code in a file ran."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
-
 def test_a_file_that_would_run_code_is_refused_and_never_runs(tmp_path):
     ran, path = tmp_path / "ran", tmp_path / "evil.pt"
     torch.save({"encoder.weight": Payload(ran)}, path)
@@ -168,10 +160,6 @@ def test_an_imported_model_runs_on_an_emulated_board_as_in_software(trained, tmp
     out = tmp_path / "imported" / "model.pt"
     import_reference(trained[0], SPEC, out, bits=4, board=load_board_profile("board-default"))
     model = hw.load_model(out)
-    with hw.open_board("emu://?seed=3") as board:
-        run = hw.calibrate(board)
-        dep = hw.compile(model, "board-default", calibration=run)
-        hw.program(board, dep, calibration=run)
-        inferred = hw.infer(board, dep, model, calibration=run)
+    inferred = deploy_and_infer(model, seed=3)
     assert inferred.software_accuracy == pytest.approx(model.meta["software_accuracy"])
     assert inferred.agreement >= 0.95
