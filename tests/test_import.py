@@ -134,6 +134,16 @@ def test_a_file_that_would_run_code_is_refused_and_never_runs(tmp_path):
     assert not ran.exists()
 
 
+def test_a_file_that_is_no_saved_state_dict_is_refused_in_one_line(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip archive")
+    with pytest.raises(BadInput, match="not what torch.save writes"):
+        read_state_dict(junk)
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(BadInput, match="holds list, not a state dict"):
+        read_state_dict(tmp_path / "list.pt")
+
+
 def test_the_command_imports_fine_tunes_and_reports(trained, tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["import", str(trained[0]), "--dataset", "uci-digits",

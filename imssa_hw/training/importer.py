@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -98,6 +99,9 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise BadInput(f"{path}: no such file (a state dict saved by torch.save or safetensors)")
+    if path.suffix != ".safetensors" and not zipfile.is_zipfile(path):
+        raise BadInput(f"{path}: not what torch.save writes (a zip archive; files of torch "
+                       "before 1.6: save them again) nor a .safetensors file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.numpy import load_file
@@ -106,7 +110,8 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused, a truncated zip, foreign bytes
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"{path}: not a state dict that loads without executing code ({first})") from None
+        raise BadInput(f"{path}: not a state dict that loads without executing code "
+                       f"({type(exc).__name__}: {first})") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
