@@ -9,6 +9,7 @@ import click
 
 from imssa_hw.cli.options import SEED, FiniteFloat, OutputPath
 from imssa_hw.compiler.placement import PlacementMode
+from imssa_hw.model.checkpoint import CHECKPOINT_FILE
 
 
 @click.command("compile")
@@ -74,7 +75,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                                     column_offsets_codes=offsets, parallel=parallel_tiles,
                                     placement=placement, repair_defects=repair)
     save_deployment(deployment, out)
-    copy_checkpoint(checkpoint, out)
+    copy_checkpoint(checkpoint / CHECKPOINT_FILE if checkpoint.is_dir() else checkpoint, out)
     png = plot_targets(deployment, out / "targets.png")
     s = deployment.summary
     if report:

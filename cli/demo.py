@@ -31,7 +31,8 @@ def _per_task(attribute: str) -> str:
               help="Folder for everything the demo writes (default: a new imssa-demo-* folder "
               "in the working directory).")
 @click.option("--task", type=click.Choice(list(TASK_DEMOS)), default="zero-one",
-              show_default=True)
+              show_default=True, help="zero-one, digits, hd20: spoken digits; custom: the "
+              "handwritten UCI digits shipped with imssa-hw, 8 rows of 8 pixels (not speech).")
 @bits_option(None, _per_task("bits"))
 @click.option("--mode", type=click.Choice([m.value for m in InferenceMode]),
               default=InferenceMode.ONBOARD.value,

@@ -25,8 +25,8 @@ from imssa_hw.hil.mode import InferenceMode
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="The trained model (default: DEPLOY_DIR/model.pt, copied there by compile).")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Heidelberg Digits folder, for models trained on --dataset hd (default: the "
-              "folder they were trained on).")
+              help="The data of a model trained on --dataset hd, arrays or folder, moved since "
+              "(default: the folder or file it was trained on).")
 @click.option("--limit", type=click.IntRange(1, 10**6), default=None,
               help="Only the first N test samples.")
 @click.option("--out", type=OutputPath(folder=True), default=None,

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "emulate": "emulate:emulate",
     "compile": "compile:compile_command",
     "train": "train:train",
+    "import": "import_model:import_command",
     "program": "program:program",
     "calibrate": "calibrate:calibrate",
     "finetune": "finetune:finetune",

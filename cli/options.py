@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import socket
 from functools import partial
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Callable
 import click
 
 from imssa_hw.errors import BadInput
-from imssa_hw.files import check_writable
+from imssa_hw.files import check_writable, write_json
 from imssa_hw.model.config import MAX_BITS, RANGES, ModelConfig
 
 # One rule per kind of value, for every command: a value outside its bounds is refused when
@@ -205,3 +206,16 @@ def board_training_options(default_profile: str | None = "board-default",
             "set, which the compiler then uses."
             + ("" if default_profile is not None else f" Default: {default_help}."))(command)
     return decorate
+
+
+def epoch_label(record: dict | None) -> str | None:
+    """A training epoch's record as a progress bar shows it."""
+    return record and (f"{record['phase']} loss {record['loss']:.3f} "
+                       f"val {record['val_accuracy']:.3f}")
+
+
+def write_run_report(report: Path | None, result: dict, checkpoint: Path) -> None:
+    """The JSON report of a command that wrote a checkpoint (train, import), if asked for."""
+    if report:
+        write_json(report, {**result, "checkpoint": str(checkpoint),
+                            "machine": platform.machine()})

@@ -1,33 +1,43 @@
-"""`imssa-hw train`: S4D + fixed-dynamic-range QAT on a spoken-digit task."""
+"""`imssa-hw train`: S4D + fixed-dynamic-range QAT on a spoken-digit task or a lab's own
+sequences."""
 
 from __future__ import annotations
 
-import platform
 import sys
 from pathlib import Path
 
 import click
 
 from imssa_hw.cli.options import (SEED, FiniteFloat, OutputPath, a_range_option, bits_option,
-                                  board_training_options, parse_ids, ranges_option)
-from imssa_hw.data.tasks import REAL_DEFAULTS
+                                  board_training_options, parse_ids, ranges_option,
+                                  epoch_label, write_run_report)
+from imssa_hw.data.tasks import CUSTOM, CUSTOM_DATASETS, DATASETS, REAL_DEFAULTS, TASKS
 from imssa_hw.errors import BadInput
-from imssa_hw.files import write_json
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE
 from imssa_hw.model.config import TASK_EPOCHS, task_model
 
 @click.command()
-@click.option("--task", type=click.Choice(["zero-one", "digits", "hd20"]), default="zero-one",
-              show_default=True, help="zero-one: 'zero' vs 'one' (the paper's task); digits: "
-              "English 0-9; hd20: English and German 0-9.")
-@click.option("--dataset", type=click.Choice(["fsdd", "hd", "synthetic"]), default=None,
+@click.option("--task", type=click.Choice(TASKS), default=None,
+              help="zero-one: 'zero' vs 'one' (the paper's task); digits: English 0-9; hd20: "
+              f"English and German 0-9; {CUSTOM}: the classes of the data "
+              f"(--dataset {', '.join(CUSTOM_DATASETS)}). Default: zero-one, or {CUSTOM} for "
+              "those datasets.")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
               help="fsdd: real recordings of six speakers shipped with imssa-hw (English "
               "digits; the test split is a speaker the model never hears); hd: any folder in the "
               "Heidelberg Digits layout (--data-root), HD itself included; synthetic: offline "
-              "eSpeak NG speech. Default: fsdd, or synthetic for hd20 (FSDD has no German).")
+              "eSpeak NG speech; arrays: sequences in an .npz (--data-root; x_train, y_train, "
+              "x_test, y_test, optional class_names; the model's input width is the data's); "
+              "uci-digits: the 8x8 UCI handwritten digits shipped with imssa-hw, 8 rows of 8 "
+              "pixels; folder: audio in a folder per label (--data-root; the Speech Commands "
+              "layout, any file names, 8-48 kHz; testing_list.txt names the test split, else a "
+              "seeded fifth of each class). Default: fsdd, synthetic for hd20, uci-digits for "
+              "custom.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Heidelberg Digits folder (audio/, train_filenames.txt, test_filenames.txt).")
-@click.option("--classes", default=None, help="Subset of label ids, e.g. 0,1 (German digits are 10-19).")
+              help="hd: the Heidelberg Digits folder (audio/, train_filenames.txt, "
+              "test_filenames.txt); arrays: the .npz file; folder: the folder of label folders.")
+@click.option("--classes", default=None, help="Subset of label ids, e.g. 0,1 (German digits "
+              "are 10-19; of a custom task, class indices of its data).")
 @click.option("--test-speakers", default=None,
               help="Real data: these speakers (e.g. 3 or 3,7) are the test split and all others "
               "train, instead of the list files' split. For leave-one-speaker-out runs.")
@@ -84,13 +94,14 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     from imssa_hw.data import AugmentSpec, DataSpec
     from imssa_hw.training.trainer import train_task
 
+    task = task or (CUSTOM if dataset in CUSTOM_DATASETS else "zero-one")
     model = task_model(task, bits=bits, h=h, n=n, n_layers=layers, noise_levels=noise_levels,
                        a_range=a_range, ranges=ranges)
     model["bits"] = bits  # None (float) is a choice here, not "the default"
     epochs = epochs or TASK_EPOCHS
     if model["n"] % 2:
         raise BadInput(f"--n must be even (N/2 complex modes), got {model['n']}")
-    changes = {"data_root": str(data_root) if data_root else None,
+    changes = {"data_root": str(data_root.expanduser().resolve()) if data_root else None,
                "classes": parse_ids(classes, "--classes"), "seed": seed,
                "n_train_per_class": n_train_per_class, "n_test_per_class": n_test_per_class,
                "test_speakers": parse_ids(test_speakers, "--test-speakers")}
@@ -104,9 +115,8 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
     board = load_board_profile(board_profile)
     err = sys.stderr
     with click.progressbar(length=1, label="data ", file=err) as data_bar, \
-            click.progressbar(length=epochs, label="train", file=err, item_show_func=lambda r: r and
-                              f"{r['phase']} loss {r['loss']:.3f} val {r['val_accuracy']:.3f}"
-                              ) as train_bar:
+            click.progressbar(length=epochs, label="train", file=err,
+                              item_show_func=epoch_label) as train_bar:
         def data_progress(done: int, total: int) -> None:
             data_bar.length = total
             data_bar.update(done - data_bar.pos)
@@ -114,9 +124,7 @@ def train(task, dataset, data_root, classes, test_speakers, mix_synthetic, mix_f
                             hardware_aware=hardware_aware and bits is not None,
                             data_progress=data_progress,
                             epoch_progress=lambda record: train_bar.update(1, record))
-    if report:
-        write_json(report, {**result, "checkpoint": str(out / CHECKPOINT_FILE),
-                            "machine": platform.machine()})
+    write_run_report(report, result, out / CHECKPOINT_FILE)
     fa = result["float_accuracy"]
     speakers = result["speakers_test"]
     who = (f" of speaker{'s' if len(speakers) > 1 else ''} "

@@ -49,6 +49,8 @@ BASE = {
     "demo": {"emulator_profile": "{missing}/profile.toml"},
     "emulate": {"profile": "{missing}/profile.toml"},
     "finetune": {"deploy_dir": "{missing}", "port": NO_PORT},
+    "import": {"state_dict": "{missing}/model.pt", "board_profile": "{missing}/profile.toml",
+               "out": "{tmp}/imported"},
     "infer": {"deploy_dir": "{missing}", "port": NO_PORT},
     "journal export": {"journal_path": "{missing}/journal.jsonl", "out": "{tmp}/logs"},
     "program": {"deploy": "{missing}", "port": NO_PORT},

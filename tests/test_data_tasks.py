@@ -21,7 +21,7 @@ def zero_one(tmp_path_factory) -> TaskData:
 
 def test_shapes_dtypes_and_labels(zero_one):
     d = zero_one
-    assert TASKS == ("zero-one", "digits", "hd20")
+    assert TASKS == ("zero-one", "digits", "hd20", "custom")
     assert d.x_train.shape == (12, 32, 32) and d.x_test.shape == (6, 32, 32)
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64
     assert d.classes == [0, 1] and d.class_names == ["zero", "one"] and d.n_classes == 2

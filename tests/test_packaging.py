@@ -84,6 +84,10 @@ def test_regular_install_has_every_module(tmp_path):
     flite = target / "imssa_hw" / "data" / "flite"  # CMU Flite's notice travels with the clips
     assert (flite / "LICENSE").is_file() and (flite / "train_filenames.txt").is_file()
     assert len(list((flite / "audio").glob("*.flac"))) == 200
+    digits = target / "imssa_hw" / "data" / "uci_digits"  # CC BY 4.0: attribution travels along
+    assert (digits / "LICENSE").is_file()
+    assert (digits / "digits.npz").read_bytes() == (ROOT / "imssa_hw" / "data" / "uci_digits"
+                                                    / "digits.npz").read_bytes()
     # the shipped models, byte for byte, with their index, reports and license (CC BY-SA 4.0)
     shipped, installed = ROOT / "imssa_hw" / "models", target / "imssa_hw" / "models"
     index = json.loads((shipped / "index.json").read_text())

@@ -167,6 +167,7 @@ def test_another_checkpoint_in_place_of_a_shipped_one_is_refused(shipped_copy, c
     ([], 2, "board-default", False, True),
     (["--task", "digits"], 4, "board-multi", False, False),
     (["--task", "hd20", "--retrain"], 4, "board-multi", True, False),
+    (["--task", "custom"], 4, "board-multi", False, False),
     (["--task", "digits", "--bits", "3", "--board-profile", "board-default", "--finetune"], 3,
      "board-default", False, True),
     (["--no-finetune"], 2, "board-default", False, False),

@@ -101,7 +101,7 @@ def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cac
     (["--test-speakers", "x"], "--test-speakers must be comma-separated"),
     (["--dataset", "synthetic", "--test-speakers", "1"], "real recordings"),
     (["--dataset", "hd"], "needs a data root"),
-    (["--dataset", "fsdd", "--data-root", "/tmp"], "a data root is for dataset 'hd'"),
+    (["--dataset", "fsdd", "--data-root", "/tmp"], "a data root is for datasets hd, arrays, folder"),
     (["--board-profile", "nosuch"], "board profile not found: nosuch"),
     (["--out", "m.pt"], "m.pt is a file name, but --out is the folder this command writes "
                         "model.pt into"),

@@ -32,7 +32,7 @@ from imssa_hw.files import atomic_path, write_json
 from imssa_hw.workflows.demo import TASK_DEMOS, DemoSettings
 from imssa_hw.workflows.model_cache import INDEX, SHIPPED, shipped_models
 
-SHIPPED_TASKS = ("zero-one", "digits")
+SHIPPED_TASKS = ("zero-one", "digits", "custom")
 
 
 def ship(settings: DemoSettings, folder: Path, command: str) -> dict:

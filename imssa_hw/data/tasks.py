@@ -1,4 +1,5 @@
-"""Tasks (zero-one, digits, hd20), their data sets (real recordings or synthetic speech), splits,
+"""Tasks (zero-one, digits, hd20, and custom: a lab's own classes), their data sets (real
+recordings, synthetic speech, sequences in an .npz, the shipped UCI digits), splits,
 augmentation, feature caching and normalization.
 
 `DataSpec` names everything that determines a task's data; checkpoints keep it, so inference
@@ -18,6 +19,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from imssa_hw.data import cache, heidelberg, synthetic
+from imssa_hw.data.arrays import UCI_DIGITS, read_sequences
+from imssa_hw.data.folder import LabelledFile, folder_splits
 from imssa_hw.data.features import (FeatureConfig, apply_normalization, check_source_rate,
                                      compute_features, fit_normalization)
 from imssa_hw.data.labels import label_language, label_name
@@ -26,9 +29,18 @@ from imssa_hw.data.synth import espeak_version
 from imssa_hw.data.synthetic import SynthSpec
 from imssa_hw.errors import BadInput
 
-TASKS = ("zero-one", "digits", "hd20")
-DATASETS = ("fsdd", "hd", "synthetic")
+CUSTOM = "custom"
+"""The task whose classes are those of its data: sequences in an .npz (`arrays`, the shipped
+`uci-digits`) or audio in a folder per label (`folder`)."""
+TASKS = ("zero-one", "digits", "hd20", CUSTOM)
+SEQUENCE_DATASETS = ("arrays", "uci-digits")
+"""Data sets of sequences already featurized, with their own classes (task CUSTOM)."""
+CUSTOM_DATASETS = (*SEQUENCE_DATASETS, "folder")
+"""Data sets with their own classes (task CUSTOM)."""
+DATASETS = ("fsdd", "hd", "synthetic", *CUSTOM_DATASETS)
 REAL_DATASETS = ("fsdd", "hd")
+ROOTED_DATASETS = ("hd", "arrays", "folder")
+"""Data sets read from a `data_root` the user gives."""
 DATA_FORMAT = 2  # bump when the cached arrays change meaning
 FSDD_ROOT = Path(__file__).resolve().parent / "fsdd"
 """Four speakers of the Free Spoken Digit Dataset in the HD layout, shipped with the package."""
@@ -63,8 +75,10 @@ TASK_DEFS: dict[str, Task] = {
     "digits": Task("digits", tuple(range(10)), DIGITS_SYNTH, 300, 100),
     "hd20": Task("hd20", tuple(range(20)), DIGITS_SYNTH, 300, 100),
 }
-DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic"}
-"""Real speech where the shipped recordings have the classes; FSDD has no German."""
+DEFAULT_DATASET = {"zero-one": "fsdd", "digits": "fsdd", "hd20": "synthetic",
+                   CUSTOM: "uci-digits"}
+"""Real speech where the shipped recordings have the classes; FSDD has no German. A custom
+task's data by default is the shipped UCI digits."""
 REAL_DEFAULTS = {"augment": AugmentSpec(), "mix_synthetic": 500, "mix_flite": True}
 """The recipe for real recordings (measured in docs/data.md): perturbed copies of every
 training clip, synthetic clips of the same words by many eSpeak voices mixed in, and the
@@ -103,10 +117,12 @@ class DataSpec:
 
     task: str = "zero-one"
     dataset: str = "fsdd"
-    """fsdd: the shipped real recordings; hd: an HD-layout folder (`data_root`); synthetic."""
+    """fsdd: the shipped real recordings; hd: an HD-layout folder (`data_root`); synthetic;
+    arrays: sequences in an .npz (`data_root`); uci-digits: the shipped UCI digits."""
     data_root: str | None = None
     classes: tuple[int, ...] | None = None
-    """A subset of the task's label ids (None: all that the data has)."""
+    """A subset of the task's label ids (None: all that the data has); of a custom task, the
+    class indices of its data."""
     seed: int = 0
     n_train_per_class: int | None = None
     """Synthetic: clips per class (None: the task's); real: a seeded cap per class."""
@@ -124,7 +140,7 @@ class DataSpec:
     """Synthetic difficulty (None: the task's)."""
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_DEFS:
+        if self.task not in TASKS:
             raise BadInput(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         if self.dataset not in DATASETS:
             raise BadInput(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
@@ -146,10 +162,26 @@ class DataSpec:
                                             or self.mix_flite):
             raise BadInput("test speakers, synthetic mixing and flite voices apply to real "
                            "recordings, not to --dataset synthetic")
+        if (self.task == CUSTOM) != (self.dataset in CUSTOM_DATASETS):
+            raise BadInput(f"task {self.task!r} and dataset {self.dataset!r} do not go together: "
+                           f"the datasets {', '.join(CUSTOM_DATASETS)} bring their own classes "
+                           f"(task {CUSTOM!r}), the others are speech of a speech task")
+        if self.dataset in CUSTOM_DATASETS and (
+                self.test_speakers or self.mix_synthetic or self.mix_flite or self.synth):
+            raise BadInput("test speakers, synthetic mixing and flite voices apply to the "
+                           f"speech tasks' data, not to --dataset {self.dataset}")
+        if self.dataset in SEQUENCE_DATASETS and self.augment.copies:
+            raise BadInput(f"perturbed copies are of audio, not of --dataset {self.dataset}")
         if self.dataset == "hd" and self.data_root is None:
             raise BadInput("dataset 'hd' needs a data root (the folder with audio/ and the list files)")
-        if self.dataset != "hd" and self.data_root is not None:
-            raise BadInput(f"a data root is for dataset 'hd', not {self.dataset!r}")
+        if self.dataset == "arrays" and self.data_root is None:
+            raise BadInput("dataset 'arrays' needs a data root (an .npz with x_train, y_train, "
+                           "x_test, y_test)")
+        if self.dataset == "folder" and self.data_root is None:
+            raise BadInput("dataset 'folder' needs a data root (a folder per label of audio files)")
+        if self.dataset not in ROOTED_DATASETS and self.data_root is not None:
+            raise BadInput(f"a data root is for datasets {', '.join(ROOTED_DATASETS)}, "
+                           f"not {self.dataset!r}")
 
     @classmethod
     def default(cls, task: str = "zero-one", dataset: str | None = None, **changes: Any) -> "DataSpec":
@@ -161,9 +193,12 @@ class DataSpec:
 
     @property
     def root(self) -> Path | None:
-        """The HD-layout folder of real data (the shipped one for fsdd)."""
+        """The HD-layout folder of real data (the shipped one for fsdd), or the .npz of
+        sequences (the shipped one for uci-digits)."""
         if self.dataset == "fsdd":
             return FSDD_ROOT
+        if self.dataset == "uci-digits":
+            return UCI_DIGITS
         return None if self.data_root is None else Path(self.data_root).expanduser()
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,7 +247,8 @@ class TaskData:
     y_test: np.ndarray
     classes: list[int]  # label id (HD convention) of class 0..C-1
     class_names: list[str]
-    features: FeatureConfig
+    features: FeatureConfig | None
+    """How the audio became features; None for sequences that came featurized."""
     normalization: dict[str, list[float]]
     speaker_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     origin_train: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -361,8 +397,7 @@ def _hd_files(root: Path, labels: list[int], explicit: bool, seed: int,
     return labels, chosen
 
 
-def _at_most(files: list[heidelberg.HdFile], labels: list[int], n: int | None,
-             key: list[int]) -> list[heidelberg.HdFile]:
+def _at_most(files: list[Any], labels: list[int], n: int | None, key: list[int]) -> list[Any]:
     """`files`, keeping at most `n` per label (None: all) by a choice seeded with `key`."""
     if n is None:
         return files
@@ -374,7 +409,7 @@ def _at_most(files: list[heidelberg.HdFile], labels: list[int], n: int | None,
     return [files[i] for i in sorted(keep)]
 
 
-def _recordings(files: list[heidelberg.HdFile], features: FeatureConfig,
+def _recordings(files: Sequence[heidelberg.HdFile | LabelledFile], features: FeatureConfig,
                 speaker: int | None = None) -> Iterator[Clip]:
     """The files' clips, each with its own speaker id or `speaker` if given; BadInput naming a
     file the `features` cannot use (silent, too short, sampled too low)."""
@@ -395,8 +430,8 @@ def _build(spec: DataSpec, labels: list[int], files: dict[str, list[heidelberg.H
            voices: list[heidelberg.HdFile], progress: Progress | None) -> tuple[dict, dict]:
     """Featurize the test split, the training split (the recordings, then the flite `voices` as
     speaker -1) with its perturbed copies, and the mixed-in eSpeak clips; returns (arrays, info)."""
-    task = TASK_DEFS[spec.task]
-    synth = task.synth if spec.synth is None else spec.synth
+    task = TASK_DEFS.get(spec.task)  # None: a custom task (a folder per label)
+    synth = spec.synth if spec.synth is not None or task is None else task.synth
     copies = spec.augment.copies
     if files is None:  # synthetic
         sizes = {"train": spec.n_train_per_class or task.n_train_per_class,
@@ -443,15 +478,29 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
               progress: Progress | None = None) -> TaskData:
     """Load (from the cache, else generate or read) the normalized train/test features of
     `spec`. progress(done, total) is called per clip. Raises BadInput for anything unusable."""
-    labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
-    settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict(), "classes": labels}
+    if spec.dataset in SEQUENCE_DATASETS:
+        return _sequence_data(spec, progress)
     voices: list[heidelberg.HdFile] = []
-    if spec.dataset == "synthetic":
+    name_of = label_name
+    settings: dict[str, Any] = {"data_format": DATA_FORMAT, **spec.to_dict()}
+    if spec.dataset == "folder":
+        names, listed = folder_splits(spec.root, spec.seed)
+        labels = _chosen_classes(spec.classes, names, spec.root)
+        files = {split: _at_most([f for f in listed[split] if f.label in labels], labels, n,
+                                 [spec.seed, code])
+                 for code, (split, n) in enumerate((("train", spec.n_train_per_class),
+                                                    ("test", spec.n_test_per_class)), 1)}
+        settings.update(classes=labels, names=names, root=str(spec.root.resolve()),
+                        files={s: heidelberg.fingerprint(f) for s, f in files.items()})
+        name_of = names.__getitem__
+    elif spec.dataset == "synthetic":
+        labels = _select_labels(TASK_DEFS[spec.task], spec.classes)
         files = None
-        settings["generator_version"] = synthetic.GENERATOR_VERSION
+        settings.update(classes=labels, generator_version=synthetic.GENERATOR_VERSION)
     else:
         root = heidelberg.check_root(spec.root)
-        labels, files = _hd_files(root, labels, spec.classes is not None, spec.seed,
+        labels, files = _hd_files(root, _select_labels(TASK_DEFS[spec.task], spec.classes),
+                                  spec.classes is not None, spec.seed,
                                   {"train": spec.n_train_per_class, "test": spec.n_test_per_class},
                                   spec.test_speakers)
         settings.update(classes=labels, root=str(root.resolve()),
@@ -478,7 +527,7 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
         start = time.perf_counter()
         arrays, extra = _build(spec, labels, files, voices, progress)
         info = {"task": spec.task, "dataset": spec.dataset, "seed": spec.seed, "classes": labels,
-                "class_names": [label_name(lab) for lab in labels],
+                "class_names": [name_of(lab) for lab in labels],
                 "features": spec.features.to_dict(),
                 "sizes": {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])},
                 **extra, "build_seconds": round(time.perf_counter() - start, 3)}
@@ -493,9 +542,57 @@ def load_data(spec: DataSpec, cache_dir: str | Path | None = None,
         y_train=np.searchsorted(index, stored["y_train"]).astype(np.int64),
         x_test=apply_normalization(stored["x_test"], normalization),
         y_test=np.searchsorted(index, stored["y_test"]).astype(np.int64),
-        classes=labels, class_names=[label_name(lab) for lab in labels], features=spec.features,
+        classes=labels, class_names=[name_of(lab) for lab in labels], features=spec.features,
         normalization=normalization, speaker_train=stored["speaker_train"],
         origin_train=stored["origin_train"], copy_train=stored["copy_train"], info=info)
+
+
+def _chosen_classes(classes: Sequence[int] | None, names: list[str], where: Path) -> list[int]:
+    """The class indices of a custom task's data that `classes` keeps (None: all)."""
+    if classes is None:
+        return list(range(len(names)))
+    outside = [c for c in classes if c >= len(names)]
+    if outside:
+        raise BadInput(f"classes {outside} are not in {where} (class indices 0..{len(names) - 1})")
+    if len(classes) < 2:
+        raise BadInput(f"classes {list(classes)}: a classifier needs at least two")
+    return sorted(classes)
+
+
+def _sequence_data(spec: DataSpec, progress: Progress | None) -> TaskData:
+    """The sequences of an .npz (`spec.root`), its classes or `spec.classes` of them, at most
+    `n_*_per_class` per class by a seeded choice, normalized with the training split's
+    per-feature mean/std. No cache: reading the file is as fast as reading one."""
+    seqs = read_sequences(spec.root)
+    names = seqs.class_names
+    labels = _chosen_classes(spec.classes, names, spec.root)
+    splits = {}
+    for code, (split, n) in enumerate((("train", spec.n_train_per_class),
+                                       ("test", spec.n_test_per_class)), 1):
+        x, y = getattr(seqs, f"x_{split}"), getattr(seqs, f"y_{split}")
+        keep = []
+        for label in labels:
+            idx = np.flatnonzero(y == label)
+            rng = np.random.default_rng([spec.seed, code, label])
+            keep += idx.tolist() if n is None or len(idx) <= n else rng.choice(idx, n, False).tolist()
+        keep = np.sort(np.asarray(keep, np.int64))
+        splits[split] = (x[keep], np.searchsorted(np.asarray(labels), y[keep]).astype(np.int64))
+    if progress is not None:
+        progress(1, 1)
+    x_train, y_train = splits["train"]
+    x_test, y_test = splits["test"]
+    normalization = fit_normalization(x_train)
+    n = len(y_train)
+    info = {"task": spec.task, "dataset": spec.dataset, "seed": spec.seed, "classes": labels,
+            "class_names": [names[i] for i in labels], "data_root": str(spec.root.resolve()),
+            "steps": int(x_train.shape[1]), "width": int(x_train.shape[2]),
+            "sizes": {"train": n, "test": len(y_test)}}
+    return TaskData(
+        x_train=apply_normalization(x_train, normalization), y_train=y_train,
+        x_test=apply_normalization(x_test, normalization), y_test=y_test, classes=labels,
+        class_names=[names[i] for i in labels], features=None,
+        normalization=normalization, speaker_train=np.full(n, SYNTHETIC_SPEAKER, np.int64),
+        origin_train=np.arange(n, dtype=np.int64), copy_train=np.zeros(n, np.int64), info=info)
 
 
 def load_task(task: str, dataset: str = "synthetic", data_root: str | Path | None = None,

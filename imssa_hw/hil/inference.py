@@ -214,9 +214,10 @@ def load_test_set(ckpt: Checkpoint, data_root: str | Path | None = None,
                   limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The test split of the task the model was trained on: features, labels, class names."""
     from imssa_hw.data import DataSpec, load_data
+    from imssa_hw.data.tasks import ROOTED_DATASETS
 
     spec = DataSpec.of_checkpoint(ckpt.meta)
-    if data_root is not None and spec.dataset == "hd":
+    if data_root is not None and spec.dataset in ROOTED_DATASETS:
         spec = replace(spec, data_root=str(data_root))
     data = load_data(spec)
     n = len(data.y_test) if limit is None else min(limit, len(data.y_test))

@@ -63,6 +63,7 @@ TASK_MODELS: dict[str, dict] = {
     "zero-one": {"h": 16, "n": 4, "n_layers": 1},
     "digits": DIGITS_MODEL,
     "hd20": DIGITS_MODEL,
+    "custom": DIGITS_MODEL,
 }
 """Per-task ModelConfig defaults (bits aside). zero-one: the paper's one-layer model. Ten or
 twenty classes need a larger one with longer memory (|Abar| up to 0.95): measured on real

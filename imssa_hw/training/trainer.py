@@ -25,7 +25,7 @@ from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import S4DClassifier
 
 if TYPE_CHECKING:
-    from imssa_hw.data import DataSpec
+    from imssa_hw.data import DataSpec, TaskData
 
 
 @dataclass
@@ -139,8 +139,12 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
           model_cfg: ModelConfig, cfg: TrainConfig,
           progress: Callable[[dict], None] | None = None,
           split: tuple[np.ndarray, np.ndarray] | None = None,
-          board: BoardProfile | None = None) -> TrainResult:
+          board: BoardProfile | None = None,
+          initial: S4DClassifier | None = None) -> TrainResult:
     """Train an S4D classifier; `progress` is called after every epoch with its record.
+
+    `initial` fine-tunes that model (of `model_cfg`, e.g. an imported one) instead of a new one:
+    no float phase, every epoch quantized (the last ones through the board's loop as below).
 
     `split` gives the (fit, validation) indices of the training data (e.g. held-out speakers,
     `TaskData.validation_split`); by default a random `cfg.validation_fraction` validates.
@@ -157,9 +161,11 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         split = order[n_val:], order[:n_val]
     x_fit, y_fit = x_train[split[0]], y_train[split[0]]
     x_val, y_val = x_train[split[1]], y_train[split[1]]
-    model = S4DClassifier(model_cfg)
+    model = S4DClassifier(model_cfg) if initial is None else initial
     quantized = model_cfg.bits is not None
     float_epochs, hardware_epochs = cfg.phase_epochs(quantized, board is not None)
+    if initial is not None and quantized:
+        float_epochs = 0
     last_phase = "hardware" if hardware_epochs else "qat" if quantized else "float"
     optimizer = torch.optim.AdamW(model.parameter_groups(cfg.lr, cfg.ssm_lr, cfg.weight_decay))
     steps_per_epoch = max(1, -(-len(y_fit) // cfg.batch_size))
@@ -229,7 +235,6 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
     the checkpoint's metadata carries it too, with the data spec (features included) that
     inference and fine-tuning load again.
     """
-    from imssa_hw.training.classifier import save_model
     from imssa_hw.data import load_data
 
     data = load_data(data_spec, progress=data_progress)
@@ -241,6 +246,19 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
     split = data.validation_split(cfg.validation_fraction, cfg.seed)
     result = train(data.x_train, data.y_train, data.x_test, data.y_test, model_cfg, cfg,
                    progress=epoch_progress, split=split, board=board)
+    return save_result(out, result, data, data_spec, cfg, board, len(split[1]))
+
+
+def save_result(out: str | Path, result: TrainResult, data: "TaskData", data_spec: "DataSpec",
+                cfg: TrainConfig, board: BoardProfile | None, n_validation: int,
+                extra: dict | None = None) -> dict:
+    """Save `result.model` at `out` with everything inference needs again (data spec,
+    normalization, the board's loop scales) and return its summary (task, classes, bits,
+    accuracies, the test split's confusion counts and worst confusions, sizes, epochs, wall
+    time, digest, history), with `extra` added to both."""
+    from imssa_hw.training.classifier import save_model
+
+    model_cfg = result.model.cfg
     counts = confusion(data.y_test, result.test_predictions, len(data.classes))
     summary = {
         "task": data_spec.task, "dataset": data_spec.dataset,
@@ -249,14 +267,16 @@ def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: i
         "test_confusion": counts.tolist(),
         "worst_confusions": worst_confusions(counts, data.class_names),
         "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
-        "n_validation": int(len(split[1])), "epochs": epochs,
+        "n_validation": int(n_validation), "epochs": len(result.history),
         "speakers_test": data.info.get("speakers_test"),
         "board_profile": board.name if board else None,
         "hardware_aware": bool(cfg.hardware_fraction and model_cfg.bits),
         "loop_accuracy": result.loop_accuracy,
-        "wall_time_s": round(result.wall_time_s, 2),
+        "wall_time_s": round(result.wall_time_s, 2), **(extra or {}),
     }
-    meta = {**summary, "seed": cfg.seed, "features": data.features.to_dict(),
+    features = ({"n_frames": int(data.x_train.shape[1])} if data.features is None
+                else data.features.to_dict())  # the compiler reads the sequence length here
+    meta = {**summary, "seed": cfg.seed, "features": features,
             "normalization": data.normalization, "data": data.info,
             "data_spec": data_spec.to_dict(), "config": config_record(model_cfg, cfg)}
     digest = save_model(out, result.model, meta, range_features=data.x_train, board=board)

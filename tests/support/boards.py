@@ -118,3 +118,15 @@ def exact_crossbar(targets: np.ndarray) -> Crossbar:
     chain = ReadChain(np.ones(targets.shape[::2]), np.zeros(targets.shape[::2]),
                       profile.spec.read_chain.adc_bits)
     return Crossbar(devices, chain, profile.spec.read_chain, profile.read_chain, rng)
+
+
+def deploy_and_infer(model, seed: int, profile: str = "board-default"):
+    """`model` (a Checkpoint) calibrated for, compiled to, programmed on and run through an
+    emulated board of `seed` in this process, on its own test split: the InferenceResult."""
+    import imssa_hw as hw
+
+    with hw.open_board(f"emu://?seed={seed}") as board:
+        run = hw.calibrate(board)
+        dep = hw.compile(model, profile, calibration=run)
+        hw.program(board, dep, calibration=run)
+        return hw.infer(board, dep, model, calibration=run)

@@ -61,3 +61,13 @@ def profile_toml(data: dict, prefix: str = "") -> Iterator[str]:
         if isinstance(v, dict):
             yield f"[{prefix}{k}]"
             yield from profile_toml(v, f"{prefix}{k}.")
+
+
+class Payload:
+    """Unpickling this creates `path`: the proof that code in a file ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
