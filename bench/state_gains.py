@@ -11,12 +11,17 @@ test set (FSDD speaker 03: 100 zero/one recordings, 500 digit recordings; never 
 - `--draws` simulated boards: the same plus, drawn per board, a conductance error per device
   (`--g-sigma-us`), read noise (`--read-noise`) and each column pair's residual ADC offset, as
   hardware-aware training draws them. Not the emulator: a quick check of the direction, the
-  emulated boards of bench/fidelity.py are the measurement.
+  emulated boards of bench/fidelity.py are the measurement;
+- `--boards 1,2,3`: for the zero-one model, both scales deployed on the same emulated boards
+  (`emu://?seed=S`, emulator-default, in this process: calibrate, compile, program, infer with
+  the on-board loop), one after the other on each board seed: the A/B that bench/fidelity.py's
+  separate runs (whose programming depends on timing) cannot give.
 
-Prints JSON {"models": [{"model", "board_profile", "gains", "measured": {...}, "fitted": {...}}]}.
+Prints JSON {"models": [{"model", "board_profile", "gains", "measured": {...}, "fitted": {...}}],
+"boards": [{"seed", "measured": {...}, "fitted": {...}}]}.
 
     python bench/state_gains.py [--models zero-one,digits] [--draws 12] [--g-sigma-us 1.0]
-                                [--read-noise 0.01]
+                                [--read-noise 0.01] [--boards 1,2,3]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import replace
 
 import numpy as np
@@ -89,17 +95,58 @@ def one_model(name: str, args: argparse.Namespace) -> dict:
     return out
 
 
+def with_measured_scales(ckpt, path: str):
+    """`ckpt` saved to `path` with its stored scales divided by their state gains (every gain
+    1: the scales as measured), loaded back."""
+    from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
+
+    meta = json.loads(json.dumps(ckpt.meta))
+    for layer in meta["loop_scales"]["layers"]:
+        layer["state_scale_v"] = [v / layer["state_gain"] for v in layer["state_scale_v"]]
+        layer["state_gain"] = 1.0
+    write_checkpoint(path, ckpt.tensors, ckpt.config, meta)
+    return load_checkpoint(path)
+
+
+def on_boards(seeds: list[int]) -> list[dict]:
+    """The shipped zero-one model with measured and with fitted scales on the same emulated
+    boards: hardware accuracy, agreement and rms logit error against software."""
+    import imssa_hw as hw
+
+    fitted = shipped_checkpoint("zero-one")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        measured = with_measured_scales(fitted, f"{tmp}/measured.pt")
+        for seed in seeds:
+            row = {"seed": seed}
+            for label, model in (("measured", measured), ("fitted", fitted)):
+                with hw.open_board(f"emu://?seed={seed}") as board:
+                    run = hw.calibrate(board)
+                    dep = hw.compile(model, "board-default", calibration=run)
+                    hw.program(board, dep, calibration=run)
+                    result = hw.infer(board, dep, model, calibration=run)
+                report = result.report(2)
+                row[label] = {"hardware_accuracy": report["hardware_accuracy"],
+                              "agreement": report["agreement"],
+                              "rms_logit_error": round(float(report["rms_logit_error"]), 4)}
+            print(f"board {seed}: {row}", file=sys.stderr, flush=True)
+            out.append(row)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="zero-one,digits")
     parser.add_argument("--draws", type=int, default=12)
     parser.add_argument("--g-sigma-us", type=float, default=1.0)
     parser.add_argument("--read-noise", type=float, default=0.01)
+    parser.add_argument("--boards", default="", help="emulated board seeds for the zero-one A/B")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(json.dumps({"models": [one_model(m, args) for m in args.models.split(",")],
-                      "draws": args.draws, "g_sigma_us": args.g_sigma_us,
-                      "read_noise": args.read_noise}, indent=1))
+    models = [one_model(m, args) for m in args.models.split(",") if m]
+    boards = on_boards([int(s) for s in args.boards.split(",") if s])
+    print(json.dumps({"models": models, "draws": args.draws, "g_sigma_us": args.g_sigma_us,
+                      "read_noise": args.read_noise, "boards": boards}, indent=1))
 
 
 if __name__ == "__main__":
