@@ -146,17 +146,24 @@ def test_measured_responses_reproduce_the_executor(deployment):
     assert missed < 1e-3 * moved  # rounding, and the measured model captures that to 0.1 %
 
 
-def test_finetuning_trains_the_digital_parts_around_measured_kernels(deployment):
+def test_finetuning_trains_the_digital_parts_around_measured_kernels(deployment, monkeypatch):
     """`finetune` on read-back maps: it runs (its measured layers have no analog loop for the
-    trainer to look at), fits the training split at least as well as before, and leaves the
-    deployed kernels as they were."""
-    from imssa_hw.hil.finetune import finetune
+    trainer to look at), on one torch thread, fits the training split at least as well as
+    before, and leaves the deployed kernels as they were."""
+    import torch
+
+    from imssa_hw.hil import finetune as module
 
     _, dep, ckpt = deployment
     features, labels, _ = load_test_set(ckpt)
     targets = dep.targets_siemens
     maps = targets + np.random.default_rng(2).uniform(0, 5e-6, targets.shape) * dep.used
-    result = finetune(ckpt, dep, maps, features, labels, epochs=3)
+    threads, seen = torch.get_num_threads(), []
+    train = module.train_digital
+    monkeypatch.setattr(module, "train_digital",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or train(*a, **k))
+    result = module.finetune(ckpt, dep, maps, features, labels, epochs=3)
+    assert seen == [1] and torch.get_num_threads() == threads  # one thread, as many after
     assert result.accuracy_before <= result.accuracy_after
     kernels = [name for name in ckpt.tensors if name.startswith("kernels.")]
     assert kernels and all(np.array_equal(result.checkpoint_tensors[name], ckpt.tensors[name])

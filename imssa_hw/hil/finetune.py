@@ -14,7 +14,9 @@ those measured responses in place of the ideal kernels.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -100,6 +102,20 @@ def measured_model(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, 
     return model
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread inside the `with` block. Fine-tuning trains only the digital parts of
+    a small model, as fast on one thread; on a busy machine torch's second thread spins: the
+    zero-one demo's fine-tuning took 65 CPU-s on two threads against 4.8 on one (docs/results.md,
+    test suite)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def finetune(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, x_train: np.ndarray,
              y_train: np.ndarray, epochs: int = 15, seed: int = 0,
              split: tuple[np.ndarray, np.ndarray] | None = None) -> FinetuneResult:
@@ -110,6 +126,13 @@ def finetune(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, x_trai
     parts train on the fit part and the state kept is the one that classifies the validation
     part best, the untuned one included (on ties the earlier): tuning that only fits the
     training speakers is not kept. Without it, the state after the last epoch."""
+    with one_torch_thread():
+        return _finetune(ckpt, dep, maps_siemens, x_train, y_train, epochs, seed, split)
+
+
+def _finetune(ckpt: Checkpoint, dep: Deployment, maps_siemens: np.ndarray, x_train: np.ndarray,
+              y_train: np.ndarray, epochs: int, seed: int,
+              split: tuple[np.ndarray, np.ndarray] | None) -> FinetuneResult:
     model = measured_model(ckpt, dep, maps_siemens, x_train.shape[1])
     before = accuracy(model, x_train, y_train)
     fit = np.arange(len(y_train)) if split is None else split[0]
