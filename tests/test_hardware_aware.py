@@ -3,6 +3,7 @@ compiler, and the hardware phase of training."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -69,6 +70,11 @@ def test_compiler_takes_the_trained_scales_only_for_their_board(tmp_path):
         np.testing.assert_array_equal(layer.state_scale_v, scale.state_scale_v)
         assert set(layer.tia_range_a) == {scale.tia_range_a}
     assert dep.summary["state_gains"] == [scale.state_gain for scale in scales]
+    for bad in ({"state_gain": "two"}, {"state_gain": -1.0}, {"tia_range_a": None},
+                {"state_scale_v": [float("nan")] * 4}):  # a record that is not numbers: measured
+        meta = json.loads(json.dumps(ckpt.meta))
+        meta["loop_scales"]["layers"][1].update(bad)
+        assert stored_scales(replace(ckpt, meta=meta), BOARD, 0.9) is None, bad
     other = replace(BOARD, read=replace(BOARD.read, v_read_max=0.1))
     assert stored_scales(ckpt, other, 0.9) is None
     assert compile_checkpoint(ckpt, other).summary["scales_from"] == "probes"

@@ -239,9 +239,14 @@ def stored_scales(ckpt: Checkpoint, profile: BoardProfile, headroom: float
     if not (isinstance(layers, list) and len(layers) == ckpt.config.n_layers and all(
             isinstance(r, dict) and len(r.get("state_scale_v", [])) == h for r in layers)):
         return None
-    return [LayerScales(np.asarray(r["state_scale_v"], float), float(r["tia_range_a"]),
-                        float(r["peak_current_a"]), float(r.get("state_gain", 1.0)))
-            for r in layers]
+    try:
+        scales = [LayerScales(np.asarray(r["state_scale_v"], float), float(r["tia_range_a"]),
+                              float(r["peak_current_a"]), float(r.get("state_gain", 1.0)))
+                  for r in layers]
+    except (KeyError, TypeError, ValueError):  # not numbers where numbers belong
+        return None
+    numbers = [np.concatenate([s.state_scale_v, [s.tia_range_a, s.state_gain]]) for s in scales]
+    return scales if all(np.all(np.isfinite(n) & (n > 0)) for n in numbers) else None
 
 
 def _readout(kernels: QuantizedKernels) -> tuple[np.ndarray, np.ndarray]:
