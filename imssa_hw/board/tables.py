@@ -140,7 +140,7 @@ def board_spec(data: dict, where: str) -> BoardSpec:
 
 def board_tables(spec: BoardSpec) -> dict[str, dict[str, Any]]:
     """`spec` in the file form `board_spec` reads (the `BOARD_TABLES`, file units): how files
-    that record which board they were made on (journal headers, calibrations) state it."""
+    that record which board they were made on (programming journals) state it."""
     parts = {"board": spec.geometry, "conductance": spec.window, "read": spec.read_chain,
              "limits": spec.limits}
     return {table: t.write(parts[table]) for table, t in BOARD_TABLES.items()}
