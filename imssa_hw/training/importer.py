@@ -315,8 +315,9 @@ def import_reference(path: str | Path, data_spec: "DataSpec", out: str | Path, *
 
 def _loop_accuracy(model: S4DClassifier, x_train: np.ndarray, x_test: np.ndarray,
                    y_test: np.ndarray, board: BoardProfile | None) -> float | None:
-    """Test accuracy through `board`'s simulated loop at the scales the compiler will choose
-    (None without a board)."""
+    """Test accuracy through `board`'s simulated loop at the scales measured on the training set
+    (as training's `loop_accuracy`: before `save_model` fits their state gains); None without
+    a board."""
     if board is None:
         return None
     hardware_aware.install(model, board, hardware_aware.model_scales(model, x_train, board))
