@@ -156,7 +156,8 @@ def oracle_calibration(emu, board: Board):
     return Calibration(info.board_id, info.arrays, info.rows, info.cols, chain.gain,
                        chain.offset_codes * lsb / board.config.v_read_v, None, None, {},
                        v_read_v=board.config.v_read_v, read_range_a=board.config.read_range_a,
-                       reference=Reference.SMU)  # the emulator's own chain: as true as an SMU
+                       reference=Reference.SMU,  # the emulator's own chain: as true as an SMU
+                       spec=info.spec)
 
 
 BASELINES = {"adaptive-0.8.2": ("adaptive",

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from imssa_hw.board.converters import adc_lsb_a
-from imssa_hw.board.params import RANGES
-from imssa_hw.board.tables import geometry_from_dict
+from imssa_hw.board.params import RANGES, BoardSpec
+from imssa_hw.board.tables import board_spec, board_tables, geometry_from_dict, spec_changes
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_json, write_json
@@ -94,9 +94,16 @@ class Calibration:
     read_noise_rel: float | None = None
     """Noise of one corrected read relative to the conductance, measured on mid-range devices;
     programming takes it as the noise of its reads. None: not measured (older files)."""
+    spec: BoardSpec | None = None
+    """The board as it described itself when calibrated (`BoardInfo.spec`); None in files
+    written before 0.16, which state only its id and shape."""
 
     def __post_init__(self) -> None:
         self.reference = Reference(self.reference)
+        if self.spec is not None and self.spec.geometry.shape != (self.arrays, self.rows,
+                                                                  self.cols):
+            raise ValueError(f"spec is for {self.spec.geometry.shape}, the tables for "
+                             f"{(self.arrays, self.rows, self.cols)}")
         shape = (self.arrays, self.cols)
         self.read_gain = np.asarray(self.read_gain, dtype=float)
         self.read_offset_siemens = np.asarray(self.read_offset_siemens, dtype=float)
@@ -182,6 +189,7 @@ class Calibration:
                 "set_curve": None if self.set_curve is None else self.set_curve.to_dict(),
                 "reset_curve": None if self.reset_curve is None else self.reset_curve.to_dict(),
                 "relaxation": self.relaxation, "read_noise_rel": self.read_noise_rel,
+                "spec": None if self.spec is None else board_tables(self.spec),
                 "extra": self.extra}
 
     @classmethod
@@ -221,13 +229,20 @@ class Calibration:
                                   or not 0 <= noise < 1):
             raise BadInput(f"{where}: read_noise_rel must be a number in [0, 1) or null, got "
                            f"{noise!r}")
+        spec = data.get("spec")
+        if spec is not None:
+            spec = board_spec(spec if isinstance(spec, dict) else {}, f"{where}: spec")
+            if spec.geometry.shape != tuple(shape):
+                raise BadInput(f"{where}: spec is for {spec.geometry.arrays} arrays of "
+                               f"{spec.geometry.rows}x{spec.geometry.cols}, the tables for "
+                               f"{shape[0]} arrays of {shape[1]}x{shape[2]}")
         return cls(board_id, *shape, tables["read_gain"], tables["read_offset_siemens"],
                    None if set_curve is None else SetCurve.from_dict(set_curve, f"{where}: set_curve"),
                    None if reset_curve is None
                    else ResetCurve.from_dict(reset_curve, f"{where}: reset_curve"),
                    relaxation, v_read_v, read_range, vmm_range, tables["vmm_gain"],
                    tables["vmm_offset_a"], Reference(reference), extra,
-                   None if noise is None else float(noise))
+                   None if noise is None else float(noise), spec)
 
     def check_board(self, info) -> None:
         """BadInput unless `info` (a BoardInfo) is the board this calibration was made on."""
@@ -236,6 +251,11 @@ class Calibration:
             raise BadInput(f"the calibration is for board {self.board_id} ({self.arrays} arrays of "
                            f"{self.rows}x{self.cols}), the board is {info.board_id} "
                            f"({info.arrays} arrays of {info.rows}x{info.cols})")
+        changed = [] if self.spec is None else spec_changes(board_tables(self.spec),
+                                                            board_tables(info.spec))
+        if changed:
+            raise BadInput(f"the calibration was made when board {self.board_id} described itself "
+                           f"otherwise ({', '.join(changed)} changed): calibrate again")
 
 
 def _positive(data: dict, key: str, where: str) -> float:

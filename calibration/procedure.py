@@ -164,7 +164,7 @@ def _assemble(session: Session, chain: ReadChainFit, vmm, set_curve, reset_curve
         read_range_a=chain.read_range_a, vmm_range_a=vmm.range_a if vmm else None,
         vmm_gain=vmm.gain if vmm else None, vmm_offset_a=vmm.offset_a if vmm else None,
         reference=chain.reference, extra={"device_set_shift_v": _nan_to_none(device_shift_v)},
-        read_noise_rel=read_noise_rel)
+        read_noise_rel=read_noise_rel, spec=session.board.info.spec)
 
 
 def _nan_to_none(a: np.ndarray) -> list:

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,14 +19,17 @@ from click.testing import CliRunner
 
 from imssa_hw.calibration import (Calibration, ResetCurve, SetCurve, load_calibration,
                                   save_calibration)
+from imssa_hw.board.tables import board_tables
 from imssa_hw.calibration.relaxation import read_noise_rel
 from imssa_hw.compiler.defects import DefectMap, defects_from_dict
+from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.errors import BadInput
 
 from imssa_hw.cli.main import cli
 from support.boards import NEEDS_PTY, STILL
+from support.models import board_profile
 
 SIM = str(pathlib.Path(__file__).parent / "fixtures" / "keithley2400.yaml") + "@sim"
 FAST = ["--settle", "0.5", "--relax-delay", "0.5", "--reads", "4"]
@@ -94,6 +99,32 @@ def test_calibration_round_trip_and_corrections(tmp_path):
     cal.vmm_gain = cal.vmm_offset_a = None
     i_board = cal.read_gain[0] * i_true + cal.read_offset_siemens[0] * 0.2 * 16
     np.testing.assert_allclose(cal.correct_currents(0, i_board), i_true)
+
+
+def test_a_calibration_states_its_board_and_refuses_a_board_that_changed(tmp_path):
+    spec = board_profile(2, 4, 3).spec
+    save_calibration(replace(make_calibration(), spec=spec), tmp_path)
+    back = load_calibration(tmp_path)
+    assert board_tables(back.spec) == board_tables(spec)
+    same = SimpleNamespace(board_id="B1", arrays=2, rows=4, cols=3, spec=spec)
+    back.check_board(same)
+    finer = replace(spec, read_chain=replace(spec.read_chain, adc_bits=10))
+    with pytest.raises(BadInput, match=r"described itself otherwise \(\[read\] adc_bits "
+                                       r"changed\): calibrate again"):
+        back.check_board(SimpleNamespace(**{**vars(same), "spec": finer}))
+    with pytest.raises(BadInput, match="the calibration is for board B1 .* the board is B2"):
+        back.check_board(SimpleNamespace(**{**vars(same), "board_id": "B2"}))
+    make_calibration().check_board(SimpleNamespace(**{**vars(same), "spec": finer}))  # no record
+    data = json.loads((tmp_path / "calib.json").read_text())
+    data["spec"]["board"]["rows"] = 5
+    (tmp_path / "calib.json").write_text(json.dumps(data))
+    with pytest.raises(BadInput, match="spec is for 2 arrays of 5x3, the tables for 2 arrays of "
+                                       "4x3"):
+        load_calibration(tmp_path)
+    data["spec"] = {"board": data["spec"]["board"]}
+    (tmp_path / "calib.json").write_text(json.dumps(data))
+    with pytest.raises(BadInput, match=r"spec: missing table \[conductance\]"):
+        load_calibration(tmp_path)
 
 
 def test_the_read_noise_estimator_pools_the_bright_devices_less_the_adc_step():
@@ -174,7 +205,10 @@ def test_calibrate_writes_everything(smu_run):
     assert report["relaxation"]["delay_s"] == 0.5
     # the read noise of one read, measured on mid-range devices (the emulator's: 1 %)
     assert 0.008 < report["read_noise_rel"] < 0.012
-    assert load_calibration(work / "calib").read_noise_rel == report["read_noise_rel"]
+    calibrated = load_calibration(work / "calib")
+    assert calibrated.read_noise_rel == report["read_noise_rel"]
+    with Board.open(emu.port) as board:  # the board as it announces itself, stated in the file
+        assert board_tables(calibrated.spec) == board_tables(board.info.spec)
     assert not [p for p in work.iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
@@ -252,7 +286,6 @@ def test_arrays_left_reset(smu_run):
 
 def test_keithley_driver_against_the_emulated_smu(smu_run):
     """pyvisa-py over TCP: the driver measures the device the board routes to the SMU port."""
-    from imssa_hw.drivers.board import Board
     from imssa_hw.drivers.keithley2400 import Keithley2400
 
     emu, _, _ = smu_run

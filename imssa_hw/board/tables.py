@@ -140,10 +140,23 @@ def board_spec(data: dict, where: str) -> BoardSpec:
 
 def board_tables(spec: BoardSpec) -> dict[str, dict[str, Any]]:
     """`spec` in the file form `board_spec` reads (the `BOARD_TABLES`, file units): how files
-    that record which board they were made on (programming journals) state it."""
+    that record which board they were made on (programming journals, calibrations) state it."""
     parts = {"board": spec.geometry, "conductance": spec.window, "read": spec.read_chain,
              "limits": spec.limits}
     return {table: t.write(parts[table]) for table, t in BOARD_TABLES.items()}
+
+
+def spec_changes(old: object, new: dict[str, dict[str, Any]]) -> list[str]:
+    """The entries "[table] key" whose values differ between a file's record of its board
+    (`old`, the `board_tables` form as read back; a damaged record differs everywhere) and the
+    board now (`new`), sorted; empty when both describe the same board."""
+    def table(form: object, name: str) -> dict:
+        found = form.get(name) if isinstance(form, dict) else None
+        return found if isinstance(found, dict) else {}
+    names = sorted(set(new) | (set(old) if isinstance(old, dict) else set()))
+    return [f"[{name}] {key}" for name in names
+            for key in sorted(set(table(old, name)) | set(table(new, name)))
+            if table(old, name).get(key) != table(new, name).get(key)]
 
 
 def shipped_board(name: str) -> BoardSpec:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from imssa_hw.board.tables import board_tables
+from imssa_hw.board.tables import board_tables, spec_changes
 from imssa_hw.drivers.board_like import BoardLike, read_masked
 from imssa_hw.errors import BadInput, HardwareError
 from imssa_hw.programming.journal import (FORMAT, US, VERSION, JournalWriter, Note,
@@ -491,10 +491,9 @@ def _check_header(old: dict, new: dict, path: Path) -> None:
     if old["board"]["board_id"] != new["board"]["board_id"]:
         raise BadInput(f"journal {path} was written for board {old['board']['board_id']}, this is "
                        f"{new['board']['board_id']}")
-    if "spec" in old["board"] and old["board"]["spec"] != new["board"]["spec"]:  # before 0.15: none
-        changed = sorted(f"[{table}] {key}" for table, keys in new["board"]["spec"].items()
-                         for key, value in keys.items()
-                         if old["board"]["spec"].get(table, {}).get(key) != value)
+    changed = spec_changes(old["board"]["spec"], new["board"]["spec"]) \
+        if "spec" in old["board"] else []  # before 0.15: none
+    if changed:
         raise BadInput(f"journal {path} was written when board {new['board']['board_id']} "
                        f"described itself otherwise ({', '.join(changed)} changed): start a new "
                        f"run")
