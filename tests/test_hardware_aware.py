@@ -14,12 +14,13 @@ from imssa_hw.board import load_board_profile
 from imssa_hw.compiler import compile_checkpoint
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.model import reference
+from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.model.config import ModelConfig, TrainConfig
 from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, STATE_GAINS, loop_scales,
                                         stored_scales, tia_range)
 from imssa_hw.training import hardware_aware
-from imssa_hw.training.classifier import model_from_checkpoint
-from imssa_hw.training.trainer import train
+from imssa_hw.training.classifier import model_from_checkpoint, save_model
+from imssa_hw.training.trainer import accuracy_through_loop, train
 from support.boards import exact_crossbar
 from support.models import board_profile, make_checkpoint, sequences
 
@@ -146,7 +147,7 @@ def test_the_loop_passes_gradients_to_the_kernels(tmp_path):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in (ssm.c, ssm.b, ssm.log_dt))
 
 
-def test_hardware_phase_ends_training_and_leaves_an_ideal_model():
+def test_hardware_phase_ends_training_and_leaves_an_ideal_model(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 240)
     x = (0.5 * rng.standard_normal((240, 16, 4))).astype(np.float32)
@@ -157,8 +158,18 @@ def test_hardware_phase_ends_training_and_leaves_an_ideal_model():
     assert [r["phase"] for r in result.history] == ["float"] * 2 + ["qat"] * 2 + ["hardware"] * 2
     assert result.loop_accuracy is not None and result.loop_accuracy > 0.8
     assert all(block.ssm.loop is None for block in result.model.blocks)
+    # the loop accuracy is at the scales save_model stores: measured, state gains fitted, once
+    model = result.model
+    fitted = hardware_aware.fit_state_gains(model, x[:200], BOARD,
+                                            hardware_aware.model_scales(model, x[:200], BOARD))
+    assert [s.to_dict() for s in result.loop_scales] == [s.to_dict() for s in fitted]
+    assert result.loop_accuracy == accuracy_through_loop(model, BOARD, fitted, x[200:], y[200:])
+    path = tmp_path / "m.pt"
+    save_model(path, model, {}, x[:200], BOARD, scales=result.loop_scales)
+    assert load_checkpoint(path).meta["loop_scales"]["layers"] == [s.to_dict() for s in fitted]
     plain = train(x[:200], y[:200], x[200:], y[200:], cfg, TrainConfig(epochs=6, seed=0))
     assert plain.loop_accuracy is None and "hardware" not in {r["phase"] for r in plain.history}
+    assert plain.loop_scales is None
 
 
 def test_loop_consistency_adds_the_software_path_to_the_loss(tmp_path):

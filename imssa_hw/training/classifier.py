@@ -8,6 +8,7 @@ on the host (see `imssa_hw.model.reference` for the numpy twin used at deploymen
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import KERNEL_FIELDS, Checkpoint, write_checkpoint
 from imssa_hw.model.config import ModelConfig
 from imssa_hw.training.s4d import S4DKernel
+
+if TYPE_CHECKING:
+    from imssa_hw.model.loop_scales import LayerScales
 
 
 class S4DBlock(nn.Module):
@@ -88,14 +92,16 @@ def as_checkpoint(model: S4DClassifier) -> Checkpoint:
 
 def save_model(path: str | Path, model: S4DClassifier, meta: dict,
                range_features: np.ndarray | None = None,
-               board: BoardProfile | None = None) -> str:
+               board: BoardProfile | None = None,
+               scales: list[LayerScales] | None = None) -> str:
     """Write `model` as a safe checkpoint; returns its digest.
 
     With `range_features` (e.g. the training set) a quantized model's checkpoint also records
     `meta["signal_ranges"]`: per layer the largest |u| and |x| of each kernel; with `board`
     too, `meta["loop_scales"]`: the state scales and TIA ranges for that board
     (`model.loop_scales`, the state scales fitted to its converters by
-    `hardware_aware.fit_state_gains`), which the compiler then uses.
+    `hardware_aware.fit_state_gains`), which the compiler then uses: `scales` where training
+    has fitted them already (`TrainResult.loop_scales`), else measured and fitted here.
     """
     if range_features is not None and model.cfg.bits:
         from imssa_hw.model.loop_scales import DEFAULT_HEADROOM, loop_scales, scales_record
@@ -106,8 +112,9 @@ def save_model(path: str | Path, model: S4DClassifier, meta: dict,
         if board is not None:
             from imssa_hw.training.hardware_aware import fit_state_gains
 
-            scales = fit_state_gains(model, range_features, board,
-                                     loop_scales(probe, range_features, board, DEFAULT_HEADROOM))
+            if scales is None:
+                scales = fit_state_gains(model, range_features, board, loop_scales(
+                    probe, range_features, board, DEFAULT_HEADROOM))
             meta["loop_scales"] = scales_record(scales, board, model.cfg.bits, DEFAULT_HEADROOM)
     return write_checkpoint(path, export_tensors(model), model.cfg, meta)
 

@@ -30,8 +30,8 @@ from imssa_hw.errors import BadInput
 from imssa_hw.model.config import HARDWARE_FRACTION, ModelConfig, TrainConfig
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import S4DClassifier
-from imssa_hw.training.trainer import (TrainResult, accuracy, predictions, save_result, score,
-                                       set_quantized, train)
+from imssa_hw.training.trainer import (TrainResult, accuracy, accuracy_through_loop,
+                                       predictions, save_result, score, set_quantized, train)
 
 if TYPE_CHECKING:
     from imssa_hw.data import DataSpec
@@ -303,25 +303,14 @@ def import_reference(path: str | Path, data_spec: "DataSpec", out: str | Path, *
         result.float_accuracy = float_accuracy
     else:
         test_predictions = predictions(model, data.x_test)
+        scales = None if board is None else hardware_aware.fit_state_gains(
+            model, data.x_train, board, hardware_aware.model_scales(model, data.x_train, board))
         result = TrainResult(model, score(test_predictions, data.y_test), test_predictions,
                              float_accuracy, [], time.perf_counter() - start,
-                             _loop_accuracy(model, data.x_train, data.x_test, data.y_test, board))
+                             None if scales is None else accuracy_through_loop(
+                                 model, board, scales, data.x_test, data.y_test), scales)
     info = {"import": {"source": str(Path(path).expanduser().resolve()), "a_range": a_range,
                        "float_accuracy": float_accuracy, "ptq_accuracy": ptq_accuracy,
                        "finetune_epochs": finetune_epochs,
                        "hardware_aware_finetune": bool(finetune_epochs and hardware)}}
     return save_result(out, result, data, data_spec, cfg, board, len(split[1]), extra=info)
-
-
-def _loop_accuracy(model: S4DClassifier, x_train: np.ndarray, x_test: np.ndarray,
-                   y_test: np.ndarray, board: BoardProfile | None) -> float | None:
-    """Test accuracy through `board`'s simulated loop at the scales measured on the training set
-    (as training's `loop_accuracy`: before `save_model` fits their state gains); None without
-    a board."""
-    if board is None:
-        return None
-    hardware_aware.install(model, board, hardware_aware.model_scales(model, x_train, board))
-    try:
-        return accuracy(model, x_test, y_test)
-    finally:
-        hardware_aware.install(model, board, None)

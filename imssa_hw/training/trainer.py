@@ -26,6 +26,7 @@ from imssa_hw.training.classifier import S4DClassifier
 
 if TYPE_CHECKING:
     from imssa_hw.data import DataSpec, TaskData
+    from imssa_hw.model.loop_scales import LayerScales
 
 
 @dataclass
@@ -40,7 +41,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     wall_time_s: float = 0.0
     loop_accuracy: float | None = None
-    """Test accuracy through the board's simulated loop (hardware-aware training only)."""
+    """Test accuracy through the board's simulated loop at `loop_scales` (hardware-aware
+    training only)."""
+    loop_scales: list[LayerScales] | None = None
+    """The board's loop scales for the model kept, state gains fitted
+    (`hardware_aware.fit_state_gains`): what `save_model` stores (None: it measures them)."""
 
 
 def set_quantized(model: S4DClassifier, on: bool) -> None:
@@ -68,6 +73,16 @@ def score(pred: np.ndarray, y: np.ndarray) -> float:
 def accuracy(model: S4DClassifier, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
     """Fraction of samples classified correctly (eval mode)."""
     return score(predictions(model, x, batch_size), y)
+
+
+def accuracy_through_loop(model: S4DClassifier, board: BoardProfile, scales: list[LayerScales],
+                          x: np.ndarray, y: np.ndarray) -> float:
+    """`accuracy` with every S4D layer run through `board`'s simulated loop at `scales`."""
+    hardware_aware.install(model, board, scales)
+    try:
+        return accuracy(model, x, y)
+    finally:
+        hardware_aware.install(model, board, None)
 
 
 def spec_masks(x: torch.Tensor, time_masks: int, freq_masks: int, fraction: float,
@@ -203,14 +218,13 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         float_accuracy = accuracy(model, x_test, y_test)
     model.load_state_dict(best_state)
     model.eval()
-    loop_accuracy = None
+    loop_accuracy = loop_scales = None
     if best_scales is not None:
-        hardware_aware.install(model, board, best_scales)
-        loop_accuracy = accuracy(model, x_test, y_test)
-        hardware_aware.install(model, board, None)
+        loop_scales = hardware_aware.fit_state_gains(model, x_train, board, best_scales)
+        loop_accuracy = accuracy_through_loop(model, board, loop_scales, x_test, y_test)
     test_predictions = predictions(model, x_test)
     return TrainResult(model, score(test_predictions, y_test), test_predictions, float_accuracy,
-                       history, time.perf_counter() - start, loop_accuracy)
+                       history, time.perf_counter() - start, loop_accuracy, loop_scales)
 
 
 def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
@@ -279,5 +293,6 @@ def save_result(out: str | Path, result: TrainResult, data: "TaskData", data_spe
     meta = {**summary, "seed": cfg.seed, "features": features,
             "normalization": data.normalization, "data": data.info,
             "data_spec": data_spec.to_dict(), "config": config_record(model_cfg, cfg)}
-    digest = save_model(out, result.model, meta, range_features=data.x_train, board=board)
+    digest = save_model(out, result.model, meta, range_features=data.x_train, board=board,
+                        scales=result.loop_scales)
     return {**summary, "digest": digest, "history": result.history}
