@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     click.echo(f"  ideal error    {s['ideal_max_abs_error']:.3g} (max |logit| difference, "
                f"{s['probe_sequences']} probe sequences)")
     ranges = ", ".join(f"{max(r) * 1e6:g}" for r in s["tia_range_a"])
-    click.echo(f"  loop scales    from {s['scales_from']}, state gains "
-               f"{', '.join(f'{g:g}' for g in s['state_gains'])}, TIA ranges {ranges} uA")
+    gains = "; ".join(_spread(layer) for layer in s["state_gains"])
+    click.echo(f"  loop scales    from {s['scales_from']}, state gains {gains}, TIA ranges "
+               f"{ranges} uA")
     if defect_map:
         click.echo(f"  defects        {len(defect_map.stuck)} stuck, "
                    f"{len(s['unavoidable_defects'])} unavoidable, "
@@ -134,3 +136,9 @@ def _duration(seconds: float) -> str:
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds * 1e9:.3g} ns"
+
+
+def _spread(gains: list[float]) -> str:
+    """One layer's state gains, one per kernel: '1.5' when all are, else '1-3 (median 1.75)'."""
+    low, high, median = min(gains), max(gains), statistics.median(gains)
+    return f"{low:g}" if low == high else f"{low:g}-{high:g} (median {median:g})"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -76,23 +77,30 @@ def _name(settings: DemoSettings) -> str:
 
 
 def refit_scales(name: str, folder: Path, command: str) -> dict:
-    """Save the shipped model `name` again with the loop scales `save_model` chooses now (same
-    weights, its training set and board); returns its updated report."""
+    """Save the shipped model `name` again with the loop scales training chooses now (same
+    weights, its training set and board: measured, state gains fitted); returns its updated
+    report, whose `loop_accuracy` is then at those scales."""
     from imssa_hw.data import DataSpec, load_data
     from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.training.classifier import model_from_checkpoint, save_model
+    from imssa_hw.training.hardware_aware import fit_state_gains, model_scales
+    from imssa_hw.training.trainer import accuracy_through_loop
 
     entry = shipped_models(folder)[name]
     checkpoint = folder / entry["checkpoint"]
     ckpt = load_checkpoint(checkpoint)
-    meta = {k: v for k, v in ckpt.meta.items() if k not in ("signal_ranges", "loop_scales")}
     data = load_data(DataSpec.of_checkpoint(ckpt.meta))
     board = load_board_profile(entry["board_profile"])
+    model = model_from_checkpoint(ckpt)
+    scales = fit_state_gains(model, data.x_train, board, model_scales(model, data.x_train, board))
+    loop = accuracy_through_loop(model, board, scales, data.x_test, data.y_test)
+    meta = {**{k: v for k, v in ckpt.meta.items() if k not in ("signal_ranges", "loop_scales")},
+            "loop_accuracy": loop}
     with atomic_path(checkpoint) as tmp:
-        digest = save_model(tmp, model_from_checkpoint(ckpt), meta, range_features=data.x_train,
-                            board=board)
+        digest = save_model(tmp, model, meta, range_features=data.x_train, board=board,
+                            scales=scales)
     report_path = folder / entry["report"]
-    report = {**json.loads(report_path.read_text()), "digest": digest,
+    report = {**json.loads(report_path.read_text()), "digest": digest, "loop_accuracy": loop,
               "scales_command": command, "scales_version": __version__}
     write_json(report_path, report)
     recipe = DemoSettings(task=entry["task"], board_profile=entry["board_profile"]).recipe(board)
@@ -119,8 +127,10 @@ def main() -> None:
         report = refit_scales(_name(settings), SHIPPED, command)
         path = SHIPPED / report["checkpoint"]
         layers = load_checkpoint(path).meta["loop_scales"]["layers"]
-        gains = [layer["state_gain"] for layer in layers]
-        print(f"{_name(settings)}: loop scales refitted, state gains {gains}; wrote {path}")
+        gains = "; ".join(f"{min(g):g}-{max(g):g} (median {statistics.median(g):g})"
+                          for g in (layer["state_gain"] for layer in layers))
+        print(f"{_name(settings)}: loop scales refitted, state gains per kernel {gains}; wrote "
+              f"{path}")
         return
     report = ship(settings, SHIPPED, command)
     print(f"{args.task}: {report['bits']}-bit software accuracy "

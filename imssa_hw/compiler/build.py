@@ -110,7 +110,7 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
                                 - probe.logits).max())
     summary = {**_summary(ckpt, profile, dg_siemens, placed, schedule, probe, headroom,
                           logits_error, y_error, peaks, scales_from, parallel, repairs),
-               "state_gains": [scale.state_gain for scale in scales]}
+               "state_gains": [scale.state_gain.tolist() for scale in scales]}
     return Deployment(profile, cfg, ckpt.digest, dg_siemens, placed, schedule, probe, summary)
 
 

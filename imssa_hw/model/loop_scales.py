@@ -14,10 +14,10 @@ range. Both are picked from signals measured on data:
   rounds it (`feedback_deadband_v`), which moves the ties that far out.
 
 Hardware-aware training calls `measure` and `layer_scales` on the training set at every epoch of
-its hardware phase. The checkpoint stores the final model's scales, each layer's state scale
-multiplied by the gain of `STATE_GAINS` whose loop comes closest to the ideal model on the
-training set (`training.hardware_aware.fit_state_gains`: the measured scales hold the loudest
-training sequence's largest state, which leaves the typical state few converter steps);
+its hardware phase. The checkpoint stores the final model's scales, each kernel's state scale
+multiplied by the gain of `STATE_GAINS` whose loop comes closest to the kernel's ideal output on
+the training set (`training.hardware_aware.fit_state_gains`: the measured scales hold the
+loudest training sequence's largest state, which leaves the typical state few converter steps);
 `stored_scales` reads them back, and the compiler uses them when the board matches.
 """
 
@@ -53,8 +53,8 @@ code of its state is worth in DAC steps, so on some columns a one-code state lan
 half a step and sticks at one step instead of decaying; no choice of TIA range avoids that on
 every column. Moving the ties 0.05 steps out (to 0.55, 1.55, ...) lets those states decay, for
 a bias of at most 0.05 steps on the rest (docs/compiler.md, loop scales)."""
-STATE_GAINS = (1.0, 1.25, 1.5, 1.75, 2.0)
-"""The multiples of a layer's measured state scale that hardware-aware training tries when it
+STATE_GAINS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+"""The multiples of a kernel's measured state scale that hardware-aware training tries when it
 fits the scales to the converters (`training.hardware_aware.fit_state_gains`)."""
 MEASURE_CHUNK = 256
 """Sequences run at once while measuring."""
@@ -84,16 +84,22 @@ class LayerScales:
     """The layer's TIA/ADC full scale (A)."""
     peak_current_a: float
     """The largest column current on the data at the measured scales (A)."""
-    state_gain: float = 1.0
-    """How many times the measured state scale `state_scale_v` is (hardware-aware training fits
-    it to the converters: `training.hardware_aware.fit_state_gains`)."""
+    state_gain: np.ndarray | float = 1.0
+    """(H,) how many times the measured state scale each kernel's `state_scale_v` is
+    (hardware-aware training fits them to the converters:
+    `training.hardware_aware.fit_state_gains`); one number is every kernel's."""
+
+    def __post_init__(self) -> None:
+        gain = np.broadcast_to(np.asarray(self.state_gain, float), self.state_scale_v.shape)
+        object.__setattr__(self, "state_gain", gain.copy())
 
     def to_dict(self) -> dict:
         return {"state_scale_v": self.state_scale_v.tolist(), "tia_range_a": self.tia_range_a,
-                "peak_current_a": self.peak_current_a, "state_gain": self.state_gain}
+                "peak_current_a": self.peak_current_a, "state_gain": self.state_gain.tolist()}
 
-    def times(self, gain: float) -> LayerScales:
-        """These scales with the state scales `gain` times as large (the TIA range as it is)."""
+    def times(self, gain: float | np.ndarray) -> LayerScales:
+        """These scales with the state scales `gain` times as large (one number, or one per
+        kernel; the TIA range as it is)."""
         return replace(self, state_scale_v=self.state_scale_v * gain,
                        state_gain=self.state_gain * gain)
 
@@ -241,11 +247,11 @@ def stored_scales(ckpt: Checkpoint, profile: BoardProfile, headroom: float
         return None
     try:
         scales = [LayerScales(np.asarray(r["state_scale_v"], float), float(r["tia_range_a"]),
-                              float(r["peak_current_a"]), float(r.get("state_gain", 1.0)))
-                  for r in layers]
-    except (KeyError, TypeError, ValueError):  # not numbers where numbers belong
+                              float(r["peak_current_a"]), r.get("state_gain", 1.0))
+                  for r in layers]  # state_gain: one number before 0.16
+    except (KeyError, TypeError, ValueError):  # not numbers where numbers belong, or not H
         return None
-    numbers = [np.concatenate([s.state_scale_v, [s.tia_range_a, s.state_gain]]) for s in scales]
+    numbers = [np.concatenate([s.state_scale_v, [s.tia_range_a], s.state_gain]) for s in scales]
     return scales if all(np.all(np.isfinite(n) & (n > 0)) for n in numbers) else None
 
 

@@ -129,42 +129,61 @@ FIT_SEQUENCES = 2048
 def fit_state_gains(model: S4DClassifier, features: np.ndarray, profile: BoardProfile,
                     scales: list[LayerScales], gains: tuple[float, ...] = STATE_GAINS,
                     batch: int = 512) -> list[LayerScales]:
-    """`scales` with each layer's state scale multiplied by the gain of `gains` whose loop, run on
-    `features` (B, L, F: training data) through the board's converters, comes closest to the
-    ideal model (the smallest rms logit error), layer by layer from the first; ties take the
-    smaller gain.
+    """`scales` with each kernel's state scale multiplied by the gain of `gains` whose loop, run
+    through the board's converters on `features` (B, L, F: training data), comes closest to
+    the kernel's ideal output (the smallest mean squared error), layer by layer from the first:
+    a layer's inputs come through the loops of the layers before it, at their chosen gains.
+    Ties take the smaller gain.
 
     The measured scales hold the largest state of the whole training set within the row
     voltages, and those few states come from the loudest sequences; every other state then uses
     a fraction of the row DAC's steps and of the column ADC's codes. A larger scale spends more
-    of both on the typical state and clips the rare largest (docs/model.md, state gains)."""
+    of both on the typical state and clips the rare largest; how far that pays differs from
+    kernel to kernel (docs/model.md, state gains). A kernel's loop output depends only on its
+    own inputs and state, so every kernel of a layer is fitted from the same runs."""
     if len(features) > FIT_SEQUENCES:
         pick = np.random.default_rng(0).choice(len(features), FIT_SEQUENCES, replace=False)
         features = features[np.sort(pick)]
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     training, loops = model.training, [block.ssm.loop for block in model.blocks]
     model.eval()
-
-    def logits() -> torch.Tensor:
-        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    bits, chosen = model.cfg.bits, list(scales)
     try:
         with torch.no_grad():
-            install(model, profile, None)
-            ideal = logits()
-            chosen = list(scales)
             for layer, measured in enumerate(scales):
-                error = {}
-                for gain in gains:
-                    chosen[layer] = measured.times(gain)
-                    install(model, profile, chosen)
-                    error[gain] = float((logits() - ideal).square().mean())
-                best = min(gains, key=lambda g: (error[g], g))
-                chosen[layer] = measured.times(best)
+                ssm = model.blocks[layer].ssm
+                u = _layer_inputs(model, layer, profile, chosen, x, batch)
+                k = ssm.discretize()
+                ideal = [ssm(part) - k.d[:, None] * part for part in u]  # ssm.loop is None
+                error = torch.stack([
+                    sum(((AnalogLoop(profile, bits, measured.times(gain))(k, part, False)
+                          - want) ** 2).sum(dim=(0, 2)) for part, want in zip(u, ideal))
+                    for gain in gains])  # (gains, H)
+                chosen[layer] = measured.times(np.asarray(gains)[error.argmin(0).numpy()])
     finally:
         for block, loop in zip(model.blocks, loops):
             block.ssm.loop = loop
         model.train(training)
     return chosen
+
+
+def _layer_inputs(model: S4DClassifier, layer: int, profile: BoardProfile,
+                  scales: list[LayerScales], x: torch.Tensor, batch: int) -> list[torch.Tensor]:
+    """The inputs u (B, H, L) of S4D layer `layer` on `x`, in batches, with the layers before it
+    run through their loops at `scales`; `layer` and those after it are left without a loop."""
+    for i, block in enumerate(model.blocks):
+        block.ssm.loop = AnalogLoop(profile, model.cfg.bits, scales[i]) if i < layer else None
+    seen: list[torch.Tensor] = []
+    ssm = model.blocks[layer].ssm
+
+    def keep(k: DiscreteKernels, u: torch.Tensor, noisy: bool) -> torch.Tensor:
+        seen.append(u)
+        return torch.zeros_like(u)
+    ssm.loop = keep
+    for i in range(0, len(x), batch):
+        model(x[i:i + batch])
+    ssm.loop = None
+    return seen
 
 
 def install(model: S4DClassifier, profile: BoardProfile,

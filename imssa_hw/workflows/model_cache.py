@@ -65,7 +65,8 @@ class ModelRecipe:
                "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION,
                "board": self._board_key(),
                "hardware_fraction": HARDWARE_FRACTION if self.hardware_aware else 0.0,
-               "state_gains": list(STATE_GAINS) if self.board is not None else None}
+               "state_gains": ({"gains": list(STATE_GAINS), "per": "kernel"}
+                               if self.board is not None else None)}
         return json.loads(json.dumps(key))
 
     def _board_key(self) -> dict[str, Any] | None:
