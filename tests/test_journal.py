@@ -24,7 +24,7 @@ from imssa_hw.programming.export import export_journal
 from imssa_hw.programming.journal import (FORMAT, JournalWriter, encode_record, pulse_batches,
                                           read_journal)
 from imssa_hw.programming.strategy import STUCK, VERIFIED
-from support.boards import NOISELESS, STILL, healthy
+from support.boards import NOISELESS, ON_VIRTUAL_TIME, STILL, healthy
 from support.programming import PROFILE, DiesAfterSending, four_bit_targets, make_deployment
 
 QUICK = ProgramSettings(settle_s=0, settle_small_s=0, verify_delay_s=0, verify_delay_small_s=0,
@@ -105,7 +105,7 @@ def crash(board, targets, journal: Path, die_on: int) -> DiesAfterSending:
     is journaled, its `sent` is not)."""
     dying = DiesAfterSending(board, die_on)
     with pytest.raises(KeyboardInterrupt):
-        program_targets(dying, targets, np.ones_like(targets, bool), settings=QUICK,
+        program_targets(dying, targets, np.ones_like(targets, bool), settings=QUICK, **ON_VIRTUAL_TIME,
                         off_siemens=OFF, journal=journal)
     return dying
 
@@ -128,7 +128,7 @@ def test_resume_after_a_torn_last_record(emulated_board, tmp_path, cut):
     """A crash mid-write leaves part of a record: resume cuts it back (one line says so) and
     finishes; a second resume and the export still work, and the board got every journaled
     pulse once."""
-    emu = emulated_board(arrays=1, rows=8, cols=8, seed=3, settings={**NOISELESS, **STILL})
+    emu = emulated_board(virtual_time=True, arrays=1, rows=8, cols=8, seed=3, settings={**NOISELESS, **STILL})
     targets = four_bit_targets((1, 8, 8), seed=2)
     journal = tmp_path / "journal.jsonl"
     with Board.open(emu.port) as board:
@@ -142,9 +142,9 @@ def test_resume_after_a_torn_last_record(emulated_board, tmp_path, cut):
         assert export.exit_code == 0, export.output
         assert f"{journal}:{cut_at + 1}: ignoring a torn last record" in export.output
         notes: list[str] = []
-        result = program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK,
+        result = program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK, **ON_VIRTUAL_TIME,
                                  off_siemens=OFF, journal=journal, resume=True, note=notes.append)
-        again = program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK,
+        again = program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK, **ON_VIRTUAL_TIME,
                                 off_siemens=OFF, journal=journal, resume=True,
                                 note=notes.append)
         applied = board.status().pulses_applied
@@ -180,7 +180,7 @@ def full_disk() -> None:
 @pytest.mark.parametrize("room", [7, 9, 24])  # a pulse, an iter, a sent record
 def test_a_full_disk_is_one_line_and_resume_cuts_its_half_record(emulated_board, tmp_path,
                                                                   monkeypatch, room):
-    emu = emulated_board(arrays=1, rows=8, cols=8, seed=3, settings={**NOISELESS, **STILL})
+    emu = emulated_board(virtual_time=True, arrays=1, rows=8, cols=8, seed=3, settings={**NOISELESS, **STILL})
     targets = four_bit_targets((1, 8, 8), seed=2)
     used = np.ones_like(targets, bool)
     journal = tmp_path / "journal.jsonl"
@@ -190,11 +190,11 @@ def test_a_full_disk_is_one_line_and_resume_cuts_its_half_record(emulated_board,
             m.setattr("imssa_hw.programming.runner.JournalWriter", FillsTheDisk)
             with pytest.raises(BadInput, match=f"cannot write the journal {journal}: No space "
                                                f"left on device; the journal .* --resume"):
-                program_targets(board, targets, used, settings=QUICK, off_siemens=OFF,
+                program_targets(board, targets, used, settings=QUICK, **ON_VIRTUAL_TIME, off_siemens=OFF,
                                 journal=journal)
         assert not journal.read_bytes().endswith(b"\n")
         notes: list[str] = []
-        result = program_targets(board, targets, used, settings=QUICK, off_siemens=OFF,
+        result = program_targets(board, targets, used, settings=QUICK, **ON_VIRTUAL_TIME, off_siemens=OFF,
                                  journal=journal, resume=True, note=notes.append)
         applied = board.status().pulses_applied
     assert len(notes) == 1 and "cut back a torn last record" in notes[0]
@@ -206,7 +206,7 @@ def test_resume_reprograms_what_the_board_lost(emulated_board, tmp_path):
     """Between the crash and the resume every device is RESET (a calibration in between): the
     resumed run re-reads every device, programs the verified ones that lost their state again
     (no journaled pulse is sent twice), and its report is what the board holds."""
-    emu = emulated_board(arrays=2, rows=8, cols=8, seed=4, settings={**NOISELESS, **STILL})
+    emu = emulated_board(virtual_time=True, arrays=2, rows=8, cols=8, seed=4, settings={**NOISELESS, **STILL})
     targets = four_bit_targets((2, 8, 8), seed=5)
     used = np.ones_like(targets, bool)
     journal = tmp_path / "journal.jsonl"
@@ -225,9 +225,9 @@ def test_resume_reprograms_what_the_board_lost(emulated_board, tmp_path):
                 board.reset_pulses(a, limits.v_reset_max, limits.v_gate_max, everything)
         lost = verified & (targets > OFF + 2e-6)  # the off targets survive a RESET
         assert lost.sum() >= 10
-        result = program_targets(board, targets, used, settings=QUICK, off_siemens=OFF,
+        result = program_targets(board, targets, used, settings=QUICK, **ON_VIRTUAL_TIME, off_siemens=OFF,
                                  journal=journal, resume=True)
-        again = program_targets(board, targets, used, settings=QUICK, off_siemens=OFF,
+        again = program_targets(board, targets, used, settings=QUICK, **ON_VIRTUAL_TIME, off_siemens=OFF,
                                 journal=journal, resume=True)
         applied = board.status().pulses_applied
     r = result.report
@@ -255,7 +255,7 @@ def test_resume_reprograms_what_the_board_lost(emulated_board, tmp_path):
 
 def test_a_second_program_on_a_journal_in_use_is_one_line(emulated_board, tmp_path):
     deploy = make_deployment(tmp_path)
-    emu = emulated_board(arrays=2, rows=16, cols=16, seed=10)
+    emu = emulated_board(virtual_time=True, arrays=2, rows=16, cols=16, seed=10)
     journal = deploy / "program" / "journal.jsonl"
     with JournalWriter(journal) as holder:
         holder.write({"type": "header", "format": FORMAT, "version": 2}, sync=True)
@@ -279,25 +279,25 @@ def test_a_resume_needs_the_run_s_targets_and_board(emulated_board, tmp_path):
         with Board.open(emu.port) as board:
             before = board.status().pulses_applied
             with pytest.raises(BadInput) as refused:
-                program_targets(board, run_targets, np.ones_like(targets, bool), settings=QUICK,
+                program_targets(board, run_targets, np.ones_like(targets, bool), settings=QUICK, **ON_VIRTUAL_TIME,
                                 off_siemens=OFF, journal=journal, resume=True)
             assert board.status().pulses_applied == before
         return str(refused.value)
 
-    emu = emulated_board(arrays=1, rows=4, cols=4, seed=3, settings=settings)
+    emu = emulated_board(virtual_time=True, arrays=1, rows=4, cols=4, seed=3, settings=settings)
     with Board.open(emu.port) as board:
-        program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK,
+        program_targets(board, targets, np.ones_like(targets, bool), settings=QUICK, **ON_VIRTUAL_TIME,
                         off_siemens=OFF, journal=journal)
     header = read_journal(journal)[0]
     assert header["board"]["spec"]["read"]["adc_bits"] == 9
     assert header["board"]["spec"]["board"] == {"arrays": 1, "rows": 4, "cols": 4, "cell": "1T1R"}
     assert "belongs to another run: its targets" in resume(emu, targets[:, ::-1])
-    finer = emulated_board(arrays=1, rows=4, cols=4, seed=3,
+    finer = emulated_board(virtual_time=True, arrays=1, rows=4, cols=4, seed=3,
                            settings={**settings, "read.adc_bits": 10, "limits.v_gate_max": 5.0})
     assert resume(finer, targets) == (
         f"journal {journal} was written when board EMU-DPE-0001 described itself otherwise "
         f"([limits] v_gate_max, [read] adc_bits changed): start a new run")
-    other = emulated_board(arrays=1, rows=4, cols=4, seed=3,
+    other = emulated_board(virtual_time=True, arrays=1, rows=4, cols=4, seed=3,
                            settings={**settings, "firmware.board_id": "EMU-OTHER"})
     assert resume(other, targets) == (f"journal {journal} was written for board EMU-DPE-0001, "
                                       f"this is EMU-OTHER")

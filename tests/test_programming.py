@@ -77,11 +77,11 @@ def test_torn_last_journal_line_is_dropped(tmp_path):
 
 @pytest.mark.slow
 def test_small_array_converges(emulated_board, tmp_path):
-    emu = emulated_board(arrays=1, rows=16, cols=16, seed=2,
+    emu = emulated_board(virtual_time=True, arrays=1, rows=16, cols=16, seed=2,
                          settings={**FAST_DEVICES, **EXACT_CHAIN})
     targets = four_bit_targets((1, 16, 16))
     with Board.open(emu.port) as board:
-        result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
+        result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST, **ON_VIRTUAL_TIME,
                                  off_siemens=PROFILE.conductance.g_min_siemens, journal=tmp_path / "j.jsonl")
     r = result.report
     assert r["unfinished"] == 0 and r["yield_working"] == 1.0
@@ -159,7 +159,7 @@ def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
     own g_off), not anywhere within the tolerance above the off level, as they do without."""
     spread = {}
     for floor_resets in (2, 0):
-        emu = emulated_board(arrays=1, rows=16, cols=16, seed=5,
+        emu = emulated_board(virtual_time=True, arrays=1, rows=16, cols=16, seed=5,
                              settings={**FAST_DEVICES, **EXACT_CHAIN})
         before = four_bit_targets((1, 16, 16), seed=7, lowest=1)  # a deployment programmed before
         levels = np.random.default_rng(8).integers(0, 4, (1, 16, 16))
@@ -169,7 +169,8 @@ def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
             for goal, name in ((before, "before"), (targets, "now")):
                 result = program_targets(board, goal, np.ones_like(goal, bool), settings=settings,
                                          off_siemens=PROFILE.conductance.g_min_siemens,
-                                         journal=tmp_path / f"{floor_resets}-{name}.jsonl")
+                                         journal=tmp_path / f"{floor_resets}-{name}.jsonl",
+                                         **ON_VIRTUAL_TIME)
             limit = board.info.limits.v_reset_max
         devices = emu.state().devices
         off = (levels == 0) & healthy(emu) & (result.status == VERIFIED)
@@ -192,14 +193,14 @@ def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
 
 @pytest.mark.slow
 def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, tmp_path):
-    emu = emulated_board(arrays=1, rows=16, cols=16, seed=4,
+    emu = emulated_board(virtual_time=True, arrays=1, rows=16, cols=16, seed=4,
                          settings={**FAST_DEVICES, **EXACT_CHAIN, "defects.stuck_on_fraction": 0.04,
                                    "defects.stuck_off_fraction": 0.04})
     targets = four_bit_targets((1, 16, 16), lowest=1)  # every target is above the off state
     defects = emu.state().devices.defect != HEALTHY
     assert defects.sum() >= 8
     with Board.open(emu.port) as board:
-        result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST,
+        result = program_targets(board, targets, np.ones_like(targets, bool), settings=FAST, **ON_VIRTUAL_TIME,
                                  off_siemens=PROFILE.conductance.g_min_siemens)
     stuck = result.status == STUCK
     # every stuck device is found, and no healthy device is given up (a stuck-on device whose
@@ -222,19 +223,19 @@ def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, 
 
 
 def test_death_between_sending_and_journaling_never_pulses_twice(emulated_board, tmp_path):
-    emu = emulated_board(arrays=1, rows=16, cols=16, seed=6,
+    emu = emulated_board(virtual_time=True, arrays=1, rows=16, cols=16, seed=6,
                          settings={**FAST_DEVICES, **EXACT_CHAIN})
     targets = four_bit_targets((1, 16, 16), seed=3)
     used = np.ones_like(targets, bool)
     journal = tmp_path / "j.jsonl"
     with Board.open(emu.port) as board:
         with pytest.raises(KeyboardInterrupt):
-            program_targets(DiesAfterSending(board, 5), targets, used, settings=FAST,
+            program_targets(DiesAfterSending(board, 5), targets, used, settings=FAST, **ON_VIRTUAL_TIME,
                             off_siemens=2e-6, journal=journal)
         records = read_journal(journal)
         pending = [r for r in records if r["type"] == "pulse" and any(pulse_batches(r))][-1]
         assert not any(r["type"] == "sent" and r["it"] == pending["it"] for r in records)
-        result = program_targets(board, targets, used, settings=FAST, off_siemens=2e-6,
+        result = program_targets(board, targets, used, settings=FAST, **ON_VIRTUAL_TIME, off_siemens=2e-6,
                                  journal=journal, resume=True)
         applied = board.status().pulses_applied
     records = read_journal(journal)
@@ -287,7 +288,7 @@ def test_every_array_is_journaled_with_one_fsync_before_its_pulses(emulated_boar
     then sends the pulses: two fsyncs an iteration however many arrays pulse (before: one per
     array and iteration, and one more at its end). A resumed replay of the journal (every array's
     reads before its pulses) rebuilds the run exactly."""
-    emu = emulated_board(arrays=3, rows=8, cols=8, seed=11,
+    emu = emulated_board(virtual_time=True, arrays=3, rows=8, cols=8, seed=11,
                          settings={**FAST_DEVICES, **EXACT_CHAIN})
     targets = four_bit_targets((3, 8, 8), seed=4)
     used = np.ones_like(targets, bool)
@@ -297,10 +298,10 @@ def test_every_array_is_journaled_with_one_fsync_before_its_pulses(emulated_boar
     monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), fsync(fd))[1])
     with Board.open(emu.port) as board:
         checked = ChecksTheJournal(board, journal)
-        result = program_targets(checked, targets, used, settings=FAST, off_siemens=2e-6,
+        result = program_targets(checked, targets, used, settings=FAST, **ON_VIRTUAL_TIME, off_siemens=2e-6,
                                  journal=journal)
         monkeypatch.setattr(os, "fsync", fsync)
-        replayed = program_targets(board, targets, used, settings=FAST, off_siemens=2e-6,
+        replayed = program_targets(board, targets, used, settings=FAST, **ON_VIRTUAL_TIME, off_siemens=2e-6,
                                    journal=journal, resume=True)
     records = read_journal(journal)
     iterations = result.report["iterations"]
@@ -326,7 +327,7 @@ def test_death_while_sending_to_several_arrays_never_pulses_twice(emulated_board
     record of that iteration is already journaled, none acknowledged, so all count once as
     applied and none is sent again (the board applied only the first), and the resumed run
     finishes."""
-    emu = emulated_board(arrays=3, rows=8, cols=8, seed=13,
+    emu = emulated_board(virtual_time=True, arrays=3, rows=8, cols=8, seed=13,
                          settings={**FAST_DEVICES, **EXACT_CHAIN})
     targets = four_bit_targets((3, 8, 8), seed=6)
     used = np.ones_like(targets, bool)
@@ -334,7 +335,7 @@ def test_death_while_sending_to_several_arrays_never_pulses_twice(emulated_board
     with Board.open(emu.port) as board:
         dying = DiesAfterSending(board, 1)
         with pytest.raises(KeyboardInterrupt):
-            program_targets(dying, targets, used, settings=FAST, off_siemens=2e-6, journal=journal)
+            program_targets(dying, targets, used, settings=FAST, **ON_VIRTUAL_TIME, off_siemens=2e-6, journal=journal)
         records = read_journal(journal)
         it = records[-1]["it"]
         reads = {r["array"] for r in records if r["type"] == "read" and r["it"] == it}
@@ -344,7 +345,7 @@ def test_death_while_sending_to_several_arrays_never_pulses_twice(emulated_board
         unsent = [r for r in pulses if r["array"] not in sent and any(pulse_batches(r))]
         assert len(unsent) == 3 and dying.applied == len(next(pulse_batches(unsent[0]))[1]["idx"])
         cut = len(records)
-        result = program_targets(board, targets, used, settings=FAST, off_siemens=2e-6,
+        result = program_targets(board, targets, used, settings=FAST, **ON_VIRTUAL_TIME, off_siemens=2e-6,
                                  journal=journal, resume=True)
         applied = board.status().pulses_applied
     after = read_journal(journal)[cut:]
