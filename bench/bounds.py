@@ -30,9 +30,9 @@ import numpy as np
 from imssa_hw.drivers.link import Link
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, BoardInfo, ErrorCode, Opcode,
-                                       PulseBatch, SparsePulses, from_json, pack_array,
+                                       PulseBatch, SparsePulses, pack_array,
                                        pack_device, pack_programs, pack_read_devices, pack_route,
-                                       pack_sequences, pack_vmm)
+                                       pack_sequences, pack_vmm, unpack_identify)
 from imssa_hw.emulator.process import running_emulator
 
 BASE_S = 0.1
@@ -123,7 +123,7 @@ def main() -> None:
         link = Link.open(emu.port, timeout_s=1.0, retries=0)
         try:
             identify = link.transact(Opcode.IDENTIFY, b"", ANY_EPOCH, VERSION)
-            info, epoch = from_json(BoardInfo, identify.payload), identify.epoch
+            info, epoch = unpack_identify(identify.payload), identify.epoch
             legal = legal_requests(info, args.steps, rng)
             for kind, opcode, payload, work in legal + hostile_requests(legal, args.hostile, rng):
                 if opcode == Opcode.RESET:

@@ -1,10 +1,14 @@
-"""State gains against the measured scales, side by side, on the shipped models.
+"""State gains, side by side: measured scales, one gain a layer (0.15.0), one a kernel (0.16.0).
 
 For each shipped model (zero-one on board-default, digits on board-multi) the board's loop is
-simulated in software (the torch twin of the read chain, `training.hardware_aware`) twice: with
-the scales measured on the training set (every state gain 1, what 0.14.0 stored) and with the
-checkpoint's stored scales (the fitted gains). Both against the software model on the model's
-test set (FSDD speaker 03: 100 zero/one recordings, 500 digit recordings; never used to fit):
+simulated in software (the torch twin of the read chain, `training.hardware_aware`) three
+times: with the scales measured on the training set (every state gain 1, what 0.14.0 stored);
+with one gain a layer, fitted as 0.15.0 did (`layer_gains` below, kept here as the baseline:
+the gain of (1, 1.25, 1.5, 1.75, 2) with the smallest rms logit error against the ideal model
+on the training data, layer by layer); and with the checkpoint's stored scales (0.16.0: one
+gain a kernel, `hardware_aware.fit_state_gains`). All against the software model on the
+model's test set (FSDD speaker 03: 100 zero/one recordings, 500 digit recordings; never used
+to fit):
 
 - converters only (ideal conductances, the board's row DACs and column ADCs): agreement and rms
   logit error;
@@ -12,13 +16,14 @@ test set (FSDD speaker 03: 100 zero/one recordings, 500 digit recordings; never 
   (`--g-sigma-us`), read noise (`--read-noise`) and each column pair's residual ADC offset, as
   hardware-aware training draws them. Not the emulator: a quick check of the direction, the
   emulated boards of bench/fidelity.py are the measurement;
-- `--boards 1,2,3`: for the zero-one model, both scales deployed on the same emulated boards
-  (`emu://?seed=S`, emulator-default, in this process: calibrate, compile, program, infer with
-  the on-board loop), one after the other on each board seed: the A/B that bench/fidelity.py's
-  separate runs (whose programming depends on timing) cannot give.
+- `--boards 1,2,3`: for the zero-one model, the layer and the kernel gains deployed on the same
+  emulated boards (`emu://?seed=S`, emulator-default, in this process: calibrate, compile,
+  program, infer with the on-board loop), one after the other on each board seed: the A/B that
+  bench/fidelity.py's separate runs (whose programming depends on timing) cannot give.
 
-Prints JSON {"models": [{"model", "board_profile", "gains", "measured": {...}, "fitted": {...}}],
-"boards": [{"seed", "measured": {...}, "fitted": {...}}]}.
+Prints JSON {"models": [{"model", "board_profile", "gains": {"layer", "kernel"}, "measured":
+{...}, "layer": {...}, "kernel": {...}}], "boards": [{"seed", "layer": {...}, "kernel":
+{...}}]}.
 
     python bench/state_gains.py [--models zero-one,digits] [--draws 12] [--g-sigma-us 1.0]
                                 [--read-noise 0.01] [--boards 1,2,3]
@@ -71,55 +76,95 @@ def simulated_boards(model, board, scales, x: torch.Tensor, software: np.ndarray
             "rms_logit_error_mean": round(float(np.mean([r["rms_logit_error"] for r in runs])), 4)}
 
 
-def one_model(name: str, args: argparse.Namespace) -> dict:
+LAYER_GAINS = (1.0, 1.25, 1.5, 1.75, 2.0)
+"""0.15.0's grid of layer gains."""
+
+
+def layer_gains(model, features: np.ndarray, board, measured: list) -> list:
+    """0.15.0's fit, the baseline: each layer's measured scales times the gain of LAYER_GAINS
+    whose loop (converters only) gives the smallest rms logit error against the ideal model on
+    `features` (at most 2,048, drawn as the fit draws them), layer by layer; ties to the
+    smaller gain."""
+    if len(features) > hardware_aware.FIT_SEQUENCES:
+        pick = np.random.default_rng(0).choice(len(features), hardware_aware.FIT_SEQUENCES,
+                                               replace=False)
+        features = features[np.sort(pick)]
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+
+    def logits() -> torch.Tensor:
+        return torch.cat([model(x[i:i + 512]) for i in range(0, len(x), 512)])
+    with torch.no_grad():
+        hardware_aware.install(model, board, None)
+        ideal = logits()
+        chosen = list(measured)
+        for layer, scales in enumerate(measured):
+            error = {}
+            for gain in LAYER_GAINS:
+                chosen[layer] = scales.times(gain)
+                hardware_aware.install(model, board, chosen)
+                error[gain] = float((logits() - ideal).square().mean())
+            chosen[layer] = scales.times(min(LAYER_GAINS, key=lambda g: (error[g], g)))
+        hardware_aware.install(model, board, None)
+    return chosen
+
+
+def variants(name: str) -> tuple:
+    """The shipped model `name`: its checkpoint, board, data, model and the three scales."""
     entry = shipped_models()[name]
     ckpt = shipped_checkpoint(name)
     board = load_board_profile(entry["board_profile"])
     data = load_data(DataSpec.of_checkpoint(ckpt.meta))
     model = model_from_checkpoint(ckpt)
-    fitted = stored_scales(ckpt, board, DEFAULT_HEADROOM)
     measured = loop_scales(ckpt, data.x_train, board, DEFAULT_HEADROOM)
+    scales = {"measured": measured,
+              "layer": layer_gains(model, data.x_train, board, measured),
+              "kernel": stored_scales(ckpt, board, DEFAULT_HEADROOM)}
+    return ckpt, board, data, model, scales
+
+
+def one_model(name: str, args: argparse.Namespace) -> dict:
+    ckpt, board, data, model, scales = variants(name)
     x = torch.from_numpy(data.x_test)
     out = {"model": name, "board_profile": board.name, "n_test": int(len(x)),
-           "gains": [s.state_gain for s in fitted]}
+           "gains": {label: [s.state_gain.tolist() for s in scales[label]]
+                     for label in ("layer", "kernel")}}
     with torch.no_grad():
         software = model(x).numpy()
-        for label, scales in (("measured", measured), ("fitted", fitted)):
-            hardware_aware.install(model, board, scales)
+        for label, chosen in scales.items():
+            hardware_aware.install(model, board, chosen)
             out[label] = {"converters": compare(model(x).numpy(), software),
                           "loop_accuracy": float((model(x).numpy().argmax(-1)
                                                   == data.y_test).mean())}
-            out[label]["boards"] = simulated_boards(model, board, scales, x, software, args.draws,
+            out[label]["boards"] = simulated_boards(model, board, chosen, x, software, args.draws,
                                                     args.g_sigma_us * 1e-6, args.read_noise)
             print(f"{name} {label}: {out[label]}", file=sys.stderr, flush=True)
     return out
 
 
-def with_measured_scales(ckpt, path: str):
-    """`ckpt` saved to `path` with its stored scales divided by their state gains (every gain
-    1: the scales as measured), loaded back."""
+def with_scales(ckpt, scales: list, path: str):
+    """`ckpt` saved to `path` with `scales` as its stored loop scales, loaded back."""
     from imssa_hw.model.checkpoint import load_checkpoint, write_checkpoint
 
     meta = json.loads(json.dumps(ckpt.meta))
-    for layer in meta["loop_scales"]["layers"]:
-        layer["state_scale_v"] = [v / layer["state_gain"] for v in layer["state_scale_v"]]
-        layer["state_gain"] = 1.0
+    meta["loop_scales"]["layers"] = [s.to_dict() for s in scales]
     write_checkpoint(path, ckpt.tensors, ckpt.config, meta)
     return load_checkpoint(path)
 
 
 def on_boards(seeds: list[int]) -> list[dict]:
-    """The shipped zero-one model with measured and with fitted scales on the same emulated
-    boards: hardware accuracy, agreement and rms logit error against software."""
+    """The shipped zero-one model with one gain a layer and with one a kernel on the same
+    emulated boards: hardware accuracy, agreement and rms logit error against software."""
     import imssa_hw as hw
 
-    fitted = shipped_checkpoint("zero-one")
+    if not seeds:
+        return []
+    kernel, _, _, _, scales = variants("zero-one")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        measured = with_measured_scales(fitted, f"{tmp}/measured.pt")
+        layer = with_scales(kernel, scales["layer"], f"{tmp}/layer.pt")
         for seed in seeds:
             row = {"seed": seed}
-            for label, model in (("measured", measured), ("fitted", fitted)):
+            for label, model in (("layer", layer), ("kernel", kernel)):
                 with hw.open_board(f"emu://?seed={seed}") as board:
                     run = hw.calibrate(board)
                     dep = hw.compile(model, "board-default", calibration=run)

@@ -40,7 +40,7 @@ def info(port: str, timeout_s: float) -> None:
     from imssa_hw.drivers.open import open_board
 
     with open_board(port, timeout_s) as b:
-        click.echo(json.dumps({**asdict(b.info), "capabilities": asdict(b.capabilities)},
+        click.echo(json.dumps({**asdict(b.info.reply()), "capabilities": asdict(b.capabilities)},
                               indent=2))
 
 

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from imssa_hw.board import CELLS
+from imssa_hw.board import CELLS, BoardSpec, ConductanceWindow, Geometry, PulseLimits
 from imssa_hw.board.tables import shipped_board
 from imssa_hw.drivers.arc2_mapping import CHANNELS, DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.drivers.board_like import Capabilities, smallest_range
@@ -166,11 +166,12 @@ class Arc2Board:
         self.array_kind = array_kind
         self.capabilities = Capabilities(on_board_loop=False, smu_route=False,
                                          pulse_gate="grouped" if array_kind == "1T1R" else "none")
-        chain, window = BOARD.read_chain, BOARD.window
-        self.info = BoardInfo(board_id, firmware, 0, 1, self.mapping.rows, self.mapping.cols,
-                              LIMITS, chain.adc_bits, chain.dac_bits, chain.adc_ranges_a,
-                              (window.g_min_siemens, window.g_max_siemens), 0, VMM_SETTLE_S,
-                              self.mapping.name, array_kind)
+        spec = BoardSpec(Geometry(1, self.mapping.rows, self.mapping.cols, array_kind),
+                         ConductanceWindow(BOARD.window.g_min_siemens, BOARD.window.g_max_siemens),
+                         BOARD.read_chain,  # a window as boards announce it: no compile tolerance
+                         PulseLimits(LIMITS.v_set_max, LIMITS.v_reset_max, LIMITS.v_gate_max))
+        self.info = BoardInfo(board_id, firmware, 0, spec, LIMITS.pulse_width_min_s,
+                              LIMITS.pulse_width_max_s, 0, VMM_SETTLE_S, self.mapping.name)
         self.config = DEFAULTS
         self.vmm_current_sign: float | None = None
         """+1 or -1: the sign of the bit-line currents for positive row voltages, measured on

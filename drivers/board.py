@@ -31,7 +31,8 @@ from imssa_hw.drivers.messages import (ANY_EPOCH, ERROR_OPCODE, REPLY_BIT, SINCE
                                        pack_array, pack_device, pack_programs, pack_read_devices,
                                        pack_route, pack_sequences, pack_vmm, read_array_size,
                                        read_devices_size, to_json, unpack_codes, unpack_count,
-                                       unpack_error, unpack_program_reply, unpack_sequences)
+                                       unpack_error, unpack_identify, unpack_program_reply,
+                                       unpack_sequences)
 from imssa_hw.errors import BadInput
 
 
@@ -48,7 +49,7 @@ class Board:
         """The protocol version of this session: the highest the board and the driver speak."""
         reply = self._negotiate()
         self._epoch = reply.epoch
-        self.info: BoardInfo = from_json(BoardInfo, reply.payload)
+        self.info: BoardInfo = unpack_identify(reply.payload)
         try:
             WIRE_ADC_BITS.check("adc_bits", self.info.adc_bits)
         except ValueError as exc:
@@ -91,7 +92,7 @@ class Board:
     # -- commands ---------------------------------------------------------------------------
 
     def identify(self) -> BoardInfo:
-        return from_json(BoardInfo, self._call(Opcode.IDENTIFY).payload)
+        return unpack_identify(self._call(Opcode.IDENTIFY).payload)
 
     def status(self) -> BoardStatus:
         return from_json(BoardStatus, self._call(Opcode.STATUS).payload)

@@ -106,8 +106,9 @@ class BoardConfig:
 
 
 @dataclass(frozen=True)
-class BoardInfo:
-    """What identify returns."""
+class IdentifyReply:
+    """What identify returns on the wire: the board's facts in flat fields, the form every
+    protocol version sends (docs/protocol.md). `BoardInfo.from_reply` reads it."""
 
     board_id: str
     firmware: str
@@ -124,6 +125,37 @@ class BoardInfo:
     g_window_siemens: tuple[float, float]
     """Nominal programmable conductance window (min, max), S."""
     max_loop_steps: int = 1 << 20
+    step_time_s: float = 50e-6
+    mapping: str = ""
+    cell: str = "1T1R"
+
+    def __post_init__(self) -> None:
+        self.spec()  # validates the announced board (ValueError; `typed` makes it a PayloadError)
+
+    def spec(self) -> BoardSpec:
+        """The board these fields describe."""
+        return BoardSpec(Geometry(self.arrays, self.rows, self.cols, self.cell),
+                         ConductanceWindow(*self.g_window_siemens),
+                         ReadChainSpec(self.limits.v_read_max, self.dac_bits, self.adc_bits,
+                                       self.adc_ranges_a),
+                         PulseLimits(self.limits.v_set_max, self.limits.v_reset_max,
+                                     self.limits.v_gate_max))
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """A board as it announces itself: its description (`spec`, the shared parameter tree) and
+    what only its firmware knows. The other attributes are views of the spec."""
+
+    board_id: str
+    firmware: str
+    protocol_version: int
+    spec: BoardSpec
+    pulse_width_min_s: float
+    """The shortest pulse the board applies, s."""
+    pulse_width_max_s: float
+    """The longest pulse the board applies, s."""
+    max_loop_steps: int = 1 << 20
     """RUN_SEQUENCE: at most this many sequences x steps per request (BAD_ARGUMENT beyond)."""
     step_time_s: float = 50e-6
     """RUN_SEQUENCE: the longest one program takes for one step of one sequence, s (the
@@ -131,11 +163,68 @@ class BoardInfo:
     mapping: str = ""
     """The channel mapping rows and columns are read through (an ArC TWO's arc2control
     mapping, e.g. "resarray32"); empty for a board whose firmware maps its own lines."""
-    cell: str = "1T1R"
-    """The arrays' cells: "1T1R" (a transistor gate per device) or "passive"."""
 
     def __post_init__(self) -> None:
-        self.spec  # validates the announced board (ValueError; `typed` makes it a PayloadError)
+        self.limits  # validates the pulse widths (ValueError)
+
+    @classmethod
+    def from_reply(cls, reply: IdentifyReply) -> BoardInfo:
+        """The board an identify reply announces."""
+        return cls(reply.board_id, reply.firmware, reply.protocol_version, reply.spec(),
+                   reply.limits.pulse_width_min_s, reply.limits.pulse_width_max_s,
+                   reply.max_loop_steps, reply.step_time_s, reply.mapping)
+
+    def reply(self) -> IdentifyReply:
+        """This board as identify sends it."""
+        return IdentifyReply(self.board_id, self.firmware, self.protocol_version, self.arrays,
+                             self.rows, self.cols, self.limits, self.adc_bits, self.dac_bits,
+                             self.adc_ranges_a, self.g_window_siemens, self.max_loop_steps,
+                             self.step_time_s, self.mapping, self.cell)
+
+    @property
+    def arrays(self) -> int:
+        return self.spec.geometry.arrays
+
+    @property
+    def rows(self) -> int:
+        return self.spec.geometry.rows
+
+    @property
+    def cols(self) -> int:
+        return self.spec.geometry.cols
+
+    @property
+    def cell(self) -> str:
+        """The arrays' cells: "1T1R" (a transistor gate per device) or "passive"."""
+        return self.spec.geometry.cell
+
+    @cached_property
+    def limits(self) -> BoardLimits:
+        """What the board refuses beyond: the spec's pulse limits and read voltage, the
+        firmware's pulse widths."""
+        pulses = self.spec.limits
+        return BoardLimits(pulses.v_set_max, pulses.v_reset_max, pulses.v_gate_max,
+                           self.spec.read_chain.v_read_max, self.pulse_width_min_s,
+                           self.pulse_width_max_s)
+
+    @property
+    def adc_bits(self) -> int:
+        """Signed ADC (`imssa_hw.board.converters`: its codes span -range .. +range)."""
+        return self.spec.read_chain.adc_bits
+
+    @property
+    def dac_bits(self) -> int:
+        """Signed row DAC (`imssa_hw.board.converters`: its codes and steps)."""
+        return self.spec.read_chain.dac_bits
+
+    @property
+    def adc_ranges_a(self) -> tuple[float, ...]:
+        return self.spec.read_chain.adc_ranges_a
+
+    @property
+    def g_window_siemens(self) -> tuple[float, float]:
+        """Nominal programmable conductance window (min, max), S."""
+        return self.spec.window.g_min_siemens, self.spec.window.g_max_siemens
 
     def adc_lsb_a(self, range_a: float) -> float:
         """Current of one ADC code at full scale `range_a`."""
@@ -145,15 +234,10 @@ class BoardInfo:
     def dac_lsb_v(self) -> float:
         return self.spec.read_chain.dac_lsb_v
 
-    @cached_property
-    def spec(self) -> BoardSpec:
-        """This board in the shared parameter tree."""
-        return BoardSpec(Geometry(self.arrays, self.rows, self.cols, self.cell),
-                         ConductanceWindow(*self.g_window_siemens),
-                         ReadChainSpec(self.limits.v_read_max, self.dac_bits, self.adc_bits,
-                                       self.adc_ranges_a),
-                         PulseLimits(self.limits.v_set_max, self.limits.v_reset_max,
-                                     self.limits.v_gate_max))
+
+def unpack_identify(payload: bytes) -> BoardInfo:
+    """An identify reply: the board it announces (PayloadError when it does not fit)."""
+    return BoardInfo.from_reply(from_json(IdentifyReply, payload))
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.drivers.errors import PayloadError, ProtocolError, VoltageLimitError
 from imssa_hw.drivers.framing import CRC_BYTES, HEADER, MAX_FRAME_BYTES
 from imssa_hw.drivers.loop_program import LoopProgram
-from imssa_hw.drivers.messages import (WIRE_ADC_BITS, BoardInfo, OutOfRange, PulseBatch,
-                                       from_json, pack_array, pack_programs, unpack_programs)
+from imssa_hw.drivers.messages import (WIRE_ADC_BITS, OutOfRange, PulseBatch,
+                                       pack_array, pack_programs, unpack_identify,
+                                       unpack_programs)
 from imssa_hw.emulator import profile as emulator_profile
 from imssa_hw.emulator.profile import board_info
 from imssa_hw.emulator.profile import load_emulator_profile
@@ -64,10 +65,10 @@ def emulator_error(key: str, value) -> str | None:
 
 def reply_error(change) -> str | None:
     """What the driver says of emulator-default's identify reply changed by `change`."""
-    info = asdict(board_info(load_emulator_profile(None)))
+    info = asdict(board_info(load_emulator_profile(None)).reply())
     change(info)
     try:
-        from_json(BoardInfo, json.dumps(info).encode())
+        unpack_identify(json.dumps(info).encode())
     except PayloadError as exc:
         return str(exc)
     return None

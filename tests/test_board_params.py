@@ -12,7 +12,7 @@ import pytest
 from imssa_hw.board import BoardSpec, ConductanceWindow, Geometry, PulseLimits, ReadChainSpec
 from imssa_hw.board.profile import load_board_profile
 from imssa_hw.drivers.errors import PayloadError
-from imssa_hw.drivers.messages import BoardInfo, from_json
+from imssa_hw.drivers.messages import unpack_identify
 from imssa_hw.emulator.profile import board_info, load_emulator_profile
 
 
@@ -55,7 +55,7 @@ def test_every_part_is_validated_on_construction(build, message):
 
 
 def test_a_board_announcing_an_impossible_window_is_a_payload_error():
-    info = asdict(board_info(load_emulator_profile(None)))
+    info = asdict(board_info(load_emulator_profile(None)).reply())
     info["g_window_siemens"] = [1e-4, 1e-6]
     with pytest.raises(PayloadError, match="g_min < g_max"):
-        from_json(BoardInfo, json.dumps(info).encode()).spec
+        unpack_identify(json.dumps(info).encode())

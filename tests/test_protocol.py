@@ -215,16 +215,20 @@ def test_program_round_trip():
 
 def test_info_json_round_trip():
     board, _ = build_board(load_emulator_profile(), 0, None)
-    assert m.from_json(m.BoardInfo, m.to_json(board.info)) == board.info
+    assert m.unpack_identify(m.to_json(board.info.reply())) == board.info
     with pytest.raises(PayloadError):
-        m.from_json(m.BoardInfo, b'{"board_id": 3}')
+        m.unpack_identify(b'{"board_id": 3}')
     # a board from before the work bounds leaves them out: the documented defaults
-    older = json.loads(m.to_json(board.info))
+    older = json.loads(m.to_json(board.info.reply()))
     del older["max_loop_steps"], older["step_time_s"]
-    info = m.from_json(m.BoardInfo, json.dumps(older).encode())
+    info = m.unpack_identify(json.dumps(older).encode())
     assert (info.max_loop_steps, info.step_time_s) == (1 << 20, 50e-6)
     with pytest.raises(PayloadError):
-        m.from_json(m.BoardInfo, json.dumps({**older, "unknown_field": 1}).encode())
+        m.unpack_identify(json.dumps({**older, "unknown_field": 1}).encode())
+    # what the board object holds: the spec and the firmware's facts, the rest derived
+    assert board.info.spec == load_emulator_profile().spec
+    assert (board.info.rows, board.info.limits.v_read_max) == (
+        board.info.spec.geometry.rows, board.info.spec.read_chain.v_read_max)
 
 
 UNPACKERS = [

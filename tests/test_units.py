@@ -15,8 +15,8 @@ import pytest
 from imssa_hw.calibration.data import Calibration, load_calibration
 from imssa_hw.compiler.defects import defects_from_dict
 from imssa_hw.drivers.errors import PayloadError
-from imssa_hw.drivers.messages import (BoardConfig, BoardInfo, from_json, to_json,
-                                       unpack_config_changes)
+from imssa_hw.drivers.messages import (BoardConfig, from_json, to_json, unpack_config_changes,
+                                       unpack_identify)
 from imssa_hw.emulator.profile import board_info, load_emulator_profile
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
@@ -162,14 +162,14 @@ def test_old_archive_and_defect_keys_are_refused(tmp_path):
 
 
 def test_a_board_reply_with_an_old_field_is_refused_in_one_line():
-    reply = json.loads(to_json(board_info(load_emulator_profile(None))))
+    reply = json.loads(to_json(board_info(load_emulator_profile(None)).reply()))
     reply["g_window_s"] = reply.pop("g_window_siemens")
     with pytest.raises(PayloadError) as exc:
-        from_json(BoardInfo, json.dumps(reply).encode())
-    assert one_line(exc) == ("BoardInfo: unknown field(s) g_window_s; missing field(s) "
+        unpack_identify(json.dumps(reply).encode())
+    assert one_line(exc) == ("IdentifyReply: unknown field(s) g_window_s; missing field(s) "
                              "g_window_siemens")
     reply["g_window_siemens"] = reply.pop("g_window_s")
-    assert from_json(BoardInfo, json.dumps(reply).encode()).g_window_siemens == (1e-6, 150e-6)
+    assert unpack_identify(json.dumps(reply).encode()).g_window_siemens == (1e-6, 150e-6)
 
 
 def test_the_read_voltage_is_v_read_v_on_the_wire():

@@ -158,7 +158,7 @@ class EmulatedBoard:
 
     def _identify(self, payload: bytes) -> bytes:
         self._expect_empty(payload)
-        return to_json(self.info)
+        return to_json(self.info.reply())
 
     def _status(self, payload: bytes) -> bytes:
         self._expect_empty(payload)

@@ -157,12 +157,10 @@ class Profile:
 
 def board_info(profile: Profile) -> BoardInfo:
     """What a board emulated with `profile` announces on identify."""
-    fw, spec = profile.firmware, profile.spec
-    geometry, window, read = spec.geometry, spec.window, spec.read_chain
-    return BoardInfo(fw.board_id, f"imssa-emu {__version__}", fw.protocol_version,
-                     geometry.arrays, geometry.rows, geometry.cols, profile.limits, read.adc_bits,
-                     read.dac_bits, read.adc_ranges_a, (window.g_min_siemens, window.g_max_siemens),
-                     fw.max_loop_steps, fw.step_time_s, cell=geometry.cell)
+    fw = profile.firmware
+    return BoardInfo(fw.board_id, f"imssa-emu {__version__}", fw.protocol_version, profile.spec,
+                     fw.pulse_width_min_s, fw.pulse_width_max_s, fw.max_loop_steps,
+                     fw.step_time_s)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
