@@ -24,6 +24,7 @@ writes it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,9 +61,12 @@ class CalibrationRun:
 
 
 def calibrate(board: BoardLike, smu=None, settings: CalibrationSettings | None = None,
-              progress: Progress | None = None) -> CalibrationRun:
+              progress: Progress | None = None, clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> CalibrationRun:
     """Calibrate `board` (see the module docstring). The board's settings are restored and its
-    devices left RESET, also when a step fails."""
+    devices left RESET, also when a step fails. `clock` and `sleep`: what its waits count on
+    and wait with (a board on virtual time, `emu://?clock=virtual`, takes
+    `emulator.clock.VIRTUAL.now` and `.sleep`)."""
     settings = settings or CalibrationSettings()
     settings.check()
     started = time.monotonic()
@@ -71,7 +75,7 @@ def calibrate(board: BoardLike, smu=None, settings: CalibrationSettings | None =
     n_reset = len(settings.reset_curve_voltages_v(board.info.limits.v_reset_max))
     total_work = board.info.arrays * (4 + settings.sweep_points + 2 * n_set + 2 * n_reset) + 11
     session = Session(board, smu, settings, total_work,
-                      progress=progress or (lambda fraction, what: None))
+                      progress=progress or (lambda fraction, what: None), clock=clock, sleep=sleep)
     config0 = board.config
     board.configure(read_range_a=_read_range(session))
     try:

@@ -4,7 +4,6 @@ one read, and (with an SMU) a held-out check of the corrected reads against true
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -19,10 +18,10 @@ def check_relaxation(session: Session, chain: ReadChainFit, sample: Sample) -> d
     delay = session.settings.relax_delay_s
     n = max(2, session.settings.reads)
     times = [0.0, delay / 4, delay / 2, delay]
-    t0 = time.monotonic()
+    t0 = session.clock()
     reads = []
     for t in times:
-        time.sleep(max(0.0, t0 + t - time.monotonic()))
+        session.sleep(max(0.0, t0 + t - session.clock()))
         reads.append(session.sample_values(sample, n, chain))
     floor = float(np.median(np.abs(session.sample_values(sample, n, chain) - reads[-1])))
     session.step("relaxation check")

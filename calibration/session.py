@@ -39,6 +39,10 @@ class Session:
     progress: Progress
     done_work: float = 0.0
     smu_measurements: int = 0
+    clock: Callable[[], float] = time.monotonic
+    """The time the waits are counted on, s (`clock` and `sleep`: a board on virtual time,
+    `emu://?clock=virtual`, takes `emulator.clock.VIRTUAL.now` and `.sleep`)."""
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         info = self.board.info
@@ -57,7 +61,7 @@ class Session:
     def wait(self, seconds: float, what: str) -> None:
         """Sleep `seconds`, saying why."""
         self.progress(self.done_work / self.total_work, what)
-        time.sleep(seconds)
+        self.sleep(seconds)
 
     # -- reads ----------------------------------------------------------------------------------
 

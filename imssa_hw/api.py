@@ -19,6 +19,7 @@ hardware fails, as the commands' exit codes 2 and 3. docs/api.md has the walkthr
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -99,14 +100,19 @@ def open_board(port: str, timeout_s: float | None = None) -> "BoardLike":
 
 
 def calibrate(board: "BoardLike", smu=None,
-              settings: "CalibrationSettings | None" = None) -> "CalibrationRun":
+              settings: "CalibrationSettings | None" = None, *,
+              waits: "tuple[Callable[[], float], Callable[[float], None]] | None" = None
+              ) -> "CalibrationRun":
     """Calibrate `board`: its read chain (against `smu`, from `imssa_hw.drivers.smu.open_smu`, or
     on-array references without one), device curves and defect map; `settings`
     (`imssa_hw.calibration.settings.CalibrationSettings`) as `imssa-hw calibrate`'s options.
+    `waits`: (clock, sleep) the settling waits count on and wait with, None for real time (a
+    board on virtual time, `emu://?clock=virtual`, takes `emulator.clock.VIRTUAL_WAITS`).
     Returns the run: `.calibration`, `.defects` and `.report`."""
     from imssa_hw.calibration.procedure import calibrate as run_calibration
 
-    return run_calibration(board, smu, settings)
+    clock, sleep = waits or (time.monotonic, time.sleep)
+    return run_calibration(board, smu, settings, clock=clock, sleep=sleep)
 
 
 def compile(model: "Checkpoint", profile: "str | BoardProfile" = "board-default", *,  # noqa: A001
@@ -128,15 +134,19 @@ def compile(model: "Checkpoint", profile: "str | BoardProfile" = "board-default"
 
 def program(board: "BoardLike", dep: "Deployment", *, calibration: CalibrationLike = None,
             journal: str | Path | None = None, resume: bool = False,
-            settings: "ProgramSettings | None" = None) -> "ProgramResult":
+            settings: "ProgramSettings | None" = None,
+            waits: "tuple[Callable[[], float], Callable[[float], None]] | None" = None
+            ) -> "ProgramResult":
     """Write-verify every device of `dep` onto `board`, within the profile's tolerance. With
     `journal`, every pulse is journaled first; `resume=True` continues a journaled run.
     `settings` (`imssa_hw.programming.settings.ProgramSettings`): delays and limits, as
-    `imssa-hw program`'s options."""
+    `imssa-hw program`'s options. `waits`: as `calibrate`'s."""
     from imssa_hw.programming import program_deployment
 
+    clock, sleep = waits or (time.time, time.sleep)
     return program_deployment(board, dep, calibration=_calibration(calibration),
-                              journal=journal, resume=resume, settings=settings)
+                              journal=journal, resume=resume, settings=settings, clock=clock,
+                              sleep=sleep)
 
 
 def infer(board: "BoardLike", dep: "Deployment", model: "Checkpoint", *,

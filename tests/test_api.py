@@ -16,6 +16,7 @@ from imssa_hw.calibration.data import load_calibration
 from imssa_hw.calibration.outputs import write_outputs
 from imssa_hw.calibration.settings import CalibrationSettings
 from imssa_hw.compiler.defects import DefectMap, StuckDevice
+from imssa_hw.emulator.clock import VIRTUAL, VIRTUAL_WAITS
 from imssa_hw.errors import BadInput
 from imssa_hw.programming.settings import ProgramSettings
 from support.models import board_profile, make_checkpoint, sequences
@@ -90,14 +91,20 @@ def test_refusals(tmp_path):
 def test_a_quiet_read_chain_does_not_hold_a_device_for_ever(tmp_path):
     """No read noise and a calibration: a device targeted near the window's top, left inside the
     inner band, must still be accepted by the verify (its margin for the read chain's bias
-    outgrew the band there: it held until the iteration cap, 2000 reads in 100 s)."""
+    outgrew the band there: it held until the iteration cap, 2000 reads in 100 s). On virtual
+    time: the waits of calibration and programming move this process's virtual clock."""
     model = make_checkpoint(tmp_path / "m.pt", h=2, n=4, d_input=3, classes=2)
-    quiet = "emu://?seed=3&arrays=1&rows=16&cols=16&set=read_chain.read_noise_rel=0"
+    quiet = ("emu://?seed=3&arrays=1&rows=16&cols=16&set=read_chain.read_noise_rel=0"
+             "&clock=virtual")
     with hw.open_board(quiet) as b:
-        run = hw.calibrate(b)  # its read-chain fit is the bias the verify allows for
+        start = VIRTUAL.now()
+        run = hw.calibrate(b, waits=VIRTUAL_WAITS)  # its read-chain fit: the bias verify allows
+        calibrated = VIRTUAL.now()
+        assert calibrated - start >= CalibrationSettings().settle_s  # it waited, virtually
         dep = hw.compile(model, board_profile(arrays=1, rows=16, cols=16), calibration=run)
         assert dep.targets_siemens[dep.used].max() > 130e-6  # where the margin outgrew the band
-        programmed = hw.program(b, dep, calibration=run,
+        programmed = hw.program(b, dep, calibration=run, waits=VIRTUAL_WAITS,
                                 settings=replace(QUICK_PROGRAMMING, max_iterations=300))
+    assert VIRTUAL.now() > calibrated
     assert programmed.report["unfinished"] == 0, programmed.report["iterations"]
     assert programmed.report["within_tolerance"] == programmed.report["devices"]

@@ -36,6 +36,9 @@ class VirtualTime:
 
 VIRTUAL = VirtualTime(time.time())
 """This process's virtual wall clock (`emu://?clock=virtual`), starting at the import's time."""
+VIRTUAL_WAITS = (VIRTUAL.now, VIRTUAL.sleep)
+"""(clock, sleep) for work against a board on virtual time: `imssa_hw.calibrate(board,
+waits=VIRTUAL_WAITS)`, `imssa_hw.program(..., waits=VIRTUAL_WAITS)`; no real time passes."""
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.time, "virtual": VIRTUAL.now}
 """The wall clocks an emulated board can read, by name."""
 

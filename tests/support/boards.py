@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imssa_hw.drivers.board import Board
-from imssa_hw.emulator.clock import CLOCKS, VIRTUAL
+from imssa_hw.emulator.clock import CLOCKS, VIRTUAL_WAITS
 from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import HEALTHY, DeviceModel
 from imssa_hw.emulator.profile import load_emulator_profile
@@ -70,7 +70,7 @@ class InProcessBoard:
         """Nothing runs between requests: nothing to stop."""
 
 
-ON_VIRTUAL_TIME = {"clock": VIRTUAL.now, "sleep": VIRTUAL.sleep}
+ON_VIRTUAL_TIME = dict(zip(("clock", "sleep"), VIRTUAL_WAITS))
 """`program_targets` options for a board on virtual time (`emulated_board(virtual_time=True)`):
 its waits move this process's virtual clock instead of sleeping."""
 
@@ -122,11 +122,12 @@ def exact_crossbar(targets: np.ndarray) -> Crossbar:
 
 def deploy_and_infer(model, seed: int, profile: str = "board-default"):
     """`model` (a Checkpoint) calibrated for, compiled to, programmed on and run through an
-    emulated board of `seed` in this process, on its own test split: the InferenceResult."""
+    emulated board of `seed` in this process, on virtual time (its devices relax by the waits
+    alone, and no real time passes), on its own test split: the InferenceResult."""
     import imssa_hw as hw
 
-    with hw.open_board(f"emu://?seed={seed}") as board:
-        run = hw.calibrate(board)
+    with hw.open_board(f"emu://?seed={seed}&clock=virtual") as board:
+        run = hw.calibrate(board, waits=VIRTUAL_WAITS)
         dep = hw.compile(model, profile, calibration=run)
-        hw.program(board, dep, calibration=run)
+        hw.program(board, dep, calibration=run, waits=VIRTUAL_WAITS)
         return hw.infer(board, dep, model, calibration=run)
