@@ -109,7 +109,7 @@ def compile_checkpoint(ckpt: Checkpoint, profile: BoardProfile, defects: DefectM
     logits_error = float(np.abs(reference.forward(ckpt, probe.features, executor)
                                 - probe.logits).max())
     summary = {**_summary(ckpt, profile, dg_siemens, placed, schedule, probe, headroom,
-                          logits_error, y_error, peaks, scales_from, parallel, repairs),
+                          logits_error, y_error, peaks, scales, scales_from, parallel, repairs),
                "state_gains": [scale.state_gain.tolist() for scale in scales]}
     return Deployment(profile, cfg, ckpt.digest, dg_siemens, placed, schedule, probe, summary)
 
@@ -197,8 +197,8 @@ def _check_on_ideal_targets(schedule: Schedule, targets_siemens: np.ndarray, pro
 
 def _summary(ckpt: Checkpoint, profile: BoardProfile, dg_siemens: float, placement: Placement,
              schedule: Schedule, probe: Probe, headroom: float, logits_error: float,
-             y_error: float, peaks: list[float], scales_from: str, parallel: bool,
-             repairs: tuple[KernelRepair, ...]) -> dict:
+             y_error: float, peaks: list[float], scales: list[LayerScales], scales_from: str,
+             parallel: bool, repairs: tuple[KernelRepair, ...]) -> dict:
     cfg, geo = ckpt.config, profile.geometry
     tile_rows, tile_cols = placement.tiles[0].rows.size, placement.tiles[0].cols.size
     cells_used = len(placement.tiles) * tile_rows * tile_cols
@@ -213,10 +213,12 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg_siemens: float, placeme
     vmms = [len(layer.programs) for layer in schedule.layers]
     steps_per_layer = schedule.steps_per_sample(length) // len(vmms)
     warnings = []
-    for layer, peak in zip(schedule.layers, peaks):
+    for layer, peak, scale in zip(schedule.layers, peaks, scales):
         if peak > layer.tia_range_a[0]:
+            why = ("; the state gains fitted in training accept that for the rarest states"
+                   if scale.state_gain.max() > 1 else "")
             warnings.append(f"layer {layer.layer}: probe column currents reach {peak:.3g} A, "
-                            f"above its TIA range {layer.tia_range_a[0]:.3g} A (they clip)")
+                            f"above its TIA range {layer.tia_range_a[0]:.3g} A (they clip{why})")
     if placement.conflicts:
         repaired = (f"; {len(repairs)} kernels re-fitted around them (impulse-response error "
                     f"at most {max(r.error_after for r in repairs):.3g}, "
