@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 
 from imssa_hw.calibration.data import Calibration
@@ -65,6 +63,5 @@ def build_report(session: Session, cal: Calibration, chain: ReadChainFit,
                       % (session.strong_reset_v, session.reset_gate_v),
                       "median_siemens": float(np.median(healthy_end)),
                       "max_siemens": float(np.max(healthy_end))},
-        "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                     for k, v in asdict(session.settings).items()},
+        "settings": session.settings.to_dict(),
     }

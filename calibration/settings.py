@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
 
 @dataclass(frozen=True)
-class CalibrationSettings:
+class CalibrationSettings(Config):
     """Knobs of the procedure (defaults suit the HPE-like emulated board)."""
+
+    WHAT: ClassVar[str] = "calibration settings"
 
     reads: int = 4
     """Whole-array reads averaged for every reference read."""

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import struct
-import types
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from functools import cached_property
 from enum import IntEnum
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar
 
 import numpy as np
 
 from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
 from imssa_hw.board.params import RANGES, Bounds, check_ranges
+from imssa_hw.config import FieldError, typed
 from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
 from imssa_hw.drivers.loop_program import LoopProgram
 
@@ -257,43 +257,6 @@ class BoardStatus:
     pulses_applied: int
 
 
-def typed(kind: Any, value: Any) -> Any:
-    """Rebuild a value of type `kind` (dataclasses nested) from decoded JSON or TOML, checking
-    every field and type; raises PayloadError."""
-    if is_dataclass(kind):
-        names = {f.name for f in fields(kind)}
-        required = {f.name for f in fields(kind)
-                    if f.default is MISSING and f.default_factory is MISSING}
-        if not isinstance(value, dict):
-            raise PayloadError(f"{kind.__name__}: expected an object with the fields "
-                               f"{sorted(names)}")
-        problems = [f"{what} field(s) {', '.join(sorted(keys))}" for what, keys in
-                    (("unknown", set(value) - names), ("missing", required - set(value))) if keys]
-        if problems:
-            raise PayloadError(f"{kind.__name__}: {'; '.join(problems)}")
-        hints = get_type_hints(kind)
-        try:
-            return kind(**{name: typed(hints[name], item) for name, item in value.items()})
-        except ValueError as exc:
-            raise PayloadError(f"{kind.__name__}: {exc}") from None
-    origin = get_origin(kind)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in get_args(kind):
-            return None
-        return typed(next(a for a in get_args(kind) if a is not type(None)), value)
-    if origin is tuple:
-        args = get_args(kind)
-        if not isinstance(value, list) or (args[-1] is not Ellipsis and len(value) != len(args)):
-            raise PayloadError(f"expected a list for {kind}")
-        items = args[:1] * len(value) if args[-1] is Ellipsis else args
-        return tuple(typed(a, v) for a, v in zip(items, value))
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, kind) and not isinstance(value, bool):
-        return value
-    raise PayloadError(f"expected {kind.__name__}, got {value!r}")
-
-
 def to_json(obj: Any) -> bytes:
     """A dataclass (or dict) as compact UTF-8 JSON."""
     return json.dumps(asdict(obj) if is_dataclass(obj) else obj, separators=(",", ":")).encode()
@@ -308,7 +271,15 @@ def _load_json(payload: bytes) -> Any:
 
 def from_json(kind: type[T], payload: bytes) -> T:
     """Decode a dataclass sent with `to_json`."""
-    return typed(kind, _load_json(payload))
+    return _typed(kind, _load_json(payload))
+
+
+def _typed(kind: Any, value: Any) -> Any:
+    """`config.typed`, its FieldError a PayloadError."""
+    try:
+        return typed(kind, value)
+    except FieldError as exc:
+        raise PayloadError(str(exc)) from None
 
 
 def unpack_config_changes(payload: bytes) -> dict[str, float]:
@@ -317,7 +288,7 @@ def unpack_config_changes(payload: bytes) -> dict[str, float]:
     allowed = {f.name for f in fields(BoardConfig)}
     if not isinstance(changes, dict) or not set(changes) <= allowed:
         raise PayloadError(f"configure takes a JSON object with keys among {sorted(allowed)}")
-    return {name: typed(float, value) for name, value in changes.items()}
+    return {name: _typed(float, value) for name, value in changes.items()}
 
 
 class _Reader:

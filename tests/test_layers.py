@@ -133,4 +133,4 @@ def test_the_model_and_the_compiler_import_without_torch():
 def test_only_the_shared_modules_and_the_api_stay_loose():
     """Every other module belongs to a package of the flow (docs/architecture.md)."""
     loose = sorted(p.name for p in Path(imssa_hw.__file__).parent.glob("*.py"))
-    assert loose == ["__init__.py", "api.py", "errors.py", "extras.py", "files.py"]
+    assert loose == ["__init__.py", "api.py", "config.py", "errors.py", "extras.py", "files.py"]

@@ -9,15 +9,15 @@ training split) is a separate step: `fit_normalization` / `apply_normalization`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
+from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
 KINDS = ("logmel", "waveform")
@@ -27,7 +27,7 @@ VAD_MARGIN_S = 0.020  # kept on each side of the speech found
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(Config):
     """How audio becomes an (L, F) feature sequence; each of the L frames is one crossbar step.
 
     The clip is resampled to `sample_rate_hz` and trimmed to its speech: from the first to the
@@ -41,6 +41,8 @@ class FeatureConfig:
     normalized, centred, cut into non-overlapping frames of `hop_s` (F = hop_s *
     sample_rate_hz samples per step); it uses the fixed timing.
     """
+
+    WHAT: ClassVar[str] = "feature config"
 
     kind: str = "logmel"
     sample_rate_hz: int = 8000
@@ -114,21 +116,6 @@ class FeatureConfig:
         """Audio sampled below this rate has nothing in the top band: refused."""
         return 2 * self.fmax if self.kind == "logmel" else float(self.sample_rate_hz)
 
-    # Serialization -------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys are BadInput."""
-        if not isinstance(d, dict):
-            raise BadInput(f"feature config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise BadInput(f"unknown feature config keys: {', '.join(unknown)} (a checkpoint "
-                           f"from an older imssa-hw? train it again)")
-        return cls(**d)
 
 
 @functools.lru_cache(maxsize=32)

@@ -58,7 +58,7 @@ class AugmentSpec(Knobs):
     snr_db: tuple[float, float] = (5.0, 30.0)
     gain_db: tuple[float, float] = (-20.0, 20.0)
 
-    WHAT: ClassVar[str] = "augmentation"
+    WHAT: ClassVar[str] = "augmentation settings"
 
     def __post_init__(self) -> None:
         if isinstance(self.copies, bool) or int(self.copies) != self.copies or self.copies < 0:

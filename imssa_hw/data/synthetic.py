@@ -93,7 +93,7 @@ class SynthSpec(Knobs):
     holdout_variants: int = 4
     holdout_accents: int = 2
 
-    WHAT: ClassVar[str] = "synthetic"
+    WHAT: ClassVar[str] = "synthetic speech settings"
 
     def __post_init__(self) -> None:
         self._check_ranges()

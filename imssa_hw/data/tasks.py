@@ -14,7 +14,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from imssa_hw.data.labels import label_language, label_name
 from imssa_hw.data.perturb import AugmentSpec, perturbed_features
 from imssa_hw.data.synth import espeak_version
 from imssa_hw.data.synthetic import SynthSpec
+from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
 CUSTOM = "custom"
@@ -112,8 +113,10 @@ def _ids(name: str, value: Any) -> tuple[int, ...] | None:
 
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Config):
     """Everything that determines a task's data. `default(task, dataset)` gives the recipe."""
+
+    WHAT: ClassVar[str] = "data spec"
 
     task: str = "zero-one"
     dataset: str = "fsdd"
@@ -201,15 +204,6 @@ class DataSpec:
             return UCI_DIGITS
         return None if self.data_root is None else Path(self.data_root).expanduser()
 
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for name in ("classes", "test_speakers"):
-            d[name] = None if d[name] is None else list(d[name])
-        d["augment"] = self.augment.to_dict()
-        d["features"] = self.features.to_dict()
-        d["synth"] = None if self.synth is None else self.synth.to_dict()
-        return d
-
     @classmethod
     def of_checkpoint(cls, meta: dict[str, Any]) -> "DataSpec":
         """The data a checkpoint's model was trained on (from its metadata)."""
@@ -219,18 +213,11 @@ class DataSpec:
         return cls.from_dict(meta["data_spec"])
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
-        """Inverse of `to_dict`; unknown keys are BadInput."""
-        if not isinstance(d, dict):
-            raise BadInput(f"data spec must be a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise BadInput(f"unknown data spec keys: {', '.join(unknown)}")
-        d = dict(d)
-        d["augment"] = AugmentSpec.from_dict(d.get("augment") or {"copies": 0})
-        d["features"] = FeatureConfig.from_dict(d.get("features") or {})
-        d["synth"] = None if d.get("synth") is None else SynthSpec.from_dict(d["synth"])
-        return cls(**d)
+    def from_dict(cls, d: Any) -> "DataSpec":
+        """`Config.from_dict`; an empty or null augment or features takes the default."""
+        if isinstance(d, dict):
+            d = {k: v for k, v in d.items() if v or k not in ("augment", "features")}
+        return super().from_dict(d)
 
 
 @dataclass

@@ -22,9 +22,9 @@ from typing import Any, get_type_hints
 from imssa_hw import __version__
 from imssa_hw.board.params import BoardSpec
 from imssa_hw.board.tables import BOARD_TABLES, board_spec
-from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
-from imssa_hw.drivers.messages import WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardLimits, typed
+from imssa_hw.config import FieldError, typed
+from imssa_hw.drivers.messages import WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardLimits
 from imssa_hw.errors import BadInput
 
 
@@ -211,7 +211,7 @@ def _profile(data: dict[str, Any], name: str) -> Profile:
     board, hints = board_spec(data, where), get_type_hints(Profile)
     try:
         return Profile(board, **{name: typed(hints[name], data.get(name)) for name in sections})
-    except PayloadError as exc:
+    except FieldError as exc:
         raise BadInput(f"{where}: {exc}") from None
 
 

@@ -3,7 +3,10 @@ inference, the shipped models' recipe keys) reads it without torch installed."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
+
+from imssa_hw.config import Config
 
 MAX_BITS = 8
 # Where the steps of Bbar and C come from: "per_matrix" (each from its own max-abs, every
@@ -13,8 +16,10 @@ RANGES = ("per_matrix", "shared")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """Everything needed to rebuild the model; stored in every checkpoint."""
+
+    WHAT: ClassVar[str] = "model config"
 
     d_input: int
     n_classes: int
@@ -46,16 +51,6 @@ class ModelConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 DIGITS_MODEL = {"h": 64, "n": 8, "n_layers": 2, "a_range": 0.95}
@@ -84,8 +79,10 @@ LOOP_CONSISTENCY = 4.0
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Optimizer and schedule settings."""
+
+    WHAT: ClassVar[str] = "training settings"
 
     epochs: int = TASK_EPOCHS
     float_fraction: float = 0.4

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
+from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
 DEFAULT_READ_NOISE_REL = 0.01
@@ -18,9 +20,11 @@ _TOLERANCE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(%|[a-zµ]+)\
 
 
 @dataclass(frozen=True)
-class Tolerance:
+class Tolerance(Config):
     """Within how far of its target a device counts as programmed: `abs_siemens` (S) or `rel` (a
     fraction of the target); a relative tolerance is never tighter than `floor_siemens`."""
+
+    WHAT: ClassVar[str] = "tolerance"
 
     abs_siemens: float = 2e-6
     rel: float = 0.0
@@ -39,8 +43,6 @@ class Tolerance:
     def __str__(self) -> str:
         return f"{self.rel * 100:g}%" if self.rel else f"{self.abs_siemens * 1e6:g}uS"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
@@ -74,10 +76,12 @@ def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
 
 
 @dataclass(frozen=True)
-class ProgramSettings:
+class ProgramSettings(Config):
     """How the write-verify loop runs. The defaults suit the emulated board's devices (relaxation
     time constant 0.5 s); for devices that relax over seconds, raise `settle_s` and
     `verify_delay_s` (`imssa-hw program --settle --verify-delay`)."""
+
+    WHAT: ClassVar[str] = "programming settings"
 
     inner_fraction: float = 0.6
     """Inner tolerance = this x the tolerance: a device stops being pulsed inside it, and is
@@ -187,10 +191,3 @@ class ProgramSettings:
         return replace(self, read_noise_rel=DEFAULT_READ_NOISE_REL if measured_rel is None
                        else float(measured_rel))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ProgramSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})

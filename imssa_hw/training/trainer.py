@@ -9,7 +9,7 @@ accuracy on a validation part of the training split; the test split is only repo
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -229,7 +229,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
 
 def config_record(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
     """The settings of a run, for reports."""
-    return {"model": model_cfg.to_dict(), "train": asdict(cfg)}
+    return {"model": model_cfg.to_dict(), "train": cfg.to_dict()}
 
 
 def train_task(data_spec: "DataSpec", out: str | Path, *, model: dict, epochs: int,

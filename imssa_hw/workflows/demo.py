@@ -12,10 +12,11 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
+from imssa_hw.config import Config
 from imssa_hw.drivers.arc2 import SCHEME as ARC2
 from imssa_hw.extras import available, missing, require
 from imssa_hw.files import write_json
@@ -56,8 +57,10 @@ shipped UCI digits by default) has the ten-digit model's shape and board."""
 
 
 @dataclass(frozen=True)
-class DemoSettings:
+class DemoSettings(Config):
     """What the demo trains and how it deploys it."""
+
+    WHAT: ClassVar[str] = "demo settings"
 
     task: str = "zero-one"
     bits: int | None = None
@@ -188,7 +191,7 @@ def run_demo(out: Path, settings: DemoSettings, echo: Callable[[str], None] = pr
         "arrays_used": run.deployment.summary["arrays_used"], "steps_per_s": inferred["steps_per_s"],
         "timings_s": timings, "total_time_s": round(sum(timings.values()), 2),
         "model_source": model.source, "model_cached": model.source != ModelSource.TRAINED,
-        "settings": asdict(settings),
+        "settings": settings.to_dict(),
     }
     write_json(out / "summary.json", summary)
     return summary

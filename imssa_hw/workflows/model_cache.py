@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -61,8 +61,8 @@ class ModelRecipe:
         from imssa_hw.model.loop_scales import STATE_GAINS
 
         config = ModelConfig(d_input=1, n_classes=2, **self.model)
-        key = {"data": self.data_spec.to_dict(), "epochs": self.epochs, "model": asdict(config),
-               "train": asdict(TrainConfig()), "generator": GENERATOR_VERSION,
+        key = {"data": self.data_spec.to_dict(), "epochs": self.epochs, "model": config.to_dict(),
+               "train": TrainConfig().to_dict(), "generator": GENERATOR_VERSION,
                "board": self._board_key(),
                "hardware_fraction": HARDWARE_FRACTION if self.hardware_aware else 0.0,
                "state_gains": ({"gains": list(STATE_GAINS), "per": "kernel"}
