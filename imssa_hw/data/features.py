@@ -117,7 +117,6 @@ class FeatureConfig(Config):
         return 2 * self.fmax if self.kind == "logmel" else float(self.sample_rate_hz)
 
 
-
 @functools.lru_cache(maxsize=32)
 def _antialias_filter(up: int, down: int) -> np.ndarray:
     """resample_poly's default low-pass (Kaiser, beta 5), designed once per ratio."""

@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from imssa_hw.config import Config
 from imssa_hw.data import cache, heidelberg, synthetic
 from imssa_hw.data.arrays import UCI_DIGITS, read_sequences
 from imssa_hw.data.folder import LabelledFile, folder_splits
@@ -27,7 +28,6 @@ from imssa_hw.data.labels import label_language, label_name
 from imssa_hw.data.perturb import AugmentSpec, perturbed_features
 from imssa_hw.data.synth import espeak_version
 from imssa_hw.data.synthetic import SynthSpec
-from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
 CUSTOM = "custom"

@@ -52,7 +52,6 @@ class ModelConfig(Config):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-
 DIGITS_MODEL = {"h": 64, "n": 8, "n_layers": 2, "a_range": 0.95}
 TASK_MODELS: dict[str, dict] = {
     "zero-one": {"h": 16, "n": 4, "n_layers": 1},

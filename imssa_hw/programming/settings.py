@@ -44,7 +44,6 @@ class Tolerance(Config):
         return f"{self.rel * 100:g}%" if self.rel else f"{self.abs_siemens * 1e6:g}uS"
 
 
-
 def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
     """'2uS', '0.002 mS', '2e-6S' (absolute) or '5%' (relative to each target) -> Tolerance.
 
@@ -190,4 +189,3 @@ class ProgramSettings(Config):
             return self
         return replace(self, read_noise_rel=DEFAULT_READ_NOISE_REL if measured_rel is None
                        else float(measured_rel))
-
