@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -111,8 +112,8 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], data: Any) -> C:
-        """The settings of a dict (`to_dict`'s form); keys it lacks take their defaults.
-        ConfigError names what is wrong."""
+        """The settings of a dict (`to_dict`'s form); keys it lacks take their defaults. A
+        number must be finite (JSON files can hold NaN). ConfigError names what is wrong."""
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.WHAT} must be a table of settings, got "
                               f"{type(data).__name__}")
@@ -126,6 +127,9 @@ class Config:
                 values[name] = typed(hints[name], value)
             except FieldError as exc:
                 raise ConfigError(f"{name} in the {cls.WHAT}: {exc}") from None
+            numbers = values[name] if isinstance(values[name], tuple) else (values[name],)
+            if not all(math.isfinite(v) for v in numbers if isinstance(v, float)):
+                raise ConfigError(f"{name} in the {cls.WHAT} must be finite, got {value!r}")
         try:
             return cls(**values)
         except (ValueError, TypeError) as exc:

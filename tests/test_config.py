@@ -101,3 +101,13 @@ def test_typed_reads_each_kind_and_refuses_what_does_not_fit():
             typed(kind, value)
     assert typed(float, 3) == 3.0 and isinstance(typed(float, 3), float)
     assert typed(int | None, None) is None
+
+
+@pytest.mark.parametrize("cls, data, says", [
+    (ModelConfig, {"d_input": 3, "n_classes": 2, "a_range": float("nan")}, "a_range in the model config must be finite, got nan"),
+    (ProgramSettings, {"settle_s": float("inf")}, "settle_s in the programming settings must be finite"),
+    (DataSpec, {"augment": {"copies": 1, "snr_db": [0.0, float("inf")]}}, "snr_db in the augmentation settings must be finite"),
+])
+def test_numbers_in_a_file_must_be_finite(cls, data, says):
+    with pytest.raises(ConfigError, match=says):
+        cls.from_dict(json.loads(json.dumps(data)))  # JSON files can hold NaN and Infinity

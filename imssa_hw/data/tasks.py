@@ -216,7 +216,7 @@ class DataSpec(Config):
     def from_dict(cls, d: Any) -> "DataSpec":
         """`Config.from_dict`; an empty or null augment or features takes the default."""
         if isinstance(d, dict):
-            d = {k: v for k, v in d.items() if v or k not in ("augment", "features")}
+            d = {k: v for k, v in d.items() if not (k in ("augment", "features") and not v)}
         return super().from_dict(d)
 
 
