@@ -26,6 +26,11 @@ POLL_S = 300e-6
 """Before sleeping until a reply comes, a read of a plain port polls it for this long: a reply
 within it is taken without a scheduler wake-up (about 100 us on a loaded 2-core machine, the
 largest part of a host-loop step; bench/link.py)."""
+QUICK_S = 2 * POLL_S
+"""Only after a reply that came within this is the next one polled for: a host loop's VMMs
+(tens of microseconds) are, a programming run's pulse batches (milliseconds) are not, and
+polling for them would spend POLL_S of a core each for nothing (the emulator waits for the next
+request the same way, emulator/server.py)."""
 URL_HANDLERS = "imssa_hw.emulator"
 """Where pyserial also looks for URL schemes: `emu://` (an emulated board in this process)."""
 if URL_HANDLERS not in serial.protocol_handler_packages:
@@ -91,6 +96,8 @@ class Link:
         # a plain serial port or pty is written and read straight through its descriptor (one
         # system call each); wrappers such as spy:// go through the transport so they see both
         self._direct = self._fd is not None and type(transport) is serial.Serial
+        self._quick = True
+        """The last reply came within QUICK_S: poll for the next one before sleeping."""
 
     @classmethod
     def open(cls, url: str, timeout_s: float = 0.5, retries: int = 3) -> Link:
@@ -110,8 +117,10 @@ class Link:
             if attempt:
                 self.stats.retries += 1
             self._write(wire)
+            sent = time.perf_counter()
             reply = self._await(self._seq, time.monotonic() + timeout_s)
             if reply is not None:
+                self._quick = time.perf_counter() - sent <= QUICK_S
                 return reply
         raise BoardSilent(
             f"no valid reply from {self.url} after {self.retries + 1} attempts "
@@ -182,7 +191,7 @@ class Link:
         try:
             if self._fd is None:  # transports without a file descriptor: pyserial's own reads
                 return self.transport.read(max(1, self.transport.in_waiting))
-            if self._direct:
+            if self._direct and self._quick:
                 data = self._poll(min(POLL_S, timeout_s))
                 if data:
                     return data

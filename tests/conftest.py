@@ -10,8 +10,11 @@ Boards default to 2 arrays of 8x8 to keep tests fast; every option of
 `imssa_hw.emulator.process.emulator_command` can be given. A board is served in the test's own
 process (`emu://`: the same firmware and driver, no process start or pty) unless it needs what
 only a process has (`support.boards.PROCESS_ONLY`: link faults, the SMU, TCP) or the test asks
-for one with `process=True` (transports, signals, a board that outlives a command). Tests marked `slow` (seconds each:
-whole commands end to end) run first, so that parallel workers (pytest-xdist) finish together.
+for one with `process=True` (transports, signals, a board that outlives a command).
+
+Tests marked `slow` (seconds each: whole commands end to end, mostly waiting for devices to
+settle) are dealt out first over the parallel workers (pytest-xdist), so that their waits overlap
+the other tests' computing and the workers finish together.
 """
 
 from __future__ import annotations
@@ -35,11 +38,49 @@ settings.load_profile("deterministic")
 run on any machine is the run here."""
 
 
+SLOW_S = 4.0
+"""What a test marked `slow` takes on its own unless the marker says (`slow(seconds=30)`)."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules with slow tests first (whole modules, so that module fixtures are made
-    once), otherwise in the collected order."""
-    slow = {item.module for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module not in slow)
+    """Deal the modules with slow tests out over the workers' shares, longest first, with the
+    other tests between them.
+
+    xdist's work stealing hands each of W workers a contiguous W-th of this list (idle workers
+    then steal from the ends of the others'). The module with the most slow seconds goes to the
+    share with the fewest so far, so that the longest test starts at once; modules are kept
+    whole, so that module fixtures are made once. Within a share the slow modules are spread out
+    over the other tests (in their collected order): a slow test mostly waits for devices to
+    settle, and the tests between them keep the cores busy meanwhile."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    modules: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.module, []).append(item)
+    slow_s = {module: sum(marker.kwargs.get("seconds", SLOW_S) for item in tests
+                          if (marker := item.get_closest_marker("slow")))
+              for module, tests in modules.items()}
+    slow: list[list[object]] = [[] for _ in range(workers)]
+    share_s = [0.0] * workers
+    for module in sorted((m for m in modules if slow_s[m]), key=lambda m: -slow_s[m]):
+        share = share_s.index(min(share_s))
+        slow[share].append(module)
+        share_s[share] += slow_s[module]
+    rest = [item for module, tests in modules.items() if not slow_s[module] for item in tests]
+    ordered: list[pytest.Item] = []
+    left = len(items)
+    for k, share in enumerate(slow):
+        size = left // (workers - k)  # as xdist deals: what is left over the workers left
+        left -= size
+        fill = max(0, size - sum(len(modules[m]) for m in share))
+        for j, module in enumerate(share):
+            ordered += modules[module]
+            take = fill * (j + 1) // len(share) - fill * j // len(share)
+            ordered += rest[:take]
+            del rest[:take]
+        if not share:
+            ordered += rest[:fill]
+            del rest[:fill]
+    items[:] = ordered + rest
 
 
 @pytest.fixture(scope="session")

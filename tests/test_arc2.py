@@ -457,7 +457,7 @@ def test_a_panic_on_the_command_line_is_one_line_exit_3(arc2_port):
         "stand-in fault in read_all"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=12)
 def test_calibrate_program_infer_on_the_standin(arc2_port, tiny_model):
     """The whole flow from the command line, and the HDF5 logs it writes."""
     import h5py

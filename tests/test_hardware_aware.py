@@ -87,6 +87,33 @@ def test_compiler_takes_the_trained_scales_only_for_their_board(tmp_path):
     assert probed["scales_from"] == "probes" and probed["state_gains"] == [[1.0] * 4] * 2
 
 
+def test_the_scales_record_their_board_as_files_do_and_older_records_still_hold(tmp_path):
+    """The record is the board's spec in file form (as calibrations and journals keep it) and its
+    mapping; the scales hold on a board of another shape, not on other converters. A record of
+    0.17 and before (the quantities themselves, SI) is read as it was."""
+    features = sequences(32, 16)
+    ckpt = make_checkpoint(tmp_path / "m.pt", range_features=features, for_board=BOARD)
+    record = ckpt.meta["loop_scales"]["board"]
+    assert record["read"]["tia_ranges_ua"] == [r * 1e6 for r in BOARD.read.adc_ranges_a]
+    assert record["board"]["rows"] == BOARD.geometry.rows
+    assert record["mapping"] == {"differential": BOARD.differential.value}
+    larger = replace(BOARD, geometry=replace(BOARD.geometry, arrays=BOARD.geometry.arrays + 1))
+    assert stored_scales(ckpt, larger, 0.9) is not None
+    finer = replace(BOARD, read=replace(BOARD.read, adc_bits=BOARD.read.adc_bits + 1))
+    assert stored_scales(ckpt, finer, 0.9) is None
+    window, read, bits = BOARD.conductance, BOARD.read, ckpt.config.bits
+    before = json.loads(json.dumps(ckpt.meta))
+    before["loop_scales"]["board"] = {
+        "g_min_siemens": window.g_min_siemens, "dg_siemens": window.dg(bits),
+        "differential": BOARD.differential.value, "v_read_max": read.v_read_max,
+        "dac_bits": read.dac_bits, "adc_bits": read.adc_bits,
+        "tia_ranges_a": list(read.adc_ranges_a)}
+    held = stored_scales(replace(ckpt, meta=before), BOARD, 0.9)
+    assert held is not None and np.array_equal(held[0].state_scale_v,
+                                               stored_scales(ckpt, BOARD, 0.9)[0].state_scale_v)
+    assert stored_scales(replace(ckpt, meta=before), finer, 0.9) is None
+
+
 def test_the_stored_state_scales_are_the_measured_ones_at_the_closest_gain(tmp_path):
     """The checkpoint keeps each kernel's measured state scale times the gain of STATE_GAINS
     whose loop (converters only) lands closest to that kernel's ideal output on the training

@@ -21,11 +21,14 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
+from support.boards import FAST_DEVICES
+from support.programming import FAST
 
 # No read-chain errors (nothing to calibrate) and no stuck devices (nothing to place around):
-# this board isolates the two execution loops.
+# this board isolates the two execution loops. Its devices relax fast, so that programming it
+# takes `FAST`'s short waits.
 EXACT_BOARD = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0,
-               "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0}
+               "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0, **FAST_DEVICES}
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, tiny_model):
     """The session's small trained 3-bit model compiled for one 16x20 array (two 5x10 kernel
@@ -51,7 +54,7 @@ def programmed_board(deployment, tmp_path_factory):
     emu = start_emulator(tmp_path_factory.mktemp("board"), arrays=1, rows=16, cols=20, seed=2,
                          settings=EXACT_BOARD)
     with Board.open(emu.port) as board:
-        result = program_deployment(board, dep)
+        result = program_deployment(board, dep, settings=FAST)
     assert result.report["yield_working"] > 0.99
     yield emu
     emu.stop()

@@ -36,7 +36,7 @@ def without_torch(tmp_path, *args: str) -> subprocess.CompletedProcess:
                                             "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=12)
 def test_board_commands_need_no_torch(tmp_path):
     port = (f"emu://?seed=4&arrays=1&rows=16&cols=16&state={tmp_path / 'board.npz'}"
             "&set=relaxation.tau_s=0.1")

@@ -607,7 +607,7 @@ def test_the_deployment_gives_the_tolerance_and_the_board_is_checked_once(emulat
                           Tolerance(abs_siemens=3e-6), Tolerance(abs_siemens=4e-6)]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=12)
 def test_refresh_rewrites_only_drifted_devices(tmp_path):
     """Program, let a (strongly drifting) board sit for a day in 2 s, refresh: only devices out
     of tolerance are pulsed, a verified device never again, and the yield is back."""

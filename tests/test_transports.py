@@ -192,3 +192,96 @@ def test_without_a_pty_the_emulator_serves_tcp(tmp_path, monkeypatch):
         with Board.open(emu.port) as board:
             assert (board.info.rows, board.info.cols) == (4, 4)
             assert board.read_array(0).shape == (4, 4)
+
+
+
+@NEEDS_PTY
+def test_the_link_polls_for_a_reply_only_while_replies_come_quickly(monkeypatch):
+    """After a reply within QUICK_S the link polls for the next one before sleeping on the port;
+    after a slow one (a pulse batch's milliseconds) it sleeps at once, so that waiting costs no
+    core. The test is the board, on the pty's other side: a reply written before the request
+    is quick, one written 0.3 s after it slow (QUICK_S is 0.1 s here, so that a busy machine
+    does not turn one into the other)."""
+    import os
+    import threading
+
+    import serial
+
+    from imssa_hw.drivers import link as link_module
+    from imssa_hw.drivers.framing import Frame
+    from imssa_hw.drivers.messages import Opcode
+
+    monkeypatch.setattr(link_module, "QUICK_S", 0.1)
+    master, slave = os.openpty()
+    link = link_module.Link(serial.Serial(os.ttyname(slave), timeout=1), "pty", timeout_s=2.0)
+    polls = []
+    monkeypatch.setattr(link, "_poll", lambda seconds: polls.append(seconds) or b"")
+    quick = []
+    try:
+        for slow in (False, True, True, False):
+            reply = Frame(Opcode.STATUS | 0x80, (link._seq + 1) & 0xFFFF, 0).encode()
+            if slow:
+                threading.Timer(0.3, os.write, (master, reply)).start()
+            else:
+                os.write(master, reply)
+            before = len(polls)
+            link.transact(Opcode.STATUS, b"", 0, 1)
+            quick.append((len(polls) > before, link._quick))
+    finally:
+        link.close()
+        os.close(master)
+    # (polled before sleeping, the reply was quick): the first wait polls, the one after a
+    # slow reply does not, the one after a quick reply does again
+    assert quick == [(True, True), (True, False), (False, False), (False, True)]
+
+
+@NEEDS_PTY
+def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickly(monkeypatch):
+    """The emulator's side of the same rule: after serving a request it polls the port for the
+    next one only when that request itself came within QUICK_S of the reply before it (0.1 s
+    here); otherwise the next request waits for its selector. The test is the client, writing
+    each request before the emulator looks."""
+    import os
+    import selectors
+
+    import numpy as np
+
+    from imssa_hw.drivers.framing import Frame, FrameDecoder
+    from imssa_hw.drivers.messages import Opcode
+    from imssa_hw.emulator import server as server_module
+    from imssa_hw.emulator.profile import load_emulator_profile
+
+    monkeypatch.setattr(server_module, "QUICK_S", 0.1)
+    profile = load_emulator_profile(None, {"board.arrays": 1, "board.rows": 2, "board.cols": 2})
+    board, _ = server_module.build_board(profile, 0, None)
+    server = server_module.EmulatorServer(board, None, server_module.LinkFaults(),
+                                          np.random.default_rng(0))
+    client = os.open(server.open_pty(), os.O_RDWR | os.O_NOCTTY)
+    peer = next(key.data for key in server.selector.get_map().values())
+    decoder, seq = FrameDecoder(), iter(range(1, 100))
+
+    def request() -> None:
+        os.write(client, Frame(Opcode.STATUS, next(seq), 0).encode())
+
+    def replies() -> list[int]:
+        os.set_blocking(client, False)
+        try:
+            return [frame.seq for frame in decoder.feed(os.read(client, 4096))]
+        except BlockingIOError:
+            return []
+
+    try:
+        request()
+        server._service(peer, selectors.EVENT_READ)  # the first request: none before it
+        request()
+        server._await_next_request(peer)  # not quick: request 2 waits for the selector
+        assert (peer.quick, replies()) == (False, [1])
+        server._service(peer, selectors.EVENT_READ)  # request 2, at once after reply 1
+        request()
+        server._await_next_request(peer)  # quick: request 3 is taken by polling
+        assert (peer.quick, replies()) == (True, [2, 3])
+    finally:
+        os.close(client)
+        server.selector.close()
+        for fd in server._keep:
+            os.close(fd)

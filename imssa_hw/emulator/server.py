@@ -27,7 +27,7 @@ import numpy as np
 
 from imssa_hw.drivers.errors import FrameError
 from imssa_hw.drivers.framing import FrameDecoder
-from imssa_hw.drivers.link import POLL_S
+from imssa_hw.drivers.link import POLL_S, QUICK_S
 from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
@@ -62,6 +62,10 @@ class _Peer:
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
+    replied_s: float = 0.0
+    """perf_counter time of the last reply sent (board peers)."""
+    quick: bool = True
+    """The last request came within QUICK_S of the reply before it: poll for the next one."""
 
 
 class EmulatorServer:
@@ -155,6 +159,8 @@ class EmulatorServer:
                 data = os.read(peer.fd, READ_CHUNK)
             except OSError:  # EAGAIN, or EIO on the master while no client has the slave open
                 data = None
+            if data and peer.kind == "board":
+                peer.quick = time.perf_counter() - peer.replied_s <= QUICK_S
             if data == b"" and peer.sock is not None:
                 self._drop(peer)
                 return
@@ -182,9 +188,13 @@ class EmulatorServer:
     def _await_next_request(self, peer: _Peer) -> None:
         """Poll the board's port for the next request, up to POLL_S after the last one, as a
         firmware polls its UART: a host loop's next step is then served without a scheduler
-        wake-up (the driver polls for the reply the same way, drivers/link.py)."""
-        until = time.perf_counter() + POLL_S
-        while time.perf_counter() < until and not peer.outbox and not self._stopping:
+        wake-up (the driver polls for the reply the same way, drivers/link.py). Only while
+        requests come quickly (within QUICK_S of the reply): a client that computes between
+        requests, as a programming run does, would find the core spent for nothing."""
+        peer.replied_s = until = time.perf_counter()
+        until += POLL_S
+        while (peer.quick and time.perf_counter() < until and not peer.outbox
+               and not self._stopping):
             try:
                 data = os.read(peer.fd, READ_CHUNK)
             except OSError:  # EAGAIN: nothing yet (or EIO while no client has the port open)
@@ -192,7 +202,8 @@ class EmulatorServer:
             if data:
                 self._board_bytes(peer, data)
                 self._service(peer, 0)  # send the reply
-                until = time.perf_counter() + POLL_S
+                peer.replied_s = until = time.perf_counter()
+                until += POLL_S
 
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate

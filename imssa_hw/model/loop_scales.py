@@ -23,12 +23,14 @@ loudest training sequence's largest state, which leaves the typical state few co
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from imssa_hw.board.profile import BoardProfile
+from imssa_hw.board.tables import board_tables
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import Checkpoint, QuantizedKernels
 from imssa_hw.model.mapping import KernelMatrices, kernel_matrices, tile_conductances, tile_layout
@@ -151,8 +153,30 @@ def near_rounding_tie(steps_per_code: np.ndarray, margin: float = TIE_MARGIN,
     return bool((np.abs(steps - tie) < margin * steps).any())
 
 
-def board_key(profile: BoardProfile, bits: int) -> dict:
-    """What of a board the scales depend on; stored with them and compared at compile time."""
+SCALES_DEPEND_ON = ("conductance", "read", "mapping")
+"""The tables of a board's file form that the scales depend on: the window and the read chain
+(the converters, the TIA ranges) and the differential mapping; not the geometry or the pulse
+limits."""
+
+
+def board_record(profile: BoardProfile) -> dict:
+    """The board the scales are chosen for, stored with them: its spec as files record a board
+    (`board_tables`, as calibrations and journals do) and its differential mapping."""
+    record = {**board_tables(profile.spec), "mapping": {"differential": profile.differential.value}}
+    return json.loads(json.dumps(record))  # as read back: lists, not tuples
+
+
+def scales_fit(stored: object, profile: BoardProfile, bits: int) -> bool:
+    """Whether scales stored for the board `stored` (`board_record`) hold on `profile`'s."""
+    if isinstance(stored, dict) and "g_min_siemens" in stored:
+        return stored == _key_before_0_18(profile, bits)
+    now = board_record(profile)
+    return isinstance(stored, dict) and all(stored.get(t) == now[t] for t in SCALES_DEPEND_ON)
+
+
+def _key_before_0_18(profile: BoardProfile, bits: int) -> dict:
+    """The record of models trained before 0.18 (the shipped ones among them): the quantities
+    the scales depend on, in SI units."""
     window, read = profile.conductance, profile.read
     return {"g_min_siemens": window.g_min_siemens, "dg_siemens": window.dg(bits),
             "differential": profile.differential,
@@ -225,10 +249,9 @@ def loop_scales(ckpt: Checkpoint, features: np.ndarray, profile: BoardProfile,
             for m, s in zip(matrices, measure(ckpt, matrices, features, profile))]
 
 
-def scales_record(scales: list[LayerScales], profile: BoardProfile, bits: int,
-                  headroom: float) -> dict:
+def scales_record(scales: list[LayerScales], profile: BoardProfile, headroom: float) -> dict:
     """The checkpoint's `meta["loop_scales"]`."""
-    return {"board": board_key(profile, bits), "board_profile": profile.name,
+    return {"board": board_record(profile), "board_profile": profile.name,
             "headroom": headroom, "layers": [s.to_dict() for s in scales]}
 
 
@@ -238,7 +261,7 @@ def stored_scales(ckpt: Checkpoint, profile: BoardProfile, headroom: float
     record = ckpt.meta.get("loop_scales")
     if not isinstance(record, dict) or record.get("headroom") != headroom:
         return None
-    if record.get("board") != board_key(profile, ckpt.config.bits):
+    if not scales_fit(record.get("board"), profile, ckpt.config.bits):
         return None
     layers = record.get("layers")
     h = ckpt.config.h

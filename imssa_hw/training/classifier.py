@@ -115,7 +115,7 @@ def save_model(path: str | Path, model: S4DClassifier, meta: dict,
             if scales is None:
                 scales = fit_state_gains(model, range_features, board, loop_scales(
                     probe, range_features, board, DEFAULT_HEADROOM))
-            meta["loop_scales"] = scales_record(scales, board, model.cfg.bits, DEFAULT_HEADROOM)
+            meta["loop_scales"] = scales_record(scales, board, DEFAULT_HEADROOM)
     return write_checkpoint(path, export_tensors(model), model.cfg, meta)
 
 
