@@ -21,6 +21,7 @@ from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
+
 from support.boards import FAST_DEVICES
 from support.programming import FAST
 
@@ -29,6 +30,8 @@ from support.programming import FAST
 # takes `FAST`'s short waits.
 EXACT_BOARD = {"read_chain.tia_gain_sigma": 0, "read_chain.tia_offset_sigma_fs": 0,
                "defects.stuck_on_fraction": 0, "defects.stuck_off_fraction": 0, **FAST_DEVICES}
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, tiny_model):
     """The session's small trained 3-bit model compiled for one 16x20 array (two 5x10 kernel
