@@ -244,8 +244,6 @@ def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickl
     import os
     import selectors
 
-    import numpy as np
-
     from imssa_hw.drivers.framing import Frame, FrameDecoder
     from imssa_hw.drivers.messages import Opcode
     from imssa_hw.emulator import server as server_module

@@ -191,8 +191,8 @@ class EmulatorServer:
         wake-up (the driver polls for the reply the same way, drivers/link.py). Only while
         requests come quickly (within QUICK_S of the reply): a client that computes between
         requests, as a programming run does, would find the core spent for nothing."""
-        peer.replied_s = until = time.perf_counter()
-        until += POLL_S
+        peer.replied_s = time.perf_counter()
+        until = peer.replied_s + POLL_S
         while (peer.quick and time.perf_counter() < until and not peer.outbox
                and not self._stopping):
             try:
@@ -202,8 +202,8 @@ class EmulatorServer:
             if data:
                 self._board_bytes(peer, data)
                 self._service(peer, 0)  # send the reply
-                peer.replied_s = until = time.perf_counter()
-                until += POLL_S
+                peer.replied_s = time.perf_counter()
+                until = peer.replied_s + POLL_S
 
     def _chance(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
