@@ -15,7 +15,11 @@ from imssa_hw.drivers.messages import ERROR_OPCODE, ErrorCode, Opcode, pack_prog
 from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
 
-PROFILE = load_emulator_profile(None, {"board.arrays": 2, "board.rows": 4, "board.cols": 4})
+PROFILE = load_emulator_profile(None, {"board.arrays": 2, "board.rows": 4, "board.cols": 4,
+                                       "firmware.max_loop_steps": 4096})
+"""A small board whose longest run is short (4096 steps), so that the largest run a fuzzed header
+may ask for costs milliseconds: within the default board's 4 Mi steps, 0xFFFF x 4 steps run for
+half a second."""
 
 
 def fresh_board():

@@ -29,7 +29,8 @@ from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 from imssa_hw.programming import (ProgramSettings, Tolerance, merge_defects, parse_tolerance,
                                   program_targets)
-from imssa_hw.programming.journal import crosspoint_series, pulse_batches, read_journal
+from imssa_hw.programming.journal import (crosspoint_series, parse_record, pulse_batches,
+                                          read_journal)
 from imssa_hw.programming.settings import DEFAULT_READ_NOISE_REL
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import STUCK, VERIFIED
@@ -260,12 +261,20 @@ class ChecksTheJournal:
 
     def __init__(self, board: Board, journal: Path) -> None:
         self.board, self.journal, self.checked = board, journal, 0
+        self.records: list[dict] = []
+        self.read_to = 0  # bytes of the journal parsed into `records`
 
     def __getattr__(self, name):
         return getattr(self.board, name)
 
     def _pulse(self, op, method, array, v, gate, mask):
-        records = read_journal(self.journal)
+        with open(self.journal, "rb") as f:  # the records written since the last pulse
+            f.seek(self.read_to)
+            new = f.read()
+        whole = new[:new.rfind(b"\n") + 1]
+        self.records += [parse_record(line) for line in whole.splitlines()]
+        self.read_to += len(whole)
+        records = self.records
         it = max(r["it"] for r in records if r["type"] == "pulse")
         mine = [r for r in records if r.get("it") == it and r.get("array") == array]
         pulse = [r for r in mine if r["type"] == "pulse"]

@@ -4,6 +4,7 @@ had before 0.4 (the table in docs/units.md) are refused in one line wherever the
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from importlib import resources
@@ -33,8 +34,10 @@ RENAMED = dict(re.findall(r"^\| `(\w+)` \| `(\w+)` \|$", (ROOT / "docs" / "units
 """The conductance names of before 0.4 -> their names now (docs/units.md)."""
 
 
-def names_in(path: Path) -> set[str]:
-    """Every identifier, attribute, argument and string constant of a source file."""
+@functools.cache
+def names_in(path: Path) -> frozenset[str]:
+    """Every identifier, attribute, argument and string constant of a source file (parsed once
+    per test process: two tests ask)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Name):
@@ -45,7 +48,7 @@ def names_in(path: Path) -> set[str]:
             found.add(node.arg)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             found.add(node.value)
-    return found
+    return frozenset(found)
 
 
 TIME = re.compile(r"(^|_)(times?|elapsed|duration|latency|perf_counter|monotonic|clock)($|_)|_s$")
@@ -92,8 +95,9 @@ def test_no_conductance_name_ends_in_seconds_suffix():
     """No conductance-like name ends in `_s` anywhere; in the package no old name is used at all
     (bench output may name a time `median_s`, which was a conductance before 0.4)."""
     old = re.compile(r"^(g|g_\w+|\w*_g|dg|\w*conductance|\w*tolerance|tol)_s$")
-    offenders = {f"{p.relative_to(ROOT)}: {n}" for p in [*SOURCES, *BENCHES]
-                 for n in names_in(p) if old.match(n) or (p in SOURCES and n in RENAMED)}
+    offenders = {f"{p.relative_to(ROOT)}: {n}" for p, package in
+                 [*((p, True) for p in SOURCES), *((p, False) for p in BENCHES)]
+                 for n in names_in(p) if old.match(n) or (package and n in RENAMED)}
     assert not offenders, sorted(offenders)
 
 
