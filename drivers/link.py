@@ -14,6 +14,7 @@ import random
 import select
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import serial
 
@@ -31,6 +32,8 @@ QUICK_S = 2 * POLL_S
 (tens of microseconds) are, a programming run's pulse batches (milliseconds) are not, and
 polling for them would spend POLL_S of a core each for nothing (the emulator waits for the next
 request the same way, emulator/server.py)."""
+SPARE_CHECK_S = 0.05
+"""How long an answer of `SpareCore` holds before /proc/loadavg is read again."""
 URL_HANDLERS = "imssa_hw.emulator"
 """Where pyserial also looks for URL schemes: `emu://` (an emulated board in this process)."""
 if URL_HANDLERS not in serial.protocol_handler_packages:
@@ -76,6 +79,48 @@ def open_transport(url: str, timeout_s: float) -> serial.SerialBase:
     return transport
 
 
+def runnable_tasks() -> int:
+    """Tasks running or ready to run on this machine now, this one included (Linux: the fourth
+    field of /proc/loadavg); 0 where that cannot be read."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            return int(f.read().split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class SpareCore:
+    """Whether this machine has a core to spare for polling: the tasks ready to run, averaged
+    over the last few readings (`read` at most every `every_s`, each new one weighing `weight`),
+    stay within half a task of its cores; always where /proc/loadavg cannot be read. A host loop
+    alone with its board, two tasks on two cores, polls, and a task that wakes for a moment
+    does not stop it. When every core is busy, a polling process only takes a core from the
+    others, the other side of the link among them: the link and the emulator then sleep until
+    the reply (or the request) comes."""
+
+    def __init__(self, read: Callable[[], int] = runnable_tasks, cores: int | None = None,
+                 every_s: float = SPARE_CHECK_S, weight: float = 0.2) -> None:
+        self.read, self.cores = read, cores or usable_cores()
+        self.every_s, self.weight = every_s, weight
+        self._checked_s, self._tasks = -float("inf"), None  # tasks: the running average
+
+    def __bool__(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked_s >= self.every_s:
+            self._checked_s, tasks = now, self.read()
+            self._tasks = tasks if self._tasks is None else self._tasks + self.weight * (
+                tasks - self._tasks)
+        return self._tasks <= self.cores + 0.5
+
+
 class Link:
     """Request/reply exchange of frames over one transport; see the module docstring."""
 
@@ -98,6 +143,8 @@ class Link:
         self._direct = self._fd is not None and type(transport) is serial.Serial
         self._quick = True
         """The last reply came within QUICK_S: poll for the next one before sleeping."""
+        self.spare_core = SpareCore()
+        """Polls only while a core is free (`SpareCore`)."""
 
     @classmethod
     def open(cls, url: str, timeout_s: float = 0.5, retries: int = 3) -> Link:
@@ -191,7 +238,7 @@ class Link:
         try:
             if self._fd is None:  # transports without a file descriptor: pyserial's own reads
                 return self.transport.read(max(1, self.transport.in_waiting))
-            if self._direct and self._quick:
+            if self._direct and self._quick and self.spare_core:
                 data = self._poll(min(POLL_S, timeout_s))
                 if data:
                     return data

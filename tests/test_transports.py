@@ -201,7 +201,8 @@ def test_the_link_polls_for_a_reply_only_while_replies_come_quickly(monkeypatch)
     after a slow one (a pulse batch's milliseconds) it sleeps at once, so that waiting costs no
     core. The test is the board, on the pty's other side: a reply written before the request
     is quick, one written 0.3 s after it slow (QUICK_S is 0.1 s here, so that a busy machine
-    does not turn one into the other)."""
+    does not turn one into the other). Nor while every core is busy: the last exchange, quick,
+    sleeps when the machine reads as busy (`SpareCore`, given the readings here)."""
     import os
     import threading
 
@@ -214,11 +215,16 @@ def test_the_link_polls_for_a_reply_only_while_replies_come_quickly(monkeypatch)
     monkeypatch.setattr(link_module, "QUICK_S", 0.1)
     master, slave = os.openpty()
     link = link_module.Link(serial.Serial(os.ttyname(slave), timeout=1), "pty", timeout_s=2.0)
+    tasks = [1]  # ready to run: this one alone, of two cores
+    link.spare_core = link_module.SpareCore(read=lambda: tasks[0], cores=2, every_s=0.0,
+                                             weight=1.0)
     polls = []
     monkeypatch.setattr(link, "_poll", lambda seconds: polls.append(seconds) or b"")
     quick = []
     try:
-        for slow in (False, True, True, False):
+        for slow in (False, True, True, False, False):
+            if len(quick) == 4:
+                tasks[0] = 3  # every core busy
             reply = Frame(Opcode.STATUS | 0x80, (link._seq + 1) & 0xFFFF, 0).encode()
             if slow:
                 threading.Timer(0.3, os.write, (master, reply)).start()
@@ -231,16 +237,35 @@ def test_the_link_polls_for_a_reply_only_while_replies_come_quickly(monkeypatch)
         link.close()
         os.close(master)
     # (polled before sleeping, the reply was quick): the first wait polls, the one after a
-    # slow reply does not, the one after a quick reply does again
-    assert quick == [(True, True), (True, False), (False, False), (False, True)]
+    # slow reply does not, the one after a quick reply does again, unless every core is busy
+    assert quick == [(True, True), (True, False), (False, False), (False, True), (False, True)]
+
+
+def test_a_core_is_spare_while_the_tasks_ready_to_run_average_no_more_than_the_cores():
+    """Two tasks on two cores (a host loop and its board) leave a core to spare, three do not;
+    one reading of three among twos does not stop polling, three in a row do, and two readings
+    of two bring it back. /proc/loadavg is read at most once per interval, and this running
+    test counts as a task."""
+    import os
+
+    from imssa_hw.drivers.link import SpareCore, runnable_tasks
+
+    assert SpareCore(read=lambda: 2, cores=2) and not SpareCore(read=lambda: 3, cores=2)
+    readings = iter([2, 3, 2, 2, 3, 3, 3, 3, 2, 2, 2])
+    spare = SpareCore(read=lambda: next(readings), cores=2, every_s=0.0)
+    assert [bool(spare) for _ in range(11)] == [True] * 6 + [False] * 3 + [True] * 2
+    reads = []
+    cached = SpareCore(read=lambda: reads.append(1) or 2 * len(reads), cores=2, every_s=3600)
+    assert cached and cached and len(reads) == 1  # 2 tasks; the second answer is the first one's
+    assert runnable_tasks() >= (1 if os.path.exists("/proc/loadavg") else 0)
 
 
 @NEEDS_PTY
 def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickly(monkeypatch):
     """The emulator's side of the same rule: after serving a request it polls the port for the
     next one only when that request itself came within QUICK_S of the reply before it (0.1 s
-    here); otherwise the next request waits for its selector. The test is the client, writing
-    each request before the emulator looks."""
+    here); otherwise the next request waits for its selector; nor while every core is busy. The
+    test is the client, writing each request before the emulator looks."""
     import os
     import selectors
 
@@ -254,6 +279,9 @@ def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickl
     board, _ = server_module.build_board(profile, 0, None)
     server = server_module.EmulatorServer(board, None, server_module.LinkFaults(),
                                           np.random.default_rng(0))
+    tasks = [1]  # ready to run: this one alone, of two cores
+    server.spare_core = server_module.SpareCore(read=lambda: tasks[0], cores=2, every_s=0.0,
+                                                 weight=1.0)
     client = os.open(server.open_pty(), os.O_RDWR | os.O_NOCTTY)
     peer = next(key.data for key in server.selector.get_map().values())
     decoder, seq = FrameDecoder(), iter(range(1, 100))
@@ -278,6 +306,12 @@ def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickl
         request()
         server._await_next_request(peer)  # quick: request 3 is taken by polling
         assert (peer.quick, replies()) == (True, [2, 3])
+        tasks[0] = 3  # every core busy
+        request()
+        server._await_next_request(peer)  # quick, but request 4 waits for the selector
+        assert (peer.quick, replies()) == (True, [])
+        server._service(peer, selectors.EVENT_READ)
+        assert replies() == [4]
     finally:
         os.close(client)
         server.selector.close()

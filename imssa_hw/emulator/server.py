@@ -27,7 +27,7 @@ import numpy as np
 
 from imssa_hw.drivers.errors import FrameError
 from imssa_hw.drivers.framing import FrameDecoder
-from imssa_hw.drivers.link import POLL_S, QUICK_S
+from imssa_hw.drivers.link import POLL_S, QUICK_S, SpareCore
 from imssa_hw.emulator.board import EmulatedBoard
 from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
@@ -77,6 +77,8 @@ class EmulatorServer:
         self.smu = smu
         self.faults = faults
         self.rng = rng
+        self.spare_core = SpareCore()
+        """Polls for the next request only while a core is free (`drivers.link.SpareCore`)."""
         self.selector = selectors.DefaultSelector()
         self._listeners: dict[int, tuple[socket.socket, str]] = {}
         self._stopping = False
@@ -190,10 +192,12 @@ class EmulatorServer:
         firmware polls its UART: a host loop's next step is then served without a scheduler
         wake-up (the driver polls for the reply the same way, drivers/link.py). Only while
         requests come quickly (within QUICK_S of the reply): a client that computes between
-        requests, as a programming run does, would find the core spent for nothing."""
+        requests, as a programming run does, would find the core spent for nothing. Nor while
+        every core is busy (`SpareCore`)."""
         peer.replied_s = time.perf_counter()
         until = peer.replied_s + POLL_S
-        while (peer.quick and time.perf_counter() < until and not peer.outbox
+        quick = peer.quick and self.spare_core
+        while (quick and time.perf_counter() < until and not peer.outbox
                and not self._stopping):
             try:
                 data = os.read(peer.fd, READ_CHUNK)
