@@ -79,11 +79,11 @@ def open_transport(url: str, timeout_s: float) -> serial.SerialBase:
     return transport
 
 
-def runnable_tasks() -> int:
+def runnable_tasks(path: str = "/proc/loadavg") -> int:
     """Tasks running or ready to run on this machine now, this one included (Linux: the fourth
     field of /proc/loadavg); 0 where that cannot be read."""
     try:
-        with open("/proc/loadavg", "rb") as f:
+        with open(path, "rb") as f:
             return int(f.read().split()[3].split(b"/")[0])
     except (OSError, IndexError, ValueError):
         return 0

@@ -241,7 +241,7 @@ def test_the_link_polls_for_a_reply_only_while_replies_come_quickly(monkeypatch)
     assert quick == [(True, True), (True, False), (False, False), (False, True), (False, True)]
 
 
-def test_a_core_is_spare_while_the_tasks_ready_to_run_average_no_more_than_the_cores():
+def test_a_core_is_spare_while_the_tasks_ready_to_run_average_no_more_than_the_cores(tmp_path):
     """Two tasks on two cores (a host loop and its board) leave a core to spare, three do not;
     one reading of three among twos does not stop polling, three in a row do, and two readings
     of two bring it back. /proc/loadavg is read at most once per interval, and this running
@@ -258,6 +258,12 @@ def test_a_core_is_spare_while_the_tasks_ready_to_run_average_no_more_than_the_c
     cached = SpareCore(read=lambda: reads.append(1) or 2 * len(reads), cores=2, every_s=3600)
     assert cached and cached and len(reads) == 1  # 2 tasks; the second answer is the first one's
     assert runnable_tasks() >= (1 if os.path.exists("/proc/loadavg") else 0)
+    for text in (b"", b"0.10 0.20", b"0.10 0.20 0.30 x/300 99", b"\xff\xfe", b"1 2 3 -/- 4"):
+        (tmp_path / "loadavg").write_bytes(text)  # unreadable: 0 tasks, so polling stays as it was
+        assert runnable_tasks(str(tmp_path / "loadavg")) == 0
+    assert runnable_tasks(str(tmp_path / "missing")) == 0
+    (tmp_path / "loadavg").write_bytes(b"0.10 0.20 0.30 3/300 99\n")
+    assert runnable_tasks(str(tmp_path / "loadavg")) == 3
 
 
 @NEEDS_PTY
