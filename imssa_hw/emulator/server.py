@@ -196,7 +196,7 @@ class EmulatorServer:
         every core is busy (`SpareCore`)."""
         peer.replied_s = time.perf_counter()
         until = peer.replied_s + POLL_S
-        quick = peer.quick and self.spare_core
+        quick = peer.quick and bool(self.spare_core)  # asked once, not at every spin
         while (quick and time.perf_counter() < until and not peer.outbox
                and not self._stopping):
             try:
