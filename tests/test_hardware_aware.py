@@ -20,6 +20,7 @@ from imssa_hw.model.loop_scales import (DEFAULT_HEADROOM, STATE_GAINS, loop_scal
                                         stored_scales, tia_range)
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import model_from_checkpoint, save_model
+from imssa_hw.training.one_cycle import OneCycleAdamW
 from imssa_hw.training.trainer import accuracy_through_loop, train
 from support.boards import exact_crossbar
 from support.models import board_profile, make_checkpoint, sequences
@@ -238,11 +239,11 @@ def test_loop_consistency_adds_the_software_path_to_the_loss(tmp_path):
     for weight in (0.0, 4.0):
         expected = float(cross_entropy(looped, y)) + (
             float(cross_entropy(software, y)) + weight * gap if weight else 0.0)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # measure, do not move
+        optimizer = OneCycleAdamW([{"params": model.parameters(), "weight_decay": 0.0}], [0.0],
+                                  total_steps=1)  # measure, do not move
         torch.manual_seed(5)
-        loss = _run_epoch(model, x, y, optimizer, torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 1.0), TrainConfig(batch_size=32, loop_consistency=weight),
-            np.random.default_rng(0))
+        loss = _run_epoch(model, x, y, optimizer, TrainConfig(batch_size=32, loop_consistency=weight),
+                          np.random.default_rng(0))
         assert loss == pytest.approx(expected, rel=1e-4), weight
 
 

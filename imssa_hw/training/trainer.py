@@ -23,6 +23,7 @@ from imssa_hw.errors import BadInput
 from imssa_hw.model.config import HARDWARE_FRACTION, ModelConfig, TrainConfig
 from imssa_hw.training import hardware_aware
 from imssa_hw.training.classifier import S4DClassifier
+from imssa_hw.training.one_cycle import OneCycleAdamW
 
 if TYPE_CHECKING:
     from imssa_hw.data import DataSpec, TaskData
@@ -103,7 +104,7 @@ def spec_masks(x: torch.Tensor, time_masks: int, freq_masks: int, fraction: floa
     return x * keep
 
 
-def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer, scheduler,
+def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer: OneCycleAdamW,
                cfg: TrainConfig, rng: np.random.Generator) -> float:
     """One pass over the data in random batches; returns the mean loss."""
     model.train()
@@ -125,7 +126,6 @@ def _run_epoch(model: nn.Module, xt: torch.Tensor, yt: torch.Tensor, optimizer, 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        scheduler.step()
         total += loss.item() * len(idx)
     return total / len(yt)
 
@@ -138,13 +138,12 @@ def train_digital(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConf
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * max(1, -(-len(y) // cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps,
-                                                    pct_start=0.1)
+    optimizer = OneCycleAdamW([{"params": params, "weight_decay": cfg.weight_decay}], [cfg.lr],
+                              steps, pct_start=0.1)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for epoch in range(1, cfg.epochs + 1):
-        _run_epoch(model, xt, yt, optimizer, scheduler, cfg, rng)
+        _run_epoch(model, xt, yt, optimizer, cfg, rng)
         if after_epoch is not None:
             after_epoch(epoch)
     model.eval()
@@ -182,11 +181,9 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
     if initial is not None and quantized:
         float_epochs = 0
     last_phase = "hardware" if hardware_epochs else "qat" if quantized else "float"
-    optimizer = torch.optim.AdamW(model.parameter_groups(cfg.lr, cfg.ssm_lr, cfg.weight_decay))
     steps_per_epoch = max(1, -(-len(y_fit) // cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[cfg.lr, cfg.ssm_lr], total_steps=cfg.epochs * steps_per_epoch,
-        pct_start=0.1)
+    optimizer = OneCycleAdamW(model.parameter_groups(cfg.lr, cfg.ssm_lr, cfg.weight_decay),
+                              [cfg.lr, cfg.ssm_lr], cfg.epochs * steps_per_epoch, pct_start=0.1)
     xt, yt = torch.from_numpy(x_fit), torch.from_numpy(y_fit)
     history: list[dict] = []
     float_accuracy: float | None = None
@@ -202,7 +199,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: 
         if phase == "hardware" and scales is None:
             scales = hardware_aware.model_scales(model, x_train, board)
             hardware_aware.install(model, board, scales)
-        loss = _run_epoch(model, xt, yt, optimizer, scheduler, cfg, rng)
+        loss = _run_epoch(model, xt, yt, optimizer, cfg, rng)
         if phase == "hardware":  # the scales of the weights as they are now, as compiled
             scales = hardware_aware.model_scales(model, x_train, board)
             hardware_aware.install(model, board, scales)
