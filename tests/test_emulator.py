@@ -20,7 +20,7 @@ from imssa_hw.emulator.devices import HEALTHY, STUCK_OFF, STUCK_ON, WORN_OUT, De
 from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.server import build_board
-from imssa_hw.emulator.state import load_state
+from imssa_hw.emulator.state import load_state, save_state
 from imssa_hw.errors import BadInput
 
 from support.boards import NOISELESS, STILL, healthy, script
@@ -39,6 +39,29 @@ def test_population_statistics():
     assert (devices.g_final_siemens[devices.defect == HEALTHY] < 3e-6).all()  # fresh: high resistance
     assert 0.2 < devices.set_threshold_v.std() < 0.3 and 1.5 < devices.set_threshold_v.mean() < 1.7
     assert 0.08 < np.log(devices.set_gain_siemens).std() < 0.12
+
+
+def test_a_saved_state_loads_exactly_as_it_was(tmp_path):
+    """Every field of every device, the read chain, the seed and the clock come back bit for
+    bit (the float fields travel stacked in one entry: emulator/state.py)."""
+    board, _ = build_board(load_emulator_profile(None, {"board.arrays": 2, "board.rows": 3,
+                                                        "board.cols": 5}), 7, None)
+    state = board.state
+    state.devices.pulses[1, 2, 4] = 9
+    state.devices.g_final_siemens[0, 1, 3] = 42e-6
+    save_state(tmp_path / "board.npz", state)
+    again = load_state(tmp_path / "board.npz", state.clock.wall)
+    for name, value in state.devices.to_arrays().items():
+        loaded = getattr(again.devices, name)
+        assert np.array_equal(loaded, value) and np.asarray(loaded).dtype == value.dtype, name
+        assert np.shape(loaded) == np.shape(value), name
+    assert np.array_equal(again.chain.gain, state.chain.gain)
+    assert np.array_equal(again.chain.offset_codes, state.chain.offset_codes)
+    assert (again.chain.adc_bits, again.seed) == (state.chain.adc_bits, state.seed)
+    assert again.clock.origin_wall_s == state.clock.origin_wall_s
+    with np.load(tmp_path / "board.npz") as data:  # a plain .npz, read without pickles
+        names = data["devices.stacked_names"].tolist()
+        assert "g_final_siemens" in names and data["devices.stacked"].shape == (len(names), 2, 3, 5)
 
 
 def test_set_needs_the_threshold_and_follows_the_gate(emulated_board):

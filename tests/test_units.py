@@ -194,12 +194,14 @@ def test_journal_records_keep_their_keys():
     assert parse_record(encode_record(record)[:-1]) == record
 
 
-def test_an_emulator_state_of_format_1_is_refused_in_one_line(tmp_path):
-    np.savez(tmp_path / "old.npz", format=np.asarray(1), seed=np.asarray(0))
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_emulator_state_of_an_older_format_is_refused_in_one_line(tmp_path, version):
+    np.savez(tmp_path / "old.npz", format=np.asarray(version), seed=np.asarray(0))
     with pytest.raises(BadInput) as exc:
         load_state(tmp_path / "old.npz")
     message = one_line(exc)
-    assert "state format 1" in message and "start the emulator with a fresh state" in message
+    assert f"state format {version} (this imssa-hw reads format 3)" in message
+    assert "start the emulator with a fresh state" in message
 
 
 def test_an_emulator_state_with_old_device_keys_is_refused_in_one_line(tmp_path):
@@ -210,8 +212,9 @@ def test_an_emulator_state_with_old_device_keys_is_refused_in_one_line(tmp_path)
                                                "board.cols": 2}), 0, None)
     save_state(tmp_path / "board.npz", board.state)
     assert load_state(tmp_path / "board.npz").devices.g_final_siemens.shape == (1, 2, 2)
-    with np.load(tmp_path / "board.npz") as data:
-        arrays = {k.replace("_siemens", "_s"): data[k] for k in data.files}
+    with np.load(tmp_path / "board.npz") as data:  # the stacked fields under names of before 0.4
+        arrays = {k: data[k] for k in data.files}
+    arrays["devices.stacked_names"] = np.char.replace(arrays["devices.stacked_names"], "_siemens", "_s")
     np.savez(tmp_path / "board.npz", **arrays)
     with pytest.raises(BadInput) as exc:
         load_state(tmp_path / "board.npz")

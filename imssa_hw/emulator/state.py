@@ -27,7 +27,12 @@ from imssa_hw.emulator.devices import Devices
 from imssa_hw.errors import BadInput
 from imssa_hw.files import atomic_path
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
+"""3 since 0.20.0: the devices' float fields stacked in one entry (2: one entry a field; 1:
+before retention drift and the emulator's clock)."""
+STACKED, STACKED_NAMES = "devices.stacked", "devices.stacked_names"
+"""The entries of the devices' per-device float fields, (fields, arrays, rows, cols), and their
+names in that order: a save costs mostly per entry, and it runs after every change."""
 
 
 @dataclass(eq=False)
@@ -51,30 +56,44 @@ class EmulatorState:
 def save_state(path: str | Path, state: EmulatorState) -> None:
     """Write `state` to `path` atomically (a crash leaves the old file or the new one)."""
     path = Path(path)
-    arrays = {f"devices.{name}": value for name, value in state.devices.to_arrays().items()}
-    arrays.update({"chain.gain": state.chain.gain, "chain.offset_codes": state.chain.offset_codes,
+    device_arrays = state.devices.to_arrays()
+    stacked = [name for name, value in device_arrays.items()
+               if value.ndim == 3 and value.dtype == np.float64]
+    arrays = {f"devices.{name}": value for name, value in device_arrays.items()
+              if name not in stacked}
+    arrays.update({STACKED_NAMES: np.array(stacked),
+                   "chain.gain": state.chain.gain, "chain.offset_codes": state.chain.offset_codes,
                    "chain.adc_bits": np.asarray(state.chain.adc_bits),
                    "format": np.asarray(STATE_FORMAT), "seed": np.asarray(state.seed),
                    "clock": np.asarray([state.clock.origin_wall_s, state.clock.origin_emulated_s,
                                         state.clock.time_scale, state.clock.wall()])})
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name, value in arrays.items():  # as np.savez writes them
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
+        with archive.open(f"{STACKED}.npy", "w", force_zip64=True) as member:  # no stacked copy
+            parts = [np.ascontiguousarray(device_arrays[name]) for name in stacked]
+            np.lib.format.write_array_header_1_0(member, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float64)),
+                "fortran_order": False, "shape": (len(parts), *parts[0].shape)})
+            for part in parts:
+                member.write(part.data)
 
 
 def load_state(path: str | Path, wall: Callable[[], float] = time.time) -> EmulatorState:
     """Read a state file written by `save_state`, its clock reading the wall clock `wall` (the
-    one the board ran on: `clock.CLOCKS`); raises BadInput when it is not one (a format-1 file,
-    from before retention drift and the clock, included)."""
+    one the board ran on: `clock.CLOCKS`); raises BadInput when it is not one (a file of
+    another format included)."""
     try:
         with np.load(path) as data:
             version = int(data["format"])
-            if version == 1:
-                raise BadInput(f"{path}: emulator state format 1 (from before retention drift "
-                               f"and the emulator's clock) is no longer read: start the emulator "
-                               f"with a fresh state (remove the file or give --state another one)")
             if version != STATE_FORMAT:
-                raise BadInput(f"{path}: state format {version}, expected {STATE_FORMAT}")
-            arrays = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("devices.")}
+                raise BadInput(f"{path}: emulator state format {version} (this imssa-hw reads "
+                               f"format {STATE_FORMAT}) is not read: start the emulator with a "
+                               f"fresh state (remove the file or give --state another one)")
+            arrays = {k.split(".", 1)[1]: data[k] for k in data.files
+                      if k.startswith("devices.") and k not in (STACKED, STACKED_NAMES)}
+            arrays.update(zip(data[STACKED_NAMES].tolist(), data[STACKED]))
             missing = [f"devices.{f.name}" for f in fields(Devices) if f.name not in arrays]
             if missing:
                 raise BadInput(f"{path}: not an emulator state of this imssa-hw (no "
