@@ -4,10 +4,42 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+"""The signals `signals_held` holds: Ctrl-C, and what `imssa-hw` turns into `Interrupted`."""
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Handle HELD_SIGNALS that arrive during the block when it ends, each once, by the handler
+    it had (an ignored one stays ignored): for a write that a handler raising in its middle
+    would break instead of stop (numpy's .npz writer turns an interrupt into a ValueError about
+    its zip file). Python runs handlers in the main thread only: elsewhere the block runs as
+    it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    before = {}
+    for sig in HELD_SIGNALS:
+        handler = signal.getsignal(sig)
+        if handler is not signal.SIG_IGN and handler is not None:  # None: not set from Python
+            before[sig] = signal.signal(sig, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import pytest
 from imssa_hw.drivers.board import Board
 from imssa_hw.errors import BadInput
 from imssa_hw.emulator.clock import VIRTUAL
-from imssa_hw.emulator.state import load_state, save_state
+from imssa_hw.emulator.state import load_state
 
 from support.boards import NEEDS_PTY, NOISELESS, STILL, emu_url, script
 
@@ -64,37 +64,38 @@ def test_emu_state_persists_between_opens(tmp_path):
     assert first.mean() > 20e-6 and np.abs(again - first).max() < 0.1 * first.max()
 
 
-def test_a_signal_is_handled_when_the_board_has_finished_the_request(tmp_path, monkeypatch):
-    """A SIGTERM that comes while the `emu://` board saves its state (a Ctrl-C at any moment)
-    is handled once the request is done, as by a real board: the save is whole, the pulses in
-    it, and the handler runs once, after the board's work (not as an INTERNAL error reply)."""
-    from imssa_hw.emulator import board as firmware
+def test_a_signal_mid_save_is_handled_when_the_state_file_is_whole(tmp_path, monkeypatch):
+    """An `emu://` board saves its state inside the command's process, after every pulse
+    command: a SIGTERM there (a Ctrl-C at any moment) is handled once the file is whole, so
+    it ends the command as a signal, never as the board's INTERNAL error reply."""
+    from contextlib import contextmanager
 
-    class Stop(Exception):
+    from imssa_hw.emulator import state as state_file
+
+    class Stop(KeyboardInterrupt):  # as cli.interrupt.Interrupted
         pass
 
-    handled = []
-
     def stop(signum, frame):
-        handled.append(signum)
         raise Stop
 
-    def save_signalled_midway(path, state):
-        signal.raise_signal(signal.SIGTERM)
-        save_state(path, state)
+    whole_path = state_file.atomic_path
+
+    @contextmanager
+    def signalled_midway(path):
+        with whole_path(path) as tmp:
+            signal.raise_signal(signal.SIGTERM)
+            yield tmp
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         with Board.open(emu_url(tmp_path / "b.npz", 2, **STILL)) as board:
-            monkeypatch.setattr(firmware, "save_state", save_signalled_midway)
+            monkeypatch.setattr(state_file, "atomic_path", signalled_midway)
             with pytest.raises(Stop):
                 board.set_pulses(0, 3.0, 1.1)
-            assert handled == [signal.SIGTERM]
             monkeypatch.undo()
             assert load_state(tmp_path / "b.npz").devices.pulses[0].sum() == 64
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 @pytest.mark.parametrize("url, message", [

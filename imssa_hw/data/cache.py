@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from imssa_hw.files import cache_root, readable_mode
+from imssa_hw.files import cache_root, readable_mode, signals_held
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test", "speaker_train", "origin_train", "copy_train")
 
@@ -57,8 +57,8 @@ def save(path: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> boo
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp",
-                                         delete=False) as tmp:
+        with signals_held(), tempfile.NamedTemporaryFile(
+                dir=path.parent, prefix=path.stem + ".", suffix=".tmp", delete=False) as tmp:
             tmp_name = tmp.name
             np.savez(tmp, info=np.array(json.dumps(info)), **{k: arrays[k] for k in ARRAYS})
             tmp.flush()

@@ -10,18 +10,10 @@ opens as by `emulate --state`), `time_scale`, `clock` (`wall`, the default, or `
 process's `clock.VIRTUAL`, for tests) and `set=SECTION.KEY=VALUE` (repeatable). pyserial
 finds this module because `imssa_hw.drivers.link` lists `imssa_hw.emulator` among its URL
 handler packages. The pty path (`emulator.process`) stays for the integration tests.
-
-As a real board finishes a request it has begun whatever happens to the host, this one finishes
-its work before a signal to this process (Ctrl-C, SIGTERM, SIGHUP) is handled: a handler run in
-the middle would cut a state file's save in two or turn into an INTERNAL error reply.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
@@ -34,32 +26,6 @@ from imssa_hw.emulator.clock import CLOCKS
 from imssa_hw.errors import BadInput
 
 OPTIONS = ("seed", "profile", "arrays", "rows", "cols", "state", "time_scale", "clock", "set")
-HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                     if hasattr(signal, name))
-"""Signals held while the board works, then handled as they would have been."""
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold HELD_SIGNALS (but those ignored) until the block is done, then raise each that came
-    once, to the handler it had before; Python handles signals in the main thread only, so in
-    another thread the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    arrived: list[int] = []
-    before = {}
-    for sig in HELD_SIGNALS:
-        handler = signal.getsignal(sig)
-        if handler is not signal.SIG_IGN and handler is not None:  # None: not set from Python
-            before[sig] = signal.signal(sig, lambda signum, frame: arrived.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
-        for signum in dict.fromkeys(arrived):
-            signal.raise_signal(signum)
 
 
 def board_from_url(url: str) -> EmulatedBoard:
@@ -104,16 +70,14 @@ class Serial(SerialBase):
             raise SerialException("Port must be configured before it can be used.")
         if self.is_open:
             raise SerialException("Port is already open.")
-        with signals_held():
-            self.board = board_from_url(self._port)
+        self.board = board_from_url(self._port)
         self._decoder = FrameDecoder()
         self._replies = bytearray()
         self.is_open = True
 
     def close(self) -> None:
         if self.is_open and self.board is not None:
-            with signals_held():
-                self.board.save()
+            self.board.save()
         self.is_open = False
 
     def _reconfigure_port(self) -> None:
@@ -135,11 +99,10 @@ class Serial(SerialBase):
     def write(self, data: bytes) -> int:
         if not self.is_open:
             raise PortNotOpenError()
-        with signals_held():
-            for item in self._decoder.feed(bytes(data)):
-                reply = (self.board.bad_frame(str(item)) if isinstance(item, FrameError)
-                         else self.board.handle(item))
-                self._replies += reply.encode()
+        for item in self._decoder.feed(bytes(data)):
+            reply = (self.board.bad_frame(str(item)) if isinstance(item, FrameError)
+                     else self.board.handle(item))
+            self._replies += reply.encode()
         return len(data)
 
     def reset_input_buffer(self) -> None:

@@ -25,7 +25,7 @@ from imssa_hw.emulator.clock import EmulatorClock
 from imssa_hw.emulator.crossbar import ReadChain
 from imssa_hw.emulator.devices import Devices
 from imssa_hw.errors import BadInput
-from imssa_hw.files import atomic_path
+from imssa_hw.files import atomic_path, signals_held
 
 STATE_FORMAT = 3
 """3 since 0.20.0: the devices' float fields stacked in one entry (2: one entry a field; 1:
@@ -54,7 +54,8 @@ class EmulatorState:
 
 
 def save_state(path: str | Path, state: EmulatorState) -> None:
-    """Write `state` to `path` atomically (a crash leaves the old file or the new one)."""
+    """Write `state` to `path` atomically (a crash leaves the old file or the new one; a signal
+    is handled once the file is whole)."""
     path = Path(path)
     device_arrays = state.devices.to_arrays()
     stacked = [name for name, value in device_arrays.items()
@@ -67,7 +68,7 @@ def save_state(path: str | Path, state: EmulatorState) -> None:
                    "format": np.asarray(STATE_FORMAT), "seed": np.asarray(state.seed),
                    "clock": np.asarray([state.clock.origin_wall_s, state.clock.origin_emulated_s,
                                         state.clock.time_scale, state.clock.wall()])})
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+    with signals_held(), atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
         for name, value in arrays.items():  # as np.savez writes them
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, value, allow_pickle=False)
