@@ -242,7 +242,8 @@ def test_loop_consistency_adds_the_software_path_to_the_loss(tmp_path):
         optimizer = OneCycleAdamW([{"params": model.parameters(), "weight_decay": 0.0}], [0.0],
                                   total_steps=1)  # measure, do not move
         torch.manual_seed(5)
-        loss = _run_epoch(model, x, y, optimizer, TrainConfig(batch_size=32, loop_consistency=weight),
+        loss = _run_epoch(model, x, y, optimizer,
+                          TrainConfig(batch_size=32, loop_consistency=weight),
                           np.random.default_rng(0))
         assert loss == pytest.approx(expected, rel=1e-4), weight
 

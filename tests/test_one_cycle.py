@@ -10,7 +10,7 @@ import torch
 from imssa_hw.training.one_cycle import OneCycleAdamW
 
 
-def _model_and_batches(seed: int) -> tuple[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
+def _model_and_batches(seed: int) -> tuple[torch.nn.Module, list[tuple[torch.Tensor, ...]]]:
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     batches = [(torch.randn(5, 6), torch.randint(0, 3, (5,))) for _ in range(4)]

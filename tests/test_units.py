@@ -214,7 +214,8 @@ def test_an_emulator_state_with_old_device_keys_is_refused_in_one_line(tmp_path)
     assert load_state(tmp_path / "board.npz").devices.g_final_siemens.shape == (1, 2, 2)
     with np.load(tmp_path / "board.npz") as data:  # the stacked fields under names of before 0.4
         arrays = {k: data[k] for k in data.files}
-    arrays["devices.stacked_names"] = np.char.replace(arrays["devices.stacked_names"], "_siemens", "_s")
+    names = arrays["devices.stacked_names"]
+    arrays["devices.stacked_names"] = np.char.replace(names, "_siemens", "_s")
     np.savez(tmp_path / "board.npz", **arrays)
     with pytest.raises(BadInput) as exc:
         load_state(tmp_path / "board.npz")

@@ -47,7 +47,8 @@ class OneCycleAdamW:
             raise ValueError(f"total_steps must be at least 1, got {total_steps}")
         self.groups = [{"params": list(g["params"]), "weight_decay": g["weight_decay"],
                         "max_lr": lr, "initial_lr": lr / div_factor,
-                        "min_lr": lr / div_factor / final_div_factor} for g, lr in zip(groups, max_lr)]
+                        "min_lr": lr / div_factor / final_div_factor}
+                       for g, lr in zip(groups, max_lr)]
         self.total_steps = total_steps
         self.beta2, self.eps = beta2, eps
         self.base_momentum, self.max_momentum = base_momentum, max_momentum
