@@ -17,6 +17,8 @@ from imssa_hw.data import AugmentSpec, DataSpec
 from imssa_hw.training.trainer import train_task
 from imssa_hw.workflows.sweep import SweepPoint, dask_client, run_points, table
 
+from support.models import board_profile, profile_toml
+
 TINY = DataSpec.default("zero-one", seed=1, n_train_per_class=12, n_test_per_class=6,
                         mix_synthetic=0, augment=AugmentSpec(copies=1))
 """A few real clips per class (the shipped recordings), one perturbed copy each."""
@@ -37,15 +39,24 @@ def cache_env(tmp_path_factory):
 
 @pytest.mark.slow(seconds=30)
 def test_demo_tiny_end_to_end(tmp_path, cache_env):
-    out = tmp_path / "demo"
+    """The demo's own process and its emulated board's, on a board the user brings (a profile
+    file of one 32x32 array: the emulated board takes its geometry; board-default's three
+    64x64 arrays cost a smoke test 5 CPU-s more to calibrate and program)."""
+    out, profile = tmp_path / "demo", tmp_path / "one-array.toml"
+    data = {**board_profile(1, 32, 32).to_dict(), "name": "one-array"}
+    profile.write_text("\n".join(profile_toml(data)))
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "demo", "--tiny", "--out",
-                           str(out)], capture_output=True, text=True, timeout=600, env=cache_env)
+                           str(out), "--board-profile", str(profile)],
+                          capture_output=True, text=True, timeout=600, env=cache_env)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     for key in ("software_accuracy", "hardware_accuracy", "yield_working",
                 "mean_pulses_per_device", "timings_s"):
         assert key in summary, key
     assert summary["yield_working"] > 0.99
+    assert summary["board_profile"] == "one-array"
+    calibration = json.loads((out / "calib" / "calib.json").read_text())
+    assert (calibration["arrays"], calibration["rows"], calibration["cols"]) == (1, 32, 32)
     # a new cache and no shipped model for --tiny: trained in this run
     assert (summary["model_source"], summary["model_cached"]) == ("trained", False)
     assert summary["agreement"] >= 0.9
