@@ -18,6 +18,8 @@ from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.protocol_emu import board_from_url
 from imssa_hw.emulator.state import EmulatorState, load_state
 
+from support.models import board_profile
+
 SMALL_BOARD = {"arrays": 2, "rows": 8, "cols": 8}
 """The default geometry of `emulated_board`: two 8x8 arrays keep tests fast."""
 NOISELESS = {"read_chain.read_noise_rel": 0, "read_chain.tia_gain_sigma": 0,
@@ -120,14 +122,17 @@ def exact_crossbar(targets: np.ndarray) -> Crossbar:
     return Crossbar(devices, chain, profile.spec.read_chain, profile.read_chain, rng)
 
 
-def deploy_and_infer(model, seed: int, profile: str = "board-default"):
+def deploy_and_infer(model, seed: int, arrays: int = 2, rows: int = 32, cols: int = 32):
     """`model` (a Checkpoint) calibrated for, compiled to, programmed on and run through an
     emulated board of `seed` in this process, on virtual time (its devices relax by the waits
-    alone, and no real time passes), on its own test split: the InferenceResult."""
+    alone, and no real time passes), on its own test split: the InferenceResult. The board:
+    board-default's devices and read chain on `arrays` arrays of `rows` x `cols` (two 32x32
+    arrays hold a small model at a sixth of the three 64x64 arrays' calibration)."""
     import imssa_hw as hw
 
-    with hw.open_board(f"emu://?seed={seed}&clock=virtual") as board:
+    with hw.open_board(f"emu://?seed={seed}&clock=virtual&arrays={arrays}&rows={rows}"
+                       f"&cols={cols}") as board:
         run = hw.calibrate(board, waits=VIRTUAL_WAITS)
-        dep = hw.compile(model, profile, calibration=run)
+        dep = hw.compile(model, board_profile(arrays, rows, cols), calibration=run)
         hw.program(board, dep, calibration=run, waits=VIRTUAL_WAITS)
         return hw.infer(board, dep, model, calibration=run)
