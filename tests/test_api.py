@@ -87,7 +87,7 @@ def test_refusals(tmp_path):
         hw.compile(model, "no-such-profile")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=1)
 def test_a_quiet_read_chain_does_not_hold_a_device_for_ever(tmp_path):
     """No read noise and a calibration: a device targeted near the window's top, left inside the
     inner band, must still be accepted by the verify (its margin for the read chain's bias

@@ -68,7 +68,7 @@ def clean_calls(tmp_path_factory):
     return deploy, clean.counts.total()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=5)
 @pytest.mark.parametrize("episode", range(3))
 def test_a_fault_while_programming_then_resume(instrument, clean_calls, tmp_path, episode):
     holder, port = instrument

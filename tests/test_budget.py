@@ -93,7 +93,7 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     ("quantization", {"read.dac_bits": 4}, False),  # the ADC would also spoil the reads
     ("drift", {"retention.sigma_min_siemens": 25e-6, "retention.sigma_max_siemens": 30e-6}, True),
 ])
-@pytest.mark.slow
+@pytest.mark.slow(seconds=5)
 def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
     deploy = make_deployment(tmp_path, h=2, n=6)
     dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")

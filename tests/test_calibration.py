@@ -186,7 +186,7 @@ def smu_run(tmp_path_factory):
         emu.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=6)
 def test_calibrate_writes_everything(smu_run):
     emu, work, result = smu_run
     assert result.exit_code == 0, result.output

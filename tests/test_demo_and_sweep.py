@@ -37,7 +37,7 @@ def cache_env(tmp_path_factory):
     return {**os.environ, "IMSSA_HW_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow(seconds=24)
 def test_demo_tiny_end_to_end(tmp_path, cache_env):
     """The demo's own process and its emulated board's, on a board the user brings (a profile
     file of one 32x32 array: the emulated board takes its geometry; board-default's three

@@ -40,7 +40,7 @@ def where(episodes: list[dict], key: str) -> str:
     return "\n".join(json.dumps(e) for e in episodes if e.get(key))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=6)
 @pytest.mark.parametrize("kind", FAULTS)
 def test_a_fault_of_each_kind_loses_nothing(faults, tmp_path, kind):
     # a fault within the first half of a run (~3 s), a disk full well before its end (its

@@ -55,7 +55,7 @@ def test_editable_install_maps_the_folders(tmp_path):
     assert not any(result["generic"].values()), result["generic"]
 
 
-@pytest.mark.slow(seconds=8)
+@pytest.mark.slow(seconds=14)
 def test_regular_install_has_every_module(tmp_path):
     """`pip install .` (built into a target folder) imports every module under imssa_hw.*."""
     target = tmp_path / "site"

@@ -102,7 +102,7 @@ def test_small_array_converges(emulated_board, tmp_path):
     assert sum(e["op"] != "read" for e in series) == result.pulses[0, row, col]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=1)
 def test_noisy_reads_at_the_window_top_are_not_chased(emulated_board):
     """2 % read noise (3 uS at the top of the window, beyond the 2 uS tolerance) and the
     harsh profile's SET noise: single noisy reads must not pass for coarse errors. Before the
@@ -192,7 +192,7 @@ def test_off_devices_rest_at_their_floor(emulated_board, tmp_path):
     assert band_us[1] > 0.8, (floor_us, band_us)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=1)
 def test_stuck_devices_are_found_and_merged_into_the_defect_map(emulated_board, tmp_path):
     emu = emulated_board(virtual_time=True, arrays=1, rows=16, cols=16, seed=4,
                          settings={**FAST_DEVICES, **EXACT_CHAIN, "defects.stuck_on_fraction": 0.04,
@@ -330,7 +330,7 @@ def test_every_array_is_journaled_with_one_fsync_before_its_pulses(emulated_boar
     assert np.array_equal(replayed.achieved_siemens, result.achieved_siemens, equal_nan=True)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=2)
 def test_death_while_sending_to_several_arrays_never_pulses_twice(emulated_board, tmp_path):
     """The programmer dies after the first batch of an iteration was sent: every array's pulse
     record of that iteration is already journaled, none acknowledged, so all count once as

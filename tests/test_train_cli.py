@@ -63,7 +63,7 @@ def test_train_tiny_end_to_end(tmp_path, env_cache):
     assert ckpt.kernels(0).a_re.shape == (4, 2)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=1)
 def test_train_on_a_few_real_clips_and_infer_the_same_features(tmp_path, env_cache):
     """Real recordings of an unseen speaker; the checkpoint keeps the data spec, and the test set
     loaded again for inference has exactly the features of the recordings. In the test process
