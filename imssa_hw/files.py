@@ -126,6 +126,16 @@ def read_json(path: str | Path, missing: str) -> object:
         raise BadInput(f"{path}: not valid JSON ({exc})") from None
 
 
+def write_npz(path: str | Path, arrays: dict, compressed: bool = False) -> None:
+    """`arrays` as a numpy .npz archive at `path`, without pickles, atomically and whole: a
+    signal that arrives meanwhile is handled once the file is written (`signals_held`)."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    with signals_held(), atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        save(handle, **arrays)
+
+
 def read_npz(path: str | Path, what: str) -> dict:
     """Every array of the numpy archive at `path` (no pickles: object arrays are refused);
     `BadInput` naming `what` and the file when it is missing or not such an archive."""

@@ -24,7 +24,7 @@ from imssa_hw.board.profile import BoardProfile, profile_from_dict
 from imssa_hw.compiler.placement import Conflict, Placement, PlacementMode, TilePlace
 from imssa_hw.compiler.schedule import Schedule
 from imssa_hw.errors import BadInput
-from imssa_hw.files import atomic_path, read_json, read_npz, signals_held, write_json
+from imssa_hw.files import atomic_path, read_json, read_npz, write_json, write_npz
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE  # a deploy folder's copy of the model
 from imssa_hw.model.config import ModelConfig
 from imssa_hw.model.mapping import tile_layout
@@ -87,10 +87,8 @@ def save_deployment(deployment: Deployment, out_dir: str | Path) -> Path:
     for layer, (u, y) in enumerate(zip(deployment.probe.u, deployment.probe.y)):
         arrays[f"probe_u_{layer}"], arrays[f"probe_y_{layer}"] = u, y
     npz = out_dir / TARGETS_NPZ
-    with signals_held(), atomic_path(npz) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        digest = _sha256(tmp)
+    write_npz(npz, arrays, compressed=True)
+    digest = _sha256(npz)
     p = deployment.placement
     h = deployment.config.h
     data = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.files import atomic_path, signals_held, write_json
+from imssa_hw.files import write_json, write_npz
 from imssa_hw.programming.runner import ProgramResult, merge_defects
 
 
@@ -44,6 +44,5 @@ ACHIEVED_NPZ = "achieved.npz"
 def save_achieved(result: ProgramResult, path: str | Path) -> None:
     """The maps a programming run achieved, as numpy arrays without pickles (atomically)."""
     end = result.history[-1]["t"] if result.history else float("nan")
-    with signals_held(), atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, achieved_siemens=result.achieved_siemens, status=result.status,
-                            time_s=np.asarray(end))
+    write_npz(path, {"achieved_siemens": result.achieved_siemens, "status": result.status,
+                     "time_s": np.asarray(end)}, compressed=True)
