@@ -39,22 +39,28 @@ def check_destination(out: Path, report: Path | None) -> None:
         raise BadInput(f"--report {report} is a folder")
 
 
-def write_outputs(run: CalibrationRun, out: str | Path, report: str | Path | None = None) -> list[Path]:
-    """Write calib.json, defects.json and the plots into `out`, then the report (if asked)."""
+def write_outputs(run: CalibrationRun, out: str | Path, report: str | Path | None = None, *,
+                  plots: bool = True) -> list[Path]:
+    """Write calib.json, defects.json and (with `plots`) the PNG plots into `out`, then the
+    report (if asked). Without `plots`, the PNGs of an earlier calibration are removed from
+    `out`: they would show another run."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         save_calibration(run.calibration, tmp)
         run.defects.save(tmp / DEFECTS)
-        plot_all(run, tmp)
-        names = [FILENAME, DEFECTS, *PLOTS]
+        if plots:
+            plot_all(run, tmp)
+        names = [FILENAME, DEFECTS, *(PLOTS if plots else ())]
         out.mkdir(parents=True, exist_ok=True)
         mode = readable_mode()
         for name in names:
             os.chmod(tmp / name, mode)
         for name in names:
             os.replace(tmp / name, out / name)
+        for name in set(PLOTS) - set(names):
+            (out / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     written = [out / name for name in names]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
-from imssa_hw.cli.options import MAX_WAIT_S, SEED, FiniteFloat, OutputPath
+from imssa_hw.cli.options import MAX_WAIT_S, SEED, FiniteFloat, OutputPath, plots_option
 from imssa_hw.errors import BadInput
 
 SMU_COMPLIANCE_A = 1e-4
@@ -47,17 +47,18 @@ SMU_COMPLIANCE_A = 1e-4
 @click.option("--hdf5", type=OutputPath(), default=None,
               help="Also write every read and pulse in ArC TWO's HDF5 layout (docs/boards.md; "
                    "on a board of several arrays one file per array, HDF5-arrayN.h5).")
+@plots_option("conductance_map.png, pulse_response.png and column_gain.png into --out")
 def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend: str,
               smu_timeout_s: float, out: Path,
               report: Path | None, reads: int, sample: int, smu_per_column: int, settle_s: float,
-              relax_delay_s: float, seed: int, hdf5: Path | None) -> None:
+              relax_delay_s: float, seed: int, hdf5: Path | None, plots: bool) -> None:
     """Calibrate a board: per-column read-chain gain and offset (reads and VMM), SET and RESET
     response curves, defect map, relaxation.
 
     WARNING: this PULSES EVERY DEVICE of every array (SET and RESET, repeatedly): whatever was
     programmed is lost. At the end every device is left RESET (off state) and the board's
-    settings are restored. Writes calib.json, defects.json, conductance_map.png,
-    pulse_response.png and column_gain.png into --out only once every measurement succeeded;
+    settings are restored. Writes calib.json, defects.json and the plots (conductance_map.png,
+    pulse_response.png, column_gain.png) into --out only once every measurement succeeded;
     prints a JSON summary.
     """
     from imssa_hw.calibration.outputs import check_destination, write_outputs
@@ -87,7 +88,7 @@ def calibrate(port: str, timeout_s: float, smu_resource: str | None, smu_backend
         finally:
             if smu is not None:
                 smu.close()
-    files = write_outputs(run, out, report)
+    files = write_outputs(run, out, report, plots=plots)
     if recorder is not None:
         files += recorder.write(hdf5)
     r = run.report

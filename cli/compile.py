@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from imssa_hw.cli.options import SEED, FiniteFloat, OutputPath
+from imssa_hw.cli.options import SEED, FiniteFloat, OutputPath, plots_option
 from imssa_hw.compiler.placement import PlacementMode
 from imssa_hw.model.checkpoint import CHECKPOINT_FILE
 
@@ -51,16 +51,18 @@ from imssa_hw.model.checkpoint import CHECKPOINT_FILE
                    "placement could not avoid (the pair partner compensates, the readout is "
                    "re-fitted, or a spoiled mode is switched off, whichever keeps the kernel's "
                    "impulse response nearest). --no-repair leaves them, to measure the gain.")
+@plots_option("targets.png (the target conductance maps) into OUT")
 def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
                     calibration: Path | None, report: Path | None, headroom: float,
-                    seed: int, parallel_tiles: bool, placement: str, repair: bool) -> None:
+                    seed: int, parallel_tiles: bool, placement: str, repair: bool,
+                    plots: bool) -> None:
     """Compile CHECKPOINT (from `imssa-hw train`) into conductance targets, a placement and a
     feedback-delay schedule for the board, and check them on the ideal crossbar."""
     from imssa_hw.model.checkpoint import load_checkpoint
     from imssa_hw.board import load_board_profile
     from imssa_hw.compiler import compile_checkpoint, load_defects, save_deployment
-    from imssa_hw.compiler.artifact import copy_checkpoint
-    from imssa_hw.compiler.plots import plot_targets
+    from imssa_hw.compiler.artifact import DEPLOY_JSON, TARGETS_NPZ, copy_checkpoint
+    from imssa_hw.compiler.plots import TARGETS_PNG, plot_targets
     from imssa_hw.files import write_json
 
     start = time.perf_counter()
@@ -77,7 +79,11 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                                     placement=placement, repair_defects=repair)
     save_deployment(deployment, out)
     copy_checkpoint(checkpoint / CHECKPOINT_FILE if checkpoint.is_dir() else checkpoint, out)
-    png = plot_targets(deployment, out / "targets.png")
+    written = [out / DEPLOY_JSON, out / TARGETS_NPZ]
+    if plots:
+        written.append(plot_targets(deployment, out / TARGETS_PNG))
+    else:  # an earlier compile's picture would show other targets
+        (out / TARGETS_PNG).unlink(missing_ok=True)
     s = deployment.summary
     if report:
         write_json(report, {**s, "checkpoint": str(checkpoint), "out": str(out),
@@ -120,8 +126,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                    f"{s['pair_offset_mismatch_codes']['mean']:.3f})")
     for warning in s["warnings"]:
         click.echo(f"  warning: {warning}")
-    click.echo(f"wrote {out / 'deploy.json'}, {out / 'targets.npz'}, {png}"
-               + (f", {report}" if report else ""))
+    click.echo("wrote " + ", ".join(map(str, written + ([report] if report else []))))
 
 
 def _span(array_use: list[dict], key: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from imssa_hw.cli.board import port_option, timeout_option
-from imssa_hw.cli.options import OutputPath, warn_uncalibrated
+from imssa_hw.cli.options import OutputPath, plots_option, warn_uncalibrated
 from imssa_hw.hil.mode import InferenceMode
 
 
@@ -34,8 +34,9 @@ from imssa_hw.hil.mode import InferenceMode
                    "folder, else DEPLOY_DIR.")
 @click.option("--report", type=OutputPath(), default=None,
               help="Write the JSON report here.")
+@plots_option("confusion-MODE.png and traces-MODE.png into --out")
 def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root, limit, out,
-          report):
+          report, plots):
     """Run the test set of the model's task through the board following the compiled schedule
     (features and digital parts on the host, S4D kernels on the crossbar) and compare every
     sample with the software quantized model.
@@ -58,9 +59,10 @@ def infer(deploy_dir, port, timeout_s, mode, calibration, checkpoint, data_root,
             result = run_inference(board, dep, ckpt, features, labels, mode, correct, bar.update)
     summary = result.report(len(class_names))
     summary = warn_uncalibrated(summary) if calibration is None else {**summary, "calibrated": True}
-    written = write_inference_outputs(result, summary, class_names, out, report)
+    written = write_inference_outputs(result, summary, class_names, out, report, plots=plots)
     click.echo(f"{mode} mode, {summary['n_samples']} samples: hardware "
                f"{100 * summary['hardware_accuracy']:.2f} %, software "
                f"{100 * summary['software_accuracy']:.2f} %, agreement "
                f"{100 * summary['agreement']:.2f} %, {summary['steps_per_s']:.0f} steps/s")
-    click.echo("wrote " + ", ".join(str(p) for p in written))
+    if written:
+        click.echo("wrote " + ", ".join(str(p) for p in written))

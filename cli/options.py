@@ -146,6 +146,15 @@ def bits_option(default: str | None = "2",
             f". Default: {default_help}." if quantized else ", or 'float' (no quantization)."))
 
 
+def plots_option(files: str) -> Callable[[Callable], Callable]:
+    """--plots/--no-plots (default on): whether the command writes its PNG `files`. Off, it
+    writes none and removes those of an earlier run from the folder, so that no plot there
+    shows another run; the reports are the same either way."""
+    return click.option("--plots/--no-plots", default=True, show_default=True,
+                        help=f"Write {files}. --no-plots: none, and those of an earlier run "
+                             "in the folder are removed.")
+
+
 A_RANGE_HELP = (
     "Fixed dynamic range of the discretized A: every mode stays within |Abar| <= a_range "
     "and strictly inside the unit circle (1 is plain S4D, the paper's range, where ternary "

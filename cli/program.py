@@ -11,7 +11,7 @@ import click
 
 from imssa_hw.cli.board import port_option, timeout_option
 from imssa_hw.cli.interrupt import on_interrupt
-from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath
+from imssa_hw.cli.options import MAX_WAIT_S, FiniteFloat, OutputPath, plots_option
 from imssa_hw.programming.names import StrategyName
 
 STRATEGY_NAMES = [s.value for s in StrategyName if s is not StrategyName.REFRESH]
@@ -61,8 +61,7 @@ def _tolerance(ctx, param, text: str | None):
                    "after a small correction) [default: 2.5].")
 @click.option("--max-pulses", type=click.IntRange(1, 10000), default=None,
               help="Pulses per device before it is given up as stuck [default: 40].")
-@click.option("--plots/--no-plots", default=True, show_default=True,
-              help="Write target_vs_achieved.png, error_histogram.png, yield.png into OUT.")
+@plots_option("target_vs_achieved.png, error_histogram.png and yield.png into OUT")
 @click.option("--refresh", is_flag=True,
               help="Touch up a deployment programmed earlier: re-read its devices and write "
                    "again only those that drifted out of the tolerance (known stuck devices are "

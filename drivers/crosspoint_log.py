@@ -51,6 +51,8 @@ GROUPS = ("crossbar", "crosspoints", "synthetics", "sequences")
 """The top-level groups arc2control creates."""
 MAX_SIDE = 32
 """arc2control displays crossbars of at most this many words and bits."""
+CHUNK_ROWS = 2048
+"""Rows per HDF5 chunk of a timeseries (40 kB; a shorter series is one chunk of its length)."""
 TIMESERIES_DTYPE = np.dtype([("current", "<f4"), ("voltage", "<f4"), ("pulse_width", "<f4"),
                              ("read_voltage", "<f4"), ("op_type", "<u4")])
 
@@ -125,14 +127,7 @@ class CrosspointLog:
                 current, voltage = self._last(series, words, bits)
                 crossbar.create_dataset("current", data=current.T.astype(np.float32))
                 crossbar.create_dataset("voltage", data=voltage.T.astype(np.float32))
-                for (word, bit), rows in series.items():
-                    name = f"W{word:02d}B{bit:02d}"
-                    table = f["crosspoints"].create_group(name).create_dataset(
-                        "timeseries", data=rows, maxshape=(None,), chunks=True)
-                    table.attrs.update({"NROWS": len(rows), "TITLE": name, "CLASS": "TABLE",
-                                        "BASE_SIZE": len(rows)})
-                    if flagged[word, bit]:
-                        table.attrs["NONPOSITIVE_READS"] = flagged[word, bit]
+                _write_tables(f["crosspoints"], series, flagged)
         except OSError as exc:
             raise BadInput(f"cannot write {path}: {exc}") from None
         return path
@@ -159,6 +154,42 @@ class CrosspointLog:
         rows["read_voltage"], rows["op_type"] = read_voltage, op_type
         self._events.append((flat, rows))
         self._series = None
+
+
+def _write_tables(group: Any, series: dict[tuple[int, int], np.ndarray],
+                  flagged: dict[tuple[int, int], int]) -> None:
+    """Each device's rows as WxxByy/timeseries in `group` (an open h5py group): an extendable
+    table, as arc2control appends to, with its attributes (NROWS, TITLE, CLASS, BASE_SIZE, and
+    NONPOSITIVE_READS when reads were flagged). Through h5py's low-level API with the types,
+    spaces and property lists made once: its high-level calls took twice as long per device
+    (`bench/crosspoint_log.py`)."""
+    import h5py
+
+    table_type = h5py.h5t.py_create(TIMESERIES_DTYPE, logical=True)
+    text = h5py.string_dtype()
+    text_type, count_type = (h5py.h5t.py_create(np.dtype(t), logical=True)
+                             for t in (text, np.int64))
+    scalar = h5py.h5s.create(h5py.h5s.SCALAR)
+    links = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+    links.set_create_intermediate_group(True)  # the WxxByy group with its table
+    layouts: dict[int, Any] = {}  # rows -> dataset creation properties (the chunk)
+    table_class = np.array("TABLE", dtype=text)
+    for (word, bit), rows in series.items():
+        name, n = f"W{word:02d}B{bit:02d}", len(rows)
+        if n not in layouts:
+            layouts[n] = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            layouts[n].set_chunk((min(n, CHUNK_ROWS),))
+        space = h5py.h5s.create_simple((n,), (h5py.h5s.UNLIMITED,))
+        table = h5py.h5d.create(group.id, f"{name}/timeseries".encode(), table_type, space,
+                                dcpl=layouts[n], lcpl=links)
+        table.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(rows, TIMESERIES_DTYPE))
+        count = np.array(n, np.int64)
+        attrs = [(b"NROWS", count_type, count), (b"TITLE", text_type, np.array(name, dtype=text)),
+                 (b"CLASS", text_type, table_class), (b"BASE_SIZE", count_type, count)]
+        if flagged[word, bit]:
+            attrs.append((b"NONPOSITIVE_READS", count_type, np.array(flagged[word, bit], np.int64)))
+        for key, kind, value in attrs:
+            h5py.h5a.create(table, key, kind, scalar).write(value)
 
 
 def log_paths(path: str | Path, arrays: list[int], board_arrays: int, words: int, bits: int

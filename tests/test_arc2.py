@@ -470,14 +470,14 @@ def test_calibrate_program_infer_on_the_standin(arc2_port, tiny_model):
     assert refused.exit_code == 2 and "capability smu_route" in refused.output
     result = run("calibrate", "--port", port, "--out", folder / "calib", "--settle", "0.05",
                  "--relax-delay", "0.05", "--sample", "64", "--reads", "2",
-                 "--hdf5", folder / "calib.h5")
+                 "--hdf5", folder / "calib.h5", "--no-plots")
     assert result.exit_code == 0, result.output
     with h5py.File(folder / "calib.h5") as f:
         assert (f.attrs["words"], f.attrs["bits"]) == (32, 32)
         assert f["crosspoints/W00B00/timeseries"].attrs["NROWS"] > 10
     shutil.copy(tiny_model, folder / "model.pt")
     result = run("compile", folder / "model.pt", "--out", folder / "deploy", "--profile",
-                 "board-arc2", "--defects", folder / "calib" / "defects.json")
+                 "board-arc2", "--defects", folder / "calib" / "defects.json", "--no-plots")
     assert result.exit_code == 0, result.output
     result = run("program", folder / "deploy", "--port", port, "--calibration", folder / "calib",
                  "--settle", "0.05", "--verify-delay", "0.1", "--no-plots")
@@ -490,8 +490,9 @@ def test_calibrate_program_infer_on_the_standin(arc2_port, tiny_model):
         "host mode (infer --mode host)"]
     report = folder / "infer" / "infer.json"
     result = run("infer", folder / "deploy", "--port", port, "--mode", "host", "--calibration",
-                 folder / "calib", "--report", report)
+                 folder / "calib", "--report", report, "--no-plots")
     assert result.exit_code == 0, result.output
+    assert [p.name for p in report.parent.iterdir()] == ["infer.json"]  # --no-plots
     data = json.loads(report.read_text())
     assert data["mode"] == "host" and data["n_samples"] == 12
     assert data["agreement"] >= 0.9

@@ -62,7 +62,7 @@ def clean_calls(tmp_path_factory):
     patch.setattr(pyarc2, "find_ids", lambda: [0])
     patch.setattr(pyarc2, "Instrument", lambda port, fw: clean)
     done = run("program", deploy, "--port", f"arc2://0?firmware={folder / 'fw.bin'}",
-               "--out", folder / "clean", *FAST_CLI)
+               "--out", folder / "clean", *FAST_CLI, "--no-plots")
     patch.undo()
     assert done.exit_code == 0, done.output
     return deploy, clean.counts.total()
@@ -78,7 +78,7 @@ def test_a_fault_while_programming_then_resume(instrument, clean_calls, tmp_path
     faulty = StandInArC2("1T1R", seed=0, time_scale=100)
     faulty.faults[at] = KINDS[kind](at)
     holder[:] = [faulty]
-    args = ("program", deploy, "--port", port, "--out", tmp_path / "p", *FAST_CLI)
+    args = ("program", deploy, "--port", port, "--out", tmp_path / "p", *FAST_CLI, "--no-plots")
     assert_one_line_exit_3(run(*args), set(faulty.counts))
     # a fault in the self-test comes before the journal: then the run starts again
     resumed = run(*args, *(["--resume"] if (tmp_path / "p" / "journal.jsonl").exists() else []))

@@ -48,9 +48,14 @@ def test_compile_end_to_end(model, tmp_path):
 
 def test_dense_placement_option(model, tmp_path):
     out, report = tmp_path / "deploy", tmp_path / "compile.json"
+    out.mkdir()
+    (out / "targets.png").write_bytes(b"an earlier compile's")
     result = CliRunner().invoke(cli, ["compile", str(model), "--out", str(out), "--placement",
-                                      "dense", "--report", str(report)])
+                                      "dense", "--report", str(report), "--no-plots"])
     assert result.exit_code == 0, result.output
+    # --no-plots: no picture, and not an earlier one of other targets
+    assert not (out / "targets.png").exists() and "targets.png" not in result.output
+    assert f"wrote {out / 'deploy.json'}, {out / 'targets.npz'}, {report}" in result.output
     # dense spreads the tiles over every array; 3 tiles of 5x10 take 3 row bands x 1 column band
     for text in ("arrays used    3 of 3 (dense placement, at most 72 kernels per 64x64 array",
                  "tiles/array    3, 3, 2 (spare rows 49-54, spare columns 54)"):

@@ -31,6 +31,7 @@ from imssa_hw.programming import (ProgramSettings, Tolerance, merge_defects, par
                                   program_targets)
 from imssa_hw.programming.journal import (crosspoint_series, parse_record, pulse_batches,
                                           read_journal)
+from imssa_hw.programming.plots import PLOTS
 from imssa_hw.programming.settings import DEFAULT_READ_NOISE_REL
 from imssa_hw.programming.strategies import make_strategy
 from imssa_hw.programming.strategy import STUCK, VERIFIED
@@ -558,6 +559,7 @@ def test_program_command_end_to_end(emulated_board, tmp_path):
                        "--no-plots")
     assert finished.returncode == 0
     assert json.loads(finished.stdout)["iterations"] == data["iterations"]
+    assert not any((out / name).exists() for name in PLOTS)  # --no-plots: none left over
 
 
 def test_bad_input_is_one_line_and_exit_2(emulated_board, tmp_path):

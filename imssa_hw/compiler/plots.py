@@ -9,6 +9,9 @@ import numpy as np
 from imssa_hw.compiler.artifact import Deployment
 from imssa_hw.files import atomic_path
 
+TARGETS_PNG = "targets.png"
+"""The file name of `plot_targets`' picture in a deploy directory."""
+
 
 def plot_targets(deployment: Deployment, path: str | Path) -> Path:
     """One panel per array in use: targets in uS, cells that carry no signal in grey."""

@@ -63,14 +63,21 @@ def plot_traces(result: InferenceResult, path: str | Path, kernels: int = 3) -> 
 
 
 def write_inference_outputs(result: InferenceResult, summary: dict, class_names: list[str],
-                            out_dir: str | Path, report: str | Path | None) -> list[Path]:
-    """The JSON report (if asked) and the PNGs; returns the paths written."""
+                            out_dir: str | Path, report: str | Path | None, *,
+                            plots: bool = True) -> list[Path]:
+    """The JSON report (if asked) and, with `plots`, the PNGs (without, those of an earlier
+    run in this mode are removed from `out_dir`); returns the paths written."""
     from imssa_hw.files import write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [plot_confusions(result, class_names, out_dir / f"confusion-{result.mode}.png"),
-               plot_traces(result, out_dir / f"traces-{result.mode}.png")]
+    pngs = (out_dir / f"confusion-{result.mode}.png", out_dir / f"traces-{result.mode}.png")
+    if plots:
+        written = [plot_confusions(result, class_names, pngs[0]), plot_traces(result, pngs[1])]
+    else:
+        written = []
+        for png in pngs:
+            png.unlink(missing_ok=True)
     if report:
         write_json(report, {**summary, "class_names": class_names})
         written.append(Path(report))

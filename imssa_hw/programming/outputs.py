@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from imssa_hw.files import write_json, write_npz
+from imssa_hw.programming.plots import PLOTS, plot_result
 from imssa_hw.programming.runner import ProgramResult, merge_defects
 
 
@@ -16,9 +17,9 @@ def write_program_outputs(result: ProgramResult, out_dir: str | Path,
                           plots: bool = True, extra: dict | None = None,
                           name: str = "program") -> dict:
     """Write `out_dir`/`name`.json (and `report` when given), `out_dir`/ACHIEVED_NPZ (what
-    every device was verified at), the plots (target_vs_achieved, error_histogram, yield .png)
-    into `out_dir`, and merge the stuck devices into `defects` (created when missing). Returns
-    the report as written."""
+    every device was verified at), with `plots` the PLOTS into `out_dir` (without, those of an
+    earlier run are removed from it), and merge the stuck devices into `defects` (created when
+    missing). Returns the report as written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = {**result.report, **(extra or {}),
@@ -27,8 +28,10 @@ def write_program_outputs(result: ProgramResult, out_dir: str | Path,
     if defects is not None and (result.stuck or result.stuck_unused):
         data["stuck_merged"] = merge_defects(defects, result, result.off_siemens)
     if plots:
-        from imssa_hw.programming.plots import plot_result
         data["plots"] = [str(p) for p in plot_result(result, out)]
+    else:  # the plots of an earlier run would show another run
+        for png in PLOTS:
+            (out / png).unlink(missing_ok=True)
     save_achieved(result, out / ACHIEVED_NPZ)
     write_json(out / f"{name}.json", data)
     if report is not None:

@@ -12,6 +12,8 @@ from imssa_hw.programming.runner import ProgramResult
 from imssa_hw.programming.strategy import STUCK
 
 US = 1e6
+PLOTS = ("target_vs_achieved.png", "error_histogram.png", "yield.png")
+"""The files `plot_result` writes, in order."""
 
 
 def _figure(width: float = 5.0, height: float = 4.0):
@@ -30,7 +32,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_result(result: ProgramResult, out_dir: str | Path) -> list[Path]:
-    """Write target_vs_achieved.png, error_histogram.png and yield.png into `out_dir`."""
+    """Write the PLOTS (target vs achieved, error histogram, yield) into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     r = result.report
@@ -53,7 +55,7 @@ def plot_result(result: ProgramResult, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("achieved (uS, averaged reads)")
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "target_vs_achieved.png"))
+    paths.append(_save(fig, out / PLOTS[0]))
 
     fig = _figure()
     ax = fig.add_subplot()
@@ -67,7 +69,7 @@ def plot_result(result: ProgramResult, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("devices")
     mean_err = float(np.mean(np.abs(err))) if err.size else 0.0
     ax.set_title(f"{title}\nmean |error| {mean_err:.2f} uS", fontsize=8)
-    paths.append(_save(fig, out / "error_histogram.png"))
+    paths.append(_save(fig, out / PLOTS[1]))
 
     fig = _figure()
     ax = fig.add_subplot()
@@ -84,7 +86,7 @@ def plot_result(result: ProgramResult, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("% of working devices")
     ax.set_title(f"{title}\n{r['iterations']} iterations, {r['wall_time_s']:.1f} s, "
                  f"{r['mean_pulses_per_device']:.2f} pulses/device", fontsize=8)
-    paths.append(_save(fig, out / "yield.png"))
+    paths.append(_save(fig, out / PLOTS[2]))
     return paths
 
 
