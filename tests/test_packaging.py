@@ -103,3 +103,14 @@ def test_regular_install_has_every_module(tmp_path):
     assert {"LICENSE", "README.md", "resarray32.toml", "standard32.toml"} <= set(names)
     for name in names:
         assert (copied / name).read_bytes() == (source / name).read_bytes(), name
+
+
+def test_the_version_is_stated_alike_everywhere():
+    """The package's version is the citation's and the changelog's newest section's."""
+    import imssa_hw
+
+    citation = (ROOT / "CITATION.cff").read_text().splitlines()
+    assert f'version: "{imssa_hw.__version__}"' in citation
+    sections = [line for line in (ROOT / "CHANGELOG.md").read_text().splitlines()
+                if line.startswith("## ")]
+    assert sections[0].startswith(f"## {imssa_hw.__version__} (")
