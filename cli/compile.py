@@ -51,7 +51,7 @@ from imssa_hw.model.checkpoint import CHECKPOINT_FILE
                    "placement could not avoid (the pair partner compensates, the readout is "
                    "re-fitted, or a spoiled mode is switched off, whichever keeps the kernel's "
                    "impulse response nearest). --no-repair leaves them, to measure the gain.")
-@plots_option("targets.png (the target conductance maps) into OUT")
+@plots_option("targets.png (the target conductance maps) into --out")
 def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | None,
                     calibration: Path | None, report: Path | None, headroom: float,
                     seed: int, parallel_tiles: bool, placement: str, repair: bool,

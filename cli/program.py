@@ -61,7 +61,7 @@ def _tolerance(ctx, param, text: str | None):
                    "after a small correction) [default: 2.5].")
 @click.option("--max-pulses", type=click.IntRange(1, 10000), default=None,
               help="Pulses per device before it is given up as stuck [default: 40].")
-@plots_option("target_vs_achieved.png, error_histogram.png and yield.png into OUT")
+@plots_option("target_vs_achieved.png, error_histogram.png and yield.png into --out")
 @click.option("--refresh", is_flag=True,
               help="Touch up a deployment programmed earlier: re-read its devices and write "
                    "again only those that drifted out of the tolerance (known stuck devices are "

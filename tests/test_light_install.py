@@ -47,15 +47,16 @@ def test_board_commands_need_no_torch(tmp_path):
               "--relax-delay", "0.2"],
              ["compile", str(tmp_path / "m.pt"), "--profile", str(tmp_path / "p.toml"),
               "--defects", str(tmp_path / "calib" / "defects.json"), "--out",
-              str(tmp_path / "deploy")],
+              str(tmp_path / "deploy"), "--no-plots"],
              ["program", str(tmp_path / "deploy"), "--port", port, "--calibration",
-              str(tmp_path / "calib"), "--out", str(tmp_path / "prog"), *FAST_CLI],
+              str(tmp_path / "calib"), "--out", str(tmp_path / "prog"), *FAST_CLI, "--no-plots"],
              ["journal", "export", str(tmp_path / "prog" / "journal.jsonl"), "--out",
               str(tmp_path / "logs")]]
     for args in steps:
         done = without_torch(tmp_path, *args)
         assert done.returncode == 0, f"{args[0]}: {done.stderr[-2000:]}"
     assert (tmp_path / "logs" / "journal.h5").stat().st_size > 0
+    assert (tmp_path / "calib" / "conductance_map.png").stat().st_size > 0  # plotted, no torch
     assert json.loads((tmp_path / "prog" / "program.json").read_text())["yield_working"] > 0.9
 
 
