@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from arc2_standin import PanicException, StandInArC2
 from imssa_hw.cli.main import cli
+from imssa_hw.programming.plots import PLOTS
 from support.programming import FAST_CLI, make_deployment
 
 KINDS = {
@@ -62,9 +63,11 @@ def clean_calls(tmp_path_factory):
     patch.setattr(pyarc2, "find_ids", lambda: [0])
     patch.setattr(pyarc2, "Instrument", lambda port, fw: clean)
     done = run("program", deploy, "--port", f"arc2://0?firmware={folder / 'fw.bin'}",
-               "--out", folder / "clean", *FAST_CLI, "--no-plots")
+               "--out", folder / "clean", *FAST_CLI)
     patch.undo()
     assert done.exit_code == 0, done.output
+    for name in PLOTS:  # drawn in this process (the other runs here pass --no-plots)
+        assert (folder / "clean" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     return deploy, clean.counts.total()
 
 

@@ -19,6 +19,7 @@ from imssa_hw.compiler import compile_checkpoint, save_deployment
 from imssa_hw.compiler.artifact import copy_checkpoint
 from imssa_hw.drivers.board import Board
 from imssa_hw.hil.inference import load_test_set, run_inference
+from imssa_hw.hil.inference_plots import write_inference_outputs
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
@@ -64,9 +65,9 @@ def programmed_board(deployment, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_host_and_onboard_loops_agree(deployment, programmed_board):
+def test_host_and_onboard_loops_agree(deployment, programmed_board, tmp_path):
     _, dep, ckpt = deployment
-    features, labels, _ = load_test_set(ckpt)
+    features, labels, names = load_test_set(ckpt)
     with Board.open(programmed_board.port) as board:
         host = run_inference(board, dep, ckpt, features, labels, "host")
         frames = board.frames_sent
@@ -85,6 +86,13 @@ def test_host_and_onboard_loops_agree(deployment, programmed_board):
     assert set(report) >= {"hardware_accuracy", "software_accuracy", "agreement", "confusion",
                            "steps_per_s", "mode"}
     assert np.array(report["confusion"]).sum() == len(labels)
+    # what `infer` writes: the PNGs, then with --no-plots none, and not the last run's
+    pngs = [tmp_path / "confusion-onboard.png", tmp_path / "traces-onboard.png"]
+    assert write_inference_outputs(onboard, report, names, tmp_path, None) == pngs
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    written = write_inference_outputs(onboard, report, names, tmp_path, tmp_path / "r.json",
+                                      plots=False)
+    assert written == [tmp_path / "r.json"] and not any(p.exists() for p in pngs)
 
 
 def test_infer_command_end_to_end(deployment, programmed_board, tmp_path):
