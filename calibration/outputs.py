@@ -17,7 +17,7 @@ import numpy as np
 from imssa_hw.calibration.data import FILENAME, save_calibration
 from imssa_hw.calibration.procedure import CalibrationRun
 from imssa_hw.errors import BadInput
-from imssa_hw.files import readable_mode, write_json
+from imssa_hw.files import readable_mode, remove_stale, write_json
 
 DEFECTS = "defects.json"
 PLOTS = ("conductance_map.png", "pulse_response.png", "column_gain.png")
@@ -59,8 +59,7 @@ def write_outputs(run: CalibrationRun, out: str | Path, report: str | Path | Non
             os.chmod(tmp / name, mode)
         for name in names:
             os.replace(tmp / name, out / name)
-        for name in set(PLOTS) - set(names):
-            (out / name).unlink(missing_ok=True)
+        remove_stale(out, set(PLOTS) - set(names))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     written = [out / name for name in names]

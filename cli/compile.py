@@ -63,7 +63,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     from imssa_hw.compiler import compile_checkpoint, load_defects, save_deployment
     from imssa_hw.compiler.artifact import DEPLOY_JSON, TARGETS_NPZ, copy_checkpoint
     from imssa_hw.compiler.plots import TARGETS_PNG, plot_targets
-    from imssa_hw.files import write_json
+    from imssa_hw.files import remove_stale, write_json
 
     start = time.perf_counter()
     board = load_board_profile(profile)
@@ -82,8 +82,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     written = [out / DEPLOY_JSON, out / TARGETS_NPZ]
     if plots:
         written.append(plot_targets(deployment, out / TARGETS_PNG))
-    else:  # an earlier compile's picture would show other targets
-        (out / TARGETS_PNG).unlink(missing_ok=True)
+    else:
+        remove_stale(out, [TARGETS_PNG])
     s = deployment.summary
     if report:
         write_json(report, {**s, "checkpoint": str(checkpoint), "out": str(out),

@@ -9,7 +9,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
@@ -98,6 +98,13 @@ def check_writable(path: str | Path, folder: bool = False) -> None:
     except OSError as exc:
         raise BadInput(f"cannot write {path}: cannot create files in {above} "
                        f"({exc.strerror})") from None
+
+
+def remove_stale(folder: str | Path, names: Iterable[str]) -> None:
+    """Remove the files `names` from `folder` where they exist: outputs of an earlier run that
+    this run does not write (`--no-plots`), which would show another run."""
+    for name in names:
+        (Path(folder) / name).unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -67,17 +67,17 @@ def write_inference_outputs(result: InferenceResult, summary: dict, class_names:
                             plots: bool = True) -> list[Path]:
     """The JSON report (if asked) and, with `plots`, the PNGs (without, those of an earlier
     run in this mode are removed from `out_dir`); returns the paths written."""
-    from imssa_hw.files import write_json
+    from imssa_hw.files import remove_stale, write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pngs = (out_dir / f"confusion-{result.mode}.png", out_dir / f"traces-{result.mode}.png")
+    confusion, traces = f"confusion-{result.mode}.png", f"traces-{result.mode}.png"
     if plots:
-        written = [plot_confusions(result, class_names, pngs[0]), plot_traces(result, pngs[1])]
+        written = [plot_confusions(result, class_names, out_dir / confusion),
+                   plot_traces(result, out_dir / traces)]
     else:
         written = []
-        for png in pngs:
-            png.unlink(missing_ok=True)
+        remove_stale(out_dir, (confusion, traces))
     if report:
         write_json(report, {**summary, "class_names": class_names})
         written.append(Path(report))

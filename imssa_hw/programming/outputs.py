@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imssa_hw.files import write_json, write_npz
+from imssa_hw.files import remove_stale, write_json, write_npz
 from imssa_hw.programming.plots import PLOTS, plot_result
 from imssa_hw.programming.runner import ProgramResult, merge_defects
 
@@ -29,9 +29,8 @@ def write_program_outputs(result: ProgramResult, out_dir: str | Path,
         data["stuck_merged"] = merge_defects(defects, result, result.off_siemens)
     if plots:
         data["plots"] = [str(p) for p in plot_result(result, out)]
-    else:  # the plots of an earlier run would show another run
-        for png in PLOTS:
-            (out / png).unlink(missing_ok=True)
+    else:
+        remove_stale(out, PLOTS)
     save_achieved(result, out / ACHIEVED_NPZ)
     write_json(out / f"{name}.json", data)
     if report is not None:
