@@ -13,6 +13,7 @@ SIGINT and SIGTERM stop the loop; the state file is written and the port files r
 from __future__ import annotations
 
 import logging
+import math
 import os
 import selectors
 import signal
@@ -62,8 +63,8 @@ class _Peer:
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
-    replied_s: float = 0.0
-    """perf_counter time of the last reply sent (board peers)."""
+    replied_s: float = -math.inf
+    """perf_counter time of the last reply sent (board peers; -inf: none yet)."""
     quick: bool = True
     """The last request came within QUICK_S of the reply before it: poll for the next one."""
 
