@@ -236,8 +236,9 @@ def test_the_link_polls_for_a_reply_only_while_replies_come_quickly(monkeypatch)
     after a slow one (a pulse batch's milliseconds) it sleeps at once, so that waiting costs no
     core. The test is the board, on the pty's other side: a reply written before the request
     is quick, one written 1 s after it slow (QUICK_S is 0.5 s here, so that neither a busy
-    machine nor a garbage collection's pause turns one into the other). Nor while every core is busy: the last exchange, quick,
-    sleeps when the machine reads as busy (`SpareCore`, given the readings here)."""
+    machine nor a garbage collection's pause turns one into the other). Nor while every core is
+    busy: the last exchange, quick, sleeps when the machine reads as busy (`SpareCore`, given
+    the readings here)."""
     import os
     import threading
 
