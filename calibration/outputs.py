@@ -59,7 +59,8 @@ def write_outputs(run: CalibrationRun, out: str | Path, report: str | Path | Non
             os.chmod(tmp / name, mode)
         for name in names:
             os.replace(tmp / name, out / name)
-        remove_stale(out, set(PLOTS) - set(names))
+        if not plots:
+            remove_stale(out, PLOTS)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     written = [out / name for name in names]

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from imssa_hw.errors import BadInput
+
 
 HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
@@ -52,7 +54,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, readable_mode())  # mkstemp makes 0600: as any file the user writes
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. a folder of that name
+            raise BadInput(f"cannot write {path}: {exc.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -75,8 +80,6 @@ def check_writable(path: str | Path, folder: bool = False) -> None:
     as a folder): it is not a folder where a file is wanted nor the reverse (nor a device), and
     the nearest folder that exists above it takes new files (checked by creating one; missing
     folders between are created when the output is written, as `atomic_path` does)."""
-    from imssa_hw.errors import BadInput
-
     if not str(path):
         raise BadInput(f"an empty path names no {'folder' if folder else 'file'}")
     path = Path(path)
@@ -104,7 +107,11 @@ def remove_stale(folder: str | Path, names: Iterable[str]) -> None:
     """Remove the files `names` from `folder` where they exist: outputs of an earlier run that
     this run does not write (`--no-plots`), which would show another run."""
     for name in names:
-        (Path(folder) / name).unlink(missing_ok=True)
+        path = Path(folder) / name
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. a folder of that name
+            raise BadInput(f"cannot remove {path}: {exc.strerror}") from None
 
 
 def write_json(path: str | Path, data: dict) -> None:
@@ -122,8 +129,6 @@ def cache_root() -> Path:
 def read_json(path: str | Path, missing: str) -> object:
     """Parse the JSON file at `path`; `BadInput` "`missing`: PATH" when there is none, and
     one naming the file when it is not JSON. Nothing is executed (JSON only)."""
-    from imssa_hw.errors import BadInput
-
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{missing}: {path}")
@@ -149,8 +154,6 @@ def read_npz(path: str | Path, what: str) -> dict:
     import zipfile
 
     import numpy as np
-
-    from imssa_hw.errors import BadInput
 
     path = Path(path)
     if not path.is_file():

@@ -1,5 +1,6 @@
 """File helpers (imssa_hw/files.py): atomic writes leave files as readable as the umask says;
-a signal during a held write is handled once it is done."""
+a signal during a held write is handled once it is done; a folder where a file goes is one line
+of bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from imssa_hw.files import atomic_path, signals_held, write_json
+from imssa_hw.errors import BadInput
+from imssa_hw.files import atomic_path, remove_stale, signals_held, write_json
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
@@ -73,3 +75,18 @@ def test_outside_the_main_thread_a_held_block_runs_as_it_is():
     worker.start()
     worker.join()
     assert ran == [True]
+
+
+def test_a_folder_where_a_file_goes_is_bad_input(tmp_path):
+    """Writing over a folder, or removing a stale plot that is a folder, says so in one line
+    (`imssa-hw compile --out D` where D/targets.png is a folder gave a traceback); the folder
+    stays, and no temporary file is left behind."""
+    (tmp_path / "report.json").mkdir()
+    (tmp_path / "old.png").write_bytes(b"png")
+    with pytest.raises(BadInput, match=r"^cannot write .*report.json: Is a directory$"):
+        write_json(tmp_path / "report.json", {"a": 1})
+    with pytest.raises(BadInput, match=r"^cannot remove .*report.json: Is a directory$"):
+        remove_stale(tmp_path, ["old.png", "report.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    assert (tmp_path / "report.json").is_dir()
+    remove_stale(tmp_path, ["missing.png"])  # nothing there: nothing to do
