@@ -309,9 +309,13 @@ def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickl
     here, so that no pause of this process, a busy machine's or a garbage collection's, makes a
     request at once after a reply a slow one; the first request has no reply before it);
     otherwise the next request waits for its selector; nor while every core is busy. The test
-    is the client, writing each request before the emulator looks."""
+    is the client, writing each request before the emulator looks. A pty hands bytes to its
+    other side a moment later, so the test waits until they are there, and polls for a quarter
+    of a second (POLL_S) so that no pause of this process outlasts the emulator's look."""
     import os
+    import select
     import selectors
+    import time
 
     from imssa_hw.drivers.framing import Frame, FrameDecoder
     from imssa_hw.drivers.messages import Opcode
@@ -319,6 +323,7 @@ def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickl
     from imssa_hw.emulator.profile import load_emulator_profile
 
     monkeypatch.setattr(server_module, "QUICK_S", 60.0)
+    monkeypatch.setattr(server_module, "POLL_S", 0.25)
     profile = load_emulator_profile(None, {"board.arrays": 1, "board.rows": 2, "board.cols": 2})
     board, _ = server_module.build_board(profile, 0, None)
     server = server_module.EmulatorServer(board, None, server_module.LinkFaults(),
@@ -327,35 +332,41 @@ def test_the_emulator_polls_for_the_next_request_only_while_requests_come_quickl
     server.spare_core = server_module.SpareCore(read=lambda: tasks[0], cores=2, every_s=0.0,
                                                  weight=1.0)
     client = os.open(server.open_pty(), os.O_RDWR | os.O_NOCTTY)
+    os.set_blocking(client, False)
     peer = next(key.data for key in server.selector.get_map().values())
     decoder, seq = FrameDecoder(), iter(range(1, 100))
 
-    def request() -> None:
-        os.write(client, Frame(Opcode.STATUS, next(seq), 0).encode())
+    def unread(fd: int, wait_s: float = 0.0) -> bool:
+        return bool(select.select([fd], [], [], wait_s)[0])
 
-    def replies() -> list[int]:
-        os.set_blocking(client, False)
-        try:
-            return [frame.seq for frame in decoder.feed(os.read(client, 4096))]
-        except BlockingIOError:
-            return []
+    def request() -> None:
+        """Write the next request and wait until the emulator's side of the pty has it."""
+        os.write(client, Frame(Opcode.STATUS, next(seq), 0).encode())
+        assert unread(peer.fd, 10.0)
+
+    def replies(count: int) -> list[int]:
+        """The sequence numbers of the replies that came, waiting up to 10 s for `count`."""
+        got, until = [], time.monotonic() + 10.0
+        while len(got) < count and unread(client, max(until - time.monotonic(), 0.0)):
+            got += [frame.seq for frame in decoder.feed(os.read(client, 4096))]
+        return got
 
     try:
         request()
         server._service(peer, selectors.EVENT_READ)  # the first request: none before it
         request()
         server._await_next_request(peer)  # not quick: request 2 waits for the selector
-        assert (peer.quick, replies()) == (False, [1])
+        assert (peer.quick, unread(peer.fd), replies(1)) == (False, True, [1])
         server._service(peer, selectors.EVENT_READ)  # request 2, at once after reply 1
         request()
         server._await_next_request(peer)  # quick: request 3 is taken by polling
-        assert (peer.quick, replies()) == (True, [2, 3])
+        assert (peer.quick, unread(peer.fd), replies(2)) == (True, False, [2, 3])
         tasks[0] = 3  # every core busy
         request()
         server._await_next_request(peer)  # quick, but request 4 waits for the selector
-        assert (peer.quick, replies()) == (True, [])
+        assert (peer.quick, unread(peer.fd), replies(0)) == (True, True, [])
         server._service(peer, selectors.EVENT_READ)
-        assert replies() == [4]
+        assert (unread(peer.fd), replies(1)) == (False, [4])
     finally:
         os.close(client)
         server.selector.close()
