@@ -499,9 +499,9 @@ def test_failure_while_writing_leaves_nothing(tmp_path, old_out, monkeypatch):
     with pytest.raises(OSError):
         outputs.write_outputs(run, old_out, tmp_path / "r.json")
     assert_nothing_written(tmp_path, old_out, tmp_path / "r.json")
-    monkeypatch.undo()
-    files = outputs.write_outputs(run, old_out, tmp_path / "r.json")
-    assert load_calibration(old_out).board_id == "B1" and len(files) == 6
+    monkeypatch.undo()  # then a write that succeeds (its plots: test_calibrate_writes_everything)
+    files = outputs.write_outputs(run, old_out, tmp_path / "r.json", plots=False)
+    assert load_calibration(old_out).board_id == "B1" and len(files) == 3
     assert (old_out / "old.txt").read_text() == "keep"
 
 

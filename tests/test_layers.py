@@ -7,6 +7,7 @@ without torch."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import subprocess
 import sys
@@ -38,9 +39,11 @@ def modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def import_graph() -> dict[str, dict[str, str]]:
     """Per layer, the other layers it imports, each with the first module that does. A name
-    read from the package itself (`imssa_hw.__version__`) is no layer."""
+    read from the package itself (`imssa_hw.__version__`) is no layer. Read once per test
+    process (two tests ask; neither changes it)."""
     found = modules()
     layers = {layer_of(m) for m in found}
     graph: dict[str, dict[str, str]] = {}

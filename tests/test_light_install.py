@@ -25,15 +25,31 @@ sys.meta_path.insert(0, NoTorch())
 '''
 
 
-def without_torch(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """`imssa-hw ARGS` where torch cannot be imported."""
+def without_torch(tmp_path, *commands: list[str]) -> subprocess.CompletedProcess:
+    """`imssa-hw ARGS` for each ARGS of `commands`, one after the other in one Python where
+    torch cannot be imported; stdout ends with a JSON line of their exit codes."""
     (tmp_path / "blocker").mkdir(exist_ok=True)
     (tmp_path / "blocker" / "sitecustomize.py").write_text(BLOCKER)
-    code = ("import sys; from imssa_hw.cli.main import main; sys.argv = ['imssa-hw'] + "
-            f"{list(args)!r}; main()")
+    code = ("import json, sys\n"
+            "from imssa_hw.cli.main import main\n"
+            "codes = []\n"
+            f"for args in {[list(c) for c in commands]!r}:\n"
+            "    sys.argv = ['imssa-hw'] + args\n"
+            "    try:\n"
+            "        main()\n"
+            "    except SystemExit as exc:\n"
+            "        codes.append(exc.code or 0)\n"
+            "    print(file=sys.stderr)\n"
+            "print(json.dumps(codes))\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={"PYTHONPATH": str(tmp_path / "blocker"),
                                             "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+def exit_codes(done: subprocess.CompletedProcess) -> list[int]:
+    """The exit codes `without_torch` printed last, one a command."""
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.mark.slow(seconds=12)
@@ -52,17 +68,16 @@ def test_board_commands_need_no_torch(tmp_path):
               str(tmp_path / "calib"), "--out", str(tmp_path / "prog"), *FAST_CLI, "--no-plots"],
              ["journal", "export", str(tmp_path / "prog" / "journal.jsonl"), "--out",
               str(tmp_path / "logs")]]
-    for args in steps:
-        done = without_torch(tmp_path, *args)
-        assert done.returncode == 0, f"{args[0]}: {done.stderr[-2000:]}"
+    done = without_torch(tmp_path, *steps)  # one process: each command imports what it needs
+    assert exit_codes(done) == [0] * len(steps), done.stderr[-2000:]
     assert (tmp_path / "logs" / "journal.h5").stat().st_size > 0
     assert (tmp_path / "calib" / "conductance_map.png").stat().st_size > 0  # plotted, no torch
     assert json.loads((tmp_path / "prog" / "program.json").read_text())["yield_working"] > 0.9
 
 
 def test_training_without_torch_is_one_line(tmp_path):
-    done = without_torch(tmp_path, "train", "--task", "zero-one", "--out", str(tmp_path / "run"))
-    assert done.returncode == 2
+    done = without_torch(tmp_path, ["train", "--task", "zero-one", "--out", str(tmp_path / "run")])
+    assert exit_codes(done) == [2]
     assert done.stderr.strip().splitlines() == [f"Error: {missing('torch')}"]
     assert "pip install 'imssa-hw[train]'" in done.stderr and "Traceback" not in done.stderr
 
