@@ -57,7 +57,7 @@ def simulate(out: Path, profile: str) -> dict:
     cal = load_calibration(out / "calib")
     features, labels = load_test_set(ckpt)[:2]
     software = reference.forward(ckpt, features)
-    crossbar = Crossbar(state.devices, state.chain, emulator.read_chain, emulator.limits,
+    crossbar = Crossbar(state.devices, state.chain, emulator.spec.read_chain, emulator.read_chain,
                         np.random.default_rng(0))
     arrays, _, cols = state.devices.g_final_siemens.shape
     truth = np.stack([crossbar.conductance(a, state.saved_wall_s)[0] for a in range(arrays)])

@@ -226,9 +226,10 @@ class Calibration:
             raise BadInput(f"{where}: relaxation and extra must be objects")
         noise = data.get("read_noise_rel")
         if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
-                                  or not 0 <= noise < 1):
-            raise BadInput(f"{where}: read_noise_rel must be a number in [0, 1) or null, got "
-                           f"{noise!r}")
+                                  or noise not in RANGES["read_noise_rel"]):
+            bounds = RANGES["read_noise_rel"]
+            raise BadInput(f"{where}: read_noise_rel must be a number in {bounds.low:g} .. "
+                           f"{bounds.high:g} or null, got {noise!r}")
         spec = data.get("spec")
         if spec is not None:
             spec = board_spec(spec if isinstance(spec, dict) else {}, f"{where}: spec")

@@ -70,16 +70,14 @@ class Session:
         """Mean of `n` reads (S) of the whole array, or of the `mask`ed devices only (NaN
         elsewhere: fewer bytes on a slow link), corrected by `chain` if given, and the mask of
         devices saturated in any of them."""
-        info, config = self.board.info, self.board.config
-        top = info.spec.read_chain.adc_full_scale_codes
-        v, lsb = config.v_read_v, info.adc_lsb_a(config.read_range_a)
+        adc, config = self.board.info.spec.read_chain, self.board.config
+        v = config.v_read_v
         total = np.zeros(self.shape[1:])
         saturated = np.zeros(self.shape[1:], bool)
         for _ in range(n):
             g = self.board.read_array(array) if mask is None else read_masked(self.board, array,
                                                                                 mask)
-            codes = np.rint(g * v / lsb)
-            saturated |= (codes >= top - 1) | (codes <= -top)
+            saturated |= adc.adc_saturated(g * v, config.read_range_a)
             total += g
         g = total / n
         if chain is not None:

@@ -184,6 +184,9 @@ def test_the_converters_round_saturate_and_step_as_stated():
     assert spec.dac_lsb_v == 0.2 / 127
     v = np.array([-1e3, -127.0, 0.4, 10.6, 126.6, 1e3]) * spec.dac_lsb_v
     assert np.allclose(dac(v, 0.2, 8) / spec.dac_lsb_v, [-127, -127, 0, 11, 127, 127])
+    # a read at either end of the scale may stand for a larger current: saturated
+    read_a = adc_codes(np.array([-1e9, -255.0, 0.0, 254.0, 1e9, np.nan]), 9) * 2.5e-6
+    assert spec.adc_saturated(read_a, 640e-6).tolist() == [True, False, False, False, True, False]
 
 
 def test_the_driver_refuses_a_board_whose_codes_do_not_fit_the_wire(monkeypatch):
@@ -208,6 +211,29 @@ def test_the_geometry_of_calibration_and_defect_files_has_the_same_range():
         defects_from_dict(defects)
     with pytest.raises(BadInput, match="arrays must be an integer, got 'two'"):
         defects_from_dict({**defects, "arrays": "two"})
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0, -0.01, 1.01])
+def test_read_noise_has_one_range_everywhere(noise):
+    """A board profile's [errors], an emulator's read chain, a calibration file and the
+    programming settings take the same relative read noise: `RANGES["read_noise_rel"]`."""
+    from imssa_hw.programming.settings import ProgramSettings
+
+    def refused(make) -> bool:
+        try:
+            make()
+        except BadInput:
+            return True
+        return False
+    data = load_board_profile("board-default").to_dict()
+    data.setdefault("errors", {})["read_noise_rel"] = noise
+    calibration = {**Calibration("B", 1, 1, 1, np.ones((1, 1)), np.zeros((1, 1)), None, None,
+                                 {}).to_dict(), "read_noise_rel": noise}
+    loaders = [lambda: profile_from_dict(data),
+               lambda: load_emulator_profile(None, {"read_chain.read_noise_rel": noise}),
+               lambda: Calibration.from_dict(calibration),
+               lambda: ProgramSettings(read_noise_rel=noise)]
+    assert [refused(make) for make in loaders] == [noise not in RANGES["read_noise_rel"]] * 4
 
 
 def test_the_geometry_ranges_are_the_wire_formats():

@@ -89,6 +89,8 @@ def test_missing_files(deployed, tmp_path):
     (lambda d: d["schedule"]["layers"][0]["y_scale"].pop(), "y_scale must have 8 entries"),
     (lambda d: d["profile"]["conductance"].update(g_min_us=-1), "g_min_us = -1 is impossible"),
     (lambda d: d["targets"].update(sha256="0" * 64), "does not match"),
+    (lambda d: d["schedule"].update(v_read_max=40.0), r"schedule: v_read_max = 40.0 is impossible "
+                                                      r"\(allowed 0.001 .. 32.767\)"),
     (lambda d: d["placement"].update(mode="auto"), "placement.mode must be diagonal or dense, "
                                                    "got 'auto'"),
     (lambda d: d["placement"]["tiles"][1].update(rows=d["placement"]["tiles"][0]["rows"]),
@@ -99,6 +101,16 @@ def test_validation_names_what_is_wrong(deployed, tmp_path, change, message):
     _edit_json(folder, change)
     with pytest.raises(BadInput, match=message):
         load_deployment(folder)
+
+
+def test_a_board_reading_at_more_than_a_volt_loads_its_deployment(tmp_path):
+    """The schedule's row voltage limit is the board's, within the range a board profile allows
+    (0.001 .. 32.767 V), not a range of the schedule's own."""
+    profile = board_profile(1, 32, 32)
+    profile = replace(profile, read=replace(profile.read, v_read_max=1.2))
+    ckpt = make_checkpoint(tmp_path / "m.pt", h=2, n=4, bits=2, seed=5)
+    save_deployment(compile_checkpoint(ckpt, profile), tmp_path / "out")
+    assert load_deployment(tmp_path / "out").schedule.v_read_max == 1.2
 
 
 def test_placement_mode_round_trip(deployed, tmp_path):

@@ -289,6 +289,22 @@ def test_state_persists_across_restart(tmp_path):
         start_emulator(tmp_path, arrays=2, rows=4, cols=4)
 
 
+def test_a_state_of_other_adcs_is_refused_in_one_line(tmp_path):
+    """Its columns' offsets are codes of the ADC it was drawn for: a board that now announces
+    other ADCs would digitize with the old ones (reads at half their value from 9 to 10 bits)."""
+    shape = {"board.arrays": 1, "board.rows": 4, "board.cols": 4}
+    state = tmp_path / "board.npz"
+    nine = load_emulator_profile(None, {**shape, "read.adc_bits": 9})
+    board, _ = build_board(nine, 1, state)
+    board.save()
+    assert build_board(nine, 1, state)[0].state.chain.adc_bits == 9  # the same ADC: loaded
+    with pytest.raises(BadInput) as refused:
+        build_board(load_emulator_profile(None, {**shape, "read.adc_bits": 10}), 1, state)
+    assert str(refused.value) == (f"{state} holds a board with 9-bit ADCs, the profile asks for "
+                                  "10: start with a fresh state (remove the file or give --state "
+                                  "another one)")
+
+
 def test_clock_goes_on_across_restarts_at_its_own_rate():
     clock = EmulatorClock(origin_wall_s=1000.0, origin_emulated_s=5000.0, time_scale=100.0)
     assert clock.now(1010.0) == 6000.0

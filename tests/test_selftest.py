@@ -5,6 +5,7 @@ that do not switch, a wrong mapping, a read chain far out of trim."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -129,3 +130,14 @@ def test_the_command_prints_the_table_and_fails_in_one_line(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "failed its self-test (reads:" in errors[0]
     assert "Traceback" not in done.stderr
+
+
+def test_reads_at_the_adcs_top_code_fail():
+    """A device brighter than the read range reads at the ADC's top code (m - 1 codes, 0.996
+    of full scale at 9 bits): the reads check counts it at full scale and fails."""
+    with open_board(PORT) as board:
+        board.configure(read_range_a=min(board.info.adc_ranges_a))
+        report = selftest(board, pulses=False)
+    detail = report.checks[0].detail  # "..., 0 outside 1-150 uS, 1 at full scale, ..."
+    assert names(report)[0] == ("reads", False), report.table()
+    assert " 0 outside " in detail and int(re.search(r"(\d+) at full scale", detail)[1]) >= 1

@@ -27,6 +27,14 @@ def adc_lsb_a(range_a: float, bits: int) -> float:
     return range_a / adc_full_scale_codes(bits)
 
 
+def adc_saturated(currents_a: np.ndarray, range_a: float, bits: int) -> np.ndarray:
+    """Whether each current that a `bits`-bit ADC at full scale +-`range_a` reported sits at an
+    end of its scale (code -m or m - 1), where a larger current reads too (NaN: False)."""
+    codes = np.rint(np.asarray(currents_a, dtype=float) / adc_lsb_a(range_a, bits))
+    top = adc_full_scale_codes(bits)
+    return (codes >= top - 1) | (codes <= -top)
+
+
 def dac_lsb_v(v_read_max: float, bits: int) -> float:
     """Voltage of one step of a `bits`-bit row DAC reaching +-`v_read_max`, V."""
     return v_read_max / dac_full_scale_steps(bits)

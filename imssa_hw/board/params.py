@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from imssa_hw.board import converters
 
 CELLS = ("1T1R", "passive")
@@ -24,11 +26,15 @@ class Bounds:
     low: float
     high: float
 
+    def __contains__(self, value: float) -> bool:
+        """Whether `value` is within the bounds (NaN never is)."""
+        return self.low <= value <= self.high
+
     def check(self, name: str, value: float, per_si: float = 1.0) -> None:
         """ValueError, in the one shape every loader gives, unless `value` is within the bounds
         (NaN never is); `value` is in units of `per_si` per SI unit (1e6: uS), and the bounds
         are said in them too."""
-        if not self.low <= value / per_si <= self.high:
+        if value / per_si not in self:
             raise ValueError(f"{name} = {value} is impossible (allowed {self.low * per_si:.12g} .. "
                              f"{self.high * per_si:.12g})")
 
@@ -77,6 +83,9 @@ RANGES: dict[str, Bounds] = {
     "g_min_siemens": _SIEMENS,
     "g_max_siemens": _SIEMENS,
     "tolerance_siemens": _SIEMENS,
+    # A read's noise relative to the conductance it reads (sigma / G): at 1 the noise is as
+    # large as the signal; the shipped boards' are 0-2 %.
+    "read_noise_rel": Bounds(0.0, 1.0),
 }
 """What each board quantity may be, by its attribute name: the one table every loader (the
 compiler's and the emulator's profiles, a board's identify reply, calibration and defect files)
@@ -168,6 +177,11 @@ class ReadChainSpec:
     def adc_lsb_a(self, range_a: float) -> float:
         """Current of one ADC code at full scale `range_a`."""
         return converters.adc_lsb_a(range_a, self.adc_bits)
+
+    def adc_saturated(self, currents_a: np.ndarray, range_a: float) -> np.ndarray:
+        """Whether each current the ADC reported at full scale `range_a` sits at an end of its
+        scale, where a larger current reads too."""
+        return converters.adc_saturated(currents_a, range_a, self.adc_bits)
 
     @property
     def dac_lsb_v(self) -> float:

@@ -122,7 +122,7 @@ _TABLES = {
         Field("pulse_width_ns", "pulse_width_s", float, per_si=1e9),)),
     "errors": Table("errors", DeviceErrors, (
         Field("g_sigma_us", "g_sigma_siemens", float, Bounds(0, 1e-3), 1e6),
-        Field("read_noise_rel", "read_noise_rel", float, Bounds(0, 1.0)),
+        Field("read_noise_rel", "read_noise_rel", float),
         Field("stuck_fraction", "stuck_fraction", float, Bounds(0, 0.5))), optional=True),
     "timing": Table("timing", LoopTiming, (
         Field("vmm_time_ns", "vmm_time_s", float, Bounds(0, 1.0), 1e9),), optional=True),

@@ -38,6 +38,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from imssa_hw.board.params import RANGES
 from imssa_hw.compiler.placement import TilePlace
 from imssa_hw.drivers.loop_program import PROGRAM_FIELDS, LoopProgram
 from imssa_hw.errors import BadInput
@@ -189,8 +190,12 @@ class Schedule:
         if not isinstance(layers, list) or len(layers) != n_layers:
             raise BadInput(f"{where}.layers must list the model's {n_layers} layers")
         v = data.get("v_read_max")
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
-            raise BadInput(f"{where}.v_read_max must be a voltage in (0, 1] V, got {v!r}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise BadInput(f"{where}.v_read_max must be a voltage, got {v!r}")
+        try:  # the board quantity's range, as the profile it was compiled for had it
+            RANGES["v_read_max"].check("v_read_max", v)
+        except ValueError as exc:
+            raise BadInput(f"{where}: {exc}") from None
         return cls(tuple(LayerSchedule.from_dict(layer, shape, h, f"{where}.layers[{i}]")
                          for i, layer in enumerate(layers)), float(v))
 

@@ -8,7 +8,7 @@ this board's drawn column errors (`ReadChain`); the crossbar draws its noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +40,8 @@ class ReadChain:
     offset_codes: np.ndarray
     """Offset of each column, in ADC codes."""
     adc_bits: int
+    """The ADC's bits the offsets were drawn for: a state of other bits than the profile's is
+    refused (`server.build_board`)."""
 
     @classmethod
     def draw(cls, profile: Profile, rng: np.random.Generator) -> ReadChain:
@@ -57,11 +59,10 @@ class Crossbar:
 
     def __init__(self, devices: Devices, chain: ReadChain, spec: ReadChainSpec,
                  params: ReadChainParams, rng: np.random.Generator) -> None:
-        """`spec`: the board's converters and ranges; `params`: its read-chain errors (the
-        drawn `chain` holds this board's column errors, its ADC bits those of a loaded state)."""
+        """`spec`: the board's converters and ranges; `params`: its read-chain errors; `chain`:
+        this board's column errors, drawn for the ADC of `spec`."""
         self.devices = devices
         self.chain = chain
-        spec = replace(spec, adc_bits=chain.adc_bits)
         self.model = ReadChainModel.from_spec(spec, params.read_noise_rel, chain.gain,
                                               chain.offset_codes)
         self.rng = rng

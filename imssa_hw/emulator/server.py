@@ -265,6 +265,11 @@ def build_board(profile: Profile, seed: int, state_path: Path | None,
         if state.devices.g_final_siemens.shape != shape:
             raise BadInput(f"{state_path} holds {'x'.join(map(str, state.devices.g_final_siemens.shape))} "
                            f"devices, the profile asks for {'x'.join(map(str, shape))}")
+        adc_bits = profile.spec.read_chain.adc_bits
+        if state.chain.adc_bits != adc_bits:  # its columns' offsets are codes of that ADC
+            raise BadInput(f"{state_path} holds a board with {state.chain.adc_bits}-bit ADCs, the "
+                           f"profile asks for {adc_bits}: start with a fresh state (remove the "
+                           f"file or give --state another one)")
         state.clock = state.clock.restarted(state.saved_wall_s, time_scale)
     else:
         devices = DeviceModel(profile).draw(shape, population)

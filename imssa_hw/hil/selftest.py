@@ -141,11 +141,11 @@ def selftest(board: BoardLike, arrays: list[int] | None = None, pulses: bool = T
 def _check_reads(board: BoardLike, reads: dict[int, np.ndarray]) -> Check:
     g_min, g_max = board.info.g_window_siemens
     g = np.stack(list(reads.values()))
-    full_scale_siemens = board.config.read_range_a / board.config.v_read_v
+    config = board.config
     finite = np.isfinite(g)
     outside = finite & ((g < -CHANGE_SIEMENS) | (g > 1.3 * g_max))
-    saturated = finite & (g >= 0.999 * full_scale_siemens)
-    detail = (f"{g.size} devices at {1e3 * board.config.v_read_v:.0f} mV: "
+    saturated = board.info.spec.read_chain.adc_saturated(g * config.v_read_v, config.read_range_a)
+    detail = (f"{g.size} devices at {1e3 * config.v_read_v:.0f} mV: "
               f"{1e6 * np.nanmin(g):.1f} .. {1e6 * np.nanmax(g):.1f} uS, "
               f"{int(outside.sum())} outside {1e6 * g_min:g}-{1e6 * g_max:g} uS, "
               f"{int(saturated.sum())} at full scale, {int((~finite).sum())} not finite")

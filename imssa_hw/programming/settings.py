@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from imssa_hw.board.params import RANGES
 from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
@@ -165,7 +166,8 @@ class ProgramSettings(Config):
             "verify_reads": self.verify_reads >= 1, "verify_sigmas": self.verify_sigmas >= 0,
             "average_reads": self.average_reads >= 1, "coarse_factor": self.coarse_factor >= 1,
             "coarse_sigmas": self.coarse_sigmas >= 0,
-            "read_noise_rel": self.read_noise_rel is None or 0 <= self.read_noise_rel < 1,
+            "read_noise_rel": (self.read_noise_rel is None
+                               or self.read_noise_rel in RANGES["read_noise_rel"]),
             "read_bias_rel": 0 <= self.read_bias_rel < 1, "max_pulses": self.max_pulses >= 1,
             "max_no_response": self.max_no_response >= 1, "set_margin": self.set_margin >= 0,
             "reset_min_step": self.reset_min_step >= 0,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from imssa_hw.config import Config
-from imssa_hw.drivers.arc2 import SCHEME as ARC2
+from imssa_hw.drivers.arc2 import PROFILE as ARC2_PROFILE, SCHEME as ARC2
 from imssa_hw.extras import available, missing, require
 from imssa_hw.files import write_json
 from imssa_hw.hil.mode import InferenceMode
@@ -38,9 +38,6 @@ class TaskDemo:
     board_profile: str
     finetune: bool
 
-
-ARC2_PROFILE = "board-arc2"
-"""The board profile a demo on an ArC TWO (`--port arc2://...`) compiles for by default."""
 
 TASK_DEMOS: dict[str, TaskDemo] = {
     "zero-one": TaskDemo(bits=2, board_profile="board-default", finetune=True),
