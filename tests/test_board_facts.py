@@ -236,6 +236,27 @@ def test_read_noise_has_one_range_everywhere(noise):
     assert [refused(make) for make in loaders] == [noise not in RANGES["read_noise_rel"]] * 4
 
 
+@pytest.mark.parametrize("tolerance_us", [2000.0, 9e4, 1.01e5])
+def test_programming_takes_every_tolerance_a_board_profile_may_state(tolerance_us):
+    """A deployment programs at the tolerance its profile states (`program_deployment` parses
+    it): the compiler's tables and `parse_tolerance` have one range (it was 1 mS for
+    programming, 0.1 S for profiles)."""
+    from imssa_hw.programming.settings import parse_tolerance
+
+    data = load_board_profile("board-default").to_dict()
+    data["conductance"].update(g_max_us=1e5, tolerance_us=tolerance_us)
+    accepted = []
+    for parse in (lambda: profile_from_dict(data), lambda: parse_tolerance(tolerance_us * 1e-6),
+                  lambda: parse_tolerance(f"{tolerance_us}uS")):
+        try:
+            parse()
+        except BadInput:
+            accepted.append(False)
+        else:
+            accepted.append(True)
+    assert accepted == [tolerance_us * 1e-6 in RANGES["tolerance_siemens"]] * 3
+
+
 def test_the_geometry_ranges_are_the_wire_formats():
     """Array indices are u8, a program's rows a u16 count, output columns int16, and a
     whole-array pulse request of the most devices fits a frame, byte-stuffed."""

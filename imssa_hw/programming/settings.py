@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -53,8 +52,9 @@ def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
         return text
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
-        if not math.isfinite(value) or not 0 < value < 1e-3:
-            raise BadInput(f"tolerance must be a conductance in S between 0 and 1 mS, got {text!r}")
+        if not _tolerance_siemens(value):
+            raise BadInput(f"tolerance must be a conductance in S above 0 and at most "
+                           f"{RANGES['tolerance_siemens'].high:g} S, got {text!r}")
         return Tolerance(abs_siemens=value)
     match = _TOLERANCE.match(str(text))
     if not match:
@@ -70,9 +70,15 @@ def parse_tolerance(text: str | float | Tolerance) -> Tolerance:
         raise BadInput(f"--tolerance {text!r}: unknown unit {match.group(2)!r} (use uS, mS, nS, S "
                        f"or %)")
     siemens = value * _UNITS[unit]
-    if not 0 < siemens < 1e-3:
-        raise BadInput(f"--tolerance {text!r}: must be above 0 and below 1 mS")
+    if not _tolerance_siemens(siemens):
+        raise BadInput(f"--tolerance {text!r}: must be above 0 and at most "
+                       f"{RANGES['tolerance_siemens'].high:g} S")
     return Tolerance(abs_siemens=siemens)
+
+
+def _tolerance_siemens(siemens: float) -> bool:
+    """Whether an absolute tolerance is one a board profile may state (above 0)."""
+    return siemens > 0 and siemens in RANGES["tolerance_siemens"]
 
 
 @dataclass(frozen=True)
