@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
+from imssa_hw.board.params import RANGES
 from imssa_hw.cli.options import FiniteFloat, OutputPath, parse_ids
+
+VOLTS = (RANGES["v_read_max"].low, RANGES["v_read_max"].high)
+SECONDS = (RANGES["pulse_width_s"].low, RANGES["pulse_width_s"].high)
 
 
 @click.group()
@@ -21,10 +25,10 @@ def journal() -> None:
                    "JOURNAL.h5, or one per array and 32x32 part, JOURNAL-arrayN[-WxxByy].h5.")
 @click.option("--arrays", default=None, metavar="0,1",
               help="Arrays to export (default: every array the run programmed).")
-@click.option("--v-read", "v_read_v", type=FiniteFloat(0, 10, min_open=True), default=None,
+@click.option("--v-read", "v_read_v", type=FiniteFloat(*VOLTS), default=None,
               help="Read voltage, V (default: the journal's; a journal that does not record it, "
                    "or calls it v_read as before 0.13, needs it given).")
-@click.option("--pulse-width", "pulse_width_s", type=FiniteFloat(0, 1, min_open=True),
+@click.option("--pulse-width", "pulse_width_s", type=FiniteFloat(*SECONDS),
               default=None, help="Pulse width, s (default: the journal's).")
 def export(journal_path: Path, out: Path, arrays: str | None, v_read_v: float | None,
            pulse_width_s: float | None) -> None:

@@ -12,6 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from imssa_hw.board.params import SAME
 from imssa_hw.drivers.loop_program import LoopProgram
 from imssa_hw.drivers.messages import BoardConfig, BoardInfo
 
@@ -39,7 +40,7 @@ def smallest_range(ranges_a: tuple[float, ...], range_a: float | None) -> float 
     """The smallest of `ranges_a` >= range_a (None stays None); ValueError when none is."""
     if range_a is None:
         return None
-    fitting = [r for r in ranges_a if r >= range_a * (1 - 1e-9)]
+    fitting = [r for r in ranges_a if r >= range_a * (1 - SAME)]
     if not fitting:
         raise ValueError(f"no ADC range covers {range_a:g} A; the largest is "
                          f"{max(ranges_a):g} A")

@@ -51,6 +51,11 @@ ANY_EPOCH = 0
 """Requests with this epoch are accepted by the EPOCH_FREE opcodes whatever the board's epoch."""
 LIMIT_SLACK_V = 1e-6
 """Slack on limit checks, for voltages that went through float32 or millivolts."""
+MAX_LOOP_STEPS = 1 << 20
+"""RUN_SEQUENCE: sequences x steps one request may ask for, where identify does not say."""
+STEP_TIME_S = 50e-6
+"""RUN_SEQUENCE: the longest one program takes for one step of one sequence, s, where identify
+does not say."""
 EPOCH_FREE = frozenset({Opcode.IDENTIFY, Opcode.STATUS, Opcode.RESET})
 SINCE_VERSION = {Opcode.SET_SPARSE: 2, Opcode.RESET_SPARSE: 2, Opcode.READ_DEVICES: 2,
                  Opcode.LOAD_LOOP: 3}
@@ -124,8 +129,8 @@ class IdentifyReply:
     adc_ranges_a: tuple[float, ...]
     g_window_siemens: tuple[float, float]
     """Nominal programmable conductance window (min, max), S."""
-    max_loop_steps: int = 1 << 20
-    step_time_s: float = 50e-6
+    max_loop_steps: int = MAX_LOOP_STEPS
+    step_time_s: float = STEP_TIME_S
     mapping: str = ""
     cell: str = "1T1R"
 
@@ -155,9 +160,9 @@ class BoardInfo:
     """The shortest pulse the board applies, s."""
     pulse_width_max_s: float
     """The longest pulse the board applies, s."""
-    max_loop_steps: int = 1 << 20
+    max_loop_steps: int = MAX_LOOP_STEPS
     """RUN_SEQUENCE: at most this many sequences x steps per request (BAD_ARGUMENT beyond)."""
-    step_time_s: float = 50e-6
+    step_time_s: float = STEP_TIME_S
     """RUN_SEQUENCE: the longest one program takes for one step of one sequence, s (the
     driver's reply timeout grows by this per program step)."""
     mapping: str = ""

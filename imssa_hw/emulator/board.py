@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imssa_hw.board.params import SAME
 from imssa_hw.drivers.errors import PayloadError
 from imssa_hw.drivers.framing import Frame
 from imssa_hw.drivers.loop_program import LoopProgram
@@ -179,7 +180,7 @@ class EmulatedBoard:
                                            f"{limits.pulse_width_max_s:g} s")
         for name in ("read_range_a", "vmm_range_a"):
             if name in changes:
-                match = [r for r in self.info.adc_ranges_a if abs(r - changes[name]) <= 1e-9 * r]
+                match = [r for r in self.info.adc_ranges_a if abs(r - changes[name]) <= SAME * r]
                 if not match:
                     raise Refusal(ErrorCode.BAD_ARGUMENT, f"{name} must be one of {self.info.adc_ranges_a}")
                 changes[name] = match[0]

@@ -306,7 +306,8 @@ def _check(profile: Profile) -> None:
     if profile.retention.onset_s <= 0 or profile.retention.reference_age_s <= 0:
         raise BadInput("retention.onset_s and retention.reference_age_s must be > 0")
     try:
-        RANGES["read_noise_rel"].check("read_chain.read_noise_rel", profile.read_chain.read_noise_rel)
+        RANGES["read_noise_rel"].check("read_chain.read_noise_rel",
+                                       profile.read_chain.read_noise_rel)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 
