@@ -77,9 +77,9 @@ class Calibration:
     reset_curve: ResetCurve | None
     relaxation: dict
     """What the relaxation check measured (delay_s, median/p95 change, ...)."""
-    v_read_v: float = 0.2
+    v_read_v: float
     """Read voltage during calibration, V."""
-    read_range_a: float = 40e-6
+    read_range_a: float
     """ADC full scale of reads during calibration, A."""
     vmm_range_a: float | None = None
     """ADC full scale of the VMM calibration, A (None: no VMM step)."""
@@ -214,10 +214,10 @@ class Calibration:
         if reference not in set(Reference):
             raise BadInput(f"{where}: reference must be one of {', '.join(Reference)}, "
                            f"got {reference!r}")
-        v_read_v = _positive(data, "v_read_v", where)
-        read_range = _adc_range(data, "read_range_a", where)
-        vmm_range = None if data.get("vmm_range_a") is None else _adc_range(data, "vmm_range_a",
-                                                                           where)
+        v_read_v = _within(data, "v_read_v", "v_read_max", where)
+        read_range = _within(data, "read_range_a", "adc_ranges_a", where)
+        vmm_range = None if data.get("vmm_range_a") is None else _within(
+            data, "vmm_range_a", "adc_ranges_a", where)
         set_curve = data.get("set_curve")
         reset_curve = data.get("reset_curve")
         relaxation = data.get("relaxation", {})
@@ -267,11 +267,12 @@ def _positive(data: dict, key: str, where: str) -> float:
     return float(value)
 
 
-def _adc_range(data: dict, key: str, where: str) -> float:
-    """An ADC full scale, within the range of `RANGES`."""
+def _within(data: dict, key: str, quantity: str, where: str) -> float:
+    """A value of the board quantity `quantity` (a read voltage is one of `v_read_max`'s, a
+    full scale one of `adc_ranges_a`'s), within its range in `RANGES`."""
     value = _positive(data, key, where)
     try:
-        RANGES["adc_ranges_a"].check(key, value)
+        RANGES[quantity].check(key, value)
     except ValueError as exc:
         raise BadInput(f"{where}: {exc}") from None
     return value

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imssa_hw.board.converters import dac
 from imssa_hw.calibration.data import Reference, corrected_reads
 from imssa_hw.calibration.fits import column_median, line_fit, rel_spread
 from imssa_hw.calibration.session import Session
@@ -67,8 +68,9 @@ def fit_read_chain(session: Session, off_raw: np.ndarray) -> ReadChainFit:
     arrays = session.shape[0]
     v_cal = board.config.v_read_v
     voltages = 1.0 / np.linspace(1.0 / v_cal, 8.0 / v_cal, s.sweep_points)
-    dac = board.info.dac_lsb_v
-    voltages = np.unique(np.maximum(np.round(voltages / dac) * dac, dac))[::-1]
+    converters = board.info.spec.read_chain  # the sweep on the row DAC's steps, one at least
+    voltages = np.unique(np.maximum(dac(voltages, converters.v_read_max, converters.dac_bits),
+                                    converters.dac_lsb_v))[::-1]
     fits_a = np.empty(session.shape)   # gain * G per device, S
     fits_b = np.empty(session.shape)   # offset current per device, A
     usable = np.zeros(session.shape, bool)

@@ -200,7 +200,7 @@ def test_the_driver_refuses_a_board_whose_codes_do_not_fit_the_wire(monkeypatch)
 def test_the_geometry_of_calibration_and_defect_files_has_the_same_range():
     def calibration(arrays: int) -> dict:
         return Calibration("B", arrays, 1, 1, np.ones((arrays, 1)), np.zeros((arrays, 1)), None,
-                           None, {}).to_dict()
+                           None, {}, 0.2, 40e-6).to_dict()
     assert Calibration.from_dict(calibration(256)).arrays == 256
     with pytest.raises(BadInput, match=r"calib: arrays = 257 is impossible \(allowed 1 \.\. 256\)"):
         Calibration.from_dict(calibration(257), "calib")
@@ -228,7 +228,7 @@ def test_read_noise_has_one_range_everywhere(noise):
     data = load_board_profile("board-default").to_dict()
     data.setdefault("errors", {})["read_noise_rel"] = noise
     calibration = {**Calibration("B", 1, 1, 1, np.ones((1, 1)), np.zeros((1, 1)), None, None,
-                                 {}).to_dict(), "read_noise_rel": noise}
+                                 {}, 0.2, 40e-6).to_dict(), "read_noise_rel": noise}
     loaders = [lambda: profile_from_dict(data),
                lambda: load_emulator_profile(None, {"read_chain.read_noise_rel": noise}),
                lambda: Calibration.from_dict(calibration),

@@ -190,7 +190,7 @@ def test_the_budget_takes_the_calibrations_read_noise_else_measures_it_the_same_
     features = np.random.default_rng(1).standard_normal((20, 24, 3))
     labels = reference.forward(ckpt, features).argmax(-1)
     cal = Calibration("EMU-DPE-0001", 2, 16, 16, np.ones((2, 16)), np.zeros((2, 16)), None, None,
-                      {}, read_noise_rel=0.05)
+                      {}, 0.2, 40e-6, read_noise_rel=0.05)
     url = emu_url(tmp_path / "board.npz", 3, 2, 16, 16, **EXACT_CHAIN, **STILL,
                   **{"read_chain.read_noise_rel": 0.03})
     with Board.open(url) as board:

@@ -153,6 +153,7 @@ def test_the_read_noise_estimator_pools_the_bright_devices_less_the_adc_step():
     (lambda d: d.update(reference="guess"), "reference must be"),
     (lambda d: d.update(read_noise_rel=-0.01), "read_noise_rel must be"),
     (lambda d: d.update(read_noise_rel="1%"), "read_noise_rel must be"),
+    (lambda d: d.update(v_read_v=40.0), r"v_read_v = 40.0 is impossible \(allowed 0.001 \.\. 32.767\)"),
 ])
 def test_bad_calibration_files_name_the_problem(tmp_path, change, message):
     data = make_calibration().to_dict()

@@ -108,6 +108,12 @@ def check_ranges(obj: object, *names: str) -> None:
             RANGES[name].check(name, item)
 
 
+def max_level(bits: int) -> int:
+    """The largest level of a device that holds `bits` bits of a weight: 2**bits - 1 (its levels
+    are 0 .. that, G_min .. G_max)."""
+    return 2**bits - 1
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Arrays of rows x cols cells (rows take the input voltages, columns give the currents)."""
@@ -147,8 +153,8 @@ class ConductanceWindow:
                  f"window ({(self.g_max_siemens - self.g_min_siemens) * 1e6:g} uS)")
 
     def dg(self, bits: int) -> float:
-        """Conductance per level for `bits` bits per device: (G_max - G_min) / (2**bits - 1), S."""
-        return (self.g_max_siemens - self.g_min_siemens) / (2**bits - 1)
+        """Conductance per level for `bits` bits per device: (G_max - G_min) / max_level, S."""
+        return (self.g_max_siemens - self.g_min_siemens) / max_level(bits)
 
 
 @dataclass(frozen=True)

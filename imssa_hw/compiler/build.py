@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from imssa_hw.board.params import max_level
 from imssa_hw.board.profile import BoardProfile, Differential
 from imssa_hw.compiler.artifact import Deployment, Probe
 from imssa_hw.compiler.defects import DefectMap
@@ -228,7 +229,7 @@ def _summary(ckpt: Checkpoint, profile: BoardProfile, dg_siemens: float, placeme
     return {
         "model_digest": ckpt.digest, "profile": profile.name, "layers": cfg.n_layers,
         "kernels": cfg.n_layers * cfg.h, "state_size": cfg.n, "bits": cfg.bits,
-        "levels_per_device": 2**cfg.bits, "signed_levels": 2 * (2**cfg.bits - 1) + 1,
+        "levels_per_device": max_level(cfg.bits) + 1, "signed_levels": 2 * max_level(cfg.bits) + 1,
         "dg_siemens": dg_siemens, "g_min_siemens": profile.conductance.g_min_siemens,
         "g_max_siemens": profile.conductance.g_max_siemens,
         "differential": profile.differential, "tile_rows": tile_rows, "tile_cols": tile_cols,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imssa_hw.board import ConductanceWindow
+from imssa_hw.board.params import max_level
 from imssa_hw.compiler.defects import DefectMap
 from imssa_hw.compiler.placement import Placement
 from imssa_hw.model.mapping import KernelMatrices, TileLayout
@@ -107,7 +108,7 @@ def repair(placement: Placement, defects: DefectMap, matrices: list[KernelMatric
             continue
         layer, kernel = divmod(t, per_layer)
         fitted, action, before, after = _repair_tile(
-            matrices[layer], kernel, g, layout, window, window.dg(bits), 2**bits - 1, length)
+            matrices[layer], kernel, g, layout, window, window.dg(bits), max_level(bits), length)
         targets[tile.array][cells] = fitted
         repairs.append(KernelRepair(t, layer, kernel, int((~np.isnan(g)).sum()), action,
                                     before, after))

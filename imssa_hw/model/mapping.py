@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imssa_hw.board import ConductanceWindow
+from imssa_hw.board.params import max_level
 from imssa_hw.board.profile import Differential
 from imssa_hw.errors import BadInput
 from imssa_hw.model.checkpoint import QuantizedKernels
@@ -113,7 +114,7 @@ def tile_layout(state_size: int, differential: Differential | str) -> TileLayout
 def tile_conductances(levels: np.ndarray, layout: TileLayout, window: ConductanceWindow,
                       bits: int) -> np.ndarray:
     """Target conductances (S) of one kernel's tile from its M in levels (S+1, S+1)."""
-    lmax = 2**bits - 1
+    lmax = max_level(bits)
     worst = int(np.abs(levels).max(initial=0))
     if worst > lmax:
         raise BadInput(f"a kernel level of magnitude {worst} exceeds the {bits}-bit range "

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import torch
 
+from imssa_hw.board.params import max_level as device_max_level
 from imssa_hw.model.config import MAX_BITS
 
 
 def max_level(bits: int) -> int:
-    """Largest level magnitude for `bits` bits per device: 2**bits - 1."""
+    """Largest level magnitude for `bits` bits per device (`board.params.max_level`), for bits
+    a model may have."""
     if not 1 <= bits <= MAX_BITS:
         raise ValueError(f"bits must be 1..{MAX_BITS}, got {bits}")
-    return 2**bits - 1
+    return device_max_level(bits)
 
 
 def _ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
