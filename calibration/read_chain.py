@@ -68,9 +68,9 @@ def fit_read_chain(session: Session, off_raw: np.ndarray) -> ReadChainFit:
     arrays = session.shape[0]
     v_cal = board.config.v_read_v
     voltages = 1.0 / np.linspace(1.0 / v_cal, 8.0 / v_cal, s.sweep_points)
-    converters = board.info.spec.read_chain  # the sweep on the row DAC's steps, one at least
-    voltages = np.unique(np.maximum(dac(voltages, converters.v_read_max, converters.dac_bits),
-                                    converters.dac_lsb_v))[::-1]
+    spec = board.info.spec.read_chain  # the sweep on the row DAC's steps, one step at least
+    voltages = np.unique(np.maximum(dac(voltages, spec.v_read_max, spec.dac_bits),
+                                    spec.dac_lsb_v))[::-1]
     fits_a = np.empty(session.shape)   # gain * G per device, S
     fits_b = np.empty(session.shape)   # offset current per device, A
     usable = np.zeros(session.shape, bool)
