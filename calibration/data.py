@@ -18,7 +18,6 @@ otherwise the read chain's gain and (range-scaled) offset are used for VMM outpu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -27,7 +26,8 @@ import numpy as np
 
 from imssa_hw.board.converters import adc_lsb_a
 from imssa_hw.board.params import RANGES, BoardSpec
-from imssa_hw.board.tables import board_spec, board_tables, geometry_from_dict, spec_changes
+from imssa_hw.board.tables import (Field, board_spec, board_tables, geometry_from_dict,
+                                   spec_changes)
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.errors import BadInput
 from imssa_hw.files import read_json, write_json
@@ -259,23 +259,10 @@ class Calibration:
                            f"otherwise ({', '.join(changed)} changed): calibrate again")
 
 
-def _positive(data: dict, key: str, where: str) -> float:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise BadInput(f"{where}: {key} must be a positive number, got {value!r}")
-    return float(value)
-
-
 def _within(data: dict, key: str, quantity: str, where: str) -> float:
     """A value of the board quantity `quantity` (a read voltage is one of `v_read_max`'s, a
     full scale one of `adc_ranges_a`'s), within its range in `RANGES`."""
-    value = _positive(data, key, where)
-    try:
-        RANGES[quantity].check(key, value)
-    except ValueError as exc:
-        raise BadInput(f"{where}: {exc}") from None
-    return value
+    return Field(key, quantity, float).parse(data.get(key), where)
 
 
 def _table(data: dict, key: str, shape: tuple[int, int], where: str,

@@ -70,14 +70,14 @@ class Session:
         """Mean of `n` reads (S) of the whole array, or of the `mask`ed devices only (NaN
         elsewhere: fewer bytes on a slow link), corrected by `chain` if given, and the mask of
         devices saturated in any of them."""
-        adc, config = self.board.info.spec.read_chain, self.board.config
+        spec, config = self.board.info.spec.read_chain, self.board.config
         v = config.v_read_v
         total = np.zeros(self.shape[1:])
         saturated = np.zeros(self.shape[1:], bool)
         for _ in range(n):
             g = self.board.read_array(array) if mask is None else read_masked(self.board, array,
                                                                                 mask)
-            saturated |= adc.adc_saturated(g * v, config.read_range_a)
+            saturated |= spec.adc_saturated(g * v, config.read_range_a)
             total += g
         g = total / n
         if chain is not None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from imssa_hw.board.params import RANGES
+from imssa_hw.board.tables import Field
 from imssa_hw.compiler.placement import TilePlace
 from imssa_hw.drivers.loop_program import PROGRAM_FIELDS, LoopProgram
 from imssa_hw.errors import BadInput
@@ -189,15 +189,10 @@ class Schedule:
         layers = data.get("layers")
         if not isinstance(layers, list) or len(layers) != n_layers:
             raise BadInput(f"{where}.layers must list the model's {n_layers} layers")
-        v = data.get("v_read_max")
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise BadInput(f"{where}.v_read_max must be a voltage, got {v!r}")
-        try:  # the board quantity's range, as the profile it was compiled for had it
-            RANGES["v_read_max"].check("v_read_max", v)
-        except ValueError as exc:
-            raise BadInput(f"{where}: {exc}") from None
+        # the board quantity's range, as the profile it was compiled for had it
+        v = Field("v_read_max", "v_read_max", float).parse(data.get("v_read_max"), where)
         return cls(tuple(LayerSchedule.from_dict(layer, shape, h, f"{where}.layers[{i}]")
-                         for i, layer in enumerate(layers)), float(v))
+                         for i, layer in enumerate(layers)), v)
 
 
 def layer_schedule(layer: int, matrices: KernelMatrices, tiles: list[TilePlace],

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from imssa_hw import __version__
-from imssa_hw.board.params import RANGES, BoardSpec
-from imssa_hw.board.tables import BOARD_TABLES, board_spec
+from imssa_hw.board.params import BoardSpec
+from imssa_hw.board.tables import BOARD_TABLES, Field, board_spec
 from imssa_hw.drivers.framing import PROTOCOL_VERSION
 from imssa_hw.config import FieldError, typed
 from imssa_hw.drivers.messages import WIRE_ADC_BITS, BoardConfig, BoardInfo, BoardLimits
@@ -305,11 +305,8 @@ def _check(profile: Profile) -> None:
         raise BadInput("relaxation.tau_s must be > 0")
     if profile.retention.onset_s <= 0 or profile.retention.reference_age_s <= 0:
         raise BadInput("retention.onset_s and retention.reference_age_s must be > 0")
-    try:
-        RANGES["read_noise_rel"].check("read_chain.read_noise_rel",
-                                       profile.read_chain.read_noise_rel)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    Field("read_chain.read_noise_rel", "read_noise_rel", float).parse(
+        profile.read_chain.read_noise_rel, "bad profile")
 
 
 def _numbers(value: Any) -> list[float]:
