@@ -95,10 +95,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.boards import EXACT_CHAIN, FAST_DEVICES  # noqa: E402
 from support.programming import FAST_CLI, PROFILE, make_deployment  # noqa: E402
 
+from imssa_hw.board.read_chain import read_sigma_siemens  # noqa: E402
 from imssa_hw.drivers.board import Board  # noqa: E402
 from imssa_hw.emulator.devices import HEALTHY  # noqa: E402
 from imssa_hw.emulator.process import EmulatorProcess, start_emulator  # noqa: E402
-from imssa_hw.emulator.profile import load_emulator_profile  # noqa: E402
+from imssa_hw.emulator.profile import board_info, load_emulator_profile  # noqa: E402
 from imssa_hw.emulator.state import load_state, save_state  # noqa: E402
 from imssa_hw.programming.journal import pulse_batches, read_journal  # noqa: E402
 from imssa_hw.programming.settings import ProgramSettings  # noqa: E402
@@ -115,8 +116,6 @@ RESUMES = 6
 """Commands after the fault before an episode gives up (a run ends in one resume normally)."""
 HANG_S = 120.0
 RESET_PULSES = 3
-ADC_STEP_SIEMENS = 0.78125e-6
-"""One ADC code of the emulated board's default read range at its default read voltage."""
 
 
 @dataclass
@@ -441,14 +440,15 @@ def allowance(targets: np.ndarray, tol_siemens: float) -> np.ndarray:
     tolerance, plus the relaxation the profile still allows after the shortest verify delay
     (3 sigma of the largest relaxation shift x exp(-delay / tau)), plus one standard deviation
     of a `verify_reads` average of reads at the target (1 % read noise and the ADC step)."""
-    relaxation = load_emulator_profile(overrides=SETTINGS).relaxation
+    profile = load_emulator_profile(overrides=SETTINGS)
+    relaxation = profile.relaxation
     settings = ProgramSettings()
     verify_delay_s = float(FAST_CLI[FAST_CLI.index("--verify-delay") + 1])
     shortest = verify_delay_s * settings.verify_delay_small_s / settings.verify_delay_s
     relax = 3 * relaxation.sigma_max_siemens * math.exp(-shortest / relaxation.tau_s)
     noise = settings.with_read_noise(None).read_noise_rel
-    sigma = np.sqrt((noise * targets) ** 2 + ADC_STEP_SIEMENS ** 2 / 12) \
-        / math.sqrt(settings.verify_reads)
+    lsb_siemens = board_info(profile).read_lsb_siemens(profile.defaults)  # the power-on read
+    sigma = read_sigma_siemens(targets, noise, lsb_siemens) / math.sqrt(settings.verify_reads)
     return tol_siemens + relax + sigma
 
 

@@ -151,10 +151,9 @@ def oracle_calibration(emu, board: Board):
     from imssa_hw.calibration.data import Calibration, Reference
 
     chain = emu.state().chain
-    lsb = board.info.adc_lsb_a(board.config.read_range_a)
     info = board.info
     return Calibration(info.board_id, info.arrays, info.rows, info.cols, chain.gain,
-                       chain.offset_codes * lsb / board.config.v_read_v, None, None, {},
+                       chain.offset_codes * info.read_lsb_siemens(board.config), None, None, {},
                        v_read_v=board.config.v_read_v, read_range_a=board.config.read_range_a,
                        reference=Reference.SMU,  # the emulator's own chain: as true as an SMU
                        spec=info.spec)

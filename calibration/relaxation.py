@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from imssa_hw.board.converters import rounding_variance
 from imssa_hw.calibration.data import corrected_reads
 from imssa_hw.calibration.read_chain import ReadChainFit
 from imssa_hw.calibration.session import Sample, Session
@@ -62,14 +63,13 @@ def measure_read_noise(session: Session, chain: ReadChainFit, sample: Sample) ->
     """The relative read noise of one corrected read (`read_noise_rel`) from NOISE_READS single
     reads of the settled sample devices. Programming takes it as the noise of its reads
     (`ProgramSettings.read_noise_rel`)."""
-    info, config = session.board.info, session.board.config
+    board = session.board
     reads = []
     for a, cells in enumerate(sample):
         mask = session.sample_mask(cells)
         reads.append([session.read(a, 1, chain, mask)[0][cells] for _ in range(NOISE_READS)])
     session.step("read noise")
-    return read_noise_rel(np.concatenate(reads, axis=1),
-                          info.adc_lsb_a(config.read_range_a) / config.v_read_v,
+    return read_noise_rel(np.concatenate(reads, axis=1), board.info.read_lsb_siemens(board.config),
                           session.g_top_siemens)
 
 
@@ -77,13 +77,14 @@ def read_noise_rel(reads_siemens: np.ndarray, lsb_siemens: float, g_top_siemens:
                    ) -> float | None:
     """The read noise of one read relative to the conductance, from single corrected reads
     (reads, devices...) S of devices that hold still, `lsb_siemens` one ADC code of them: each
-    device's variance less the ADC step's (lsb^2 / 12) over its mean squared, pooled (root mean)
-    over the devices above NOISE_MIN_FRACTION of the window's top `g_top_siemens`. None when no
-    device is that high. The one estimator: calibration's, and the error budget's when it has
+    device's variance less the ADC step's (`converters.rounding_variance`: the inverse of
+    `read_chain.read_sigma_siemens`) over its mean squared, pooled (root mean) over the devices
+    above NOISE_MIN_FRACTION of the window's top `g_top_siemens`. None when no device is that
+    high. The one estimator: calibration's, and the error budget's when it has
     no calibration's."""
     mean = reads_siemens.mean(axis=0)
     bright = mean > NOISE_MIN_FRACTION * g_top_siemens
-    variance = np.maximum(reads_siemens.var(axis=0, ddof=1) - lsb_siemens ** 2 / 12, 0.0)
+    variance = np.maximum(reads_siemens.var(axis=0, ddof=1) - rounding_variance(lsb_siemens), 0.0)
     ratio = variance[bright] / mean[bright] ** 2
     return float(np.sqrt(ratio.mean())) if ratio.size else None
 

@@ -11,6 +11,12 @@ from imssa_hw.config import Config
 from imssa_hw.errors import BadInput
 
 
+SET_RAMP_V = tuple(np.round(np.arange(1.0, 3.5001, 0.25), 3).tolist())
+"""SET voltages that step through the devices' switching thresholds, 1 .. 3.5 V in 0.25 V steps
+(the calibration's threshold ramp and the self-test's marker SETs; each capped by the board's
+limit)."""
+
+
 @dataclass(frozen=True)
 class CalibrationSettings(Config):
     """Knobs of the procedure (defaults suit the HPE-like emulated board)."""
@@ -38,7 +44,7 @@ class CalibrationSettings(Config):
     """Gate voltage of every RESET (HPE: 5.0-5.5 V)."""
     high_gate_v: float = 2.0
     """Gate voltage of the SET-high reference state (saturates the 1T1R compliance)."""
-    set_ramp_v: tuple[float, ...] = tuple(np.round(np.arange(1.0, 3.5001, 0.25), 3))
+    set_ramp_v: tuple[float, ...] = SET_RAMP_V
     """SET voltages of the switching-threshold ramp (clipped to the board's limit)."""
     seed: int = 0
     """Seeds the choice of sample and SMU devices."""

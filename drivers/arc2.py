@@ -50,6 +50,8 @@ from typing import Any
 import numpy as np
 
 from imssa_hw.board import CELLS, BoardSpec, ConductanceWindow, Geometry, PulseLimits
+from imssa_hw.board.params import on_pulse_steps
+from imssa_hw.board.profile import load_board_profile
 from imssa_hw.board.tables import shipped_board
 from imssa_hw.drivers.arc2_mapping import CHANNELS, DEFAULT_MAPPING, ChannelMapping, load_mapping
 from imssa_hw.drivers.board_like import Capabilities, smallest_range
@@ -73,8 +75,8 @@ announces its cell kind (the default of `?array=`), converter bits, ADC ranges (
 three: 10.24 V over its 15 MOhm, 110 kOhm and 830 Ohm amplifiers), window, read voltage and
 SET and gate limits. Rows and columns are the mapping's."""
 BOARD = shipped_board(PROFILE)
-SHORTEST_PULSE_S = 40e-9
-"""The shortest pulse of the instrument's high-speed drivers."""
+SHORTEST_PULSE_S = load_board_profile(PROFILE).limits.pulse_width_s
+"""The shortest pulse of the instrument's high-speed drivers: the profile's pulse width."""
 LONGEST_PULSE_S = 1e-3
 """The longest pulse the backend sends, as the emulated board of the same devices
 (emulator-default.toml)."""
@@ -361,8 +363,8 @@ class Arc2Board:
         self._check_array(array)
         shape = (self.mapping.rows, self.mapping.cols)
         mask = np.ones(shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), shape)
-        volts = np.round(np.broadcast_to(np.asarray(v, float), shape), 3)   # 1 mV steps,
-        gates = np.round(np.broadcast_to(np.asarray(v_gate, float), shape), 3)  # as serial
+        volts = on_pulse_steps(np.broadcast_to(np.asarray(v, float), shape))  # as the
+        gates = on_pulse_steps(np.broadcast_to(np.asarray(v_gate, float), shape))  # serial board
         for values, top, what in ((volts, v_max, f"{name} voltage"),
                                   (gates, LIMITS.v_gate_max, "gate voltage")):
             bad = mask & ~((values >= 0) & (values <= top + LIMIT_SLACK_V))

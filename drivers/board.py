@@ -122,7 +122,8 @@ class Board:
         """Conductances of a whole array as the board's read chain sees them, (rows, cols) S."""
         payload = self._call(Opcode.READ_ARRAY, pack_array(array)).payload
         codes = unpack_codes(payload, self.info.rows * self.info.cols)
-        return codes.reshape(self.info.rows, self.info.cols) * self._siemens_per_code()
+        lsb_siemens = self.info.read_lsb_siemens(self.config)
+        return codes.reshape(self.info.rows, self.info.cols) * lsb_siemens
 
     def read_devices(self, array: int, mask: np.ndarray) -> np.ndarray:
         """Conductances of the masked devices of `array`, (rows, cols) S, NaN elsewhere: one
@@ -134,7 +135,7 @@ class Board:
         if (self.protocol >= SINCE_VERSION[Opcode.READ_DEVICES]
                 and read_devices_size(len(index), n) < read_array_size(n)):
             payload = self._call(Opcode.READ_DEVICES, pack_read_devices(array, index, n)).payload
-            g[index] = unpack_codes(payload, len(index)) * self._siemens_per_code()
+            g[index] = unpack_codes(payload, len(index)) * self.info.read_lsb_siemens(self.config)
         else:
             g[index] = self.read_array(array).ravel()[index]
         return g.reshape(shape)
@@ -142,7 +143,7 @@ class Board:
     def read_device(self, array: int, row: int, col: int) -> float:
         """Conductance of one device, S."""
         payload = self._call(Opcode.READ_DEVICE, pack_device(array, row, col)).payload
-        return float(unpack_codes(payload, 1)[0]) * self._siemens_per_code()
+        return float(unpack_codes(payload, 1)[0]) * self.info.read_lsb_siemens(self.config)
 
     def vmm(self, array: int, v_rows: np.ndarray) -> np.ndarray:
         """Apply row voltages (rows,) V; return the digitized column currents (cols,) A."""
@@ -291,9 +292,6 @@ class Board:
             if len(payload) < PulseBatch.size(n):
                 return unpack_count(self._call(sparse, payload).payload)
         return unpack_count(self._call(opcode, batch.pack()).payload)
-
-    def _siemens_per_code(self) -> float:
-        return self.info.adc_lsb_a(self.config.read_range_a) / self.config.v_read_v
 
     def _adc_range(self, range_a: float | None) -> float | None:
         """The smallest supported ADC range >= range_a."""

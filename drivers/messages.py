@@ -18,7 +18,8 @@ import numpy as np
 
 from imssa_hw.board import (BoardSpec, ConductanceWindow, Geometry, PulseLimits,
                             ReadChainSpec)
-from imssa_hw.board.params import RANGES, Bounds, check_ranges
+from imssa_hw.board.params import (PULSE_STEPS_MAX, PULSE_STEPS_PER_V, RANGES, Bounds,
+                                     check_ranges)
 from imssa_hw.config import FieldError, typed
 from imssa_hw.drivers.errors import PayloadError, VoltageLimitError
 from imssa_hw.drivers.loop_program import LoopProgram
@@ -235,6 +236,10 @@ class BoardInfo:
         """Current of one ADC code at full scale `range_a`."""
         return self.spec.read_chain.adc_lsb_a(range_a)
 
+    def read_lsb_siemens(self, config: BoardConfig) -> float:
+        """Conductance of one ADC code of a read with `config`'s read range and voltage, S."""
+        return self.adc_lsb_a(config.read_range_a) / config.v_read_v
+
     @property
     def dac_lsb_v(self) -> float:
         return self.spec.read_chain.dac_lsb_v
@@ -336,9 +341,10 @@ def unpack_error(payload: bytes) -> tuple[int, str]:
 
 def _millivolts(volts: np.ndarray, name: str) -> np.ndarray:
     """Volts as int16 millivolts; values that do not fit are refused before anything is sent."""
-    mv = np.rint(np.asarray(volts, dtype=float) * 1e3)
-    if not np.isfinite(mv).all() or np.abs(mv).max(initial=0) > 32767:
-        raise VoltageLimitError(ErrorCode.LIMIT, f"{name} must be finite and within +-32.767 V")
+    mv = np.rint(np.asarray(volts, dtype=float) * PULSE_STEPS_PER_V)
+    if not np.isfinite(mv).all() or np.abs(mv).max(initial=0) > PULSE_STEPS_MAX:
+        raise VoltageLimitError(ErrorCode.LIMIT, f"{name} must be finite and within "
+                                                 f"+-{PULSE_STEPS_MAX / PULSE_STEPS_PER_V:g} V")
     return mv.astype("<i2")
 
 

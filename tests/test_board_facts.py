@@ -21,7 +21,7 @@ import pytest
 
 from imssa_hw.board import BoardSpec, ConductanceWindow, ReadChainSpec
 from imssa_hw.board.converters import adc_codes, dac
-from imssa_hw.board.params import RANGES, WINDOW_SLACK
+from imssa_hw.board.params import PULSE_STEPS_PER_V, RANGES, WINDOW_SLACK, on_pulse_steps
 from imssa_hw.board.profile import load_board_profile, profile_from_dict
 from imssa_hw.calibration.data import Calibration
 from imssa_hw.compiler.defects import DefectMap, defects_from_dict
@@ -38,6 +38,7 @@ from imssa_hw.emulator import profile as emulator_profile
 from imssa_hw.emulator.profile import board_info
 from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.errors import BadInput
+from imssa_hw.programming.journal import volt_list
 
 SHAPE = re.compile(r"(\S+) = (\S+) is impossible \(allowed (\S+) \.\. (\S+)\)")
 """The one shape of an out-of-range value, whichever loader met it."""
@@ -290,6 +291,12 @@ def test_voltage_limits_end_where_int16_millivolts_do():
     with pytest.raises(VoltageLimitError, match="32.767 V"):
         over.pack()
     assert RANGES["v_set_max"].low == 1e-3  # one millivolt, the wire's step
+    # the wire, the journal (and the ArC TWO backend) put pulse voltages on one grid
+    volts = np.random.default_rng(0).uniform(0, 5, (1, 1000))
+    wire = PulseBatch(0, volts, np.zeros_like(volts), np.ones_like(volts, bool)).pack()
+    millivolts = np.frombuffer(wire[1:1 + 2 * volts.size], "<i2")
+    assert np.array_equal(millivolts / PULSE_STEPS_PER_V, on_pulse_steps(volts).ravel())
+    assert volt_list(volts) == on_pulse_steps(volts).tolist() != volts.tolist()
 
 
 def test_docs_state_the_ranges_of_the_table():

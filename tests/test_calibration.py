@@ -19,6 +19,8 @@ from click.testing import CliRunner
 
 from imssa_hw.calibration import (Calibration, ResetCurve, SetCurve, load_calibration,
                                   save_calibration)
+from imssa_hw.board import ReadChainSpec
+from imssa_hw.board.read_chain import ReadChainModel, read_sigma_siemens
 from imssa_hw.board.tables import board_tables
 from imssa_hw.calibration.relaxation import read_noise_rel
 from imssa_hw.compiler.defects import DefectMap, defects_from_dict
@@ -141,6 +143,24 @@ def test_the_read_noise_estimator_pools_the_bright_devices_less_the_adc_step():
     coded = np.rint(reads / lsb) * lsb
     assert read_noise_rel(coded, 0.0, 150e-6) > 1.1 * read_noise_rel(reads, 0.0, 150e-6)
     assert read_noise_rel(coded, lsb, 150e-6) == pytest.approx(0.02, rel=0.05)
+
+
+def test_the_board_model_reads_with_the_spread_programming_assumes_and_calibration_inverts():
+    """One read of a device by the board's read chain model (read noise of read_noise_rel of G,
+    then the ADC's codes) spreads as `read_sigma_siemens` says, which programming takes for a
+    read's uncertainty; calibration's estimator, given such reads, returns the model's
+    read_noise_rel."""
+    model = ReadChainModel.from_spec(ReadChainSpec(0.2, 8, 8, (40e-6,)), read_noise_rel=0.02)
+    lsb_siemens = model.lsb_a(40e-6) / 0.2  # 1.6 uS: as large as the noise of these devices
+    rng = np.random.default_rng(3)
+    g = (np.repeat([60e-6, 100e-6, 140e-6], 400) + rng.uniform(-5e-6, 5e-6, 1200)).reshape(3, -1)
+    currents = model.device_currents_a(g, 0.2, rng.standard_normal((400, *g.shape)))
+    reads = model.codes(currents, 40e-6) * lsb_siemens
+    variance = reads.var(axis=0, ddof=1).mean(axis=1)
+    expected = (read_sigma_siemens(g, 0.02, lsb_siemens) ** 2).mean(axis=1)
+    assert variance == pytest.approx(expected, rel=0.05)
+    assert read_noise_rel(reads.reshape(400, -1), lsb_siemens, 150e-6) == pytest.approx(0.02,
+                                                                                         rel=0.03)
 
 
 @pytest.mark.parametrize("change, message", [

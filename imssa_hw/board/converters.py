@@ -27,6 +27,12 @@ def adc_lsb_a(range_a: float, bits: int) -> float:
     return range_a / adc_full_scale_codes(bits)
 
 
+def rounding_variance(step: float) -> float:
+    """The variance that rounding to whole steps of `step` adds to a value spread over many
+    steps (a uniform error of one step's width): step**2 / 12."""
+    return step ** 2 / 12
+
+
 def adc_saturated(currents_a: np.ndarray, range_a: float, bits: int) -> np.ndarray:
     """Whether each current that a `bits`-bit ADC at full scale +-`range_a` reported sits at an
     end of its scale (code -m or m - 1), where a larger current reads too (NaN: False)."""

@@ -19,6 +19,11 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def on_pulse_steps(values_v: np.ndarray | float) -> np.ndarray:
+    """`values_v` rounded to whole pulse voltage steps (1 mV), V: what a pulse request carries."""
+    return np.rint(np.asarray(values_v, dtype=float) * PULSE_STEPS_PER_V) / PULSE_STEPS_PER_V
+
+
 @dataclass(frozen=True)
 class Bounds:
     """The values one board quantity may take: `low` .. `high`, both included, SI units."""
@@ -45,10 +50,15 @@ positive ADC code, and a row DAC of 2**0 - 1 = 0 steps). 24: the widest converte
 (sigma-delta), and the widest grid the wire's float32 row voltages and sequence inputs hold
 exactly. A board on the serial protocol has at most 15 ADC bits, its codes travel as int16
 (`drivers.messages.WIRE_ADC_BITS`); the ArC TWO, off the wire, has 18."""
-_VOLTS = Bounds(1e-3, 32.767)
-"""Voltage limits (SET, RESET, gate; v_read_max, which stays below SET and RESET): pulse
-requests carry voltages as int16 millivolts, so nothing beyond 32.767 V can be asked for, and a
-limit under one step allows no pulse at all."""
+PULSE_STEPS_PER_V = 1000
+"""Pulse requests carry their voltages as int16 millivolts (docs/protocol.md): every pulse
+voltage is a whole number of these steps (`on_pulse_steps`)."""
+PULSE_STEPS_MAX = 32767
+"""The most steps an int16 holds: 32.767 V."""
+_VOLTS = Bounds(1 / PULSE_STEPS_PER_V, PULSE_STEPS_MAX / PULSE_STEPS_PER_V)
+"""Voltage limits (SET, RESET, gate; v_read_max, which stays below SET and RESET): nothing
+beyond the pulse requests' largest voltage can be asked for, and a limit under one step allows
+no pulse at all."""
 _SECONDS = Bounds(1e-9, 1.0)
 """Pulse widths: the ArC TWO takes them in whole nanoseconds; a second is DC stress, not a
 programming pulse."""

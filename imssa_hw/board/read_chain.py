@@ -25,12 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from imssa_hw.board.converters import adc_codes, adc_lsb_a, dac
+from imssa_hw.board.converters import adc_codes, adc_lsb_a, dac, rounding_variance
 from imssa_hw.board.params import ReadChainSpec
 
 Columns = Any
 """An index into the column errors (arrays, cols) that lines up with the currents' columns:
 `array` (all its columns), `(array, cols)` (some), `...` (all, broadcast)."""
+
+
+def read_sigma_siemens(g_siemens: np.ndarray, read_noise_rel: float, lsb_siemens: float
+                       ) -> np.ndarray:
+    """The spread of one read of devices at `g_siemens` as the model below makes it, S: read
+    noise of `read_noise_rel` of each device's conductance, then the ADC's rounding to steps of
+    `lsb_siemens` (`converters.rounding_variance`)."""
+    g = np.asarray(g_siemens, dtype=float)
+    return np.sqrt((read_noise_rel * g) ** 2 + rounding_variance(lsb_siemens))
 
 
 @dataclass(frozen=True, eq=False)

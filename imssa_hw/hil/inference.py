@@ -250,7 +250,7 @@ def read_maps(board: BoardLike, dep: Deployment, calibration=None,
         maps[array] = g.mean(axis=0)
         single.append(g.reshape(reads, -1))
     info, config = board.info, board.config
-    lsb_siemens = info.adc_lsb_a(config.read_range_a) / config.v_read_v
+    lsb_siemens = info.read_lsb_siemens(config)
     noise = (read_noise_rel(np.concatenate(single, axis=1), lsb_siemens, info.g_window_siemens[1])
              if single else None)
     coarse_range_a, fine_range_a = config.read_range_a, min(info.adc_ranges_a)

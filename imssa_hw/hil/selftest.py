@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from imssa_hw.calibration.settings import SET_RAMP_V
 from imssa_hw.drivers.board_like import BoardLike
 from imssa_hw.errors import HardwareError
 
@@ -37,8 +38,6 @@ MARKER_SIEMENS = 20e-6
 """A marker device counts as SET above this conductance."""
 MARKERS = 3
 """Marker devices per array checked, on distinct rows and columns."""
-SET_RAMP_V = tuple(np.round(np.arange(1.0, 3.5001, 0.25), 3))
-"""SET voltages tried in turn on a marker (capped by the board's limit)."""
 SET_GATE_V = 1.0
 """Gate voltage of the marker SETs (1T1R): a moderate compliance."""
 RESET_TRIES = 6

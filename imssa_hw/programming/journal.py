@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from imssa_hw.board.params import on_pulse_steps
 from imssa_hw.errors import BadInput
 
 FORMAT = "imssa-hw-program-journal"
@@ -62,8 +63,8 @@ def us_list(values_siemens: np.ndarray) -> list[float]:
 
 
 def volt_list(values_v: np.ndarray) -> list[float]:
-    """Voltages rounded to the board's 1 mV step."""
-    return np.round(np.asarray(values_v, float), 3).tolist()
+    """Voltages rounded to the pulse requests' 1 mV step, as a JSON list."""
+    return on_pulse_steps(values_v).tolist()
 
 
 class JournalWriter:

@@ -391,7 +391,7 @@ def program_targets(board: BoardLike, targets_siemens: np.ndarray, used: np.ndar
     if calibration is not None:
         calibration.check_board(info)
         board.configure(v_read_v=calibration.v_read_v, read_range_a=calibration.read_range_a)
-    lsb_siemens = info.adc_lsb_a(board.config.read_range_a) / board.config.v_read_v
+    lsb_siemens = info.read_lsb_siemens(board.config)
     tol = tol.with_floor(lsb_siemens) if tol.rel else tol
     limits = info.limits.tightest(profile_limits)
     arrays = [a for a in range(info.arrays) if used[a].any()]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imssa_hw.board import PulseLimits
+from imssa_hw.board.read_chain import read_sigma_siemens
 from imssa_hw.calibration.curves import ResetCurve, SetCurve
 from imssa_hw.programming.names import StrategyName
 from imssa_hw.programming.population import population_reset_curve, population_set_curve
@@ -227,7 +228,7 @@ class Strategy:
     def sigma_read(self, g: np.ndarray) -> np.ndarray:
         """Uncertainty of one read of a device at conductance g, S."""
         g = np.abs(np.nan_to_num(np.asarray(g, float)))
-        return np.sqrt((self.settings.read_noise_rel * g) ** 2 + self.read_lsb_siemens ** 2 / 12)
+        return read_sigma_siemens(g, self.settings.read_noise_rel, self.read_lsb_siemens)
 
     def sigma_est(self, a: int) -> np.ndarray:
         """Uncertainty of the estimate: the mean of n settled reads, or an exponential average
