@@ -5,7 +5,7 @@ The Python API (`imssa_hw.api`, docs/api.md): `train`, `load_model`, `shipped_mo
 `import imssa_hw` stays light.
 """
 
-__version__ = "0.21.0"
+__version__ = "0.22.0"
 
 API = ("train", "load_model", "shipped_model", "open_board", "calibrate", "compile", "program",
        "infer")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -12,14 +11,15 @@ from click.testing import CliRunner
 from imssa_hw.cli.main import cli
 from imssa_hw.compiler import load_deployment
 from imssa_hw.drivers.board import Board
-from imssa_hw.emulator.process import start_emulator
+from imssa_hw.emulator.clock import VIRTUAL
 from imssa_hw.board.read_chain import ReadChainModel
 from imssa_hw.hil.budget import CAUSES, MEASURED_RUNS, chain_vmm, error_budget, plot_waterfall
 from imssa_hw.model import reference
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
-from support.boards import EXACT_CHAIN, FAST_DEVICES, STILL, emu_url, exact_crossbar
+from support.boards import (EXACT_CHAIN, FAST_DEVICES, ON_VIRTUAL_TIME, STILL, emu_url,
+                            exact_crossbar)
 from support.programming import FAST, make_deployment
 
 HEALTHY_STILL = {"retention.sigma_min_siemens": 0, "retention.sigma_max_siemens": 0,
@@ -93,8 +93,10 @@ def test_read_noise_is_averaged_over_draws(tmp_path):
     ("quantization", {"read.dac_bits": 4}, False),  # the ADC would also spoil the reads
     ("drift", {"retention.sigma_min_siemens": 25e-6, "retention.sigma_max_siemens": 30e-6}, True),
 ])
-@pytest.mark.slow(seconds=5)
-def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, day):
+@pytest.mark.slow(seconds=2)
+def test_budget_names_the_dominant_non_ideality(tmp_path, emulated_board, dominant, settings,
+                                                day):
+    """On an emulated board on virtual time: programmed, (a day later,) its budget."""
     deploy = make_deployment(tmp_path, h=2, n=6)
     dep, ckpt = load_deployment(deploy), load_checkpoint(tmp_path / "model.pt")
     if "read.dac_bits" in settings:  # deployed as for the coarse board (or it would not fit)
@@ -102,26 +104,15 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
         dep = replace(dep, profile=replace(dep.profile, read=read))
     features = np.random.default_rng(1).standard_normal((160, 24, 3))
     labels = reference.forward(ckpt, features).argmax(-1)  # software is right by definition
-    options = dict(arrays=2, rows=16, cols=16, seed=4,
-                   settings={**FAST_DEVICES, **EXACT_CHAIN, **HEALTHY_STILL, **settings})
-    workdir = tmp_path / "emulator"
-    emu = start_emulator(workdir, **options)
-    try:
-        with Board.open(emu.port) as board:
-            run = program_deployment(board, dep, settings=FAST)
-    finally:
-        emu.stop()
-    if day:  # a day passes in 2 s
-        later = start_emulator(workdir, time_scale=86400 / 2, **options)
-        time.sleep(2.0)
-        later.stop()
-    emu = start_emulator(workdir, **options)
-    try:
-        with Board.open(emu.port) as board:
-            budget = error_budget(board, dep, ckpt, features, labels, None,
-                                  (run.achieved_siemens, run.status))
-    finally:
-        emu.stop()
+    emu = emulated_board(virtual_time=True, arrays=2, rows=16, cols=16, seed=4,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN, **HEALTHY_STILL, **settings})
+    with Board.open(emu.port) as board:
+        run = program_deployment(board, dep, settings=FAST, **ON_VIRTUAL_TIME)
+    if day:
+        VIRTUAL.sleep(86400)
+    with Board.open(emu.port) as board:
+        budget = error_budget(board, dep, ckpt, features, labels, None,
+                              (run.achieved_siemens, run.status))
     assert budget["dominant"] == dominant, budget["causes"]
     summary = {k: budget.get(k) for k in ("causes", "unexplained_points", "measured_loss_points",
                                           "adc_clipped_fraction", "drift_rms_us")}
@@ -152,27 +143,22 @@ def test_budget_names_the_dominant_non_ideality(tmp_path, dominant, settings, da
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_read_maps_reads_low_devices_on_the_smallest_range(tmp_path):
+def test_read_maps_reads_low_devices_on_the_smallest_range(tmp_path, emulated_board):
     """Fresh devices near 1 uS: on the read range one code is 0.78 uS and the read noise (1 % of
     1 uS) does not dither it, so averaged reads stay up to half a code off; read_maps takes them
     from the smallest ADC range and puts the read range back."""
-    from imssa_hw.emulator.state import load_state
     from imssa_hw.hil.inference import read_maps
 
     dep = load_deployment(make_deployment(tmp_path))
-    workdir = tmp_path / "emulator"
-    emu = start_emulator(workdir, arrays=2, rows=16, cols=16, seed=3,
+    emu = emulated_board(arrays=2, rows=16, cols=16, seed=3,
                          settings={**EXACT_CHAIN, **HEALTHY_STILL})
-    try:
-        with Board.open(emu.port) as board:
-            read_range_a = board.config.read_range_a
-            maps, _ = read_maps(board, dep, reads=8)
-            assert board.config.read_range_a == read_range_a
-            averaged = np.stack([np.mean([board.read_array(a) for _ in range(8)], axis=0)
-                                 for a in range(2)])
-    finally:
-        emu.stop()
-    truth = load_state(workdir / "board.npz").devices.g_final_siemens  # never pulsed, no drift
+    with Board.open(emu.port) as board:
+        read_range_a = board.config.read_range_a
+        maps, _ = read_maps(board, dep, reads=8)
+        assert board.config.read_range_a == read_range_a
+        averaged = np.stack([np.mean([board.read_array(a) for _ in range(8)], axis=0)
+                             for a in range(2)])
+    truth = emu.state().devices.g_final_siemens  # never pulsed, no drift
     used = dep.used
     assert truth[used].max() < 3e-6  # every device low: the case in question
     error_us = lambda g: float(np.sqrt(np.mean((g - truth)[used] ** 2)) * 1e6)

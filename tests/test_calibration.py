@@ -360,32 +360,29 @@ def test_vmm_outputs_in_true_units(smu_run):
 # -- without an SMU -------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_on_array_calibration_corrects_offsets_and_relative_gains(tmp_path):
-    emu = start_emulator(tmp_path / "emulator", arrays=1, rows=32, cols=8, seed=2)
+def test_on_array_calibration_corrects_offsets_and_relative_gains(tmp_path, emulated_board):
+    emu = emulated_board(arrays=1, rows=32, cols=8, seed=2)
     (tmp_path / "calib").mkdir()
     (tmp_path / "calib" / "column_gain.png").write_bytes(b"an earlier calibration's")
-    try:
-        result = calibrate("--port", emu.port, "--out", tmp_path / "calib", "--report",
-                           tmp_path / "r.json", "--settle", "0.5", "--relax-delay", "0.3",
-                           "--no-plots")
-        assert result.exit_code == 0, result.output
-        report = json.loads((tmp_path / "r.json").read_text())
-        # --no-plots: no PNG, and none of an earlier run left to show another calibration
-        assert sorted(p.name for p in (tmp_path / "calib").iterdir()) == ["calib.json",
-                                                                         "defects.json"]
-        assert [pathlib.Path(f).name for f in report["files"]] == ["calib.json", "defects.json"]
-        assert report["reference"] == "on-array"
-        assert report["read_error_before"] is None and report["read_error_after"] is None
-        assert report["column_spread_after"] < report["column_spread_before"]
-        cal, chain = load_calibration(tmp_path / "calib"), emu.state().chain
-        relative = chain.gain / chain.gain.mean()      # the board's mean gain is not measurable
-        assert cal.read_gain.mean() == pytest.approx(1.0)
-        assert np.median(np.abs(cal.read_gain - relative)) < 0.5 * np.median(np.abs(relative - 1))
-        offset_codes = cal.read_offset_siemens * cal.v_read_v / (40e-6 / 256)
-        assert np.median(np.abs(offset_codes - chain.offset_codes)) < 0.2
-        assert healthy_truth(emu).max() < 5e-6
-    finally:
-        emu.stop()
+    result = calibrate("--port", emu.port, "--out", tmp_path / "calib", "--report",
+                       tmp_path / "r.json", "--settle", "0.5", "--relax-delay", "0.3",
+                       "--no-plots")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    # --no-plots: no PNG, and none of an earlier run left to show another calibration
+    written = ["calib.json", "defects.json"]
+    assert sorted(p.name for p in (tmp_path / "calib").iterdir()) == written
+    assert [pathlib.Path(f).name for f in report["files"]] == written
+    assert report["reference"] == "on-array"
+    assert report["read_error_before"] is None and report["read_error_after"] is None
+    assert report["column_spread_after"] < report["column_spread_before"]
+    cal, chain = load_calibration(tmp_path / "calib"), emu.state().chain
+    relative = chain.gain / chain.gain.mean()      # the board's mean gain is not measurable
+    assert cal.read_gain.mean() == pytest.approx(1.0)
+    assert np.median(np.abs(cal.read_gain - relative)) < 0.5 * np.median(np.abs(relative - 1))
+    offset_codes = cal.read_offset_siemens * cal.v_read_v / (40e-6 / 256)
+    assert np.median(np.abs(offset_codes - chain.offset_codes)) < 0.2
+    assert healthy_truth(emu).max() < 5e-6
 
 
 # -- bad input: one line, exit 2, nothing written ---------------------------------------------------------

@@ -11,7 +11,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from imssa_hw.cli.main import cli
 from imssa_hw.cli.options import UNCALIBRATED
 
 from imssa_hw.board import load_board_profile
@@ -23,7 +25,7 @@ from imssa_hw.hil.inference_plots import write_inference_outputs
 from imssa_hw.model.checkpoint import load_checkpoint
 from imssa_hw.programming import program_deployment
 
-from support.boards import FAST_DEVICES
+from support.boards import FAST_DEVICES, in_process_board
 from support.programming import FAST
 
 # No read-chain errors (nothing to calibrate) and no stuck devices (nothing to place around):
@@ -52,16 +54,15 @@ def deployment(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="module")
 def programmed_board(deployment, tmp_path_factory):
-    from imssa_hw.emulator.process import start_emulator
-
+    """An emulated board (`emu://`, its state in a file: a command in another process opens
+    the same board) with the deployment programmed on it."""
     _, dep, _ = deployment
-    emu = start_emulator(tmp_path_factory.mktemp("board"), arrays=1, rows=16, cols=20, seed=2,
-                         settings=EXACT_BOARD)
+    emu = in_process_board(tmp_path_factory.mktemp("board"), arrays=1, rows=16, cols=20, seed=2,
+                           settings=EXACT_BOARD)
     with Board.open(emu.port) as board:
         result = program_deployment(board, dep, settings=FAST)
     assert result.report["yield_working"] > 0.99
-    yield emu
-    emu.stop()
+    return emu
 
 
 @pytest.mark.slow
@@ -121,10 +122,9 @@ def test_infer_command_end_to_end(deployment, programmed_board, tmp_path):
 def test_infer_bad_input(deployment, programmed_board, args, message):
     deploy_dir, _, _ = deployment
     args = [str(deploy_dir) if a == "DEPLOY" else a for a in args]
-    done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "infer", *args, "--port",
-                           programmed_board.port], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and message in done.stderr
-    assert "Traceback" not in done.stderr
+    done = CliRunner().invoke(cli, ["infer", *args, "--port", programmed_board.port])
+    assert done.exit_code == 2 and isinstance(done.exception, SystemExit)
+    assert message in done.output and len(done.output.strip().splitlines()) == 1
 
 
 def test_infer_refuses_a_port_that_is_not_a_board(deployment, tmp_path):

@@ -24,7 +24,6 @@ from imssa_hw.board import PulseLimits
 from imssa_hw.compiler.defects import load_defects
 from imssa_hw.drivers.board import Board
 from imssa_hw.emulator.devices import HEALTHY
-from imssa_hw.emulator.process import start_emulator
 from imssa_hw.emulator.state import load_state
 from imssa_hw.errors import BadInput
 from imssa_hw.programming import (ProgramSettings, Tolerance, merge_defects, parse_tolerance,
@@ -535,8 +534,11 @@ def test_program_command_end_to_end(emulated_board, tmp_path):
     deploy = make_deployment(tmp_path)
     emu = emulated_board(arrays=2, rows=16, cols=16, seed=10, settings=FAST_DEVICES)
     report = tmp_path / "report.json"
-    nothing = run_cli("program", str(deploy), "--port", emu.port, "--resume")
-    assert nothing.returncode == 2 and "journal not found" in nothing.stderr
+    program = lambda *args: CliRunner().invoke(cli, ["program", str(deploy), "--port", emu.port,
+                                                     *args])
+    nothing = program("--resume")
+    assert nothing.exit_code == 2 and "journal not found" in nothing.output
+    # the run in a process of its own, as a user starts it
     done = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--report", str(report))
     assert done.returncode == 0, done.stderr
     data = json.loads(report.read_text())
@@ -553,11 +555,10 @@ def test_program_command_end_to_end(emulated_board, tmp_path):
     if data["stuck_devices"] or data["stuck_unused"]:
         assert (deploy / "defects.json").is_file()
     # a second run refuses to overwrite the journal; --resume of a finished run is a no-op
-    again = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI)
-    assert again.returncode == 2 and "--resume" in again.stderr
-    finished = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--resume",
-                       "--no-plots")
-    assert finished.returncode == 0
+    again = program(*FAST_CLI)
+    assert again.exit_code == 2 and "--resume" in again.output
+    finished = program(*FAST_CLI, "--resume", "--no-plots")
+    assert finished.exit_code == 0, finished.output
     assert json.loads(finished.stdout)["iterations"] == data["iterations"]
     assert not any((out / name).exists() for name in PLOTS)  # --no-plots: none left over
 
@@ -618,44 +619,35 @@ def test_the_deployment_gives_the_tolerance_and_the_board_is_checked_once(emulat
                           Tolerance(abs_siemens=3e-6), Tolerance(abs_siemens=4e-6)]
 
 
-@pytest.mark.slow(seconds=12)
-def test_refresh_rewrites_only_drifted_devices(tmp_path):
-    """Program, let a (strongly drifting) board sit for a day in 2 s, refresh: only devices out
-    of tolerance are pulsed, a verified device never again, and the yield is back."""
+@pytest.mark.slow(seconds=8)
+def test_refresh_rewrites_only_drifted_devices(tmp_path, emulated_board):
+    """Program, let a (strongly drifting) board sit for a day, refresh: only devices out of
+    tolerance are pulsed, a verified device never again, and the yield is back."""
     deploy = make_deployment(tmp_path)
-    options = dict(arrays=2, rows=16, cols=16, seed=12,
-                   settings={**FAST_DEVICES, **EXACT_CHAIN, "retention.sigma_min_siemens": 3e-6,
-                             "retention.sigma_max_siemens": 6e-6})
-    workdir = tmp_path / "emulator"
-    emu = start_emulator(workdir, **options)
-    try:
-        early = run_cli("program", str(deploy), "--port", emu.port, "--refresh")
-        assert early.returncode == 2 and "run `imssa-hw program` first" in early.stderr
-        done = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--no-plots")
-        assert done.returncode == 0, done.stderr
-    finally:
-        emu.stop()
-    day = start_emulator(workdir, time_scale=86400 / 2, **options)
-    time.sleep(2.2)
-    day.stop()
-    emu = start_emulator(workdir, **options)
-    try:
-        dep_targets = np.load(deploy / "targets.npz")
-        targets, used = dep_targets["targets_siemens"], dep_targets["used"]
-        truth = emu.truth_siemens()
-        pulses_before = emu.state().devices.pulses.copy()
-        error = np.abs(truth - targets)
-        tol = 3e-6  # wider than the deployment's 2 uS: an override, recorded
-        fixed = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--refresh",
-                        "--no-plots", "--tolerance", "3uS")
-        assert fixed.returncode == 0, fixed.stderr
-        pulses = emu.state().devices.pulses - pulses_before
-    finally:
-        emu.stop()
+    emu = emulated_board(arrays=2, rows=16, cols=16, seed=12,
+                         settings={**FAST_DEVICES, **EXACT_CHAIN,
+                                   "retention.sigma_min_siemens": 3e-6,
+                                   "retention.sigma_max_siemens": 6e-6})
+    program = lambda *args: CliRunner().invoke(cli, ["program", str(deploy), "--port", emu.port,
+                                                     *args])
+    early = program("--refresh")
+    assert early.exit_code == 2 and "run `imssa-hw program` first" in early.output
+    done = program(*FAST_CLI, "--no-plots")
+    assert done.exit_code == 0, done.output
+    emu.age(86400)
+    dep_targets = np.load(deploy / "targets.npz")
+    targets, used = dep_targets["targets_siemens"], dep_targets["used"]
+    truth = emu.truth_siemens()
+    pulses_before = emu.state().devices.pulses.copy()
+    error = np.abs(truth - targets)
+    tol = 3e-6  # wider than the deployment's 2 uS: an override, recorded
+    fixed = program(*FAST_CLI, "--refresh", "--no-plots", "--tolerance", "3uS")
+    assert fixed.exit_code == 0, fixed.output
+    pulses = emu.state().devices.pulses - pulses_before
     report = json.loads((deploy / "program" / "refresh" / "refresh.json").read_text())
     assert report["strategy"] == "refresh" and report["yield_working"] >= 0.99
     assert report["tolerance_from"] == "--tolerance" and report["tolerance_siemens"] == pytest.approx(tol)
-    drifted = used & (error > 1.5 * tol) & (healthy_state(workdir))
+    drifted = used & (error > 1.5 * tol) & healthy(emu)
     kept = used & (error < 0.5 * tol)
     assert drifted.sum() >= 10 and kept.sum() >= 10
     assert (pulses[drifted] > 0).mean() >= 0.95
@@ -669,16 +661,6 @@ def test_refresh_rewrites_only_drifted_devices(tmp_path):
             assert not verified & {(r["array"], i) for i in batch["idx"]}
         verified |= {(r["array"], i) for i in r["status"].get("verified", [])}
     # a second refresh starts a new journal; the finished one is kept aside
-    emu = start_emulator(workdir, **options)
-    try:
-        again = run_cli("program", str(deploy), "--port", emu.port, *FAST_CLI, "--refresh",
-                        "--no-plots")
-    finally:
-        emu.stop()
-    assert again.returncode == 0, again.stderr
+    again = program(*FAST_CLI, "--refresh", "--no-plots")
+    assert again.exit_code == 0, again.output
     assert (deploy / "program" / "refresh-1" / "journal.jsonl").is_file()
-
-
-def healthy_state(workdir: Path) -> np.ndarray:
-    from imssa_hw.emulator.state import load_state
-    return load_state(workdir / "board.npz").devices.defect == HEALTHY

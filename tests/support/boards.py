@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from imssa_hw.emulator.crossbar import Crossbar, ReadChain
 from imssa_hw.emulator.devices import HEALTHY, DeviceModel
 from imssa_hw.emulator.profile import load_emulator_profile
 from imssa_hw.emulator.protocol_emu import board_from_url
-from imssa_hw.emulator.state import EmulatorState, load_state
+from imssa_hw.emulator.state import EmulatorState, load_state, save_state
 
 from support.models import board_profile
 
@@ -70,6 +70,14 @@ class InProcessBoard:
 
     def stop(self) -> None:
         """Nothing runs between requests: nothing to stop."""
+
+    def age(self, seconds: float) -> None:
+        """Let `seconds` of the board's time pass at once between two commands, as for a board
+        left alone that long (its devices age from their last change)."""
+        state = self.state()
+        state.clock = replace(state.clock,
+                              origin_emulated_s=state.clock.origin_emulated_s + seconds)
+        save_state(self.state_path, state)
 
 
 ON_VIRTUAL_TIME = dict(zip(("clock", "sleep"), VIRTUAL_WAITS))
