@@ -9,7 +9,7 @@ import click
 
 from imssa_hw.cli.interrupt import on_interrupt
 from imssa_hw.cli.options import (SEED, OutputPath, bits_option, board_training_options,
-                                  profile_settings)
+                                  plots_option, profile_settings)
 from imssa_hw.errors import BadInput
 from imssa_hw.hil.mode import InferenceMode
 from imssa_hw.workflows.demo import TASK_DEMOS
@@ -70,9 +70,10 @@ def _per_task(attribute: str) -> str:
 @click.option("--smu", default=None,
               help="With --port: the SMU's VISA resource for calibration (default: on-array "
               "references).")
+@plots_option("every stage's PNGs (calibration, targets, programming, inference)")
 @board_training_options(None, _per_task("board_profile"))
 def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, overrides, tiny,
-         retrain, finetune, port, smu, board_profile, hardware_aware):
+         retrain, finetune, port, smu, plots, board_profile, hardware_aware):
     """Train (or reuse) a model, start an emulated board (or connect to --port), calibrate,
     compile with the defect map, program with write-verify, run the test set through the board
     (and, for zero-one, fine-tune and run it again), stop the board, and print software against
@@ -101,7 +102,7 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     board = {"hardware_aware": hardware_aware, "board_profile": board_profile,
              "board_seed": board_seed, "retrain": retrain, "finetune": finetune,
              "emulator": {"profile": emulator_profile, "settings": overrides},
-             "port": port, "smu": smu}
+             "port": port, "smu": smu, "plots": plots}
     settings = DemoSettings(task=task, bits=bits, seed=seed, epochs=epochs, mode=InferenceMode(mode),
                             **board)
     if tiny:
@@ -115,4 +116,4 @@ def demo(out, task, bits, mode, epochs, seed, board_seed, emulator_profile, over
     click.echo("")
     click.echo(summary_table(summary))
     click.echo(f"\nwrote {out}/ (summary.json, model, calibration, deployment, program and "
-               f"inference reports and plots)")
+               f"inference reports{' and plots' if plots else ''})")

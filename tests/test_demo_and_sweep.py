@@ -41,12 +41,16 @@ def cache_env(tmp_path_factory):
 def test_demo_tiny_end_to_end(tmp_path, cache_env):
     """The demo's own process and its emulated board's, on a board the user brings (a profile
     file of one 32x32 array: the emulated board takes its geometry; board-default's three
-    64x64 arrays cost a smoke test 5 CPU-s more to calibrate and program)."""
+    64x64 arrays cost a smoke test 5 CPU-s more to calibrate and program). Without plots
+    (each stage's tests look at its plots; they cost the demo 2-3 CPU-s), an earlier run's
+    plot in the folder is removed."""
     out, profile = tmp_path / "demo", tmp_path / "one-array.toml"
     data = {**board_profile(1, 32, 32).to_dict(), "name": "one-array"}
     profile.write_text("\n".join(profile_toml(data)))
+    (out / "deploy").mkdir(parents=True)
+    (out / "deploy" / "targets.png").write_bytes(b"an earlier demo's")
     done = subprocess.run([sys.executable, "-m", "imssa_hw.cli.main", "demo", "--tiny", "--out",
-                           str(out), "--board-profile", str(profile)],
+                           str(out), "--board-profile", str(profile), "--no-plots"],
                           capture_output=True, text=True, timeout=600, env=cache_env)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -61,8 +65,9 @@ def test_demo_tiny_end_to_end(tmp_path, cache_env):
     assert (summary["model_source"], summary["model_cached"]) == ("trained", False)
     assert summary["agreement"] >= 0.9
     for path in ("model.pt", "calib/calib.json", "calib/defects.json", "deploy/deploy.json",
-                 "deploy/model.pt", "program.json", "infer.json", "confusion-onboard.png"):
+                 "deploy/model.pt", "program.json", "infer.json"):
         assert (out / path).exists(), path
+    assert not list(out.rglob("*.png")) and summary["settings"]["plots"] is False
     assert "hardware accuracy" in done.stdout
     assert not any(line.startswith("Traceback") for line in done.stderr.splitlines())
     # the emulator was stopped: no process runs on its state file any more

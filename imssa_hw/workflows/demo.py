@@ -84,6 +84,9 @@ class DemoSettings(Config):
     """A board to run on instead of an emulated one (any --port: serial, emu://, arc2://)."""
     smu: str | None = None
     """With `port`: the SMU's VISA resource for calibration (None: on-array references)."""
+    plots: bool = True
+    """Write every stage's PNGs (False: the reports and data alone, as each command's
+    --no-plots)."""
 
     def __post_init__(self) -> None:
         defaults = TASK_DEMOS[self.task]
@@ -266,6 +269,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
     from imssa_hw.compiler import compile_checkpoint, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
     from imssa_hw.compiler.plots import TARGETS_PNG, plot_targets
+    from imssa_hw.files import remove_stale
     from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
     from imssa_hw.hil.inference_plots import write_inference_outputs
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -274,7 +278,8 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
 
     with _stage("calibrate", timings, echo):
         calibration_run = calibrate(board, smu)
-        write_calibration(calibration_run, out / "calib", out / "calibrate.json")
+        write_calibration(calibration_run, out / "calib", out / "calibrate.json",
+                          plots=settings.plots)
         r = calibration_run.report
         error = "read error" if smu is not None else "column spread (on-array references)"
         before, after = ((r["read_error_before"], r["read_error_after"]) if smu is not None
@@ -287,14 +292,17 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
             column_offsets_codes=calibration_run.calibration.offset_codes(profile.read.adc_bits))
         save_deployment(dep, out / "deploy")
         copy_checkpoint(model_path, out / "deploy")
-        plot_targets(dep, out / "deploy" / TARGETS_PNG)
+        if settings.plots:
+            plot_targets(dep, out / "deploy" / TARGETS_PNG)
+        else:
+            remove_stale(out / "deploy", [TARGETS_PNG])
         echo(f"  {dep.summary['arrays_used']} arrays, {dep.summary['cells_used']} cells, "
              f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
     with _stage("program", timings, echo):
         programmed = program_deployment(board, dep, calibration=calibration_run.calibration,
                                         journal=out / "program" / "journal.jsonl")
         write_program_outputs(programmed, out / "program", out / "program.json",
-                              defects=out / "calib" / "defects.json")
+                              defects=out / "calib" / "defects.json", plots=settings.plots)
         p = programmed.report
         echo(f"  yield {100 * p['yield_working']:.2f} % of working devices, "
              f"{p['mean_pulses_per_device']:.2f} pulses per device")
@@ -306,7 +314,8 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
         echo(f"  hardware {100 * before['hardware_accuracy']:.2f} % with the "
              f"digital parts as trained")
     if not finetune:
-        write_inference_outputs(result, before, names, out, out / "infer.json")
+        write_inference_outputs(result, before, names, out, out / "infer.json",
+                                plots=settings.plots)
         return BoardRun(calibration_run, dep, programmed, before, None)
     from imssa_hw.hil.finetune import finetune_on_board, kept_epoch  # torch: only here
     from imssa_hw.model.checkpoint import FINETUNED_FILE
@@ -321,7 +330,8 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
         result = run_inference(board, dep, load_checkpoint(tuned_path), features, labels,
                                settings.mode, correct)
         inferred = result.report(len(names))
-        write_inference_outputs(result, inferred, names, out, out / "infer.json")
+        write_inference_outputs(result, inferred, names, out, out / "infer.json",
+                                plots=settings.plots)
     return BoardRun(calibration_run, dep, programmed, before, inferred)
 
 
