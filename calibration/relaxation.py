@@ -80,8 +80,8 @@ def read_noise_rel(reads_siemens: np.ndarray, lsb_siemens: float, g_top_siemens:
     device's variance less the ADC step's (`converters.rounding_variance`: the inverse of
     `read_chain.read_sigma_siemens`) over its mean squared, pooled (root mean) over the devices
     above NOISE_MIN_FRACTION of the window's top `g_top_siemens`. None when no device is that
-    high. The one estimator: calibration's, and the error budget's when it has
-    no calibration's."""
+    high. The one estimator: calibration's, and the error budget's when it has no
+    calibration's."""
     mean = reads_siemens.mean(axis=0)
     bright = mean > NOISE_MIN_FRACTION * g_top_siemens
     variance = np.maximum(reads_siemens.var(axis=0, ddof=1) - rounding_variance(lsb_siemens), 0.0)

@@ -363,8 +363,9 @@ class Arc2Board:
         self._check_array(array)
         shape = (self.mapping.rows, self.mapping.cols)
         mask = np.ones(shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), shape)
-        volts = on_pulse_steps(np.broadcast_to(np.asarray(v, float), shape))  # as the
-        gates = on_pulse_steps(np.broadcast_to(np.asarray(v_gate, float), shape))  # serial board
+        # on the serial board's 1 mV steps: the journal records what was sent
+        volts = on_pulse_steps(np.broadcast_to(np.asarray(v, float), shape))
+        gates = on_pulse_steps(np.broadcast_to(np.asarray(v_gate, float), shape))
         for values, top, what in ((volts, v_max, f"{name} voltage"),
                                   (gates, LIMITS.v_gate_max, "gate voltage")):
             bad = mask & ~((values >= 0) & (values <= top + LIMIT_SLACK_V))

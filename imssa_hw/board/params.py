@@ -19,11 +19,6 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def on_pulse_steps(values_v: np.ndarray | float) -> np.ndarray:
-    """`values_v` rounded to whole pulse voltage steps (1 mV), V: what a pulse request carries."""
-    return np.rint(np.asarray(values_v, dtype=float) * PULSE_STEPS_PER_V) / PULSE_STEPS_PER_V
-
-
 @dataclass(frozen=True)
 class Bounds:
     """The values one board quantity may take: `low` .. `high`, both included, SI units."""
@@ -55,6 +50,13 @@ PULSE_STEPS_PER_V = 1000
 voltage is a whole number of these steps (`on_pulse_steps`)."""
 PULSE_STEPS_MAX = 32767
 """The most steps an int16 holds: 32.767 V."""
+
+
+def on_pulse_steps(values_v: np.ndarray | float) -> np.ndarray:
+    """`values_v` rounded to whole pulse voltage steps (1 mV), V: what a pulse request carries."""
+    return np.rint(np.asarray(values_v, dtype=float) * PULSE_STEPS_PER_V) / PULSE_STEPS_PER_V
+
+
 _VOLTS = Bounds(1 / PULSE_STEPS_PER_V, PULSE_STEPS_MAX / PULSE_STEPS_PER_V)
 """Voltage limits (SET, RESET, gate; v_read_max, which stays below SET and RESET): nothing
 beyond the pulse requests' largest voltage can be asked for, and a limit under one step allows
