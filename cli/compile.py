@@ -62,8 +62,8 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
     from imssa_hw.board import load_board_profile
     from imssa_hw.compiler import compile_checkpoint, load_defects, save_deployment
     from imssa_hw.compiler.artifact import DEPLOY_JSON, TARGETS_NPZ, copy_checkpoint
-    from imssa_hw.compiler.plots import TARGETS_PNG, plot_targets
-    from imssa_hw.files import remove_stale, write_json
+    from imssa_hw.compiler.plots import write_targets_plot
+    from imssa_hw.files import write_json
 
     start = time.perf_counter()
     board = load_board_profile(profile)
@@ -79,11 +79,7 @@ def compile_command(checkpoint: Path, out: Path, profile: str, defects: Path | N
                                     placement=placement, repair_defects=repair)
     save_deployment(deployment, out)
     copy_checkpoint(checkpoint / CHECKPOINT_FILE if checkpoint.is_dir() else checkpoint, out)
-    written = [out / DEPLOY_JSON, out / TARGETS_NPZ]
-    if plots:
-        written.append(plot_targets(deployment, out / TARGETS_PNG))
-    else:
-        remove_stale(out, [TARGETS_PNG])
+    written = [out / DEPLOY_JSON, out / TARGETS_NPZ, *write_targets_plot(deployment, out, plots)]
     s = deployment.summary
     if report:
         write_json(report, {**s, "checkpoint": str(checkpoint), "out": str(out),

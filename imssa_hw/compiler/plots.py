@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from imssa_hw.compiler.artifact import Deployment
-from imssa_hw.files import atomic_path
+from imssa_hw.files import atomic_path, remove_stale
 
 TARGETS_PNG = "targets.png"
 """The file name of `plot_targets`' picture in a deploy directory."""
@@ -49,3 +49,12 @@ def plot_targets(deployment: Deployment, path: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=90)
     return path
 
+
+def write_targets_plot(deployment: Deployment, folder: str | Path, plots: bool = True
+                       ) -> list[Path]:
+    """With `plots`, `plot_targets` into `folder`/TARGETS_PNG; without, an earlier run's picture
+    there is removed (it would show another deployment). Returns the files written."""
+    if plots:
+        return [plot_targets(deployment, Path(folder) / TARGETS_PNG)]
+    remove_stale(folder, [TARGETS_PNG])
+    return []

@@ -268,8 +268,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
     from imssa_hw.calibration.procedure import calibrate
     from imssa_hw.compiler import compile_checkpoint, save_deployment
     from imssa_hw.compiler.artifact import copy_checkpoint
-    from imssa_hw.compiler.plots import TARGETS_PNG, plot_targets
-    from imssa_hw.files import remove_stale
+    from imssa_hw.compiler.plots import write_targets_plot
     from imssa_hw.hil.inference import current_correction, load_test_set, run_inference
     from imssa_hw.hil.inference_plots import write_inference_outputs
     from imssa_hw.model.checkpoint import load_checkpoint
@@ -292,10 +291,7 @@ def run_on_board(board, smu, ckpt, model_path: Path, profile, out: Path, setting
             column_offsets_codes=calibration_run.calibration.offset_codes(profile.read.adc_bits))
         save_deployment(dep, out / "deploy")
         copy_checkpoint(model_path, out / "deploy")
-        if settings.plots:
-            plot_targets(dep, out / "deploy" / TARGETS_PNG)
-        else:
-            remove_stale(out / "deploy", [TARGETS_PNG])
+        write_targets_plot(dep, out / "deploy", settings.plots)
         echo(f"  {dep.summary['arrays_used']} arrays, {dep.summary['cells_used']} cells, "
              f"ideal error {dep.summary['ideal_max_abs_error']:.2g}")
     with _stage("program", timings, echo):
